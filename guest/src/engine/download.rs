@@ -1,0 +1,545 @@
+//! `CloudFileCache`: single-file downloads from the cloud into the app's folder.
+//!
+//! The engine decides and verifies; the host moves the bytes (a transfer the
+//! engine starts, polls and cancels). Content is written to a temp file in
+//! the staging area and renamed into place only when whole and verified, so
+//! nothing partial is ever visible under the file's name.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::records::{self, LocalStamp, PartialRecord, SyncedRecord, PARTIAL, SYNCED};
+use super::{
+    codes, parse_app_uri, ApiError, AppFile, CloudError, CloudErrorKind, DownloadErrorType, DownloadProgress,
+    DownloadRequest, IoError, IoErrorKind, ListenerId, Platform, State, TransferId, TransferState,
+    PROGRESS_EVENT,
+};
+
+/// Where partial downloads live in a bundle's local area (outside `cloud/`,
+/// on the same file system so that the final rename is atomic).
+pub const STAGING_DIR: &str = ".staging";
+
+/// A download whose cloud object changes under it is restarted this many times.
+const MAX_RESTARTS: u32 = 3;
+
+/// One `CloudFileCache` instance of the engine.
+pub type CacheId = u64;
+
+/// All `CloudFileCache` instances and the downloads they watch.
+#[derive(Default)]
+pub struct Downloads {
+    caches: BTreeMap<CacheId, Vec<ListenerId>>,
+    next_cache: CacheId,
+    /// One transfer per file, whichever instances started it.
+    active: BTreeMap<AppFile, Active>,
+    temp_seq: u64,
+}
+
+struct Active {
+    uri: String,
+    temp: String,
+    size: u64,
+    etag: String,
+    content_hash: Option<String>,
+    transfer: TransferId,
+    /// Instances that started this download and have not stopped it.
+    subscribers: BTreeSet<CacheId>,
+    processed: u64,
+    restarts: u32,
+}
+
+impl Downloads {
+    pub fn create_cache(&mut self) -> CacheId {
+        self.next_cache += 1;
+        self.caches.insert(self.next_cache, Vec::new());
+        self.next_cache
+    }
+
+    /// The instance is gone: its downloads that nobody else watches are
+    /// cancelled and their partial data removed.
+    pub fn drop_cache(&mut self, platform: &impl Platform, cache: CacheId) {
+        self.caches.remove(&cache);
+        let orphaned: Vec<AppFile> = self
+            .active
+            .iter_mut()
+            .filter_map(|(file, a)| (a.subscribers.remove(&cache) && a.subscribers.is_empty()).then(|| file.clone()))
+            .collect();
+        for file in orphaned {
+            if let Some(a) = self.active.remove(&file) {
+                platform.cancel_transfer(a.transfer);
+                platform.release_transfer(a.transfer);
+                discard_partial(platform, &file, &a.temp);
+            }
+        }
+    }
+
+    pub fn on(&mut self, cache: CacheId, event: &str, listener: ListenerId) -> Result<(), ApiError> {
+        check_event(event)?;
+        let listeners = self.listeners_mut(cache)?;
+        if !listeners.contains(&listener) {
+            listeners.push(listener);
+        }
+        Ok(())
+    }
+
+    pub fn off(&mut self, cache: CacheId, event: &str, listener: Option<ListenerId>) -> Result<(), ApiError> {
+        check_event(event)?;
+        let listeners = self.listeners_mut(cache)?;
+        match listener {
+            Some(id) => listeners.retain(|l| *l != id),
+            None => listeners.clear(),
+        }
+        Ok(())
+    }
+
+    fn listeners_mut(&mut self, cache: CacheId) -> Result<&mut Vec<ListenerId>, ApiError> {
+        self.caches
+            .get_mut(&cache)
+            .ok_or_else(|| ApiError::new(codes::SERVICE_FAILED, "this CloudFileCache no longer exists"))
+    }
+
+    /// Starts downloading `uri` for `cache`; returns once it is accepted.
+    pub fn start(&mut self, platform: &impl Platform, cache: CacheId, uri: &str) -> Result<(), ApiError> {
+        self.listeners_mut(cache)?;
+        let file = parse_app_uri(uri, &platform.caller_bundle())?;
+
+        if let Some(a) = self.active.get_mut(&file) {
+            // Already downloading: watch the same transfer, never start a second.
+            if a.subscribers.insert(cache) {
+                let p = progress(&a.uri, State::Running, a.processed, a.size, DownloadErrorType::NoError);
+                emit(platform, &self.caches, [cache], &p);
+            }
+            return Ok(());
+        }
+
+        let target = file.local_path();
+        let local = stat_target(platform, &file, uri, &target)?;
+
+        let object = match cloud_stat(platform, &file) {
+            Ok(object) => object,
+            Err(e) if e.kind == CloudErrorKind::NotFound => {
+                return Err(ApiError::new(codes::NO_SUCH_FILE, format!("{uri}: no such file in the cloud")))
+            }
+            Err(e) => {
+                // Accepted, then failed: the event says why.
+                let p = progress(uri, State::Failed, 0, 0, error_type(&e));
+                emit(platform, &self.caches, [cache], &p);
+                return Ok(());
+            }
+        };
+
+        // Already here and unchanged since we wrote it: nothing to move.
+        let synced: Option<SyncedRecord> = records::get(platform, &records::key(SYNCED, &file))?;
+        if let (Some(rec), Some(local)) = (&synced, local) {
+            if rec.etag == object.etag && rec.local == LocalStamp::from(local) {
+                let p = progress(uri, State::Completed, object.size, object.size, DownloadErrorType::NoError);
+                emit(platform, &self.caches, [cache], &p);
+                return Ok(());
+            }
+        }
+
+        let partial_key = records::key(PARTIAL, &file);
+        let kept: Option<PartialRecord> = records::get(platform, &partial_key)?;
+        let (temp, offset) = match kept {
+            Some(p) if p.etag == object.etag && p.size == object.size => {
+                let have = platform.stat(&file.bundle, &p.temp).ok().flatten().map_or(0, |s| s.size);
+                (p.temp, have.min(object.size))
+            }
+            Some(p) => {
+                // The cloud file changed since: the kept bytes are of no use.
+                let _ = platform.remove_file(&file.bundle, &p.temp);
+                (self.new_temp(platform), 0)
+            }
+            None => (self.new_temp(platform), 0),
+        };
+
+        let needed = object.size - offset;
+        let free = platform
+            .free_space(&file.bundle)
+            .map_err(|e| ApiError::new(codes::SERVICE_FAILED, format!("cannot read free space: {e}")))?;
+        if free < needed {
+            return Err(ApiError::new(
+                codes::NO_SPACE,
+                format!("{uri}: {needed} bytes are needed but only {free} are free"),
+            ));
+        }
+
+        // Record the temp file before any byte is written, so that a crash at
+        // any later moment can find it.
+        platform
+            .create_dir_all(&file.bundle, STAGING_DIR)
+            .map_err(|e| ApiError::new(codes::SERVICE_FAILED, format!("cannot create the staging area: {e}")))?;
+        let record = PartialRecord { temp: temp.clone(), etag: object.etag.clone(), size: object.size, kept: false };
+        platform
+            .meta_commit(vec![(partial_key, Some(records::encode(&record)))])
+            .map_err(|e| ApiError::internal(format!("metadata write failed: {e}")))?;
+
+        let request = DownloadRequest {
+            bundle: file.bundle.clone(),
+            cloud_path: file.path.clone(),
+            local_path: temp.clone(),
+            offset,
+            if_match: Some(object.etag.clone()),
+        };
+        match platform.start_download(request) {
+            Ok(transfer) => {
+                let active = Active {
+                    uri: uri.to_string(),
+                    temp,
+                    size: object.size,
+                    etag: object.etag,
+                    content_hash: object.content_hash,
+                    transfer,
+                    subscribers: BTreeSet::from([cache]),
+                    processed: offset,
+                    restarts: 0,
+                };
+                let p = progress(uri, State::Running, offset, active.size, DownloadErrorType::NoError);
+                emit(platform, &self.caches, [cache], &p);
+                self.active.insert(file, active);
+            }
+            Err(e) => {
+                discard_partial(platform, &file, &temp);
+                let p = progress(uri, State::Failed, offset, object.size, error_type(&e));
+                emit(platform, &self.caches, [cache], &p);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops `cache`'s download of `uri`. `need_clean` deletes the partial
+    /// data; otherwise it is kept and the next `start` resumes from it.
+    pub fn stop(&mut self, platform: &impl Platform, cache: CacheId, uri: &str, need_clean: bool) -> Result<(), ApiError> {
+        self.listeners_mut(cache)?;
+        let file = parse_app_uri(uri, &platform.caller_bundle())?;
+
+        if let Some(a) = self.active.get_mut(&file) {
+            if a.subscribers.remove(&cache) {
+                let p = progress(&a.uri, State::Stopped, a.processed, a.size, DownloadErrorType::NoError);
+                let last = a.subscribers.is_empty();
+                emit(platform, &self.caches, [cache], &p);
+                if last {
+                    let a = self.active.remove(&file).expect("present");
+                    platform.cancel_transfer(a.transfer);
+                    platform.release_transfer(a.transfer);
+                    if need_clean {
+                        discard_partial(platform, &file, &a.temp);
+                    } else {
+                        let record = PartialRecord { temp: a.temp, etag: a.etag, size: a.size, kept: true };
+                        platform
+                            .meta_commit(vec![(records::key(PARTIAL, &file), Some(records::encode(&record)))])
+                            .map_err(|e| ApiError::internal(format!("metadata write failed: {e}")))?;
+                    }
+                }
+                return Ok(());
+            }
+            return Err(not_downloading(uri));
+        }
+
+        // Not running: partial data kept by an earlier stop may be cleaned now.
+        match records::get::<PartialRecord>(platform, &records::key(PARTIAL, &file))? {
+            Some(p) => {
+                if need_clean {
+                    discard_partial(platform, &file, &p.temp);
+                }
+                Ok(())
+            }
+            None => Err(not_downloading(uri)),
+        }
+    }
+
+    /// Advances every download; returns whether any is still running.
+    pub fn tick(&mut self, platform: &impl Platform) -> bool {
+        let files: Vec<AppFile> = self.active.keys().cloned().collect();
+        for file in files {
+            let transfer = self.active[&file].transfer;
+            let Some(status) = platform.poll_transfer(transfer) else {
+                self.fail(platform, &file, DownloadErrorType::UnknownError);
+                continue;
+            };
+            if !matches!(status.state, TransferState::Running) {
+                platform.release_transfer(transfer);
+            }
+            let a = self.active.get_mut(&file).expect("present");
+            let advanced = status.bytes.min(a.size) > a.processed;
+            a.processed = a.processed.max(status.bytes.min(a.size));
+            match status.state {
+                TransferState::Running => {
+                    if advanced {
+                        let p = progress(&a.uri, State::Running, a.processed, a.size, DownloadErrorType::NoError);
+                        emit(platform, &self.caches, a.subscribers.iter().copied(), &p);
+                    }
+                }
+                TransferState::Done => {
+                    if let Err(kind) = self.finish(platform, &file) {
+                        self.fail(platform, &file, kind);
+                    }
+                }
+                TransferState::Failed(e) => {
+                    if e.kind == CloudErrorKind::PreconditionFailed && a.restarts < MAX_RESTARTS {
+                        self.restart(platform, &file);
+                    } else {
+                        self.fail(platform, &file, error_type(&e));
+                    }
+                }
+            }
+        }
+        !self.active.is_empty()
+    }
+
+    /// Removes partial downloads that a crash (or a trapped instance) left
+    /// behind; those kept on purpose by `stop(uri, false)` stay.
+    pub fn recover(&mut self, platform: &impl Platform) -> Result<(), ApiError> {
+        let bundle = platform.caller_bundle();
+        let prefix = format!("{PARTIAL}/{bundle}/");
+        let stale = platform
+            .meta_scan(&prefix)
+            .map_err(|e| ApiError::internal(format!("metadata scan failed: {e}")))?;
+        let mut changes = Vec::new();
+        for (key, value) in stale {
+            let record: Option<PartialRecord> = serde_json::from_slice(&value).ok();
+            if record.as_ref().is_some_and(|r| r.kept) {
+                continue;
+            }
+            if let Some(r) = record {
+                platform
+                    .remove_file(&bundle, &r.temp)
+                    .map_err(|e| ApiError::internal(format!("cannot remove {}: {e}", r.temp)))?;
+            }
+            changes.push((key, None));
+        }
+        if !changes.is_empty() {
+            platform
+                .meta_commit(changes)
+                .map_err(|e| ApiError::internal(format!("metadata write failed: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Verifies the temp file and renames it into place.
+    fn finish(&mut self, platform: &impl Platform, file: &AppFile) -> Result<(), DownloadErrorType> {
+        let a = &self.active[file];
+        let bundle = &file.bundle;
+        let got = platform.stat(bundle, &a.temp).map_err(|e| io_error_type(&e))?;
+        if got.map(|s| s.size) != Some(a.size) {
+            return Err(DownloadErrorType::UnknownError);
+        }
+        if let Some(expected) = a.content_hash.as_deref().and_then(|h| h.strip_prefix("sha256:")) {
+            let actual = platform.hash_file(bundle, &a.temp).map_err(|e| io_error_type(&e))?;
+            if !actual.eq_ignore_ascii_case(expected) {
+                return Err(DownloadErrorType::UnknownError);
+            }
+        }
+
+        let target = file.local_path();
+        if let Some(parent) = target.rsplit_once('/').map(|(p, _)| p) {
+            platform.create_dir_all(bundle, parent).map_err(|e| io_error_type(&e))?;
+        }
+        let synced_key = records::key(SYNCED, file);
+        match platform.stat(bundle, &target).map_err(|e| io_error_type(&e))? {
+            None => {}
+            Some(s) if s.is_dir => return Err(DownloadErrorType::UnknownError),
+            Some(s) => {
+                // Overwrite only what we wrote ourselves and nobody changed
+                // since; any other local content is kept as a conflict copy
+                // unless it is byte-identical.
+                let ours = records::get::<SyncedRecord>(platform, &synced_key)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|r| r.local == LocalStamp::from(s));
+                let same = !ours && s.size == a.size && {
+                    let local = platform.hash_file(bundle, &target).map_err(|e| io_error_type(&e))?;
+                    let remote = platform.hash_file(bundle, &a.temp).map_err(|e| io_error_type(&e))?;
+                    local == remote
+                };
+                if !ours && !same {
+                    let copy = conflict_copy_name(platform, bundle, &target);
+                    platform.rename(bundle, &target, &copy).map_err(|e| io_error_type(&e))?;
+                }
+            }
+        }
+        platform.rename(bundle, &a.temp, &target).map_err(|e| io_error_type(&e))?;
+        let placed = platform
+            .stat(bundle, &target)
+            .map_err(|e| io_error_type(&e))?
+            .ok_or(DownloadErrorType::UnknownError)?;
+        let record = SyncedRecord { etag: a.etag.clone(), size: a.size, local: placed.into() };
+        // The file is whole in place even if this write fails; a later start
+        // then finds it unknown, hashes it and sees it is equal.
+        let _ = platform.meta_commit(vec![
+            (synced_key, Some(records::encode(&record))),
+            (records::key(PARTIAL, file), None),
+        ]);
+        let a = self.active.remove(file).expect("present");
+        let p = progress(&a.uri, State::Completed, a.size, a.size, DownloadErrorType::NoError);
+        emit(platform, &self.caches, a.subscribers.iter().copied(), &p);
+        Ok(())
+    }
+
+    /// The cloud object changed under the download: start over from its new version.
+    fn restart(&mut self, platform: &impl Platform, file: &AppFile) {
+        let object = match cloud_stat(platform, file) {
+            Ok(o) => o,
+            Err(e) => return self.fail(platform, file, error_type(&e)),
+        };
+        let a = self.active.get_mut(file).expect("present");
+        let _ = platform.remove_file(&file.bundle, &a.temp);
+        a.restarts += 1;
+        a.size = object.size;
+        a.etag = object.etag.clone();
+        a.content_hash = object.content_hash;
+        a.processed = 0;
+        let record = PartialRecord { temp: a.temp.clone(), etag: object.etag.clone(), size: object.size, kept: false };
+        if platform.meta_commit(vec![(records::key(PARTIAL, file), Some(records::encode(&record)))]).is_err() {
+            return self.fail(platform, file, DownloadErrorType::UnknownError);
+        }
+        let request = DownloadRequest {
+            bundle: file.bundle.clone(),
+            cloud_path: file.path.clone(),
+            local_path: a.temp.clone(),
+            offset: 0,
+            if_match: Some(object.etag),
+        };
+        match platform.start_download(request) {
+            Ok(id) => a.transfer = id,
+            Err(e) => self.fail(platform, file, error_type(&e)),
+        }
+    }
+
+    /// Ends a download with FAILED: its partial data is removed.
+    fn fail(&mut self, platform: &impl Platform, file: &AppFile, error: DownloadErrorType) {
+        let Some(a) = self.active.remove(file) else { return };
+        platform.cancel_transfer(a.transfer);
+        platform.release_transfer(a.transfer);
+        discard_partial(platform, file, &a.temp);
+        let p = progress(&a.uri, State::Failed, a.processed, a.size, error);
+        emit(platform, &self.caches, a.subscribers.iter().copied(), &p);
+    }
+
+    fn new_temp(&mut self, platform: &impl Platform) -> String {
+        self.temp_seq += 1;
+        format!("{STAGING_DIR}/{}-{}.part", platform.now_ms(), self.temp_seq)
+    }
+}
+
+fn check_event(event: &str) -> Result<(), ApiError> {
+    if event == PROGRESS_EVENT {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_parameter(format!("unknown event {event:?}; the only event is \"progress\"")))
+    }
+}
+
+fn not_downloading(uri: &str) -> ApiError {
+    ApiError::new(codes::NO_SUCH_FILE, format!("{uri}: no download of this file to stop"))
+}
+
+/// The local target must stay inside the sandbox and not be a directory.
+fn stat_target(
+    platform: &impl Platform,
+    file: &AppFile,
+    uri: &str,
+    target: &str,
+) -> Result<Option<super::FileStat>, ApiError> {
+    match platform.stat(&file.bundle, target) {
+        Ok(Some(s)) if s.is_dir => Err(ApiError::invalid_uri(uri, "it names a directory")),
+        Ok(s) => Ok(s),
+        Err(e) if e.kind == IoErrorKind::EscapesSandbox => Err(ApiError::invalid_uri(uri, "it leads out of the app's folder")),
+        Err(e) if e.kind == IoErrorKind::NotAFile => Err(ApiError::invalid_uri(uri, "a parent is not a directory")),
+        Err(e) => Err(ApiError::new(codes::SERVICE_FAILED, format!("cannot inspect {uri}: {e}"))),
+    }
+}
+
+fn cloud_stat(platform: &impl Platform, file: &AppFile) -> Result<super::CloudObject, CloudError> {
+    if !platform.device_status().network_available {
+        return Err(CloudError::new(CloudErrorKind::Network, "the device has no network"));
+    }
+    platform.cloud_stat(&file.bundle, &file.path)
+}
+
+fn discard_partial(platform: &impl Platform, file: &AppFile, temp: &str) {
+    // Temp first, then its record: a crash in between leaves a record whose
+    // temp is gone, which recovery handles; never an unrecorded temp.
+    let _ = platform.remove_file(&file.bundle, temp);
+    let _ = platform.meta_commit(vec![(records::key(PARTIAL, file), None)]);
+}
+
+fn error_type(e: &CloudError) -> DownloadErrorType {
+    match e.kind {
+        CloudErrorKind::NotFound => DownloadErrorType::ContentNotFound,
+        CloudErrorKind::Network => DownloadErrorType::NetworkUnavailable,
+        CloudErrorKind::Throttled => DownloadErrorType::FrequentUserRequests,
+        CloudErrorKind::LocalNoSpace => DownloadErrorType::LocalStorageFull,
+        _ => DownloadErrorType::UnknownError,
+    }
+}
+
+fn io_error_type(e: &IoError) -> DownloadErrorType {
+    match e.kind {
+        IoErrorKind::NoSpace => DownloadErrorType::LocalStorageFull,
+        _ => DownloadErrorType::UnknownError,
+    }
+}
+
+fn progress(uri: &str, state: State, processed: u64, size: u64, error: DownloadErrorType) -> DownloadProgress {
+    DownloadProgress { state, processed, size, uri: uri.to_string(), error }
+}
+
+fn emit(
+    platform: &impl Platform,
+    caches: &BTreeMap<CacheId, Vec<ListenerId>>,
+    to: impl IntoIterator<Item = CacheId>,
+    p: &DownloadProgress,
+) {
+    for cache in to {
+        for listener in caches.get(&cache).into_iter().flatten() {
+            platform.emit_download(*listener, p);
+        }
+    }
+}
+
+/// `dir/name (conflict <device> <YYYY-MM-DD HHMMSS>).ext`, not yet taken.
+fn conflict_copy_name(platform: &impl Platform, bundle: &str, path: &str) -> String {
+    let (dir, name) = match path.rsplit_once('/') {
+        Some((d, n)) => (format!("{d}/"), n),
+        None => (String::new(), path),
+    };
+    let (stem, ext) = match name.rfind('.') {
+        Some(i) if i > 0 => (&name[..i], &name[i..]),
+        _ => (name, ""),
+    };
+    let when = format_utc(platform.now_ms());
+    let device = platform.device_name();
+    let mut n = 1;
+    loop {
+        let suffix = if n == 1 { String::new() } else { format!(" {n}") };
+        let candidate = format!("{dir}{stem} (conflict {device} {when}{suffix}){ext}");
+        if !matches!(platform.stat(bundle, &candidate), Ok(Some(_))) {
+            return candidate;
+        }
+        n += 1;
+    }
+}
+
+/// `YYYY-MM-DD HHMMSS` in UTC (civil-from-days, Howard Hinnant's algorithm).
+pub fn format_utc(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests;

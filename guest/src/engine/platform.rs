@@ -1,0 +1,151 @@
+//! The ports the engine needs from its host: one method per WIT import, in
+//! plain Rust types. The component implements them with the imports; the
+//! native tests with an in-memory fake.
+
+use super::DownloadProgress;
+
+pub type ListenerId = u64;
+pub type TransferId = u64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceStatus {
+    pub network_available: bool,
+    pub wifi_available: bool,
+    pub battery_percent: u8,
+    pub charging: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoErrorKind {
+    NotFound,
+    AlreadyExists,
+    PermissionDenied,
+    NoSpace,
+    Interrupted,
+    WouldBlock,
+    NotSupported,
+    EscapesSandbox,
+    NotAFile,
+    Other,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IoError {
+    pub kind: IoErrorKind,
+    pub message: String,
+}
+
+impl IoError {
+    pub fn new(kind: IoErrorKind, message: impl Into<String>) -> Self {
+        IoError { kind, message: message.into() }
+    }
+}
+
+impl std::fmt::Display for IoError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}: {}", self.kind, self.message)
+    }
+}
+
+/// What the engine compares to tell whether a local file changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileStat {
+    pub size: u64,
+    pub mtime_ns: u64,
+    pub inode: u64,
+    pub is_dir: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloudErrorKind {
+    NotFound,
+    Network,
+    Throttled,
+    StorageFull,
+    Unauthorized,
+    PreconditionFailed,
+    LocalNoSpace,
+    LocalIo,
+    Other,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CloudError {
+    pub kind: CloudErrorKind,
+    pub message: String,
+}
+
+impl CloudError {
+    pub fn new(kind: CloudErrorKind, message: impl Into<String>) -> Self {
+        CloudError { kind, message: message.into() }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CloudObject {
+    pub path: String,
+    pub size: u64,
+    pub etag: String,
+    pub version: Option<String>,
+    pub content_hash: Option<String>,
+    pub modified_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DownloadRequest {
+    pub bundle: String,
+    pub cloud_path: String,
+    pub local_path: String,
+    pub offset: u64,
+    pub if_match: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TransferState {
+    Running,
+    Done,
+    Failed(CloudError),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransferStatus {
+    pub bytes: u64,
+    pub state: TransferState,
+}
+
+/// Everything the engine asks of its host.
+pub trait Platform {
+    // permission
+    fn caller_bundle(&self) -> String;
+
+    // device
+    fn device_status(&self) -> DeviceStatus;
+    fn now_ms(&self) -> u64;
+    fn device_name(&self) -> String;
+
+    // storage: paths are relative to the bundle's local area
+    fn stat(&self, bundle: &str, path: &str) -> Result<Option<FileStat>, IoError>;
+    fn rename(&self, bundle: &str, from: &str, to: &str) -> Result<(), IoError>;
+    fn remove_file(&self, bundle: &str, path: &str) -> Result<(), IoError>;
+    fn create_dir_all(&self, bundle: &str, path: &str) -> Result<(), IoError>;
+    fn free_space(&self, bundle: &str) -> Result<u64, IoError>;
+    /// Lower-case hex sha256 of a local file's content.
+    fn hash_file(&self, bundle: &str, path: &str) -> Result<String, IoError>;
+
+    // durable metadata
+    fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, IoError>;
+    fn meta_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, IoError>;
+    fn meta_commit(&self, changes: Vec<(String, Option<Vec<u8>>)>) -> Result<(), IoError>;
+
+    // cloud
+    fn cloud_stat(&self, bundle: &str, path: &str) -> Result<CloudObject, CloudError>;
+
+    // transfers
+    fn start_download(&self, request: DownloadRequest) -> Result<TransferId, CloudError>;
+    fn poll_transfer(&self, id: TransferId) -> Option<TransferStatus>;
+    fn cancel_transfer(&self, id: TransferId);
+    fn release_transfer(&self, id: TransferId);
+
+    // events
+    fn emit_download(&self, listener: ListenerId, progress: &DownloadProgress);
+}

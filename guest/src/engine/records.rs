@@ -1,0 +1,64 @@
+//! What the engine keeps in the host's durable metadata store.
+//!
+//! Keys are `<kind>/<bundle>/<path>`; values are JSON so that a person can
+//! read them with any redb viewer.
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use super::{ApiError, AppFile, FileStat, Platform};
+
+/// The last state both sides agreed on for one file: the cloud's etag and
+/// the local file's identity right after it was written.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncedRecord {
+    pub etag: String,
+    pub size: u64,
+    pub local: LocalStamp,
+}
+
+/// (size, mtime, inode): changes when a local file is replaced or edited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalStamp {
+    pub size: u64,
+    pub mtime_ns: u64,
+    pub inode: u64,
+}
+
+impl From<FileStat> for LocalStamp {
+    fn from(s: FileStat) -> Self {
+        LocalStamp { size: s.size, mtime_ns: s.mtime_ns, inode: s.inode }
+    }
+}
+
+/// A download's partial data in the staging area. Written before the
+/// transfer starts, so a crash can always find (and remove) the temp file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartialRecord {
+    /// Temp file path in the bundle's local area.
+    pub temp: String,
+    /// The cloud version the bytes belong to; resuming needs the same one.
+    pub etag: String,
+    pub size: u64,
+    /// Kept on purpose by `stop(uri, false)`; otherwise removed on recovery.
+    pub kept: bool,
+}
+
+pub const SYNCED: &str = "synced";
+pub const PARTIAL: &str = "partial";
+
+pub fn key(kind: &str, file: &AppFile) -> String {
+    format!("{kind}/{}/{}", file.bundle, file.path)
+}
+
+pub fn get<T: DeserializeOwned>(platform: &impl Platform, key: &str) -> Result<Option<T>, ApiError> {
+    match platform.meta_get(key).map_err(|e| ApiError::internal(format!("metadata read failed: {e}")))? {
+        None => Ok(None),
+        // A record that does not parse is treated as absent: the engine then
+        // falls back to the safe path (no resume, no trusted local copy).
+        Some(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
+    }
+}
+
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("records always serialize")
+}

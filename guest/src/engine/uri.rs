@@ -1,0 +1,142 @@
+//! `file://<bundle>/data/storage/el2/cloud/<path>` → the app's file.
+
+use super::ApiError;
+
+/// The app's cloud folder inside its sandbox, as the URIs name it.
+pub const CLOUD_DIR: &str = "/data/storage/el2/cloud/";
+
+/// Where an app's cloud files live in its local area (the host's storage).
+pub const LOCAL_CLOUD_DIR: &str = "cloud";
+
+/// One file of an app's cloud folder.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AppFile {
+    pub bundle: String,
+    /// `/`-separated path relative to the app's cloud folder; never empty,
+    /// no `.`/`..`/empty parts.
+    pub path: String,
+}
+
+impl AppFile {
+    /// Path of the file in the bundle's local area.
+    pub fn local_path(&self) -> String {
+        format!("{LOCAL_CLOUD_DIR}/{}", self.path)
+    }
+}
+
+/// Parses an app file URI and checks that it names the caller's own bundle.
+///
+/// Empty → 401; anything that is not a file of the caller's cloud folder → 14000002.
+pub fn parse_app_uri(uri: &str, caller_bundle: &str) -> Result<AppFile, ApiError> {
+    if uri.is_empty() {
+        return Err(ApiError::invalid_parameter("uri must not be empty"));
+    }
+    let rest = uri
+        .strip_prefix("file://")
+        .ok_or_else(|| ApiError::invalid_uri(uri, "the scheme must be file://"))?;
+    if rest.contains(['?', '#']) {
+        return Err(ApiError::invalid_uri(uri, "a query or fragment is not allowed"));
+    }
+    let slash = rest
+        .find('/')
+        .ok_or_else(|| ApiError::invalid_uri(uri, "there is no path"))?;
+    let (bundle, path) = rest.split_at(slash);
+    if bundle.is_empty() {
+        return Err(ApiError::invalid_uri(uri, "there is no bundle name"));
+    }
+    if bundle != caller_bundle {
+        return Err(ApiError::invalid_uri(
+            uri,
+            &format!("it names bundle {bundle:?}, not the caller's {caller_bundle:?}"),
+        ));
+    }
+    let path = percent_decode(path).ok_or_else(|| ApiError::invalid_uri(uri, "bad percent-encoding"))?;
+    let relative = path
+        .strip_prefix(CLOUD_DIR)
+        .ok_or_else(|| ApiError::invalid_uri(uri, "the path is not under /data/storage/el2/cloud"))?;
+    check_relative_path(relative).map_err(|why| ApiError::invalid_uri(uri, why))?;
+    Ok(AppFile { bundle: bundle.to_string(), path: relative.to_string() })
+}
+
+/// A path that stays inside its root: no empty, `.` or `..` parts, no NUL.
+pub fn check_relative_path(path: &str) -> Result<(), &'static str> {
+    if path.is_empty() {
+        return Err("it names the cloud folder itself, not a file");
+    }
+    if path.contains('\0') {
+        return Err("the path contains NUL");
+    }
+    for part in path.split('/') {
+        match part {
+            "" => return Err("the path has an empty part"),
+            "." | ".." => return Err("the path may not contain . or .."),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::codes;
+
+    const APP: &str = "com.example.notes";
+
+    fn code(uri: &str) -> u32 {
+        parse_app_uri(uri, APP).unwrap_err().code
+    }
+
+    #[test]
+    fn parses_a_file_of_the_callers_cloud_folder() {
+        let f = parse_app_uri("file://com.example.notes/data/storage/el2/cloud/a/b%20c.txt", APP).unwrap();
+        assert_eq!(f.bundle, APP);
+        assert_eq!(f.path, "a/b c.txt");
+        assert_eq!(f.local_path(), "cloud/a/b c.txt");
+    }
+
+    #[test]
+    fn empty_is_a_parameter_error() {
+        assert_eq!(code(""), codes::INVALID_PARAMETER);
+    }
+
+    #[test]
+    fn everything_else_is_an_invalid_uri() {
+        for uri in [
+            "http://com.example.notes/data/storage/el2/cloud/a",
+            "com.example.notes/data/storage/el2/cloud/a",
+            "file://other.app/data/storage/el2/cloud/a",
+            "file:///data/storage/el2/cloud/a",
+            "file://com.example.notes/data/storage/el2/base/a",
+            "file://com.example.notes/data/storage/el2/cloud/",
+            "file://com.example.notes/data/storage/el2/cloud/../x",
+            "file://com.example.notes/data/storage/el2/cloud/a/%2e%2e/%2e%2e/x",
+            "file://com.example.notes/data/storage/el2/cloud/a//b",
+            "file://com.example.notes/data/storage/el2/cloud/a/./b",
+            "file://com.example.notes/data/storage/el2/cloud/a%zz",
+            "file://com.example.notes/data/storage/el2/cloud/a?x=1",
+            "file://com.example.notes/data/storage/el2/cloud/a%00b",
+            "file://com.example.notes",
+        ] {
+            assert_eq!(code(uri), codes::INVALID_URI, "{uri}");
+        }
+    }
+}
