@@ -1,0 +1,34 @@
+//! cloudsync: OpenHarmony's `@ohos.file.cloudSync` as a WebAssembly
+//! component, and the host that runs it.
+//!
+//! The component (built from the `guest` crate and embedded here) holds the
+//! sync engine; this crate gives it storage, the cloud, permission checks
+//! and device status, and exposes the seed's API in Rust:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use cloudsync::{CloudFileCache, Identity, Runtime};
+//!
+//! let rt = Runtime::builder("/var/lib/cloudsync")
+//!     .identity(Identity::app("com.example.notes"))
+//!     .build()
+//!     .await?;
+//! let cache = CloudFileCache::new(&rt).await?;
+//! cache.on("progress", |p| println!("{:?} {}/{}", p.state, p.processed, p.size)).await?;
+//! cache.start("file://com.example.notes/data/storage/el2/cloud/report.pdf").await?;
+//! # Ok(()) }
+//! ```
+
+pub mod api;
+mod cache;
+pub mod cloud;
+pub mod device;
+pub mod identity;
+mod runtime;
+mod storage;
+mod transfers;
+
+pub use api::{codes, CloudSyncError, DownloadErrorType, DownloadProgress, ListenerId, State};
+pub use cache::CloudFileCache;
+pub use identity::Identity;
+pub use runtime::{default_cache_dir, percent_encode, BuildError, Runtime, RuntimeBuilder, SandboxLimits};

@@ -1,0 +1,97 @@
+//! The seed's types and error codes, as the Rust API shows them.
+
+use serde::Serialize;
+
+/// The seed's numeric error codes.
+pub mod codes {
+    /// The caller lacks a permission (`ohos.permission.CLOUDFILE_SYNC`, ...).
+    pub const PERMISSION_DENIED: u32 = 201;
+    /// A system API called by an app that is not a system app.
+    pub const NOT_SYSTEM_APP: u32 = 202;
+    /// Bad parameters.
+    pub const INVALID_PARAMETER: u32 = 401;
+    /// The service (the component or its host) failed.
+    pub const SERVICE_FAILED: u32 = 13_600_001;
+    /// No such file or cloud record.
+    pub const NO_SUCH_FILE: u32 = 13_900_002;
+    /// Not enough local space.
+    pub const NO_SPACE: u32 = 13_900_025;
+    /// Invalid URI.
+    pub const INVALID_URI: u32 = 14_000_002;
+    /// Cloud not ready (no account, or the app's cloud switch is off).
+    pub const CLOUD_NOT_READY: u32 = 22_400_001;
+    /// No network.
+    pub const NETWORK_UNAVAILABLE: u32 = 22_400_002;
+    /// Battery below 10 % and not charging.
+    pub const LOW_BATTERY: u32 = 22_400_003;
+    /// Internal error (metadata store failure and the like).
+    pub const INTERNAL: u32 = 22_400_005;
+    /// The same task is already running.
+    pub const ALREADY_RUNNING: u32 = 22_400_006;
+}
+
+/// A failed call: the seed's numeric code and a message for people.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize)]
+#[error("{message} (error {code})")]
+pub struct CloudSyncError {
+    pub code: u32,
+    pub message: String,
+}
+
+impl CloudSyncError {
+    pub fn new(code: u32, message: impl Into<String>) -> Self {
+        CloudSyncError { code, message: message.into() }
+    }
+
+    /// The component or its host failed (13600001).
+    pub fn service(message: impl Into<String>) -> Self {
+        Self::new(codes::SERVICE_FAILED, message)
+    }
+}
+
+/// Download state of one cloud file (seed: `State`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum State {
+    Running = 0,
+    Completed = 1,
+    Failed = 2,
+    Stopped = 3,
+}
+
+/// Why a download failed (seed: `DownloadErrorType`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DownloadErrorType {
+    NoError = 0,
+    UnknownError = 1,
+    NetworkUnavailable = 2,
+    LocalStorageFull = 3,
+    ContentNotFound = 4,
+    FrequentUserRequests = 5,
+}
+
+/// One download progress event (seed: `DownloadProgress`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DownloadProgress {
+    pub state: State,
+    /// Bytes of the file present locally so far.
+    pub processed: u64,
+    /// Size of the cloud file.
+    pub size: u64,
+    pub uri: String,
+    pub error: DownloadErrorType,
+}
+
+impl DownloadProgress {
+    /// COMPLETED, FAILED or STOPPED: the last event of a download.
+    pub fn is_terminal(&self) -> bool {
+        self.state != State::Running
+    }
+}
+
+/// Identifies a registered listener, for `off`.
+pub type ListenerId = u64;
+
+/// The one event name the seed defines.
+pub const PROGRESS: &str = "progress";

@@ -1,0 +1,173 @@
+//! A cloud wrapper that injects faults, for tests and for trying the engine
+//! under bad conditions: unreachable or throttling clouds, connections that
+//! drop mid-read, truncated or corrupted content, slow reads.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+
+use super::{ByteStream, Cloud, CloudError, CloudErrorKind, CloudObject};
+
+/// What to break. Offsets are positions in the object, so they hold across resumes.
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    /// Every call fails with this (e.g. `Network`: the cloud is unreachable).
+    pub fail_calls: Option<CloudErrorKind>,
+    /// Opening an object for reading fails with this (e.g. `Throttled`).
+    pub fail_open: Option<CloudErrorKind>,
+    /// A read fails like a dropped connection on reaching this offset.
+    pub drop_at: Option<u64>,
+    /// A read ends early, as if the object were this long.
+    pub truncate_at: Option<u64>,
+    /// Each read of object content waits this long first.
+    pub read_delay: Option<Duration>,
+    /// The byte at this offset is flipped in what reads return.
+    pub corrupt_at: Option<u64>,
+    /// `stat` and `open` report the content's sha256 (read from the real content).
+    pub advertise_sha256: bool,
+}
+
+/// Wraps a cloud and breaks it as [`Faults`] say; the faults can be changed at any time.
+pub struct FaultyCloud {
+    inner: Arc<dyn Cloud>,
+    faults: Mutex<Faults>,
+}
+
+impl FaultyCloud {
+    pub fn new(inner: Arc<dyn Cloud>) -> Self {
+        FaultyCloud { inner, faults: Mutex::new(Faults::default()) }
+    }
+
+    pub fn set(&self, faults: Faults) {
+        *self.faults.lock().unwrap() = faults;
+    }
+
+    pub fn update(&self, f: impl FnOnce(&mut Faults)) {
+        f(&mut self.faults.lock().unwrap());
+    }
+
+    fn faults(&self) -> Faults {
+        self.faults.lock().unwrap().clone()
+    }
+
+    fn check_calls(&self) -> Result<(), CloudError> {
+        match self.faults().fail_calls {
+            Some(kind) => Err(CloudError::new(kind, "injected fault")),
+            None => Ok(()),
+        }
+    }
+
+    async fn with_hash(&self, mut object: CloudObject) -> Result<CloudObject, CloudError> {
+        if self.faults().advertise_sha256 {
+            let (_, mut stream) = self.inner.open(&object.key, 0, None).await?;
+            let mut hasher = Sha256::new();
+            let mut buf = vec![0; 64 * 1024];
+            loop {
+                let n = stream.read(&mut buf).await.map_err(|e| CloudError::new(CloudErrorKind::Network, e.to_string()))?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+            }
+            object.content_hash = Some(format!("sha256:{:x}", hasher.finalize()));
+        }
+        Ok(object)
+    }
+}
+
+#[async_trait]
+impl Cloud for FaultyCloud {
+    fn describe(&self) -> String {
+        format!("faulty({})", self.inner.describe())
+    }
+
+    async fn stat(&self, key: &str) -> Result<CloudObject, CloudError> {
+        self.check_calls()?;
+        let object = self.inner.stat(key).await?;
+        self.with_hash(object).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<CloudObject>, CloudError> {
+        self.check_calls()?;
+        self.inner.list(prefix).await
+    }
+
+    async fn open(&self, key: &str, offset: u64, if_match: Option<&str>) -> Result<(CloudObject, ByteStream), CloudError> {
+        self.check_calls()?;
+        let faults = self.faults();
+        if let Some(kind) = faults.fail_open {
+            return Err(CloudError::new(kind, "injected fault"));
+        }
+        let (object, inner) = self.inner.open(key, offset, if_match).await?;
+        let object = self.with_hash(object).await?;
+        let stream = FaultyStream { inner, pos: offset, faults, sleep: None };
+        Ok((object, Box::pin(stream)))
+    }
+
+    async fn put(&self, key: &str, data: Vec<u8>, if_match: Option<&str>) -> Result<CloudObject, CloudError> {
+        self.check_calls()?;
+        self.inner.put(key, data, if_match).await
+    }
+
+    async fn delete(&self, key: &str, if_match: Option<&str>) -> Result<(), CloudError> {
+        self.check_calls()?;
+        self.inner.delete(key, if_match).await
+    }
+}
+
+struct FaultyStream {
+    inner: ByteStream,
+    pos: u64,
+    faults: Faults,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl AsyncRead for FaultyStream {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if let Some(delay) = this.faults.read_delay {
+            let sleep = this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep(delay)));
+            if sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            this.sleep = None;
+        }
+        if this.faults.truncate_at.is_some_and(|t| this.pos >= t) {
+            return Poll::Ready(Ok(()));
+        }
+        if this.faults.drop_at.is_some_and(|d| this.pos >= d) {
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::ConnectionReset, "injected: connection dropped")));
+        }
+        // Never read past the next fault's offset, so it lands exactly there.
+        let limit = [this.faults.truncate_at, this.faults.drop_at]
+            .into_iter()
+            .flatten()
+            .map(|at| (at - this.pos) as usize)
+            .min()
+            .unwrap_or(usize::MAX)
+            .min(buf.remaining());
+        let mut limited = ReadBuf::new(buf.initialize_unfilled_to(limit));
+        match this.inner.as_mut().poll_read(cx, &mut limited) {
+            Poll::Ready(Ok(())) => {
+                let n = limited.filled().len();
+                if let Some(at) = this.faults.corrupt_at {
+                    if (this.pos..this.pos + n as u64).contains(&at) {
+                        limited.filled_mut()[(at - this.pos) as usize] ^= 0xff;
+                    }
+                }
+                buf.advance(n);
+                this.pos += n as u64;
+                Poll::Ready(Ok(()))
+            }
+            other => other,
+        }
+    }
+}
+
+use std::future::Future;

@@ -1,0 +1,87 @@
+//! The cloud, behind one small trait: plain objects at relative paths
+//! ("keys", `<bundle>/<path>`), with etags for change detection and
+//! conditional operations, and streaming reads.
+
+mod faulty;
+mod local;
+
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use tokio::io::AsyncRead;
+
+pub use faulty::{FaultyCloud, Faults};
+pub use local::LocalFolderCloud;
+
+/// Why a cloud operation failed; the engine maps these to the seed's errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloudErrorKind {
+    NotFound,
+    Network,
+    Throttled,
+    StorageFull,
+    Unauthorized,
+    PreconditionFailed,
+    Other,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{kind:?}: {message}")]
+pub struct CloudError {
+    pub kind: CloudErrorKind,
+    pub message: String,
+}
+
+impl CloudError {
+    pub fn new(kind: CloudErrorKind, message: impl Into<String>) -> Self {
+        CloudError { kind, message: message.into() }
+    }
+    pub fn not_found(key: &str) -> Self {
+        Self::new(CloudErrorKind::NotFound, format!("{key}: no such object"))
+    }
+}
+
+/// One object's metadata.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CloudObject {
+    /// The object's key.
+    pub key: String,
+    pub size: u64,
+    /// Changes whenever the content changes.
+    pub etag: String,
+    pub version: Option<String>,
+    /// `sha256:<hex>` where the cloud knows it.
+    pub content_hash: Option<String>,
+    pub modified_ms: u64,
+}
+
+/// Bytes of an object, streamed.
+pub type ByteStream = Pin<Box<dyn AsyncRead + Send>>;
+
+/// A cloud store. Keys are `/`-separated relative paths without `.`/`..`.
+#[async_trait]
+pub trait Cloud: Send + Sync + 'static {
+    /// A short description for messages, e.g. `dir:///srv/cloud`.
+    fn describe(&self) -> String;
+    async fn stat(&self, key: &str) -> Result<CloudObject, CloudError>;
+    /// Every object under `prefix` (a key prefix), recursively.
+    async fn list(&self, prefix: &str) -> Result<Vec<CloudObject>, CloudError>;
+    /// Reads `key` from `offset`; with `if_match`, fails with
+    /// `PreconditionFailed` unless the object's etag is that one.
+    async fn open(&self, key: &str, offset: u64, if_match: Option<&str>) -> Result<(CloudObject, ByteStream), CloudError>;
+    /// Replaces `key` atomically with `data`; with `if_match`, only if the
+    /// current etag is that one.
+    async fn put(&self, key: &str, data: Vec<u8>, if_match: Option<&str>) -> Result<CloudObject, CloudError>;
+    /// Deletes `key`; with `if_match`, only if the current etag is that one.
+    async fn delete(&self, key: &str, if_match: Option<&str>) -> Result<(), CloudError>;
+}
+
+/// Keys are relative, `/`-separated, with no empty, `.` or `..` parts.
+pub fn check_key(key: &str) -> Result<(), CloudError> {
+    let ok = !key.is_empty() && !key.contains('\0') && key.split('/').all(|p| !p.is_empty() && p != "." && p != "..");
+    if ok {
+        Ok(())
+    } else {
+        Err(CloudError::new(CloudErrorKind::Other, format!("{key:?} is not a valid object key")))
+    }
+}

@@ -1,0 +1,253 @@
+//! The thread that owns the Store. API calls reach it as closures through a
+//! channel; transfers wake it when they progress; between calls it drives
+//! the engine with `tick`, one bounded slice of work at a time.
+//!
+//! A trapped instance (a panic, a guest that loops past its time budget or
+//! grows past its memory limit) is thrown away: the call gets 13600001,
+//! downloads in flight end with FAILED, and the next call gets a fresh
+//! instance from the same `InstancePre`, with each object recreated and its
+//! listeners registered again.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Duration;
+
+use wasmtime::component::ResourceAny;
+use wasmtime::{Store, StoreLimitsBuilder, UpdateDeadline};
+
+use super::bindings::{Cloudsync, CloudsyncPre};
+use super::state::{Backends, HostState};
+use crate::api::{CloudSyncError, DownloadErrorType, ListenerId, State};
+use crate::transfers::{Transfers, Waker};
+
+/// A message to the driver.
+pub enum Msg {
+    Run(Box<dyn FnOnce(&mut Driver) + Send>),
+    /// A transfer progressed.
+    Wake,
+}
+
+/// Limits every instance runs under.
+#[derive(Clone, Copy, Debug)]
+pub struct SandboxLimits {
+    /// Linear memory an instance may grow to.
+    pub memory_bytes: usize,
+    /// Guest time one call may take (time in host functions is not counted).
+    pub call_budget: Duration,
+    /// Transfers running at once.
+    pub max_transfers: usize,
+}
+
+impl Default for SandboxLimits {
+    fn default() -> Self {
+        SandboxLimits { memory_bytes: 64 << 20, call_budget: Duration::from_secs(2), max_transfers: 4 }
+    }
+}
+
+/// While jobs run, the engine is ticked at least this often even without a wake.
+const IDLE_TICK: Duration = Duration::from_millis(100);
+
+pub type ObjectId = u64;
+
+/// A host-side API object and its guest resource in the current instance.
+#[derive(Default)]
+struct HostObject {
+    resource: Option<(u64, ResourceAny)>,
+    listeners: Vec<ListenerId>,
+}
+
+struct Live {
+    store: Store<HostState>,
+    bindings: Cloudsync,
+}
+
+pub struct Driver {
+    pre: CloudsyncPre<HostState>,
+    backends: Backends,
+    limits: SandboxLimits,
+    waker: Waker,
+    live: Option<Live>,
+    generation: u64,
+    objects: HashMap<ObjectId, HostObject>,
+    busy: bool,
+}
+
+impl Driver {
+    pub fn new(pre: CloudsyncPre<HostState>, backends: Backends, limits: SandboxLimits, waker: Waker) -> Self {
+        Driver { pre, backends, limits, waker, live: None, generation: 0, objects: HashMap::new(), busy: false }
+    }
+
+    /// Runs until every sender is gone.
+    pub fn run(mut self, rx: Receiver<Msg>) {
+        loop {
+            let first = if self.busy {
+                match rx.recv_timeout(IDLE_TICK) {
+                    Ok(m) => Some(m),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+            } else {
+                match rx.recv() {
+                    Ok(m) => Some(m),
+                    Err(_) => return,
+                }
+            };
+            for msg in first.into_iter().chain(std::iter::from_fn(|| rx.try_recv().ok())) {
+                if let Msg::Run(f) = msg {
+                    f(&mut self);
+                }
+            }
+            if self.live.is_some() {
+                self.busy = self.call(|b, s| b.ohos_cloudsync_engine().call_tick(s)).unwrap_or(false);
+            }
+        }
+    }
+
+    /// Starts the instance now (for start-up timing and early errors).
+    pub fn warm_up(&mut self) -> Result<(), CloudSyncError> {
+        self.live().map(|_| ())
+    }
+
+    fn live(&mut self) -> Result<&mut Live, CloudSyncError> {
+        if self.live.is_none() {
+            let live = self.instantiate()?;
+            self.live = Some(live);
+            self.generation += 1;
+            // Recovery: what a crash or a trapped instance left is cleaned now.
+            self.call(|b, s| b.ohos_cloudsync_engine().call_init(s))?.map_err(guest_error)?;
+        }
+        Ok(self.live.as_mut().expect("just made"))
+    }
+
+    fn instantiate(&mut self) -> Result<Live, CloudSyncError> {
+        let transfers = Transfers::new(
+            self.backends.handle.clone(),
+            self.backends.cloud.clone(),
+            self.backends.device.clone(),
+            self.limits.max_transfers,
+            self.waker.clone(),
+        );
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(self.limits.memory_bytes)
+            .trap_on_grow_failure(true)
+            .instances(4)
+            .tables(16)
+            .memories(4)
+            .build();
+        let state = HostState::new(self.backends.clone(), transfers, limits, self.limits.call_budget);
+        let mut store = Store::new(self.pre.engine(), state);
+        store.limiter(|s| &mut s.limits);
+        // Deadline checks every epoch tick; only guest time counts, so a slow
+        // cloud call made by the host never trips the guest's budget.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|ctx| {
+            let s = ctx.data();
+            if s.guest_time() > s.call_budget {
+                Err(wasmtime::Error::msg(format!("the component ran for more than {:?} in one call", s.call_budget)))
+            } else {
+                Ok(UpdateDeadline::Continue(1))
+            }
+        });
+        let bindings = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| CloudSyncError::service(format!("cannot start the engine component: {e:#}")))?;
+        Ok(Live { store, bindings })
+    }
+
+    /// Calls into the guest. A trap discards the instance (see the module doc).
+    pub fn call<R>(
+        &mut self,
+        f: impl FnOnce(&Cloudsync, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, CloudSyncError> {
+        if self.live.is_none() {
+            self.live()?;
+        }
+        let live = self.live.as_mut().expect("live");
+        live.store.data_mut().begin_call();
+        live.store.set_epoch_deadline(1);
+        match f(&live.bindings, &mut live.store) {
+            Ok(r) => Ok(r),
+            Err(trap) => Err(self.discard_instance(trap)),
+        }
+    }
+
+    fn discard_instance(&mut self, trap: wasmtime::Error) -> CloudSyncError {
+        let live = self.live.take().expect("a call had an instance");
+        let state = live.store.into_data();
+        let stderr = state.stderr_text();
+        for ((listener, _), mut last) in state.in_flight {
+            last.state = State::Failed;
+            last.error = DownloadErrorType::UnknownError;
+            let _ = self.backends.events.send((listener, last));
+        }
+        // `state` (and its transfers) is dropped here: every transfer stops.
+        self.busy = false;
+        let mut message = format!("the engine component failed and was restarted: {trap:#}");
+        if !stderr.is_empty() {
+            message.push_str(&format!(" ({stderr})"));
+        }
+        CloudSyncError::service(message)
+    }
+
+    pub fn create_object(&mut self, id: ObjectId) -> Result<(), CloudSyncError> {
+        self.objects.insert(id, HostObject::default());
+        self.resource(id).map(|_| ())
+    }
+
+    /// The object's guest resource in the current instance, made (and its
+    /// listeners registered again) after a restart.
+    pub fn resource(&mut self, id: ObjectId) -> Result<ResourceAny, CloudSyncError> {
+        self.live()?;
+        let generation = self.generation;
+        let obj = self.objects.get(&id).ok_or_else(|| CloudSyncError::service("this object was dropped"))?;
+        if let Some((g, r)) = obj.resource {
+            if g == generation {
+                return Ok(r);
+            }
+        }
+        let listeners = obj.listeners.clone();
+        let r = self.call(|b, s| b.ohos_cloudsync_file_cache().cloud_file_cache().call_constructor(s))?;
+        for l in listeners {
+            self.call(|b, s| b.ohos_cloudsync_file_cache().cloud_file_cache().call_on(s, r, crate::api::PROGRESS, l))?
+                .map_err(guest_error)?;
+        }
+        self.objects.get_mut(&id).expect("present").resource = Some((generation, r));
+        Ok(r)
+    }
+
+    pub fn add_listener(&mut self, id: ObjectId, listener: ListenerId) {
+        if let Some(o) = self.objects.get_mut(&id) {
+            o.listeners.push(listener);
+        }
+    }
+
+    pub fn remove_listeners(&mut self, id: ObjectId, listener: Option<ListenerId>) -> Vec<ListenerId> {
+        let Some(o) = self.objects.get_mut(&id) else { return Vec::new() };
+        match listener {
+            Some(l) => {
+                o.listeners.retain(|x| *x != l);
+                vec![l]
+            }
+            None => std::mem::take(&mut o.listeners),
+        }
+    }
+
+    pub fn drop_object(&mut self, id: ObjectId) -> Vec<ListenerId> {
+        let Some(obj) = self.objects.remove(&id) else { return Vec::new() };
+        if let (Some((g, r)), Some(live)) = (obj.resource, self.live.as_mut()) {
+            if g == self.generation {
+                live.store.data_mut().begin_call();
+                if let Err(trap) = r.resource_drop(&mut live.store) {
+                    self.discard_instance(trap);
+                }
+            }
+        }
+        obj.listeners
+    }
+}
+
+/// A guest-reported error (the seed's code and message).
+pub fn guest_error(e: super::bindings::ohos::cloudsync::types::Error) -> CloudSyncError {
+    CloudSyncError::new(e.code, e.message)
+}

@@ -1,0 +1,116 @@
+//! One wasmtime `Engine` per process, the component compiled once and kept
+//! precompiled on disk, instances made from a shared `InstancePre`.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine};
+
+use super::bindings::{Cloudsync, CloudsyncPre};
+use super::state::HostState;
+
+/// How often the epoch advances; a guest call's time budget is checked this often.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The process's engine, with its epoch ticker running.
+pub fn engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        // Synchronous exports plus a host-driven loop: component-model async
+        // is not used, and its bookkeeping makes every call 2-4x slower.
+        config.concurrency_support(false);
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).expect("the engine configuration is valid");
+        let ticker = engine.clone();
+        std::thread::Builder::new()
+            .name("cloudsync-epoch".into())
+            .spawn(move || loop {
+                std::thread::sleep(EPOCH_TICK);
+                ticker.increment_epoch();
+            })
+            .expect("a thread can be spawned");
+        engine
+    })
+}
+
+/// The engine component built with this crate.
+pub fn embedded_component() -> &'static [u8] {
+    include_bytes!(env!("CLOUDSYNC_COMPONENT_WASM"))
+}
+
+/// The default place for precompiled components: `$XDG_CACHE_HOME/cloudsync`
+/// or `~/.cache/cloudsync`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("cloudsync"))
+}
+
+/// A precompiled component is only valid for the same component bytes, the
+/// same wasmtime and the same `Config`: the key covers all three.
+fn cache_key(engine: &Engine, wasm: &[u8]) -> String {
+    let mut h = DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    let digest = Sha256::new().chain_update(wasm).chain_update(h.finish().to_le_bytes()).finalize();
+    format!("{:x}", digest)[..32].to_string()
+}
+
+/// The instance template for `wasm`, compiled at most once per process and,
+/// with a cache directory, once per machine.
+pub fn instance_pre(wasm: &[u8], cache_dir: Option<&Path>) -> anyhow::Result<CloudsyncPre<HostState>> {
+    static PRES: OnceLock<Mutex<HashMap<String, CloudsyncPre<HostState>>>> = OnceLock::new();
+    let engine = engine();
+    let key = cache_key(engine, wasm);
+    let pres = PRES.get_or_init(Default::default);
+    if let Some(pre) = pres.lock().unwrap().get(&key) {
+        return Ok(pre.clone());
+    }
+    let component = load_component(engine, wasm, &key, cache_dir)?;
+    let mut linker = Linker::<HostState>::new(engine);
+    // WASI is linked because Rust's std imports it, with nothing granted:
+    // no preopened directories, no sockets, no environment, no arguments.
+    ctx(wasmtime_wasi::p2::add_to_linker_sync(&mut linker), "linking WASI")?;
+    ctx(Cloudsync::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s), "linking the imports")?;
+    let pre = ctx(linker.instantiate_pre(&component).and_then(CloudsyncPre::new), "checking the component's imports")?;
+    pres.lock().unwrap().insert(key, pre.clone());
+    Ok(pre)
+}
+
+fn load_component(engine: &Engine, wasm: &[u8], key: &str, cache_dir: Option<&Path>) -> anyhow::Result<Component> {
+    let Some(dir) = cache_dir else {
+        return ctx(Component::new(engine, wasm), "compiling the component");
+    };
+    let path = dir.join(format!("cloudsync-{key}.cwasm"));
+    if path.exists() {
+        // SAFETY: the file was written by `precompile_component` of an engine
+        // with the same compatibility hash (it is in the file name), and
+        // wasmtime checks the header again; a file that fails is rebuilt.
+        if let Ok(c) = unsafe { Component::deserialize_file(engine, &path) } {
+            return Ok(c);
+        }
+    }
+    let bytes = ctx(engine.precompile_component(wasm), "compiling the component")?;
+    // Write-then-rename: a concurrent reader never sees half a file.
+    let written = std::fs::create_dir_all(dir).and_then(|_| {
+        let temp = dir.join(format!(".cloudsync-{key}.{}.tmp", std::process::id()));
+        std::fs::write(&temp, &bytes)?;
+        std::fs::rename(&temp, &path)
+    });
+    if let Err(e) = written {
+        eprintln!("cloudsync: cannot cache the compiled component in {}: {e}", dir.display());
+    }
+    // SAFETY: `bytes` was just produced by `precompile_component` on this engine.
+    ctx(unsafe { Component::deserialize(engine, &bytes) }, "loading the compiled component")
+}
+
+fn ctx<T>(r: wasmtime::Result<T>, what: &str) -> anyhow::Result<T> {
+    r.map_err(|e| anyhow::anyhow!("{what}: {e:#}"))
+}

@@ -1,0 +1,298 @@
+//! The runtime: loads the component once, owns one instance on its own
+//! thread, and serves the API objects (`CloudFileCache`, ...) from it.
+
+mod driver;
+mod loader;
+mod state;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+pub use driver::SandboxLimits;
+pub(crate) use driver::{guest_error, Driver, Msg, ObjectId};
+pub use loader::default_cache_dir;
+
+use crate::api::{CloudSyncError, DownloadProgress, ListenerId};
+use crate::cloud::{Cloud, LocalFolderCloud};
+use crate::device::{DeviceStatus, SystemDevice};
+use crate::identity::Identity;
+use crate::storage::{AppAreas, MetaStore};
+use state::Backends;
+
+pub(crate) mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "cloudsync",
+    });
+}
+
+/// Why a runtime could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cloudsync must be built inside a tokio runtime")]
+    NoTokioRuntime,
+    #[error("cannot prepare {path}: {source}")]
+    Folder { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Metadata(#[from] crate::storage::MetaError),
+    #[error("cannot load the engine component: {0:#}")]
+    Component(anyhow::Error),
+    #[error("the engine component failed to start: {0}")]
+    Start(CloudSyncError),
+}
+
+type Callback = Arc<dyn Fn(DownloadProgress) + Send + Sync>;
+
+/// Listener callbacks by id; events name the listener they are for.
+#[derive(Default)]
+pub(crate) struct Listeners {
+    map: Mutex<HashMap<ListenerId, Callback>>,
+    next: AtomicU64,
+}
+
+impl Listeners {
+    pub(crate) fn add(&self, cb: Callback) -> ListenerId {
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        self.map.lock().unwrap().insert(id, cb);
+        id
+    }
+    pub(crate) fn remove(&self, ids: &[ListenerId]) {
+        let mut map = self.map.lock().unwrap();
+        for id in ids {
+            map.remove(id);
+        }
+    }
+    fn get(&self, id: ListenerId) -> Option<Callback> {
+        self.map.lock().unwrap().get(&id).cloned()
+    }
+}
+
+/// Configures a [`Runtime`].
+pub struct RuntimeBuilder {
+    root: PathBuf,
+    cloud: Option<Arc<dyn Cloud>>,
+    identity: Identity,
+    device: Arc<dyn DeviceStatus>,
+    limits: SandboxLimits,
+    component: Option<Vec<u8>>,
+    cache_dir: Option<PathBuf>,
+}
+
+impl RuntimeBuilder {
+    /// The cloud (default: the folder `<root>/cloud`).
+    pub fn cloud(mut self, cloud: Arc<dyn Cloud>) -> Self {
+        self.cloud = Some(cloud);
+        self
+    }
+
+    /// Who calls the API (default: [`Identity::system`] for `cloudsync.cli`).
+    pub fn identity(mut self, identity: Identity) -> Self {
+        self.identity = identity;
+        self
+    }
+
+    /// The device's status (default: this machine's).
+    pub fn device(mut self, device: Arc<dyn DeviceStatus>) -> Self {
+        self.device = device;
+        self
+    }
+
+    pub fn limits(mut self, limits: SandboxLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Runs another component implementing the `ohos:cloudsync/cloudsync`
+    /// world instead of the embedded engine.
+    pub fn component(mut self, wasm: Vec<u8>) -> Self {
+        self.component = Some(wasm);
+        self
+    }
+
+    /// Where precompiled components are kept (`None`: compile every start).
+    pub fn cache_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.cache_dir = dir;
+        self
+    }
+
+    /// Loads the component, opens the metadata store and starts the
+    /// engine's instance. Must be called inside a tokio runtime.
+    pub async fn build(self) -> Result<Runtime, BuildError> {
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoTokioRuntime)?;
+        std::fs::create_dir_all(&self.root).map_err(|source| BuildError::Folder { path: self.root.clone(), source })?;
+        let apps = self.root.join("apps");
+        let areas = AppAreas::new(&apps).map_err(|source| BuildError::Folder { path: apps.clone(), source })?;
+        let meta = Arc::new(MetaStore::open(&self.root.join("meta.redb"))?);
+        let cloud: Arc<dyn Cloud> = match self.cloud {
+            Some(c) => c,
+            None => {
+                let dir = self.root.join("cloud");
+                Arc::new(LocalFolderCloud::new(&dir).map_err(|source| BuildError::Folder { path: dir, source })?)
+            }
+        };
+
+        let (tx, rx) = std::sync::mpsc::channel::<Msg>();
+        let (events_tx, events_rx) = std::sync::mpsc::channel::<(ListenerId, DownloadProgress)>();
+        let listeners = Arc::new(Listeners::default());
+        let dispatch = listeners.clone();
+        // Listeners run on their own thread, in order, so that a slow
+        // callback never stalls the engine.
+        std::thread::Builder::new()
+            .name("cloudsync-events".into())
+            .spawn(move || {
+                for (id, progress) in events_rx {
+                    if let Some(cb) = dispatch.get(id) {
+                        cb(progress);
+                    }
+                }
+            })
+            .map_err(|source| BuildError::Folder { path: self.root.clone(), source })?;
+
+        let backends = Backends {
+            identity: self.identity.clone(),
+            areas: areas.clone(),
+            meta,
+            cloud,
+            device: self.device,
+            handle,
+            events: events_tx,
+        };
+        let wasm = self.component;
+        let cache_dir = self.cache_dir;
+        let limits = self.limits;
+        let wake_tx = tx.clone();
+        let waker: crate::transfers::Waker = Arc::new(move || {
+            let _ = wake_tx.send(Msg::Wake);
+        });
+        // Compiling (first run) and instantiating are blocking work.
+        let driver = tokio::task::spawn_blocking(move || {
+            let bytes = wasm.as_deref().unwrap_or(loader::embedded_component());
+            let pre = loader::instance_pre(bytes, cache_dir.as_deref()).map_err(BuildError::Component)?;
+            let mut driver = Driver::new(pre, backends, limits, waker);
+            driver.warm_up().map_err(BuildError::Start)?;
+            Ok::<_, BuildError>(driver)
+        })
+        .await
+        .map_err(|e| BuildError::Component(anyhow::anyhow!("start-up panicked: {e}")))??;
+        let thread = std::thread::Builder::new()
+            .name("cloudsync-engine".into())
+            .spawn(move || driver.run(rx))
+            .map_err(|source| BuildError::Folder { path: self.root.clone(), source })?;
+
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                tx: Mutex::new(Some(tx)),
+                thread: Mutex::new(Some(thread)),
+                identity: self.identity,
+                areas,
+                root: self.root,
+                listeners,
+                next_object: AtomicU64::new(0),
+            }),
+        })
+    }
+}
+
+struct Inner {
+    tx: Mutex<Option<std::sync::mpsc::Sender<Msg>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    identity: Identity,
+    areas: AppAreas,
+    root: PathBuf,
+    listeners: Arc<Listeners>,
+    next_object: AtomicU64,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the channel ends the driver, which stops every transfer.
+        self.tx.lock().unwrap().take();
+        if let Some(t) = self.thread.lock().unwrap().take() {
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+/// The cloudSync engine, running as a sandboxed component. Cheap to clone;
+/// build it once and make API objects from it.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+impl Runtime {
+    /// A runtime keeping its device side (app folders, metadata) under `root`.
+    pub fn builder(root: impl Into<PathBuf>) -> RuntimeBuilder {
+        RuntimeBuilder {
+            root: root.into(),
+            cloud: None,
+            identity: Identity::system("cloudsync.cli"),
+            device: Arc::new(SystemDevice),
+            limits: SandboxLimits::default(),
+            component: None,
+            cache_dir: default_cache_dir(),
+        }
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.inner.identity
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// The local folder holding `bundle`'s cloud files (what its URIs name).
+    pub fn app_folder(&self, bundle: &str) -> PathBuf {
+        self.inner.areas.area(bundle).map(|a| a.join("cloud")).unwrap_or_default()
+    }
+
+    /// The URI of `path` (relative to the caller's cloud folder).
+    pub fn uri_for(&self, path: &str) -> String {
+        format!("file://{}/data/storage/el2/cloud/{}", self.inner.identity.bundle, percent_encode(path))
+    }
+
+    pub(crate) fn listeners(&self) -> &Listeners {
+        &self.inner.listeners
+    }
+
+    pub(crate) fn next_object_id(&self) -> ObjectId {
+        self.inner.next_object.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Runs `f` on the engine's thread and waits for its answer.
+    pub(crate) async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Driver) -> Result<R, CloudSyncError> + Send + 'static,
+    ) -> Result<R, CloudSyncError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(move |d| {
+            let _ = tx.send(f(d));
+        })?;
+        rx.await.map_err(|_| CloudSyncError::service("the engine thread stopped"))?
+    }
+
+    /// Queues `f` on the engine's thread without waiting.
+    pub(crate) fn send(&self, f: impl FnOnce(&mut Driver) + Send + 'static) -> Result<(), CloudSyncError> {
+        let tx = self.inner.tx.lock().unwrap();
+        let tx = tx.as_ref().ok_or_else(|| CloudSyncError::service("the runtime is shut down"))?;
+        tx.send(Msg::Run(Box::new(f))).map_err(|_| CloudSyncError::service("the engine thread stopped"))
+    }
+}
+
+/// Percent-encodes what a URI path may not hold as is (keeps `/`).
+pub fn percent_encode(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for b in path.bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~!$&'()*+,;=:@".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,464 @@
+//! What a Store holds for its instance, and the imports the component calls.
+//!
+//! Each host function starts with the capability check (may the caller act
+//! for this bundle?), then does the work through a backend: the sandboxed
+//! app areas, the metadata store, the cloud, the transfers. Time spent here
+//! is not counted against the guest's per-call budget.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+use wasmtime::component::ResourceTable;
+use wasmtime::StoreLimits;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::ohos::cloudsync::{cloud, device, events, permission, storage, transfer, types};
+use crate::api::{self, DownloadProgress, ListenerId};
+use crate::cloud::{Cloud, CloudError, CloudErrorKind, CloudObject};
+use crate::device::DeviceStatus;
+use crate::identity::Identity;
+use crate::storage::{AppAreas, MetaStore, SandboxError};
+use crate::transfers::{DownloadJob, Outcome, TransferError, Transfers};
+
+/// A cloud call taking longer than this fails as a network error.
+const CLOUD_CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// Largest read or write through the component's memory.
+const SMALL_IO_MAX: usize = 1 << 20;
+
+/// Where events go: the dispatcher thread that calls the listeners.
+pub type EventSink = std::sync::mpsc::Sender<(ListenerId, DownloadProgress)>;
+
+/// Backends shared by every instance of one runtime.
+#[derive(Clone)]
+pub struct Backends {
+    pub identity: Identity,
+    pub areas: AppAreas,
+    pub meta: Arc<MetaStore>,
+    pub cloud: Arc<dyn Cloud>,
+    pub device: Arc<dyn DeviceStatus>,
+    pub handle: tokio::runtime::Handle,
+    pub events: EventSink,
+}
+
+pub struct HostState {
+    pub(crate) b: Backends,
+    pub(crate) transfers: Transfers,
+    /// Downloads that reported RUNNING and no terminal event yet, per
+    /// listener: if the instance traps they end with FAILED.
+    pub(crate) in_flight: HashMap<(ListenerId, String), DownloadProgress>,
+    pub(crate) limits: StoreLimits,
+    pub(crate) stderr: MemoryOutputPipe,
+    pub(crate) call_started: Instant,
+    pub(crate) host_time: Duration,
+    pub(crate) call_budget: Duration,
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl HostState {
+    pub fn new(b: Backends, transfers: Transfers, limits: StoreLimits, call_budget: Duration) -> Self {
+        let stderr = MemoryOutputPipe::new(64 * 1024);
+        // Nothing is granted: no directories, no sockets, no environment.
+        let wasi = wasmtime_wasi::WasiCtxBuilder::new().stderr(stderr.clone()).build();
+        HostState {
+            b,
+            transfers,
+            in_flight: HashMap::new(),
+            limits,
+            stderr,
+            call_started: Instant::now(),
+            host_time: Duration::ZERO,
+            call_budget,
+            wasi,
+            table: ResourceTable::new(),
+        }
+    }
+
+    /// Marks the start of a guest call, for the time budget.
+    pub fn begin_call(&mut self) {
+        self.call_started = Instant::now();
+        self.host_time = Duration::ZERO;
+    }
+
+    /// Guest time of the current call: wall time less time in host functions.
+    pub fn guest_time(&self) -> Duration {
+        self.call_started.elapsed().saturating_sub(self.host_time)
+    }
+
+    /// What the guest wrote to stderr (a panic message, say).
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.contents()).trim().to_string()
+    }
+
+    fn timed<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
+        let start = Instant::now();
+        let r = f(self);
+        self.host_time += start.elapsed();
+        r
+    }
+
+    fn grant(&self, bundle: &str) -> Result<(), storage::IoError> {
+        if self.b.identity.may_act_for(bundle) {
+            Ok(())
+        } else {
+            Err(io_error(
+                storage::IoErrorKind::PermissionDenied,
+                format!("{} may not act for {bundle}", self.b.identity.bundle),
+            ))
+        }
+    }
+
+    fn resolve(&self, bundle: &str, path: &str) -> Result<std::path::PathBuf, storage::IoError> {
+        self.grant(bundle)?;
+        self.b.areas.resolve(bundle, path).map_err(sandbox_error)
+    }
+
+    fn block<F: std::future::Future<Output = Result<T, CloudError>>, T>(&self, f: F) -> Result<T, CloudError> {
+        self.b.handle.block_on(async {
+            tokio::time::timeout(CLOUD_CALL_TIMEOUT, f)
+                .await
+                .unwrap_or_else(|_| Err(CloudError::new(CloudErrorKind::Network, "the cloud did not answer in time")))
+        })
+    }
+
+    fn cloud_key(&self, bundle: &str, path: &str) -> Result<String, cloud::CloudError> {
+        self.grant(bundle).map_err(|e| wit_cloud_error_kind(cloud::CloudErrorKind::Unauthorized, e.message))?;
+        let key = format!("{bundle}/{path}");
+        crate::cloud::check_key(&key).map_err(wit_cloud_error)?;
+        Ok(key)
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl types::Host for HostState {}
+
+impl permission::Host for HostState {
+    fn caller_bundle(&mut self) -> String {
+        self.b.identity.bundle.clone()
+    }
+    fn has_permission(&mut self, name: String) -> bool {
+        self.b.identity.has_permission(&name)
+    }
+    fn is_system_app(&mut self) -> bool {
+        self.b.identity.system_app
+    }
+}
+
+impl device::Host for HostState {
+    fn status(&mut self) -> device::DeviceStatus {
+        let s = self.timed(|s| s.b.device.state());
+        device::DeviceStatus {
+            network_available: s.network_available,
+            wifi_available: s.wifi_available,
+            battery_percent: s.battery_percent,
+            charging: s.charging,
+        }
+    }
+    fn now_ms(&mut self) -> u64 {
+        self.b.device.now_ms()
+    }
+    fn device_name(&mut self) -> String {
+        self.b.device.name()
+    }
+}
+
+impl storage::Host for HostState {
+    fn stat(&mut self, bundle: String, path: String) -> Result<Option<storage::FileStat>, storage::IoError> {
+        self.timed(|s| {
+            let p = s.resolve(&bundle, &path)?;
+            match std::fs::metadata(&p) {
+                Ok(m) => Ok(Some(file_stat(&m))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(std_io_error(&path, e)),
+            }
+        })
+    }
+
+    fn rename(&mut self, bundle: String, from: String, to: String) -> Result<(), storage::IoError> {
+        self.timed(|s| {
+            let (src, dst) = (s.resolve(&bundle, &from)?, s.resolve(&bundle, &to)?);
+            std::fs::rename(&src, &dst).map_err(|e| std_io_error(&from, e))?;
+            // Durable: the directory entries are on disk when this returns.
+            for dir in [dst.parent(), src.parent()].into_iter().flatten() {
+                std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| std_io_error(&to, e))?;
+            }
+            Ok(())
+        })
+    }
+
+    fn remove_file(&mut self, bundle: String, path: String) -> Result<(), storage::IoError> {
+        self.timed(|s| {
+            let p = s.resolve(&bundle, &path)?;
+            match std::fs::remove_file(&p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(std_io_error(&path, e)),
+                _ => Ok(()),
+            }
+        })
+    }
+
+    fn create_dir_all(&mut self, bundle: String, path: String) -> Result<(), storage::IoError> {
+        self.timed(|s| {
+            let p = s.resolve(&bundle, &path)?;
+            std::fs::create_dir_all(&p).map_err(|e| std_io_error(&path, e))
+        })
+    }
+
+    fn free_space(&mut self, bundle: String) -> Result<u64, storage::IoError> {
+        self.timed(|s| {
+            s.grant(&bundle)?;
+            let area = s.b.areas.area(&bundle).map_err(sandbox_error)?;
+            s.b.device.free_space(&area).map_err(|e| std_io_error(&bundle, e))
+        })
+    }
+
+    fn hash_file(&mut self, bundle: String, path: String, algorithm: String) -> Result<String, storage::IoError> {
+        self.timed(|s| {
+            if algorithm != "sha256" {
+                return Err(io_error(storage::IoErrorKind::NotSupported, format!("no hash {algorithm:?}; use sha256")));
+            }
+            let p = s.resolve(&bundle, &path)?;
+            let mut file = std::fs::File::open(&p).map_err(|e| std_io_error(&path, e))?;
+            let mut hasher = Sha256::new();
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = file.read(&mut buf).map_err(|e| std_io_error(&path, e))?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+            }
+            Ok(format!("{:x}", hasher.finalize()))
+        })
+    }
+
+    fn meta_get(&mut self, key: String) -> Result<Option<Vec<u8>>, storage::IoError> {
+        self.timed(|s| s.b.meta.get(&key).map_err(meta_error))
+    }
+
+    fn meta_scan(&mut self, prefix: String) -> Result<Vec<(String, Vec<u8>)>, storage::IoError> {
+        self.timed(|s| s.b.meta.scan(&prefix).map_err(meta_error))
+    }
+
+    fn meta_commit(&mut self, changes: Vec<storage::MetaChange>) -> Result<(), storage::IoError> {
+        self.timed(|s| {
+            let changes: Vec<(String, Option<Vec<u8>>)> = changes.into_iter().map(|c| (c.key, c.value)).collect();
+            s.b.meta.commit(&changes).map_err(meta_error)
+        })
+    }
+}
+
+impl cloud::Host for HostState {
+    fn stat(&mut self, bundle: String, path: String) -> Result<cloud::Object, cloud::CloudError> {
+        self.timed(|s| {
+            let key = s.cloud_key(&bundle, &path)?;
+            let object = s.block(s.b.cloud.stat(&key)).map_err(wit_cloud_error)?;
+            Ok(wit_object(&bundle, object))
+        })
+    }
+
+    fn list(&mut self, bundle: String, prefix: String) -> Result<Vec<cloud::Object>, cloud::CloudError> {
+        self.timed(|s| {
+            s.grant(&bundle).map_err(|e| wit_cloud_error_kind(cloud::CloudErrorKind::Unauthorized, e.message))?;
+            let key_prefix = format!("{bundle}/{prefix}");
+            let objects = s.block(s.b.cloud.list(&key_prefix)).map_err(wit_cloud_error)?;
+            Ok(objects.into_iter().map(|o| wit_object(&bundle, o)).collect())
+        })
+    }
+
+    fn read(&mut self, bundle: String, path: String, offset: u64, len: u32) -> Result<Vec<u8>, cloud::CloudError> {
+        self.timed(|s| {
+            let key = s.cloud_key(&bundle, &path)?;
+            let len = (len as usize).min(SMALL_IO_MAX);
+            let cloud = s.b.cloud.clone();
+            s.block(async move {
+                let (_, stream) = cloud.open(&key, offset, None).await?;
+                let mut out = Vec::with_capacity(len);
+                stream
+                    .take(len as u64)
+                    .read_to_end(&mut out)
+                    .await
+                    .map_err(|e| CloudError::new(CloudErrorKind::Network, e.to_string()))?;
+                Ok(out)
+            })
+            .map_err(wit_cloud_error)
+        })
+    }
+
+    fn write(
+        &mut self,
+        bundle: String,
+        path: String,
+        data: Vec<u8>,
+        if_match: Option<String>,
+    ) -> Result<cloud::Object, cloud::CloudError> {
+        self.timed(|s| {
+            let key = s.cloud_key(&bundle, &path)?;
+            if data.len() > SMALL_IO_MAX {
+                return Err(wit_cloud_error_kind(cloud::CloudErrorKind::Other, "more than 1 MiB; use a transfer".into()));
+            }
+            let object = s.block(s.b.cloud.put(&key, data, if_match.as_deref())).map_err(wit_cloud_error)?;
+            Ok(wit_object(&bundle, object))
+        })
+    }
+
+    fn delete(&mut self, bundle: String, path: String, if_match: Option<String>) -> Result<(), cloud::CloudError> {
+        self.timed(|s| {
+            let key = s.cloud_key(&bundle, &path)?;
+            s.block(s.b.cloud.delete(&key, if_match.as_deref())).map_err(wit_cloud_error)
+        })
+    }
+}
+
+impl transfer::Host for HostState {
+    fn start_download(&mut self, r: transfer::DownloadRequest) -> Result<u64, cloud::CloudError> {
+        self.timed(|s| {
+            let key = s.cloud_key(&r.bundle, &r.cloud_path)?;
+            let local = s
+                .resolve(&r.bundle, &r.local_path)
+                .map_err(|e| wit_cloud_error_kind(cloud::CloudErrorKind::LocalIo, e.message))?;
+            Ok(s.transfers.start_download(DownloadJob { key, local, offset: r.offset, if_match: r.if_match }))
+        })
+    }
+
+    fn poll(&mut self, id: u64) -> Option<transfer::TransferStatus> {
+        let (bytes, outcome) = self.transfers.poll(id)?;
+        let state = match outcome {
+            Outcome::Running => transfer::TransferState::Running,
+            Outcome::Done => transfer::TransferState::Done,
+            Outcome::Failed(e) => transfer::TransferState::Failed(transfer_error(e)),
+        };
+        Some(transfer::TransferStatus { bytes, state })
+    }
+
+    fn cancel(&mut self, id: u64) {
+        self.timed(|s| s.transfers.cancel(id))
+    }
+
+    fn release(&mut self, id: u64) {
+        self.timed(|s| s.transfers.release(id))
+    }
+}
+
+impl events::Host for HostState {
+    fn emit_download(&mut self, listener: u64, p: types::DownloadProgress) {
+        let progress = DownloadProgress {
+            state: match p.state {
+                types::State::Running => api::State::Running,
+                types::State::Completed => api::State::Completed,
+                types::State::Failed => api::State::Failed,
+                types::State::Stopped => api::State::Stopped,
+            },
+            processed: p.processed,
+            size: p.size,
+            uri: p.uri,
+            error: match p.error {
+                types::DownloadErrorType::NoError => api::DownloadErrorType::NoError,
+                types::DownloadErrorType::UnknownError => api::DownloadErrorType::UnknownError,
+                types::DownloadErrorType::NetworkUnavailable => api::DownloadErrorType::NetworkUnavailable,
+                types::DownloadErrorType::LocalStorageFull => api::DownloadErrorType::LocalStorageFull,
+                types::DownloadErrorType::ContentNotFound => api::DownloadErrorType::ContentNotFound,
+                types::DownloadErrorType::FrequentUserRequests => api::DownloadErrorType::FrequentUserRequests,
+            },
+        };
+        let key = (listener, progress.uri.clone());
+        if progress.is_terminal() {
+            self.in_flight.remove(&key);
+        } else {
+            self.in_flight.insert(key, progress.clone());
+        }
+        let _ = self.b.events.send((listener, progress));
+    }
+}
+
+fn file_stat(m: &std::fs::Metadata) -> storage::FileStat {
+    use std::os::unix::fs::MetadataExt;
+    storage::FileStat {
+        size: m.len(),
+        mtime_ns: (m.mtime().max(0) as u64).saturating_mul(1_000_000_000).saturating_add(m.mtime_nsec().max(0) as u64),
+        inode: m.ino(),
+        is_dir: m.is_dir(),
+    }
+}
+
+fn io_error(kind: storage::IoErrorKind, message: String) -> storage::IoError {
+    storage::IoError { kind, message }
+}
+
+fn std_io_error(path: &str, e: std::io::Error) -> storage::IoError {
+    use std::io::ErrorKind as E;
+    use storage::IoErrorKind as K;
+    let kind = match e.kind() {
+        E::NotFound => K::NotFound,
+        E::AlreadyExists => K::AlreadyExists,
+        E::PermissionDenied => K::PermissionDenied,
+        E::StorageFull => K::NoSpace,
+        E::Interrupted => K::Interrupted,
+        E::WouldBlock => K::WouldBlock,
+        E::Unsupported => K::NotSupported,
+        E::NotADirectory | E::IsADirectory => K::NotAFile,
+        _ => K::Other,
+    };
+    io_error(kind, format!("{path}: {e}"))
+}
+
+fn sandbox_error(e: SandboxError) -> storage::IoError {
+    match e {
+        SandboxError::Escapes(_) => io_error(storage::IoErrorKind::EscapesSandbox, e.to_string()),
+        SandboxError::InvalidBundle(_) | SandboxError::InvalidPath(_) => {
+            io_error(storage::IoErrorKind::PermissionDenied, e.to_string())
+        }
+        SandboxError::Io(io) => std_io_error("", io),
+    }
+}
+
+fn meta_error(e: crate::storage::MetaError) -> storage::IoError {
+    io_error(storage::IoErrorKind::Other, e.to_string())
+}
+
+fn wit_cloud_error_kind(kind: cloud::CloudErrorKind, message: String) -> cloud::CloudError {
+    cloud::CloudError { kind, message }
+}
+
+fn wit_cloud_error(e: CloudError) -> cloud::CloudError {
+    use cloud::CloudErrorKind as K;
+    let kind = match e.kind {
+        CloudErrorKind::NotFound => K::NotFound,
+        CloudErrorKind::Network => K::Network,
+        CloudErrorKind::Throttled => K::Throttled,
+        CloudErrorKind::StorageFull => K::StorageFull,
+        CloudErrorKind::Unauthorized => K::Unauthorized,
+        CloudErrorKind::PreconditionFailed => K::PreconditionFailed,
+        CloudErrorKind::Other => K::Other,
+    };
+    wit_cloud_error_kind(kind, e.message)
+}
+
+fn transfer_error(e: TransferError) -> cloud::CloudError {
+    match e {
+        TransferError::Cloud(c) => wit_cloud_error(c),
+        TransferError::LocalNoSpace(m) => wit_cloud_error_kind(cloud::CloudErrorKind::LocalNoSpace, m),
+        TransferError::LocalIo(m) => wit_cloud_error_kind(cloud::CloudErrorKind::LocalIo, m),
+    }
+}
+
+fn wit_object(bundle: &str, o: CloudObject) -> cloud::Object {
+    let path = o.key.strip_prefix(bundle).and_then(|k| k.strip_prefix('/')).unwrap_or(&o.key).to_string();
+    cloud::Object {
+        path,
+        size: o.size,
+        etag: o.etag,
+        version: o.version,
+        content_hash: o.content_hash,
+        modified_ms: o.modified_ms,
+    }
+}
