@@ -95,3 +95,29 @@ pub type ListenerId = u64;
 
 /// The one event name the seed defines.
 pub const PROGRESS: &str = "progress";
+
+impl State {
+    /// The seed's name, e.g. `RUNNING`.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Running => "RUNNING",
+            State::Completed => "COMPLETED",
+            State::Failed => "FAILED",
+            State::Stopped => "STOPPED",
+        }
+    }
+}
+
+impl DownloadErrorType {
+    /// The seed's name, e.g. `NETWORK_UNAVAILABLE`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DownloadErrorType::NoError => "NO_ERROR",
+            DownloadErrorType::UnknownError => "UNKNOWN_ERROR",
+            DownloadErrorType::NetworkUnavailable => "NETWORK_UNAVAILABLE",
+            DownloadErrorType::LocalStorageFull => "LOCAL_STORAGE_FULL",
+            DownloadErrorType::ContentNotFound => "CONTENT_NOT_FOUND",
+            DownloadErrorType::FrequentUserRequests => "FREQUENT_USER_REQUESTS",
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Shared test harness: a temporary device root, a local-folder cloud behind
+//! a fault injector, a simulated device, and a runtime running the real
+//! component as an ordinary app.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cloudsync::cloud::{Cloud, FaultyCloud, LocalFolderCloud};
+use cloudsync::device::SimulatedDevice;
+use cloudsync::{CloudFileCache, DownloadProgress, Identity, ListenerId, Runtime, RuntimeBuilder};
+
+pub const APP: &str = "com.example.notes";
+
+/// The hostile component built by this crate's build script.
+pub fn evil_component() -> Vec<u8> {
+    std::fs::read(env!("EVIL_COMPONENT_WASM")).expect("the evil component was built")
+}
+
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub cloud_dir: PathBuf,
+    pub cloud: Arc<FaultyCloud>,
+    pub device: Arc<SimulatedDevice>,
+    pub rt: Runtime,
+}
+
+impl Harness {
+    pub async fn new() -> Self {
+        Self::with(|b| b).await
+    }
+
+    /// A harness whose runtime builder is adjusted by `f`.
+    pub async fn with(f: impl FnOnce(RuntimeBuilder) -> RuntimeBuilder) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let cloud_dir = dir.path().join("cloud");
+        let local: Arc<dyn Cloud> = Arc::new(LocalFolderCloud::new(&cloud_dir).unwrap());
+        let cloud = Arc::new(FaultyCloud::new(local));
+        let device = Arc::new(SimulatedDevice::default());
+        let rt = Self::runtime(dir.path(), cloud.clone(), device.clone(), f).await;
+        Harness { dir, cloud_dir, cloud, device, rt }
+    }
+
+    async fn runtime(
+        root: &Path,
+        cloud: Arc<FaultyCloud>,
+        device: Arc<SimulatedDevice>,
+        f: impl FnOnce(RuntimeBuilder) -> RuntimeBuilder,
+    ) -> Runtime {
+        let builder = Runtime::builder(root.join("device")).cloud(cloud).device(device).identity(Identity::app(APP));
+        f(builder).build().await.expect("the runtime starts")
+    }
+
+    /// Stops the runtime as a crash would (no guest code runs, no clean-up)
+    /// and starts a new one on the same device root.
+    pub async fn crash_and_restart(&mut self) {
+        self.rt.shutdown();
+        self.rt = Self::runtime(self.dir.path(), self.cloud.clone(), self.device.clone(), |b| b).await;
+    }
+
+    pub fn uri(&self, path: &str) -> String {
+        self.rt.uri_for(path)
+    }
+
+    /// Puts a file in the cloud, as another client of the cloud would.
+    pub fn put_cloud(&self, path: &str, data: &[u8]) {
+        let p = self.cloud_dir.join(APP).join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    }
+
+    pub fn cloud_file(&self, path: &str) -> PathBuf {
+        self.cloud_dir.join(APP).join(path)
+    }
+
+    /// Where the app's copy of `path` lives.
+    pub fn local(&self, path: &str) -> PathBuf {
+        self.rt.app_folder(APP).join(path)
+    }
+
+    pub fn area(&self) -> PathBuf {
+        self.dir.path().join("device/apps").join(APP)
+    }
+
+    /// Files in the staging area (partial downloads).
+    pub fn staging(&self) -> Vec<String> {
+        list_files(&self.area().join(".staging"))
+    }
+
+    /// Every file of the app's local cloud folder, relative, sorted.
+    pub fn local_files(&self) -> Vec<String> {
+        list_files(&self.rt.app_folder(APP))
+    }
+
+    pub fn assert_nothing_partial(&self) {
+        assert_eq!(self.staging(), Vec::<String>::new(), "partial data was left behind");
+    }
+
+    pub async fn cache(&self) -> CloudFileCache {
+        CloudFileCache::new(&self.rt).await.unwrap()
+    }
+}
+
+pub fn list_files(dir: &Path) -> Vec<String> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for e in entries.flatten() {
+            let p = e.path();
+            // Symlinks are listed, not followed: they may lead out of the folder.
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                walk(base, &p, out);
+            } else {
+                out.push(p.strip_prefix(base).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// Records the events one listener receives.
+#[derive(Clone, Default)]
+pub struct Recorder {
+    events: Arc<Mutex<Vec<DownloadProgress>>>,
+    notify: Arc<tokio::sync::Notify>,
+}
+
+impl Recorder {
+    /// A recorder registered on `cache`.
+    pub async fn attach(cache: &CloudFileCache) -> (Recorder, ListenerId) {
+        let r = Recorder::default();
+        let id = cache.on("progress", r.callback()).await.unwrap();
+        (r, id)
+    }
+
+    pub fn callback(&self) -> impl Fn(DownloadProgress) + Send + Sync + 'static {
+        let (events, notify) = (self.events.clone(), self.notify.clone());
+        move |p| {
+            events.lock().unwrap().push(p);
+            notify.notify_waiters();
+        }
+    }
+
+    pub fn events(&self) -> Vec<DownloadProgress> {
+        self.events.lock().unwrap().clone()
+    }
+
+    pub fn for_uri(&self, uri: &str) -> Vec<DownloadProgress> {
+        self.events().into_iter().filter(|p| p.uri == uri).collect()
+    }
+
+    /// Waits (up to 60 s) until `pred` holds for the events so far.
+    pub async fn wait_for(&self, what: &str, pred: impl Fn(&[DownloadProgress]) -> bool) -> Vec<DownloadProgress> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let notified = self.notify.notified();
+            let events = self.events();
+            if pred(&events) {
+                return events;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!("timed out waiting for {what}; events: {events:#?}");
+            }
+        }
+    }
+
+    /// Waits for the terminal event of `uri` and returns it.
+    pub async fn terminal(&self, uri: &str) -> DownloadProgress {
+        let events = self.wait_for("a terminal event", |ev| ev.iter().any(|p| p.uri == uri && p.is_terminal())).await;
+        events.into_iter().find(|p| p.uri == uri && p.is_terminal()).unwrap()
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so failures replay.
+pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}

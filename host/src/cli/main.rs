@@ -1,1 +1,189 @@
-fn main() {}
+//! `cloudsync`: the command line.
+//!
+//! `cloudsync [--root DIR] [--cloud URL] [--app BUNDLE] [--json] <command> …`
+//!
+//! A failing command exits non-zero and prints the seed's numeric code and
+//! message; with `--json`, every event is one JSON object on stdout.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use cloudsync::cloud::{Cloud, LocalFolderCloud};
+use cloudsync::{CloudFileCache, CloudSyncError, DownloadProgress, Identity, Runtime, State};
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Parser)]
+#[command(name = "cloudsync", version, about = "Device-cloud file sync (OpenHarmony @ohos.file.cloudSync)")]
+struct Cli {
+    /// The device side: app folders and the metadata store.
+    #[arg(long, env = "CLOUDSYNC_ROOT", global = true)]
+    root: Option<PathBuf>,
+    /// The cloud: dir:///path (a local folder). Default: dir://<root>/cloud.
+    #[arg(long, env = "CLOUDSYNC_CLOUD", global = true)]
+    cloud: Option<String>,
+    /// The app (bundle name) to act for.
+    #[arg(long, env = "CLOUDSYNC_APP", default_value = "cloudsync.cli", global = true)]
+    app: String,
+    /// One JSON object per event on stdout, and a JSON result.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Download one cloud file into the app's local folder.
+    Download {
+        /// `file://<bundle>/data/storage/el2/cloud/<path>`, or a path relative
+        /// to the app's cloud folder.
+        uri: String,
+        /// On Ctrl-C keep the partial data, so that running the command again
+        /// resumes (stop with needClean = false).
+        #[arg(long)]
+        keep_partial: bool,
+    },
+}
+
+/// How the command failed: exit code and what to print.
+enum Failure {
+    Api(CloudSyncError),
+    Usage(String),
+}
+
+impl From<CloudSyncError> for Failure {
+    fn from(e: CloudSyncError) -> Self {
+        Failure::Api(e)
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    match run(cli).await {
+        Ok(code) => code,
+        Err(Failure::Api(e)) => {
+            if json {
+                println!("{}", serde_json::json!({ "error": { "code": e.code, "message": e.message } }));
+            }
+            eprintln!("cloudsync: error {}: {}", e.code, e.message);
+            ExitCode::from(1)
+        }
+        Err(Failure::Usage(message)) => {
+            eprintln!("cloudsync: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    let root = match cli.root {
+        Some(r) => r,
+        None => default_root().ok_or_else(|| Failure::Usage("no --root given and no HOME to default to".into()))?,
+    };
+    let cloud = open_cloud(cli.cloud.as_deref(), &root)?;
+    let rt = Runtime::builder(&root)
+        .cloud(cloud)
+        .identity(Identity::system(&cli.app))
+        .build()
+        .await
+        .map_err(|e| Failure::Api(CloudSyncError::service(e.to_string())))?;
+    match cli.command {
+        Command::Download { uri, keep_partial } => download(&rt, &uri, keep_partial, cli.json).await,
+    }
+}
+
+fn default_root() -> Option<PathBuf> {
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))?;
+    Some(data.join("cloudsync"))
+}
+
+fn open_cloud(url: Option<&str>, root: &std::path::Path) -> Result<Arc<dyn Cloud>, Failure> {
+    let dir = match url {
+        None => root.join("cloud"),
+        Some(url) => match url.strip_prefix("dir://") {
+            Some(path) if !path.is_empty() => PathBuf::from(path),
+            _ => return Err(Failure::Usage(format!("unsupported cloud {url:?}: use dir:///path/to/folder"))),
+        },
+    };
+    let cloud = LocalFolderCloud::new(&dir)
+        .map_err(|e| Failure::Usage(format!("cannot use {} as the cloud: {e}", dir.display())))?;
+    Ok(Arc::new(cloud))
+}
+
+async fn download(rt: &Runtime, target: &str, keep_partial: bool, json: bool) -> Result<ExitCode, Failure> {
+    let uri = if target.starts_with("file://") { target.to_string() } else { rt.uri_for(target.trim_start_matches('/')) };
+    let cache = CloudFileCache::new(rt).await?;
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel::<DownloadProgress>();
+    cache
+        .on("progress", move |p| {
+            let _ = tx.send(p);
+        })
+        .await?;
+    cache.start(&uri).await?;
+
+    let bar = (!json && std::io::stderr().is_terminal()).then(|| {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+                .expect("a valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_message(short_name(&uri));
+        bar
+    });
+    let mut stopping = false;
+    let last = loop {
+        tokio::select! {
+            event = events.recv() => {
+                let Some(p) = event else {
+                    return Err(CloudSyncError::service("the engine stopped sending events").into());
+                };
+                if json {
+                    println!("{}", serde_json::to_string(&p).expect("events serialize"));
+                }
+                if let Some(bar) = &bar {
+                    bar.set_length(p.size);
+                    bar.set_position(p.processed);
+                }
+                if p.is_terminal() {
+                    break p;
+                }
+            }
+            _ = tokio::signal::ctrl_c(), if !stopping => {
+                stopping = true;
+                cache.stop(&uri, !keep_partial).await?;
+            }
+        }
+    };
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    if !json {
+        let local = rt.app_folder(&rt.identity().bundle);
+        match last.state {
+            State::Completed => println!("COMPLETED {uri} ({} bytes) in {}", last.size, local.display()),
+            State::Stopped if keep_partial => {
+                println!("STOPPED {uri} at {}/{} bytes; partial data kept: run again to resume", last.processed, last.size)
+            }
+            State::Stopped => println!("STOPPED {uri} at {}/{} bytes; partial data deleted", last.processed, last.size),
+            State::Failed => println!("FAILED {uri}: {} after {}/{} bytes", last.error.name(), last.processed, last.size),
+            State::Running => unreachable!("the loop ends on a terminal event"),
+        }
+    }
+    Ok(match last.state {
+        State::Completed => ExitCode::SUCCESS,
+        State::Stopped => ExitCode::from(130),
+        _ => ExitCode::from(1),
+    })
+}
+
+fn short_name(uri: &str) -> String {
+    uri.rsplit('/').next().unwrap_or(uri).to_string()
+}

@@ -4,6 +4,7 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -37,11 +38,23 @@ pub struct Faults {
 pub struct FaultyCloud {
     inner: Arc<dyn Cloud>,
     faults: Mutex<Faults>,
+    opens: AtomicU64,
+    last_open_offset: Mutex<Option<u64>>,
 }
 
 impl FaultyCloud {
     pub fn new(inner: Arc<dyn Cloud>) -> Self {
-        FaultyCloud { inner, faults: Mutex::new(Faults::default()) }
+        FaultyCloud { inner, faults: Mutex::new(Faults::default()), opens: AtomicU64::new(0), last_open_offset: Mutex::new(None) }
+    }
+
+    /// How many reads of object content were asked for.
+    pub fn opens(&self) -> u64 {
+        self.opens.load(Ordering::Relaxed)
+    }
+
+    /// The offset the last read started at.
+    pub fn last_open_offset(&self) -> Option<u64> {
+        *self.last_open_offset.lock().unwrap()
     }
 
     pub fn set(&self, faults: Faults) {
@@ -99,6 +112,8 @@ impl Cloud for FaultyCloud {
     }
 
     async fn open(&self, key: &str, offset: u64, if_match: Option<&str>) -> Result<(CloudObject, ByteStream), CloudError> {
+        self.opens.fetch_add(1, Ordering::Relaxed);
+        *self.last_open_offset.lock().unwrap() = Some(offset);
         self.check_calls()?;
         let faults = self.faults();
         if let Some(kind) = faults.fail_open {

@@ -25,6 +25,9 @@ pub enum Msg {
     Run(Box<dyn FnOnce(&mut Driver) + Send>),
     /// A transfer progressed.
     Wake,
+    /// Drop the instance and end the thread (the transfers' wakers hold
+    /// senders too, so the channel alone never closes).
+    Shutdown,
 }
 
 /// Limits every instance runs under.
@@ -77,7 +80,7 @@ impl Driver {
         Driver { pre, backends, limits, waker, live: None, generation: 0, objects: HashMap::new(), busy: false }
     }
 
-    /// Runs until every sender is gone.
+    /// Runs until shut down (or every sender is gone).
     pub fn run(mut self, rx: Receiver<Msg>) {
         loop {
             let first = if self.busy {
@@ -93,8 +96,10 @@ impl Driver {
                 }
             };
             for msg in first.into_iter().chain(std::iter::from_fn(|| rx.try_recv().ok())) {
-                if let Msg::Run(f) = msg {
-                    f(&mut self);
+                match msg {
+                    Msg::Run(f) => f(&mut self),
+                    Msg::Wake => {}
+                    Msg::Shutdown => return,
                 }
             }
             if self.live.is_some() {

@@ -205,15 +205,24 @@ struct Inner {
     next_object: AtomicU64,
 }
 
-impl Drop for Inner {
-    fn drop(&mut self) {
-        // Closing the channel ends the driver, which stops every transfer.
-        self.tx.lock().unwrap().take();
+impl Inner {
+    fn shutdown(&self) {
+        // Closing the channel ends the driver, which drops the instance
+        // (stopping every transfer) and releases the metadata store.
+        if let Some(tx) = self.tx.lock().unwrap().take() {
+            let _ = tx.send(Msg::Shutdown);
+        }
         if let Some(t) = self.thread.lock().unwrap().take() {
             if t.thread().id() != std::thread::current().id() {
                 let _ = t.join();
             }
         }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shutdown();
     }
 }
 
@@ -240,6 +249,14 @@ impl Runtime {
 
     pub fn identity(&self) -> &Identity {
         &self.inner.identity
+    }
+
+    /// Stops the engine now, as if the process ended: running downloads stop
+    /// where they are (the next runtime on this root cleans or resumes them)
+    /// and every object of this runtime fails with 13600001 from then on.
+    /// Dropping the last clone of the runtime does the same.
+    pub fn shutdown(&self) {
+        self.inner.shutdown();
     }
 
     pub fn root(&self) -> &Path {

@@ -55,11 +55,13 @@ impl AppAreas {
             match std::fs::symlink_metadata(&cur) {
                 Ok(m) if m.file_type().is_symlink() => check_symlink(&area, &cur, rel)?,
                 Ok(_) => {}
+                // Nothing exists below a missing component: no symlink either.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                Err(e) if e.raw_os_error() == Some(20) => break, // ENOTDIR: a file in the way
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok(cur)
+        Ok(area.join(rel))
     }
 }
 
@@ -85,7 +87,7 @@ mod tests {
         std::os::unix::fs::symlink(area.join("cloud/in"), area.join("cloud/inner")).unwrap();
         std::os::unix::fs::symlink(area.join("nowhere"), area.join("cloud/dangling")).unwrap();
 
-        assert!(areas.resolve("com.a", "cloud/in/x").is_ok());
+        assert_eq!(areas.resolve("com.a", "cloud/in/x/y/z").unwrap(), area.join("cloud/in/x/y/z"));
         assert!(areas.resolve("com.a", "cloud/inner/x").is_ok());
         assert!(matches!(areas.resolve("com.a", "cloud/out/x"), Err(SandboxError::Escapes(_))));
         assert!(matches!(areas.resolve("com.a", "cloud/dangling"), Err(SandboxError::Escapes(_))));

@@ -1,0 +1,83 @@
+//! A hostile plugin: it implements the cloudsync world, and its
+//! `CloudFileCache.start` misbehaves as the URI asks, so that the tests can
+//! check the host's sandbox promises:
+//! - `…/loop`: spins forever (the time budget must stop it);
+//! - `…/alloc`: allocates without end (the memory limit must stop it);
+//! - `…/panic`: panics (a trap);
+//! - `…/probe`: tries the file system, the environment and the network,
+//!   and reports what it could reach as the error message;
+//! - anything else: succeeds.
+#![cfg(target_arch = "wasm32")]
+
+mod bindings {
+    wit_bindgen::generate!({ path: "../../wit", world: "cloudsync" });
+}
+
+use bindings::exports::ohos::cloudsync::{engine, file_cache};
+use bindings::ohos::cloudsync::types::Error;
+
+struct Evil;
+
+impl engine::Guest for Evil {
+    fn init() -> Result<(), Error> {
+        Ok(())
+    }
+    fn tick() -> bool {
+        false
+    }
+}
+
+impl file_cache::Guest for Evil {
+    type CloudFileCache = Cache;
+}
+
+struct Cache;
+
+impl file_cache::GuestCloudFileCache for Cache {
+    fn new() -> Self {
+        Cache
+    }
+    fn on(&self, _event: String, _listener: u64) -> Result<(), Error> {
+        Ok(())
+    }
+    fn off(&self, _event: String, _listener: Option<u64>) -> Result<(), Error> {
+        Ok(())
+    }
+    fn start(&self, uri: String) -> Result<(), Error> {
+        if uri.ends_with("/loop") {
+            let mut n: u64 = 0;
+            loop {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+        }
+        if uri.ends_with("/alloc") {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                hoard.push(vec![1u8; 1 << 20]);
+                std::hint::black_box(&hoard);
+            }
+        }
+        if uri.ends_with("/panic") {
+            panic!("deliberate panic in the evil guest");
+        }
+        if uri.ends_with("/probe") {
+            let fs = match std::fs::read_dir("/") {
+                Ok(_) => "reachable",
+                Err(_) => "denied",
+            };
+            let env = std::env::vars().count();
+            let args = std::env::args().count();
+            let net = match std::net::TcpStream::connect("127.0.0.1:1") {
+                Ok(_) => "reachable",
+                Err(_) => "denied",
+            };
+            return Err(Error { code: 1, message: format!("fs={fs} env={env} args={args} net={net}") });
+        }
+        Ok(())
+    }
+    fn stop(&self, _uri: String, _need_clean: bool) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+bindings::export!(Evil with_types_in bindings);
