@@ -72,7 +72,10 @@ impl Drop for CacheHandle {
 bindings::export!(Component with_types_in bindings);
 
 fn error(e: ApiError) -> types::Error {
-    types::Error { code: e.code, message: e.message }
+    types::Error {
+        code: e.code,
+        message: e.message,
+    }
 }
 
 /// The engine's platform, made of the component's imports.
@@ -103,7 +106,12 @@ impl Platform for WitPlatform {
 
     fn stat(&self, bundle: &str, path: &str) -> Result<Option<e::FileStat>, e::IoError> {
         let stat = storage::stat(bundle, path).map_err(io_error)?;
-        Ok(stat.map(|s| e::FileStat { size: s.size, mtime_ns: s.mtime_ns, inode: s.inode, is_dir: s.is_dir }))
+        Ok(stat.map(|s| e::FileStat {
+            size: s.size,
+            mtime_ns: s.mtime_ns,
+            inode: s.inode,
+            is_dir: s.is_dir,
+        }))
     }
 
     fn rename(&self, bundle: &str, from: &str, to: &str) -> Result<(), e::IoError> {
@@ -135,8 +143,10 @@ impl Platform for WitPlatform {
     }
 
     fn meta_commit(&self, changes: Vec<(String, Option<Vec<u8>>)>) -> Result<(), e::IoError> {
-        let changes: Vec<storage::MetaChange> =
-            changes.into_iter().map(|(key, value)| storage::MetaChange { key, value }).collect();
+        let changes: Vec<storage::MetaChange> = changes
+            .into_iter()
+            .map(|(key, value)| storage::MetaChange { key, value })
+            .collect();
         storage::meta_commit(&changes).map_err(io_error)
     }
 
@@ -198,10 +208,18 @@ impl Platform for WitPlatform {
                 error: match p.error {
                     e::DownloadErrorType::NoError => types::DownloadErrorType::NoError,
                     e::DownloadErrorType::UnknownError => types::DownloadErrorType::UnknownError,
-                    e::DownloadErrorType::NetworkUnavailable => types::DownloadErrorType::NetworkUnavailable,
-                    e::DownloadErrorType::LocalStorageFull => types::DownloadErrorType::LocalStorageFull,
-                    e::DownloadErrorType::ContentNotFound => types::DownloadErrorType::ContentNotFound,
-                    e::DownloadErrorType::FrequentUserRequests => types::DownloadErrorType::FrequentUserRequests,
+                    e::DownloadErrorType::NetworkUnavailable => {
+                        types::DownloadErrorType::NetworkUnavailable
+                    }
+                    e::DownloadErrorType::LocalStorageFull => {
+                        types::DownloadErrorType::LocalStorageFull
+                    }
+                    e::DownloadErrorType::ContentNotFound => {
+                        types::DownloadErrorType::ContentNotFound
+                    }
+                    e::DownloadErrorType::FrequentUserRequests => {
+                        types::DownloadErrorType::FrequentUserRequests
+                    }
                 },
             },
         )

@@ -40,7 +40,10 @@ pub struct CloudSyncError {
 
 impl CloudSyncError {
     pub fn new(code: u32, message: impl Into<String>) -> Self {
-        CloudSyncError { code, message: message.into() }
+        CloudSyncError {
+            code,
+            message: message.into(),
+        }
     }
 
     /// The component or its host failed (13600001).

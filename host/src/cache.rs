@@ -34,8 +34,12 @@ impl CloudFileCache {
             .rt
             .call(move |d| {
                 let r = d.resource(id)?;
-                d.call(|b, s| b.ohos_cloudsync_file_cache().cloud_file_cache().call_on(s, r, &event, listener))?
-                    .map_err(guest_error)?;
+                d.call(|b, s| {
+                    b.ohos_cloudsync_file_cache()
+                        .cloud_file_cache()
+                        .call_on(s, r, &event, listener)
+                })?
+                .map_err(guest_error)?;
                 d.add_listener(id, listener);
                 Ok(())
             })
@@ -50,14 +54,22 @@ impl CloudFileCache {
     }
 
     /// Unregisters `listener`, or every listener of this instance when `None`.
-    pub async fn off(&self, event: &str, listener: Option<ListenerId>) -> Result<(), CloudSyncError> {
+    pub async fn off(
+        &self,
+        event: &str,
+        listener: Option<ListenerId>,
+    ) -> Result<(), CloudSyncError> {
         let (id, event) = (self.id, event.to_string());
         let removed = self
             .rt
             .call(move |d| {
                 let r = d.resource(id)?;
-                d.call(|b, s| b.ohos_cloudsync_file_cache().cloud_file_cache().call_off(s, r, &event, listener))?
-                    .map_err(guest_error)?;
+                d.call(|b, s| {
+                    b.ohos_cloudsync_file_cache()
+                        .cloud_file_cache()
+                        .call_off(s, r, &event, listener)
+                })?
+                .map_err(guest_error)?;
                 Ok(d.remove_listeners(id, listener))
             })
             .await?;
@@ -73,8 +85,12 @@ impl CloudFileCache {
         self.rt
             .call(move |d| {
                 let r = d.resource(id)?;
-                d.call(|b, s| b.ohos_cloudsync_file_cache().cloud_file_cache().call_start(s, r, &uri))?
-                    .map_err(guest_error)
+                d.call(|b, s| {
+                    b.ohos_cloudsync_file_cache()
+                        .cloud_file_cache()
+                        .call_start(s, r, &uri)
+                })?
+                .map_err(guest_error)
             })
             .await
     }
@@ -88,8 +104,12 @@ impl CloudFileCache {
         self.rt
             .call(move |d| {
                 let r = d.resource(id)?;
-                d.call(|b, s| b.ohos_cloudsync_file_cache().cloud_file_cache().call_stop(s, r, &uri, need_clean))?
-                    .map_err(guest_error)
+                d.call(|b, s| {
+                    b.ohos_cloudsync_file_cache()
+                        .cloud_file_cache()
+                        .call_stop(s, r, &uri, need_clean)
+                })?
+                .map_err(guest_error)
             })
             .await
     }

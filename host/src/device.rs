@@ -18,7 +18,12 @@ pub struct DeviceState {
 
 impl Default for DeviceState {
     fn default() -> Self {
-        DeviceState { network_available: true, wifi_available: true, battery_percent: 100, charging: true }
+        DeviceState {
+            network_available: true,
+            wifi_available: true,
+            battery_percent: 100,
+            charging: true,
+        }
     }
 }
 
@@ -34,7 +39,9 @@ pub trait DeviceStatus: Send + Sync + 'static {
     /// A short name, used in conflict copy names.
     fn name(&self) -> String;
     fn now_ms(&self) -> u64 {
-        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
     }
 }
 
@@ -49,7 +56,12 @@ impl DeviceStatus for SystemDevice {
         let (battery_percent, charging) = battery();
         // A wired network is unmetered, like Wi-Fi: only a metered-only
         // device would report WIFI_UNAVAILABLE, and a PC is not one.
-        DeviceState { network_available, wifi_available: network_available, battery_percent, charging }
+        DeviceState {
+            network_available,
+            wifi_available: network_available,
+            battery_percent,
+            charging,
+        }
     }
 
     fn free_space(&self, path: &Path) -> std::io::Result<u64> {
@@ -70,7 +82,9 @@ impl DeviceStatus for SystemDevice {
 /// ones do). Without `/sys`,
 /// the network is assumed to be there.
 fn network() -> bool {
-    let Ok(entries) = std::fs::read_dir("/sys/class/net") else { return true };
+    let Ok(entries) = std::fs::read_dir("/sys/class/net") else {
+        return true;
+    };
     let mut any = false;
     for entry in entries.flatten() {
         if entry.file_name() == "lo" {
@@ -86,16 +100,27 @@ fn network() -> bool {
 
 /// The first battery's charge and whether it charges; (100, true) without one.
 fn battery() -> (u8, bool) {
-    let Ok(entries) = std::fs::read_dir("/sys/class/power_supply") else { return (100, true) };
+    let Ok(entries) = std::fs::read_dir("/sys/class/power_supply") else {
+        return (100, true);
+    };
     for entry in entries.flatten() {
         let p = entry.path();
-        if std::fs::read_to_string(p.join("type")).unwrap_or_default().trim() != "Battery" {
+        if std::fs::read_to_string(p.join("type"))
+            .unwrap_or_default()
+            .trim()
+            != "Battery"
+        {
             continue;
         }
-        let capacity = std::fs::read_to_string(p.join("capacity")).ok().and_then(|c| c.trim().parse::<u8>().ok());
+        let capacity = std::fs::read_to_string(p.join("capacity"))
+            .ok()
+            .and_then(|c| c.trim().parse::<u8>().ok());
         let status = std::fs::read_to_string(p.join("status")).unwrap_or_default();
         if let Some(c) = capacity {
-            return (c.min(100), matches!(status.trim(), "Charging" | "Full" | "Not charging"));
+            return (
+                c.min(100),
+                matches!(status.trim(), "Charging" | "Full" | "Not charging"),
+            );
         }
     }
     (100, true)
@@ -118,7 +143,12 @@ struct Simulated {
 impl Default for SimulatedDevice {
     fn default() -> Self {
         SimulatedDevice {
-            inner: Mutex::new(Simulated { state: DeviceState::default(), free_space: None, write_quota: None, now_ms: None }),
+            inner: Mutex::new(Simulated {
+                state: DeviceState::default(),
+                free_space: None,
+                write_quota: None,
+                now_ms: None,
+            }),
         }
     }
 }

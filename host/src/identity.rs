@@ -19,14 +19,21 @@ pub struct Identity {
 impl Identity {
     /// An ordinary app: no permissions, not a system app.
     pub fn app(bundle: impl Into<String>) -> Self {
-        Identity { bundle: bundle.into(), permissions: BTreeSet::new(), system_app: false }
+        Identity {
+            bundle: bundle.into(),
+            permissions: BTreeSet::new(),
+            system_app: false,
+        }
     }
 
     /// The device's owner: a system app holding every cloud-sync permission.
     pub fn system(bundle: impl Into<String>) -> Self {
         Identity {
             bundle: bundle.into(),
-            permissions: [CLOUDFILE_SYNC, CLOUDFILE_SYNC_MANAGER].into_iter().map(String::from).collect(),
+            permissions: [CLOUDFILE_SYNC, CLOUDFILE_SYNC_MANAGER]
+                .into_iter()
+                .map(String::from)
+                .collect(),
             system_app: true,
         }
     }
@@ -48,5 +55,7 @@ pub fn is_valid_bundle(bundle: &str) -> bool {
         && bundle != "."
         && bundle != ".."
         && bundle.len() <= 128
-        && bundle.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && bundle
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }

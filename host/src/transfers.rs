@@ -117,12 +117,24 @@ impl Transfers {
             finished_cv: Condvar::new(),
             abort: Mutex::new(None),
         });
-        let guard = FinishGuard { shared: shared.clone(), waker: self.waker.clone() };
+        let guard = FinishGuard {
+            shared: shared.clone(),
+            waker: self.waker.clone(),
+        };
         let (cloud, device, limit) = (self.cloud.clone(), self.device.clone(), self.limit.clone());
         let task = self.handle.spawn(async move {
             let guard = guard;
-            let Ok(_permit) = limit.acquire_owned().await else { return };
-            let result = download(&guard.shared, cloud.as_ref(), device.as_ref(), &guard.waker, job).await;
+            let Ok(_permit) = limit.acquire_owned().await else {
+                return;
+            };
+            let result = download(
+                &guard.shared,
+                cloud.as_ref(),
+                device.as_ref(),
+                &guard.waker,
+                job,
+            )
+            .await;
             *guard.shared.outcome.lock().unwrap() = Some(result);
         });
         *shared.abort.lock().unwrap() = Some(task.abort_handle());
@@ -135,9 +147,9 @@ impl Transfers {
         let shared = self.live.get(&id)?;
         let bytes = shared.bytes.load(Ordering::Acquire);
         let outcome = match &*shared.outcome.lock().unwrap() {
-            None if *shared.finished.lock().unwrap() => {
-                Outcome::Failed(TransferError::LocalIo("the transfer ended without a result".into()))
-            }
+            None if *shared.finished.lock().unwrap() => Outcome::Failed(TransferError::LocalIo(
+                "the transfer ended without a result".into(),
+            )),
             None => Outcome::Running,
             Some(Ok(())) => Outcome::Done,
             Some(Err(e)) => Outcome::Failed(e.clone()),
@@ -174,7 +186,9 @@ fn stop(shared: &Shared) {
         abort.abort();
     }
     let finished = shared.finished.lock().unwrap();
-    let _ = shared.finished_cv.wait_timeout_while(finished, CANCEL_WAIT, |done| !*done);
+    let _ = shared
+        .finished_cv
+        .wait_timeout_while(finished, CANCEL_WAIT, |done| !*done);
 }
 
 async fn download(
@@ -184,17 +198,18 @@ async fn download(
     wake: &Waker,
     job: DownloadJob,
 ) -> Result<(), TransferError> {
-    let (_, mut stream) = cloud.open(&job.key, job.offset, job.if_match.as_deref()).await?;
+    let (_, mut stream) = cloud
+        .open(&job.key, job.offset, job.if_match.as_deref())
+        .await?;
     let mut file = open_at(&job.local, job.offset).map_err(local_error)?;
     let quota = device.write_quota();
     let mut buf = vec![0u8; CHUNK];
     let mut written = 0u64;
     let mut last_wake = Instant::now();
     loop {
-        let n = stream
-            .read(&mut buf)
-            .await
-            .map_err(|e| CloudError::new(CloudErrorKind::Network, format!("reading {}: {e}", job.key)))?;
+        let n = stream.read(&mut buf).await.map_err(|e| {
+            CloudError::new(CloudErrorKind::Network, format!("reading {}: {e}", job.key))
+        })?;
         if n == 0 {
             break;
         }
@@ -202,7 +217,9 @@ async fn download(
             return Err(TransferError::LocalIo("cancelled".into()));
         }
         if quota.is_some_and(|q| written + n as u64 > q) {
-            return Err(TransferError::LocalNoSpace("the app's write quota is used up".into()));
+            return Err(TransferError::LocalNoSpace(
+                "the app's write quota is used up".into(),
+            ));
         }
         file.write_all(&buf[..n]).map_err(local_error)?;
         written += n as u64;
@@ -218,7 +235,11 @@ async fn download(
         // the bytes may be a mix of two versions.
         let now = cloud.stat(&job.key).await?;
         if &now.etag != etag {
-            return Err(CloudError::new(CloudErrorKind::PreconditionFailed, format!("{} changed while it was read", job.key)).into());
+            return Err(CloudError::new(
+                CloudErrorKind::PreconditionFailed,
+                format!("{} changed while it was read", job.key),
+            )
+            .into());
         }
     }
     Ok(())
@@ -227,7 +248,11 @@ async fn download(
 /// Opens `path` for writing at `offset`: what lies beyond is cut off first.
 fn open_at(path: &std::path::Path, offset: u64) -> std::io::Result<std::fs::File> {
     use std::io::{Seek, SeekFrom};
-    let mut file = std::fs::OpenOptions::new().create(true).write(true).truncate(false).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(false)
+        .open(path)?;
     file.set_len(offset)?;
     file.seek(SeekFrom::Start(offset))?;
     Ok(file)

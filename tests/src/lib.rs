@@ -38,7 +38,13 @@ impl Harness {
         let cloud = Arc::new(FaultyCloud::new(local));
         let device = Arc::new(SimulatedDevice::default());
         let rt = Self::runtime(dir.path(), cloud.clone(), device.clone(), f).await;
-        Harness { dir, cloud_dir, cloud, device, rt }
+        Harness {
+            dir,
+            cloud_dir,
+            cloud,
+            device,
+            rt,
+        }
     }
 
     async fn runtime(
@@ -47,7 +53,10 @@ impl Harness {
         device: Arc<SimulatedDevice>,
         f: impl FnOnce(RuntimeBuilder) -> RuntimeBuilder,
     ) -> Runtime {
-        let builder = Runtime::builder(root.join("device")).cloud(cloud).device(device).identity(Identity::app(APP));
+        let builder = Runtime::builder(root.join("device"))
+            .cloud(cloud)
+            .device(device)
+            .identity(Identity::app(APP));
         f(builder).build().await.expect("the runtime starts")
     }
 
@@ -55,7 +64,13 @@ impl Harness {
     /// and starts a new one on the same device root.
     pub async fn crash_and_restart(&mut self) {
         self.rt.shutdown();
-        self.rt = Self::runtime(self.dir.path(), self.cloud.clone(), self.device.clone(), |b| b).await;
+        self.rt = Self::runtime(
+            self.dir.path(),
+            self.cloud.clone(),
+            self.device.clone(),
+            |b| b,
+        )
+        .await;
     }
 
     pub fn uri(&self, path: &str) -> String {
@@ -93,7 +108,11 @@ impl Harness {
     }
 
     pub fn assert_nothing_partial(&self) {
-        assert_eq!(self.staging(), Vec::<String>::new(), "partial data was left behind");
+        assert_eq!(
+            self.staging(),
+            Vec::<String>::new(),
+            "partial data was left behind"
+        );
     }
 
     pub async fn cache(&self) -> CloudFileCache {
@@ -103,7 +122,9 @@ impl Harness {
 
 pub fn list_files(dir: &Path) -> Vec<String> {
     fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
         for e in entries.flatten() {
             let p = e.path();
             // Symlinks are listed, not followed: they may lead out of the folder.
@@ -152,7 +173,11 @@ impl Recorder {
     }
 
     /// Waits (up to 60 s) until `pred` holds for the events so far.
-    pub async fn wait_for(&self, what: &str, pred: impl Fn(&[DownloadProgress]) -> bool) -> Vec<DownloadProgress> {
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        pred: impl Fn(&[DownloadProgress]) -> bool,
+    ) -> Vec<DownloadProgress> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
             let notified = self.notify.notified();
@@ -168,8 +193,15 @@ impl Recorder {
 
     /// Waits for the terminal event of `uri` and returns it.
     pub async fn terminal(&self, uri: &str) -> DownloadProgress {
-        let events = self.wait_for("a terminal event", |ev| ev.iter().any(|p| p.uri == uri && p.is_terminal())).await;
-        events.into_iter().find(|p| p.uri == uri && p.is_terminal()).unwrap()
+        let events = self
+            .wait_for("a terminal event", |ev| {
+                ev.iter().any(|p| p.uri == uri && p.is_terminal())
+            })
+            .await;
+        events
+            .into_iter()
+            .find(|p| p.uri == uri && p.is_terminal())
+            .unwrap()
     }
 }
 

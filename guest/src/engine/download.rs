@@ -9,9 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::records::{self, LocalStamp, PartialRecord, SyncedRecord, PARTIAL, SYNCED};
 use super::{
-    codes, parse_app_uri, ApiError, AppFile, CloudError, CloudErrorKind, DownloadErrorType, DownloadProgress,
-    DownloadRequest, IoError, IoErrorKind, ListenerId, Platform, State, TransferId, TransferState,
-    PROGRESS_EVENT,
+    codes, parse_app_uri, ApiError, AppFile, CloudError, CloudErrorKind, DownloadErrorType,
+    DownloadProgress, DownloadRequest, IoError, IoErrorKind, ListenerId, Platform, State,
+    TransferId, TransferState, PROGRESS_EVENT,
 };
 
 /// Where partial downloads live in a bundle's local area (outside `cloud/`,
@@ -61,7 +61,9 @@ impl Downloads {
         let orphaned: Vec<AppFile> = self
             .active
             .iter_mut()
-            .filter_map(|(file, a)| (a.subscribers.remove(&cache) && a.subscribers.is_empty()).then(|| file.clone()))
+            .filter_map(|(file, a)| {
+                (a.subscribers.remove(&cache) && a.subscribers.is_empty()).then(|| file.clone())
+            })
             .collect();
         for file in orphaned {
             if let Some(a) = self.active.remove(&file) {
@@ -72,7 +74,12 @@ impl Downloads {
         }
     }
 
-    pub fn on(&mut self, cache: CacheId, event: &str, listener: ListenerId) -> Result<(), ApiError> {
+    pub fn on(
+        &mut self,
+        cache: CacheId,
+        event: &str,
+        listener: ListenerId,
+    ) -> Result<(), ApiError> {
         check_event(event)?;
         let listeners = self.listeners_mut(cache)?;
         if !listeners.contains(&listener) {
@@ -81,7 +88,12 @@ impl Downloads {
         Ok(())
     }
 
-    pub fn off(&mut self, cache: CacheId, event: &str, listener: Option<ListenerId>) -> Result<(), ApiError> {
+    pub fn off(
+        &mut self,
+        cache: CacheId,
+        event: &str,
+        listener: Option<ListenerId>,
+    ) -> Result<(), ApiError> {
         check_event(event)?;
         let listeners = self.listeners_mut(cache)?;
         match listener {
@@ -92,20 +104,34 @@ impl Downloads {
     }
 
     fn listeners_mut(&mut self, cache: CacheId) -> Result<&mut Vec<ListenerId>, ApiError> {
-        self.caches
-            .get_mut(&cache)
-            .ok_or_else(|| ApiError::new(codes::SERVICE_FAILED, "this CloudFileCache no longer exists"))
+        self.caches.get_mut(&cache).ok_or_else(|| {
+            ApiError::new(
+                codes::SERVICE_FAILED,
+                "this CloudFileCache no longer exists",
+            )
+        })
     }
 
     /// Starts downloading `uri` for `cache`; returns once it is accepted.
-    pub fn start(&mut self, platform: &impl Platform, cache: CacheId, uri: &str) -> Result<(), ApiError> {
+    pub fn start(
+        &mut self,
+        platform: &impl Platform,
+        cache: CacheId,
+        uri: &str,
+    ) -> Result<(), ApiError> {
         self.listeners_mut(cache)?;
         let file = parse_app_uri(uri, &platform.caller_bundle())?;
 
         if let Some(a) = self.active.get_mut(&file) {
             // Already downloading: watch the same transfer, never start a second.
             if a.subscribers.insert(cache) {
-                let p = progress(&a.uri, State::Running, a.processed, a.size, DownloadErrorType::NoError);
+                let p = progress(
+                    &a.uri,
+                    State::Running,
+                    a.processed,
+                    a.size,
+                    DownloadErrorType::NoError,
+                );
                 emit(platform, &self.caches, [cache], &p);
             }
             return Ok(());
@@ -117,7 +143,10 @@ impl Downloads {
         let object = match cloud_stat(platform, &file) {
             Ok(object) => object,
             Err(e) if e.kind == CloudErrorKind::NotFound => {
-                return Err(ApiError::new(codes::NO_SUCH_FILE, format!("{uri}: no such file in the cloud")))
+                return Err(ApiError::new(
+                    codes::NO_SUCH_FILE,
+                    format!("{uri}: no such file in the cloud"),
+                ))
             }
             Err(e) => {
                 // Accepted, then failed: the event says why.
@@ -131,7 +160,13 @@ impl Downloads {
         let synced: Option<SyncedRecord> = records::get(platform, &records::key(SYNCED, &file))?;
         if let (Some(rec), Some(local)) = (&synced, local) {
             if rec.etag == object.etag && rec.local == LocalStamp::from(local) {
-                let p = progress(uri, State::Completed, object.size, object.size, DownloadErrorType::NoError);
+                let p = progress(
+                    uri,
+                    State::Completed,
+                    object.size,
+                    object.size,
+                    DownloadErrorType::NoError,
+                );
                 emit(platform, &self.caches, [cache], &p);
                 return Ok(());
             }
@@ -141,7 +176,11 @@ impl Downloads {
         let kept: Option<PartialRecord> = records::get(platform, &partial_key)?;
         let (temp, offset) = match kept {
             Some(p) if p.etag == object.etag && p.size == object.size => {
-                let have = platform.stat(&file.bundle, &p.temp).ok().flatten().map_or(0, |s| s.size);
+                let have = platform
+                    .stat(&file.bundle, &p.temp)
+                    .ok()
+                    .flatten()
+                    .map_or(0, |s| s.size);
                 (p.temp, have.min(object.size))
             }
             Some(p) => {
@@ -153,9 +192,12 @@ impl Downloads {
         };
 
         let needed = object.size - offset;
-        let free = platform
-            .free_space(&file.bundle)
-            .map_err(|e| ApiError::new(codes::SERVICE_FAILED, format!("cannot read free space: {e}")))?;
+        let free = platform.free_space(&file.bundle).map_err(|e| {
+            ApiError::new(
+                codes::SERVICE_FAILED,
+                format!("cannot read free space: {e}"),
+            )
+        })?;
         if free < needed {
             return Err(ApiError::new(
                 codes::NO_SPACE,
@@ -167,8 +209,18 @@ impl Downloads {
         // any later moment can find it.
         platform
             .create_dir_all(&file.bundle, STAGING_DIR)
-            .map_err(|e| ApiError::new(codes::SERVICE_FAILED, format!("cannot create the staging area: {e}")))?;
-        let record = PartialRecord { temp: temp.clone(), etag: object.etag.clone(), size: object.size, kept: false };
+            .map_err(|e| {
+                ApiError::new(
+                    codes::SERVICE_FAILED,
+                    format!("cannot create the staging area: {e}"),
+                )
+            })?;
+        let record = PartialRecord {
+            temp: temp.clone(),
+            etag: object.etag.clone(),
+            size: object.size,
+            kept: false,
+        };
         platform
             .meta_commit(vec![(partial_key, Some(records::encode(&record)))])
             .map_err(|e| ApiError::internal(format!("metadata write failed: {e}")))?;
@@ -193,7 +245,13 @@ impl Downloads {
                     processed: offset,
                     restarts: 0,
                 };
-                let p = progress(uri, State::Running, offset, active.size, DownloadErrorType::NoError);
+                let p = progress(
+                    uri,
+                    State::Running,
+                    offset,
+                    active.size,
+                    DownloadErrorType::NoError,
+                );
                 emit(platform, &self.caches, [cache], &p);
                 self.active.insert(file, active);
             }
@@ -208,13 +266,25 @@ impl Downloads {
 
     /// Stops `cache`'s download of `uri`. `need_clean` deletes the partial
     /// data; otherwise it is kept and the next `start` resumes from it.
-    pub fn stop(&mut self, platform: &impl Platform, cache: CacheId, uri: &str, need_clean: bool) -> Result<(), ApiError> {
+    pub fn stop(
+        &mut self,
+        platform: &impl Platform,
+        cache: CacheId,
+        uri: &str,
+        need_clean: bool,
+    ) -> Result<(), ApiError> {
         self.listeners_mut(cache)?;
         let file = parse_app_uri(uri, &platform.caller_bundle())?;
 
         if let Some(a) = self.active.get_mut(&file) {
             if a.subscribers.remove(&cache) {
-                let p = progress(&a.uri, State::Stopped, a.processed, a.size, DownloadErrorType::NoError);
+                let p = progress(
+                    &a.uri,
+                    State::Stopped,
+                    a.processed,
+                    a.size,
+                    DownloadErrorType::NoError,
+                );
                 let last = a.subscribers.is_empty();
                 emit(platform, &self.caches, [cache], &p);
                 if last {
@@ -224,10 +294,20 @@ impl Downloads {
                     if need_clean {
                         discard_partial(platform, &file, &a.temp);
                     } else {
-                        let record = PartialRecord { temp: a.temp, etag: a.etag, size: a.size, kept: true };
+                        let record = PartialRecord {
+                            temp: a.temp,
+                            etag: a.etag,
+                            size: a.size,
+                            kept: true,
+                        };
                         platform
-                            .meta_commit(vec![(records::key(PARTIAL, &file), Some(records::encode(&record)))])
-                            .map_err(|e| ApiError::internal(format!("metadata write failed: {e}")))?;
+                            .meta_commit(vec![(
+                                records::key(PARTIAL, &file),
+                                Some(records::encode(&record)),
+                            )])
+                            .map_err(|e| {
+                                ApiError::internal(format!("metadata write failed: {e}"))
+                            })?;
                     }
                 }
                 return Ok(());
@@ -265,7 +345,13 @@ impl Downloads {
             match status.state {
                 TransferState::Running => {
                     if advanced {
-                        let p = progress(&a.uri, State::Running, a.processed, a.size, DownloadErrorType::NoError);
+                        let p = progress(
+                            &a.uri,
+                            State::Running,
+                            a.processed,
+                            a.size,
+                            DownloadErrorType::NoError,
+                        );
                         emit(platform, &self.caches, a.subscribers.iter().copied(), &p);
                     }
                 }
@@ -316,15 +402,27 @@ impl Downloads {
     }
 
     /// Verifies the temp file and renames it into place.
-    fn finish(&mut self, platform: &impl Platform, file: &AppFile) -> Result<(), DownloadErrorType> {
+    fn finish(
+        &mut self,
+        platform: &impl Platform,
+        file: &AppFile,
+    ) -> Result<(), DownloadErrorType> {
         let a = &self.active[file];
         let bundle = &file.bundle;
-        let got = platform.stat(bundle, &a.temp).map_err(|e| io_error_type(&e))?;
+        let got = platform
+            .stat(bundle, &a.temp)
+            .map_err(|e| io_error_type(&e))?;
         if got.map(|s| s.size) != Some(a.size) {
             return Err(DownloadErrorType::UnknownError);
         }
-        if let Some(expected) = a.content_hash.as_deref().and_then(|h| h.strip_prefix("sha256:")) {
-            let actual = platform.hash_file(bundle, &a.temp).map_err(|e| io_error_type(&e))?;
+        if let Some(expected) = a
+            .content_hash
+            .as_deref()
+            .and_then(|h| h.strip_prefix("sha256:"))
+        {
+            let actual = platform
+                .hash_file(bundle, &a.temp)
+                .map_err(|e| io_error_type(&e))?;
             if !actual.eq_ignore_ascii_case(expected) {
                 return Err(DownloadErrorType::UnknownError);
             }
@@ -332,10 +430,15 @@ impl Downloads {
 
         let target = file.local_path();
         if let Some(parent) = target.rsplit_once('/').map(|(p, _)| p) {
-            platform.create_dir_all(bundle, parent).map_err(|e| io_error_type(&e))?;
+            platform
+                .create_dir_all(bundle, parent)
+                .map_err(|e| io_error_type(&e))?;
         }
         let synced_key = records::key(SYNCED, file);
-        match platform.stat(bundle, &target).map_err(|e| io_error_type(&e))? {
+        match platform
+            .stat(bundle, &target)
+            .map_err(|e| io_error_type(&e))?
+        {
             None => {}
             Some(s) if s.is_dir => return Err(DownloadErrorType::UnknownError),
             Some(s) => {
@@ -347,22 +450,34 @@ impl Downloads {
                     .flatten()
                     .is_some_and(|r| r.local == LocalStamp::from(s));
                 let same = !ours && s.size == a.size && {
-                    let local = platform.hash_file(bundle, &target).map_err(|e| io_error_type(&e))?;
-                    let remote = platform.hash_file(bundle, &a.temp).map_err(|e| io_error_type(&e))?;
+                    let local = platform
+                        .hash_file(bundle, &target)
+                        .map_err(|e| io_error_type(&e))?;
+                    let remote = platform
+                        .hash_file(bundle, &a.temp)
+                        .map_err(|e| io_error_type(&e))?;
                     local == remote
                 };
                 if !ours && !same {
                     let copy = conflict_copy_name(platform, bundle, &target);
-                    platform.rename(bundle, &target, &copy).map_err(|e| io_error_type(&e))?;
+                    platform
+                        .rename(bundle, &target, &copy)
+                        .map_err(|e| io_error_type(&e))?;
                 }
             }
         }
-        platform.rename(bundle, &a.temp, &target).map_err(|e| io_error_type(&e))?;
+        platform
+            .rename(bundle, &a.temp, &target)
+            .map_err(|e| io_error_type(&e))?;
         let placed = platform
             .stat(bundle, &target)
             .map_err(|e| io_error_type(&e))?
             .ok_or(DownloadErrorType::UnknownError)?;
-        let record = SyncedRecord { etag: a.etag.clone(), size: a.size, local: placed.into() };
+        let record = SyncedRecord {
+            etag: a.etag.clone(),
+            size: a.size,
+            local: placed.into(),
+        };
         // The file is whole in place even if this write fails; a later start
         // then finds it unknown, hashes it and sees it is equal.
         let _ = platform.meta_commit(vec![
@@ -370,7 +485,13 @@ impl Downloads {
             (records::key(PARTIAL, file), None),
         ]);
         let a = self.active.remove(file).expect("present");
-        let p = progress(&a.uri, State::Completed, a.size, a.size, DownloadErrorType::NoError);
+        let p = progress(
+            &a.uri,
+            State::Completed,
+            a.size,
+            a.size,
+            DownloadErrorType::NoError,
+        );
         emit(platform, &self.caches, a.subscribers.iter().copied(), &p);
         Ok(())
     }
@@ -388,8 +509,19 @@ impl Downloads {
         a.etag = object.etag.clone();
         a.content_hash = object.content_hash;
         a.processed = 0;
-        let record = PartialRecord { temp: a.temp.clone(), etag: object.etag.clone(), size: object.size, kept: false };
-        if platform.meta_commit(vec![(records::key(PARTIAL, file), Some(records::encode(&record)))]).is_err() {
+        let record = PartialRecord {
+            temp: a.temp.clone(),
+            etag: object.etag.clone(),
+            size: object.size,
+            kept: false,
+        };
+        if platform
+            .meta_commit(vec![(
+                records::key(PARTIAL, file),
+                Some(records::encode(&record)),
+            )])
+            .is_err()
+        {
             return self.fail(platform, file, DownloadErrorType::UnknownError);
         }
         let request = DownloadRequest {
@@ -407,7 +539,9 @@ impl Downloads {
 
     /// Ends a download with FAILED: its partial data is removed.
     fn fail(&mut self, platform: &impl Platform, file: &AppFile, error: DownloadErrorType) {
-        let Some(a) = self.active.remove(file) else { return };
+        let Some(a) = self.active.remove(file) else {
+            return;
+        };
         platform.cancel_transfer(a.transfer);
         platform.release_transfer(a.transfer);
         discard_partial(platform, file, &a.temp);
@@ -425,12 +559,17 @@ fn check_event(event: &str) -> Result<(), ApiError> {
     if event == PROGRESS_EVENT {
         Ok(())
     } else {
-        Err(ApiError::invalid_parameter(format!("unknown event {event:?}; the only event is \"progress\"")))
+        Err(ApiError::invalid_parameter(format!(
+            "unknown event {event:?}; the only event is \"progress\""
+        )))
     }
 }
 
 fn not_downloading(uri: &str) -> ApiError {
-    ApiError::new(codes::NO_SUCH_FILE, format!("{uri}: no download of this file to stop"))
+    ApiError::new(
+        codes::NO_SUCH_FILE,
+        format!("{uri}: no download of this file to stop"),
+    )
 }
 
 /// The local target must stay inside the sandbox and not be a directory.
@@ -443,15 +582,26 @@ fn stat_target(
     match platform.stat(&file.bundle, target) {
         Ok(Some(s)) if s.is_dir => Err(ApiError::invalid_uri(uri, "it names a directory")),
         Ok(s) => Ok(s),
-        Err(e) if e.kind == IoErrorKind::EscapesSandbox => Err(ApiError::invalid_uri(uri, "it leads out of the app's folder")),
-        Err(e) if e.kind == IoErrorKind::NotAFile => Err(ApiError::invalid_uri(uri, "a parent is not a directory")),
-        Err(e) => Err(ApiError::new(codes::SERVICE_FAILED, format!("cannot inspect {uri}: {e}"))),
+        Err(e) if e.kind == IoErrorKind::EscapesSandbox => Err(ApiError::invalid_uri(
+            uri,
+            "it leads out of the app's folder",
+        )),
+        Err(e) if e.kind == IoErrorKind::NotAFile => {
+            Err(ApiError::invalid_uri(uri, "a parent is not a directory"))
+        }
+        Err(e) => Err(ApiError::new(
+            codes::SERVICE_FAILED,
+            format!("cannot inspect {uri}: {e}"),
+        )),
     }
 }
 
 fn cloud_stat(platform: &impl Platform, file: &AppFile) -> Result<super::CloudObject, CloudError> {
     if !platform.device_status().network_available {
-        return Err(CloudError::new(CloudErrorKind::Network, "the device has no network"));
+        return Err(CloudError::new(
+            CloudErrorKind::Network,
+            "the device has no network",
+        ));
     }
     platform.cloud_stat(&file.bundle, &file.path)
 }
@@ -480,8 +630,20 @@ fn io_error_type(e: &IoError) -> DownloadErrorType {
     }
 }
 
-fn progress(uri: &str, state: State, processed: u64, size: u64, error: DownloadErrorType) -> DownloadProgress {
-    DownloadProgress { state, processed, size, uri: uri.to_string(), error }
+fn progress(
+    uri: &str,
+    state: State,
+    processed: u64,
+    size: u64,
+    error: DownloadErrorType,
+) -> DownloadProgress {
+    DownloadProgress {
+        state,
+        processed,
+        size,
+        uri: uri.to_string(),
+        error,
+    }
 }
 
 fn emit(
@@ -511,7 +673,11 @@ fn conflict_copy_name(platform: &impl Platform, bundle: &str, path: &str) -> Str
     let device = platform.device_name();
     let mut n = 1;
     loop {
-        let suffix = if n == 1 { String::new() } else { format!(" {n}") };
+        let suffix = if n == 1 {
+            String::new()
+        } else {
+            format!(" {n}")
+        };
         let candidate = format!("{dir}{stem} (conflict {device} {when}{suffix}){ext}");
         if !matches!(platform.stat(bundle, &candidate), Ok(Some(_))) {
             return candidate;

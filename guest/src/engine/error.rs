@@ -25,7 +25,10 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: u32, message: impl Into<String>) -> Self {
-        ApiError { code, message: message.into() }
+        ApiError {
+            code,
+            message: message.into(),
+        }
     }
     pub fn invalid_parameter(message: impl Into<String>) -> Self {
         Self::new(codes::INVALID_PARAMETER, message)

@@ -53,7 +53,12 @@ impl Fake {
     pub fn new() -> Self {
         Fake(RefCell::new(State_ {
             caller: APP.into(),
-            device: DeviceStatus { network_available: true, wifi_available: true, battery_percent: 100, charging: true },
+            device: DeviceStatus {
+                network_available: true,
+                wifi_available: true,
+                battery_percent: 100,
+                charging: true,
+            },
             now_ms: 1_700_000_000_000,
             clock_ns: 1,
             local: BTreeMap::new(),
@@ -75,23 +80,37 @@ impl Fake {
         let mut s = self.0.borrow_mut();
         s.clock_ns += 1;
         let etag = format!("e{}", s.clock_ns);
-        s.cloud.insert((APP.into(), path.into()), (data.to_vec(), etag));
+        s.cloud
+            .insert((APP.into(), path.into()), (data.to_vec(), etag));
     }
 
     pub fn put_local(&self, path: &str, data: &[u8]) {
         let mut s = self.0.borrow_mut();
         s.clock_ns += 1;
-        let f = LocalFile { data: data.to_vec(), mtime_ns: s.clock_ns, inode: s.clock_ns };
+        let f = LocalFile {
+            data: data.to_vec(),
+            mtime_ns: s.clock_ns,
+            inode: s.clock_ns,
+        };
         s.local.insert((APP.into(), path.into()), f);
     }
 
     pub fn local(&self, path: &str) -> Option<Vec<u8>> {
-        self.0.borrow().local.get(&(APP.to_string(), path.to_string())).map(|f| f.data.clone())
+        self.0
+            .borrow()
+            .local
+            .get(&(APP.to_string(), path.to_string()))
+            .map(|f| f.data.clone())
     }
 
     /// Local paths, sorted.
     pub fn local_paths(&self) -> Vec<String> {
-        self.0.borrow().local.keys().map(|(_, p)| p.clone()).collect()
+        self.0
+            .borrow()
+            .local
+            .keys()
+            .map(|(_, p)| p.clone())
+            .collect()
     }
 
     pub fn take_events(&self) -> Vec<(ListenerId, DownloadProgress)> {
@@ -111,40 +130,74 @@ impl Fake {
         }
         let req = t.request.clone();
         let key = (req.bundle.clone(), req.local_path.clone());
-        let have = s.local.get(&key).map_or(req.offset, |f| f.data.len() as u64);
+        let have = s
+            .local
+            .get(&key)
+            .map_or(req.offset, |f| f.data.len() as u64);
         if let Some(e) = s.transfers[&id].failed.clone() {
-            return Some(TransferStatus { bytes: have, state: TransferState::Failed(e) });
+            return Some(TransferStatus {
+                bytes: have,
+                state: TransferState::Failed(e),
+            });
         }
         if s.transfers[&id].done {
-            return Some(TransferStatus { bytes: have, state: TransferState::Done });
+            return Some(TransferStatus {
+                bytes: have,
+                state: TransferState::Done,
+            });
         }
-        let Some((content, etag)) = s.cloud.get(&(req.bundle.clone(), req.cloud_path.clone())).cloned() else {
+        let Some((content, etag)) = s
+            .cloud
+            .get(&(req.bundle.clone(), req.cloud_path.clone()))
+            .cloned()
+        else {
             let e = CloudError::new(CloudErrorKind::NotFound, "gone");
             s.transfers.get_mut(&id).unwrap().failed = Some(e.clone());
-            return Some(TransferStatus { bytes: have, state: TransferState::Failed(e) });
+            return Some(TransferStatus {
+                bytes: have,
+                state: TransferState::Failed(e),
+            });
         };
         if req.if_match.as_deref().is_some_and(|m| m != etag) {
             let e = CloudError::new(CloudErrorKind::PreconditionFailed, "changed");
             s.transfers.get_mut(&id).unwrap().failed = Some(e.clone());
-            return Some(TransferStatus { bytes: have, state: TransferState::Failed(e) });
+            return Some(TransferStatus {
+                bytes: have,
+                state: TransferState::Failed(e),
+            });
         }
         if let Some((after, e)) = s.fail_next.clone() {
             if have >= after {
                 s.fail_next = None;
                 s.transfers.get_mut(&id).unwrap().failed = Some(e.clone());
-                return Some(TransferStatus { bytes: have, state: TransferState::Failed(e) });
+                return Some(TransferStatus {
+                    bytes: have,
+                    state: TransferState::Failed(e),
+                });
             }
         }
         let end = (have + chunk).min(content.len() as u64);
         s.clock_ns += 1;
         let clock = s.clock_ns;
-        let f = s.local.entry(key).or_insert(LocalFile { data: Vec::new(), mtime_ns: clock, inode: clock });
+        let f = s.local.entry(key).or_insert(LocalFile {
+            data: Vec::new(),
+            mtime_ns: clock,
+            inode: clock,
+        });
         f.data.truncate(have as usize);
-        f.data.extend_from_slice(&content[have as usize..end as usize]);
+        f.data
+            .extend_from_slice(&content[have as usize..end as usize]);
         f.mtime_ns = clock;
         let done = end == content.len() as u64;
         s.transfers.get_mut(&id).unwrap().done = done;
-        Some(TransferStatus { bytes: end, state: if done { TransferState::Done } else { TransferState::Running } })
+        Some(TransferStatus {
+            bytes: end,
+            state: if done {
+                TransferState::Done
+            } else {
+                TransferState::Running
+            },
+        })
     }
 }
 
@@ -176,14 +229,21 @@ impl Platform for Fake {
             return Err(IoError::new(IoErrorKind::EscapesSandbox, "symlink"));
         }
         if s.dirs.contains(&(bundle.into(), path.into())) {
-            return Ok(Some(FileStat { size: 0, mtime_ns: 0, inode: 0, is_dir: true }));
+            return Ok(Some(FileStat {
+                size: 0,
+                mtime_ns: 0,
+                inode: 0,
+                is_dir: true,
+            }));
         }
-        Ok(s.local.get(&(bundle.into(), path.into())).map(|f| FileStat {
-            size: f.data.len() as u64,
-            mtime_ns: f.mtime_ns,
-            inode: f.inode,
-            is_dir: false,
-        }))
+        Ok(s.local
+            .get(&(bundle.into(), path.into()))
+            .map(|f| FileStat {
+                size: f.data.len() as u64,
+                mtime_ns: f.mtime_ns,
+                inode: f.inode,
+                is_dir: false,
+            }))
     }
     fn rename(&self, bundle: &str, from: &str, to: &str) -> Result<(), IoError> {
         let mut s = self.0.borrow_mut();
@@ -195,7 +255,10 @@ impl Platform for Fake {
         Ok(())
     }
     fn remove_file(&self, bundle: &str, path: &str) -> Result<(), IoError> {
-        self.0.borrow_mut().local.remove(&(bundle.into(), path.into()));
+        self.0
+            .borrow_mut()
+            .local
+            .remove(&(bundle.into(), path.into()));
         Ok(())
     }
     fn create_dir_all(&self, _bundle: &str, _path: &str) -> Result<(), IoError> {
@@ -206,7 +269,10 @@ impl Platform for Fake {
     }
     fn hash_file(&self, bundle: &str, path: &str) -> Result<String, IoError> {
         let s = self.0.borrow();
-        let f = s.local.get(&(bundle.into(), path.into())).ok_or_else(|| IoError::new(IoErrorKind::NotFound, path))?;
+        let f = s
+            .local
+            .get(&(bundle.into(), path.into()))
+            .ok_or_else(|| IoError::new(IoErrorKind::NotFound, path))?;
         Ok(sha(&f.data))
     }
     fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, IoError> {
@@ -214,7 +280,11 @@ impl Platform for Fake {
     }
     fn meta_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, IoError> {
         let s = self.0.borrow();
-        Ok(s.meta.range(prefix.to_string()..).take_while(|(k, _)| k.starts_with(prefix)).map(|(k, v)| (k.clone(), v.clone())).collect())
+        Ok(s.meta
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
     }
     fn meta_commit(&self, changes: Vec<(String, Option<Vec<u8>>)>) -> Result<(), IoError> {
         let mut s = self.0.borrow_mut();
@@ -252,7 +322,15 @@ impl Platform for Fake {
         if request.offset == 0 {
             s.local.remove(&key);
         }
-        s.transfers.insert(id, Transfer { request, failed: None, cancelled: false, done: false });
+        s.transfers.insert(
+            id,
+            Transfer {
+                request,
+                failed: None,
+                cancelled: false,
+                done: false,
+            },
+        );
         Ok(id)
     }
     fn poll_transfer(&self, id: TransferId) -> Option<TransferStatus> {
@@ -265,6 +343,9 @@ impl Platform for Fake {
     }
     fn release_transfer(&self, _id: TransferId) {}
     fn emit_download(&self, listener: ListenerId, progress: &DownloadProgress) {
-        self.0.borrow_mut().events.push((listener, progress.clone()));
+        self.0
+            .borrow_mut()
+            .events
+            .push((listener, progress.clone()));
     }
 }

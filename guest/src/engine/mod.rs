@@ -55,7 +55,10 @@ pub struct Engine<P: Platform> {
 
 impl<P: Platform> Engine<P> {
     pub fn new(platform: P) -> Self {
-        Engine { platform, downloads: Downloads::default() }
+        Engine {
+            platform,
+            downloads: Downloads::default(),
+        }
     }
 
     /// Recovers after a crash or a trapped instance: partial downloads that

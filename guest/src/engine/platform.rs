@@ -37,7 +37,10 @@ pub struct IoError {
 
 impl IoError {
     pub fn new(kind: IoErrorKind, message: impl Into<String>) -> Self {
-        IoError { kind, message: message.into() }
+        IoError {
+            kind,
+            message: message.into(),
+        }
     }
 }
 
@@ -77,7 +80,10 @@ pub struct CloudError {
 
 impl CloudError {
     pub fn new(kind: CloudErrorKind, message: impl Into<String>) -> Self {
-        CloudError { kind, message: message.into() }
+        CloudError {
+            kind,
+            message: message.into(),
+        }
     }
 }
 

@@ -26,7 +26,11 @@ pub struct LocalStamp {
 
 impl From<FileStat> for LocalStamp {
     fn from(s: FileStat) -> Self {
-        LocalStamp { size: s.size, mtime_ns: s.mtime_ns, inode: s.inode }
+        LocalStamp {
+            size: s.size,
+            mtime_ns: s.mtime_ns,
+            inode: s.inode,
+        }
     }
 }
 
@@ -50,8 +54,14 @@ pub fn key(kind: &str, file: &AppFile) -> String {
     format!("{kind}/{}/{}", file.bundle, file.path)
 }
 
-pub fn get<T: DeserializeOwned>(platform: &impl Platform, key: &str) -> Result<Option<T>, ApiError> {
-    match platform.meta_get(key).map_err(|e| ApiError::internal(format!("metadata read failed: {e}")))? {
+pub fn get<T: DeserializeOwned>(
+    platform: &impl Platform,
+    key: &str,
+) -> Result<Option<T>, ApiError> {
+    match platform
+        .meta_get(key)
+        .map_err(|e| ApiError::internal(format!("metadata read failed: {e}")))?
+    {
         None => Ok(None),
         // A record that does not parse is treated as absent: the engine then
         // falls back to the safe path (no resume, no trusted local copy).

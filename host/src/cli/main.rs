@@ -11,12 +11,16 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use cloudsync::cloud::{Cloud, LocalFolderCloud};
+use cloudsync::cloud::{Cloud, LocalFolderCloud, RateLimitedCloud};
 use cloudsync::{CloudFileCache, CloudSyncError, DownloadProgress, Identity, Runtime, State};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Parser)]
-#[command(name = "cloudsync", version, about = "Device-cloud file sync (OpenHarmony @ohos.file.cloudSync)")]
+#[command(
+    name = "cloudsync",
+    version,
+    about = "Device-cloud file sync (OpenHarmony @ohos.file.cloudSync)"
+)]
 struct Cli {
     /// The device side: app folders and the metadata store.
     #[arg(long, env = "CLOUDSYNC_ROOT", global = true)]
@@ -25,11 +29,19 @@ struct Cli {
     #[arg(long, env = "CLOUDSYNC_CLOUD", global = true)]
     cloud: Option<String>,
     /// The app (bundle name) to act for.
-    #[arg(long, env = "CLOUDSYNC_APP", default_value = "cloudsync.cli", global = true)]
+    #[arg(
+        long,
+        env = "CLOUDSYNC_APP",
+        default_value = "cloudsync.cli",
+        global = true
+    )]
     app: String,
     /// One JSON object per event on stdout, and a JSON result.
     #[arg(long, global = true)]
     json: bool,
+    /// Limit reads from the cloud to this many bytes per second (units: K, M, G).
+    #[arg(long, env = "CLOUDSYNC_BWLIMIT", global = true, value_parser = parse_size)]
+    bwlimit: Option<u64>,
     #[command(subcommand)]
     command: Command,
 }
@@ -68,7 +80,10 @@ async fn main() -> ExitCode {
         Ok(code) => code,
         Err(Failure::Api(e)) => {
             if json {
-                println!("{}", serde_json::json!({ "error": { "code": e.code, "message": e.message } }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "error": { "code": e.code, "message": e.message } })
+                );
             }
             eprintln!("cloudsync: error {}: {}", e.code, e.message);
             ExitCode::from(1)
@@ -83,9 +98,13 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let root = match cli.root {
         Some(r) => r,
-        None => default_root().ok_or_else(|| Failure::Usage("no --root given and no HOME to default to".into()))?,
+        None => default_root()
+            .ok_or_else(|| Failure::Usage("no --root given and no HOME to default to".into()))?,
     };
-    let cloud = open_cloud(cli.cloud.as_deref(), &root)?;
+    let mut cloud = open_cloud(cli.cloud.as_deref(), &root)?;
+    if let Some(rate) = cli.bwlimit {
+        cloud = Arc::new(RateLimitedCloud::new(cloud, rate));
+    }
     let rt = Runtime::builder(&root)
         .cloud(cloud)
         .identity(Identity::system(&cli.app))
@@ -93,7 +112,9 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         .await
         .map_err(|e| Failure::Api(CloudSyncError::service(e.to_string())))?;
     match cli.command {
-        Command::Download { uri, keep_partial } => download(&rt, &uri, keep_partial, cli.json).await,
+        Command::Download { uri, keep_partial } => {
+            download(&rt, &uri, keep_partial, cli.json).await
+        }
     }
 }
 
@@ -109,7 +130,11 @@ fn open_cloud(url: Option<&str>, root: &std::path::Path) -> Result<Arc<dyn Cloud
         None => root.join("cloud"),
         Some(url) => match url.strip_prefix("dir://") {
             Some(path) if !path.is_empty() => PathBuf::from(path),
-            _ => return Err(Failure::Usage(format!("unsupported cloud {url:?}: use dir:///path/to/folder"))),
+            _ => {
+                return Err(Failure::Usage(format!(
+                    "unsupported cloud {url:?}: use dir:///path/to/folder"
+                )))
+            }
         },
     };
     let cloud = LocalFolderCloud::new(&dir)
@@ -117,8 +142,17 @@ fn open_cloud(url: Option<&str>, root: &std::path::Path) -> Result<Arc<dyn Cloud
     Ok(Arc::new(cloud))
 }
 
-async fn download(rt: &Runtime, target: &str, keep_partial: bool, json: bool) -> Result<ExitCode, Failure> {
-    let uri = if target.starts_with("file://") { target.to_string() } else { rt.uri_for(target.trim_start_matches('/')) };
+async fn download(
+    rt: &Runtime,
+    target: &str,
+    keep_partial: bool,
+    json: bool,
+) -> Result<ExitCode, Failure> {
+    let uri = if target.starts_with("file://") {
+        target.to_string()
+    } else {
+        rt.uri_for(target.trim_start_matches('/'))
+    };
     let cache = CloudFileCache::new(rt).await?;
     let (tx, mut events) = tokio::sync::mpsc::unbounded_channel::<DownloadProgress>();
     cache
@@ -131,9 +165,11 @@ async fn download(rt: &Runtime, target: &str, keep_partial: bool, json: bool) ->
     let bar = (!json && std::io::stderr().is_terminal()).then(|| {
         let bar = ProgressBar::new(0);
         bar.set_style(
-            ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-                .expect("a valid template")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .expect("a valid template")
+            .progress_chars("=> "),
         );
         bar.set_message(short_name(&uri));
         bar
@@ -168,12 +204,27 @@ async fn download(rt: &Runtime, target: &str, keep_partial: bool, json: bool) ->
     if !json {
         let local = rt.app_folder(&rt.identity().bundle);
         match last.state {
-            State::Completed => println!("COMPLETED {uri} ({} bytes) in {}", last.size, local.display()),
+            State::Completed => println!(
+                "COMPLETED {uri} ({} bytes) in {}",
+                last.size,
+                local.display()
+            ),
             State::Stopped if keep_partial => {
-                println!("STOPPED {uri} at {}/{} bytes; partial data kept: run again to resume", last.processed, last.size)
+                println!(
+                    "STOPPED {uri} at {}/{} bytes; partial data kept: run again to resume",
+                    last.processed, last.size
+                )
             }
-            State::Stopped => println!("STOPPED {uri} at {}/{} bytes; partial data deleted", last.processed, last.size),
-            State::Failed => println!("FAILED {uri}: {} after {}/{} bytes", last.error.name(), last.processed, last.size),
+            State::Stopped => println!(
+                "STOPPED {uri} at {}/{} bytes; partial data deleted",
+                last.processed, last.size
+            ),
+            State::Failed => println!(
+                "FAILED {uri}: {} after {}/{} bytes",
+                last.error.name(),
+                last.processed,
+                last.size
+            ),
             State::Running => unreachable!("the loop ends on a terminal event"),
         }
     }
@@ -186,4 +237,28 @@ async fn download(rt: &Runtime, target: &str, keep_partial: bool, json: bool) ->
 
 fn short_name(uri: &str) -> String {
     uri.rsplit('/').next().unwrap_or(uri).to_string()
+}
+
+/// `1500`, `64K`, `10M`, `2G` (powers of 1024).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like 500K, 10M or 2G"))?;
+    let factor: u64 = match unit
+        .trim()
+        .to_ascii_uppercase()
+        .trim_end_matches(['B', 'I'])
+    {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use K, M, G or T)")),
+    };
+    n.checked_mul(factor)
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{s:?} is out of range"))
 }

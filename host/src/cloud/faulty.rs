@@ -44,7 +44,12 @@ pub struct FaultyCloud {
 
 impl FaultyCloud {
     pub fn new(inner: Arc<dyn Cloud>) -> Self {
-        FaultyCloud { inner, faults: Mutex::new(Faults::default()), opens: AtomicU64::new(0), last_open_offset: Mutex::new(None) }
+        FaultyCloud {
+            inner,
+            faults: Mutex::new(Faults::default()),
+            opens: AtomicU64::new(0),
+            last_open_offset: Mutex::new(None),
+        }
     }
 
     /// How many reads of object content were asked for.
@@ -82,7 +87,10 @@ impl FaultyCloud {
             let mut hasher = Sha256::new();
             let mut buf = vec![0; 64 * 1024];
             loop {
-                let n = stream.read(&mut buf).await.map_err(|e| CloudError::new(CloudErrorKind::Network, e.to_string()))?;
+                let n = stream
+                    .read(&mut buf)
+                    .await
+                    .map_err(|e| CloudError::new(CloudErrorKind::Network, e.to_string()))?;
                 if n == 0 {
                     break;
                 }
@@ -111,7 +119,12 @@ impl Cloud for FaultyCloud {
         self.inner.list(prefix).await
     }
 
-    async fn open(&self, key: &str, offset: u64, if_match: Option<&str>) -> Result<(CloudObject, ByteStream), CloudError> {
+    async fn open(
+        &self,
+        key: &str,
+        offset: u64,
+        if_match: Option<&str>,
+    ) -> Result<(CloudObject, ByteStream), CloudError> {
         self.opens.fetch_add(1, Ordering::Relaxed);
         *self.last_open_offset.lock().unwrap() = Some(offset);
         self.check_calls()?;
@@ -121,11 +134,21 @@ impl Cloud for FaultyCloud {
         }
         let (object, inner) = self.inner.open(key, offset, if_match).await?;
         let object = self.with_hash(object).await?;
-        let stream = FaultyStream { inner, pos: offset, faults, sleep: None };
+        let stream = FaultyStream {
+            inner,
+            pos: offset,
+            faults,
+            sleep: None,
+        };
         Ok((object, Box::pin(stream)))
     }
 
-    async fn put(&self, key: &str, data: Vec<u8>, if_match: Option<&str>) -> Result<CloudObject, CloudError> {
+    async fn put(
+        &self,
+        key: &str,
+        data: Vec<u8>,
+        if_match: Option<&str>,
+    ) -> Result<CloudObject, CloudError> {
         self.check_calls()?;
         self.inner.put(key, data, if_match).await
     }
@@ -144,10 +167,16 @@ struct FaultyStream {
 }
 
 impl AsyncRead for FaultyStream {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         if let Some(delay) = this.faults.read_delay {
-            let sleep = this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep(delay)));
+            let sleep = this
+                .sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(delay)));
             if sleep.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
@@ -157,7 +186,10 @@ impl AsyncRead for FaultyStream {
             return Poll::Ready(Ok(()));
         }
         if this.faults.drop_at.is_some_and(|d| this.pos >= d) {
-            return Poll::Ready(Err(io::Error::new(io::ErrorKind::ConnectionReset, "injected: connection dropped")));
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "injected: connection dropped",
+            )));
         }
         // Never read past the next fault's offset, so it lands exactly there.
         let limit = [this.faults.truncate_at, this.faults.drop_at]

@@ -27,7 +27,10 @@ impl LocalFolderCloud {
     pub fn new(root: impl Into<PathBuf>) -> std::io::Result<Self> {
         let root = root.into();
         std::fs::create_dir_all(&root)?;
-        Ok(LocalFolderCloud { root: root.canonicalize()?, seq: AtomicU64::new(0) })
+        Ok(LocalFolderCloud {
+            root: root.canonicalize()?,
+            seq: AtomicU64::new(0),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -40,7 +43,8 @@ impl LocalFolderCloud {
     }
 
     fn object(key: &str, meta: &std::fs::Metadata) -> CloudObject {
-        let mtime_ns = (meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128).max(0) as u128;
+        let mtime_ns =
+            (meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128).max(0) as u128;
         CloudObject {
             key: key.to_string(),
             size: meta.len(),
@@ -73,8 +77,12 @@ impl LocalFolderCloud {
 
 fn io_error(key: &str, e: std::io::Error) -> CloudError {
     match e.kind() {
-        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory => CloudError::not_found(key),
-        std::io::ErrorKind::StorageFull => CloudError::new(CloudErrorKind::StorageFull, format!("{key}: {e}")),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory => {
+            CloudError::not_found(key)
+        }
+        std::io::ErrorKind::StorageFull => {
+            CloudError::new(CloudErrorKind::StorageFull, format!("{key}: {e}"))
+        }
         _ => CloudError::new(CloudErrorKind::Other, format!("{key}: {e}")),
     }
 }
@@ -95,7 +103,12 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<CloudObject>) -> std::io::Result<
         if meta.is_dir() {
             walk(root, &entry.path(), out)?;
         } else if meta.is_file() {
-            let rel = entry.path().strip_prefix(root).expect("under root").to_string_lossy().into_owned();
+            let rel = entry
+                .path()
+                .strip_prefix(root)
+                .expect("under root")
+                .to_string_lossy()
+                .into_owned();
             out.push(LocalFolderCloud::object(&rel, &meta));
         }
     }
@@ -125,7 +138,12 @@ impl Cloud for LocalFolderCloud {
         Ok(out)
     }
 
-    async fn open(&self, key: &str, offset: u64, if_match: Option<&str>) -> Result<(CloudObject, ByteStream), CloudError> {
+    async fn open(
+        &self,
+        key: &str,
+        offset: u64,
+        if_match: Option<&str>,
+    ) -> Result<(CloudObject, ByteStream), CloudError> {
         let path = self.path(key)?;
         let file = std::fs::File::open(&path).map_err(|e| io_error(key, e))?;
         let meta = file.metadata().map_err(|e| io_error(key, e))?;
@@ -135,17 +153,28 @@ impl Cloud for LocalFolderCloud {
         let object = Self::object(key, &meta);
         Self::check_etag(&object, if_match)?;
         let mut file = tokio::fs::File::from_std(file);
-        file.seek(SeekFrom::Start(offset)).await.map_err(|e| io_error(key, e))?;
+        file.seek(SeekFrom::Start(offset))
+            .await
+            .map_err(|e| io_error(key, e))?;
         Ok((object, Box::pin(file)))
     }
 
-    async fn put(&self, key: &str, data: Vec<u8>, if_match: Option<&str>) -> Result<CloudObject, CloudError> {
+    async fn put(
+        &self,
+        key: &str,
+        data: Vec<u8>,
+        if_match: Option<&str>,
+    ) -> Result<CloudObject, CloudError> {
         let path = self.path(key)?;
         let dir = path.parent().expect("a key has a parent").to_path_buf();
         if let Some(expected) = if_match {
             Self::check_etag(&self.stat_sync(key)?, Some(expected))?;
         }
-        let temp = dir.join(format!("{TEMP_PREFIX}{}-{}", std::process::id(), self.seq.fetch_add(1, Ordering::Relaxed)));
+        let temp = dir.join(format!(
+            "{TEMP_PREFIX}{}-{}",
+            std::process::id(),
+            self.seq.fetch_add(1, Ordering::Relaxed)
+        ));
         let write = || -> std::io::Result<()> {
             use std::io::Write;
             std::fs::create_dir_all(&dir)?;

@@ -4,14 +4,16 @@
 
 mod faulty;
 mod local;
+mod ratelimit;
 
 use std::pin::Pin;
 
 use async_trait::async_trait;
 use tokio::io::AsyncRead;
 
-pub use faulty::{FaultyCloud, Faults};
+pub use faulty::{Faults, FaultyCloud};
 pub use local::LocalFolderCloud;
+pub use ratelimit::RateLimitedCloud;
 
 /// Why a cloud operation failed; the engine maps these to the seed's errors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,7 +36,10 @@ pub struct CloudError {
 
 impl CloudError {
     pub fn new(kind: CloudErrorKind, message: impl Into<String>) -> Self {
-        CloudError { kind, message: message.into() }
+        CloudError {
+            kind,
+            message: message.into(),
+        }
     }
     pub fn not_found(key: &str) -> Self {
         Self::new(CloudErrorKind::NotFound, format!("{key}: no such object"))
@@ -68,20 +73,37 @@ pub trait Cloud: Send + Sync + 'static {
     async fn list(&self, prefix: &str) -> Result<Vec<CloudObject>, CloudError>;
     /// Reads `key` from `offset`; with `if_match`, fails with
     /// `PreconditionFailed` unless the object's etag is that one.
-    async fn open(&self, key: &str, offset: u64, if_match: Option<&str>) -> Result<(CloudObject, ByteStream), CloudError>;
+    async fn open(
+        &self,
+        key: &str,
+        offset: u64,
+        if_match: Option<&str>,
+    ) -> Result<(CloudObject, ByteStream), CloudError>;
     /// Replaces `key` atomically with `data`; with `if_match`, only if the
     /// current etag is that one.
-    async fn put(&self, key: &str, data: Vec<u8>, if_match: Option<&str>) -> Result<CloudObject, CloudError>;
+    async fn put(
+        &self,
+        key: &str,
+        data: Vec<u8>,
+        if_match: Option<&str>,
+    ) -> Result<CloudObject, CloudError>;
     /// Deletes `key`; with `if_match`, only if the current etag is that one.
     async fn delete(&self, key: &str, if_match: Option<&str>) -> Result<(), CloudError>;
 }
 
 /// Keys are relative, `/`-separated, with no empty, `.` or `..` parts.
 pub fn check_key(key: &str) -> Result<(), CloudError> {
-    let ok = !key.is_empty() && !key.contains('\0') && key.split('/').all(|p| !p.is_empty() && p != "." && p != "..");
+    let ok = !key.is_empty()
+        && !key.contains('\0')
+        && key
+            .split('/')
+            .all(|p| !p.is_empty() && p != "." && p != "..");
     if ok {
         Ok(())
     } else {
-        Err(CloudError::new(CloudErrorKind::Other, format!("{key:?} is not a valid object key")))
+        Err(CloudError::new(
+            CloudErrorKind::Other,
+            format!("{key:?} is not a valid object key"),
+        ))
     }
 }

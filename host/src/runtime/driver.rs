@@ -43,7 +43,11 @@ pub struct SandboxLimits {
 
 impl Default for SandboxLimits {
     fn default() -> Self {
-        SandboxLimits { memory_bytes: 64 << 20, call_budget: Duration::from_secs(2), max_transfers: 4 }
+        SandboxLimits {
+            memory_bytes: 64 << 20,
+            call_budget: Duration::from_secs(2),
+            max_transfers: 4,
+        }
     }
 }
 
@@ -76,8 +80,22 @@ pub struct Driver {
 }
 
 impl Driver {
-    pub fn new(pre: CloudsyncPre<HostState>, backends: Backends, limits: SandboxLimits, waker: Waker) -> Self {
-        Driver { pre, backends, limits, waker, live: None, generation: 0, objects: HashMap::new(), busy: false }
+    pub fn new(
+        pre: CloudsyncPre<HostState>,
+        backends: Backends,
+        limits: SandboxLimits,
+        waker: Waker,
+    ) -> Self {
+        Driver {
+            pre,
+            backends,
+            limits,
+            waker,
+            live: None,
+            generation: 0,
+            objects: HashMap::new(),
+            busy: false,
+        }
     }
 
     /// Runs until shut down (or every sender is gone).
@@ -95,7 +113,10 @@ impl Driver {
                     Err(_) => return,
                 }
             };
-            for msg in first.into_iter().chain(std::iter::from_fn(|| rx.try_recv().ok())) {
+            for msg in first
+                .into_iter()
+                .chain(std::iter::from_fn(|| rx.try_recv().ok()))
+            {
                 match msg {
                     Msg::Run(f) => f(&mut self),
                     Msg::Wake => {}
@@ -103,7 +124,9 @@ impl Driver {
                 }
             }
             if self.live.is_some() {
-                self.busy = self.call(|b, s| b.ohos_cloudsync_engine().call_tick(s)).unwrap_or(false);
+                self.busy = self
+                    .call(|b, s| b.ohos_cloudsync_engine().call_tick(s))
+                    .unwrap_or(false);
             }
         }
     }
@@ -119,7 +142,8 @@ impl Driver {
             self.live = Some(live);
             self.generation += 1;
             // Recovery: what a crash or a trapped instance left is cleaned now.
-            self.call(|b, s| b.ohos_cloudsync_engine().call_init(s))?.map_err(guest_error)?;
+            self.call(|b, s| b.ohos_cloudsync_engine().call_init(s))?
+                .map_err(guest_error)?;
         }
         Ok(self.live.as_mut().expect("just made"))
     }
@@ -139,7 +163,12 @@ impl Driver {
             .tables(16)
             .memories(4)
             .build();
-        let state = HostState::new(self.backends.clone(), transfers, limits, self.limits.call_budget);
+        let state = HostState::new(
+            self.backends.clone(),
+            transfers,
+            limits,
+            self.limits.call_budget,
+        );
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limits);
         // Deadline checks every epoch tick; only guest time counts, so a slow
@@ -148,15 +177,17 @@ impl Driver {
         store.epoch_deadline_callback(|ctx| {
             let s = ctx.data();
             if s.guest_time() > s.call_budget {
-                Err(wasmtime::Error::msg(format!("the component ran for more than {:?} in one call", s.call_budget)))
+                Err(wasmtime::Error::msg(format!(
+                    "the component ran for more than {:?} in one call",
+                    s.call_budget
+                )))
             } else {
                 Ok(UpdateDeadline::Continue(1))
             }
         });
-        let bindings = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| CloudSyncError::service(format!("cannot start the engine component: {e:#}")))?;
+        let bindings = self.pre.instantiate(&mut store).map_err(|e| {
+            CloudSyncError::service(format!("cannot start the engine component: {e:#}"))
+        })?;
         Ok(Live { store, bindings })
     }
 
@@ -205,17 +236,31 @@ impl Driver {
     pub fn resource(&mut self, id: ObjectId) -> Result<ResourceAny, CloudSyncError> {
         self.live()?;
         let generation = self.generation;
-        let obj = self.objects.get(&id).ok_or_else(|| CloudSyncError::service("this object was dropped"))?;
+        let obj = self
+            .objects
+            .get(&id)
+            .ok_or_else(|| CloudSyncError::service("this object was dropped"))?;
         if let Some((g, r)) = obj.resource {
             if g == generation {
                 return Ok(r);
             }
         }
         let listeners = obj.listeners.clone();
-        let r = self.call(|b, s| b.ohos_cloudsync_file_cache().cloud_file_cache().call_constructor(s))?;
+        let r = self.call(|b, s| {
+            b.ohos_cloudsync_file_cache()
+                .cloud_file_cache()
+                .call_constructor(s)
+        })?;
         for l in listeners {
-            self.call(|b, s| b.ohos_cloudsync_file_cache().cloud_file_cache().call_on(s, r, crate::api::PROGRESS, l))?
-                .map_err(guest_error)?;
+            self.call(|b, s| {
+                b.ohos_cloudsync_file_cache().cloud_file_cache().call_on(
+                    s,
+                    r,
+                    crate::api::PROGRESS,
+                    l,
+                )
+            })?
+            .map_err(guest_error)?;
         }
         self.objects.get_mut(&id).expect("present").resource = Some((generation, r));
         Ok(r)
@@ -227,8 +272,14 @@ impl Driver {
         }
     }
 
-    pub fn remove_listeners(&mut self, id: ObjectId, listener: Option<ListenerId>) -> Vec<ListenerId> {
-        let Some(o) = self.objects.get_mut(&id) else { return Vec::new() };
+    pub fn remove_listeners(
+        &mut self,
+        id: ObjectId,
+        listener: Option<ListenerId>,
+    ) -> Vec<ListenerId> {
+        let Some(o) = self.objects.get_mut(&id) else {
+            return Vec::new();
+        };
         match listener {
             Some(l) => {
                 o.listeners.retain(|x| *x != l);
@@ -239,7 +290,9 @@ impl Driver {
     }
 
     pub fn drop_object(&mut self, id: ObjectId) -> Vec<ListenerId> {
-        let Some(obj) = self.objects.remove(&id) else { return Vec::new() };
+        let Some(obj) = self.objects.remove(&id) else {
+            return Vec::new();
+        };
         if let (Some((g, r)), Some(live)) = (obj.resource, self.live.as_mut()) {
             if g == self.generation {
                 live.store.data_mut().begin_call();

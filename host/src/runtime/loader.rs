@@ -59,13 +59,19 @@ pub fn default_cache_dir() -> Option<PathBuf> {
 fn cache_key(engine: &Engine, wasm: &[u8]) -> String {
     let mut h = DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut h);
-    let digest = Sha256::new().chain_update(wasm).chain_update(h.finish().to_le_bytes()).finalize();
+    let digest = Sha256::new()
+        .chain_update(wasm)
+        .chain_update(h.finish().to_le_bytes())
+        .finalize();
     format!("{:x}", digest)[..32].to_string()
 }
 
 /// The instance template for `wasm`, compiled at most once per process and,
 /// with a cache directory, once per machine.
-pub fn instance_pre(wasm: &[u8], cache_dir: Option<&Path>) -> anyhow::Result<CloudsyncPre<HostState>> {
+pub fn instance_pre(
+    wasm: &[u8],
+    cache_dir: Option<&Path>,
+) -> anyhow::Result<CloudsyncPre<HostState>> {
     static PRES: OnceLock<Mutex<HashMap<String, CloudsyncPre<HostState>>>> = OnceLock::new();
     let engine = engine();
     let key = cache_key(engine, wasm);
@@ -77,14 +83,30 @@ pub fn instance_pre(wasm: &[u8], cache_dir: Option<&Path>) -> anyhow::Result<Clo
     let mut linker = Linker::<HostState>::new(engine);
     // WASI is linked because Rust's std imports it, with nothing granted:
     // no preopened directories, no sockets, no environment, no arguments.
-    ctx(wasmtime_wasi::p2::add_to_linker_sync(&mut linker), "linking WASI")?;
-    ctx(Cloudsync::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s), "linking the imports")?;
-    let pre = ctx(linker.instantiate_pre(&component).and_then(CloudsyncPre::new), "checking the component's imports")?;
+    ctx(
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker),
+        "linking WASI",
+    )?;
+    ctx(
+        Cloudsync::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s),
+        "linking the imports",
+    )?;
+    let pre = ctx(
+        linker
+            .instantiate_pre(&component)
+            .and_then(CloudsyncPre::new),
+        "checking the component's imports",
+    )?;
     pres.lock().unwrap().insert(key, pre.clone());
     Ok(pre)
 }
 
-fn load_component(engine: &Engine, wasm: &[u8], key: &str, cache_dir: Option<&Path>) -> anyhow::Result<Component> {
+fn load_component(
+    engine: &Engine,
+    wasm: &[u8],
+    key: &str,
+    cache_dir: Option<&Path>,
+) -> anyhow::Result<Component> {
     let Some(dir) = cache_dir else {
         return ctx(Component::new(engine, wasm), "compiling the component");
     };
@@ -105,10 +127,16 @@ fn load_component(engine: &Engine, wasm: &[u8], key: &str, cache_dir: Option<&Pa
         std::fs::rename(&temp, &path)
     });
     if let Err(e) = written {
-        eprintln!("cloudsync: cannot cache the compiled component in {}: {e}", dir.display());
+        eprintln!(
+            "cloudsync: cannot cache the compiled component in {}: {e}",
+            dir.display()
+        );
     }
     // SAFETY: `bytes` was just produced by `precompile_component` on this engine.
-    ctx(unsafe { Component::deserialize(engine, &bytes) }, "loading the compiled component")
+    ctx(
+        unsafe { Component::deserialize(engine, &bytes) },
+        "loading the compiled component",
+    )
 }
 
 fn ctx<T>(r: wasmtime::Result<T>, what: &str) -> anyhow::Result<T> {

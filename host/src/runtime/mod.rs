@@ -34,7 +34,10 @@ pub enum BuildError {
     #[error("cloudsync must be built inside a tokio runtime")]
     NoTokioRuntime,
     #[error("cannot prepare {path}: {source}")]
-    Folder { path: PathBuf, source: std::io::Error },
+    Folder {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Metadata(#[from] crate::storage::MetaError),
     #[error("cannot load the engine component: {0:#}")]
@@ -120,16 +123,26 @@ impl RuntimeBuilder {
     /// Loads the component, opens the metadata store and starts the
     /// engine's instance. Must be called inside a tokio runtime.
     pub async fn build(self) -> Result<Runtime, BuildError> {
-        let handle = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoTokioRuntime)?;
-        std::fs::create_dir_all(&self.root).map_err(|source| BuildError::Folder { path: self.root.clone(), source })?;
+        let handle =
+            tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoTokioRuntime)?;
+        std::fs::create_dir_all(&self.root).map_err(|source| BuildError::Folder {
+            path: self.root.clone(),
+            source,
+        })?;
         let apps = self.root.join("apps");
-        let areas = AppAreas::new(&apps).map_err(|source| BuildError::Folder { path: apps.clone(), source })?;
+        let areas = AppAreas::new(&apps).map_err(|source| BuildError::Folder {
+            path: apps.clone(),
+            source,
+        })?;
         let meta = Arc::new(MetaStore::open(&self.root.join("meta.redb"))?);
         let cloud: Arc<dyn Cloud> = match self.cloud {
             Some(c) => c,
             None => {
                 let dir = self.root.join("cloud");
-                Arc::new(LocalFolderCloud::new(&dir).map_err(|source| BuildError::Folder { path: dir, source })?)
+                Arc::new(
+                    LocalFolderCloud::new(&dir)
+                        .map_err(|source| BuildError::Folder { path: dir, source })?,
+                )
             }
         };
 
@@ -148,7 +161,10 @@ impl RuntimeBuilder {
                     }
                 }
             })
-            .map_err(|source| BuildError::Folder { path: self.root.clone(), source })?;
+            .map_err(|source| BuildError::Folder {
+                path: self.root.clone(),
+                source,
+            })?;
 
         let backends = Backends {
             identity: self.identity.clone(),
@@ -169,7 +185,8 @@ impl RuntimeBuilder {
         // Compiling (first run) and instantiating are blocking work.
         let driver = tokio::task::spawn_blocking(move || {
             let bytes = wasm.as_deref().unwrap_or(loader::embedded_component());
-            let pre = loader::instance_pre(bytes, cache_dir.as_deref()).map_err(BuildError::Component)?;
+            let pre =
+                loader::instance_pre(bytes, cache_dir.as_deref()).map_err(BuildError::Component)?;
             let mut driver = Driver::new(pre, backends, limits, waker);
             driver.warm_up().map_err(BuildError::Start)?;
             Ok::<_, BuildError>(driver)
@@ -179,7 +196,10 @@ impl RuntimeBuilder {
         let thread = std::thread::Builder::new()
             .name("cloudsync-engine".into())
             .spawn(move || driver.run(rx))
-            .map_err(|source| BuildError::Folder { path: self.root.clone(), source })?;
+            .map_err(|source| BuildError::Folder {
+                path: self.root.clone(),
+                source,
+            })?;
 
         Ok(Runtime {
             inner: Arc::new(Inner {
@@ -265,12 +285,20 @@ impl Runtime {
 
     /// The local folder holding `bundle`'s cloud files (what its URIs name).
     pub fn app_folder(&self, bundle: &str) -> PathBuf {
-        self.inner.areas.area(bundle).map(|a| a.join("cloud")).unwrap_or_default()
+        self.inner
+            .areas
+            .area(bundle)
+            .map(|a| a.join("cloud"))
+            .unwrap_or_default()
     }
 
     /// The URI of `path` (relative to the caller's cloud folder).
     pub fn uri_for(&self, path: &str) -> String {
-        format!("file://{}/data/storage/el2/cloud/{}", self.inner.identity.bundle, percent_encode(path))
+        format!(
+            "file://{}/data/storage/el2/cloud/{}",
+            self.inner.identity.bundle,
+            percent_encode(path)
+        )
     }
 
     pub(crate) fn listeners(&self) -> &Listeners {
@@ -290,14 +318,21 @@ impl Runtime {
         self.send(move |d| {
             let _ = tx.send(f(d));
         })?;
-        rx.await.map_err(|_| CloudSyncError::service("the engine thread stopped"))?
+        rx.await
+            .map_err(|_| CloudSyncError::service("the engine thread stopped"))?
     }
 
     /// Queues `f` on the engine's thread without waiting.
-    pub(crate) fn send(&self, f: impl FnOnce(&mut Driver) + Send + 'static) -> Result<(), CloudSyncError> {
+    pub(crate) fn send(
+        &self,
+        f: impl FnOnce(&mut Driver) + Send + 'static,
+    ) -> Result<(), CloudSyncError> {
         let tx = self.inner.tx.lock().unwrap();
-        let tx = tx.as_ref().ok_or_else(|| CloudSyncError::service("the runtime is shut down"))?;
-        tx.send(Msg::Run(Box::new(f))).map_err(|_| CloudSyncError::service("the engine thread stopped"))
+        let tx = tx
+            .as_ref()
+            .ok_or_else(|| CloudSyncError::service("the runtime is shut down"))?;
+        tx.send(Msg::Run(Box::new(f)))
+            .map_err(|_| CloudSyncError::service("the engine thread stopped"))
     }
 }
 

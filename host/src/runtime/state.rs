@@ -17,7 +17,9 @@ use wasmtime::StoreLimits;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::ohos::cloudsync::{cloud, device, events, permission, storage, transfer, types};
+use super::bindings::ohos::cloudsync::{
+    cloud, device, events, permission, storage, transfer, types,
+};
 use crate::api::{self, DownloadProgress, ListenerId};
 use crate::cloud::{Cloud, CloudError, CloudErrorKind, CloudObject};
 use crate::device::DeviceStatus;
@@ -61,10 +63,17 @@ pub struct HostState {
 }
 
 impl HostState {
-    pub fn new(b: Backends, transfers: Transfers, limits: StoreLimits, call_budget: Duration) -> Self {
+    pub fn new(
+        b: Backends,
+        transfers: Transfers,
+        limits: StoreLimits,
+        call_budget: Duration,
+    ) -> Self {
         let stderr = MemoryOutputPipe::new(64 * 1024);
         // Nothing is granted: no directories, no sockets, no environment.
-        let wasi = wasmtime_wasi::WasiCtxBuilder::new().stderr(stderr.clone()).build();
+        let wasi = wasmtime_wasi::WasiCtxBuilder::new()
+            .stderr(stderr.clone())
+            .build();
         HostState {
             b,
             transfers,
@@ -92,7 +101,9 @@ impl HostState {
 
     /// What the guest wrote to stderr (a panic message, say).
     pub fn stderr_text(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.contents()).trim().to_string()
+        String::from_utf8_lossy(&self.stderr.contents())
+            .trim()
+            .to_string()
     }
 
     fn timed<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
@@ -118,16 +129,25 @@ impl HostState {
         self.b.areas.resolve(bundle, path).map_err(sandbox_error)
     }
 
-    fn block<F: std::future::Future<Output = Result<T, CloudError>>, T>(&self, f: F) -> Result<T, CloudError> {
+    fn block<F: std::future::Future<Output = Result<T, CloudError>>, T>(
+        &self,
+        f: F,
+    ) -> Result<T, CloudError> {
         self.b.handle.block_on(async {
             tokio::time::timeout(CLOUD_CALL_TIMEOUT, f)
                 .await
-                .unwrap_or_else(|_| Err(CloudError::new(CloudErrorKind::Network, "the cloud did not answer in time")))
+                .unwrap_or_else(|_| {
+                    Err(CloudError::new(
+                        CloudErrorKind::Network,
+                        "the cloud did not answer in time",
+                    ))
+                })
         })
     }
 
     fn cloud_key(&self, bundle: &str, path: &str) -> Result<String, cloud::CloudError> {
-        self.grant(bundle).map_err(|e| wit_cloud_error_kind(cloud::CloudErrorKind::Unauthorized, e.message))?;
+        self.grant(bundle)
+            .map_err(|e| wit_cloud_error_kind(cloud::CloudErrorKind::Unauthorized, e.message))?;
         let key = format!("{bundle}/{path}");
         crate::cloud::check_key(&key).map_err(wit_cloud_error)?;
         Ok(key)
@@ -136,7 +156,10 @@ impl HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -173,7 +196,11 @@ impl device::Host for HostState {
 }
 
 impl storage::Host for HostState {
-    fn stat(&mut self, bundle: String, path: String) -> Result<Option<storage::FileStat>, storage::IoError> {
+    fn stat(
+        &mut self,
+        bundle: String,
+        path: String,
+    ) -> Result<Option<storage::FileStat>, storage::IoError> {
         self.timed(|s| {
             let p = s.resolve(&bundle, &path)?;
             match std::fs::metadata(&p) {
@@ -190,7 +217,9 @@ impl storage::Host for HostState {
             std::fs::rename(&src, &dst).map_err(|e| std_io_error(&from, e))?;
             // Durable: the directory entries are on disk when this returns.
             for dir in [dst.parent(), src.parent()].into_iter().flatten() {
-                std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| std_io_error(&to, e))?;
+                std::fs::File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| std_io_error(&to, e))?;
             }
             Ok(())
         })
@@ -217,14 +246,24 @@ impl storage::Host for HostState {
         self.timed(|s| {
             s.grant(&bundle)?;
             let area = s.b.areas.area(&bundle).map_err(sandbox_error)?;
-            s.b.device.free_space(&area).map_err(|e| std_io_error(&bundle, e))
+            s.b.device
+                .free_space(&area)
+                .map_err(|e| std_io_error(&bundle, e))
         })
     }
 
-    fn hash_file(&mut self, bundle: String, path: String, algorithm: String) -> Result<String, storage::IoError> {
+    fn hash_file(
+        &mut self,
+        bundle: String,
+        path: String,
+        algorithm: String,
+    ) -> Result<String, storage::IoError> {
         self.timed(|s| {
             if algorithm != "sha256" {
-                return Err(io_error(storage::IoErrorKind::NotSupported, format!("no hash {algorithm:?}; use sha256")));
+                return Err(io_error(
+                    storage::IoErrorKind::NotSupported,
+                    format!("no hash {algorithm:?}; use sha256"),
+                ));
             }
             let p = s.resolve(&bundle, &path)?;
             let mut file = std::fs::File::open(&p).map_err(|e| std_io_error(&path, e))?;
@@ -251,7 +290,8 @@ impl storage::Host for HostState {
 
     fn meta_commit(&mut self, changes: Vec<storage::MetaChange>) -> Result<(), storage::IoError> {
         self.timed(|s| {
-            let changes: Vec<(String, Option<Vec<u8>>)> = changes.into_iter().map(|c| (c.key, c.value)).collect();
+            let changes: Vec<(String, Option<Vec<u8>>)> =
+                changes.into_iter().map(|c| (c.key, c.value)).collect();
             s.b.meta.commit(&changes).map_err(meta_error)
         })
     }
@@ -266,16 +306,33 @@ impl cloud::Host for HostState {
         })
     }
 
-    fn list(&mut self, bundle: String, prefix: String) -> Result<Vec<cloud::Object>, cloud::CloudError> {
+    fn list(
+        &mut self,
+        bundle: String,
+        prefix: String,
+    ) -> Result<Vec<cloud::Object>, cloud::CloudError> {
         self.timed(|s| {
-            s.grant(&bundle).map_err(|e| wit_cloud_error_kind(cloud::CloudErrorKind::Unauthorized, e.message))?;
+            s.grant(&bundle).map_err(|e| {
+                wit_cloud_error_kind(cloud::CloudErrorKind::Unauthorized, e.message)
+            })?;
             let key_prefix = format!("{bundle}/{prefix}");
-            let objects = s.block(s.b.cloud.list(&key_prefix)).map_err(wit_cloud_error)?;
-            Ok(objects.into_iter().map(|o| wit_object(&bundle, o)).collect())
+            let objects = s
+                .block(s.b.cloud.list(&key_prefix))
+                .map_err(wit_cloud_error)?;
+            Ok(objects
+                .into_iter()
+                .map(|o| wit_object(&bundle, o))
+                .collect())
         })
     }
 
-    fn read(&mut self, bundle: String, path: String, offset: u64, len: u32) -> Result<Vec<u8>, cloud::CloudError> {
+    fn read(
+        &mut self,
+        bundle: String,
+        path: String,
+        offset: u64,
+        len: u32,
+    ) -> Result<Vec<u8>, cloud::CloudError> {
         self.timed(|s| {
             let key = s.cloud_key(&bundle, &path)?;
             let len = (len as usize).min(SMALL_IO_MAX);
@@ -304,17 +361,28 @@ impl cloud::Host for HostState {
         self.timed(|s| {
             let key = s.cloud_key(&bundle, &path)?;
             if data.len() > SMALL_IO_MAX {
-                return Err(wit_cloud_error_kind(cloud::CloudErrorKind::Other, "more than 1 MiB; use a transfer".into()));
+                return Err(wit_cloud_error_kind(
+                    cloud::CloudErrorKind::Other,
+                    "more than 1 MiB; use a transfer".into(),
+                ));
             }
-            let object = s.block(s.b.cloud.put(&key, data, if_match.as_deref())).map_err(wit_cloud_error)?;
+            let object = s
+                .block(s.b.cloud.put(&key, data, if_match.as_deref()))
+                .map_err(wit_cloud_error)?;
             Ok(wit_object(&bundle, object))
         })
     }
 
-    fn delete(&mut self, bundle: String, path: String, if_match: Option<String>) -> Result<(), cloud::CloudError> {
+    fn delete(
+        &mut self,
+        bundle: String,
+        path: String,
+        if_match: Option<String>,
+    ) -> Result<(), cloud::CloudError> {
         self.timed(|s| {
             let key = s.cloud_key(&bundle, &path)?;
-            s.block(s.b.cloud.delete(&key, if_match.as_deref())).map_err(wit_cloud_error)
+            s.block(s.b.cloud.delete(&key, if_match.as_deref()))
+                .map_err(wit_cloud_error)
         })
     }
 }
@@ -326,7 +394,12 @@ impl transfer::Host for HostState {
             let local = s
                 .resolve(&r.bundle, &r.local_path)
                 .map_err(|e| wit_cloud_error_kind(cloud::CloudErrorKind::LocalIo, e.message))?;
-            Ok(s.transfers.start_download(DownloadJob { key, local, offset: r.offset, if_match: r.if_match }))
+            Ok(s.transfers.start_download(DownloadJob {
+                key,
+                local,
+                offset: r.offset,
+                if_match: r.if_match,
+            }))
         })
     }
 
@@ -364,10 +437,18 @@ impl events::Host for HostState {
             error: match p.error {
                 types::DownloadErrorType::NoError => api::DownloadErrorType::NoError,
                 types::DownloadErrorType::UnknownError => api::DownloadErrorType::UnknownError,
-                types::DownloadErrorType::NetworkUnavailable => api::DownloadErrorType::NetworkUnavailable,
-                types::DownloadErrorType::LocalStorageFull => api::DownloadErrorType::LocalStorageFull,
-                types::DownloadErrorType::ContentNotFound => api::DownloadErrorType::ContentNotFound,
-                types::DownloadErrorType::FrequentUserRequests => api::DownloadErrorType::FrequentUserRequests,
+                types::DownloadErrorType::NetworkUnavailable => {
+                    api::DownloadErrorType::NetworkUnavailable
+                }
+                types::DownloadErrorType::LocalStorageFull => {
+                    api::DownloadErrorType::LocalStorageFull
+                }
+                types::DownloadErrorType::ContentNotFound => {
+                    api::DownloadErrorType::ContentNotFound
+                }
+                types::DownloadErrorType::FrequentUserRequests => {
+                    api::DownloadErrorType::FrequentUserRequests
+                }
             },
         };
         let key = (listener, progress.uri.clone());
@@ -384,7 +465,9 @@ fn file_stat(m: &std::fs::Metadata) -> storage::FileStat {
     use std::os::unix::fs::MetadataExt;
     storage::FileStat {
         size: m.len(),
-        mtime_ns: (m.mtime().max(0) as u64).saturating_mul(1_000_000_000).saturating_add(m.mtime_nsec().max(0) as u64),
+        mtime_ns: (m.mtime().max(0) as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(m.mtime_nsec().max(0) as u64),
         inode: m.ino(),
         is_dir: m.is_dir(),
     }
@@ -446,13 +529,20 @@ fn wit_cloud_error(e: CloudError) -> cloud::CloudError {
 fn transfer_error(e: TransferError) -> cloud::CloudError {
     match e {
         TransferError::Cloud(c) => wit_cloud_error(c),
-        TransferError::LocalNoSpace(m) => wit_cloud_error_kind(cloud::CloudErrorKind::LocalNoSpace, m),
+        TransferError::LocalNoSpace(m) => {
+            wit_cloud_error_kind(cloud::CloudErrorKind::LocalNoSpace, m)
+        }
         TransferError::LocalIo(m) => wit_cloud_error_kind(cloud::CloudErrorKind::LocalIo, m),
     }
 }
 
 fn wit_object(bundle: &str, o: CloudObject) -> cloud::Object {
-    let path = o.key.strip_prefix(bundle).and_then(|k| k.strip_prefix('/')).unwrap_or(&o.key).to_string();
+    let path = o
+        .key
+        .strip_prefix(bundle)
+        .and_then(|k| k.strip_prefix('/'))
+        .unwrap_or(&o.key)
+        .to_string();
     cloud::Object {
         path,
         size: o.size,

@@ -29,7 +29,9 @@ impl AppAreas {
     pub fn new(apps: impl Into<PathBuf>) -> io::Result<Self> {
         let apps = apps.into();
         std::fs::create_dir_all(&apps)?;
-        Ok(AppAreas { apps: apps.canonicalize()? })
+        Ok(AppAreas {
+            apps: apps.canonicalize()?,
+        })
     }
 
     /// The bundle's area, created if missing.
@@ -46,7 +48,12 @@ impl AppAreas {
     /// is checked: a symlink must resolve inside the area.
     pub fn resolve(&self, bundle: &str, rel: &str) -> Result<PathBuf, SandboxError> {
         let area = self.area(bundle)?;
-        if rel.is_empty() || rel.contains('\0') || rel.split('/').any(|p| p.is_empty() || p == "." || p == "..") {
+        if rel.is_empty()
+            || rel.contains('\0')
+            || rel
+                .split('/')
+                .any(|p| p.is_empty() || p == "." || p == "..")
+        {
             return Err(SandboxError::InvalidPath(rel.to_string()));
         }
         let mut cur = area.clone();
@@ -87,15 +94,33 @@ mod tests {
         std::os::unix::fs::symlink(area.join("cloud/in"), area.join("cloud/inner")).unwrap();
         std::os::unix::fs::symlink(area.join("nowhere"), area.join("cloud/dangling")).unwrap();
 
-        assert_eq!(areas.resolve("com.a", "cloud/in/x/y/z").unwrap(), area.join("cloud/in/x/y/z"));
+        assert_eq!(
+            areas.resolve("com.a", "cloud/in/x/y/z").unwrap(),
+            area.join("cloud/in/x/y/z")
+        );
         assert!(areas.resolve("com.a", "cloud/inner/x").is_ok());
-        assert!(matches!(areas.resolve("com.a", "cloud/out/x"), Err(SandboxError::Escapes(_))));
-        assert!(matches!(areas.resolve("com.a", "cloud/dangling"), Err(SandboxError::Escapes(_))));
+        assert!(matches!(
+            areas.resolve("com.a", "cloud/out/x"),
+            Err(SandboxError::Escapes(_))
+        ));
+        assert!(matches!(
+            areas.resolve("com.a", "cloud/dangling"),
+            Err(SandboxError::Escapes(_))
+        ));
         for bad in ["", "/etc/passwd", "cloud/../../x", "cloud//x", "./x"] {
-            assert!(matches!(areas.resolve("com.a", bad), Err(SandboxError::InvalidPath(_))), "{bad}");
+            assert!(
+                matches!(
+                    areas.resolve("com.a", bad),
+                    Err(SandboxError::InvalidPath(_))
+                ),
+                "{bad}"
+            );
         }
         for bad in ["", "..", "a/b", "a b"] {
-            assert!(matches!(areas.area(bad), Err(SandboxError::InvalidBundle(_))), "{bad}");
+            assert!(
+                matches!(areas.area(bad), Err(SandboxError::InvalidBundle(_))),
+                "{bad}"
+            );
         }
     }
 }

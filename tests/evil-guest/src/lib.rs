@@ -71,7 +71,10 @@ impl file_cache::GuestCloudFileCache for Cache {
                 Ok(_) => "reachable",
                 Err(_) => "denied",
             };
-            return Err(Error { code: 1, message: format!("fs={fs} env={env} args={args} net={net}") });
+            return Err(Error {
+                code: 1,
+                message: format!("fs={fs} env={env} args={args} net={net}"),
+            });
         }
         Ok(())
     }

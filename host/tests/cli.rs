@@ -1,0 +1,224 @@
+//! The `cloudsync` command line, run as a user runs it: exit codes, JSON
+//! events, Ctrl-C with and without `--keep-partial`, and a killed process.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const APP: &str = "com.example.cli";
+
+struct Setup {
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new() -> Self {
+        Setup {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("device")
+    }
+    fn cloud(&self) -> PathBuf {
+        self.dir.path().join("cloud")
+    }
+    fn put_cloud(&self, path: &str, data: &[u8]) {
+        let p = self.cloud().join(APP).join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    }
+    fn local(&self, path: &str) -> PathBuf {
+        self.root().join("apps").join(APP).join("cloud").join(path)
+    }
+    fn staging(&self) -> usize {
+        std::fs::read_dir(self.root().join("apps").join(APP).join(".staging"))
+            .map_or(0, |d| d.count())
+    }
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cloudsync"));
+        c.arg("--root").arg(self.root());
+        c.arg("--cloud")
+            .arg(format!("dir://{}", self.cloud().display()));
+        c.args(["--app", APP]).args(args);
+        c.env_remove("CLOUDSYNC_ROOT")
+            .env_remove("CLOUDSYNC_CLOUD")
+            .env_remove("CLOUDSYNC_APP");
+        c
+    }
+    fn run(&self, args: &[&str]) -> (i32, Vec<serde_json::Value>, String) {
+        let out = self.command(args).output().unwrap();
+        let events = parse_lines(&String::from_utf8_lossy(&out.stdout));
+        (
+            out.status.code().unwrap_or(-1),
+            events,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+fn parse_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn content(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+/// Starts a slow JSON download and returns once it has written some bytes.
+fn start_slow(s: &Setup, extra: &[&str]) -> (Child, mpsc::Receiver<serde_json::Value>) {
+    let mut args = vec!["--json", "--bwlimit", "1M", "download", "big.bin"];
+    args.extend_from_slice(extra);
+    let mut child = s
+        .command(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    loop {
+        let ev = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("progress events");
+        if ev["state"] == "RUNNING" && ev["processed"].as_u64().unwrap() > 0 {
+            return (child, rx);
+        }
+    }
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+fn rest(rx: mpsc::Receiver<serde_json::Value>) -> Vec<serde_json::Value> {
+    rx.into_iter().collect()
+}
+
+#[test]
+fn download_prints_json_events_and_places_the_file() {
+    let s = Setup::new();
+    s.put_cloud("docs/a.txt", b"hello");
+    let (code, events, _) = s.run(&["--json", "download", "docs/a.txt"]);
+    assert_eq!(code, 0);
+    let last = events.last().unwrap();
+    assert_eq!(last["state"], "COMPLETED");
+    assert_eq!(last["error"], "NO_ERROR");
+    assert_eq!(last["size"], 5);
+    assert_eq!(
+        last["uri"],
+        format!("file://{APP}/data/storage/el2/cloud/docs/a.txt")
+    );
+    assert_eq!(std::fs::read(s.local("docs/a.txt")).unwrap(), b"hello");
+
+    let (code, _, _) = s.run(&[
+        "download",
+        &format!("file://{APP}/data/storage/el2/cloud/docs/a.txt"),
+    ]);
+    assert_eq!(code, 0, "a full URI works too");
+}
+
+#[test]
+fn failures_exit_non_zero_with_the_seeds_code() {
+    let s = Setup::new();
+    let (code, _, err) = s.run(&["download", "missing.txt"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("error 13900002"), "{err}");
+    let (code, events, err) = s.run(&[
+        "--json",
+        "download",
+        "file://other.app/data/storage/el2/cloud/x",
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("error 14000002"), "{err}");
+    assert_eq!(events[0]["error"]["code"], 14000002);
+    let out = Command::new(env!("CARGO_BIN_EXE_cloudsync"))
+        .args([
+            "--root",
+            s.root().to_str().unwrap(),
+            "--cloud",
+            "ftp://x",
+            "download",
+            "a",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn ctrl_c_stops_and_deletes_the_partial_data() {
+    let s = Setup::new();
+    s.put_cloud("big.bin", &content(8 << 20));
+    let (child, rx) = start_slow(&s, &[]);
+    signal(&child, "-INT");
+    let status = child.wait_with_output().unwrap().status;
+    let events = rest(rx);
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(events.last().unwrap()["state"], "STOPPED");
+    assert_eq!(s.staging(), 0);
+    assert!(!s.local("big.bin").exists());
+}
+
+#[test]
+fn ctrl_c_with_keep_partial_then_running_again_resumes() {
+    let s = Setup::new();
+    let data = content(8 << 20);
+    s.put_cloud("big.bin", &data);
+    let (child, rx) = start_slow(&s, &["--keep-partial"]);
+    signal(&child, "-INT");
+    assert_eq!(child.wait_with_output().unwrap().status.code(), Some(130));
+    let stopped = rest(rx).last().unwrap().clone();
+    assert_eq!(stopped["state"], "STOPPED");
+    assert_eq!(s.staging(), 1);
+
+    let (code, events, _) = s.run(&["--json", "download", "big.bin"]);
+    assert_eq!(code, 0);
+    assert!(events[0]["processed"].as_u64().unwrap() >= stopped["processed"].as_u64().unwrap());
+    assert!(
+        events[0]["processed"].as_u64().unwrap() > 0,
+        "resumed, not restarted"
+    );
+    assert_eq!(events.last().unwrap()["state"], "COMPLETED");
+    assert_eq!(std::fs::read(s.local("big.bin")).unwrap(), data);
+    assert_eq!(s.staging(), 0);
+}
+
+#[test]
+fn a_killed_process_loses_nothing_and_the_next_run_completes() {
+    let s = Setup::new();
+    let data = content(8 << 20);
+    s.put_cloud("big.bin", &data);
+    std::fs::create_dir_all(s.local("")).unwrap();
+    std::fs::write(s.local("keep.txt"), b"mine").unwrap();
+    let (child, _rx) = start_slow(&s, &[]);
+    signal(&child, "-KILL");
+    let _ = child.wait_with_output();
+    assert!(
+        !s.local("big.bin").exists(),
+        "nothing partial under the name"
+    );
+
+    let (code, events, _) = s.run(&["--json", "download", "big.bin"]);
+    assert_eq!(code, 0, "{events:?}");
+    assert_eq!(std::fs::read(s.local("big.bin")).unwrap(), data);
+    assert_eq!(std::fs::read(s.local("keep.txt")).unwrap(), b"mine");
+    assert_eq!(s.staging(), 0, "the killed run's partial data was cleaned");
+}

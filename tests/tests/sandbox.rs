@@ -1,0 +1,75 @@
+//! The sandbox promise, checked with a hostile component: a guest that
+//! loops, allocates without end or traps is stopped and reported as
+//! 13600001, the host goes on with a fresh instance, and the guest reaches
+//! nothing but its imports.
+
+use std::time::{Duration, Instant};
+
+use cloudsync::{codes, CloudFileCache, SandboxLimits};
+use cloudsync_tests::{evil_component, Harness, APP};
+
+async fn evil() -> Harness {
+    Harness::with(|b| {
+        b.component(evil_component()).limits(SandboxLimits {
+            memory_bytes: 32 << 20,
+            call_budget: Duration::from_millis(500),
+            ..SandboxLimits::default()
+        })
+    })
+    .await
+}
+
+fn uri(what: &str) -> String {
+    format!("file://{APP}/data/storage/el2/cloud/{what}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_looping_guest_is_stopped_and_the_host_goes_on() {
+    let h = evil().await;
+    let cache = CloudFileCache::new(&h.rt).await.unwrap();
+    let started = Instant::now();
+    let err = cache.start(&uri("loop")).await.unwrap_err();
+    assert_eq!(err.code, codes::SERVICE_FAILED, "{err}");
+    assert!(err.message.contains("ran for more than"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "stopped, not waited out"
+    );
+    // A fresh instance serves the same object.
+    cache.start(&uri("fine")).await.unwrap();
+    cache.on("progress", |_| {}).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_allocating_without_end_is_stopped_at_its_memory_limit() {
+    let h = evil().await;
+    let cache = CloudFileCache::new(&h.rt).await.unwrap();
+    let err = cache.start(&uri("alloc")).await.unwrap_err();
+    assert_eq!(err.code, codes::SERVICE_FAILED, "{err}");
+    cache.start(&uri("fine")).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_guest_is_reported_with_its_message_and_replaced() {
+    let h = evil().await;
+    let cache = CloudFileCache::new(&h.rt).await.unwrap();
+    let other = CloudFileCache::new(&h.rt).await.unwrap();
+    let err = cache.start(&uri("panic")).await.unwrap_err();
+    assert_eq!(err.code, codes::SERVICE_FAILED);
+    assert!(
+        err.message.contains("deliberate panic"),
+        "the guest's panic message is kept: {err}"
+    );
+    // Every object of the old instance is recreated in the new one.
+    other.start(&uri("fine")).await.unwrap();
+    cache.start(&uri("fine")).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guest_reaches_no_files_no_environment_and_no_network() {
+    let h = evil().await;
+    std::env::set_var("CLOUDSYNC_SECRET_FOR_TEST", "x");
+    let cache = CloudFileCache::new(&h.rt).await.unwrap();
+    let err = cache.start(&uri("probe")).await.unwrap_err();
+    assert_eq!(err.message, "fs=denied env=0 args=0 net=denied");
+}
