@@ -71,6 +71,8 @@ fn content(len: usize) -> Vec<u8> {
 }
 
 /// Starts a slow JSON download and returns once it has written some bytes.
+/// The caller waits on the child.
+#[allow(clippy::zombie_processes)]
 fn start_slow(s: &Setup, extra: &[&str]) -> (Child, mpsc::Receiver<serde_json::Value>) {
     let mut args = vec!["--json", "--bwlimit", "1M", "download", "big.bin"];
     args.extend_from_slice(extra);
