@@ -13,8 +13,5 @@ fn main() {
         workspace.join("build-support"),
     ]);
     let wasm = build_component(&workspace, "cloudsync-guest");
-    println!(
-        "cargo:rustc-env=CLOUDSYNC_COMPONENT_WASM={}",
-        wasm.display()
-    );
+    println!("cargo:rustc-env=CLOUDSYNC_COMPONENT_WASM={}", wasm.display());
 }

@@ -208,18 +208,10 @@ impl Platform for WitPlatform {
                 error: match p.error {
                     e::DownloadErrorType::NoError => types::DownloadErrorType::NoError,
                     e::DownloadErrorType::UnknownError => types::DownloadErrorType::UnknownError,
-                    e::DownloadErrorType::NetworkUnavailable => {
-                        types::DownloadErrorType::NetworkUnavailable
-                    }
-                    e::DownloadErrorType::LocalStorageFull => {
-                        types::DownloadErrorType::LocalStorageFull
-                    }
-                    e::DownloadErrorType::ContentNotFound => {
-                        types::DownloadErrorType::ContentNotFound
-                    }
-                    e::DownloadErrorType::FrequentUserRequests => {
-                        types::DownloadErrorType::FrequentUserRequests
-                    }
+                    e::DownloadErrorType::NetworkUnavailable => types::DownloadErrorType::NetworkUnavailable,
+                    e::DownloadErrorType::LocalStorageFull => types::DownloadErrorType::LocalStorageFull,
+                    e::DownloadErrorType::ContentNotFound => types::DownloadErrorType::ContentNotFound,
+                    e::DownloadErrorType::FrequentUserRequests => types::DownloadErrorType::FrequentUserRequests,
                 },
             },
         )

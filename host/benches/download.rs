@@ -30,15 +30,24 @@ fn main() {
         drop(runtime);
         return;
     }
-    let gib: u64 = std::env::var("BENCH_BIG_BYTES").ok().and_then(|v| v.parse().ok()).unwrap_or(1 << 30);
+    let gib: u64 = std::env::var("BENCH_BIG_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1 << 30);
 
     println!("component size: {} bytes", cloudsync_component_size());
     let cache = tempfile::tempdir().unwrap();
     let first = startup_child(cache.path());
     let cached: Vec<f64> = (0..5).map(|_| startup_child(cache.path())).collect();
     let cached = cached.iter().cloned().fold(f64::INFINITY, f64::min);
-    println!("host start-up, first run (compiles the component): {:.1} ms", first * 1e3);
-    println!("host start-up, precompiled component: {:.1} ms (best of 5)", cached * 1e3);
+    println!(
+        "host start-up, first run (compiles the component): {:.1} ms",
+        first * 1e3
+    );
+    println!(
+        "host start-up, precompiled component: {:.1} ms (best of 5)",
+        cached * 1e3
+    );
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -79,7 +88,12 @@ fn main() {
         write_random(&big, gib);
         let copy = dir.path().join("cp-copy.bin");
         let t = Instant::now();
-        let ok = std::process::Command::new("cp").arg(&big).arg(&copy).status().unwrap().success();
+        let ok = std::process::Command::new("cp")
+            .arg(&big)
+            .arg(&copy)
+            .status()
+            .unwrap()
+            .success();
         assert!(ok);
         std::process::Command::new("sync").status().unwrap();
         let cp = t.elapsed();
@@ -135,7 +149,9 @@ fn startup_child(cache: &Path) -> f64 {
 }
 
 fn cloudsync_component_size() -> usize {
-    std::fs::metadata(env!("CLOUDSYNC_COMPONENT_WASM")).map(|m| m.len() as usize).unwrap_or(0)
+    std::fs::metadata(env!("CLOUDSYNC_COMPONENT_WASM"))
+        .map(|m| m.len() as usize)
+        .unwrap_or(0)
 }
 
 fn write_random(path: &Path, len: u64) {

@@ -54,11 +54,7 @@ impl CloudFileCache {
     }
 
     /// Unregisters `listener`, or every listener of this instance when `None`.
-    pub async fn off(
-        &self,
-        event: &str,
-        listener: Option<ListenerId>,
-    ) -> Result<(), CloudSyncError> {
+    pub async fn off(&self, event: &str, listener: Option<ListenerId>) -> Result<(), CloudSyncError> {
         let (id, event) = (self.id, event.to_string());
         let removed = self
             .rt
@@ -85,12 +81,8 @@ impl CloudFileCache {
         self.rt
             .call(move |d| {
                 let r = d.resource(id)?;
-                d.call(|b, s| {
-                    b.ohos_cloudsync_file_cache()
-                        .cloud_file_cache()
-                        .call_start(s, r, &uri)
-                })?
-                .map_err(guest_error)
+                d.call(|b, s| b.ohos_cloudsync_file_cache().cloud_file_cache().call_start(s, r, &uri))?
+                    .map_err(guest_error)
             })
             .await
     }

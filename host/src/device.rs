@@ -105,11 +105,7 @@ fn battery() -> (u8, bool) {
     };
     for entry in entries.flatten() {
         let p = entry.path();
-        if std::fs::read_to_string(p.join("type"))
-            .unwrap_or_default()
-            .trim()
-            != "Battery"
-        {
+        if std::fs::read_to_string(p.join("type")).unwrap_or_default().trim() != "Battery" {
             continue;
         }
         let capacity = std::fs::read_to_string(p.join("capacity"))

@@ -31,6 +31,4 @@ mod transfers;
 pub use api::{codes, CloudSyncError, DownloadErrorType, DownloadProgress, ListenerId, State};
 pub use cache::CloudFileCache;
 pub use identity::Identity;
-pub use runtime::{
-    default_cache_dir, percent_encode, BuildError, Runtime, RuntimeBuilder, SandboxLimits,
-};
+pub use runtime::{default_cache_dir, percent_encode, BuildError, Runtime, RuntimeBuilder, SandboxLimits};

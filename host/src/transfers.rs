@@ -127,14 +127,7 @@ impl Transfers {
             let Ok(_permit) = limit.acquire_owned().await else {
                 return;
             };
-            let result = download(
-                &guard.shared,
-                cloud.as_ref(),
-                device.as_ref(),
-                &guard.waker,
-                job,
-            )
-            .await;
+            let result = download(&guard.shared, cloud.as_ref(), device.as_ref(), &guard.waker, job).await;
             *guard.shared.outcome.lock().unwrap() = Some(result);
         });
         *shared.abort.lock().unwrap() = Some(task.abort_handle());
@@ -147,9 +140,9 @@ impl Transfers {
         let shared = self.live.get(&id)?;
         let bytes = shared.bytes.load(Ordering::Acquire);
         let outcome = match &*shared.outcome.lock().unwrap() {
-            None if *shared.finished.lock().unwrap() => Outcome::Failed(TransferError::LocalIo(
-                "the transfer ended without a result".into(),
-            )),
+            None if *shared.finished.lock().unwrap() => {
+                Outcome::Failed(TransferError::LocalIo("the transfer ended without a result".into()))
+            }
             None => Outcome::Running,
             Some(Ok(())) => Outcome::Done,
             Some(Err(e)) => Outcome::Failed(e.clone()),
@@ -198,18 +191,17 @@ async fn download(
     wake: &Waker,
     job: DownloadJob,
 ) -> Result<(), TransferError> {
-    let (_, mut stream) = cloud
-        .open(&job.key, job.offset, job.if_match.as_deref())
-        .await?;
+    let (_, mut stream) = cloud.open(&job.key, job.offset, job.if_match.as_deref()).await?;
     let mut file = open_at(&job.local, job.offset).map_err(local_error)?;
     let quota = device.write_quota();
     let mut buf = vec![0u8; CHUNK];
     let mut written = 0u64;
     let mut last_wake = Instant::now();
     loop {
-        let n = stream.read(&mut buf).await.map_err(|e| {
-            CloudError::new(CloudErrorKind::Network, format!("reading {}: {e}", job.key))
-        })?;
+        let n = stream
+            .read(&mut buf)
+            .await
+            .map_err(|e| CloudError::new(CloudErrorKind::Network, format!("reading {}: {e}", job.key)))?;
         if n == 0 {
             break;
         }
@@ -217,9 +209,7 @@ async fn download(
             return Err(TransferError::LocalIo("cancelled".into()));
         }
         if quota.is_some_and(|q| written + n as u64 > q) {
-            return Err(TransferError::LocalNoSpace(
-                "the app's write quota is used up".into(),
-            ));
+            return Err(TransferError::LocalNoSpace("the app's write quota is used up".into()));
         }
         file.write_all(&buf[..n]).map_err(local_error)?;
         written += n as u64;

@@ -34,14 +34,12 @@ impl Setup {
         self.root().join("apps").join(APP).join("cloud").join(path)
     }
     fn staging(&self) -> usize {
-        std::fs::read_dir(self.root().join("apps").join(APP).join(".staging"))
-            .map_or(0, |d| d.count())
+        std::fs::read_dir(self.root().join("apps").join(APP).join(".staging")).map_or(0, |d| d.count())
     }
     fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_cloudsync"));
         c.arg("--root").arg(self.root());
-        c.arg("--cloud")
-            .arg(format!("dir://{}", self.cloud().display()));
+        c.arg("--cloud").arg(format!("dir://{}", self.cloud().display()));
         c.args(["--app", APP]).args(args);
         c.env_remove("CLOUDSYNC_ROOT")
             .env_remove("CLOUDSYNC_CLOUD")
@@ -92,9 +90,7 @@ fn start_slow(s: &Setup, extra: &[&str]) -> (Child, mpsc::Receiver<serde_json::V
         }
     });
     loop {
-        let ev = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("progress events");
+        let ev = rx.recv_timeout(Duration::from_secs(60)).expect("progress events");
         if ev["state"] == "RUNNING" && ev["processed"].as_u64().unwrap() > 0 {
             return (child, rx);
         }
@@ -124,16 +120,10 @@ fn download_prints_json_events_and_places_the_file() {
     assert_eq!(last["state"], "COMPLETED");
     assert_eq!(last["error"], "NO_ERROR");
     assert_eq!(last["size"], 5);
-    assert_eq!(
-        last["uri"],
-        format!("file://{APP}/data/storage/el2/cloud/docs/a.txt")
-    );
+    assert_eq!(last["uri"], format!("file://{APP}/data/storage/el2/cloud/docs/a.txt"));
     assert_eq!(std::fs::read(s.local("docs/a.txt")).unwrap(), b"hello");
 
-    let (code, _, _) = s.run(&[
-        "download",
-        &format!("file://{APP}/data/storage/el2/cloud/docs/a.txt"),
-    ]);
+    let (code, _, _) = s.run(&["download", &format!("file://{APP}/data/storage/el2/cloud/docs/a.txt")]);
     assert_eq!(code, 0, "a full URI works too");
 }
 
@@ -143,11 +133,7 @@ fn failures_exit_non_zero_with_the_seeds_code() {
     let (code, _, err) = s.run(&["download", "missing.txt"]);
     assert_eq!(code, 1);
     assert!(err.contains("error 13900002"), "{err}");
-    let (code, events, err) = s.run(&[
-        "--json",
-        "download",
-        "file://other.app/data/storage/el2/cloud/x",
-    ]);
+    let (code, events, err) = s.run(&["--json", "download", "file://other.app/data/storage/el2/cloud/x"]);
     assert_eq!(code, 1);
     assert!(err.contains("error 14000002"), "{err}");
     assert_eq!(events[0]["error"]["code"], 14000002);
@@ -194,10 +180,7 @@ fn ctrl_c_with_keep_partial_then_running_again_resumes() {
     let (code, events, _) = s.run(&["--json", "download", "big.bin"]);
     assert_eq!(code, 0);
     assert!(events[0]["processed"].as_u64().unwrap() >= stopped["processed"].as_u64().unwrap());
-    assert!(
-        events[0]["processed"].as_u64().unwrap() > 0,
-        "resumed, not restarted"
-    );
+    assert!(events[0]["processed"].as_u64().unwrap() > 0, "resumed, not restarted");
     assert_eq!(events.last().unwrap()["state"], "COMPLETED");
     assert_eq!(std::fs::read(s.local("big.bin")).unwrap(), data);
     assert_eq!(s.staging(), 0);
@@ -213,10 +196,7 @@ fn a_killed_process_loses_nothing_and_the_next_run_completes() {
     let (child, _rx) = start_slow(&s, &[]);
     signal(&child, "-KILL");
     let _ = child.wait_with_output();
-    assert!(
-        !s.local("big.bin").exists(),
-        "nothing partial under the name"
-    );
+    assert!(!s.local("big.bin").exists(), "nothing partial under the name");
 
     let (code, events, _) = s.run(&["--json", "download", "big.bin"]);
     assert_eq!(code, 0, "{events:?}");

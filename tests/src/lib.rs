@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cloudsync::cloud::{Cloud, FaultyCloud, LocalFolderCloud};
+pub mod servers;
+
+use cloudsync::cloud::{bytes_stream, Cloud, CloudSettings, FaultyCloud, Precondition};
 use cloudsync::device::SimulatedDevice;
 use cloudsync::{CloudFileCache, DownloadProgress, Identity, ListenerId, Runtime, RuntimeBuilder};
 
@@ -17,12 +19,66 @@ pub fn evil_component() -> Vec<u8> {
     std::fs::read(env!("EVIL_COMPONENT_WASM")).expect("the evil component was built")
 }
 
+/// Which cloud a test runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded default: a local folder.
+    Folder,
+    /// Apache httpd with mod_dav on loopback.
+    WebDav,
+    /// s3s-fs on loopback.
+    S3,
+}
+
+impl Backend {
+    /// Starts the backend's server (if any) under `dir` and opens it, with
+    /// every endpoint and credential set explicitly (nothing ambient).
+    pub fn start(self, dir: &Path) -> (Option<servers::Server>, PathBuf, Arc<dyn Cloud>) {
+        let (server, url, settings) = match self {
+            Backend::Folder => {
+                let folder = dir.join("cloud");
+                (None, format!("dir://{}", folder.display()), CloudSettings::default())
+            }
+            Backend::WebDav => {
+                let s = servers::webdav(dir);
+                let settings = CloudSettings {
+                    username: Some(servers::DAV_USER.into()),
+                    password: Some(servers::DAV_PASSWORD.into()),
+                    ..CloudSettings::default()
+                };
+                let url = s.url.clone();
+                (Some(s), url, settings)
+            }
+            Backend::S3 => {
+                let s = servers::s3(dir);
+                let settings = CloudSettings {
+                    access_key_id: Some(servers::S3_ACCESS_KEY.into()),
+                    secret_access_key: Some(servers::S3_SECRET_KEY.into()),
+                    ..CloudSettings::default()
+                };
+                let url = s.url.clone();
+                (Some(s), url, settings)
+            }
+        };
+        let cloud = cloudsync::cloud::open(&url, &settings).expect("the cloud opens");
+        let data_dir = server
+            .as_ref()
+            .map_or_else(|| dir.join("cloud"), |s| s.data_dir.clone());
+        (server, data_dir, cloud)
+    }
+}
+
 pub struct Harness {
     pub dir: tempfile::TempDir,
+    pub backend: Backend,
+    /// Where the cloud keeps its objects as plain files.
     pub cloud_dir: PathBuf,
+    /// The backend without faults, as another client of the cloud sees it.
+    pub raw: Arc<dyn Cloud>,
     pub cloud: Arc<FaultyCloud>,
     pub device: Arc<SimulatedDevice>,
     pub rt: Runtime,
+    pub server: Option<servers::Server>,
 }
 
 impl Harness {
@@ -32,18 +88,29 @@ impl Harness {
 
     /// A harness whose runtime builder is adjusted by `f`.
     pub async fn with(f: impl FnOnce(RuntimeBuilder) -> RuntimeBuilder) -> Self {
+        Self::build(Backend::Folder, f).await
+    }
+
+    /// A harness on `backend`.
+    pub async fn on(backend: Backend) -> Self {
+        Self::build(backend, |b| b).await
+    }
+
+    async fn build(backend: Backend, f: impl FnOnce(RuntimeBuilder) -> RuntimeBuilder) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let cloud_dir = dir.path().join("cloud");
-        let local: Arc<dyn Cloud> = Arc::new(LocalFolderCloud::new(&cloud_dir).unwrap());
-        let cloud = Arc::new(FaultyCloud::new(local));
+        let (server, cloud_dir, raw) = backend.start(dir.path());
+        let cloud = Arc::new(FaultyCloud::new(raw.clone()));
         let device = Arc::new(SimulatedDevice::default());
         let rt = Self::runtime(dir.path(), cloud.clone(), device.clone(), f).await;
         Harness {
             dir,
+            backend,
             cloud_dir,
+            raw,
             cloud,
             device,
             rt,
+            server,
         }
     }
 
@@ -64,24 +131,26 @@ impl Harness {
     /// and starts a new one on the same device root.
     pub async fn crash_and_restart(&mut self) {
         self.rt.shutdown();
-        self.rt = Self::runtime(
-            self.dir.path(),
-            self.cloud.clone(),
-            self.device.clone(),
-            |b| b,
-        )
-        .await;
+        self.rt = Self::runtime(self.dir.path(), self.cloud.clone(), self.device.clone(), |b| b).await;
     }
 
     pub fn uri(&self, path: &str) -> String {
         self.rt.uri_for(path)
     }
 
-    /// Puts a file in the cloud, as another client of the cloud would.
+    /// Puts a file in the cloud, as another client of the cloud would: a
+    /// plain file in the folder, an HTTP PUT to a server.
     pub fn put_cloud(&self, path: &str, data: &[u8]) {
-        let p = self.cloud_dir.join(APP).join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, data).unwrap();
+        if self.backend == Backend::Folder {
+            let p = self.cloud_dir.join(APP).join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, data).unwrap();
+            return;
+        }
+        let key = format!("{APP}/{path}");
+        let put = self.raw.put(&key, bytes_stream(data.to_vec()), Precondition::None);
+        tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(put))
+            .expect("the cloud takes the file");
     }
 
     pub fn cloud_file(&self, path: &str) -> PathBuf {
@@ -108,11 +177,7 @@ impl Harness {
     }
 
     pub fn assert_nothing_partial(&self) {
-        assert_eq!(
-            self.staging(),
-            Vec::<String>::new(),
-            "partial data was left behind"
-        );
+        assert_eq!(self.staging(), Vec::<String>::new(), "partial data was left behind");
     }
 
     pub async fn cache(&self) -> CloudFileCache {
@@ -173,11 +238,7 @@ impl Recorder {
     }
 
     /// Waits (up to 60 s) until `pred` holds for the events so far.
-    pub async fn wait_for(
-        &self,
-        what: &str,
-        pred: impl Fn(&[DownloadProgress]) -> bool,
-    ) -> Vec<DownloadProgress> {
+    pub async fn wait_for(&self, what: &str, pred: impl Fn(&[DownloadProgress]) -> bool) -> Vec<DownloadProgress> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
             let notified = self.notify.notified();
@@ -198,10 +259,7 @@ impl Recorder {
                 ev.iter().any(|p| p.uri == uri && p.is_terminal())
             })
             .await;
-        events
-            .into_iter()
-            .find(|p| p.uri == uri && p.is_terminal())
-            .unwrap()
+        events.into_iter().find(|p| p.uri == uri && p.is_terminal()).unwrap()
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use cloudsync::cloud::{CloudErrorKind, Faults};
 use cloudsync::{codes, DownloadErrorType, DownloadProgress, State};
-use cloudsync_tests::{bytes, list_files, Harness, Recorder, APP};
+use cloudsync_tests::{bytes, list_files, Backend, Harness, Recorder, APP};
 
 fn running(events: &[DownloadProgress]) -> Vec<u64> {
     events
@@ -27,9 +27,8 @@ fn slow() -> Faults {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn downloads_a_file_with_rising_progress_then_one_completion() {
-    let h = Harness::new().await;
+async fn downloads_a_file_with_rising_progress_then_one_completion(backend: Backend) {
+    let h = Harness::on(backend).await;
     let content = bytes(6 << 20, 1);
     h.put_cloud("docs/report.pdf", &content);
     h.cloud.set(Faults {
@@ -44,12 +43,7 @@ async fn downloads_a_file_with_rising_progress_then_one_completion() {
     let last = rec.terminal(&uri).await;
     assert_eq!(
         (last.state, last.error, last.processed, last.size),
-        (
-            State::Completed,
-            DownloadErrorType::NoError,
-            6 << 20,
-            6 << 20
-        )
+        (State::Completed, DownloadErrorType::NoError, 6 << 20, 6 << 20)
     );
     let events = rec.for_uri(&uri);
     let progress = running(&events);
@@ -63,15 +57,11 @@ async fn downloads_a_file_with_rising_progress_then_one_completion() {
     assert_eq!(std::fs::read(h.local("docs/report.pdf")).unwrap(), content);
     h.assert_nothing_partial();
     // The cloud is untouched and other clients see the same plain file.
-    assert_eq!(
-        std::fs::read(h.cloud_file("docs/report.pdf")).unwrap(),
-        content
-    );
+    assert_eq!(std::fs::read(h.cloud_file("docs/report.pdf")).unwrap(), content);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn names_with_spaces_and_unicode_round_trip() {
-    let h = Harness::new().await;
+async fn names_with_spaces_and_unicode_round_trip(backend: Backend) {
+    let h = Harness::on(backend).await;
     h.put_cloud("Fotos/été 2024/plage #1.jpg", b"sand");
     let cache = h.cache().await;
     let (rec, _) = Recorder::attach(&cache).await;
@@ -79,36 +69,27 @@ async fn names_with_spaces_and_unicode_round_trip() {
     assert!(uri.contains("%20") && uri.contains("%23"), "{uri}");
     cache.start(&uri).await.unwrap();
     assert_eq!(rec.terminal(&uri).await.state, State::Completed);
-    assert_eq!(
-        std::fs::read(h.local("Fotos/été 2024/plage #1.jpg")).unwrap(),
-        b"sand"
-    );
+    assert_eq!(std::fs::read(h.local("Fotos/été 2024/plage #1.jpg")).unwrap(), b"sand");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nothing_partial_is_ever_visible_under_the_files_name() {
-    let h = Harness::new().await;
+async fn nothing_partial_is_ever_visible_under_the_files_name(backend: Backend) {
+    let h = Harness::on(backend).await;
     h.put_cloud("big.bin", &bytes(4 << 20, 2));
     h.cloud.set(slow());
     let cache = h.cache().await;
     let (rec, _) = Recorder::attach(&cache).await;
     let uri = h.uri("big.bin");
     cache.start(&uri).await.unwrap();
-    rec.wait_for("progress", |ev| running(ev).iter().any(|p| *p > 0))
-        .await;
-    assert!(
-        !h.local("big.bin").exists(),
-        "the partial file is not under its name"
-    );
+    rec.wait_for("progress", |ev| running(ev).iter().any(|p| *p > 0)).await;
+    assert!(!h.local("big.bin").exists(), "the partial file is not under its name");
     assert_eq!(h.staging().len(), 1, "it is in the staging area");
     h.cloud.set(Faults::default());
     assert_eq!(rec.terminal(&uri).await.state, State::Completed);
     h.assert_nothing_partial();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_start_of_a_running_uri_is_not_a_second_transfer() {
-    let h = Harness::new().await;
+async fn a_second_start_of_a_running_uri_is_not_a_second_transfer(backend: Backend) {
+    let h = Harness::on(backend).await;
     h.put_cloud("a.bin", &bytes(2 << 20, 3));
     h.cloud.set(slow());
     let cache = h.cache().await;
@@ -126,9 +107,8 @@ async fn a_second_start_of_a_running_uri_is_not_a_second_transfer() {
     assert_eq!(terminals(&rec2.events()), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_up_to_date_file_completes_without_a_transfer() {
-    let h = Harness::new().await;
+async fn an_up_to_date_file_completes_without_a_transfer(backend: Backend) {
+    let h = Harness::on(backend).await;
     h.put_cloud("a.txt", b"v1");
     let cache = h.cache().await;
     let (rec, _) = Recorder::attach(&cache).await;
@@ -136,22 +116,19 @@ async fn an_up_to_date_file_completes_without_a_transfer() {
     cache.start(&uri).await.unwrap();
     rec.terminal(&uri).await;
     cache.start(&uri).await.unwrap();
-    rec.wait_for("two completions", |ev| terminals(ev) == 2)
-        .await;
+    rec.wait_for("two completions", |ev| terminals(ev) == 2).await;
     assert_eq!(h.cloud.opens(), 1);
     // A new cloud version is downloaded again and replaces our old copy.
     std::thread::sleep(Duration::from_millis(5));
     h.put_cloud("a.txt", b"version 2");
     cache.start(&uri).await.unwrap();
-    rec.wait_for("three completions", |ev| terminals(ev) == 3)
-        .await;
+    rec.wait_for("three completions", |ev| terminals(ev) == 3).await;
     assert_eq!(std::fs::read(h.local("a.txt")).unwrap(), b"version 2");
     assert_eq!(h.local_files(), vec!["a.txt"]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn on_and_off_with_and_without_a_callback_and_events_stay_with_their_instance() {
-    let h = Harness::new().await;
+async fn on_and_off_with_and_without_a_callback_and_events_stay_with_their_instance(backend: Backend) {
+    let h = Harness::on(backend).await;
     h.put_cloud("a", b"1");
     h.put_cloud("b", b"2");
     h.put_cloud("c", b"3");
@@ -204,17 +181,15 @@ async fn on_and_off_with_and_without_a_callback_and_events_stay_with_their_insta
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stop_deletes_the_partial_data_by_default() {
-    let h = Harness::new().await;
+async fn stop_deletes_the_partial_data_by_default(backend: Backend) {
+    let h = Harness::on(backend).await;
     h.put_cloud("big.bin", &bytes(8 << 20, 4));
     h.cloud.set(slow());
     let cache = h.cache().await;
     let (rec, _) = Recorder::attach(&cache).await;
     let uri = h.uri("big.bin");
     cache.start(&uri).await.unwrap();
-    rec.wait_for("progress", |ev| running(ev).iter().any(|p| *p > 0))
-        .await;
+    rec.wait_for("progress", |ev| running(ev).iter().any(|p| *p > 0)).await;
     cache.stop(&uri, true).await.unwrap();
     let last = rec.terminal(&uri).await;
     assert_eq!(last.state, State::Stopped);
@@ -226,9 +201,8 @@ async fn stop_deletes_the_partial_data_by_default() {
     h.assert_nothing_partial();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stop_keeping_the_partial_data_lets_the_next_start_resume() {
-    let h = Harness::new().await;
+async fn stop_keeping_the_partial_data_lets_the_next_start_resume(backend: Backend) {
+    let h = Harness::on(backend).await;
     let content = bytes(8 << 20, 5);
     h.put_cloud("big.bin", &content);
     h.cloud.set(slow());
@@ -236,8 +210,7 @@ async fn stop_keeping_the_partial_data_lets_the_next_start_resume() {
     let (rec, _) = Recorder::attach(&cache).await;
     let uri = h.uri("big.bin");
     cache.start(&uri).await.unwrap();
-    rec.wait_for("progress", |ev| running(ev).iter().any(|p| *p > 0))
-        .await;
+    rec.wait_for("progress", |ev| running(ev).iter().any(|p| *p > 0)).await;
     cache.stop(&uri, false).await.unwrap();
     let stopped = rec.terminal(&uri).await;
     assert_eq!(stopped.state, State::Stopped);
@@ -266,30 +239,22 @@ async fn stop_keeping_the_partial_data_lets_the_next_start_resume() {
     h.assert_nothing_partial();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stop_of_kept_data_cleans_it_and_stop_of_nothing_is_13900002() {
-    let h = Harness::new().await;
+async fn stop_of_kept_data_cleans_it_and_stop_of_nothing_is_13900002(backend: Backend) {
+    let h = Harness::on(backend).await;
     h.put_cloud("big.bin", &bytes(4 << 20, 6));
     h.cloud.set(slow());
     let cache = h.cache().await;
     let (rec, _) = Recorder::attach(&cache).await;
     let uri = h.uri("big.bin");
     cache.start(&uri).await.unwrap();
-    rec.wait_for("progress", |ev| running(ev).iter().any(|p| *p > 0))
-        .await;
+    rec.wait_for("progress", |ev| running(ev).iter().any(|p| *p > 0)).await;
     cache.stop(&uri, false).await.unwrap();
     rec.terminal(&uri).await;
     assert_eq!(h.staging().len(), 1);
     cache.stop(&uri, true).await.unwrap();
     h.assert_nothing_partial();
-    assert_eq!(
-        cache.stop(&uri, true).await.unwrap_err().code,
-        codes::NO_SUCH_FILE
-    );
-    assert_eq!(
-        cache.stop("", true).await.unwrap_err().code,
-        codes::INVALID_PARAMETER
-    );
+    assert_eq!(cache.stop(&uri, true).await.unwrap_err().code, codes::NO_SUCH_FILE);
+    assert_eq!(cache.stop("", true).await.unwrap_err().code, codes::INVALID_PARAMETER);
     assert_eq!(
         cache
             .stop("file://other.app/data/storage/el2/cloud/x", true)
@@ -300,9 +265,8 @@ async fn stop_of_kept_data_cleans_it_and_stop_of_nothing_is_13900002() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn start_errors_come_on_the_call_in_the_seeds_order_and_change_nothing() {
-    let h = Harness::new().await;
+async fn start_errors_come_on_the_call_in_the_seeds_order_and_change_nothing(backend: Backend) {
+    let h = Harness::on(backend).await;
     h.put_cloud("big.bin", &bytes(1 << 20, 7));
     std::fs::create_dir_all(h.local("")).unwrap();
     let outside = h.dir.path().join("outside");
@@ -345,21 +309,11 @@ async fn start_errors_come_on_the_call_in_the_seeds_order_and_change_nothing() {
     }
     // Not enough space: 13900025, before anything is written.
     h.device.set_free_space(Some(1000));
-    assert_eq!(
-        cache.start(&h.uri("big.bin")).await.unwrap_err().code,
-        codes::NO_SPACE
-    );
+    assert_eq!(cache.start(&h.uri("big.bin")).await.unwrap_err().code, codes::NO_SPACE);
     h.device.set_free_space(None);
 
-    assert_eq!(
-        std::fs::read(outside.join("secret")).unwrap(),
-        b"do not touch"
-    );
-    assert_eq!(
-        h.local_files(),
-        vec!["escape"],
-        "only the symlink the test made"
-    );
+    assert_eq!(std::fs::read(outside.join("secret")).unwrap(), b"do not touch");
+    assert_eq!(h.local_files(), vec!["escape"], "only the symlink the test made");
     h.assert_nothing_partial();
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(rec.events().is_empty(), "a refused start sends no event");
@@ -368,8 +322,7 @@ async fn start_errors_come_on_the_call_in_the_seeds_order_and_change_nothing() {
 
 /// Each injected fault ends the download with the right FAILED event, and
 /// leaves nothing partial, no file under the name, and the cloud intact.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn faults_end_in_failed_events_and_leave_nothing_behind() {
+async fn faults_end_in_failed_events_and_leave_nothing_behind(backend: Backend) {
     let size = 3 << 20;
     let cases: Vec<(&str, Faults, DownloadErrorType)> = vec![
         (
@@ -431,7 +384,7 @@ async fn faults_end_in_failed_events_and_leave_nothing_behind() {
         ),
     ];
     for (what, faults, expected) in cases {
-        let h = Harness::new().await;
+        let h = Harness::on(backend).await;
         let content = bytes(size, 8);
         h.put_cloud("f.bin", &content);
         h.put_cloud("other.txt", b"untouched");
@@ -447,19 +400,11 @@ async fn faults_end_in_failed_events_and_leave_nothing_behind() {
             .await
             .unwrap_or_else(|e| panic!("{what}: start failed: {e}"));
         let last = rec.terminal(&uri).await;
-        assert_eq!(
-            (last.state, last.error),
-            (State::Failed, expected),
-            "{what}"
-        );
+        assert_eq!((last.state, last.error), (State::Failed, expected), "{what}");
         assert_eq!(terminals(&rec.for_uri(&uri)), 1, "{what}");
         assert!(!h.local("f.bin").exists(), "{what}: nothing under the name");
         h.assert_nothing_partial();
-        assert_eq!(
-            h.local_files(),
-            vec!["other.txt"],
-            "{what}: no other file touched"
-        );
+        assert_eq!(h.local_files(), vec!["other.txt"], "{what}: no other file touched");
         assert_eq!(std::fs::read(h.local("other.txt")).unwrap(), b"untouched");
         assert_eq!(
             std::fs::read(h.cloud_file("f.bin")).unwrap(),
@@ -471,17 +416,15 @@ async fn faults_end_in_failed_events_and_leave_nothing_behind() {
         h.cloud.set(Faults::default());
         cache.start(&uri).await.unwrap();
         rec.wait_for("a completion", |ev| {
-            ev.iter()
-                .any(|p| p.uri == uri && p.state == State::Completed)
+            ev.iter().any(|p| p.uri == uri && p.state == State::Completed)
         })
         .await;
         assert_eq!(std::fs::read(h.local("f.bin")).unwrap(), content, "{what}");
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_disk_mid_download_is_local_storage_full() {
-    let h = Harness::new().await;
+async fn a_full_disk_mid_download_is_local_storage_full(backend: Backend) {
+    let h = Harness::on(backend).await;
     h.put_cloud("f.bin", &bytes(4 << 20, 9));
     h.device.set_write_quota(Some(1 << 20));
     let cache = h.cache().await;
@@ -497,9 +440,8 @@ async fn a_full_disk_mid_download_is_local_storage_full() {
     h.assert_nothing_partial();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_network_on_the_device_fails_after_acceptance() {
-    let h = Harness::new().await;
+async fn no_network_on_the_device_fails_after_acceptance(backend: Backend) {
+    let h = Harness::on(backend).await;
     h.put_cloud("f.bin", b"x");
     h.device.set_network(false);
     let cache = h.cache().await;
@@ -514,17 +456,15 @@ async fn no_network_on_the_device_fails_after_acceptance() {
     assert_eq!(h.cloud.opens(), 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cloud_change_during_the_download_restarts_it_on_the_new_version() {
-    let h = Harness::new().await;
+async fn a_cloud_change_during_the_download_restarts_it_on_the_new_version(backend: Backend) {
+    let h = Harness::on(backend).await;
     h.put_cloud("f.bin", &bytes(4 << 20, 10));
     h.cloud.set(slow());
     let cache = h.cache().await;
     let (rec, _) = Recorder::attach(&cache).await;
     let uri = h.uri("f.bin");
     cache.start(&uri).await.unwrap();
-    rec.wait_for("progress", |ev| running(ev).iter().any(|p| *p > 0))
-        .await;
+    rec.wait_for("progress", |ev| running(ev).iter().any(|p| *p > 0)).await;
     let newer = bytes(3 << 20, 11);
     h.put_cloud("f.bin", &newer);
     h.cloud.set(Faults::default());
@@ -538,9 +478,8 @@ async fn a_cloud_change_during_the_download_restarts_it_on_the_new_version() {
     h.assert_nothing_partial();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_local_edit_is_kept_as_a_conflict_copy_not_overwritten() {
-    let h = Harness::new().await;
+async fn a_local_edit_is_kept_as_a_conflict_copy_not_overwritten(backend: Backend) {
+    let h = Harness::on(backend).await;
     h.put_cloud("notes/todo.txt", b"cloud version");
     std::fs::create_dir_all(h.local("notes")).unwrap();
     std::fs::write(h.local("notes/todo.txt"), b"my local edit").unwrap();
@@ -551,10 +490,7 @@ async fn a_local_edit_is_kept_as_a_conflict_copy_not_overwritten() {
     assert_eq!(rec.terminal(&uri).await.state, State::Completed);
     let files = h.local_files();
     assert_eq!(files.len(), 2, "{files:?}");
-    assert_eq!(
-        std::fs::read(h.local("notes/todo.txt")).unwrap(),
-        b"cloud version"
-    );
+    assert_eq!(std::fs::read(h.local("notes/todo.txt")).unwrap(), b"cloud version");
     let copy = files
         .iter()
         .find(|f| f.contains("(conflict simulated "))
@@ -566,17 +502,15 @@ async fn a_local_edit_is_kept_as_a_conflict_copy_not_overwritten() {
     assert_eq!(std::fs::read(h.local(copy)).unwrap(), b"my local edit");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dropping_an_instance_stops_its_downloads_and_cleans_up() {
-    let h = Harness::new().await;
+async fn dropping_an_instance_stops_its_downloads_and_cleans_up(backend: Backend) {
+    let h = Harness::on(backend).await;
     h.put_cloud("big.bin", &bytes(8 << 20, 12));
     h.cloud.set(slow());
     let cache = h.cache().await;
     let (rec, _) = Recorder::attach(&cache).await;
     let uri = h.uri("big.bin");
     cache.start(&uri).await.unwrap();
-    rec.wait_for("progress", |ev| running(ev).iter().any(|p| *p > 0))
-        .await;
+    rec.wait_for("progress", |ev| running(ev).iter().any(|p| *p > 0)).await;
     drop(cache);
     // The next call through the runtime runs after the drop was processed.
     let probe = h.cache().await;
@@ -585,9 +519,8 @@ async fn dropping_an_instance_stops_its_downloads_and_cleans_up() {
     assert!(!h.local("big.bin").exists());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crash_mid_download_leaves_nothing_and_kept_data_survives_a_restart() {
-    let mut h = Harness::new().await;
+async fn a_crash_mid_download_leaves_nothing_and_kept_data_survives_a_restart(backend: Backend) {
+    let mut h = Harness::on(backend).await;
     let content = bytes(8 << 20, 13);
     h.put_cloud("lost.bin", &content);
     h.put_cloud("kept.bin", &content);
@@ -596,16 +529,12 @@ async fn a_crash_mid_download_leaves_nothing_and_kept_data_survives_a_restart() 
     let (rec, _) = Recorder::attach(&cache).await;
     let (lost, kept) = (h.uri("lost.bin"), h.uri("kept.bin"));
     cache.start(&kept).await.unwrap();
-    rec.wait_for("progress", |ev| {
-        ev.iter().any(|p| p.uri == kept && p.processed > 0)
-    })
-    .await;
+    rec.wait_for("progress", |ev| ev.iter().any(|p| p.uri == kept && p.processed > 0))
+        .await;
     cache.stop(&kept, false).await.unwrap();
     cache.start(&lost).await.unwrap();
-    rec.wait_for("progress", |ev| {
-        ev.iter().any(|p| p.uri == lost && p.processed > 0)
-    })
-    .await;
+    rec.wait_for("progress", |ev| ev.iter().any(|p| p.uri == lost && p.processed > 0))
+        .await;
     assert_eq!(h.staging().len(), 2);
 
     h.crash_and_restart().await;
@@ -626,11 +555,46 @@ async fn a_crash_mid_download_leaves_nothing_and_kept_data_survives_a_restart() 
     let (rec, _) = Recorder::attach(&cache).await;
     cache.start(&kept).await.unwrap();
     assert_eq!(rec.terminal(&kept).await.state, State::Completed);
-    assert!(
-        rec.for_uri(&kept)[0].processed > 0,
-        "resumed after the restart"
-    );
+    assert!(rec.for_uri(&kept)[0].processed > 0, "resumed after the restart");
     assert_eq!(std::fs::read(h.local("kept.bin")).unwrap(), content);
     h.assert_nothing_partial();
     let _ = list_files(h.dir.path());
 }
+
+/// Every scenario runs against the local folder, WebDAV (Apache) and S3 (s3s-fs).
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod folder {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Backend::Folder).await })*
+        }
+        mod webdav {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Backend::WebDav).await })*
+        }
+        mod s3 {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Backend::S3).await })*
+        }
+    };
+}
+
+on_every_backend!(
+    faults_end_in_failed_events_and_leave_nothing_behind,
+    downloads_a_file_with_rising_progress_then_one_completion,
+    names_with_spaces_and_unicode_round_trip,
+    nothing_partial_is_ever_visible_under_the_files_name,
+    a_second_start_of_a_running_uri_is_not_a_second_transfer,
+    an_up_to_date_file_completes_without_a_transfer,
+    on_and_off_with_and_without_a_callback_and_events_stay_with_their_instance,
+    stop_deletes_the_partial_data_by_default,
+    stop_keeping_the_partial_data_lets_the_next_start_resume,
+    stop_of_kept_data_cleans_it_and_stop_of_nothing_is_13900002,
+    start_errors_come_on_the_call_in_the_seeds_order_and_change_nothing,
+    a_full_disk_mid_download_is_local_storage_full,
+    no_network_on_the_device_fails_after_acceptance,
+    a_cloud_change_during_the_download_restarts_it_on_the_new_version,
+    a_local_edit_is_kept_as_a_conflict_copy_not_overwritten,
+    dropping_an_instance_stops_its_downloads_and_cleans_up,
+    a_crash_mid_download_leaves_nothing_and_kept_data_survives_a_restart,
+);

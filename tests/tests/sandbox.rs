@@ -31,10 +31,7 @@ async fn a_looping_guest_is_stopped_and_the_host_goes_on() {
     let err = cache.start(&uri("loop")).await.unwrap_err();
     assert_eq!(err.code, codes::SERVICE_FAILED, "{err}");
     assert!(err.message.contains("ran for more than"), "{err}");
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "stopped, not waited out"
-    );
+    assert!(started.elapsed() < Duration::from_secs(30), "stopped, not waited out");
     // A fresh instance serves the same object.
     cache.start(&uri("fine")).await.unwrap();
     cache.on("progress", |_| {}).await.unwrap();

@@ -9,9 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::records::{self, LocalStamp, PartialRecord, SyncedRecord, PARTIAL, SYNCED};
 use super::{
-    codes, parse_app_uri, ApiError, AppFile, CloudError, CloudErrorKind, DownloadErrorType,
-    DownloadProgress, DownloadRequest, IoError, IoErrorKind, ListenerId, Platform, State,
-    TransferId, TransferState, PROGRESS_EVENT,
+    codes, parse_app_uri, ApiError, AppFile, CloudError, CloudErrorKind, DownloadErrorType, DownloadProgress,
+    DownloadRequest, IoError, IoErrorKind, ListenerId, Platform, State, TransferId, TransferState, PROGRESS_EVENT,
 };
 
 /// Where partial downloads live in a bundle's local area (outside `cloud/`,
@@ -61,9 +60,7 @@ impl Downloads {
         let orphaned: Vec<AppFile> = self
             .active
             .iter_mut()
-            .filter_map(|(file, a)| {
-                (a.subscribers.remove(&cache) && a.subscribers.is_empty()).then(|| file.clone())
-            })
+            .filter_map(|(file, a)| (a.subscribers.remove(&cache) && a.subscribers.is_empty()).then(|| file.clone()))
             .collect();
         for file in orphaned {
             if let Some(a) = self.active.remove(&file) {
@@ -74,12 +71,7 @@ impl Downloads {
         }
     }
 
-    pub fn on(
-        &mut self,
-        cache: CacheId,
-        event: &str,
-        listener: ListenerId,
-    ) -> Result<(), ApiError> {
+    pub fn on(&mut self, cache: CacheId, event: &str, listener: ListenerId) -> Result<(), ApiError> {
         check_event(event)?;
         let listeners = self.listeners_mut(cache)?;
         if !listeners.contains(&listener) {
@@ -88,12 +80,7 @@ impl Downloads {
         Ok(())
     }
 
-    pub fn off(
-        &mut self,
-        cache: CacheId,
-        event: &str,
-        listener: Option<ListenerId>,
-    ) -> Result<(), ApiError> {
+    pub fn off(&mut self, cache: CacheId, event: &str, listener: Option<ListenerId>) -> Result<(), ApiError> {
         check_event(event)?;
         let listeners = self.listeners_mut(cache)?;
         match listener {
@@ -104,34 +91,20 @@ impl Downloads {
     }
 
     fn listeners_mut(&mut self, cache: CacheId) -> Result<&mut Vec<ListenerId>, ApiError> {
-        self.caches.get_mut(&cache).ok_or_else(|| {
-            ApiError::new(
-                codes::SERVICE_FAILED,
-                "this CloudFileCache no longer exists",
-            )
-        })
+        self.caches
+            .get_mut(&cache)
+            .ok_or_else(|| ApiError::new(codes::SERVICE_FAILED, "this CloudFileCache no longer exists"))
     }
 
     /// Starts downloading `uri` for `cache`; returns once it is accepted.
-    pub fn start(
-        &mut self,
-        platform: &impl Platform,
-        cache: CacheId,
-        uri: &str,
-    ) -> Result<(), ApiError> {
+    pub fn start(&mut self, platform: &impl Platform, cache: CacheId, uri: &str) -> Result<(), ApiError> {
         self.listeners_mut(cache)?;
         let file = parse_app_uri(uri, &platform.caller_bundle())?;
 
         if let Some(a) = self.active.get_mut(&file) {
             // Already downloading: watch the same transfer, never start a second.
             if a.subscribers.insert(cache) {
-                let p = progress(
-                    &a.uri,
-                    State::Running,
-                    a.processed,
-                    a.size,
-                    DownloadErrorType::NoError,
-                );
+                let p = progress(&a.uri, State::Running, a.processed, a.size, DownloadErrorType::NoError);
                 emit(platform, &self.caches, [cache], &p);
             }
             return Ok(());
@@ -192,12 +165,9 @@ impl Downloads {
         };
 
         let needed = object.size - offset;
-        let free = platform.free_space(&file.bundle).map_err(|e| {
-            ApiError::new(
-                codes::SERVICE_FAILED,
-                format!("cannot read free space: {e}"),
-            )
-        })?;
+        let free = platform
+            .free_space(&file.bundle)
+            .map_err(|e| ApiError::new(codes::SERVICE_FAILED, format!("cannot read free space: {e}")))?;
         if free < needed {
             return Err(ApiError::new(
                 codes::NO_SPACE,
@@ -209,12 +179,7 @@ impl Downloads {
         // any later moment can find it.
         platform
             .create_dir_all(&file.bundle, STAGING_DIR)
-            .map_err(|e| {
-                ApiError::new(
-                    codes::SERVICE_FAILED,
-                    format!("cannot create the staging area: {e}"),
-                )
-            })?;
+            .map_err(|e| ApiError::new(codes::SERVICE_FAILED, format!("cannot create the staging area: {e}")))?;
         let record = PartialRecord {
             temp: temp.clone(),
             etag: object.etag.clone(),
@@ -245,13 +210,7 @@ impl Downloads {
                     processed: offset,
                     restarts: 0,
                 };
-                let p = progress(
-                    uri,
-                    State::Running,
-                    offset,
-                    active.size,
-                    DownloadErrorType::NoError,
-                );
+                let p = progress(uri, State::Running, offset, active.size, DownloadErrorType::NoError);
                 emit(platform, &self.caches, [cache], &p);
                 self.active.insert(file, active);
             }
@@ -278,13 +237,7 @@ impl Downloads {
 
         if let Some(a) = self.active.get_mut(&file) {
             if a.subscribers.remove(&cache) {
-                let p = progress(
-                    &a.uri,
-                    State::Stopped,
-                    a.processed,
-                    a.size,
-                    DownloadErrorType::NoError,
-                );
+                let p = progress(&a.uri, State::Stopped, a.processed, a.size, DownloadErrorType::NoError);
                 let last = a.subscribers.is_empty();
                 emit(platform, &self.caches, [cache], &p);
                 if last {
@@ -301,13 +254,8 @@ impl Downloads {
                             kept: true,
                         };
                         platform
-                            .meta_commit(vec![(
-                                records::key(PARTIAL, &file),
-                                Some(records::encode(&record)),
-                            )])
-                            .map_err(|e| {
-                                ApiError::internal(format!("metadata write failed: {e}"))
-                            })?;
+                            .meta_commit(vec![(records::key(PARTIAL, &file), Some(records::encode(&record)))])
+                            .map_err(|e| ApiError::internal(format!("metadata write failed: {e}")))?;
                     }
                 }
                 return Ok(());
@@ -345,13 +293,7 @@ impl Downloads {
             match status.state {
                 TransferState::Running => {
                     if advanced {
-                        let p = progress(
-                            &a.uri,
-                            State::Running,
-                            a.processed,
-                            a.size,
-                            DownloadErrorType::NoError,
-                        );
+                        let p = progress(&a.uri, State::Running, a.processed, a.size, DownloadErrorType::NoError);
                         emit(platform, &self.caches, a.subscribers.iter().copied(), &p);
                     }
                 }
@@ -402,27 +344,15 @@ impl Downloads {
     }
 
     /// Verifies the temp file and renames it into place.
-    fn finish(
-        &mut self,
-        platform: &impl Platform,
-        file: &AppFile,
-    ) -> Result<(), DownloadErrorType> {
+    fn finish(&mut self, platform: &impl Platform, file: &AppFile) -> Result<(), DownloadErrorType> {
         let a = &self.active[file];
         let bundle = &file.bundle;
-        let got = platform
-            .stat(bundle, &a.temp)
-            .map_err(|e| io_error_type(&e))?;
+        let got = platform.stat(bundle, &a.temp).map_err(|e| io_error_type(&e))?;
         if got.map(|s| s.size) != Some(a.size) {
             return Err(DownloadErrorType::UnknownError);
         }
-        if let Some(expected) = a
-            .content_hash
-            .as_deref()
-            .and_then(|h| h.strip_prefix("sha256:"))
-        {
-            let actual = platform
-                .hash_file(bundle, &a.temp)
-                .map_err(|e| io_error_type(&e))?;
+        if let Some(expected) = a.content_hash.as_deref().and_then(|h| h.strip_prefix("sha256:")) {
+            let actual = platform.hash_file(bundle, &a.temp).map_err(|e| io_error_type(&e))?;
             if !actual.eq_ignore_ascii_case(expected) {
                 return Err(DownloadErrorType::UnknownError);
             }
@@ -430,15 +360,10 @@ impl Downloads {
 
         let target = file.local_path();
         if let Some(parent) = target.rsplit_once('/').map(|(p, _)| p) {
-            platform
-                .create_dir_all(bundle, parent)
-                .map_err(|e| io_error_type(&e))?;
+            platform.create_dir_all(bundle, parent).map_err(|e| io_error_type(&e))?;
         }
         let synced_key = records::key(SYNCED, file);
-        match platform
-            .stat(bundle, &target)
-            .map_err(|e| io_error_type(&e))?
-        {
+        match platform.stat(bundle, &target).map_err(|e| io_error_type(&e))? {
             None => {}
             Some(s) if s.is_dir => return Err(DownloadErrorType::UnknownError),
             Some(s) => {
@@ -450,19 +375,13 @@ impl Downloads {
                     .flatten()
                     .is_some_and(|r| r.local == LocalStamp::from(s));
                 let same = !ours && s.size == a.size && {
-                    let local = platform
-                        .hash_file(bundle, &target)
-                        .map_err(|e| io_error_type(&e))?;
-                    let remote = platform
-                        .hash_file(bundle, &a.temp)
-                        .map_err(|e| io_error_type(&e))?;
+                    let local = platform.hash_file(bundle, &target).map_err(|e| io_error_type(&e))?;
+                    let remote = platform.hash_file(bundle, &a.temp).map_err(|e| io_error_type(&e))?;
                     local == remote
                 };
                 if !ours && !same {
                     let copy = conflict_copy_name(platform, bundle, &target);
-                    platform
-                        .rename(bundle, &target, &copy)
-                        .map_err(|e| io_error_type(&e))?;
+                    platform.rename(bundle, &target, &copy).map_err(|e| io_error_type(&e))?;
                 }
             }
         }
@@ -485,13 +404,7 @@ impl Downloads {
             (records::key(PARTIAL, file), None),
         ]);
         let a = self.active.remove(file).expect("present");
-        let p = progress(
-            &a.uri,
-            State::Completed,
-            a.size,
-            a.size,
-            DownloadErrorType::NoError,
-        );
+        let p = progress(&a.uri, State::Completed, a.size, a.size, DownloadErrorType::NoError);
         emit(platform, &self.caches, a.subscribers.iter().copied(), &p);
         Ok(())
     }
@@ -516,10 +429,7 @@ impl Downloads {
             kept: false,
         };
         if platform
-            .meta_commit(vec![(
-                records::key(PARTIAL, file),
-                Some(records::encode(&record)),
-            )])
+            .meta_commit(vec![(records::key(PARTIAL, file), Some(records::encode(&record)))])
             .is_err()
         {
             return self.fail(platform, file, DownloadErrorType::UnknownError);
@@ -566,10 +476,7 @@ fn check_event(event: &str) -> Result<(), ApiError> {
 }
 
 fn not_downloading(uri: &str) -> ApiError {
-    ApiError::new(
-        codes::NO_SUCH_FILE,
-        format!("{uri}: no download of this file to stop"),
-    )
+    ApiError::new(codes::NO_SUCH_FILE, format!("{uri}: no download of this file to stop"))
 }
 
 /// The local target must stay inside the sandbox and not be a directory.
@@ -582,13 +489,10 @@ fn stat_target(
     match platform.stat(&file.bundle, target) {
         Ok(Some(s)) if s.is_dir => Err(ApiError::invalid_uri(uri, "it names a directory")),
         Ok(s) => Ok(s),
-        Err(e) if e.kind == IoErrorKind::EscapesSandbox => Err(ApiError::invalid_uri(
-            uri,
-            "it leads out of the app's folder",
-        )),
-        Err(e) if e.kind == IoErrorKind::NotAFile => {
-            Err(ApiError::invalid_uri(uri, "a parent is not a directory"))
+        Err(e) if e.kind == IoErrorKind::EscapesSandbox => {
+            Err(ApiError::invalid_uri(uri, "it leads out of the app's folder"))
         }
+        Err(e) if e.kind == IoErrorKind::NotAFile => Err(ApiError::invalid_uri(uri, "a parent is not a directory")),
         Err(e) => Err(ApiError::new(
             codes::SERVICE_FAILED,
             format!("cannot inspect {uri}: {e}"),
@@ -598,10 +502,7 @@ fn stat_target(
 
 fn cloud_stat(platform: &impl Platform, file: &AppFile) -> Result<super::CloudObject, CloudError> {
     if !platform.device_status().network_available {
-        return Err(CloudError::new(
-            CloudErrorKind::Network,
-            "the device has no network",
-        ));
+        return Err(CloudError::new(CloudErrorKind::Network, "the device has no network"));
     }
     platform.cloud_stat(&file.bundle, &file.path)
 }
@@ -630,13 +531,7 @@ fn io_error_type(e: &IoError) -> DownloadErrorType {
     }
 }
 
-fn progress(
-    uri: &str,
-    state: State,
-    processed: u64,
-    size: u64,
-    error: DownloadErrorType,
-) -> DownloadProgress {
+fn progress(uri: &str, state: State, processed: u64, size: u64, error: DownloadErrorType) -> DownloadProgress {
     DownloadProgress {
         state,
         processed,
@@ -673,11 +568,7 @@ fn conflict_copy_name(platform: &impl Platform, bundle: &str, path: &str) -> Str
     let device = platform.device_name();
     let mut n = 1;
     loop {
-        let suffix = if n == 1 {
-            String::new()
-        } else {
-            format!(" {n}")
-        };
+        let suffix = if n == 1 { String::new() } else { format!(" {n}") };
         let candidate = format!("{dir}{stem} (conflict {device} {when}{suffix}){ext}");
         if !matches!(platform.stat(bundle, &candidate), Ok(Some(_))) {
             return candidate;

@@ -80,8 +80,7 @@ impl Fake {
         let mut s = self.0.borrow_mut();
         s.clock_ns += 1;
         let etag = format!("e{}", s.clock_ns);
-        s.cloud
-            .insert((APP.into(), path.into()), (data.to_vec(), etag));
+        s.cloud.insert((APP.into(), path.into()), (data.to_vec(), etag));
     }
 
     pub fn put_local(&self, path: &str, data: &[u8]) {
@@ -105,12 +104,7 @@ impl Fake {
 
     /// Local paths, sorted.
     pub fn local_paths(&self) -> Vec<String> {
-        self.0
-            .borrow()
-            .local
-            .keys()
-            .map(|(_, p)| p.clone())
-            .collect()
+        self.0.borrow().local.keys().map(|(_, p)| p.clone()).collect()
     }
 
     pub fn take_events(&self) -> Vec<(ListenerId, DownloadProgress)> {
@@ -130,10 +124,7 @@ impl Fake {
         }
         let req = t.request.clone();
         let key = (req.bundle.clone(), req.local_path.clone());
-        let have = s
-            .local
-            .get(&key)
-            .map_or(req.offset, |f| f.data.len() as u64);
+        let have = s.local.get(&key).map_or(req.offset, |f| f.data.len() as u64);
         if let Some(e) = s.transfers[&id].failed.clone() {
             return Some(TransferStatus {
                 bytes: have,
@@ -146,11 +137,7 @@ impl Fake {
                 state: TransferState::Done,
             });
         }
-        let Some((content, etag)) = s
-            .cloud
-            .get(&(req.bundle.clone(), req.cloud_path.clone()))
-            .cloned()
-        else {
+        let Some((content, etag)) = s.cloud.get(&(req.bundle.clone(), req.cloud_path.clone())).cloned() else {
             let e = CloudError::new(CloudErrorKind::NotFound, "gone");
             s.transfers.get_mut(&id).unwrap().failed = Some(e.clone());
             return Some(TransferStatus {
@@ -185,8 +172,7 @@ impl Fake {
             inode: clock,
         });
         f.data.truncate(have as usize);
-        f.data
-            .extend_from_slice(&content[have as usize..end as usize]);
+        f.data.extend_from_slice(&content[have as usize..end as usize]);
         f.mtime_ns = clock;
         let done = end == content.len() as u64;
         s.transfers.get_mut(&id).unwrap().done = done;
@@ -236,14 +222,12 @@ impl Platform for Fake {
                 is_dir: true,
             }));
         }
-        Ok(s.local
-            .get(&(bundle.into(), path.into()))
-            .map(|f| FileStat {
-                size: f.data.len() as u64,
-                mtime_ns: f.mtime_ns,
-                inode: f.inode,
-                is_dir: false,
-            }))
+        Ok(s.local.get(&(bundle.into(), path.into())).map(|f| FileStat {
+            size: f.data.len() as u64,
+            mtime_ns: f.mtime_ns,
+            inode: f.inode,
+            is_dir: false,
+        }))
     }
     fn rename(&self, bundle: &str, from: &str, to: &str) -> Result<(), IoError> {
         let mut s = self.0.borrow_mut();
@@ -255,10 +239,7 @@ impl Platform for Fake {
         Ok(())
     }
     fn remove_file(&self, bundle: &str, path: &str) -> Result<(), IoError> {
-        self.0
-            .borrow_mut()
-            .local
-            .remove(&(bundle.into(), path.into()));
+        self.0.borrow_mut().local.remove(&(bundle.into(), path.into()));
         Ok(())
     }
     fn create_dir_all(&self, _bundle: &str, _path: &str) -> Result<(), IoError> {
@@ -343,9 +324,6 @@ impl Platform for Fake {
     }
     fn release_transfer(&self, _id: TransferId) {}
     fn emit_download(&self, listener: ListenerId, progress: &DownloadProgress) {
-        self.0
-            .borrow_mut()
-            .events
-            .push((listener, progress.clone()));
+        self.0.borrow_mut().events.push((listener, progress.clone()));
     }
 }

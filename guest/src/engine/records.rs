@@ -54,10 +54,7 @@ pub fn key(kind: &str, file: &AppFile) -> String {
     format!("{kind}/{}/{}", file.bundle, file.path)
 }
 
-pub fn get<T: DeserializeOwned>(
-    platform: &impl Platform,
-    key: &str,
-) -> Result<Option<T>, ApiError> {
+pub fn get<T: DeserializeOwned>(platform: &impl Platform, key: &str) -> Result<Option<T>, ApiError> {
     match platform
         .meta_get(key)
         .map_err(|e| ApiError::internal(format!("metadata read failed: {e}")))?

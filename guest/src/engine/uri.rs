@@ -35,10 +35,7 @@ pub fn parse_app_uri(uri: &str, caller_bundle: &str) -> Result<AppFile, ApiError
         .strip_prefix("file://")
         .ok_or_else(|| ApiError::invalid_uri(uri, "the scheme must be file://"))?;
     if rest.contains(['?', '#']) {
-        return Err(ApiError::invalid_uri(
-            uri,
-            "a query or fragment is not allowed",
-        ));
+        return Err(ApiError::invalid_uri(uri, "a query or fragment is not allowed"));
     }
     let slash = rest
         .find('/')
@@ -53,11 +50,10 @@ pub fn parse_app_uri(uri: &str, caller_bundle: &str) -> Result<AppFile, ApiError
             &format!("it names bundle {bundle:?}, not the caller's {caller_bundle:?}"),
         ));
     }
-    let path =
-        percent_decode(path).ok_or_else(|| ApiError::invalid_uri(uri, "bad percent-encoding"))?;
-    let relative = path.strip_prefix(CLOUD_DIR).ok_or_else(|| {
-        ApiError::invalid_uri(uri, "the path is not under /data/storage/el2/cloud")
-    })?;
+    let path = percent_decode(path).ok_or_else(|| ApiError::invalid_uri(uri, "bad percent-encoding"))?;
+    let relative = path
+        .strip_prefix(CLOUD_DIR)
+        .ok_or_else(|| ApiError::invalid_uri(uri, "the path is not under /data/storage/el2/cloud"))?;
     check_relative_path(relative).map_err(|why| ApiError::invalid_uri(uri, why))?;
     Ok(AppFile {
         bundle: bundle.to_string(),
@@ -114,11 +110,7 @@ mod tests {
 
     #[test]
     fn parses_a_file_of_the_callers_cloud_folder() {
-        let f = parse_app_uri(
-            "file://com.example.notes/data/storage/el2/cloud/a/b%20c.txt",
-            APP,
-        )
-        .unwrap();
+        let f = parse_app_uri("file://com.example.notes/data/storage/el2/cloud/a/b%20c.txt", APP).unwrap();
         assert_eq!(f.bundle, APP);
         assert_eq!(f.path, "a/b c.txt");
         assert_eq!(f.local_path(), "cloud/a/b c.txt");

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use cloudsync::cloud::{Cloud, LocalFolderCloud, RateLimitedCloud};
+use cloudsync::cloud::{ConfigFile, RateLimitedCloud};
 use cloudsync::{CloudFileCache, CloudSyncError, DownloadProgress, Identity, Runtime, State};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -25,17 +25,18 @@ struct Cli {
     /// The device side: app folders and the metadata store.
     #[arg(long, env = "CLOUDSYNC_ROOT", global = true)]
     root: Option<PathBuf>,
-    /// The cloud: dir:///path (a local folder). Default: dir://<root>/cloud.
+    /// The cloud: dir:///path, s3://bucket/prefix?endpoint=URL&region=R, or
+    /// webdav://host/path. Default: the config file's, else dir://<root>/cloud.
+    /// Credentials come from the config file or the environment, never from here.
     #[arg(long, env = "CLOUDSYNC_CLOUD", global = true)]
     cloud: Option<String>,
-    /// The app (bundle name) to act for.
-    #[arg(
-        long,
-        env = "CLOUDSYNC_APP",
-        default_value = "cloudsync.cli",
-        global = true
-    )]
-    app: String,
+    /// The app (bundle name) to act for. Default: the config file's, else cloudsync.cli.
+    #[arg(long, env = "CLOUDSYNC_APP", global = true)]
+    app: Option<String>,
+    /// A TOML config file (`root`, `app`, and a `[cloud]` table with `url` and
+    /// credentials). Default: ~/.config/cloudsync/config.toml when it exists.
+    #[arg(long, env = "CLOUDSYNC_CONFIG", global = true)]
+    config: Option<PathBuf>,
     /// One JSON object per event on stdout, and a JSON result.
     #[arg(long, global = true)]
     json: bool,
@@ -96,25 +97,37 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, Failure> {
-    let root = match cli.root {
-        Some(r) => r,
-        None => default_root()
-            .ok_or_else(|| Failure::Usage("no --root given and no HOME to default to".into()))?,
+    let config = match cli.config.clone().or_else(default_config) {
+        Some(path) => ConfigFile::load(&path).map_err(|e| Failure::Usage(e.to_string()))?,
+        None => ConfigFile::default(),
     };
-    let mut cloud = open_cloud(cli.cloud.as_deref(), &root)?;
+    let root = match cli.root.clone().or(config.root.as_ref().map(PathBuf::from)) {
+        Some(r) => r,
+        None => default_root().ok_or_else(|| Failure::Usage("no --root given and no HOME to default to".into()))?,
+    };
+    let app = cli
+        .app
+        .clone()
+        .or(config.app.clone())
+        .unwrap_or_else(|| "cloudsync.cli".into());
+    let url = cli
+        .cloud
+        .clone()
+        .or(config.cloud.url.clone())
+        .unwrap_or_else(|| format!("dir://{}", root.join("cloud").display()));
+    let mut cloud =
+        cloudsync::cloud::open(&url, &config.cloud.clone().with_env()).map_err(|e| Failure::Usage(e.to_string()))?;
     if let Some(rate) = cli.bwlimit {
         cloud = Arc::new(RateLimitedCloud::new(cloud, rate));
     }
     let rt = Runtime::builder(&root)
         .cloud(cloud)
-        .identity(Identity::system(&cli.app))
+        .identity(Identity::system(&app))
         .build()
         .await
         .map_err(|e| Failure::Api(CloudSyncError::service(e.to_string())))?;
     match cli.command {
-        Command::Download { uri, keep_partial } => {
-            download(&rt, &uri, keep_partial, cli.json).await
-        }
+        Command::Download { uri, keep_partial } => download(&rt, &uri, keep_partial, cli.json).await,
     }
 }
 
@@ -125,29 +138,15 @@ fn default_root() -> Option<PathBuf> {
     Some(data.join("cloudsync"))
 }
 
-fn open_cloud(url: Option<&str>, root: &std::path::Path) -> Result<Arc<dyn Cloud>, Failure> {
-    let dir = match url {
-        None => root.join("cloud"),
-        Some(url) => match url.strip_prefix("dir://") {
-            Some(path) if !path.is_empty() => PathBuf::from(path),
-            _ => {
-                return Err(Failure::Usage(format!(
-                    "unsupported cloud {url:?}: use dir:///path/to/folder"
-                )))
-            }
-        },
-    };
-    let cloud = LocalFolderCloud::new(&dir)
-        .map_err(|e| Failure::Usage(format!("cannot use {} as the cloud: {e}", dir.display())))?;
-    Ok(Arc::new(cloud))
+/// `~/.config/cloudsync/config.toml`, when it exists.
+fn default_config() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("cloudsync/config.toml")).filter(|p| p.exists())
 }
 
-async fn download(
-    rt: &Runtime,
-    target: &str,
-    keep_partial: bool,
-    json: bool,
-) -> Result<ExitCode, Failure> {
+async fn download(rt: &Runtime, target: &str, keep_partial: bool, json: bool) -> Result<ExitCode, Failure> {
     let uri = if target.starts_with("file://") {
         target.to_string()
     } else {
@@ -165,11 +164,9 @@ async fn download(
     let bar = (!json && std::io::stderr().is_terminal()).then(|| {
         let bar = ProgressBar::new(0);
         bar.set_style(
-            ProgressStyle::with_template(
-                "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-            )
-            .expect("a valid template")
-            .progress_chars("=> "),
+            ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+                .expect("a valid template")
+                .progress_chars("=> "),
         );
         bar.set_message(short_name(&uri));
         bar
@@ -204,11 +201,7 @@ async fn download(
     if !json {
         let local = rt.app_folder(&rt.identity().bundle);
         match last.state {
-            State::Completed => println!(
-                "COMPLETED {uri} ({} bytes) in {}",
-                last.size,
-                local.display()
-            ),
+            State::Completed => println!("COMPLETED {uri} ({} bytes) in {}", last.size, local.display()),
             State::Stopped if keep_partial => {
                 println!(
                     "STOPPED {uri} at {}/{} bytes; partial data kept: run again to resume",
@@ -246,11 +239,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
     let n: u64 = digits
         .parse()
         .map_err(|_| format!("{s:?} is not a size like 500K, 10M or 2G"))?;
-    let factor: u64 = match unit
-        .trim()
-        .to_ascii_uppercase()
-        .trim_end_matches(['B', 'I'])
-    {
+    let factor: u64 = match unit.trim().to_ascii_uppercase().trim_end_matches(['B', 'I']) {
         "" => 1,
         "K" => 1 << 10,
         "M" => 1 << 20,

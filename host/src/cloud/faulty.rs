@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
-use super::{ByteStream, Cloud, CloudError, CloudErrorKind, CloudObject};
+use super::{ByteStream, Cloud, CloudError, CloudErrorKind, CloudObject, Precondition};
 
 /// What to break. Offsets are positions in the object, so they hold across resumes.
 #[derive(Clone, Debug, Default)]
@@ -28,6 +28,8 @@ pub struct Faults {
     pub truncate_at: Option<u64>,
     /// Each read of object content waits this long first.
     pub read_delay: Option<Duration>,
+    /// Reads of object content go no faster than this many bytes a second.
+    pub bandwidth: Option<u64>,
     /// The byte at this offset is flipped in what reads return.
     pub corrupt_at: Option<u64>,
     /// `stat` and `open` report the content's sha256 (read from the real content).
@@ -134,23 +136,24 @@ impl Cloud for FaultyCloud {
         }
         let (object, inner) = self.inner.open(key, offset, if_match).await?;
         let object = self.with_hash(object).await?;
+        let bandwidth = faults.bandwidth;
         let stream = FaultyStream {
             inner,
             pos: offset,
             faults,
             sleep: None,
         };
-        Ok((object, Box::pin(stream)))
+        let stream: ByteStream = Box::pin(stream);
+        let stream = match bandwidth {
+            Some(rate) => super::ratelimit::limit(stream, rate),
+            None => stream,
+        };
+        Ok((object, stream))
     }
 
-    async fn put(
-        &self,
-        key: &str,
-        data: Vec<u8>,
-        if_match: Option<&str>,
-    ) -> Result<CloudObject, CloudError> {
+    async fn put(&self, key: &str, data: ByteStream, precondition: Precondition) -> Result<CloudObject, CloudError> {
         self.check_calls()?;
-        self.inner.put(key, data, if_match).await
+        self.inner.put(key, data, precondition).await
     }
 
     async fn delete(&self, key: &str, if_match: Option<&str>) -> Result<(), CloudError> {
@@ -167,16 +170,10 @@ struct FaultyStream {
 }
 
 impl AsyncRead for FaultyStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         if let Some(delay) = this.faults.read_delay {
-            let sleep = this
-                .sleep
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep(delay)));
+            let sleep = this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep(delay)));
             if sleep.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }

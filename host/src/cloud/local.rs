@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use tokio::io::AsyncSeekExt;
 
-use super::{check_key, ByteStream, Cloud, CloudError, CloudErrorKind, CloudObject};
+use super::{check_key, ByteStream, Cloud, CloudError, CloudErrorKind, CloudObject, Precondition};
 
 /// Temp files of in-progress writes start with this; listings skip them.
 const TEMP_PREFIX: &str = ".cloudsync-put-";
@@ -43,8 +43,7 @@ impl LocalFolderCloud {
     }
 
     fn object(key: &str, meta: &std::fs::Metadata) -> CloudObject {
-        let mtime_ns =
-            (meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128).max(0) as u128;
+        let mtime_ns = (meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128).max(0) as u128;
         CloudObject {
             key: key.to_string(),
             size: meta.len(),
@@ -77,12 +76,8 @@ impl LocalFolderCloud {
 
 fn io_error(key: &str, e: std::io::Error) -> CloudError {
     match e.kind() {
-        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory => {
-            CloudError::not_found(key)
-        }
-        std::io::ErrorKind::StorageFull => {
-            CloudError::new(CloudErrorKind::StorageFull, format!("{key}: {e}"))
-        }
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory => CloudError::not_found(key),
+        std::io::ErrorKind::StorageFull => CloudError::new(CloudErrorKind::StorageFull, format!("{key}: {e}")),
         _ => CloudError::new(CloudErrorKind::Other, format!("{key}: {e}")),
     }
 }
@@ -153,38 +148,55 @@ impl Cloud for LocalFolderCloud {
         let object = Self::object(key, &meta);
         Self::check_etag(&object, if_match)?;
         let mut file = tokio::fs::File::from_std(file);
-        file.seek(SeekFrom::Start(offset))
-            .await
-            .map_err(|e| io_error(key, e))?;
+        file.seek(SeekFrom::Start(offset)).await.map_err(|e| io_error(key, e))?;
         Ok((object, Box::pin(file)))
     }
 
     async fn put(
         &self,
         key: &str,
-        data: Vec<u8>,
-        if_match: Option<&str>,
+        mut data: ByteStream,
+        precondition: Precondition,
     ) -> Result<CloudObject, CloudError> {
         let path = self.path(key)?;
         let dir = path.parent().expect("a key has a parent").to_path_buf();
-        if let Some(expected) = if_match {
-            Self::check_etag(&self.stat_sync(key)?, Some(expected))?;
-        }
+        std::fs::create_dir_all(&dir).map_err(|e| io_error(key, e))?;
         let temp = dir.join(format!(
             "{TEMP_PREFIX}{}-{}",
             std::process::id(),
             self.seq.fetch_add(1, Ordering::Relaxed)
         ));
-        let write = || -> std::io::Result<()> {
-            use std::io::Write;
-            std::fs::create_dir_all(&dir)?;
-            let mut f = std::fs::File::create(&temp)?;
-            f.write_all(&data)?;
-            f.sync_all()?;
-            std::fs::rename(&temp, &path)?;
-            std::fs::File::open(&dir)?.sync_all()
+        // Stream into a temp file beside the object, then rename: other
+        // clients see the old file or the whole new one, never a part.
+        let written = async {
+            let mut file = tokio::fs::File::create(&temp).await?;
+            tokio::io::copy(&mut data, &mut file).await?;
+            file.sync_all().await
+        }
+        .await;
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&temp);
+            return Err(io_error(key, e));
+        }
+        // Checked as late as possible: just before the rename.
+        let check = match &precondition {
+            Precondition::None => Ok(()),
+            Precondition::IfMatch(etag) => self.stat_sync(key).and_then(|o| Self::check_etag(&o, Some(etag))),
+            Precondition::IfAbsent => match self.stat_sync(key) {
+                Ok(o) => Err(CloudError::new(
+                    CloudErrorKind::PreconditionFailed,
+                    format!("{} already exists", o.key),
+                )),
+                Err(e) if e.kind == CloudErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e),
+            },
         };
-        if let Err(e) = write() {
+        if let Err(e) = check {
+            let _ = std::fs::remove_file(&temp);
+            return Err(e);
+        }
+        let placed = std::fs::rename(&temp, &path).and_then(|_| std::fs::File::open(&dir)?.sync_all());
+        if let Err(e) = placed {
             let _ = std::fs::remove_file(&temp);
             return Err(io_error(key, e));
         }

@@ -2,18 +2,22 @@
 //! ("keys", `<bundle>/<path>`), with etags for change detection and
 //! conditional operations, and streaming reads.
 
+mod dal;
 mod faulty;
 mod local;
 mod ratelimit;
+mod settings;
 
 use std::pin::Pin;
 
 use async_trait::async_trait;
 use tokio::io::AsyncRead;
 
+pub use dal::DalCloud;
 pub use faulty::{Faults, FaultyCloud};
 pub use local::LocalFolderCloud;
 pub use ratelimit::RateLimitedCloud;
+pub use settings::{open, CloudSettings, ConfigFile, SettingsError};
 
 /// Why a cloud operation failed; the engine maps these to the seed's errors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,25 +83,33 @@ pub trait Cloud: Send + Sync + 'static {
         offset: u64,
         if_match: Option<&str>,
     ) -> Result<(CloudObject, ByteStream), CloudError>;
-    /// Replaces `key` atomically with `data`; with `if_match`, only if the
-    /// current etag is that one.
-    async fn put(
-        &self,
-        key: &str,
-        data: Vec<u8>,
-        if_match: Option<&str>,
-    ) -> Result<CloudObject, CloudError>;
+    /// Replaces `key` with the bytes of `data`, streamed (large objects go up
+    /// in parts where the cloud supports it). Readers never see a partial
+    /// object. `precondition` makes the write conditional.
+    async fn put(&self, key: &str, data: ByteStream, precondition: Precondition) -> Result<CloudObject, CloudError>;
     /// Deletes `key`; with `if_match`, only if the current etag is that one.
     async fn delete(&self, key: &str, if_match: Option<&str>) -> Result<(), CloudError>;
 }
 
+/// What a write requires of the object it replaces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Precondition {
+    /// Write whatever is there.
+    None,
+    /// Only if the current etag is this one (no lost update).
+    IfMatch(String),
+    /// Only if there is no object yet.
+    IfAbsent,
+}
+
+/// A byte stream over a buffer in memory.
+pub fn bytes_stream(data: Vec<u8>) -> ByteStream {
+    Box::pin(std::io::Cursor::new(data))
+}
+
 /// Keys are relative, `/`-separated, with no empty, `.` or `..` parts.
 pub fn check_key(key: &str) -> Result<(), CloudError> {
-    let ok = !key.is_empty()
-        && !key.contains('\0')
-        && key
-            .split('/')
-            .all(|p| !p.is_empty() && p != "." && p != "..");
+    let ok = !key.is_empty() && !key.contains('\0') && key.split('/').all(|p| !p.is_empty() && p != "." && p != "..");
     if ok {
         Ok(())
     } else {

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-use super::{ByteStream, Cloud, CloudError, CloudObject};
+use super::{ByteStream, Cloud, CloudError, CloudObject, Precondition};
 
 /// Reads of object content go no faster than `bytes_per_sec`, each stream.
 pub struct RateLimitedCloud {
@@ -30,11 +30,7 @@ impl RateLimitedCloud {
 #[async_trait]
 impl Cloud for RateLimitedCloud {
     fn describe(&self) -> String {
-        format!(
-            "{} (at most {} B/s)",
-            self.inner.describe(),
-            self.bytes_per_sec
-        )
+        format!("{} (at most {} B/s)", self.inner.describe(), self.bytes_per_sec)
     }
     async fn stat(&self, key: &str) -> Result<CloudObject, CloudError> {
         self.inner.stat(key).await
@@ -58,17 +54,23 @@ impl Cloud for RateLimitedCloud {
         };
         Ok((object, Box::pin(stream)))
     }
-    async fn put(
-        &self,
-        key: &str,
-        data: Vec<u8>,
-        if_match: Option<&str>,
-    ) -> Result<CloudObject, CloudError> {
-        self.inner.put(key, data, if_match).await
+    async fn put(&self, key: &str, data: ByteStream, precondition: Precondition) -> Result<CloudObject, CloudError> {
+        self.inner.put(key, data, precondition).await
     }
     async fn delete(&self, key: &str, if_match: Option<&str>) -> Result<(), CloudError> {
         self.inner.delete(key, if_match).await
     }
+}
+
+/// `inner`, read no faster than `bytes_per_sec`.
+pub(crate) fn limit(inner: ByteStream, bytes_per_sec: u64) -> ByteStream {
+    Box::pin(Limited {
+        inner,
+        rate: bytes_per_sec.max(1),
+        start: Instant::now(),
+        read: 0,
+        sleep: None,
+    })
 }
 
 struct Limited {
@@ -80,11 +82,7 @@ struct Limited {
 }
 
 impl AsyncRead for Limited {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         // Ahead of schedule: wait until the bytes read so far are due.
         let due = this.start + Duration::from_secs_f64(this.read as f64 / this.rate as f64);

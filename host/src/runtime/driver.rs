@@ -80,12 +80,7 @@ pub struct Driver {
 }
 
 impl Driver {
-    pub fn new(
-        pre: CloudsyncPre<HostState>,
-        backends: Backends,
-        limits: SandboxLimits,
-        waker: Waker,
-    ) -> Self {
+    pub fn new(pre: CloudsyncPre<HostState>, backends: Backends, limits: SandboxLimits, waker: Waker) -> Self {
         Driver {
             pre,
             backends,
@@ -113,10 +108,7 @@ impl Driver {
                     Err(_) => return,
                 }
             };
-            for msg in first
-                .into_iter()
-                .chain(std::iter::from_fn(|| rx.try_recv().ok()))
-            {
+            for msg in first.into_iter().chain(std::iter::from_fn(|| rx.try_recv().ok())) {
                 match msg {
                     Msg::Run(f) => f(&mut self),
                     Msg::Wake => {}
@@ -163,12 +155,7 @@ impl Driver {
             .tables(16)
             .memories(4)
             .build();
-        let state = HostState::new(
-            self.backends.clone(),
-            transfers,
-            limits,
-            self.limits.call_budget,
-        );
+        let state = HostState::new(self.backends.clone(), transfers, limits, self.limits.call_budget);
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limits);
         // Deadline checks every epoch tick; only guest time counts, so a slow
@@ -185,9 +172,10 @@ impl Driver {
                 Ok(UpdateDeadline::Continue(1))
             }
         });
-        let bindings = self.pre.instantiate(&mut store).map_err(|e| {
-            CloudSyncError::service(format!("cannot start the engine component: {e:#}"))
-        })?;
+        let bindings = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| CloudSyncError::service(format!("cannot start the engine component: {e:#}")))?;
         Ok(Live { store, bindings })
     }
 
@@ -246,19 +234,12 @@ impl Driver {
             }
         }
         let listeners = obj.listeners.clone();
-        let r = self.call(|b, s| {
-            b.ohos_cloudsync_file_cache()
-                .cloud_file_cache()
-                .call_constructor(s)
-        })?;
+        let r = self.call(|b, s| b.ohos_cloudsync_file_cache().cloud_file_cache().call_constructor(s))?;
         for l in listeners {
             self.call(|b, s| {
-                b.ohos_cloudsync_file_cache().cloud_file_cache().call_on(
-                    s,
-                    r,
-                    crate::api::PROGRESS,
-                    l,
-                )
+                b.ohos_cloudsync_file_cache()
+                    .cloud_file_cache()
+                    .call_on(s, r, crate::api::PROGRESS, l)
             })?
             .map_err(guest_error)?;
         }
@@ -272,11 +253,7 @@ impl Driver {
         }
     }
 
-    pub fn remove_listeners(
-        &mut self,
-        id: ObjectId,
-        listener: Option<ListenerId>,
-    ) -> Vec<ListenerId> {
+    pub fn remove_listeners(&mut self, id: ObjectId, listener: Option<ListenerId>) -> Vec<ListenerId> {
         let Some(o) = self.objects.get_mut(&id) else {
             return Vec::new();
         };

@@ -68,10 +68,7 @@ fn cache_key(engine: &Engine, wasm: &[u8]) -> String {
 
 /// The instance template for `wasm`, compiled at most once per process and,
 /// with a cache directory, once per machine.
-pub fn instance_pre(
-    wasm: &[u8],
-    cache_dir: Option<&Path>,
-) -> anyhow::Result<CloudsyncPre<HostState>> {
+pub fn instance_pre(wasm: &[u8], cache_dir: Option<&Path>) -> anyhow::Result<CloudsyncPre<HostState>> {
     static PRES: OnceLock<Mutex<HashMap<String, CloudsyncPre<HostState>>>> = OnceLock::new();
     let engine = engine();
     let key = cache_key(engine, wasm);
@@ -83,30 +80,20 @@ pub fn instance_pre(
     let mut linker = Linker::<HostState>::new(engine);
     // WASI is linked because Rust's std imports it, with nothing granted:
     // no preopened directories, no sockets, no environment, no arguments.
-    ctx(
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker),
-        "linking WASI",
-    )?;
+    ctx(wasmtime_wasi::p2::add_to_linker_sync(&mut linker), "linking WASI")?;
     ctx(
         Cloudsync::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s),
         "linking the imports",
     )?;
     let pre = ctx(
-        linker
-            .instantiate_pre(&component)
-            .and_then(CloudsyncPre::new),
+        linker.instantiate_pre(&component).and_then(CloudsyncPre::new),
         "checking the component's imports",
     )?;
     pres.lock().unwrap().insert(key, pre.clone());
     Ok(pre)
 }
 
-fn load_component(
-    engine: &Engine,
-    wasm: &[u8],
-    key: &str,
-    cache_dir: Option<&Path>,
-) -> anyhow::Result<Component> {
+fn load_component(engine: &Engine, wasm: &[u8], key: &str, cache_dir: Option<&Path>) -> anyhow::Result<Component> {
     let Some(dir) = cache_dir else {
         return ctx(Component::new(engine, wasm), "compiling the component");
     };

@@ -34,10 +34,7 @@ pub enum BuildError {
     #[error("cloudsync must be built inside a tokio runtime")]
     NoTokioRuntime,
     #[error("cannot prepare {path}: {source}")]
-    Folder {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Folder { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Metadata(#[from] crate::storage::MetaError),
     #[error("cannot load the engine component: {0:#}")]
@@ -123,8 +120,7 @@ impl RuntimeBuilder {
     /// Loads the component, opens the metadata store and starts the
     /// engine's instance. Must be called inside a tokio runtime.
     pub async fn build(self) -> Result<Runtime, BuildError> {
-        let handle =
-            tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoTokioRuntime)?;
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoTokioRuntime)?;
         std::fs::create_dir_all(&self.root).map_err(|source| BuildError::Folder {
             path: self.root.clone(),
             source,
@@ -139,10 +135,7 @@ impl RuntimeBuilder {
             Some(c) => c,
             None => {
                 let dir = self.root.join("cloud");
-                Arc::new(
-                    LocalFolderCloud::new(&dir)
-                        .map_err(|source| BuildError::Folder { path: dir, source })?,
-                )
+                Arc::new(LocalFolderCloud::new(&dir).map_err(|source| BuildError::Folder { path: dir, source })?)
             }
         };
 
@@ -185,8 +178,7 @@ impl RuntimeBuilder {
         // Compiling (first run) and instantiating are blocking work.
         let driver = tokio::task::spawn_blocking(move || {
             let bytes = wasm.as_deref().unwrap_or(loader::embedded_component());
-            let pre =
-                loader::instance_pre(bytes, cache_dir.as_deref()).map_err(BuildError::Component)?;
+            let pre = loader::instance_pre(bytes, cache_dir.as_deref()).map_err(BuildError::Component)?;
             let mut driver = Driver::new(pre, backends, limits, waker);
             driver.warm_up().map_err(BuildError::Start)?;
             Ok::<_, BuildError>(driver)
@@ -323,10 +315,7 @@ impl Runtime {
     }
 
     /// Queues `f` on the engine's thread without waiting.
-    pub(crate) fn send(
-        &self,
-        f: impl FnOnce(&mut Driver) + Send + 'static,
-    ) -> Result<(), CloudSyncError> {
+    pub(crate) fn send(&self, f: impl FnOnce(&mut Driver) + Send + 'static) -> Result<(), CloudSyncError> {
         let tx = self.inner.tx.lock().unwrap();
         let tx = tx
             .as_ref()

@@ -17,11 +17,9 @@ use wasmtime::StoreLimits;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::ohos::cloudsync::{
-    cloud, device, events, permission, storage, transfer, types,
-};
+use super::bindings::ohos::cloudsync::{cloud, device, events, permission, storage, transfer, types};
 use crate::api::{self, DownloadProgress, ListenerId};
-use crate::cloud::{Cloud, CloudError, CloudErrorKind, CloudObject};
+use crate::cloud::{bytes_stream, Cloud, CloudError, CloudErrorKind, CloudObject, Precondition};
 use crate::device::DeviceStatus;
 use crate::identity::Identity;
 use crate::storage::{AppAreas, MetaStore, SandboxError};
@@ -63,17 +61,10 @@ pub struct HostState {
 }
 
 impl HostState {
-    pub fn new(
-        b: Backends,
-        transfers: Transfers,
-        limits: StoreLimits,
-        call_budget: Duration,
-    ) -> Self {
+    pub fn new(b: Backends, transfers: Transfers, limits: StoreLimits, call_budget: Duration) -> Self {
         let stderr = MemoryOutputPipe::new(64 * 1024);
         // Nothing is granted: no directories, no sockets, no environment.
-        let wasi = wasmtime_wasi::WasiCtxBuilder::new()
-            .stderr(stderr.clone())
-            .build();
+        let wasi = wasmtime_wasi::WasiCtxBuilder::new().stderr(stderr.clone()).build();
         HostState {
             b,
             transfers,
@@ -101,9 +92,7 @@ impl HostState {
 
     /// What the guest wrote to stderr (a panic message, say).
     pub fn stderr_text(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.contents())
-            .trim()
-            .to_string()
+        String::from_utf8_lossy(&self.stderr.contents()).trim().to_string()
     }
 
     fn timed<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
@@ -129,19 +118,14 @@ impl HostState {
         self.b.areas.resolve(bundle, path).map_err(sandbox_error)
     }
 
-    fn block<F: std::future::Future<Output = Result<T, CloudError>>, T>(
-        &self,
-        f: F,
-    ) -> Result<T, CloudError> {
+    fn block<F: std::future::Future<Output = Result<T, CloudError>>, T>(&self, f: F) -> Result<T, CloudError> {
         self.b.handle.block_on(async {
-            tokio::time::timeout(CLOUD_CALL_TIMEOUT, f)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(CloudError::new(
-                        CloudErrorKind::Network,
-                        "the cloud did not answer in time",
-                    ))
-                })
+            tokio::time::timeout(CLOUD_CALL_TIMEOUT, f).await.unwrap_or_else(|_| {
+                Err(CloudError::new(
+                    CloudErrorKind::Network,
+                    "the cloud did not answer in time",
+                ))
+            })
         })
     }
 
@@ -196,11 +180,7 @@ impl device::Host for HostState {
 }
 
 impl storage::Host for HostState {
-    fn stat(
-        &mut self,
-        bundle: String,
-        path: String,
-    ) -> Result<Option<storage::FileStat>, storage::IoError> {
+    fn stat(&mut self, bundle: String, path: String) -> Result<Option<storage::FileStat>, storage::IoError> {
         self.timed(|s| {
             let p = s.resolve(&bundle, &path)?;
             match std::fs::metadata(&p) {
@@ -246,18 +226,11 @@ impl storage::Host for HostState {
         self.timed(|s| {
             s.grant(&bundle)?;
             let area = s.b.areas.area(&bundle).map_err(sandbox_error)?;
-            s.b.device
-                .free_space(&area)
-                .map_err(|e| std_io_error(&bundle, e))
+            s.b.device.free_space(&area).map_err(|e| std_io_error(&bundle, e))
         })
     }
 
-    fn hash_file(
-        &mut self,
-        bundle: String,
-        path: String,
-        algorithm: String,
-    ) -> Result<String, storage::IoError> {
+    fn hash_file(&mut self, bundle: String, path: String, algorithm: String) -> Result<String, storage::IoError> {
         self.timed(|s| {
             if algorithm != "sha256" {
                 return Err(io_error(
@@ -290,8 +263,7 @@ impl storage::Host for HostState {
 
     fn meta_commit(&mut self, changes: Vec<storage::MetaChange>) -> Result<(), storage::IoError> {
         self.timed(|s| {
-            let changes: Vec<(String, Option<Vec<u8>>)> =
-                changes.into_iter().map(|c| (c.key, c.value)).collect();
+            let changes: Vec<(String, Option<Vec<u8>>)> = changes.into_iter().map(|c| (c.key, c.value)).collect();
             s.b.meta.commit(&changes).map_err(meta_error)
         })
     }
@@ -306,33 +278,17 @@ impl cloud::Host for HostState {
         })
     }
 
-    fn list(
-        &mut self,
-        bundle: String,
-        prefix: String,
-    ) -> Result<Vec<cloud::Object>, cloud::CloudError> {
+    fn list(&mut self, bundle: String, prefix: String) -> Result<Vec<cloud::Object>, cloud::CloudError> {
         self.timed(|s| {
-            s.grant(&bundle).map_err(|e| {
-                wit_cloud_error_kind(cloud::CloudErrorKind::Unauthorized, e.message)
-            })?;
+            s.grant(&bundle)
+                .map_err(|e| wit_cloud_error_kind(cloud::CloudErrorKind::Unauthorized, e.message))?;
             let key_prefix = format!("{bundle}/{prefix}");
-            let objects = s
-                .block(s.b.cloud.list(&key_prefix))
-                .map_err(wit_cloud_error)?;
-            Ok(objects
-                .into_iter()
-                .map(|o| wit_object(&bundle, o))
-                .collect())
+            let objects = s.block(s.b.cloud.list(&key_prefix)).map_err(wit_cloud_error)?;
+            Ok(objects.into_iter().map(|o| wit_object(&bundle, o)).collect())
         })
     }
 
-    fn read(
-        &mut self,
-        bundle: String,
-        path: String,
-        offset: u64,
-        len: u32,
-    ) -> Result<Vec<u8>, cloud::CloudError> {
+    fn read(&mut self, bundle: String, path: String, offset: u64, len: u32) -> Result<Vec<u8>, cloud::CloudError> {
         self.timed(|s| {
             let key = s.cloud_key(&bundle, &path)?;
             let len = (len as usize).min(SMALL_IO_MAX);
@@ -366,19 +322,18 @@ impl cloud::Host for HostState {
                     "more than 1 MiB; use a transfer".into(),
                 ));
             }
+            let precondition = match if_match {
+                Some(etag) => Precondition::IfMatch(etag),
+                None => Precondition::None,
+            };
             let object = s
-                .block(s.b.cloud.put(&key, data, if_match.as_deref()))
+                .block(s.b.cloud.put(&key, bytes_stream(data), precondition))
                 .map_err(wit_cloud_error)?;
             Ok(wit_object(&bundle, object))
         })
     }
 
-    fn delete(
-        &mut self,
-        bundle: String,
-        path: String,
-        if_match: Option<String>,
-    ) -> Result<(), cloud::CloudError> {
+    fn delete(&mut self, bundle: String, path: String, if_match: Option<String>) -> Result<(), cloud::CloudError> {
         self.timed(|s| {
             let key = s.cloud_key(&bundle, &path)?;
             s.block(s.b.cloud.delete(&key, if_match.as_deref()))
@@ -437,18 +392,10 @@ impl events::Host for HostState {
             error: match p.error {
                 types::DownloadErrorType::NoError => api::DownloadErrorType::NoError,
                 types::DownloadErrorType::UnknownError => api::DownloadErrorType::UnknownError,
-                types::DownloadErrorType::NetworkUnavailable => {
-                    api::DownloadErrorType::NetworkUnavailable
-                }
-                types::DownloadErrorType::LocalStorageFull => {
-                    api::DownloadErrorType::LocalStorageFull
-                }
-                types::DownloadErrorType::ContentNotFound => {
-                    api::DownloadErrorType::ContentNotFound
-                }
-                types::DownloadErrorType::FrequentUserRequests => {
-                    api::DownloadErrorType::FrequentUserRequests
-                }
+                types::DownloadErrorType::NetworkUnavailable => api::DownloadErrorType::NetworkUnavailable,
+                types::DownloadErrorType::LocalStorageFull => api::DownloadErrorType::LocalStorageFull,
+                types::DownloadErrorType::ContentNotFound => api::DownloadErrorType::ContentNotFound,
+                types::DownloadErrorType::FrequentUserRequests => api::DownloadErrorType::FrequentUserRequests,
             },
         };
         let key = (listener, progress.uri.clone());
@@ -529,9 +476,7 @@ fn wit_cloud_error(e: CloudError) -> cloud::CloudError {
 fn transfer_error(e: TransferError) -> cloud::CloudError {
     match e {
         TransferError::Cloud(c) => wit_cloud_error(c),
-        TransferError::LocalNoSpace(m) => {
-            wit_cloud_error_kind(cloud::CloudErrorKind::LocalNoSpace, m)
-        }
+        TransferError::LocalNoSpace(m) => wit_cloud_error_kind(cloud::CloudErrorKind::LocalNoSpace, m),
         TransferError::LocalIo(m) => wit_cloud_error_kind(cloud::CloudErrorKind::LocalIo, m),
     }
 }

@@ -93,17 +93,11 @@ mod tests {
             ])
             .unwrap();
             m.commit(&[("a/1".into(), None)]).unwrap();
-            assert!(
-                MetaStore::open(&path).is_err(),
-                "a second opener is refused"
-            );
+            assert!(MetaStore::open(&path).is_err(), "a second opener is refused");
         }
         let m = MetaStore::open(&path).unwrap();
         assert_eq!(m.get("a/1").unwrap(), None);
-        assert_eq!(
-            m.scan("a/").unwrap(),
-            vec![("a/2".to_string(), b"y".to_vec())]
-        );
+        assert_eq!(m.scan("a/").unwrap(), vec![("a/2".to_string(), b"y".to_vec())]);
         assert_eq!(m.scan("").unwrap().len(), 2);
     }
 }

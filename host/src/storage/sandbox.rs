@@ -48,12 +48,7 @@ impl AppAreas {
     /// is checked: a symlink must resolve inside the area.
     pub fn resolve(&self, bundle: &str, rel: &str) -> Result<PathBuf, SandboxError> {
         let area = self.area(bundle)?;
-        if rel.is_empty()
-            || rel.contains('\0')
-            || rel
-                .split('/')
-                .any(|p| p.is_empty() || p == "." || p == "..")
-        {
+        if rel.is_empty() || rel.contains('\0') || rel.split('/').any(|p| p.is_empty() || p == "." || p == "..") {
             return Err(SandboxError::InvalidPath(rel.to_string()));
         }
         let mut cur = area.clone();
@@ -109,18 +104,12 @@ mod tests {
         ));
         for bad in ["", "/etc/passwd", "cloud/../../x", "cloud//x", "./x"] {
             assert!(
-                matches!(
-                    areas.resolve("com.a", bad),
-                    Err(SandboxError::InvalidPath(_))
-                ),
+                matches!(areas.resolve("com.a", bad), Err(SandboxError::InvalidPath(_))),
                 "{bad}"
             );
         }
         for bad in ["", "..", "a/b", "a b"] {
-            assert!(
-                matches!(areas.area(bad), Err(SandboxError::InvalidBundle(_))),
-                "{bad}"
-            );
+            assert!(matches!(areas.area(bad), Err(SandboxError::InvalidBundle(_))), "{bad}");
         }
     }
 }

@@ -21,29 +21,17 @@ fn run_to_end(e: &mut Engine<Fake>) {
 }
 
 fn states(events: &[(ListenerId, DownloadProgress)]) -> Vec<(State, u64, DownloadErrorType)> {
-    events
-        .iter()
-        .map(|(_, p)| (p.state, p.processed, p.error))
-        .collect()
+    events.iter().map(|(_, p)| (p.state, p.processed, p.error)).collect()
 }
 
 /// Nothing of a download is left: no staging file, no partial record.
 fn assert_no_partial(e: &Engine<Fake>) {
     assert!(
-        e.platform
-            .local_paths()
-            .iter()
-            .all(|p| !p.starts_with(STAGING_DIR)),
+        e.platform.local_paths().iter().all(|p| !p.starts_with(STAGING_DIR)),
         "{:?}",
         e.platform.local_paths()
     );
-    assert!(e
-        .platform
-        .0
-        .borrow()
-        .meta
-        .keys()
-        .all(|k| !k.starts_with(PARTIAL)));
+    assert!(e.platform.0.borrow().meta.keys().all(|k| !k.starts_with(PARTIAL)));
 }
 
 #[test]
@@ -52,28 +40,16 @@ fn downloads_with_rising_progress_and_one_completion() {
     e.platform.put_cloud("docs/a.txt", b"hello, cloud!");
     let c = e.downloads.create_cache();
     e.downloads.on(c, "progress", L1).unwrap();
-    e.downloads
-        .start(&e.platform, c, &uri("docs/a.txt"))
-        .unwrap();
+    e.downloads.start(&e.platform, c, &uri("docs/a.txt")).unwrap();
     run_to_end(&mut e);
 
     let ev = states(&e.platform.take_events());
     assert_eq!(ev.first().unwrap().0, State::Running);
-    assert_eq!(
-        ev.last().unwrap(),
-        &(State::Completed, 13, DownloadErrorType::NoError)
-    );
+    assert_eq!(ev.last().unwrap(), &(State::Completed, 13, DownloadErrorType::NoError));
     assert_eq!(ev.iter().filter(|s| s.0 != State::Running).count(), 1);
-    let running: Vec<u64> = ev
-        .iter()
-        .filter(|s| s.0 == State::Running)
-        .map(|s| s.1)
-        .collect();
+    let running: Vec<u64> = ev.iter().filter(|s| s.0 == State::Running).map(|s| s.1).collect();
     assert!(running.windows(2).all(|w| w[0] < w[1]), "{running:?}");
-    assert_eq!(
-        e.platform.local("cloud/docs/a.txt").unwrap(),
-        b"hello, cloud!"
-    );
+    assert_eq!(e.platform.local("cloud/docs/a.txt").unwrap(), b"hello, cloud!");
     assert_no_partial(&e);
 }
 
@@ -147,10 +123,7 @@ fn stop_cleans_by_default_and_keeps_for_resume_on_request() {
         e.tick();
     }
     e.downloads.stop(&e.platform, c, &uri("big"), true).unwrap();
-    assert_eq!(
-        e.platform.take_events().last().unwrap().1.state,
-        State::Stopped
-    );
+    assert_eq!(e.platform.take_events().last().unwrap().1.state, State::Stopped);
     assert!(!e.tick());
     assert_no_partial(&e);
     assert!(e.platform.local("cloud/big").is_none());
@@ -159,9 +132,7 @@ fn stop_cleans_by_default_and_keeps_for_resume_on_request() {
     for _ in 0..10 {
         e.tick();
     }
-    e.downloads
-        .stop(&e.platform, c, &uri("big"), false)
-        .unwrap();
+    e.downloads.stop(&e.platform, c, &uri("big"), false).unwrap();
     let stopped = e.platform.take_events().last().unwrap().1.clone();
     assert_eq!(stopped.state, State::Stopped);
     assert!(stopped.processed > 0);
@@ -173,16 +144,7 @@ fn stop_cleans_by_default_and_keeps_for_resume_on_request() {
         (State::Running, stopped.processed),
         "resumes where it stopped"
     );
-    let offset = e
-        .platform
-        .0
-        .borrow()
-        .transfers
-        .values()
-        .last()
-        .unwrap()
-        .request
-        .offset;
+    let offset = e.platform.0.borrow().transfers.values().last().unwrap().request.offset;
     assert_eq!(offset, stopped.processed);
     run_to_end(&mut e);
     assert_eq!(e.platform.local("cloud/big").unwrap(), content);
@@ -215,10 +177,7 @@ fn stop_of_a_kept_partial_cleans_it_and_stop_of_nothing_is_13900002() {
     e.downloads.stop(&e.platform, c, &uri("f"), false).unwrap();
     e.downloads.stop(&e.platform, c, &uri("f"), true).unwrap();
     assert_no_partial(&e);
-    let err = e
-        .downloads
-        .stop(&e.platform, c, &uri("f"), true)
-        .unwrap_err();
+    let err = e.downloads.stop(&e.platform, c, &uri("f"), true).unwrap_err();
     assert_eq!(err.code, codes::NO_SUCH_FILE);
 }
 
@@ -227,8 +186,7 @@ fn call_errors_follow_the_seed() {
     let mut e = engine();
     e.platform.put_cloud("big", &[0; 1000]);
     let c = e.downloads.create_cache();
-    let code =
-        |e: &mut Engine<Fake>, u: &str| e.downloads.start(&e.platform, c, u).unwrap_err().code;
+    let code = |e: &mut Engine<Fake>, u: &str| e.downloads.start(&e.platform, c, u).unwrap_err().code;
     assert_eq!(code(&mut e, ""), codes::INVALID_PARAMETER);
     assert_eq!(
         code(&mut e, "file://other/data/storage/el2/cloud/big"),
@@ -237,20 +195,13 @@ fn call_errors_follow_the_seed() {
     assert_eq!(code(&mut e, &uri("missing")), codes::NO_SUCH_FILE);
     e.platform.0.borrow_mut().free = 999;
     assert_eq!(code(&mut e, &uri("big")), codes::NO_SPACE);
-    e.platform
-        .0
-        .borrow_mut()
-        .escaping
-        .insert("cloud/link/x".into());
+    e.platform.0.borrow_mut().escaping.insert("cloud/link/x".into());
     assert_eq!(code(&mut e, &uri("link/x")), codes::INVALID_URI);
     assert_eq!(
         e.downloads.on(c, "change", L1).unwrap_err().code,
         codes::INVALID_PARAMETER
     );
-    assert_eq!(
-        e.downloads.off(c, "", None).unwrap_err().code,
-        codes::INVALID_PARAMETER
-    );
+    assert_eq!(e.downloads.off(c, "", None).unwrap_err().code, codes::INVALID_PARAMETER);
     assert!(e.platform.take_events().is_empty());
     assert_eq!(e.platform.transfers_started(), 0);
     assert_no_partial(&e);
@@ -259,19 +210,10 @@ fn call_errors_follow_the_seed() {
 #[test]
 fn failures_are_events_with_the_mapped_error_and_leave_nothing() {
     let cases = [
-        (
-            CloudErrorKind::Network,
-            DownloadErrorType::NetworkUnavailable,
-        ),
-        (
-            CloudErrorKind::LocalNoSpace,
-            DownloadErrorType::LocalStorageFull,
-        ),
+        (CloudErrorKind::Network, DownloadErrorType::NetworkUnavailable),
+        (CloudErrorKind::LocalNoSpace, DownloadErrorType::LocalStorageFull),
         (CloudErrorKind::NotFound, DownloadErrorType::ContentNotFound),
-        (
-            CloudErrorKind::Throttled,
-            DownloadErrorType::FrequentUserRequests,
-        ),
+        (CloudErrorKind::Throttled, DownloadErrorType::FrequentUserRequests),
         (CloudErrorKind::Other, DownloadErrorType::UnknownError),
     ];
     for (kind, expected) in cases {
@@ -333,14 +275,9 @@ fn a_local_file_we_did_not_write_is_kept_as_a_conflict_copy() {
     e.platform.put_cloud("notes/todo.txt", b"cloud version");
     e.platform.put_local("cloud/notes/todo.txt", b"local edit");
     let c = e.downloads.create_cache();
-    e.downloads
-        .start(&e.platform, c, &uri("notes/todo.txt"))
-        .unwrap();
+    e.downloads.start(&e.platform, c, &uri("notes/todo.txt")).unwrap();
     run_to_end(&mut e);
-    assert_eq!(
-        e.platform.local("cloud/notes/todo.txt").unwrap(),
-        b"cloud version"
-    );
+    assert_eq!(e.platform.local("cloud/notes/todo.txt").unwrap(), b"cloud version");
     let copy = "cloud/notes/todo (conflict testdev 2023-11-14 221320).txt";
     assert_eq!(
         e.platform.local(copy).as_deref(),
@@ -408,10 +345,7 @@ fn recovery_removes_unkept_partials_and_keeps_kept_ones() {
         .unwrap();
     let mut e2 = Engine::new(e.platform);
     e2.init().unwrap();
-    assert_eq!(
-        e2.platform.local_paths(),
-        vec![".staging/1.part".to_string()]
-    );
+    assert_eq!(e2.platform.local_paths(), vec![".staging/1.part".to_string()]);
     assert_eq!(e2.platform.0.borrow().meta.len(), 1);
 }
 
@@ -431,17 +365,10 @@ fn dropping_an_instance_cancels_and_cleans_its_downloads() {
 fn a_directory_in_the_way_is_refused() {
     let mut e = engine();
     e.platform.put_cloud("d", b"x");
-    e.platform
-        .0
-        .borrow_mut()
-        .dirs
-        .insert((APP.into(), "cloud/d".into()));
+    e.platform.0.borrow_mut().dirs.insert((APP.into(), "cloud/d".into()));
     let c = e.downloads.create_cache();
     assert_eq!(
-        e.downloads
-            .start(&e.platform, c, &uri("d"))
-            .unwrap_err()
-            .code,
+        e.downloads.start(&e.platform, c, &uri("d")).unwrap_err().code,
         codes::INVALID_URI
     );
 }

@@ -1,0 +1,256 @@
+//! Which cloud to use: a URL, plus credentials from the environment or a
+//! TOML config file (never from the command line, where they would land in
+//! the shell's history).
+//!
+//! - `dir:///path`: a local folder (the embedded default);
+//! - `s3://bucket/prefix?endpoint=http://host:port&region=us-east-1`
+//!   (`&virtual_host=true` for virtual-hosted-style buckets);
+//! - `webdav://host[:port]/path` (HTTP) or `webdavs://…` (HTTPS).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use opendal::services::{Webdav, S3};
+use opendal::Operator;
+use serde::Deserialize;
+
+use super::{Cloud, DalCloud, LocalFolderCloud};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("unsupported cloud {0:?}: use dir:///path, s3://bucket/prefix?endpoint=… or webdav://host/path")]
+    Scheme(String),
+    #[error("bad cloud URL {url:?}: {why}")]
+    Url { url: String, why: String },
+    #[error("cannot read {path}: {why}")]
+    File { path: String, why: String },
+    #[error("cannot use {url}: {why}")]
+    Open { url: String, why: String },
+}
+
+/// Settings of the `[cloud]` table of the config file; what is not set
+/// there comes from the environment.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CloudSettings {
+    pub url: Option<String>,
+    /// S3 credentials (else `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+    /// `AWS_SESSION_TOKEN`; none at all means anonymous access).
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub session_token: Option<String>,
+    /// S3 region (else `AWS_REGION`, else `us-east-1`).
+    pub region: Option<String>,
+    /// WebDAV credentials (else `CLOUDSYNC_WEBDAV_USERNAME`, `CLOUDSYNC_WEBDAV_PASSWORD`).
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+/// The whole config file: `root`, `app` and a `[cloud]` table, all optional.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub root: Option<String>,
+    pub app: Option<String>,
+    #[serde(default)]
+    pub cloud: CloudSettings,
+}
+
+impl ConfigFile {
+    pub fn load(path: &Path) -> Result<Self, SettingsError> {
+        let text = std::fs::read_to_string(path).map_err(|e| SettingsError::File {
+            path: path.display().to_string(),
+            why: e.to_string(),
+        })?;
+        toml::from_str(&text).map_err(|e| SettingsError::File {
+            path: path.display().to_string(),
+            why: e.to_string(),
+        })
+    }
+}
+
+impl CloudSettings {
+    /// Fills what is unset from the environment.
+    pub fn with_env(mut self) -> Self {
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        self.access_key_id = self.access_key_id.or_else(|| env("AWS_ACCESS_KEY_ID"));
+        self.secret_access_key = self.secret_access_key.or_else(|| env("AWS_SECRET_ACCESS_KEY"));
+        self.session_token = self.session_token.or_else(|| env("AWS_SESSION_TOKEN"));
+        self.region = self.region.or_else(|| env("AWS_REGION"));
+        self.username = self.username.or_else(|| env("CLOUDSYNC_WEBDAV_USERNAME"));
+        self.password = self.password.or_else(|| env("CLOUDSYNC_WEBDAV_PASSWORD"));
+        self
+    }
+}
+
+/// Opens the cloud `url` names, with `settings`' credentials.
+pub fn open(url: &str, settings: &CloudSettings) -> Result<Arc<dyn Cloud>, SettingsError> {
+    let bad = |why: &str| SettingsError::Url {
+        url: url.to_string(),
+        why: why.to_string(),
+    };
+    let open_err = |why: String| SettingsError::Open { url: redact(url), why };
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| SettingsError::Scheme(url.to_string()))?;
+    match scheme {
+        "dir" => {
+            if rest.is_empty() {
+                return Err(bad("no folder"));
+            }
+            let cloud = LocalFolderCloud::new(rest).map_err(|e| open_err(e.to_string()))?;
+            Ok(Arc::new(cloud))
+        }
+        "s3" => {
+            let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
+            let (bucket, prefix) = location.split_once('/').unwrap_or((location, ""));
+            if bucket.is_empty() {
+                return Err(bad("no bucket"));
+            }
+            let params = parse_query(query).map_err(|w| bad(&w))?;
+            let mut b = S3::default()
+                .bucket(bucket)
+                .root(&format!("/{}", prefix.trim_matches('/')))
+                .region(
+                    param(&params, "region")
+                        .or(settings.region.as_deref())
+                        .unwrap_or("us-east-1"),
+                )
+                // Only what is configured here: no ~/.aws files, no instance
+                // metadata, no ambient AWS_* variables read behind our back.
+                .disable_config_load()
+                .disable_ec2_metadata();
+            if let Some(endpoint) = param(&params, "endpoint") {
+                b = b.endpoint(endpoint);
+            }
+            if param(&params, "virtual_host") == Some("true") {
+                b = b.enable_virtual_host_style();
+            }
+            match (&settings.access_key_id, &settings.secret_access_key) {
+                (Some(id), Some(secret)) => {
+                    b = b.access_key_id(id).secret_access_key(secret);
+                    if let Some(token) = &settings.session_token {
+                        b = b.session_token(token);
+                    }
+                }
+                (None, None) => b = b.skip_signature(),
+                _ => return Err(open_err("set both an access key id and a secret access key".into())),
+            }
+            let op = Operator::new(b).map_err(|e| open_err(e.to_string()))?;
+            Ok(Arc::new(DalCloud::new(op, format!("s3://{location}"))))
+        }
+        "webdav" | "webdavs" => {
+            let http = if scheme == "webdav" { "http" } else { "https" };
+            let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+            if host.is_empty() {
+                return Err(bad("no host"));
+            }
+            let mut b = Webdav::default()
+                .endpoint(&format!("{http}://{host}"))
+                .root(&format!("/{}/", path.trim_matches('/')));
+            if let Some(user) = &settings.username {
+                b = b.username(user);
+            }
+            if let Some(password) = &settings.password {
+                b = b.password(password);
+            }
+            let op = Operator::new(b).map_err(|e| open_err(e.to_string()))?;
+            Ok(Arc::new(DalCloud::new(op, format!("{scheme}://{rest}"))))
+        }
+        _ => Err(SettingsError::Scheme(url.to_string())),
+    }
+}
+
+fn parse_query(query: &str) -> Result<Vec<(String, String)>, String> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("{pair:?} is not key=value"))?;
+            match k {
+                "endpoint" | "region" | "virtual_host" => Ok((k.to_string(), v.to_string())),
+                other => Err(format!("unknown parameter {other:?} (endpoint, region, virtual_host)")),
+            }
+        })
+        .collect()
+}
+
+fn param<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    params.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+/// A URL fit for messages: user info (`user:password@`) is never printed.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://…@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_each_kind_of_url() {
+        let s = CloudSettings {
+            access_key_id: Some("k".into()),
+            secret_access_key: Some("s".into()),
+            ..Default::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("dir://{}", dir.path().display());
+        assert!(open(&url, &s).unwrap().describe().starts_with("dir://"));
+        assert_eq!(
+            open("s3://bucket/pre/fix?endpoint=http://127.0.0.1:9&region=eu", &s)
+                .unwrap()
+                .describe(),
+            "s3://bucket/pre/fix"
+        );
+        assert_eq!(
+            open("webdav://127.0.0.1:8080/dav", &s).unwrap().describe(),
+            "webdav://127.0.0.1:8080/dav"
+        );
+        for bad in [
+            "ftp://x",
+            "nothing",
+            "s3:///prefix",
+            "s3://b?color=red",
+            "dir://",
+            "webdav:///x",
+        ] {
+            assert!(open(bad, &s).is_err(), "{bad}");
+        }
+        let half = CloudSettings {
+            access_key_id: Some("k".into()),
+            ..Default::default()
+        };
+        assert!(open("s3://b", &half).is_err());
+    }
+
+    #[test]
+    fn reads_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "app = \"com.a\"\n[cloud]\nurl = \"s3://b\"\naccess_key_id = \"k\"\nsecret_access_key = \"s\"\n",
+        )
+        .unwrap();
+        let c = ConfigFile::load(&path).unwrap();
+        assert_eq!(c.app.as_deref(), Some("com.a"));
+        assert_eq!(c.cloud.url.as_deref(), Some("s3://b"));
+        std::fs::write(&path, "[cloud]\npasword = \"typo\"\n").unwrap();
+        assert!(
+            ConfigFile::load(&path).is_err(),
+            "unknown keys are refused, not ignored"
+        );
+    }
+
+    #[test]
+    fn messages_never_show_credentials() {
+        assert_eq!(redact("webdav://user:secret@host/dav"), "webdav://…@host/dav");
+    }
+}
