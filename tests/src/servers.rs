@@ -95,8 +95,9 @@ pub fn s3(dir: &Path) -> Server {
         port,
         data_dir: data_dir.join(S3_BUCKET),
         url: format!("s3://{S3_BUCKET}/?endpoint={endpoint}&region=us-east-1"),
+        // s3s-fs answers rclone's ListObjectsV2 with a 500: list with V1.
         rclone_remote: format!(
-            ":s3,provider=Other,access_key_id={S3_ACCESS_KEY},secret_access_key={S3_SECRET_KEY},endpoint='{endpoint}',force_path_style=true:{S3_BUCKET}"
+            ":s3,provider=Other,access_key_id={S3_ACCESS_KEY},secret_access_key={S3_SECRET_KEY},endpoint='{endpoint}',force_path_style=true,list_version=1:{S3_BUCKET}"
         ),
         apache_pid: None,
     }
@@ -109,14 +110,15 @@ pub fn webdav(dir: &Path) -> Server {
     let modules = Path::new("/usr/lib/apache2/modules");
     let port = free_port();
     let conf_dir = dir.join("apache");
-    let data_dir = dir.join("dav");
+    let www = dir.join("www");
+    let data_dir = www.join("dav");
     std::fs::create_dir_all(&conf_dir).unwrap();
     std::fs::create_dir_all(&data_dir).unwrap();
     // The workers run as www-data: they must reach and own the served folder.
     let _ = Command::new("chmod").arg("755").arg(dir).status();
     let _ = Command::new("chown")
         .args(["-R", "www-data:www-data"])
-        .arg(&data_dir)
+        .arg(&www)
         .arg(&conf_dir)
         .status();
     let users = conf_dir.join("users");
@@ -134,13 +136,14 @@ pub fn webdav(dir: &Path) -> Server {
         "ServerRoot {root}\nServerName 127.0.0.1\nListen 127.0.0.1:{port}\nPidFile {pid}\nErrorLog {log}\n\
          User www-data\nGroup www-data\n\
          {mpm}{authz}{authn}{authn_file}{basic}{user}{dav}{dav_fs}\
-         DAVLockDB {root}/davlock\nDocumentRoot {data}\n\
+         DAVLockDB {root}/davlock\nDocumentRoot {www}\n\
          <Directory {data}>\n  Dav On\n  AuthType Basic\n  AuthName cloudsync\n  AuthUserFile {users}\n  Require valid-user\n</Directory>\n\
-         Alias /dav {data}\n",
+",
         root = conf_dir.display(),
         pid = pid.display(),
         log = log.display(),
         data = data_dir.display(),
+        www = www.display(),
         users = users.display(),
         mpm = load("mpm_event_module", "mod_mpm_event.so"),
         authz = load("authz_core_module", "mod_authz_core.so"),
@@ -157,16 +160,11 @@ pub fn webdav(dir: &Path) -> Server {
         .args(["-R", "www-data:www-data"])
         .arg(&conf_dir)
         .status();
-    let status = Command::new(apache)
-        .arg("-f")
-        .arg(&conf_file)
-        .arg("-k")
-        .arg("start")
-        .status()
-        .unwrap();
+    let out = Command::new(apache).arg("-f").arg(&conf_file).args(["-k", "start"]).output().unwrap();
     assert!(
-        status.success(),
-        "apache2 did not start: {}",
+        out.status.success(),
+        "apache2 did not start: {}{}",
+        String::from_utf8_lossy(&out.stderr),
         std::fs::read_to_string(&log).unwrap_or_default()
     );
     wait_listening(port, "apache2", &log);

@@ -18,6 +18,8 @@ use super::{ByteStream, Cloud, CloudError, CloudErrorKind, CloudObject, Precondi
 const PART_SIZE: usize = 8 << 20;
 /// Parts uploaded at once for one object.
 const PART_CONCURRENCY: usize = 4;
+/// Largest upload to a backend that takes a body in one write (WebDAV).
+const ONE_SHOT_MAX: u64 = 256 << 20;
 /// Requests in flight at once against one cloud.
 const MAX_REQUESTS: usize = 32;
 
@@ -25,6 +27,8 @@ const MAX_REQUESTS: usize = 32;
 pub struct DalCloud {
     op: Operator,
     describe: String,
+    conditional_reads: bool,
+    one_shot_writes: bool,
 }
 
 impl DalCloud {
@@ -45,10 +49,21 @@ impl DalCloud {
                     .with_io_timeout(Duration::from_secs(30)),
             )
             .layer(ConcurrentLimitLayer::new(MAX_REQUESTS));
-        DalCloud {
-            op,
-            describe: describe.into(),
-        }
+        DalCloud { op, describe: describe.into(), conditional_reads: true, one_shot_writes: false }
+    }
+
+    /// Reads stop sending `If-Match`: for WebDAV servers such as Apache,
+    /// whose GET `ETag` is not the `getetag` their PROPFIND reports. The
+    /// etag is still compared before the first byte and after the last.
+    pub fn without_conditional_reads(mut self) -> Self {
+        self.conditional_reads = false;
+        self
+    }
+
+    /// Uploads go in one request (OpenDAL's WebDAV writer takes one body).
+    pub fn with_one_shot_writes(mut self) -> Self {
+        self.one_shot_writes = true;
+        self
     }
 
     fn object(&self, key: &str, meta: &Metadata) -> CloudObject {
@@ -208,7 +223,8 @@ impl Cloud for DalCloud {
             }
         }
         let mut reader = self.op.reader_with(key);
-        if self.op.info().capability().read_with_if_match && !object.etag.starts_with("weak:") {
+        if self.conditional_reads && self.op.info().capability().read_with_if_match && !object.etag.starts_with("weak:")
+        {
             // The read itself is conditional too: a change between the stat
             // and the first byte is refused by the server.
             reader = reader.if_match(&object.etag);
@@ -228,7 +244,10 @@ impl Cloud for DalCloud {
         precondition: Precondition,
     ) -> Result<CloudObject, CloudError> {
         let caps = self.op.info().capability();
-        let mut writer = self.op.writer_with(key).chunk(PART_SIZE).concurrent(PART_CONCURRENCY);
+        let mut writer = self.op.writer_with(key);
+        if !self.one_shot_writes {
+            writer = writer.chunk(PART_SIZE).concurrent(PART_CONCURRENCY);
+        }
         match &precondition {
             Precondition::IfMatch(etag) if caps.write_with_if_match => writer = writer.if_match(etag),
             Precondition::IfAbsent if caps.write_with_if_not_exists => writer = writer.if_not_exists(true),
@@ -236,16 +255,36 @@ impl Cloud for DalCloud {
             other => self.check(key, other).await?,
         }
         let mut writer = writer.await.map_err(|e| error(key, e))?;
+        if self.one_shot_writes {
+            // One-shot backends (OpenDAL's WebDAV) take the body in one
+            // write: it is gathered in memory, up to a bound.
+            let mut body = Vec::new();
+            let read = (&mut data).take(ONE_SHOT_MAX + 1).read_to_end(&mut body).await;
+            if let Err(e) = read {
+                let _ = writer.abort().await;
+                return Err(CloudError::new(CloudErrorKind::Other, format!("reading the upload source: {e}")));
+            }
+            if body.len() as u64 > ONE_SHOT_MAX {
+                let _ = writer.abort().await;
+                return Err(CloudError::new(
+                    CloudErrorKind::Other,
+                    format!("{key}: {} takes uploads of at most {ONE_SHOT_MAX} bytes", self.describe),
+                ));
+            }
+            if let Err(e) = writer.write(body).await {
+                let _ = writer.abort().await;
+                return Err(error(key, e));
+            }
+            writer.close().await.map_err(|e| error(key, e))?;
+            return self.stat_file(key).await;
+        }
         let mut buf = vec![0u8; PART_SIZE];
         loop {
             let n = match data.read(&mut buf).await {
                 Ok(n) => n,
                 Err(e) => {
                     let _ = writer.abort().await;
-                    return Err(CloudError::new(
-                        CloudErrorKind::Other,
-                        format!("reading the upload source: {e}"),
-                    ));
+                    return Err(CloudError::new(CloudErrorKind::Other, format!("reading the upload source: {e}")));
                 }
             };
             if n == 0 {
