@@ -3,14 +3,27 @@ CARGO ?= cargo
 ROOT := $(CURDIR)
 DEMO := $(ROOT)/demo
 BIN := $(ROOT)/target/release/cloudsync
+# Test servers' binaries built from crates.io live outside the repo.
+TOOLS := $(HOME)/.cache/cloudsync-tools
+export CLOUDSYNC_TOOLS := $(TOOLS)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all setup build demo test bench fmt lint clean
+.PHONY: all setup servers build demo test bench fmt lint clean
 
 all: build
 
 # What the build needs besides the Rust toolchain: the component target.
 setup:
 	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+
+# The real servers the tests start on loopback, and a third-party client:
+# Apache httpd with mod_dav (WebDAV) and rclone from Debian's packages,
+# s3s-fs (S3) from crates.io.
+servers:
+	@if [ ! -x /usr/sbin/apache2 ] || ! command -v htpasswd >/dev/null || ! command -v rclone >/dev/null; then \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq apache2 apache2-utils rclone >/dev/null; \
+	fi
+	@[ -x $(TOOLS)/bin/s3s-fs ] || $(CARGO) install s3s-fs --version 0.14.1 --locked --features binary --root $(TOOLS)
 
 build: setup
 	$(CARGO) build --release -p cloudsync
@@ -28,12 +41,14 @@ demo: build
 		&& echo "verified: the local copy is byte-identical to the cloud file"
 
 # Every test: the engine's native unit tests, the host's unit and command-line
-# tests, and the integration tests that load the real component.
-test: setup
+# tests, and the integration tests that load the real component, against the
+# local folder, WebDAV and S3 servers.
+test: setup servers
 	$(CARGO) test -p cloudsync-guest -p cloudsync -p cloudsync-tests
 
-bench: setup
+bench: setup servers
 	$(CARGO) bench -p cloudsync --bench download
+	$(CARGO) bench -p cloudsync-tests --bench backends
 
 fmt:
 	$(CARGO) fmt --all
