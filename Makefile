@@ -47,8 +47,7 @@ test: setup servers
 	$(CARGO) test -p cloudsync-guest -p cloudsync -p cloudsync-tests
 
 bench: setup servers
-	$(CARGO) bench -p cloudsync --bench download
-	$(CARGO) bench -p cloudsync-tests --bench backends
+	$(CARGO) bench -p cloudsync-tests
 
 fmt:
 	$(CARGO) fmt --all

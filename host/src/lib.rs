@@ -31,4 +31,6 @@ mod transfers;
 pub use api::{codes, CloudSyncError, DownloadErrorType, DownloadProgress, ListenerId, State};
 pub use cache::CloudFileCache;
 pub use identity::Identity;
-pub use runtime::{default_cache_dir, percent_encode, BuildError, Runtime, RuntimeBuilder, SandboxLimits};
+pub use runtime::{
+    default_cache_dir, engine_component, percent_encode, BuildError, Runtime, RuntimeBuilder, SandboxLimits,
+};

@@ -3,19 +3,25 @@
 //! — for one large file and for 1,000 small files, beside `rclone copy`
 //! against the same server in the same run.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cloudsync::{CloudFileCache, DownloadProgress, State};
-use cloudsync_tests::{Backend, Harness, APP};
+use cloudsync_tests::{write_pattern_file, Backend, Harness, APP};
 
 const SMALL_FILES: usize = 1000;
 const SMALL_SIZE: usize = 4096;
 
 fn main() {
-    let big: u64 = std::env::var("BENCH_BIG_BYTES").ok().and_then(|v| v.parse().ok()).unwrap_or(1 << 30);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let big: u64 = std::env::var("BENCH_BIG_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1 << 30);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     println!("| backend | 1 large file ({} MiB): cloudsync | rclone copy | {SMALL_FILES} × {} KiB: cloudsync | rclone copy |", big >> 20, SMALL_SIZE >> 10);
     println!("|---|---|---|---|---|");
     for backend in [Backend::Folder, Backend::WebDav, Backend::S3] {
@@ -26,23 +32,36 @@ fn main() {
 async fn run(backend: Backend, big: u64) {
     let h = Harness::on(backend).await;
     let staging = tempfile::tempdir().unwrap();
-    write_file(&staging.path().join("big.bin"), big);
+    write_pattern_file(&staging.path().join("big.bin"), big);
     let small_dir = staging.path().join("small");
     std::fs::create_dir_all(&small_dir).unwrap();
     for i in 0..SMALL_FILES {
-        std::fs::write(small_dir.join(format!("f{i:04}.txt")), vec![b'a' + (i % 26) as u8; SMALL_SIZE]).unwrap();
+        std::fs::write(
+            small_dir.join(format!("f{i:04}.txt")),
+            vec![b'a' + (i % 26) as u8; SMALL_SIZE],
+        )
+        .unwrap();
     }
     // Put the data in the cloud with rclone (a third-party client), or as plain files.
     let remote = match &h.server {
         Some(s) => s.rclone_remote.clone(),
         None => h.cloud_dir.display().to_string(),
     };
-    rclone(&["copyto", staging.path().join("big.bin").to_str().unwrap(), &format!("{remote}/{APP}/big.bin")]);
+    rclone(&[
+        "copyto",
+        staging.path().join("big.bin").to_str().unwrap(),
+        &format!("{remote}/{APP}/big.bin"),
+    ]);
     rclone(&["copy", small_dir.to_str().unwrap(), &format!("{remote}/{APP}/small")]);
 
     let cache = CloudFileCache::new(&h.rt).await.unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<DownloadProgress>();
-    cache.on("progress", move |p| { let _ = tx.send(p); }).await.unwrap();
+    cache
+        .on("progress", move |p| {
+            let _ = tx.send(p);
+        })
+        .await
+        .unwrap();
 
     let t = Instant::now();
     cache.start(&h.uri("big.bin")).await.unwrap();
@@ -58,15 +77,29 @@ async fn run(backend: Backend, big: u64) {
 
     let out = tempfile::tempdir().unwrap();
     let t = Instant::now();
-    rclone(&["copyto", &format!("{remote}/{APP}/big.bin"), out.path().join("big.bin").to_str().unwrap()]);
+    rclone(&[
+        "copyto",
+        &format!("{remote}/{APP}/big.bin"),
+        out.path().join("big.bin").to_str().unwrap(),
+    ]);
     let rclone_big = t.elapsed();
     let t = Instant::now();
-    rclone(&["copy", &format!("{remote}/{APP}/small"), out.path().join("small").to_str().unwrap()]);
+    rclone(&[
+        "copy",
+        &format!("{remote}/{APP}/small"),
+        out.path().join("small").to_str().unwrap(),
+    ]);
     let rclone_small = t.elapsed();
 
     let mib = big as f64 / (1 << 20) as f64;
     let rate = |d: Duration| format!("{:.2} s ({:.0} MiB/s)", d.as_secs_f64(), mib / d.as_secs_f64());
-    let files = |d: Duration| format!("{:.2} s ({:.0} files/s)", d.as_secs_f64(), SMALL_FILES as f64 / d.as_secs_f64());
+    let files = |d: Duration| {
+        format!(
+            "{:.2} s ({:.0} files/s)",
+            d.as_secs_f64(),
+            SMALL_FILES as f64 / d.as_secs_f64()
+        )
+    };
     println!(
         "| {backend:?} | {} | {} | {} | {} |",
         rate(ours_big),
@@ -96,25 +129,9 @@ fn rclone(args: &[&str]) {
         }
     }
     let out = cmd.output().expect("rclone is installed (make bench installs it)");
-    assert!(out.status.success(), "rclone {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-fn write_file(path: &Path, len: u64) {
-    use std::io::Write;
-    let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut left = len;
-    while left > 0 {
-        for chunk in buf.chunks_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-        }
-        let n = left.min(buf.len() as u64) as usize;
-        f.write_all(&buf[..n]).unwrap();
-        left -= n as u64;
-    }
-    f.flush().unwrap();
+    assert!(
+        out.status.success(),
+        "rclone {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

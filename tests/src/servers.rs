@@ -160,7 +160,12 @@ pub fn webdav(dir: &Path) -> Server {
         .args(["-R", "www-data:www-data"])
         .arg(&conf_dir)
         .status();
-    let out = Command::new(apache).arg("-f").arg(&conf_file).args(["-k", "start"]).output().unwrap();
+    let out = Command::new(apache)
+        .arg("-f")
+        .arg(&conf_file)
+        .args(["-k", "start"])
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "apache2 did not start: {}{}",

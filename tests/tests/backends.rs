@@ -24,7 +24,10 @@ async fn contract(backend: Backend) {
     let key = format!("{APP}/docs/a.txt");
 
     // Write, stat, read whole and from an offset; the file is plain on disk.
-    let v1 = cloud.put(&key, bytes_stream(b"hello world".to_vec()), Precondition::IfAbsent).await.unwrap();
+    let v1 = cloud
+        .put(&key, bytes_stream(b"hello world".to_vec()), Precondition::IfAbsent)
+        .await
+        .unwrap();
     assert_eq!(v1.size, 11);
     assert!(!v1.etag.is_empty());
     assert_eq!(cloud.stat(&key).await.unwrap().etag, v1.etag);
@@ -33,35 +36,68 @@ async fn contract(backend: Backend) {
     assert_eq!(std::fs::read(h.cloud_file("docs/a.txt")).unwrap(), b"hello world");
 
     // A same-size edit in the same second changes the etag.
-    let v2 = cloud.put(&key, bytes_stream(b"HELLO WORLD".to_vec()), Precondition::IfMatch(v1.etag.clone())).await.unwrap();
+    let v2 = cloud
+        .put(
+            &key,
+            bytes_stream(b"HELLO WORLD".to_vec()),
+            Precondition::IfMatch(v1.etag.clone()),
+        )
+        .await
+        .unwrap();
     assert_ne!(v2.etag, v1.etag, "same size, same second, new content: a new etag");
 
     // Conditional operations refuse a stale etag and leave the object alone.
-    let stale = cloud.put(&key, bytes_stream(b"lost update".to_vec()), Precondition::IfMatch(v1.etag.clone())).await;
+    let stale = cloud
+        .put(
+            &key,
+            bytes_stream(b"lost update".to_vec()),
+            Precondition::IfMatch(v1.etag.clone()),
+        )
+        .await;
     assert_eq!(stale.unwrap_err().kind, CloudErrorKind::PreconditionFailed);
-    let exists = cloud.put(&key, bytes_stream(b"x".to_vec()), Precondition::IfAbsent).await;
+    let exists = cloud
+        .put(&key, bytes_stream(b"x".to_vec()), Precondition::IfAbsent)
+        .await;
     assert_eq!(exists.unwrap_err().kind, CloudErrorKind::PreconditionFailed);
-    assert_eq!(cloud.delete(&key, Some(&v1.etag)).await.unwrap_err().kind, CloudErrorKind::PreconditionFailed);
-    assert_eq!(cloud.open(&key, 0, Some(&v1.etag)).await.err().unwrap().kind, CloudErrorKind::PreconditionFailed);
+    assert_eq!(
+        cloud.delete(&key, Some(&v1.etag)).await.unwrap_err().kind,
+        CloudErrorKind::PreconditionFailed
+    );
+    assert_eq!(
+        cloud.open(&key, 0, Some(&v1.etag)).await.err().unwrap().kind,
+        CloudErrorKind::PreconditionFailed
+    );
     assert_eq!(read_all(cloud, &key, 0).await, b"HELLO WORLD");
 
     // A large object is streamed up (in parts where the cloud has them).
     let big = bytes(20 << 20, 42);
     let big_key = format!("{APP}/big/blob.bin");
-    let o = cloud.put(&big_key, bytes_stream(big.clone()), Precondition::None).await.unwrap();
+    let o = cloud
+        .put(&big_key, bytes_stream(big.clone()), Precondition::None)
+        .await
+        .unwrap();
     assert_eq!(o.size, big.len() as u64);
     assert_eq!(std::fs::read(h.cloud_file("big/blob.bin")).unwrap(), big);
     assert_eq!(read_all(cloud, &big_key, (10 << 20) + 3).await, big[(10 << 20) + 3..]);
 
     // Listing is recursive, keyed by relative path.
-    let keys: Vec<String> = cloud.list(&format!("{APP}/")).await.unwrap().into_iter().map(|o| o.key).collect();
+    let keys: Vec<String> = cloud
+        .list(&format!("{APP}/"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
     assert_eq!(keys, vec![format!("{APP}/big/blob.bin"), format!("{APP}/docs/a.txt")]);
     assert!(cloud.list(&format!("{APP}/nothing/")).await.unwrap().is_empty());
 
     // Errors map onto what the engine understands.
     let missing = format!("{APP}/missing.txt");
     assert_eq!(cloud.stat(&missing).await.unwrap_err().kind, CloudErrorKind::NotFound);
-    assert_eq!(cloud.open(&missing, 0, None).await.err().unwrap().kind, CloudErrorKind::NotFound);
+    assert_eq!(
+        cloud.open(&missing, 0, None).await.err().unwrap().kind,
+        CloudErrorKind::NotFound
+    );
     cloud.delete(&key, Some(&v2.etag)).await.unwrap();
     assert_eq!(cloud.stat(&key).await.unwrap_err().kind, CloudErrorKind::NotFound);
     assert!(!h.cloud_file("docs/a.txt").exists());
@@ -95,7 +131,8 @@ async fn an_unreachable_server_is_a_network_error() {
 
 fn rclone(args: &[&str]) -> std::process::Output {
     let mut cmd = Command::new("rclone");
-    cmd.args(args).args(["--config", "/dev/null", "--low-level-retries", "2", "--retries", "1"]);
+    cmd.args(args)
+        .args(["--config", "/dev/null", "--low-level-retries", "2", "--retries", "1"]);
     // Only what the test sets: machines here export AWS_* variables.
     for (k, _) in std::env::vars() {
         if k.starts_with("AWS_") || k.starts_with("RCLONE_") {
@@ -103,7 +140,11 @@ fn rclone(args: &[&str]) -> std::process::Output {
         }
     }
     let out = cmd.output().expect("rclone is installed (make test installs it)");
-    assert!(out.status.success(), "rclone {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "rclone {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -111,7 +152,14 @@ async fn third_party_client(backend: Backend) {
     let h = Harness::on(backend).await;
     let remote = &h.server.as_ref().unwrap().rclone_remote;
     // cloudsync writes; rclone lists and reads exactly that.
-    h.raw.put(&format!("{APP}/notes/ours.txt"), bytes_stream(b"written by cloudsync".to_vec()), Precondition::None).await.unwrap();
+    h.raw
+        .put(
+            &format!("{APP}/notes/ours.txt"),
+            bytes_stream(b"written by cloudsync".to_vec()),
+            Precondition::None,
+        )
+        .await
+        .unwrap();
     // (Listed folder by folder: s3s-fs cannot serve rclone's recursive listing.)
     let top = rclone(&["lsf", &format!("{remote}/{APP}")]);
     assert_eq!(String::from_utf8_lossy(&top.stdout).trim(), "notes/");
@@ -124,7 +172,11 @@ async fn third_party_client(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let theirs = bytes(3 << 20, 7);
     std::fs::write(dir.path().join("theirs.bin"), &theirs).unwrap();
-    rclone(&["copyto", dir.path().join("theirs.bin").to_str().unwrap(), &format!("{remote}/{APP}/photos/theirs.bin")]);
+    rclone(&[
+        "copyto",
+        dir.path().join("theirs.bin").to_str().unwrap(),
+        &format!("{remote}/{APP}/photos/theirs.bin"),
+    ]);
     let cache = h.cache().await;
     let (rec, _) = Recorder::attach(&cache).await;
     let uri = h.uri("photos/theirs.bin");

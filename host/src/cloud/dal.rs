@@ -49,7 +49,12 @@ impl DalCloud {
                     .with_io_timeout(Duration::from_secs(30)),
             )
             .layer(ConcurrentLimitLayer::new(MAX_REQUESTS));
-        DalCloud { op, describe: describe.into(), conditional_reads: true, one_shot_writes: false }
+        DalCloud {
+            op,
+            describe: describe.into(),
+            conditional_reads: true,
+            one_shot_writes: false,
+        }
     }
 
     /// Reads stop sending `If-Match`: for WebDAV servers such as Apache,
@@ -262,7 +267,10 @@ impl Cloud for DalCloud {
             let read = (&mut data).take(ONE_SHOT_MAX + 1).read_to_end(&mut body).await;
             if let Err(e) = read {
                 let _ = writer.abort().await;
-                return Err(CloudError::new(CloudErrorKind::Other, format!("reading the upload source: {e}")));
+                return Err(CloudError::new(
+                    CloudErrorKind::Other,
+                    format!("reading the upload source: {e}"),
+                ));
             }
             if body.len() as u64 > ONE_SHOT_MAX {
                 let _ = writer.abort().await;
@@ -284,7 +292,10 @@ impl Cloud for DalCloud {
                 Ok(n) => n,
                 Err(e) => {
                     let _ = writer.abort().await;
-                    return Err(CloudError::new(CloudErrorKind::Other, format!("reading the upload source: {e}")));
+                    return Err(CloudError::new(
+                        CloudErrorKind::Other,
+                        format!("reading the upload source: {e}"),
+                    ));
                 }
             };
             if n == 0 {

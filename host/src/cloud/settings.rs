@@ -155,7 +155,11 @@ pub fn open(url: &str, settings: &CloudSettings) -> Result<Arc<dyn Cloud>, Setti
                 b = b.password(password);
             }
             let op = Operator::new(b).map_err(|e| open_err(e.to_string()))?;
-            Ok(Arc::new(DalCloud::new(op, format!("{scheme}://{rest}")).without_conditional_reads().with_one_shot_writes()))
+            Ok(Arc::new(
+                DalCloud::new(op, format!("{scheme}://{rest}"))
+                    .without_conditional_reads()
+                    .with_one_shot_writes(),
+            ))
         }
         _ => Err(SettingsError::Scheme(url.to_string())),
     }

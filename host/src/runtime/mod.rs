@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 pub use driver::SandboxLimits;
 pub(crate) use driver::{guest_error, Driver, Msg, ObjectId};
-pub use loader::default_cache_dir;
+pub use loader::{default_cache_dir, embedded_component as engine_component};
 
 use crate::api::{CloudSyncError, DownloadProgress, ListenerId};
 use crate::cloud::{Cloud, LocalFolderCloud};

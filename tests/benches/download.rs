@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use cloudsync::cloud::LocalFolderCloud;
 use cloudsync::{CloudFileCache, DownloadProgress, Identity, Runtime, State};
+use cloudsync_tests::write_pattern_file;
 
 const APP: &str = "bench.app";
 
@@ -85,7 +86,7 @@ fn main() {
 
         // The big one.
         let big = cloud_dir.join("big.bin");
-        write_random(&big, gib);
+        write_pattern_file(&big, gib);
         let copy = dir.path().join("cp-copy.bin");
         let t = Instant::now();
         let ok = std::process::Command::new("cp")
@@ -149,29 +150,7 @@ fn startup_child(cache: &Path) -> f64 {
 }
 
 fn cloudsync_component_size() -> usize {
-    std::fs::metadata(env!("CLOUDSYNC_COMPONENT_WASM"))
-        .map(|m| m.len() as usize)
-        .unwrap_or(0)
-}
-
-fn write_random(path: &Path, len: u64) {
-    use std::io::Write;
-    let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
-    let mut x: u64 = 0x1234_5678_9abc_def1;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut left = len;
-    while left > 0 {
-        for chunk in buf.chunks_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-        }
-        let n = left.min(buf.len() as u64) as usize;
-        f.write_all(&buf[..n]).unwrap();
-        left -= n as u64;
-    }
-    f.flush().unwrap();
+    cloudsync::engine_component().len()
 }
 
 fn ms(d: Duration) -> f64 {
