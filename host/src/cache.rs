@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::api::{CloudSyncError, DownloadProgress, ListenerId};
-use crate::runtime::{guest_error, ObjectId, Runtime};
+use crate::runtime::{ObjectId, Runtime};
 
 /// Downloads the caller's cloud files (seed: `CloudFileCache`). Instances
 /// share nothing: events reach only the listeners of the instance whose
@@ -33,24 +33,15 @@ impl CloudFileCache {
         let result = self
             .rt
             .call(move |d| {
-                let r = d.resource(id)?;
-                d.call(|b, s| {
-                    b.ohos_cloudsync_file_cache()
-                        .cloud_file_cache()
-                        .call_on(s, r, &event, listener)
-                })?
-                .map_err(guest_error)?;
+                d.call_cache(id, |c, s, r| c.call_on(s, r, &event, listener))?;
                 d.add_listener(id, listener);
                 Ok(())
             })
             .await;
-        match result {
-            Ok(()) => Ok(listener),
-            Err(e) => {
-                self.rt.listeners().remove(&[listener]);
-                Err(e)
-            }
+        if result.is_err() {
+            self.rt.listeners().remove(&[listener]);
         }
+        result.map(|()| listener)
     }
 
     /// Unregisters `listener`, or every listener of this instance when `None`.
@@ -59,13 +50,7 @@ impl CloudFileCache {
         let removed = self
             .rt
             .call(move |d| {
-                let r = d.resource(id)?;
-                d.call(|b, s| {
-                    b.ohos_cloudsync_file_cache()
-                        .cloud_file_cache()
-                        .call_off(s, r, &event, listener)
-                })?
-                .map_err(guest_error)?;
+                d.call_cache(id, |c, s, r| c.call_off(s, r, &event, listener))?;
                 Ok(d.remove_listeners(id, listener))
             })
             .await?;
@@ -79,11 +64,7 @@ impl CloudFileCache {
     pub async fn start(&self, uri: &str) -> Result<(), CloudSyncError> {
         let (id, uri) = (self.id, uri.to_string());
         self.rt
-            .call(move |d| {
-                let r = d.resource(id)?;
-                d.call(|b, s| b.ohos_cloudsync_file_cache().cloud_file_cache().call_start(s, r, &uri))?
-                    .map_err(guest_error)
-            })
+            .call(move |d| d.call_cache(id, |c, s, r| c.call_start(s, r, &uri)))
             .await
     }
 
@@ -94,15 +75,7 @@ impl CloudFileCache {
     pub async fn stop(&self, uri: &str, need_clean: bool) -> Result<(), CloudSyncError> {
         let (id, uri) = (self.id, uri.to_string());
         self.rt
-            .call(move |d| {
-                let r = d.resource(id)?;
-                d.call(|b, s| {
-                    b.ohos_cloudsync_file_cache()
-                        .cloud_file_cache()
-                        .call_stop(s, r, &uri, need_clean)
-                })?
-                .map_err(guest_error)
-            })
+            .call(move |d| d.call_cache(id, |c, s, r| c.call_stop(s, r, &uri, need_clean)))
             .await
     }
 }

@@ -15,6 +15,8 @@ use std::time::Duration;
 use wasmtime::component::ResourceAny;
 use wasmtime::{Store, StoreLimitsBuilder, UpdateDeadline};
 
+use super::bindings::exports::ohos::cloudsync::file_cache::GuestCloudFileCache;
+use super::bindings::ohos::cloudsync::types::Error as GuestError;
 use super::bindings::{Cloudsync, CloudsyncPre};
 use super::state::{Backends, HostState};
 use crate::api::{CloudSyncError, DownloadErrorType, ListenerId, State};
@@ -247,6 +249,18 @@ impl Driver {
         Ok(r)
     }
 
+    /// Calls a method of object `id`'s `cloud-file-cache` resource; a guest
+    /// error becomes the seed's code and message.
+    pub fn call_cache<R>(
+        &mut self,
+        id: ObjectId,
+        f: impl FnOnce(&GuestCloudFileCache, &mut Store<HostState>, ResourceAny) -> wasmtime::Result<Result<R, GuestError>>,
+    ) -> Result<R, CloudSyncError> {
+        let r = self.resource(id)?;
+        self.call(|b, s| f(&b.ohos_cloudsync_file_cache().cloud_file_cache(), s, r))?
+            .map_err(guest_error)
+    }
+
     pub fn add_listener(&mut self, id: ObjectId, listener: ListenerId) {
         if let Some(o) = self.objects.get_mut(&id) {
             o.listeners.push(listener);
@@ -283,6 +297,6 @@ impl Driver {
 }
 
 /// A guest-reported error (the seed's code and message).
-pub fn guest_error(e: super::bindings::ohos::cloudsync::types::Error) -> CloudSyncError {
+fn guest_error(e: GuestError) -> CloudSyncError {
     CloudSyncError::new(e.code, e.message)
 }

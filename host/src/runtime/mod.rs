@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub use driver::SandboxLimits;
-pub(crate) use driver::{guest_error, Driver, Msg, ObjectId};
+pub(crate) use driver::{Driver, Msg, ObjectId};
 pub use loader::{default_cache_dir, embedded_component as engine_component};
 
 use crate::api::{CloudSyncError, DownloadProgress, ListenerId};
