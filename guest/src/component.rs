@@ -192,6 +192,10 @@ impl Platform for WitPlatform {
         transfer::release(id)
     }
 
+    fn report_failure(&self, uri: &str, reason: &str) {
+        events::failure_reason(uri, reason)
+    }
+
     fn emit_download(&self, listener: e::ListenerId, p: &e::DownloadProgress) {
         events::emit_download(
             listener,

@@ -402,6 +402,8 @@ async fn faults_end_in_failed_events_and_leave_nothing_behind(backend: Backend) 
         let last = rec.terminal(&uri).await;
         assert_eq!((last.state, last.error), (State::Failed, expected), "{what}");
         assert_eq!(terminals(&rec.for_uri(&uri)), 1, "{what}");
+        let reason = h.rt.failure_reason(&uri).unwrap_or_default();
+        assert!(!reason.is_empty(), "{what}: a reason for people is kept");
         assert!(!h.local("f.bin").exists(), "{what}: nothing under the name");
         h.assert_nothing_partial();
         assert_eq!(h.local_files(), vec!["other.txt"], "{what}: no other file touched");

@@ -123,6 +123,7 @@ impl Downloads {
             }
             Err(e) => {
                 // Accepted, then failed: the event says why.
+                platform.report_failure(uri, &e.message);
                 let p = progress(uri, State::Failed, 0, 0, error_type(&e));
                 emit(platform, &self.caches, [cache], &p);
                 return Ok(());
@@ -216,6 +217,7 @@ impl Downloads {
             }
             Err(e) => {
                 discard_partial(platform, &file, &temp);
+                platform.report_failure(uri, &e.message);
                 let p = progress(uri, State::Failed, offset, object.size, error_type(&e));
                 emit(platform, &self.caches, [cache], &p);
             }
@@ -281,7 +283,7 @@ impl Downloads {
         for file in files {
             let transfer = self.active[&file].transfer;
             let Some(status) = platform.poll_transfer(transfer) else {
-                self.fail(platform, &file, DownloadErrorType::UnknownError);
+                self.fail(platform, &file, Failure::unknown("the host lost track of the transfer"));
                 continue;
             };
             if !matches!(status.state, TransferState::Running) {
@@ -298,15 +300,15 @@ impl Downloads {
                     }
                 }
                 TransferState::Done => {
-                    if let Err(kind) = self.finish(platform, &file) {
-                        self.fail(platform, &file, kind);
+                    if let Err(failure) = self.finish(platform, &file) {
+                        self.fail(platform, &file, failure);
                     }
                 }
                 TransferState::Failed(e) => {
                     if e.kind == CloudErrorKind::PreconditionFailed && a.restarts < MAX_RESTARTS {
                         self.restart(platform, &file);
                     } else {
-                        self.fail(platform, &file, error_type(&e));
+                        self.fail(platform, &file, Failure::cloud(&e));
                     }
                 }
             }
@@ -344,28 +346,34 @@ impl Downloads {
     }
 
     /// Verifies the temp file and renames it into place.
-    fn finish(&mut self, platform: &impl Platform, file: &AppFile) -> Result<(), DownloadErrorType> {
+    fn finish(&mut self, platform: &impl Platform, file: &AppFile) -> Result<(), Failure> {
         let a = &self.active[file];
         let bundle = &file.bundle;
-        let got = platform.stat(bundle, &a.temp).map_err(|e| io_error_type(&e))?;
-        if got.map(|s| s.size) != Some(a.size) {
-            return Err(DownloadErrorType::UnknownError);
+        let got = platform.stat(bundle, &a.temp).map_err(|e| Failure::io(&e))?;
+        let got = got.map_or(0, |s| s.size);
+        if got != a.size {
+            return Err(Failure::unknown(format!(
+                "the cloud sent {got} bytes of {}: the content was cut short",
+                a.size
+            )));
         }
         if let Some(expected) = a.content_hash.as_deref().and_then(|h| h.strip_prefix("sha256:")) {
-            let actual = platform.hash_file(bundle, &a.temp).map_err(|e| io_error_type(&e))?;
+            let actual = platform.hash_file(bundle, &a.temp).map_err(|e| Failure::io(&e))?;
             if !actual.eq_ignore_ascii_case(expected) {
-                return Err(DownloadErrorType::UnknownError);
+                return Err(Failure::unknown(format!(
+                    "content hash {actual} is not the cloud's {expected}"
+                )));
             }
         }
 
         let target = file.local_path();
         if let Some(parent) = target.rsplit_once('/').map(|(p, _)| p) {
-            platform.create_dir_all(bundle, parent).map_err(|e| io_error_type(&e))?;
+            platform.create_dir_all(bundle, parent).map_err(|e| Failure::io(&e))?;
         }
         let synced_key = records::key(SYNCED, file);
-        match platform.stat(bundle, &target).map_err(|e| io_error_type(&e))? {
+        match platform.stat(bundle, &target).map_err(|e| Failure::io(&e))? {
             None => {}
-            Some(s) if s.is_dir => return Err(DownloadErrorType::UnknownError),
+            Some(s) if s.is_dir => return Err(Failure::unknown(format!("a folder is in the way at {target}"))),
             Some(s) => {
                 // Overwrite only what we wrote ourselves and nobody changed
                 // since; any other local content is kept as a conflict copy
@@ -375,23 +383,21 @@ impl Downloads {
                     .flatten()
                     .is_some_and(|r| r.local == LocalStamp::from(s));
                 let same = !ours && s.size == a.size && {
-                    let local = platform.hash_file(bundle, &target).map_err(|e| io_error_type(&e))?;
-                    let remote = platform.hash_file(bundle, &a.temp).map_err(|e| io_error_type(&e))?;
+                    let local = platform.hash_file(bundle, &target).map_err(|e| Failure::io(&e))?;
+                    let remote = platform.hash_file(bundle, &a.temp).map_err(|e| Failure::io(&e))?;
                     local == remote
                 };
                 if !ours && !same {
                     let copy = conflict_copy_name(platform, bundle, &target);
-                    platform.rename(bundle, &target, &copy).map_err(|e| io_error_type(&e))?;
+                    platform.rename(bundle, &target, &copy).map_err(|e| Failure::io(&e))?;
                 }
             }
         }
-        platform
-            .rename(bundle, &a.temp, &target)
-            .map_err(|e| io_error_type(&e))?;
+        platform.rename(bundle, &a.temp, &target).map_err(|e| Failure::io(&e))?;
         let placed = platform
             .stat(bundle, &target)
-            .map_err(|e| io_error_type(&e))?
-            .ok_or(DownloadErrorType::UnknownError)?;
+            .map_err(|e| Failure::io(&e))?
+            .ok_or_else(|| Failure::unknown(format!("{target} vanished right after it was placed")))?;
         let record = SyncedRecord {
             etag: a.etag.clone(),
             size: a.size,
@@ -413,7 +419,7 @@ impl Downloads {
     fn restart(&mut self, platform: &impl Platform, file: &AppFile) {
         let object = match cloud_stat(platform, file) {
             Ok(o) => o,
-            Err(e) => return self.fail(platform, file, error_type(&e)),
+            Err(e) => return self.fail(platform, file, Failure::cloud(&e)),
         };
         let a = self.active.get_mut(file).expect("present");
         let _ = platform.remove_file(&file.bundle, &a.temp);
@@ -432,7 +438,7 @@ impl Downloads {
             .meta_commit(vec![(records::key(PARTIAL, file), Some(records::encode(&record)))])
             .is_err()
         {
-            return self.fail(platform, file, DownloadErrorType::UnknownError);
+            return self.fail(platform, file, Failure::unknown("the metadata store refused a write"));
         }
         let request = DownloadRequest {
             bundle: file.bundle.clone(),
@@ -443,19 +449,20 @@ impl Downloads {
         };
         match platform.start_download(request) {
             Ok(id) => a.transfer = id,
-            Err(e) => self.fail(platform, file, error_type(&e)),
+            Err(e) => self.fail(platform, file, Failure::cloud(&e)),
         }
     }
 
     /// Ends a download with FAILED: its partial data is removed.
-    fn fail(&mut self, platform: &impl Platform, file: &AppFile, error: DownloadErrorType) {
+    fn fail(&mut self, platform: &impl Platform, file: &AppFile, failure: Failure) {
         let Some(a) = self.active.remove(file) else {
             return;
         };
         platform.cancel_transfer(a.transfer);
         platform.release_transfer(a.transfer);
         discard_partial(platform, file, &a.temp);
-        let p = progress(&a.uri, State::Failed, a.processed, a.size, error);
+        platform.report_failure(&a.uri, &failure.reason);
+        let p = progress(&a.uri, State::Failed, a.processed, a.size, failure.kind);
         emit(platform, &self.caches, a.subscribers.iter().copied(), &p);
     }
 
@@ -521,6 +528,34 @@ fn error_type(e: &CloudError) -> DownloadErrorType {
         CloudErrorKind::Throttled => DownloadErrorType::FrequentUserRequests,
         CloudErrorKind::LocalNoSpace => DownloadErrorType::LocalStorageFull,
         _ => DownloadErrorType::UnknownError,
+    }
+}
+
+/// Why a download failed: the seed's error type, and the words of whoever
+/// failed (the cloud, the file system), for people.
+struct Failure {
+    kind: DownloadErrorType,
+    reason: String,
+}
+
+impl Failure {
+    fn unknown(reason: impl Into<String>) -> Self {
+        Failure {
+            kind: DownloadErrorType::UnknownError,
+            reason: reason.into(),
+        }
+    }
+    fn cloud(e: &CloudError) -> Self {
+        Failure {
+            kind: error_type(e),
+            reason: e.message.clone(),
+        }
+    }
+    fn io(e: &IoError) -> Self {
+        Failure {
+            kind: io_error_type(e),
+            reason: e.to_string(),
+        }
     }
 }
 

@@ -39,6 +39,7 @@ pub struct State_ {
     /// The next transfer fails with this once it has moved `fail_after` bytes.
     pub fail_next: Option<(u64, CloudError)>,
     pub events: Vec<(ListenerId, DownloadProgress)>,
+    pub failures: Vec<(String, String)>,
 }
 
 pub struct Fake(pub RefCell<State_>);
@@ -73,6 +74,7 @@ impl Fake {
             chunk: 4,
             fail_next: None,
             events: Vec::new(),
+            failures: Vec::new(),
         }))
     }
 
@@ -323,6 +325,9 @@ impl Platform for Fake {
         }
     }
     fn release_transfer(&self, _id: TransferId) {}
+    fn report_failure(&self, uri: &str, reason: &str) {
+        self.0.borrow_mut().failures.push((uri.to_string(), reason.to_string()));
+    }
     fn emit_download(&self, listener: ListenerId, progress: &DownloadProgress) {
         self.0.borrow_mut().events.push((listener, progress.clone()));
     }

@@ -154,4 +154,6 @@ pub trait Platform {
 
     // events
     fn emit_download(&self, listener: ListenerId, progress: &DownloadProgress);
+    /// Why the download of `uri` failed, for people; sent before its FAILED event.
+    fn report_failure(&self, uri: &str, reason: &str);
 }

@@ -212,12 +212,17 @@ async fn download(rt: &Runtime, target: &str, keep_partial: bool, json: bool) ->
                 "STOPPED {uri} at {}/{} bytes; partial data deleted",
                 last.processed, last.size
             ),
-            State::Failed => println!(
-                "FAILED {uri}: {} after {}/{} bytes",
-                last.error.name(),
-                last.processed,
-                last.size
-            ),
+            State::Failed => {
+                println!(
+                    "FAILED {uri}: {} after {}/{} bytes",
+                    last.error.name(),
+                    last.processed,
+                    last.size
+                );
+                if let Some(reason) = rt.failure_reason(&uri) {
+                    println!("  reason: {reason}");
+                }
+            }
             State::Running => unreachable!("the loop ends on a terminal event"),
         }
     }

@@ -18,7 +18,7 @@ use wasmtime::{Store, StoreLimitsBuilder, UpdateDeadline};
 use super::bindings::exports::ohos::cloudsync::file_cache::GuestCloudFileCache;
 use super::bindings::ohos::cloudsync::types::Error as GuestError;
 use super::bindings::{Cloudsync, CloudsyncPre};
-use super::state::{Backends, HostState};
+use super::state::{Backends, HostEvent, HostState};
 use crate::api::{CloudSyncError, DownloadErrorType, ListenerId, State};
 use crate::transfers::{Transfers, Waker};
 
@@ -202,10 +202,17 @@ impl Driver {
         let live = self.live.take().expect("a call had an instance");
         let state = live.store.into_data();
         let stderr = state.stderr_text();
+        for (_, uri) in state.in_flight.keys() {
+            let reason = format!("the engine component failed: {trap}");
+            let _ = self.backends.events.send(HostEvent::FailureReason {
+                uri: uri.clone(),
+                reason,
+            });
+        }
         for ((listener, _), mut last) in state.in_flight {
             last.state = State::Failed;
             last.error = DownloadErrorType::UnknownError;
-            let _ = self.backends.events.send((listener, last));
+            let _ = self.backends.events.send(HostEvent::Download(listener, last));
         }
         // `state` (and its transfers) is dropped here: every transfer stops.
         self.busy = false;

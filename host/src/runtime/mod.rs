@@ -19,7 +19,7 @@ use crate::cloud::{Cloud, LocalFolderCloud};
 use crate::device::{DeviceStatus, SystemDevice};
 use crate::identity::Identity;
 use crate::storage::{AppAreas, MetaStore};
-use state::Backends;
+use state::{Backends, HostEvent};
 
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
@@ -50,9 +50,31 @@ type Callback = Arc<dyn Fn(DownloadProgress) + Send + Sync>;
 pub(crate) struct Listeners {
     map: Mutex<HashMap<ListenerId, Callback>>,
     next: AtomicU64,
+    /// The latest failure reason per URI (bounded: the oldest go first).
+    reasons: Mutex<(HashMap<String, String>, std::collections::VecDeque<String>)>,
 }
 
+/// Failure reasons kept at most.
+const MAX_REASONS: usize = 1024;
+
 impl Listeners {
+    fn set_failure_reason(&self, uri: String, reason: String) {
+        let mut guard = self.reasons.lock().unwrap();
+        let (map, order) = &mut *guard;
+        if map.insert(uri.clone(), reason).is_none() {
+            order.push_back(uri);
+        }
+        while order.len() > MAX_REASONS {
+            if let Some(old) = order.pop_front() {
+                map.remove(&old);
+            }
+        }
+    }
+
+    fn failure_reason(&self, uri: &str) -> Option<String> {
+        self.reasons.lock().unwrap().0.get(uri).cloned()
+    }
+
     pub(crate) fn add(&self, cb: Callback) -> ListenerId {
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         self.map.lock().unwrap().insert(id, cb);
@@ -140,7 +162,7 @@ impl RuntimeBuilder {
         };
 
         let (tx, rx) = std::sync::mpsc::channel::<Msg>();
-        let (events_tx, events_rx) = std::sync::mpsc::channel::<(ListenerId, DownloadProgress)>();
+        let (events_tx, events_rx) = std::sync::mpsc::channel::<HostEvent>();
         let listeners = Arc::new(Listeners::default());
         let dispatch = listeners.clone();
         // Listeners run on their own thread, in order, so that a slow
@@ -148,9 +170,14 @@ impl RuntimeBuilder {
         std::thread::Builder::new()
             .name("cloudsync-events".into())
             .spawn(move || {
-                for (id, progress) in events_rx {
-                    if let Some(cb) = dispatch.get(id) {
-                        cb(progress);
+                for event in events_rx {
+                    match event {
+                        HostEvent::Download(id, progress) => {
+                            if let Some(cb) = dispatch.get(id) {
+                                cb(progress);
+                            }
+                        }
+                        HostEvent::FailureReason { uri, reason } => dispatch.set_failure_reason(uri, reason),
                     }
                 }
             })
@@ -291,6 +318,13 @@ impl Runtime {
             self.inner.identity.bundle,
             percent_encode(path)
         )
+    }
+
+    /// Why the last failed download of `uri` failed, in the words of whoever
+    /// failed (the cloud, the file system). Set before its FAILED event is
+    /// delivered, so a listener can read it there.
+    pub fn failure_reason(&self, uri: &str) -> Option<String> {
+        self.inner.listeners.failure_reason(uri)
     }
 
     pub(crate) fn listeners(&self) -> &Listeners {

@@ -31,7 +31,17 @@ const CLOUD_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 const SMALL_IO_MAX: usize = 1 << 20;
 
 /// Where events go: the dispatcher thread that calls the listeners.
-pub type EventSink = std::sync::mpsc::Sender<(ListenerId, DownloadProgress)>;
+pub type EventSink = std::sync::mpsc::Sender<HostEvent>;
+
+/// What the component tells the host's listeners, in order.
+pub enum HostEvent {
+    Download(ListenerId, DownloadProgress),
+    /// Why a download failed; precedes its FAILED events.
+    FailureReason {
+        uri: String,
+        reason: String,
+    },
+}
 
 /// Backends shared by every instance of one runtime.
 #[derive(Clone)]
@@ -378,6 +388,10 @@ impl transfer::Host for HostState {
 }
 
 impl events::Host for HostState {
+    fn failure_reason(&mut self, uri: String, reason: String) {
+        let _ = self.b.events.send(HostEvent::FailureReason { uri, reason });
+    }
+
     fn emit_download(&mut self, listener: u64, p: types::DownloadProgress) {
         let progress = DownloadProgress {
             state: match p.state {
@@ -404,7 +418,7 @@ impl events::Host for HostState {
         } else {
             self.in_flight.insert(key, progress.clone());
         }
-        let _ = self.b.events.send((listener, progress));
+        let _ = self.b.events.send(HostEvent::Download(listener, progress));
     }
 }
 

@@ -228,6 +228,12 @@ fn failures_are_events_with_the_mapped_error_and_leave_nothing() {
         let last = &ev.last().unwrap().1;
         assert_eq!((last.state, last.error), (State::Failed, expected));
         assert!(last.processed >= 20);
+        let failures = e.platform.0.borrow().failures.clone();
+        assert_eq!(
+            failures,
+            vec![(uri("f"), "injected".to_string())],
+            "the reason is reported"
+        );
         assert!(e.platform.local("cloud/f").is_none());
         assert_no_partial(&e);
     }
