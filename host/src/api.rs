@@ -2,7 +2,8 @@
 
 use serde::Serialize;
 
-/// The seed's numeric error codes.
+/// The seed's numeric error codes (the component has the same table in
+/// `guest/src/engine/error.rs`: the two build for different targets).
 pub mod codes {
     /// The caller lacks a permission (`ohos.permission.CLOUDFILE_SYNC`, ...).
     pub const PERMISSION_DENIED: u32 = 201;

@@ -140,7 +140,9 @@ impl RuntimeBuilder {
     }
 
     /// Loads the component, opens the metadata store and starts the
-    /// engine's instance. Must be called inside a tokio runtime.
+    /// engine's instance. Must be called inside a tokio runtime, which then
+    /// runs the transfers; a multi-thread runtime is best (on a
+    /// current-thread one, bytes move only while its thread awaits).
     pub async fn build(self) -> Result<Runtime, BuildError> {
         let handle = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoTokioRuntime)?;
         std::fs::create_dir_all(&self.root).map_err(|source| BuildError::Folder {
