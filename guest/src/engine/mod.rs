@@ -4,6 +4,7 @@ mod download;
 mod error;
 mod platform;
 mod records;
+pub mod sync;
 mod uri;
 
 #[cfg(test)]
