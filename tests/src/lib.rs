@@ -68,8 +68,10 @@ impl Backend {
     }
 }
 
+/// Fields drop in order: the runtime and the server before the folder.
 pub struct Harness {
-    pub dir: tempfile::TempDir,
+    pub rt: Runtime,
+    pub server: Option<servers::Server>,
     pub backend: Backend,
     /// Where the cloud keeps its objects as plain files.
     pub cloud_dir: PathBuf,
@@ -77,8 +79,7 @@ pub struct Harness {
     pub raw: Arc<dyn Cloud>,
     pub cloud: Arc<FaultyCloud>,
     pub device: Arc<SimulatedDevice>,
-    pub rt: Runtime,
-    pub server: Option<servers::Server>,
+    pub dir: tempfile::TempDir,
 }
 
 impl Harness {

@@ -160,9 +160,9 @@ impl Downloads {
             Some(p) => {
                 // The cloud file changed since: the kept bytes are of no use.
                 let _ = platform.remove_file(&file.bundle, &p.temp);
-                (self.new_temp(platform), 0)
+                (self.new_temp(platform, &file), 0)
             }
-            None => (self.new_temp(platform), 0),
+            None => (self.new_temp(platform, &file), 0),
         };
 
         let needed = object.size - offset;
@@ -189,7 +189,7 @@ impl Downloads {
         };
         platform
             .meta_commit(vec![(partial_key, Some(records::encode(&record)))])
-            .map_err(|e| ApiError::internal(format!("metadata write failed: {e}")))?;
+            .map_err(|e| ApiError::service(format!("metadata write failed: {e}")))?;
 
         let request = DownloadRequest {
             bundle: file.bundle.clone(),
@@ -257,7 +257,7 @@ impl Downloads {
                         };
                         platform
                             .meta_commit(vec![(records::key(PARTIAL, &file), Some(records::encode(&record)))])
-                            .map_err(|e| ApiError::internal(format!("metadata write failed: {e}")))?;
+                            .map_err(|e| ApiError::service(format!("metadata write failed: {e}")))?;
                     }
                 }
                 return Ok(());
@@ -300,6 +300,11 @@ impl Downloads {
                     }
                 }
                 TransferState::Done => {
+                    if advanced {
+                        // The last bytes are reported as RUNNING too.
+                        let p = progress(&a.uri, State::Running, a.processed, a.size, DownloadErrorType::NoError);
+                        emit(platform, &self.caches, a.subscribers.iter().copied(), &p);
+                    }
                     if let Err(failure) = self.finish(platform, &file) {
                         self.fail(platform, &file, failure);
                     }
@@ -323,24 +328,26 @@ impl Downloads {
         let prefix = format!("{PARTIAL}/{bundle}/");
         let stale = platform
             .meta_scan(&prefix)
-            .map_err(|e| ApiError::internal(format!("metadata scan failed: {e}")))?;
+            .map_err(|e| ApiError::service(format!("metadata scan failed: {e}")))?;
         let mut changes = Vec::new();
         for (key, value) in stale {
             let record: Option<PartialRecord> = serde_json::from_slice(&value).ok();
             if record.as_ref().is_some_and(|r| r.kept) {
                 continue;
             }
-            if let Some(r) = record {
+            // Only ever a file of ours in the staging area, whatever a
+            // record says.
+            if let Some(r) = record.filter(|r| r.temp.starts_with(&format!("{STAGING_DIR}/"))) {
                 platform
                     .remove_file(&bundle, &r.temp)
-                    .map_err(|e| ApiError::internal(format!("cannot remove {}: {e}", r.temp)))?;
+                    .map_err(|e| ApiError::service(format!("cannot remove {}: {e}", r.temp)))?;
             }
             changes.push((key, None));
         }
         if !changes.is_empty() {
             platform
                 .meta_commit(changes)
-                .map_err(|e| ApiError::internal(format!("metadata write failed: {e}")))?;
+                .map_err(|e| ApiError::service(format!("metadata write failed: {e}")))?;
         }
         Ok(())
     }
@@ -371,6 +378,9 @@ impl Downloads {
             platform.create_dir_all(bundle, parent).map_err(|e| Failure::io(&e))?;
         }
         let synced_key = records::key(SYNCED, file);
+        // What may be replaced: nothing, or a file we judged safe to
+        // replace (our own unchanged copy, or one with the same bytes).
+        let mut replaceable: Option<LocalStamp> = None;
         match platform.stat(bundle, &target).map_err(|e| Failure::io(&e))? {
             None => {}
             Some(s) if s.is_dir => return Err(Failure::unknown(format!("a folder is in the way at {target}"))),
@@ -387,10 +397,23 @@ impl Downloads {
                     let remote = platform.hash_file(bundle, &a.temp).map_err(|e| Failure::io(&e))?;
                     local == remote
                 };
-                if !ours && !same {
+                if ours || same {
+                    replaceable = Some(s.into());
+                } else {
                     let copy = conflict_copy_name(platform, bundle, &target);
                     platform.rename(bundle, &target, &copy).map_err(|e| Failure::io(&e))?;
                 }
+            }
+        }
+        // Checked again right before the rename (hashing takes time): a file
+        // written or changed meanwhile is kept as a conflict copy too.
+        if let Some(now) = platform.stat(bundle, &target).map_err(|e| Failure::io(&e))? {
+            if now.is_dir {
+                return Err(Failure::unknown(format!("a folder is in the way at {target}")));
+            }
+            if replaceable != Some(now.into()) {
+                let copy = conflict_copy_name(platform, bundle, &target);
+                platform.rename(bundle, &target, &copy).map_err(|e| Failure::io(&e))?;
             }
         }
         platform.rename(bundle, &a.temp, &target).map_err(|e| Failure::io(&e))?;
@@ -466,9 +489,15 @@ impl Downloads {
         emit(platform, &self.caches, a.subscribers.iter().copied(), &p);
     }
 
-    fn new_temp(&mut self, platform: &impl Platform) -> String {
+    /// A temp name of this file's own: two files never share one, whatever
+    /// the clock does (one transfer per file at a time).
+    fn new_temp(&mut self, platform: &impl Platform, file: &AppFile) -> String {
         self.temp_seq += 1;
-        format!("{STAGING_DIR}/{}-{}.part", platform.now_ms(), self.temp_seq)
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in file.bundle.bytes().chain([b'/']).chain(file.path.bytes()) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+        format!("{STAGING_DIR}/{h:016x}-{}-{}.part", platform.now_ms(), self.temp_seq)
     }
 }
 

@@ -36,8 +36,9 @@ impl ApiError {
     pub fn invalid_uri(uri: &str, why: &str) -> Self {
         Self::new(codes::INVALID_URI, format!("invalid URI {uri:?}: {why}"))
     }
-    pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(codes::INTERNAL, message)
+    /// The service failed (13600001): a metadata or host failure.
+    pub fn service(message: impl Into<String>) -> Self {
+        Self::new(codes::SERVICE_FAILED, message)
     }
 }
 

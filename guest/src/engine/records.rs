@@ -57,7 +57,7 @@ pub fn key(kind: &str, file: &AppFile) -> String {
 pub fn get<T: DeserializeOwned>(platform: &impl Platform, key: &str) -> Result<Option<T>, ApiError> {
     match platform
         .meta_get(key)
-        .map_err(|e| ApiError::internal(format!("metadata read failed: {e}")))?
+        .map_err(|e| ApiError::service(format!("metadata read failed: {e}")))?
     {
         None => Ok(None),
         // A record that does not parse is treated as absent: the engine then

@@ -172,6 +172,9 @@ async fn download(rt: &Runtime, target: &str, keep_partial: bool, json: bool) ->
         bar
     });
     let mut stopping = false;
+    // One signal future for the whole wait: a Ctrl-C is never missed.
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
     let last = loop {
         tokio::select! {
             event = events.recv() => {
@@ -189,9 +192,13 @@ async fn download(rt: &Runtime, target: &str, keep_partial: bool, json: bool) ->
                     break p;
                 }
             }
-            _ = tokio::signal::ctrl_c(), if !stopping => {
+            _ = &mut ctrl_c, if !stopping => {
                 stopping = true;
-                cache.stop(&uri, !keep_partial).await?;
+                match cache.stop(&uri, !keep_partial).await {
+                    // Finished in the meantime: its own terminal event follows.
+                    Err(e) if e.code == cloudsync::codes::NO_SUCH_FILE => {}
+                    other => other?,
+                }
             }
         }
     };

@@ -123,7 +123,10 @@ impl Cloud for LocalFolderCloud {
     async fn list(&self, prefix: &str) -> Result<Vec<CloudObject>, CloudError> {
         // List the deepest folder the prefix names, then filter by the prefix.
         let dir = match prefix.rfind('/') {
-            Some(i) => self.root.join(&prefix[..i]),
+            Some(i) => {
+                check_key(&prefix[..i])?;
+                self.root.join(&prefix[..i])
+            }
             None => self.root.clone(),
         };
         let mut out = Vec::new();

@@ -135,9 +135,15 @@ impl Driver {
             let live = self.instantiate()?;
             self.live = Some(live);
             self.generation += 1;
-            // Recovery: what a crash or a trapped instance left is cleaned now.
-            self.call(|b, s| b.ohos_cloudsync_engine().call_init(s))?
-                .map_err(guest_error)?;
+            // Recovery: what a crash or a trapped instance left is cleaned
+            // now; an instance that cannot recover is not kept.
+            let init = self
+                .call(|b, s| b.ohos_cloudsync_engine().call_init(s))
+                .and_then(|r| r.map_err(guest_error));
+            if let Err(e) = init {
+                self.live = None;
+                return Err(e);
+            }
         }
         Ok(self.live.as_mut().expect("just made"))
     }
@@ -279,10 +285,12 @@ impl Driver {
             return Vec::new();
         };
         match listener {
-            Some(l) => {
+            // Only this object's own listener: an id of another is left alone.
+            Some(l) if o.listeners.contains(&l) => {
                 o.listeners.retain(|x| *x != l);
                 vec![l]
             }
+            Some(_) => Vec::new(),
             None => std::mem::take(&mut o.listeners),
         }
     }

@@ -33,6 +33,8 @@ pub(crate) mod bindings {
 pub enum BuildError {
     #[error("cloudsync must be built inside a tokio runtime")]
     NoTokioRuntime,
+    #[error("cloudsync needs a multi-thread tokio runtime (e.g. #[tokio::main] or #[tokio::test(flavor = \"multi_thread\")])")]
+    CurrentThreadRuntime,
     #[error("cannot prepare {path}: {source}")]
     Folder { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
@@ -140,11 +142,15 @@ impl RuntimeBuilder {
     }
 
     /// Loads the component, opens the metadata store and starts the
-    /// engine's instance. Must be called inside a tokio runtime, which then
-    /// runs the transfers; a multi-thread runtime is best (on a
-    /// current-thread one, bytes move only while its thread awaits).
+    /// engine's instance. Must be called inside a multi-thread tokio
+    /// runtime, which then runs the transfers.
     pub async fn build(self) -> Result<Runtime, BuildError> {
         let handle = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoTokioRuntime)?;
+        if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
+            // The engine thread waits on transfers that only the runtime's
+            // own thread could drive.
+            return Err(BuildError::CurrentThreadRuntime);
+        }
         std::fs::create_dir_all(&self.root).map_err(|source| BuildError::Folder {
             path: self.root.clone(),
             source,

@@ -123,6 +123,19 @@ impl HostState {
         }
     }
 
+    /// Metadata keys are `<kind>/<bundle>/…`: the store is shared by every
+    /// app on this root, so an app reaches only the records of bundles it
+    /// may act for.
+    fn grant_key(&self, key: &str) -> Result<(), storage::IoError> {
+        match key.split('/').nth(1) {
+            Some(bundle) if !bundle.is_empty() && key.matches('/').count() >= 2 => self.grant(bundle),
+            _ => Err(io_error(
+                storage::IoErrorKind::PermissionDenied,
+                format!("metadata key {key:?} is not <kind>/<bundle>/…"),
+            )),
+        }
+    }
+
     fn resolve(&self, bundle: &str, path: &str) -> Result<std::path::PathBuf, storage::IoError> {
         self.grant(bundle)?;
         self.b.areas.resolve(bundle, path).map_err(sandbox_error)
@@ -219,8 +232,15 @@ impl storage::Host for HostState {
         self.timed(|s| {
             let p = s.resolve(&bundle, &path)?;
             match std::fs::remove_file(&p) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(std_io_error(&path, e)),
-                _ => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(std_io_error(&path, e)),
+                // Durable, like rename: the entry is gone from disk when this returns.
+                Ok(()) => match p.parent() {
+                    Some(dir) => std::fs::File::open(dir)
+                        .and_then(|d| d.sync_all())
+                        .map_err(|e| std_io_error(&path, e)),
+                    None => Ok(()),
+                },
             }
         })
     }
@@ -264,15 +284,24 @@ impl storage::Host for HostState {
     }
 
     fn meta_get(&mut self, key: String) -> Result<Option<Vec<u8>>, storage::IoError> {
-        self.timed(|s| s.b.meta.get(&key).map_err(meta_error))
+        self.timed(|s| {
+            s.grant_key(&key)?;
+            s.b.meta.get(&key).map_err(meta_error)
+        })
     }
 
     fn meta_scan(&mut self, prefix: String) -> Result<Vec<(String, Vec<u8>)>, storage::IoError> {
-        self.timed(|s| s.b.meta.scan(&prefix).map_err(meta_error))
+        self.timed(|s| {
+            s.grant_key(&prefix)?;
+            s.b.meta.scan(&prefix).map_err(meta_error)
+        })
     }
 
     fn meta_commit(&mut self, changes: Vec<storage::MetaChange>) -> Result<(), storage::IoError> {
         self.timed(|s| {
+            for c in &changes {
+                s.grant_key(&c.key)?;
+            }
             let changes: Vec<(String, Option<Vec<u8>>)> = changes.into_iter().map(|c| (c.key, c.value)).collect();
             s.b.meta.commit(&changes).map_err(meta_error)
         })
@@ -292,6 +321,12 @@ impl cloud::Host for HostState {
         self.timed(|s| {
             s.grant(&bundle)
                 .map_err(|e| wit_cloud_error_kind(cloud::CloudErrorKind::Unauthorized, e.message))?;
+            // A prefix is a key's beginning: no `.`, `..` or empty parts
+            // (a trailing `/` aside), so a listing never leaves the bundle.
+            let parts = prefix.strip_suffix('/').unwrap_or(&prefix);
+            if !parts.is_empty() {
+                crate::cloud::check_key(parts).map_err(wit_cloud_error)?;
+            }
             let key_prefix = format!("{bundle}/{prefix}");
             let objects = s.block(s.b.cloud.list(&key_prefix)).map_err(wit_cloud_error)?;
             Ok(objects.into_iter().map(|o| wit_object(&bundle, o)).collect())
