@@ -70,3 +70,15 @@ async fn the_guest_reaches_no_files_no_environment_and_no_network() {
     let err = cache.start(&uri("probe")).await.unwrap_err();
     assert_eq!(err.message, "fs=denied env=0 args=0 net=denied");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imports_keep_a_component_to_its_own_bundle() {
+    let h = evil().await;
+    let cache = CloudFileCache::new(&h.rt).await.unwrap();
+    let err = cache.start(&uri("trespass")).await.unwrap_err();
+    assert_eq!(
+        err.message,
+        "list-up=refused list-deep=refused meta-other=refused meta-write=refused \
+         bare-key=refused files-other=refused own=allowed"
+    );
+}

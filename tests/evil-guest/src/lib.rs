@@ -6,6 +6,9 @@
 //! - `…/panic`: panics (a trap);
 //! - `…/probe`: tries the file system, the environment and the network,
 //!   and reports what it could reach as the error message;
+//! - `…/trespass`: uses its imports against other apps' data (a listing
+//!   that climbs out of its cloud folder, another bundle's metadata and
+//!   files) and reports what the host allowed;
 //! - anything else: succeeds.
 #![cfg(target_arch = "wasm32")]
 
@@ -15,6 +18,7 @@ mod bindings {
 
 use bindings::exports::ohos::cloudsync::{engine, file_cache};
 use bindings::ohos::cloudsync::types::Error;
+use bindings::ohos::cloudsync::{cloud, permission, storage};
 
 struct Evil;
 
@@ -59,6 +63,25 @@ impl file_cache::GuestCloudFileCache for Cache {
         }
         if uri.ends_with("/panic") {
             panic!("deliberate panic in the evil guest");
+        }
+        if uri.ends_with("/trespass") {
+            let me = permission::caller_bundle();
+            let allowed = |ok: bool| if ok { "allowed" } else { "refused" };
+            let list_up = allowed(cloud::list(&me, "../").is_ok());
+            let list_deep = allowed(cloud::list(&me, "a/../../").is_ok());
+            let meta_other = allowed(storage::meta_get("partial/other.app/x").is_ok());
+            let change = storage::MetaChange { key: "partial/other.app/x".into(), value: Some(b"{}".to_vec()) };
+            let meta_write = allowed(storage::meta_commit(&[change]).is_ok());
+            let bare_key = allowed(storage::meta_get("no-bundle").is_ok());
+            let files_other = allowed(storage::stat("other.app", "cloud/x").is_ok());
+            let own = allowed(storage::meta_get(&format!("partial/{me}/x")).is_ok());
+            return Err(Error {
+                code: 1,
+                message: format!(
+                    "list-up={list_up} list-deep={list_deep} meta-other={meta_other} meta-write={meta_write} \
+                     bare-key={bare_key} files-other={files_other} own={own}"
+                ),
+            });
         }
         if uri.ends_with("/probe") {
             let fs = match std::fs::read_dir("/") {
