@@ -70,7 +70,10 @@ impl file_cache::GuestCloudFileCache for Cache {
             let list_up = allowed(cloud::list(&me, "../").is_ok());
             let list_deep = allowed(cloud::list(&me, "a/../../").is_ok());
             let meta_other = allowed(storage::meta_get("partial/other.app/x").is_ok());
-            let change = storage::MetaChange { key: "partial/other.app/x".into(), value: Some(b"{}".to_vec()) };
+            let change = storage::MetaChange {
+                key: "partial/other.app/x".into(),
+                value: Some(b"{}".to_vec()),
+            };
             let meta_write = allowed(storage::meta_commit(&[change]).is_ok());
             let bare_key = allowed(storage::meta_get("no-bundle").is_ok());
             let files_other = allowed(storage::stat("other.app", "cloud/x").is_ok());
