@@ -102,31 +102,47 @@ impl DalCloud {
         Ok(self.object(key, &meta))
     }
 
+    /// Sends `data` through `writer`: in parts, or gathered into one body
+    /// (up to a bound) for one-shot backends (OpenDAL's WebDAV).
+    async fn write_body(
+        &self,
+        key: &str,
+        writer: &mut opendal::Writer,
+        data: &mut ByteStream,
+    ) -> Result<(), CloudError> {
+        let source =
+            |e: std::io::Error| CloudError::new(CloudErrorKind::Other, format!("reading the upload source: {e}"));
+        if self.one_shot_writes {
+            let mut body = Vec::new();
+            data.take(ONE_SHOT_MAX + 1)
+                .read_to_end(&mut body)
+                .await
+                .map_err(source)?;
+            if body.len() as u64 > ONE_SHOT_MAX {
+                return Err(CloudError::new(
+                    CloudErrorKind::Other,
+                    format!("{key}: {} takes uploads of at most {ONE_SHOT_MAX} bytes", self.describe),
+                ));
+            }
+            return writer.write(body).await.map_err(|e| error(key, e));
+        }
+        let mut buf = vec![0u8; PART_SIZE];
+        loop {
+            let n = data.read(&mut buf).await.map_err(source)?;
+            if n == 0 {
+                return Ok(());
+            }
+            writer.write(buf[..n].to_vec()).await.map_err(|e| error(key, e))?;
+        }
+    }
+
     /// Checks a precondition by reading the current etag, for backends whose
     /// writes or deletes cannot carry it. A change in the instant between
     /// this check and the write is not caught; everything else is.
     async fn check(&self, key: &str, precondition: &Precondition) -> Result<(), CloudError> {
         match precondition {
             Precondition::None => Ok(()),
-            Precondition::IfMatch(etag) => {
-                let now = self.stat_file(key).await?;
-                if &now.etag == etag {
-                    Ok(())
-                } else {
-                    Err(CloudError::new(
-                        CloudErrorKind::PreconditionFailed,
-                        format!("{key} changed (etag {})", now.etag),
-                    ))
-                }
-            }
-            Precondition::IfAbsent => match self.stat_file(key).await {
-                Ok(_) => Err(CloudError::new(
-                    CloudErrorKind::PreconditionFailed,
-                    format!("{key} already exists"),
-                )),
-                Err(e) if e.kind == CloudErrorKind::NotFound => Ok(()),
-                Err(e) => Err(e),
-            },
+            p => p.check(key, self.stat_file(key).await),
         }
     }
 }
@@ -219,14 +235,7 @@ impl Cloud for DalCloud {
         if_match: Option<&str>,
     ) -> Result<(CloudObject, ByteStream), CloudError> {
         let object = self.stat_file(key).await?;
-        if let Some(etag) = if_match {
-            if object.etag != etag {
-                return Err(CloudError::new(
-                    CloudErrorKind::PreconditionFailed,
-                    format!("{key} changed (etag {})", object.etag),
-                ));
-            }
-        }
+        object.expect_etag(if_match)?;
         let mut reader = self.op.reader_with(key);
         if self.conditional_reads && self.op.info().capability().read_with_if_match && !object.etag.starts_with("weak:")
         {
@@ -260,51 +269,10 @@ impl Cloud for DalCloud {
             other => self.check(key, other).await?,
         }
         let mut writer = writer.await.map_err(|e| error(key, e))?;
-        if self.one_shot_writes {
-            // One-shot backends (OpenDAL's WebDAV) take the body in one
-            // write: it is gathered in memory, up to a bound.
-            let mut body = Vec::new();
-            let read = (&mut data).take(ONE_SHOT_MAX + 1).read_to_end(&mut body).await;
-            if let Err(e) = read {
-                let _ = writer.abort().await;
-                return Err(CloudError::new(
-                    CloudErrorKind::Other,
-                    format!("reading the upload source: {e}"),
-                ));
-            }
-            if body.len() as u64 > ONE_SHOT_MAX {
-                let _ = writer.abort().await;
-                return Err(CloudError::new(
-                    CloudErrorKind::Other,
-                    format!("{key}: {} takes uploads of at most {ONE_SHOT_MAX} bytes", self.describe),
-                ));
-            }
-            if let Err(e) = writer.write(body).await {
-                let _ = writer.abort().await;
-                return Err(error(key, e));
-            }
-            writer.close().await.map_err(|e| error(key, e))?;
-            return self.stat_file(key).await;
-        }
-        let mut buf = vec![0u8; PART_SIZE];
-        loop {
-            let n = match data.read(&mut buf).await {
-                Ok(n) => n,
-                Err(e) => {
-                    let _ = writer.abort().await;
-                    return Err(CloudError::new(
-                        CloudErrorKind::Other,
-                        format!("reading the upload source: {e}"),
-                    ));
-                }
-            };
-            if n == 0 {
-                break;
-            }
-            if let Err(e) = writer.write(buf[..n].to_vec()).await {
-                let _ = writer.abort().await;
-                return Err(error(key, e));
-            }
+        // Any failure aborts the upload: no partial object is left behind.
+        if let Err(e) = self.write_body(key, &mut writer, &mut data).await {
+            let _ = writer.abort().await;
+            return Err(e);
         }
         writer.close().await.map_err(|e| error(key, e))?;
         self.stat_file(key).await

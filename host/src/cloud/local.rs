@@ -62,16 +62,6 @@ impl LocalFolderCloud {
             Err(e) => Err(io_error(key, e)),
         }
     }
-
-    fn check_etag(object: &CloudObject, if_match: Option<&str>) -> Result<(), CloudError> {
-        match if_match {
-            Some(etag) if etag != object.etag => Err(CloudError::new(
-                CloudErrorKind::PreconditionFailed,
-                format!("{} changed: etag {} is not {etag}", object.key, object.etag),
-            )),
-            _ => Ok(()),
-        }
-    }
 }
 
 fn io_error(key: &str, e: std::io::Error) -> CloudError {
@@ -149,7 +139,7 @@ impl Cloud for LocalFolderCloud {
             return Err(CloudError::not_found(key));
         }
         let object = Self::object(key, &meta);
-        Self::check_etag(&object, if_match)?;
+        object.expect_etag(if_match)?;
         let mut file = tokio::fs::File::from_std(file);
         file.seek(SeekFrom::Start(offset)).await.map_err(|e| io_error(key, e))?;
         Ok((object, Box::pin(file)))
@@ -182,17 +172,9 @@ impl Cloud for LocalFolderCloud {
             return Err(io_error(key, e));
         }
         // Checked as late as possible: just before the rename.
-        let check = match &precondition {
+        let check = match precondition {
             Precondition::None => Ok(()),
-            Precondition::IfMatch(etag) => self.stat_sync(key).and_then(|o| Self::check_etag(&o, Some(etag))),
-            Precondition::IfAbsent => match self.stat_sync(key) {
-                Ok(o) => Err(CloudError::new(
-                    CloudErrorKind::PreconditionFailed,
-                    format!("{} already exists", o.key),
-                )),
-                Err(e) if e.kind == CloudErrorKind::NotFound => Ok(()),
-                Err(e) => Err(e),
-            },
+            p => p.check(key, self.stat_sync(key)),
         };
         if let Err(e) = check {
             let _ = std::fs::remove_file(&temp);
@@ -209,7 +191,7 @@ impl Cloud for LocalFolderCloud {
     async fn delete(&self, key: &str, if_match: Option<&str>) -> Result<(), CloudError> {
         let path = self.path(key)?;
         if if_match.is_some() {
-            Self::check_etag(&self.stat_sync(key)?, if_match)?;
+            self.stat_sync(key)?.expect_etag(if_match)?;
         }
         std::fs::remove_file(&path).map_err(|e| io_error(key, e))
     }

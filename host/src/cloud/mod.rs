@@ -102,6 +102,36 @@ pub enum Precondition {
     IfAbsent,
 }
 
+impl Precondition {
+    /// Checks the precondition against `current`, the object as it is now
+    /// (or the error that looking it up gave).
+    pub fn check(&self, key: &str, current: Result<CloudObject, CloudError>) -> Result<(), CloudError> {
+        match (self, current) {
+            (Precondition::None, _) => Ok(()),
+            (Precondition::IfMatch(etag), current) => current?.expect_etag(Some(etag)),
+            (Precondition::IfAbsent, Ok(_)) => Err(CloudError::new(
+                CloudErrorKind::PreconditionFailed,
+                format!("{key} already exists"),
+            )),
+            (Precondition::IfAbsent, Err(e)) if e.kind == CloudErrorKind::NotFound => Ok(()),
+            (Precondition::IfAbsent, Err(e)) => Err(e),
+        }
+    }
+}
+
+impl CloudObject {
+    /// `PreconditionFailed` unless the object is the version `if_match` names.
+    pub fn expect_etag(&self, if_match: Option<&str>) -> Result<(), CloudError> {
+        match if_match {
+            Some(etag) if etag != self.etag => Err(CloudError::new(
+                CloudErrorKind::PreconditionFailed,
+                format!("{} changed: etag {} is not {etag}", self.key, self.etag),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// A byte stream over a buffer in memory.
 pub fn bytes_stream(data: Vec<u8>) -> ByteStream {
     Box::pin(std::io::Cursor::new(data))
