@@ -7,10 +7,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::place::{error_type, verify_and_place, Arrived, Failure};
 use super::records::{self, LocalStamp, PartialRecord, SyncedRecord, PARTIAL, SYNCED};
 use super::{
     codes, parse_app_uri, ApiError, AppFile, CloudError, CloudErrorKind, DownloadErrorType, DownloadProgress,
-    DownloadRequest, IoError, IoErrorKind, ListenerId, Platform, State, TransferId, TransferState, PROGRESS_EVENT,
+    DownloadRequest, IoErrorKind, ListenerId, Platform, State, TransferId, TransferState, PROGRESS_EVENT,
 };
 
 /// Where partial downloads live in a bundle's local area (outside `cloud/`,
@@ -324,107 +325,35 @@ impl Downloads {
     /// Removes partial downloads that a crash (or a trapped instance) left
     /// behind; those kept on purpose by `stop(uri, false)` stay.
     pub fn recover(&mut self, platform: &impl Platform) -> Result<(), ApiError> {
-        let bundle = platform.caller_bundle();
-        let prefix = format!("{PARTIAL}/{bundle}/");
-        let stale = platform
-            .meta_scan(&prefix)
-            .map_err(|e| ApiError::service(format!("metadata scan failed: {e}")))?;
-        let mut changes = Vec::new();
-        for (key, value) in stale {
-            let record: Option<PartialRecord> = serde_json::from_slice(&value).ok();
-            if record.as_ref().is_some_and(|r| r.kept) {
-                continue;
-            }
-            // Only ever a file of ours in the staging area, whatever a
-            // record says.
-            if let Some(r) = record.filter(|r| r.temp.starts_with(&format!("{STAGING_DIR}/"))) {
-                platform
-                    .remove_file(&bundle, &r.temp)
-                    .map_err(|e| ApiError::service(format!("cannot remove {}: {e}", r.temp)))?;
-            }
-            changes.push((key, None));
-        }
-        if !changes.is_empty() {
-            platform
-                .meta_commit(changes)
-                .map_err(|e| ApiError::service(format!("metadata write failed: {e}")))?;
-        }
-        Ok(())
+        recover_bundle(platform, &platform.caller_bundle())
     }
 
     /// Verifies the temp file and renames it into place.
     fn finish(&mut self, platform: &impl Platform, file: &AppFile) -> Result<(), Failure> {
         let a = &self.active[file];
         let bundle = &file.bundle;
-        let got = platform.stat(bundle, &a.temp).map_err(|e| Failure::io(&e))?;
-        let got = got.map_or(0, |s| s.size);
-        if got != a.size {
-            return Err(Failure::unknown(format!(
-                "the cloud sent {got} bytes of {}: the content was cut short",
-                a.size
-            )));
-        }
-        if let Some(expected) = a.content_hash.as_deref().and_then(|h| h.strip_prefix("sha256:")) {
-            let actual = platform.hash_file(bundle, &a.temp).map_err(|e| Failure::io(&e))?;
-            if !actual.eq_ignore_ascii_case(expected) {
-                return Err(Failure::unknown(format!(
-                    "content hash {actual} is not the cloud's {expected}"
-                )));
-            }
-        }
-
-        let target = file.local_path();
-        if let Some(parent) = target.rsplit_once('/').map(|(p, _)| p) {
-            platform.create_dir_all(bundle, parent).map_err(|e| Failure::io(&e))?;
-        }
         let synced_key = records::key(SYNCED, file);
-        // What may be replaced: nothing, or a file we judged safe to
-        // replace (our own unchanged copy, or one with the same bytes).
-        let mut replaceable: Option<LocalStamp> = None;
-        match platform.stat(bundle, &target).map_err(|e| Failure::io(&e))? {
-            None => {}
-            Some(s) if s.is_dir => return Err(Failure::unknown(format!("a folder is in the way at {target}"))),
-            Some(s) => {
-                // Overwrite only what we wrote ourselves and nobody changed
-                // since; any other local content is kept as a conflict copy
-                // unless it is byte-identical.
-                let ours = records::get::<SyncedRecord>(platform, &synced_key)
-                    .ok()
-                    .flatten()
-                    .is_some_and(|r| r.local == LocalStamp::from(s));
-                let same = !ours && s.size == a.size && {
-                    let local = platform.hash_file(bundle, &target).map_err(|e| Failure::io(&e))?;
-                    let remote = platform.hash_file(bundle, &a.temp).map_err(|e| Failure::io(&e))?;
-                    local == remote
-                };
-                if ours || same {
-                    replaceable = Some(s.into());
-                } else {
-                    let copy = conflict_copy_name(platform, bundle, &target);
-                    platform.rename(bundle, &target, &copy).map_err(|e| Failure::io(&e))?;
-                }
-            }
-        }
-        // Checked again right before the rename (hashing takes time): a file
-        // written or changed meanwhile is kept as a conflict copy too.
-        if let Some(now) = platform.stat(bundle, &target).map_err(|e| Failure::io(&e))? {
-            if now.is_dir {
-                return Err(Failure::unknown(format!("a folder is in the way at {target}")));
-            }
-            if replaceable != Some(now.into()) {
-                let copy = conflict_copy_name(platform, bundle, &target);
-                platform.rename(bundle, &target, &copy).map_err(|e| Failure::io(&e))?;
-            }
-        }
-        platform.rename(bundle, &a.temp, &target).map_err(|e| Failure::io(&e))?;
-        let placed = platform
-            .stat(bundle, &target)
-            .map_err(|e| Failure::io(&e))?
-            .ok_or_else(|| Failure::unknown(format!("{target} vanished right after it was placed")))?;
+        // Overwrite only what we wrote ourselves and nobody changed since.
+        let ours = records::get::<SyncedRecord>(platform, &synced_key)
+            .ok()
+            .flatten()
+            .map(|r| r.local);
+        let target = file.local_path();
+        let arrived = Arrived {
+            bundle,
+            temp: &a.temp,
+            target: &target,
+            size: a.size,
+            content_hash: a.content_hash.as_deref(),
+        };
+        let placed = verify_and_place(platform, &arrived, ours)?;
         let record = SyncedRecord {
             etag: a.etag.clone(),
             size: a.size,
-            local: placed.into(),
+            local: placed.stamp,
+            hash: placed.hash,
+            uploaded: false,
+            recorded_ms: platform.now_ms(),
         };
         // The file is whole in place even if this write fails; a later start
         // then finds it unknown, hashes it and sees it is equal.
@@ -501,7 +430,37 @@ impl Downloads {
     }
 }
 
-fn check_event(event: &str) -> Result<(), ApiError> {
+/// Removes `bundle`'s partial downloads that a crash (or a trapped
+/// instance) left behind; those kept on purpose by `stop(uri, false)` stay.
+pub fn recover_bundle(platform: &impl Platform, bundle: &str) -> Result<(), ApiError> {
+    let prefix = format!("{PARTIAL}/{bundle}/");
+    let stale = platform
+        .meta_scan(&prefix)
+        .map_err(|e| ApiError::service(format!("metadata scan failed: {e}")))?;
+    let mut changes = Vec::new();
+    for (key, value) in stale {
+        let record: Option<PartialRecord> = serde_json::from_slice(&value).ok();
+        if record.as_ref().is_some_and(|r| r.kept) {
+            continue;
+        }
+        // Only ever a file of ours in the staging area, whatever a
+        // record says.
+        if let Some(r) = record.filter(|r| r.temp.starts_with(&format!("{STAGING_DIR}/"))) {
+            platform
+                .remove_file(bundle, &r.temp)
+                .map_err(|e| ApiError::service(format!("cannot remove {}: {e}", r.temp)))?;
+        }
+        changes.push((key, None));
+    }
+    if !changes.is_empty() {
+        platform
+            .meta_commit(changes)
+            .map_err(|e| ApiError::service(format!("metadata write failed: {e}")))?;
+    }
+    Ok(())
+}
+
+pub fn check_event(event: &str) -> Result<(), ApiError> {
     if event == PROGRESS_EVENT {
         Ok(())
     } else {
@@ -550,51 +509,6 @@ fn discard_partial(platform: &impl Platform, file: &AppFile, temp: &str) {
     let _ = platform.meta_commit(vec![(records::key(PARTIAL, file), None)]);
 }
 
-fn error_type(e: &CloudError) -> DownloadErrorType {
-    match e.kind {
-        CloudErrorKind::NotFound => DownloadErrorType::ContentNotFound,
-        CloudErrorKind::Network => DownloadErrorType::NetworkUnavailable,
-        CloudErrorKind::Throttled => DownloadErrorType::FrequentUserRequests,
-        CloudErrorKind::LocalNoSpace => DownloadErrorType::LocalStorageFull,
-        _ => DownloadErrorType::UnknownError,
-    }
-}
-
-/// Why a download failed: the seed's error type, and the words of whoever
-/// failed (the cloud, the file system), for people.
-struct Failure {
-    kind: DownloadErrorType,
-    reason: String,
-}
-
-impl Failure {
-    fn unknown(reason: impl Into<String>) -> Self {
-        Failure {
-            kind: DownloadErrorType::UnknownError,
-            reason: reason.into(),
-        }
-    }
-    fn cloud(e: &CloudError) -> Self {
-        Failure {
-            kind: error_type(e),
-            reason: e.message.clone(),
-        }
-    }
-    fn io(e: &IoError) -> Self {
-        Failure {
-            kind: io_error_type(e),
-            reason: e.to_string(),
-        }
-    }
-}
-
-fn io_error_type(e: &IoError) -> DownloadErrorType {
-    match e.kind {
-        IoErrorKind::NoSpace => DownloadErrorType::LocalStorageFull,
-        _ => DownloadErrorType::UnknownError,
-    }
-}
-
 fn progress(uri: &str, state: State, processed: u64, size: u64, error: DownloadErrorType) -> DownloadProgress {
     DownloadProgress {
         state,
@@ -616,50 +530,6 @@ fn emit(
             platform.emit_download(*listener, p);
         }
     }
-}
-
-/// `dir/name (conflict <device> <YYYY-MM-DD HHMMSS>).ext`, not yet taken.
-fn conflict_copy_name(platform: &impl Platform, bundle: &str, path: &str) -> String {
-    let (dir, name) = match path.rsplit_once('/') {
-        Some((d, n)) => (format!("{d}/"), n),
-        None => (String::new(), path),
-    };
-    let (stem, ext) = match name.rfind('.') {
-        Some(i) if i > 0 => (&name[..i], &name[i..]),
-        _ => (name, ""),
-    };
-    let when = format_utc(platform.now_ms());
-    let device = platform.device_name();
-    let mut n = 1;
-    loop {
-        let suffix = if n == 1 { String::new() } else { format!(" {n}") };
-        let candidate = format!("{dir}{stem} (conflict {device} {when}{suffix}){ext}");
-        if !matches!(platform.stat(bundle, &candidate), Ok(Some(_))) {
-            return candidate;
-        }
-        n += 1;
-    }
-}
-
-/// `YYYY-MM-DD HHMMSS` in UTC (civil-from-days, Howard Hinnant's algorithm).
-pub fn format_utc(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}{:02}{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 #[cfg(test)]

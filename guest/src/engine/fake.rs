@@ -20,8 +20,34 @@ pub struct Transfer {
     pub done: bool,
 }
 
+/// An upload in the fake: it completes (atomically, reading the local file
+/// then) after `polls_left` more polls.
+pub struct Upload {
+    pub request: UploadRequest,
+    pub polls_left: u32,
+    pub result: Option<Result<CloudObject, CloudError>>,
+    pub cancelled: bool,
+}
+
 pub struct State_ {
     pub caller: String,
+    pub permissions: BTreeSet<String>,
+    pub system_app: bool,
+    /// The cloud refuses the account (22400001 at sync start).
+    pub cloud_ready: bool,
+    pub uploads: BTreeMap<TransferId, Upload>,
+    /// Polls an upload takes.
+    pub upload_polls: u32,
+    /// The next upload fails with this.
+    pub upload_fail: Option<CloudError>,
+    /// Folders made with `create_dir_all` (a scan of one that has no files is not "missing").
+    pub made_dirs: BTreeSet<(String, String)>,
+    pub sync_events: Vec<(ListenerId, SyncProgress)>,
+    /// Files whose content was read (hashed).
+    pub reads: u64,
+    /// A power cut after this many more writes: from then on every write
+    /// fails and changes nothing (the instance is then thrown away).
+    pub crash_countdown: Option<u32>,
     pub device: DeviceStatus,
     pub now_ms: u64,
     pub clock_ns: u64,
@@ -54,6 +80,19 @@ impl Fake {
     pub fn new() -> Self {
         Fake(RefCell::new(State_ {
             caller: APP.into(),
+            permissions: ["ohos.permission.CLOUDFILE_SYNC", "ohos.permission.CLOUDFILE_SYNC_MANAGER"]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            system_app: true,
+            cloud_ready: true,
+            uploads: BTreeMap::new(),
+            upload_polls: 1,
+            upload_fail: None,
+            made_dirs: BTreeSet::new(),
+            sync_events: Vec::new(),
+            reads: 0,
+            crash_countdown: None,
             device: DeviceStatus {
                 network_available: true,
                 wifi_available: true,
@@ -76,6 +115,133 @@ impl Fake {
             events: Vec::new(),
             failures: Vec::new(),
         }))
+    }
+
+    pub fn take_sync_events(&self) -> Vec<(ListenerId, SyncProgress)> {
+        std::mem::take(&mut self.0.borrow_mut().sync_events)
+    }
+
+    pub fn cloud(&self, path: &str) -> Option<Vec<u8>> {
+        self.0
+            .borrow()
+            .cloud
+            .get(&(APP.to_string(), path.to_string()))
+            .map(|(d, _)| d.clone())
+    }
+
+    pub fn remove_cloud(&self, path: &str) {
+        self.0.borrow_mut().cloud.remove(&(APP.to_string(), path.to_string()));
+    }
+
+    pub fn remove_local(&self, path: &str) {
+        self.0.borrow_mut().local.remove(&(APP.to_string(), path.to_string()));
+    }
+
+    /// Rewrites a local file in place: same inode, and with `same_mtime` the
+    /// same mtime too (an edit within the clock's resolution).
+    pub fn edit_local_in_place(&self, path: &str, data: &[u8], same_mtime: bool) {
+        let mut s = self.0.borrow_mut();
+        s.clock_ns += 1;
+        let clock = s.clock_ns;
+        let f = s.local.get_mut(&(APP.to_string(), path.to_string())).expect("exists");
+        f.data = data.to_vec();
+        if !same_mtime {
+            f.mtime_ns = clock;
+        }
+    }
+
+    /// Whether a write may happen (no power cut yet).
+    fn alive(&self) -> bool {
+        let mut s = self.0.borrow_mut();
+        match s.crash_countdown {
+            Some(0) => false,
+            Some(n) => {
+                s.crash_countdown = Some(n - 1);
+                true
+            }
+            None => true,
+        }
+    }
+
+    /// Whether nothing has happened since `path` was last written: only
+    /// then can an edit leave its mtime where it was.
+    pub fn written_in_current_tick(&self, path: &str) -> bool {
+        let s = self.0.borrow();
+        s.local
+            .get(&(APP.to_string(), path.to_string()))
+            .is_some_and(|f| f.mtime_ns == s.clock_ns)
+    }
+
+    fn finish_upload(&self, id: TransferId) -> Option<TransferStatus> {
+        let writes_now = {
+            let s = self.0.borrow();
+            let u = s.uploads.get(&id)?;
+            u.result.is_none() && u.polls_left == 0 && !u.cancelled
+        };
+        let alive = !writes_now || self.alive();
+        let mut s = self.0.borrow_mut();
+        let fail = s.upload_fail.clone();
+        let u = s.uploads.get_mut(&id)?;
+        if u.cancelled {
+            return None;
+        }
+        if u.result.is_none() {
+            if u.polls_left > 0 {
+                u.polls_left -= 1;
+                return Some(TransferStatus {
+                    bytes: 0,
+                    state: TransferState::Running,
+                    uploaded: None,
+                });
+            }
+            let req = u.request.clone();
+            let result = (|| {
+                if !alive {
+                    return Err(CloudError::new(CloudErrorKind::Network, "power cut"));
+                }
+                if let Some(e) = fail {
+                    return Err(e);
+                }
+                let key = (req.bundle.clone(), req.cloud_path.clone());
+                let current = s.cloud.get(&key).map(|(_, e)| e.clone());
+                match (&req.precondition, &current) {
+                    (WritePrecondition::IfMatch(want), Some(have)) if want == have => {}
+                    (WritePrecondition::IfAbsent, None) | (WritePrecondition::None, _) => {}
+                    _ => return Err(CloudError::new(CloudErrorKind::PreconditionFailed, "changed")),
+                }
+                let data = s
+                    .local
+                    .get(&(req.bundle.clone(), req.local_path.clone()))
+                    .map(|f| f.data.clone())
+                    .ok_or_else(|| CloudError::new(CloudErrorKind::LocalIo, "local file gone"))?;
+                s.clock_ns += 1;
+                let etag = format!("e{}", s.clock_ns);
+                let object = CloudObject {
+                    path: req.cloud_path.clone(),
+                    size: data.len() as u64,
+                    etag: etag.clone(),
+                    version: None,
+                    content_hash: Some(format!("sha256:{}", sha(&data))),
+                    modified_ms: 0,
+                };
+                s.cloud.insert(key, (data, etag));
+                Ok(object)
+            })();
+            s.uploads.get_mut(&id).unwrap().result = Some(result);
+        }
+        let u = &s.uploads[&id];
+        Some(match u.result.clone().expect("set") {
+            Ok(o) => TransferStatus {
+                bytes: o.size,
+                state: TransferState::Done,
+                uploaded: Some(o),
+            },
+            Err(e) => TransferStatus {
+                bytes: 0,
+                state: TransferState::Failed(e),
+                uploaded: None,
+            },
+        })
     }
 
     pub fn put_cloud(&self, path: &str, data: &[u8]) {
@@ -131,12 +297,14 @@ impl Fake {
             return Some(TransferStatus {
                 bytes: have,
                 state: TransferState::Failed(e),
+                uploaded: None,
             });
         }
         if s.transfers[&id].done {
             return Some(TransferStatus {
                 bytes: have,
                 state: TransferState::Done,
+                uploaded: None,
             });
         }
         let Some((content, etag)) = s.cloud.get(&(req.bundle.clone(), req.cloud_path.clone())).cloned() else {
@@ -145,6 +313,7 @@ impl Fake {
             return Some(TransferStatus {
                 bytes: have,
                 state: TransferState::Failed(e),
+                uploaded: None,
             });
         };
         if req.if_match.as_deref().is_some_and(|m| m != etag) {
@@ -153,6 +322,7 @@ impl Fake {
             return Some(TransferStatus {
                 bytes: have,
                 state: TransferState::Failed(e),
+                uploaded: None,
             });
         }
         if let Some((after, e)) = s.fail_next.clone() {
@@ -162,6 +332,7 @@ impl Fake {
                 return Some(TransferStatus {
                     bytes: have,
                     state: TransferState::Failed(e),
+                    uploaded: None,
                 });
             }
         }
@@ -185,6 +356,7 @@ impl Fake {
             } else {
                 TransferState::Running
             },
+            uploaded: None,
         })
     }
 }
@@ -201,6 +373,12 @@ fn sha(data: &[u8]) -> String {
 impl Platform for Fake {
     fn caller_bundle(&self) -> String {
         self.0.borrow().caller.clone()
+    }
+    fn has_permission(&self, name: &str) -> bool {
+        self.0.borrow().permissions.contains(name)
+    }
+    fn is_system_app(&self) -> bool {
+        self.0.borrow().system_app
     }
     fn device_status(&self) -> DeviceStatus {
         self.0.borrow().device
@@ -232,6 +410,9 @@ impl Platform for Fake {
         }))
     }
     fn rename(&self, bundle: &str, from: &str, to: &str) -> Result<(), IoError> {
+        if !self.alive() {
+            return Err(IoError::new(IoErrorKind::Other, "power cut"));
+        }
         let mut s = self.0.borrow_mut();
         let f = s
             .local
@@ -241,16 +422,45 @@ impl Platform for Fake {
         Ok(())
     }
     fn remove_file(&self, bundle: &str, path: &str) -> Result<(), IoError> {
+        if !self.alive() {
+            return Err(IoError::new(IoErrorKind::Other, "power cut"));
+        }
         self.0.borrow_mut().local.remove(&(bundle.into(), path.into()));
         Ok(())
     }
-    fn create_dir_all(&self, _bundle: &str, _path: &str) -> Result<(), IoError> {
+    fn create_dir_all(&self, bundle: &str, path: &str) -> Result<(), IoError> {
+        self.0.borrow_mut().made_dirs.insert((bundle.into(), path.into()));
         Ok(())
+    }
+    fn scan_tree(&self, bundle: &str, dir: &str) -> Result<Option<Vec<(String, FileStat)>>, IoError> {
+        let s = self.0.borrow();
+        let prefix = format!("{dir}/");
+        let files: Vec<(String, FileStat)> = s
+            .local
+            .iter()
+            .filter(|((b, p), _)| b == bundle && p.starts_with(&prefix))
+            .map(|((_, p), f)| {
+                (
+                    p[prefix.len()..].to_string(),
+                    FileStat {
+                        size: f.data.len() as u64,
+                        mtime_ns: f.mtime_ns,
+                        inode: f.inode,
+                        is_dir: false,
+                    },
+                )
+            })
+            .collect();
+        if files.is_empty() && !s.made_dirs.contains(&(bundle.into(), dir.into())) {
+            return Ok(None);
+        }
+        Ok(Some(files))
     }
     fn free_space(&self, _bundle: &str) -> Result<u64, IoError> {
         Ok(self.0.borrow().free)
     }
     fn hash_file(&self, bundle: &str, path: &str) -> Result<String, IoError> {
+        self.0.borrow_mut().reads += 1;
         let s = self.0.borrow();
         let f = s
             .local
@@ -270,6 +480,9 @@ impl Platform for Fake {
             .collect())
     }
     fn meta_commit(&self, changes: Vec<(String, Option<Vec<u8>>)>) -> Result<(), IoError> {
+        if !self.alive() {
+            return Err(IoError::new(IoErrorKind::Other, "power cut"));
+        }
         let mut s = self.0.borrow_mut();
         for (k, v) in changes {
             match v {
@@ -297,6 +510,70 @@ impl Platform for Fake {
             modified_ms: 0,
         })
     }
+    fn cloud_ready(&self, _bundle: &str) -> Result<(), CloudError> {
+        if self.0.borrow().cloud_ready {
+            Ok(())
+        } else {
+            Err(CloudError::new(CloudErrorKind::Unauthorized, "not signed in"))
+        }
+    }
+    fn cloud_list(&self, bundle: &str, prefix: &str) -> Result<Vec<CloudObject>, CloudError> {
+        let s = self.0.borrow();
+        if let Some(e) = &s.cloud_error {
+            return Err(e.clone());
+        }
+        Ok(s.cloud
+            .iter()
+            .filter(|((b, p), _)| b == bundle && p.starts_with(prefix))
+            .map(|((_, p), (data, etag))| CloudObject {
+                path: p.clone(),
+                size: data.len() as u64,
+                etag: etag.clone(),
+                version: None,
+                content_hash: None,
+                modified_ms: 0,
+            })
+            .collect())
+    }
+    fn cloud_delete(&self, bundle: &str, path: &str, if_match: Option<&str>) -> Result<(), CloudError> {
+        if !self.alive() {
+            return Err(CloudError::new(CloudErrorKind::Network, "power cut"));
+        }
+        let mut s = self.0.borrow_mut();
+        if let Some(e) = &s.cloud_error {
+            return Err(e.clone());
+        }
+        let key = (bundle.to_string(), path.to_string());
+        match (s.cloud.get(&key), if_match) {
+            (None, _) => Err(CloudError::new(CloudErrorKind::NotFound, path)),
+            (Some((_, etag)), Some(want)) if etag != want => {
+                Err(CloudError::new(CloudErrorKind::PreconditionFailed, "changed"))
+            }
+            _ => {
+                s.cloud.remove(&key);
+                Ok(())
+            }
+        }
+    }
+    fn start_upload(&self, request: UploadRequest) -> Result<TransferId, CloudError> {
+        let mut s = self.0.borrow_mut();
+        if let Some(e) = &s.cloud_error {
+            return Err(e.clone());
+        }
+        s.next_transfer += 1;
+        let id = s.next_transfer;
+        let polls_left = s.upload_polls;
+        s.uploads.insert(
+            id,
+            Upload {
+                request,
+                polls_left,
+                result: None,
+                cancelled: false,
+            },
+        );
+        Ok(id)
+    }
     fn start_download(&self, request: DownloadRequest) -> Result<TransferId, CloudError> {
         let mut s = self.0.borrow_mut();
         s.next_transfer += 1;
@@ -317,11 +594,18 @@ impl Platform for Fake {
         Ok(id)
     }
     fn poll_transfer(&self, id: TransferId) -> Option<TransferStatus> {
+        if self.0.borrow().uploads.contains_key(&id) {
+            return self.finish_upload(id);
+        }
         self.advance(id)
     }
     fn cancel_transfer(&self, id: TransferId) {
-        if let Some(t) = self.0.borrow_mut().transfers.get_mut(&id) {
+        let mut s = self.0.borrow_mut();
+        if let Some(t) = s.transfers.get_mut(&id) {
             t.cancelled = true;
+        }
+        if let Some(u) = s.uploads.get_mut(&id) {
+            u.cancelled = true;
         }
     }
     fn release_transfer(&self, _id: TransferId) {}
@@ -330,5 +614,8 @@ impl Platform for Fake {
     }
     fn emit_download(&self, listener: ListenerId, progress: &DownloadProgress) {
         self.0.borrow_mut().events.push((listener, progress.clone()));
+    }
+    fn emit_sync(&self, listener: ListenerId, progress: SyncProgress) {
+        self.0.borrow_mut().sync_events.push((listener, progress));
     }
 }

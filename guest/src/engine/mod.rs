@@ -2,6 +2,7 @@
 
 mod download;
 mod error;
+mod place;
 mod platform;
 mod records;
 pub mod sync;
@@ -13,7 +14,7 @@ pub(crate) mod fake;
 pub use download::{CacheId, Downloads};
 pub use error::{codes, ApiError};
 pub use platform::*;
-pub use uri::{parse_app_uri, AppFile};
+pub use uri::{parse_app_uri, parse_uri_for, AppFile, GALLERY_BUNDLE};
 
 /// Download state of one file (seed: `State`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,13 +46,86 @@ pub struct DownloadProgress {
     pub error: DownloadErrorType,
 }
 
+/// State of a whole sync run (seed: `SyncState`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncState {
+    Uploading,
+    UploadFailed,
+    Downloading,
+    DownloadFailed,
+    Completed,
+    Stopped,
+}
+
+/// Why a sync run is held back or failed (seed: `ErrorType`), in the
+/// seed's order; [`ErrorType::priority`] ranks them for reporting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ErrorType {
+    NoError,
+    NetworkUnavailable,
+    WifiUnavailable,
+    BatteryLevelLow,
+    BatteryLevelWarning,
+    CloudStorageFull,
+    LocalStorageFull,
+    DeviceTemperatureTooHigh,
+}
+
+impl ErrorType {
+    /// When several errors happen, the one with the highest priority is
+    /// reported: NETWORK > WIFI > BATTERY_WARNING > BATTERY_LOW > CLOUD_FULL > LOCAL_FULL.
+    pub fn priority(self) -> u8 {
+        match self {
+            ErrorType::NetworkUnavailable => 7,
+            ErrorType::WifiUnavailable => 6,
+            ErrorType::BatteryLevelWarning => 5,
+            ErrorType::BatteryLevelLow => 4,
+            ErrorType::CloudStorageFull => 3,
+            ErrorType::LocalStorageFull => 2,
+            ErrorType::DeviceTemperatureTooHigh => 1,
+            ErrorType::NoError => 0,
+        }
+    }
+}
+
+/// One sync progress event (seed: `SyncProgress`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyncProgress {
+    pub state: SyncState,
+    pub error: ErrorType,
+}
+
+/// Per-file sync state (seed: `FileSyncState`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum FileSyncState {
+    Uploading,
+    Downloading,
+    Completed,
+    Stopped,
+    ToBeUploaded,
+    UploadSuccess,
+    UploadFailure,
+}
+
 /// The only event name the seed defines.
 pub const PROGRESS_EVENT: &str = "progress";
+
+/// What the engine needs after a tick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tick {
+    /// Nothing is running.
+    Idle,
+    /// Jobs run, waiting for transfers: tick again when one progresses.
+    Waiting,
+    /// Work is ready now: tick again at once.
+    More,
+}
 
 /// The engine: everything the component exports, over one platform.
 pub struct Engine<P: Platform> {
     pub platform: P,
     pub downloads: Downloads,
+    pub syncs: sync::Syncs,
 }
 
 impl<P: Platform> Engine<P> {
@@ -59,6 +133,7 @@ impl<P: Platform> Engine<P> {
         Engine {
             platform,
             downloads: Downloads::default(),
+            syncs: sync::Syncs::default(),
         }
     }
 
@@ -69,7 +144,14 @@ impl<P: Platform> Engine<P> {
     }
 
     /// Advances every running job; returns whether any job is still running.
-    pub fn tick(&mut self) -> bool {
-        self.downloads.tick(&self.platform)
+    pub fn tick(&mut self) -> Tick {
+        let downloads = self.downloads.tick(&self.platform);
+        let syncs = self.syncs.tick(&self.platform);
+        match syncs {
+            Tick::More => Tick::More,
+            Tick::Waiting => Tick::Waiting,
+            Tick::Idle if downloads => Tick::Waiting,
+            Tick::Idle => Tick::Idle,
+        }
     }
 }

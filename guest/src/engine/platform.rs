@@ -2,7 +2,7 @@
 //! plain Rust types. The component implements them with the imports; the
 //! native tests with an in-memory fake.
 
-use super::DownloadProgress;
+use super::{DownloadProgress, SyncProgress};
 
 pub type ListenerId = u64;
 pub type TransferId = u64;
@@ -113,16 +113,38 @@ pub enum TransferState {
     Failed(CloudError),
 }
 
+/// What an upload requires of the cloud object it replaces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WritePrecondition {
+    None,
+    IfMatch(String),
+    IfAbsent,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadRequest {
+    pub bundle: String,
+    pub local_path: String,
+    pub cloud_path: String,
+    pub precondition: WritePrecondition,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TransferStatus {
+    /// Bytes moved so far (for a download: bytes now in the local file).
     pub bytes: u64,
     pub state: TransferState,
+    /// For a finished upload: the object as written, with `content_hash`
+    /// the sha256 of the bytes sent.
+    pub uploaded: Option<CloudObject>,
 }
 
 /// Everything the engine asks of its host.
 pub trait Platform {
     // permission
     fn caller_bundle(&self) -> String;
+    fn has_permission(&self, name: &str) -> bool;
+    fn is_system_app(&self) -> bool;
 
     // device
     fn device_status(&self) -> DeviceStatus;
@@ -137,6 +159,9 @@ pub trait Platform {
     fn free_space(&self, bundle: &str) -> Result<u64, IoError>;
     /// Lower-case hex sha256 of a local file's content.
     fn hash_file(&self, bundle: &str, path: &str) -> Result<String, IoError>;
+    /// Every regular file under `dir`, recursively, as (path relative to
+    /// `dir`, stat); symlinks are not followed. `None` when `dir` is missing.
+    fn scan_tree(&self, bundle: &str, dir: &str) -> Result<Option<Vec<(String, FileStat)>>, IoError>;
 
     // durable metadata
     fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, IoError>;
@@ -145,15 +170,21 @@ pub trait Platform {
 
     // cloud
     fn cloud_stat(&self, bundle: &str, path: &str) -> Result<CloudObject, CloudError>;
+    /// Whether the app may sync now: signed in, the app's cloud switch on.
+    fn cloud_ready(&self, bundle: &str) -> Result<(), CloudError>;
+    fn cloud_list(&self, bundle: &str, prefix: &str) -> Result<Vec<CloudObject>, CloudError>;
+    fn cloud_delete(&self, bundle: &str, path: &str, if_match: Option<&str>) -> Result<(), CloudError>;
 
     // transfers
     fn start_download(&self, request: DownloadRequest) -> Result<TransferId, CloudError>;
+    fn start_upload(&self, request: UploadRequest) -> Result<TransferId, CloudError>;
     fn poll_transfer(&self, id: TransferId) -> Option<TransferStatus>;
     fn cancel_transfer(&self, id: TransferId);
     fn release_transfer(&self, id: TransferId);
 
     // events
     fn emit_download(&self, listener: ListenerId, progress: &DownloadProgress);
+    fn emit_sync(&self, listener: ListenerId, progress: SyncProgress);
     /// Why the download of `uri` failed, for people; sent before its FAILED event.
     fn report_failure(&self, uri: &str, reason: &str);
 }

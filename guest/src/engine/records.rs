@@ -14,6 +14,25 @@ pub struct SyncedRecord {
     pub etag: String,
     pub size: u64,
     pub local: LocalStamp,
+    /// sha256 of the content both sides held, where known.
+    #[serde(default)]
+    pub hash: Option<String>,
+    /// The last transfer was an upload (the file reads UPLOAD_SUCCESS).
+    #[serde(default)]
+    pub uploaded: bool,
+    /// When the record was written (epoch ms): a file whose mtime is this
+    /// close to it may have been edited again within the clock's resolution
+    /// and is hashed on the next scan ("racily clean", as git calls it).
+    #[serde(default)]
+    pub recorded_ms: u64,
+}
+
+/// A file's state that cannot be derived from the trees: its last upload
+/// failed, or its sync was stopped. Holds while the local file is `stamp`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileStateRecord {
+    pub state: super::FileSyncState,
+    pub stamp: Option<LocalStamp>,
 }
 
 /// (size, mtime, inode): changes when a local file is replaced or edited.
@@ -49,9 +68,35 @@ pub struct PartialRecord {
 
 pub const SYNCED: &str = "synced";
 pub const PARTIAL: &str = "partial";
+pub const FILE_STATE: &str = "filestate";
+/// `run/<bundle>/last-sync`: epoch ms of the last run that completed cleanly.
+pub const RUN: &str = "run";
 
 pub fn key(kind: &str, file: &AppFile) -> String {
-    format!("{kind}/{}/{}", file.bundle, file.path)
+    path_key(kind, &file.bundle, &file.path)
+}
+
+pub fn path_key(kind: &str, bundle: &str, path: &str) -> String {
+    format!("{kind}/{bundle}/{path}")
+}
+
+/// Every record of `kind` for `bundle`, by path, skipping any that do not parse.
+pub fn scan<T: DeserializeOwned>(
+    platform: &impl Platform,
+    kind: &str,
+    bundle: &str,
+) -> Result<Vec<(String, T)>, ApiError> {
+    let prefix = format!("{kind}/{bundle}/");
+    let rows = platform
+        .meta_scan(&prefix)
+        .map_err(|e| ApiError::service(format!("metadata scan failed: {e}")))?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let path = k.strip_prefix(&prefix)?.to_string();
+            Some((path, serde_json::from_slice(&v).ok()?))
+        })
+        .collect())
 }
 
 pub fn get<T: DeserializeOwned>(platform: &impl Platform, key: &str) -> Result<Option<T>, ApiError> {

@@ -24,10 +24,46 @@ impl AppFile {
     }
 }
 
+/// The gallery's own area: its items are `file://media/Photo/<id>/<displayName>`,
+/// kept at `Photo/<id>/<displayName>` in this bundle's cloud folder.
+pub const GALLERY_BUNDLE: &str = "media";
+const GALLERY_DIR: &str = "/Photo/";
+
 /// Parses an app file URI and checks that it names the caller's own bundle.
 ///
 /// Empty → 401; anything that is not a file of the caller's cloud folder → 14000002.
 pub fn parse_app_uri(uri: &str, caller_bundle: &str) -> Result<AppFile, ApiError> {
+    parse_uri_for(uri, caller_bundle, false, false)
+}
+
+/// Parses an app file URI or (with `gallery`) a gallery item URI; with
+/// `any_bundle` an app URI may name another bundle (the caller holds
+/// CLOUDFILE_SYNC_MANAGER).
+pub fn parse_uri_for(uri: &str, caller_bundle: &str, any_bundle: bool, gallery: bool) -> Result<AppFile, ApiError> {
+    if gallery {
+        if let Some(rest) = uri.strip_prefix("file://media/") {
+            let path = percent_decode(&format!("/{rest}"))
+                .ok_or_else(|| ApiError::invalid_uri(uri, "bad percent-encoding"))?;
+            let item = path
+                .strip_prefix(GALLERY_DIR)
+                .ok_or_else(|| ApiError::invalid_uri(uri, "a gallery item is file://media/Photo/<id>/<name>"))?;
+            if uri.contains(['?', '#']) {
+                return Err(ApiError::invalid_uri(uri, "a query or fragment is not allowed"));
+            }
+            check_relative_path(item).map_err(|why| ApiError::invalid_uri(uri, why))?;
+            if item.split('/').count() != 2 {
+                return Err(ApiError::invalid_uri(uri, "a gallery item is file://media/Photo/<id>/<name>"));
+            }
+            return Ok(AppFile {
+                bundle: GALLERY_BUNDLE.to_string(),
+                path: format!("Photo/{item}"),
+            });
+        }
+    }
+    parse_app_uri_inner(uri, caller_bundle, any_bundle)
+}
+
+fn parse_app_uri_inner(uri: &str, caller_bundle: &str, any_bundle: bool) -> Result<AppFile, ApiError> {
     if uri.is_empty() {
         return Err(ApiError::invalid_parameter("uri must not be empty"));
     }
@@ -44,7 +80,7 @@ pub fn parse_app_uri(uri: &str, caller_bundle: &str) -> Result<AppFile, ApiError
     if bundle.is_empty() {
         return Err(ApiError::invalid_uri(uri, "there is no bundle name"));
     }
-    if bundle != caller_bundle {
+    if bundle != caller_bundle && !(any_bundle && bundle != GALLERY_BUNDLE && is_bundle_name(bundle)) {
         return Err(ApiError::invalid_uri(
             uri,
             &format!("it names bundle {bundle:?}, not the caller's {caller_bundle:?}"),
@@ -59,6 +95,39 @@ pub fn parse_app_uri(uri: &str, caller_bundle: &str) -> Result<AppFile, ApiError
         bundle: bundle.to_string(),
         path: relative.to_string(),
     })
+}
+
+/// `[A-Za-z0-9._-]+`, at most 128 bytes, not `.`/`..` (as the host checks).
+pub fn is_bundle_name(bundle: &str) -> bool {
+    !bundle.is_empty()
+        && bundle != "."
+        && bundle != ".."
+        && bundle.len() <= 128
+        && bundle
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// The URI of an app's file (the inverse of [`parse_uri_for`]).
+pub fn uri_of(file: &AppFile) -> String {
+    if file.bundle == GALLERY_BUNDLE {
+        if let Some(item) = file.path.strip_prefix("Photo/") {
+            return format!("file://{GALLERY_BUNDLE}/Photo/{}", percent_encode(item));
+        }
+    }
+    format!("file://{}{CLOUD_DIR}{}", file.bundle, percent_encode(&file.path))
+}
+
+fn percent_encode(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for b in path.bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~!$&'()*+,;=:@".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// A path that stays inside its root: no empty, `.` or `..` parts, no NUL.
@@ -141,5 +210,21 @@ mod tests {
         ] {
             assert_eq!(code(uri), codes::INVALID_URI, "{uri}");
         }
+    }
+
+    #[test]
+    fn gallery_items_and_other_bundles_need_the_right_mode() {
+        let g = parse_uri_for("file://media/Photo/12/IMG%201.jpg", APP, false, true).unwrap();
+        assert_eq!((g.bundle.as_str(), g.path.as_str()), ("media", "Photo/12/IMG 1.jpg"));
+        assert_eq!(uri_of(&g), "file://media/Photo/12/IMG%201.jpg");
+        for bad in ["file://media/Photo/12", "file://media/Video/1/a.mp4", "file://media/Photo/1/../a"] {
+            assert_eq!(parse_uri_for(bad, APP, false, true).unwrap_err().code, codes::INVALID_URI, "{bad}");
+        }
+        assert_eq!(code("file://media/Photo/1/a.jpg"), codes::INVALID_URI);
+        let other = "file://other.app/data/storage/el2/cloud/a";
+        assert_eq!(parse_uri_for(other, APP, true, false).unwrap().bundle, "other.app");
+        assert_eq!(parse_uri_for(other, APP, false, false).unwrap_err().code, codes::INVALID_URI);
+        let f = parse_app_uri("file://com.example.notes/data/storage/el2/cloud/a%20b", APP).unwrap();
+        assert_eq!(uri_of(&f), "file://com.example.notes/data/storage/el2/cloud/a%20b");
     }
 }

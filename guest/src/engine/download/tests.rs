@@ -13,7 +13,7 @@ fn engine() -> Engine<Fake> {
 
 fn run_to_end(e: &mut Engine<Fake>) {
     for _ in 0..10_000 {
-        if !e.tick() {
+        if e.tick() == crate::engine::Tick::Idle {
             return;
         }
     }
@@ -59,7 +59,7 @@ fn nothing_partial_is_visible_under_the_name_while_running() {
     e.platform.put_cloud("a.bin", &[7; 100]);
     let c = e.downloads.create_cache();
     e.downloads.start(&e.platform, c, &uri("a.bin")).unwrap();
-    while e.tick() {
+    while e.tick() != crate::engine::Tick::Idle {
         assert!(e.platform.local("cloud/a.bin").is_none());
     }
     assert_eq!(e.platform.local("cloud/a.bin").unwrap(), vec![7; 100]);
@@ -124,7 +124,7 @@ fn stop_cleans_by_default_and_keeps_for_resume_on_request() {
     }
     e.downloads.stop(&e.platform, c, &uri("big"), true).unwrap();
     assert_eq!(e.platform.take_events().last().unwrap().1.state, State::Stopped);
-    assert!(!e.tick());
+    assert_eq!(e.tick(), crate::engine::Tick::Idle);
     assert_no_partial(&e);
     assert!(e.platform.local("cloud/big").is_none());
 
@@ -318,7 +318,7 @@ fn an_up_to_date_file_completes_at_once() {
     run_to_end(&mut e);
     e.platform.take_events();
     e.downloads.start(&e.platform, c, &uri("a")).unwrap();
-    assert!(!e.tick());
+    assert_eq!(e.tick(), crate::engine::Tick::Idle);
     assert_eq!(
         states(&e.platform.take_events()),
         vec![(State::Completed, 4, DownloadErrorType::NoError)]
@@ -363,7 +363,7 @@ fn dropping_an_instance_cancels_and_cleans_its_downloads() {
     e.downloads.start(&e.platform, c, &uri("a")).unwrap();
     e.tick();
     e.downloads.drop_cache(&e.platform, c);
-    assert!(!e.tick());
+    assert_eq!(e.tick(), crate::engine::Tick::Idle);
     assert_no_partial(&e);
 }
 
@@ -381,7 +381,7 @@ fn a_directory_in_the_way_is_refused() {
 
 #[test]
 fn utc_formatting() {
-    assert_eq!(format_utc(0), "1970-01-01 000000");
-    assert_eq!(format_utc(1_700_000_000_000), "2023-11-14 221320");
-    assert_eq!(format_utc(951_782_400_000), "2000-02-29 000000");
+    assert_eq!(crate::engine::place::format_utc(0), "1970-01-01 000000");
+    assert_eq!(crate::engine::place::format_utc(1_700_000_000_000), "2023-11-14 221320");
+    assert_eq!(crate::engine::place::format_utc(951_782_400_000), "2000-02-29 000000");
 }

@@ -1,5 +1,373 @@
-//! Two-way sync (FileSync / GallerySync). The planner is here; the
-//! executor, the scanners and the exported resources come with the rest of
-//! the two-way sync work.
+//! Two-way sync (`FileSync`, `GallerySync`) and per-file states
+//! (`getFileSyncState`), in the manner of Dropbox's Nucleus: three trees
+//! (local, remote, synced), a pure planner ([`planner`]), and an executor
+//! ([`run`]) that applies the plan in batches and records every step.
+//!
+//! One run at a time per bundle; every `FileSync`/`GallerySync` object of
+//! that bundle sees its events.
 
 pub mod planner;
+mod run;
+mod scan;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use run::{Run, Step};
+
+use super::download::{check_event, recover_bundle};
+use super::records::{self, FileStateRecord, LocalStamp, SyncedRecord, FILE_STATE, RUN, SYNCED};
+use super::uri::{is_bundle_name, parse_uri_for, GALLERY_BUNDLE};
+use super::{
+    codes, ApiError, AppFile, CloudErrorKind, FileSyncState, IoErrorKind, ListenerId, Platform, SyncProgress, Tick,
+};
+
+/// `ohos.permission.CLOUDFILE_SYNC`: the system APIs need it.
+pub const CLOUDFILE_SYNC: &str = "ohos.permission.CLOUDFILE_SYNC";
+/// `ohos.permission.CLOUDFILE_SYNC_MANAGER`: needed to act for another bundle.
+pub const CLOUDFILE_SYNC_MANAGER: &str = "ohos.permission.CLOUDFILE_SYNC_MANAGER";
+/// `getFileSyncState` takes at most this many URIs.
+pub const MAX_STATE_URIS: usize = 100;
+
+pub type SyncId = u64;
+
+/// What a run did (or is doing), for people: the command line's summary.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    pub running: bool,
+    pub planned: u64,
+    pub done: u64,
+    pub uploaded: u64,
+    pub downloaded: u64,
+    pub deleted_local: u64,
+    pub deleted_remote: u64,
+    pub conflicts: u64,
+    pub failed: u64,
+    pub bytes_uploaded: u64,
+    pub bytes_downloaded: u64,
+    /// Why the run refused to apply its plan (a guard tripped).
+    pub refusal: Option<String>,
+    /// The last failure, in the words of whoever failed.
+    pub last_error: Option<String>,
+    /// The last event sent.
+    pub last: Option<SyncProgress>,
+}
+
+struct SyncObject {
+    bundle: String,
+    listeners: Vec<ListenerId>,
+}
+
+/// Every FileSync / GallerySync object and the runs they started.
+#[derive(Default)]
+pub struct Syncs {
+    objects: BTreeMap<SyncId, SyncObject>,
+    next: SyncId,
+    runs: BTreeMap<String, Run>,
+    reports: BTreeMap<String, Report>,
+    recovered: BTreeSet<String>,
+}
+
+impl Syncs {
+    /// `FileSync()` (own bundle, no permission) or `FileSync(bundleName)`
+    /// (system API: 201, then 202; another bundle needs CLOUDFILE_SYNC_MANAGER).
+    pub fn create_file_sync(&mut self, p: &impl Platform, bundle: Option<&str>) -> Result<SyncId, ApiError> {
+        let caller = p.caller_bundle();
+        let bundle = match bundle {
+            None => caller,
+            Some(b) => {
+                if b.is_empty() {
+                    return Err(ApiError::invalid_parameter("bundleName must not be empty"));
+                }
+                if !is_bundle_name(b) || b == GALLERY_BUNDLE {
+                    return Err(ApiError::invalid_parameter(format!("{b:?} is not a bundle name")));
+                }
+                check_system_api(p, b != caller)?;
+                b.to_string()
+            }
+        };
+        Ok(self.add(bundle))
+    }
+
+    /// `GallerySync()`: system API (201, then 202).
+    pub fn create_gallery_sync(&mut self, p: &impl Platform) -> Result<SyncId, ApiError> {
+        check_system_api(p, false)?;
+        Ok(self.add(GALLERY_BUNDLE.to_string()))
+    }
+
+    fn add(&mut self, bundle: String) -> SyncId {
+        self.next += 1;
+        self.objects.insert(
+            self.next,
+            SyncObject {
+                bundle,
+                listeners: Vec::new(),
+            },
+        );
+        self.next
+    }
+
+    /// The object is gone; its bundle's run, if any, goes on.
+    pub fn drop_object(&mut self, id: SyncId) {
+        self.objects.remove(&id);
+    }
+
+    fn object(&mut self, id: SyncId) -> Result<&mut SyncObject, ApiError> {
+        self.objects
+            .get_mut(&id)
+            .ok_or_else(|| ApiError::service("this sync object no longer exists"))
+    }
+
+    /// Registers `listener`; while a run is going it gets the current state at once.
+    pub fn on(&mut self, p: &impl Platform, id: SyncId, event: &str, listener: ListenerId) -> Result<(), ApiError> {
+        check_event(event)?;
+        let obj = self.object(id)?;
+        if !obj.listeners.contains(&listener) {
+            obj.listeners.push(listener);
+        }
+        let bundle = obj.bundle.clone();
+        if let Some(run) = self.runs.get(&bundle) {
+            p.emit_sync(listener, run.current);
+        }
+        Ok(())
+    }
+
+    pub fn off(&mut self, id: SyncId, event: &str, listener: Option<ListenerId>) -> Result<(), ApiError> {
+        check_event(event)?;
+        let obj = self.object(id)?;
+        match listener {
+            Some(l) => obj.listeners.retain(|x| *x != l),
+            None => obj.listeners.clear(),
+        }
+        Ok(())
+    }
+
+    /// Starts a run, after the device checks: no network → 22400002, cloud
+    /// not ready → 22400001, battery under 10 % and not charging → 22400003.
+    /// While a run is going, one more is queued. `confirmed`: deletions a
+    /// guard would refuse are carried out.
+    pub fn start(&mut self, p: &impl Platform, id: SyncId, confirmed: bool) -> Result<(), ApiError> {
+        let bundle = self.object(id)?.bundle.clone();
+        preconditions(p, &bundle)?;
+        if let Some(run) = self.runs.get_mut(&bundle) {
+            run.again = true;
+            return Ok(());
+        }
+        if self.recovered.insert(bundle.clone()) && bundle != p.caller_bundle() {
+            // The caller's own bundle is recovered at init; another's the
+            // first time this instance syncs it.
+            recover_bundle(p, &bundle)?;
+        }
+        self.runs.insert(bundle.clone(), Run::new(&bundle, confirmed));
+        self.reports.remove(&bundle);
+        Ok(())
+    }
+
+    /// Stops the bundle's run (STOPPED follows); nothing running is not an error.
+    pub fn stop(&mut self, p: &impl Platform, id: SyncId) -> Result<(), ApiError> {
+        let bundle = self.object(id)?.bundle.clone();
+        if let Some(mut run) = self.runs.remove(&bundle) {
+            let mut out = Vec::new();
+            run.stop(p, &mut out);
+            self.emit(p, &bundle, &out);
+            self.reports.insert(bundle, run.report);
+        }
+        Ok(())
+    }
+
+    /// Epoch ms of the bundle's last run that completed with no error; 0 if never.
+    pub fn last_sync_time(&mut self, p: &impl Platform, id: SyncId) -> Result<u64, ApiError> {
+        let bundle = self.object(id)?.bundle.clone();
+        let key = format!("{RUN}/{bundle}/last-sync");
+        Ok(records::get::<u64>(p, &key).map_err(internal)?.unwrap_or(0))
+    }
+
+    /// The running (or last) run's counts.
+    pub fn report(&mut self, id: SyncId) -> Result<Report, ApiError> {
+        let bundle = self.object(id)?.bundle.clone();
+        Ok(match self.runs.get(&bundle) {
+            Some(run) => run.report.clone(),
+            None => self.reports.get(&bundle).cloned().unwrap_or_default(),
+        })
+    }
+
+    /// `getFileSyncState(uris)`: at most 100 (else 401); 201, then 202; one
+    /// bad URI fails the whole call.
+    pub fn file_sync_states(&self, p: &impl Platform, uris: &[String]) -> Result<Vec<FileSyncState>, ApiError> {
+        if uris.is_empty() || uris.len() > MAX_STATE_URIS {
+            return Err(ApiError::invalid_parameter(format!(
+                "between 1 and {MAX_STATE_URIS} URIs, not {}",
+                uris.len()
+            )));
+        }
+        if uris.iter().any(String::is_empty) {
+            return Err(ApiError::invalid_parameter("a URI must not be empty"));
+        }
+        check_system_api(p, false)?;
+        let files = uris
+            .iter()
+            .map(|u| self.parse(p, u))
+            .collect::<Result<Vec<_>, _>>()?;
+        files.iter().map(|f| self.state_of(p, f)).collect()
+    }
+
+    /// `getFileSyncState(uri)`: as the batch form, for one file.
+    pub fn file_sync_state(&self, p: &impl Platform, uri: &str) -> Result<FileSyncState, ApiError> {
+        if uri.is_empty() {
+            return Err(ApiError::invalid_parameter("uri must not be empty"));
+        }
+        check_system_api(p, false)?;
+        let file = self.parse(p, uri)?;
+        self.state_of(p, &file)
+    }
+
+    fn parse(&self, p: &impl Platform, uri: &str) -> Result<AppFile, ApiError> {
+        parse_uri_for(uri, &p.caller_bundle(), p.has_permission(CLOUDFILE_SYNC_MANAGER), true)
+    }
+
+    fn state_of(&self, p: &impl Platform, file: &AppFile) -> Result<FileSyncState, ApiError> {
+        if let Some(state) = self.runs.get(&file.bundle).and_then(|r| r.files.get(&file.path)) {
+            return Ok(*state);
+        }
+        let stat = p.stat(&file.bundle, &file.local_path()).map_err(|e| {
+            let code = match e.kind {
+                IoErrorKind::NotFound => codes::NO_SUCH_FILE,
+                IoErrorKind::Interrupted => 13_900_004,
+                IoErrorKind::WouldBlock => 13_900_010,
+                IoErrorKind::PermissionDenied => 13_900_012,
+                IoErrorKind::NotSupported => 13_900_031,
+                IoErrorKind::EscapesSandbox => codes::INVALID_URI,
+                _ => 13_900_042,
+            };
+            ApiError::new(code, format!("cannot read the state of {}: {}", file.path, e.message))
+        })?;
+        let stat = match stat {
+            Some(s) if !s.is_dir => s,
+            Some(_) => {
+                return Err(ApiError::new(
+                    13_900_042,
+                    format!("{} is a directory, not a file", file.path),
+                ))
+            }
+            None => return Err(ApiError::new(codes::NO_SUCH_FILE, format!("{}: no such file", file.path))),
+        };
+        let stamp = LocalStamp::from(stat);
+        if let Some(fs) = records::get::<FileStateRecord>(p, &records::key(FILE_STATE, file)).map_err(internal)? {
+            if fs.stamp == Some(stamp) {
+                return Ok(fs.state);
+            }
+        }
+        let synced = records::get::<SyncedRecord>(p, &records::key(SYNCED, file)).map_err(internal)?;
+        Ok(match synced {
+            Some(r) if r.local == stamp && r.uploaded => FileSyncState::UploadSuccess,
+            Some(r) if r.local == stamp => FileSyncState::Completed,
+            _ => FileSyncState::ToBeUploaded,
+        })
+    }
+
+    /// Advances every run.
+    pub fn tick(&mut self, p: &impl Platform) -> Tick {
+        let mut result = Tick::Idle;
+        let bundles: Vec<String> = self.runs.keys().cloned().collect();
+        for bundle in bundles {
+            let mut out = Vec::new();
+            let step = self.runs.get_mut(&bundle).expect("present").tick(p, &mut out);
+            self.emit(p, &bundle, &out);
+            match step {
+                Step::Busy(Tick::More) => result = Tick::More,
+                Step::Busy(_) => {
+                    if result == Tick::Idle {
+                        result = Tick::Waiting;
+                    }
+                }
+                Step::Finished(terminal) => {
+                    let run = self.runs.remove(&bundle).expect("present");
+                    let clean = terminal.state == super::SyncState::Completed
+                        && terminal.error == super::ErrorType::NoError
+                        && run.report.failed == 0;
+                    if clean {
+                        let key = format!("{RUN}/{bundle}/last-sync");
+                        let _ = p.meta_commit(vec![(key, Some(records::encode(&p.now_ms())))]);
+                    }
+                    let again = run.again;
+                    self.reports.insert(bundle.clone(), run.report);
+                    // The queued run starts if the device still allows it.
+                    if again && preconditions(p, &bundle).is_ok() {
+                        self.runs.insert(bundle.clone(), Run::new(&bundle, false));
+                        result = Tick::More;
+                    }
+                }
+            }
+        }
+        result
+    }
+
+    fn emit(&self, p: &impl Platform, bundle: &str, events: &[SyncProgress]) {
+        for progress in events {
+            for obj in self.objects.values().filter(|o| o.bundle == bundle) {
+                for l in &obj.listeners {
+                    p.emit_sync(*l, *progress);
+                }
+            }
+        }
+    }
+}
+
+/// 201 without CLOUDFILE_SYNC (or CLOUDFILE_SYNC_MANAGER for another
+/// bundle), then 202 for an app that is not a system app.
+fn check_system_api(p: &impl Platform, other_bundle: bool) -> Result<(), ApiError> {
+    if !p.has_permission(CLOUDFILE_SYNC) {
+        return Err(ApiError::new(
+            codes::PERMISSION_DENIED,
+            format!("permission denied: the caller lacks {CLOUDFILE_SYNC}"),
+        ));
+    }
+    if other_bundle && !p.has_permission(CLOUDFILE_SYNC_MANAGER) {
+        return Err(ApiError::new(
+            codes::PERMISSION_DENIED,
+            format!("permission denied: acting for another bundle needs {CLOUDFILE_SYNC_MANAGER}"),
+        ));
+    }
+    if !p.is_system_app() {
+        return Err(ApiError::new(
+            codes::NOT_SYSTEM_APP,
+            "this is a system API and the caller is not a system app",
+        ));
+    }
+    Ok(())
+}
+
+fn preconditions(p: &impl Platform, bundle: &str) -> Result<(), ApiError> {
+    let d = p.device_status();
+    if !d.network_available {
+        return Err(ApiError::new(codes::NETWORK_UNAVAILABLE, "the device has no network"));
+    }
+    match p.cloud_ready(bundle) {
+        Ok(()) => {}
+        Err(e) if e.kind == CloudErrorKind::Network => {
+            return Err(ApiError::new(
+                codes::NETWORK_UNAVAILABLE,
+                format!("the cloud cannot be reached: {}", e.message),
+            ))
+        }
+        Err(e) => {
+            return Err(ApiError::new(
+                codes::CLOUD_NOT_READY,
+                format!("the cloud is not ready: {}", e.message),
+            ))
+        }
+    }
+    if !d.charging && d.battery_percent < 10 {
+        return Err(ApiError::new(
+            codes::LOW_BATTERY,
+            format!("the battery is at {} % and not charging", d.battery_percent),
+        ));
+    }
+    Ok(())
+}
+
+fn internal(e: ApiError) -> ApiError {
+    ApiError::new(codes::INTERNAL, e.message)
+}
+
+#[cfg(test)]
+mod tests;

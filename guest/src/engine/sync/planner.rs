@@ -23,6 +23,9 @@ pub struct LocalFile {
     pub stamp: LocalStamp,
     /// sha256 of the content, where it was computed (new or changed files).
     pub hash: Option<String>,
+    /// The stamp matches the synced record but the content does not: an
+    /// edit within the clock's resolution, found by hashing.
+    pub changed_in_place: bool,
 }
 
 /// A cloud object as listed.
@@ -156,7 +159,7 @@ fn same_content(l: &LocalFile, r: &RemoteFile) -> bool {
 fn plan_path(path: &str, l: Option<&LocalFile>, r: Option<&RemoteFile>, s: Option<&SyncedFile>) -> Option<Op> {
     let path = path.to_string();
     let local_changed = match (l, s) {
-        (Some(l), Some(s)) => l.stamp != s.local && !(l.hash.is_some() && l.hash == s.hash),
+        (Some(l), Some(s)) => (l.stamp != s.local || l.changed_in_place) && !(l.hash.is_some() && l.hash == s.hash),
         (None, None) => false,
         _ => true,
     };

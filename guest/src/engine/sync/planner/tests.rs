@@ -19,6 +19,7 @@ fn local(n: u64, hash: &str) -> LocalFile {
     LocalFile {
         stamp: stamp(n),
         hash: Some(hash.into()),
+        changed_in_place: false,
     }
 }
 
@@ -209,6 +210,7 @@ impl World {
                     LocalFile {
                         stamp: *s,
                         hash: Some(c.clone()),
+                        changed_in_place: false,
                     },
                 )
             })

@@ -1,0 +1,207 @@
+//! Putting downloaded content in place, shared by `CloudFileCache` and sync:
+//! verify the temp file, keep whatever local content may not be replaced as
+//! a visible conflict copy, and rename the temp into place atomically.
+
+use super::records::LocalStamp;
+use super::{CloudError, CloudErrorKind, DownloadErrorType, IoError, IoErrorKind, Platform};
+
+/// Files up to this size are hashed when placed (when the cloud gave no
+/// hash), so that a later same-size edit within the clock's resolution can
+/// still be told apart. Larger ones are hashed only when needed.
+const HASH_ON_PLACE_MAX: u64 = 16 << 20;
+
+/// Downloaded content waiting in the staging area.
+pub struct Arrived<'a> {
+    pub bundle: &'a str,
+    pub temp: &'a str,
+    /// Where it goes, in the bundle's local area.
+    pub target: &'a str,
+    pub size: u64,
+    /// `sha256:<hex>` where the cloud gave one.
+    pub content_hash: Option<&'a str>,
+}
+
+/// What was placed.
+pub struct Placed {
+    pub stamp: LocalStamp,
+    /// sha256 of the content, where it was computed.
+    pub hash: Option<String>,
+    /// Where local content that could not be replaced was moved.
+    pub conflict_copy: Option<String>,
+}
+
+/// Verifies `a` and renames it to its target. `replaceable` is the local
+/// version that may be overwritten (the one we wrote, or that the planner
+/// saw unchanged); anything else there is kept as a conflict copy unless it
+/// is byte-identical.
+pub fn verify_and_place(
+    platform: &impl Platform,
+    a: &Arrived<'_>,
+    replaceable: Option<LocalStamp>,
+) -> Result<Placed, Failure> {
+    let bundle = a.bundle;
+    let got = platform.stat(bundle, a.temp).map_err(|e| Failure::io(&e))?;
+    let got = got.map_or(0, |s| s.size);
+    if got != a.size {
+        return Err(Failure::unknown(format!(
+            "the cloud sent {got} bytes of {}: the content was cut short",
+            a.size
+        )));
+    }
+    let mut hash = None;
+    if let Some(expected) = a.content_hash.and_then(|h| h.strip_prefix("sha256:")) {
+        let actual = platform.hash_file(bundle, a.temp).map_err(|e| Failure::io(&e))?;
+        if !actual.eq_ignore_ascii_case(expected) {
+            return Err(Failure::unknown(format!(
+                "content hash {actual} is not the cloud's {expected}"
+            )));
+        }
+        hash = Some(actual);
+    } else if a.size <= HASH_ON_PLACE_MAX {
+        hash = Some(platform.hash_file(bundle, a.temp).map_err(|e| Failure::io(&e))?);
+    }
+
+    let target = a.target;
+    if let Some(parent) = target.rsplit_once('/').map(|(p, _)| p) {
+        platform.create_dir_all(bundle, parent).map_err(|e| Failure::io(&e))?;
+    }
+    let mut conflict_copy = None;
+    let mut may_replace: Option<LocalStamp> = None;
+    match platform.stat(bundle, target).map_err(|e| Failure::io(&e))? {
+        None => {}
+        Some(s) if s.is_dir => return Err(Failure::unknown(format!("a folder is in the way at {target}"))),
+        Some(s) => {
+            let ours = replaceable == Some(LocalStamp::from(s));
+            let same = !ours && s.size == a.size && {
+                let local = platform.hash_file(bundle, target).map_err(|e| Failure::io(&e))?;
+                let remote = match &hash {
+                    Some(h) => h.clone(),
+                    None => platform.hash_file(bundle, a.temp).map_err(|e| Failure::io(&e))?,
+                };
+                local.eq_ignore_ascii_case(&remote)
+            };
+            if ours || same {
+                may_replace = Some(s.into());
+            } else {
+                conflict_copy = Some(move_aside(platform, bundle, target)?);
+            }
+        }
+    }
+    // Checked again right before the rename (hashing takes time): a file
+    // written or changed meanwhile is kept as a conflict copy too.
+    if let Some(now) = platform.stat(bundle, target).map_err(|e| Failure::io(&e))? {
+        if now.is_dir {
+            return Err(Failure::unknown(format!("a folder is in the way at {target}")));
+        }
+        if may_replace != Some(now.into()) {
+            conflict_copy = Some(move_aside(platform, bundle, target)?);
+        }
+    }
+    platform.rename(bundle, a.temp, target).map_err(|e| Failure::io(&e))?;
+    let placed = platform
+        .stat(bundle, target)
+        .map_err(|e| Failure::io(&e))?
+        .ok_or_else(|| Failure::unknown(format!("{target} vanished right after it was placed")))?;
+    Ok(Placed {
+        stamp: placed.into(),
+        hash,
+        conflict_copy,
+    })
+}
+
+fn move_aside(platform: &impl Platform, bundle: &str, target: &str) -> Result<String, Failure> {
+    let copy = conflict_copy_name(platform, bundle, target);
+    platform.rename(bundle, target, &copy).map_err(|e| Failure::io(&e))?;
+    Ok(copy)
+}
+
+/// `dir/name (conflict <device> <YYYY-MM-DD HHMMSS>).ext`, not yet taken.
+pub fn conflict_copy_name(platform: &impl Platform, bundle: &str, path: &str) -> String {
+    let (dir, name) = match path.rsplit_once('/') {
+        Some((d, n)) => (format!("{d}/"), n),
+        None => (String::new(), path),
+    };
+    let (stem, ext) = match name.rfind('.') {
+        Some(i) if i > 0 => (&name[..i], &name[i..]),
+        _ => (name, ""),
+    };
+    let when = format_utc(platform.now_ms());
+    let device = platform.device_name();
+    let mut n = 1;
+    loop {
+        let suffix = if n == 1 { String::new() } else { format!(" {n}") };
+        let candidate = format!("{dir}{stem} (conflict {device} {when}{suffix}){ext}");
+        if !matches!(platform.stat(bundle, &candidate), Ok(Some(_))) {
+            return candidate;
+        }
+        n += 1;
+    }
+}
+
+/// `YYYY-MM-DD HHMMSS` in UTC (civil-from-days, Howard Hinnant's algorithm).
+pub fn format_utc(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Why a transfer failed: the seed's download error type, the cloud's or
+/// file system's kind, and their words, for people.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    pub kind: DownloadErrorType,
+    pub cloud: Option<CloudErrorKind>,
+    pub reason: String,
+}
+
+impl Failure {
+    pub fn unknown(reason: impl Into<String>) -> Self {
+        Failure {
+            kind: DownloadErrorType::UnknownError,
+            cloud: None,
+            reason: reason.into(),
+        }
+    }
+    pub fn cloud(e: &CloudError) -> Self {
+        Failure {
+            kind: error_type(e),
+            cloud: Some(e.kind),
+            reason: e.message.clone(),
+        }
+    }
+    pub fn io(e: &IoError) -> Self {
+        let (kind, cloud) = match e.kind {
+            IoErrorKind::NoSpace => (DownloadErrorType::LocalStorageFull, Some(CloudErrorKind::LocalNoSpace)),
+            _ => (DownloadErrorType::UnknownError, None),
+        };
+        Failure {
+            kind,
+            cloud,
+            reason: e.to_string(),
+        }
+    }
+}
+
+pub fn error_type(e: &CloudError) -> DownloadErrorType {
+    match e.kind {
+        CloudErrorKind::NotFound => DownloadErrorType::ContentNotFound,
+        CloudErrorKind::Network => DownloadErrorType::NetworkUnavailable,
+        CloudErrorKind::Throttled => DownloadErrorType::FrequentUserRequests,
+        CloudErrorKind::LocalNoSpace => DownloadErrorType::LocalStorageFull,
+        _ => DownloadErrorType::UnknownError,
+    }
+}

@@ -1,0 +1,789 @@
+//! The executor: one sync run of one bundle, advanced a bounded slice at a
+//! time by `tick`. Pull (cloud → device) first, then push; each operation
+//! checks the version the planner expected right before it acts, and each
+//! finished step is recorded in the synced tree in the same tick, so a run
+//! stopped or crashed at any moment resumes by planning again from what is
+//! there. Operations skipped because a file changed after the scan make the
+//! run plan another round.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use super::planner::{self, Op, Refusal, RemoteTree};
+use super::scan::{self, ScanError};
+use super::Report;
+use crate::engine::download::STAGING_DIR;
+use crate::engine::place::{verify_and_place, Arrived, Failure};
+use crate::engine::records::{self, FileStateRecord, LocalStamp, PartialRecord, SyncedRecord, FILE_STATE, PARTIAL, SYNCED};
+use crate::engine::uri::{uri_of, LOCAL_CLOUD_DIR};
+use crate::engine::{
+    AppFile, CloudErrorKind, DownloadRequest, ErrorType, FileSyncState, Platform, SyncProgress, SyncState, Tick,
+    TransferId, TransferState, UploadRequest, WritePrecondition,
+};
+
+/// Transfers one run keeps in flight (the host bounds real concurrency).
+const MAX_ACTIVE: usize = 16;
+/// Operations without a transfer carried out per tick.
+const INLINE_PER_TICK: usize = 512;
+/// Rounds (scan, plan, apply) one run makes while files change under it.
+const MAX_ROUNDS: u32 = 4;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Scan,
+    Pull,
+    Push,
+    Finished,
+}
+
+struct Job {
+    path: String,
+    transfer: TransferId,
+    kind: JobKind,
+}
+
+enum JobKind {
+    Download {
+        temp: String,
+        etag: String,
+        size: u64,
+        content_hash: Option<String>,
+        replaceable: Option<LocalStamp>,
+    },
+    Upload {
+        expect_local: LocalStamp,
+    },
+}
+
+/// What a run needs from its owner after a tick.
+pub enum Step {
+    Busy(Tick),
+    /// The run ended with this terminal event (already in the outbox).
+    Finished(SyncProgress),
+}
+
+pub struct Run {
+    pub bundle: String,
+    phase: Phase,
+    round: u32,
+    confirmed: bool,
+    /// `start` was called while running: one more run follows this one.
+    pub again: bool,
+    pull: VecDeque<Op>,
+    push: VecDeque<Op>,
+    remote: RemoteTree,
+    active: Vec<Job>,
+    changes: Vec<(String, Option<Vec<u8>>)>,
+    /// Errors met so far (per-file ones, warnings); the highest is reported.
+    errors: Vec<ErrorType>,
+    pull_failed: bool,
+    push_failed: bool,
+    /// The run cannot go on: its terminal state and error.
+    fatal: Option<(SyncState, ErrorType)>,
+    /// Stop starting new uploads, finish those running, then end (battery low).
+    halt: Option<(SyncState, ErrorType)>,
+    replan: bool,
+    pub report: Report,
+    /// Per-file states of this run (queued, transferring).
+    pub files: BTreeMap<String, FileSyncState>,
+    /// The last event sent, for listeners that join while it runs.
+    pub current: SyncProgress,
+    seq: u64,
+}
+
+impl Run {
+    pub fn new(bundle: &str, confirmed: bool) -> Self {
+        Run {
+            bundle: bundle.to_string(),
+            phase: Phase::Scan,
+            round: 0,
+            confirmed,
+            again: false,
+            pull: VecDeque::new(),
+            push: VecDeque::new(),
+            remote: RemoteTree::new(),
+            active: Vec::new(),
+            changes: Vec::new(),
+            errors: Vec::new(),
+            pull_failed: false,
+            push_failed: false,
+            fatal: None,
+            halt: None,
+            replan: false,
+            report: Report {
+                running: true,
+                ..Report::default()
+            },
+            files: BTreeMap::new(),
+            current: SyncProgress {
+                state: SyncState::Downloading,
+                error: ErrorType::NoError,
+            },
+            seq: 0,
+        }
+    }
+
+    /// Advances the run; events to send go to `out`.
+    pub fn tick(&mut self, p: &impl Platform, out: &mut Vec<SyncProgress>) -> Step {
+        let step = match self.phase {
+            Phase::Scan => self.scan(p, out),
+            Phase::Pull | Phase::Push => self.work(p, out),
+            Phase::Finished => Tick::More,
+        };
+        self.flush(p);
+        if self.phase == Phase::Finished {
+            let terminal = self.terminal();
+            self.send(out, terminal);
+            self.report.running = false;
+            return Step::Finished(terminal);
+        }
+        Step::Busy(step)
+    }
+
+    /// Stops now: transfers are cancelled (partial downloads removed), the
+    /// files not done are marked STOPPED, and STOPPED is sent.
+    pub fn stop(&mut self, p: &impl Platform, out: &mut Vec<SyncProgress>) {
+        for job in std::mem::take(&mut self.active) {
+            p.cancel_transfer(job.transfer);
+            p.release_transfer(job.transfer);
+            if let JobKind::Download { temp, .. } = &job.kind {
+                self.discard_temp(p, &job.path, temp);
+            }
+            self.mark_stopped(p, &job.path);
+        }
+        for op in std::mem::take(&mut self.pull).into_iter().chain(std::mem::take(&mut self.push)) {
+            if matches!(op, Op::Upload { .. } | Op::Download { .. } | Op::KeepBoth { .. }) {
+                self.mark_stopped(p, op.path());
+            }
+        }
+        self.flush(p);
+        self.files.clear();
+        self.report.running = false;
+        self.send(
+            out,
+            SyncProgress {
+                state: SyncState::Stopped,
+                error: ErrorType::NoError,
+            },
+        );
+    }
+
+    fn mark_stopped(&mut self, p: &impl Platform, path: &str) {
+        let stamp = p
+            .stat(&self.bundle, &local_path(path))
+            .ok()
+            .flatten()
+            .filter(|s| !s.is_dir)
+            .map(LocalStamp::from);
+        self.set_file_state(path, FileSyncState::Stopped, stamp);
+    }
+
+    fn scan(&mut self, p: &impl Platform, out: &mut Vec<SyncProgress>) -> Tick {
+        self.round += 1;
+        self.replan = false;
+        let trees = match scan::scan(p, &self.bundle) {
+            Ok(t) => t,
+            Err(e) => {
+                let (error, reason) = match e {
+                    ScanError::Cloud(c) => (cloud_error_type(p, c.kind), format!("cannot list the cloud: {}", c.message)),
+                    ScanError::Local(io) => (ErrorType::NoError, format!("cannot read the local folder: {io}")),
+                    ScanError::Meta(m) => (ErrorType::NoError, m.message),
+                };
+                self.report.last_error = Some(reason);
+                self.fatal = Some((SyncState::DownloadFailed, error));
+                self.phase = Phase::Finished;
+                return Tick::More;
+            }
+        };
+        self.changes.extend(trees.refresh);
+        let ops = match planner::plan(&trees.local, &trees.remote, &trees.synced, self.confirmed) {
+            Ok(ops) => ops,
+            Err(refusal) => {
+                self.report.refusal = Some(describe(&refusal));
+                self.fatal = Some((SyncState::DownloadFailed, ErrorType::NoError));
+                self.phase = Phase::Finished;
+                return Tick::More;
+            }
+        };
+        self.remote = trees.remote;
+        for op in ops {
+            match op {
+                Op::Upload { .. } | Op::DeleteRemote { .. } => {
+                    if let Op::Upload { path, .. } = &op {
+                        self.files.insert(path.clone(), FileSyncState::ToBeUploaded);
+                    }
+                    self.push.push_back(op);
+                }
+                _ => self.pull.push_back(op),
+            }
+        }
+        self.report.planned += (self.pull.len() + self.push.len()) as u64;
+        self.phase = Phase::Pull;
+        self.send(
+            out,
+            SyncProgress {
+                state: SyncState::Downloading,
+                error: ErrorType::NoError,
+            },
+        );
+        Tick::More
+    }
+
+    fn work(&mut self, p: &impl Platform, out: &mut Vec<SyncProgress>) -> Tick {
+        let pushing = self.phase == Phase::Push;
+        let done_before = self.report.done;
+        self.poll(p);
+        if self.fatal.is_none() && self.halt.is_none() {
+            if pushing {
+                self.check_device(p);
+            }
+            self.start_ops(p, pushing);
+        }
+        if self.fatal.is_some() {
+            self.cancel_all(p);
+        }
+        let batch_done = self.report.done > done_before;
+        let queue_empty = if pushing { self.push.is_empty() } else { self.pull.is_empty() };
+        if self.active.is_empty() && (queue_empty || self.fatal.is_some() || self.halt.is_some()) {
+            if self.fatal.is_some() || self.halt.is_some() {
+                self.fatal = self.fatal.or(self.halt);
+                self.phase = Phase::Finished;
+            } else if !pushing {
+                self.phase = Phase::Push;
+                self.send(
+                    out,
+                    SyncProgress {
+                        state: SyncState::Uploading,
+                        error: self.warning(),
+                    },
+                );
+            } else if self.replan && self.round < MAX_ROUNDS {
+                self.phase = Phase::Scan;
+            } else {
+                self.phase = Phase::Finished;
+            }
+            return Tick::More;
+        }
+        if batch_done {
+            let state = if pushing { SyncState::Uploading } else { SyncState::Downloading };
+            self.send(
+                out,
+                SyncProgress {
+                    state,
+                    error: self.warning(),
+                },
+            );
+        }
+        let queue_empty = if pushing { self.push.is_empty() } else { self.pull.is_empty() };
+        if !queue_empty && self.active.len() < MAX_ACTIVE && self.halt.is_none() {
+            Tick::More
+        } else {
+            Tick::Waiting
+        }
+    }
+
+    /// Battery and network, checked between upload batches.
+    fn check_device(&mut self, p: &impl Platform) {
+        let d = p.device_status();
+        if !d.network_available {
+            self.fatal = Some((SyncState::UploadFailed, ErrorType::NetworkUnavailable));
+        } else if !d.charging && d.battery_percent < 10 {
+            self.halt = Some((SyncState::UploadFailed, ErrorType::BatteryLevelLow));
+        } else if !d.charging && d.battery_percent < 15 && !self.errors.contains(&ErrorType::BatteryLevelWarning) {
+            self.errors.push(ErrorType::BatteryLevelWarning);
+        }
+    }
+
+    fn start_ops(&mut self, p: &impl Platform, pushing: bool) {
+        let mut inline = 0;
+        let mut downloads: Vec<(String, String, Option<LocalStamp>)> = Vec::new();
+        while self.active.len() + downloads.len() < MAX_ACTIVE && inline < INLINE_PER_TICK && self.fatal.is_none() {
+            let op = if pushing { self.push.pop_front() } else { self.pull.pop_front() };
+            let Some(op) = op else { break };
+            inline += 1;
+            match op {
+                Op::Download { path, etag, expect_local } => {
+                    downloads.push((path, etag, expect_local));
+                }
+                Op::KeepBoth { path, etag, .. } => {
+                    // Nothing may be replaced: the local version stays as a
+                    // conflict copy unless it is byte-identical.
+                    downloads.push((path, etag, None));
+                }
+                Op::DeleteLocal { path, expect_local } => self.delete_local(p, &path, expect_local),
+                Op::DeleteRemote { path, etag } => self.delete_remote(p, &path, &etag),
+                Op::RecordSynced { path, etag, local, hash } => {
+                    let size = self.remote.get(&path).map_or(local.size, |r| r.size);
+                    self.record(p, &path, etag, size, local, hash, false);
+                }
+                Op::ForgetSynced { path } => self.forget(&path),
+                Op::Upload {
+                    path,
+                    expect_local,
+                    if_match,
+                } => self.start_upload(p, &path, expect_local, if_match),
+            }
+        }
+        if !downloads.is_empty() {
+            self.start_downloads(p, downloads);
+        }
+    }
+
+    fn start_downloads(&mut self, p: &impl Platform, wanted: Vec<(String, String, Option<LocalStamp>)>) {
+        let free = p.free_space(&self.bundle).unwrap_or(u64::MAX);
+        let mut needed = 0u64;
+        let mut ready = Vec::new();
+        let mut partials = Vec::new();
+        for (path, etag, replaceable) in wanted {
+            let Some(r) = self.remote.get(&path).cloned() else {
+                continue;
+            };
+            needed += r.size;
+            if needed > free {
+                self.errors.push(ErrorType::LocalStorageFull);
+                self.fatal = Some((SyncState::DownloadFailed, ErrorType::LocalStorageFull));
+                self.report.last_error = Some(format!(
+                    "the device has {free} bytes free; the files to download need more"
+                ));
+                break;
+            }
+            self.seq += 1;
+            let temp = format!("{STAGING_DIR}/sync-{:x}-{}-{}.part", fnv(&path), p.now_ms(), self.seq);
+            let record = PartialRecord {
+                temp: temp.clone(),
+                etag: etag.clone(),
+                size: r.size,
+                kept: false,
+            };
+            partials.push((records::path_key(PARTIAL, &self.bundle, &path), Some(records::encode(&record))));
+            ready.push((path, etag, r.size, r.hash.map(|h| format!("sha256:{h}")), replaceable, temp));
+        }
+        if ready.is_empty() {
+            return;
+        }
+        // The temps are recorded before any byte is written: a crash at any
+        // later moment finds (and removes) them.
+        if let Err(e) = p
+            .create_dir_all(&self.bundle, STAGING_DIR)
+            .map_err(|e| e.to_string())
+            .and_then(|_| p.meta_commit(partials).map_err(|e| e.to_string()))
+        {
+            self.report.last_error = Some(format!("cannot prepare downloads: {e}"));
+            self.fatal = Some((SyncState::DownloadFailed, ErrorType::NoError));
+            return;
+        }
+        for (path, etag, size, content_hash, replaceable, temp) in ready {
+            let request = DownloadRequest {
+                bundle: self.bundle.clone(),
+                cloud_path: path.clone(),
+                local_path: temp.clone(),
+                offset: 0,
+                if_match: Some(etag.clone()),
+            };
+            match p.start_download(request) {
+                Ok(transfer) => {
+                    self.files.insert(path.clone(), FileSyncState::Downloading);
+                    self.active.push(Job {
+                        path,
+                        transfer,
+                        kind: JobKind::Download {
+                            temp,
+                            etag,
+                            size,
+                            content_hash,
+                            replaceable,
+                        },
+                    });
+                }
+                Err(e) => {
+                    self.discard_temp(p, &path, &temp);
+                    self.file_failed(p, &path, &Failure::cloud(&e), false);
+                }
+            }
+        }
+    }
+
+    fn start_upload(&mut self, p: &impl Platform, path: &str, expect_local: LocalStamp, if_match: Option<String>) {
+        // Right before acting: the file must still be what the planner saw.
+        if !self.local_is(p, path, Some(expect_local)) {
+            self.files.remove(path);
+            self.replan = true;
+            return;
+        }
+        let request = UploadRequest {
+            bundle: self.bundle.clone(),
+            local_path: local_path(path),
+            cloud_path: path.to_string(),
+            precondition: match if_match {
+                Some(etag) => WritePrecondition::IfMatch(etag),
+                None => WritePrecondition::IfAbsent,
+            },
+        };
+        match p.start_upload(request) {
+            Ok(transfer) => {
+                self.files.insert(path.to_string(), FileSyncState::Uploading);
+                self.active.push(Job {
+                    path: path.to_string(),
+                    transfer,
+                    kind: JobKind::Upload { expect_local },
+                });
+            }
+            Err(e) => self.file_failed(p, path, &Failure::cloud(&e), true),
+        }
+    }
+
+    fn poll(&mut self, p: &impl Platform) {
+        let mut still = Vec::new();
+        for job in std::mem::take(&mut self.active) {
+            let Some(status) = p.poll_transfer(job.transfer) else {
+                if let JobKind::Download { temp, .. } = &job.kind {
+                    self.discard_temp(p, &job.path, temp);
+                }
+                let upload = matches!(job.kind, JobKind::Upload { .. });
+                self.file_failed(p, &job.path, &Failure::unknown("the host lost track of the transfer"), upload);
+                continue;
+            };
+            match status.state {
+                TransferState::Running => {
+                    still.push(job);
+                    continue;
+                }
+                TransferState::Done => {
+                    p.release_transfer(job.transfer);
+                    self.finish_job(p, job, status.uploaded);
+                }
+                TransferState::Failed(e) => {
+                    p.release_transfer(job.transfer);
+                    let upload = matches!(job.kind, JobKind::Upload { .. });
+                    if let JobKind::Download { temp, .. } = &job.kind {
+                        self.discard_temp(p, &job.path, temp);
+                    }
+                    self.transfer_failed(p, &job.path, &Failure::cloud(&e), upload);
+                }
+            }
+        }
+        // Jobs finished above may have pushed none back; keep the rest.
+        still.append(&mut self.active);
+        self.active = still;
+    }
+
+    fn finish_job(&mut self, p: &impl Platform, job: Job, uploaded: Option<crate::engine::CloudObject>) {
+        let path = job.path;
+        match job.kind {
+            JobKind::Download {
+                temp,
+                etag,
+                size,
+                content_hash,
+                replaceable,
+            } => {
+                let target = local_path(&path);
+                let arrived = Arrived {
+                    bundle: &self.bundle,
+                    temp: &temp,
+                    target: &target,
+                    size,
+                    content_hash: content_hash.as_deref(),
+                };
+                match verify_and_place(p, &arrived, replaceable) {
+                    Ok(placed) => {
+                        if placed.conflict_copy.is_some() {
+                            self.report.conflicts += 1;
+                            // The copy is a new local file: upload it this run.
+                            self.replan = true;
+                        }
+                        self.report.downloaded += 1;
+                        self.report.bytes_downloaded += size;
+                        self.changes
+                            .push((records::path_key(PARTIAL, &self.bundle, &path), None));
+                        self.record(p, &path, etag, size, placed.stamp, placed.hash, false);
+                    }
+                    Err(f) => {
+                        self.discard_temp(p, &path, &temp);
+                        self.file_failed(p, &path, &f, false);
+                    }
+                }
+            }
+            JobKind::Upload { expect_local } => {
+                let Some(object) = uploaded else {
+                    self.file_failed(p, &path, &Failure::unknown("the host did not say what it wrote"), true);
+                    return;
+                };
+                self.report.uploaded += 1;
+                self.report.bytes_uploaded += object.size;
+                let hash = object
+                    .content_hash
+                    .as_deref()
+                    .and_then(|h| h.strip_prefix("sha256:"))
+                    .map(str::to_ascii_lowercase);
+                if self.local_is(p, &path, Some(expect_local)) {
+                    self.record(p, &path, object.etag, object.size, expect_local, hash, true);
+                } else {
+                    // Edited while it went up: what the cloud holds may not be
+                    // what the file holds now. Recording the old stamp makes
+                    // the next round send the file again.
+                    self.record(p, &path, object.etag, object.size, expect_local, None, true);
+                    self.replan = true;
+                }
+            }
+        }
+    }
+
+    fn transfer_failed(&mut self, p: &impl Platform, path: &str, f: &Failure, upload: bool) {
+        match f.cloud {
+            // Changed or gone since the scan: the next round sees it as it is.
+            Some(CloudErrorKind::PreconditionFailed) | Some(CloudErrorKind::NotFound) => {
+                self.files.remove(path);
+                self.replan = true;
+            }
+            _ => self.file_failed(p, path, f, upload),
+        }
+    }
+
+    /// One file failed. Failures that every other file would meet too
+    /// (network, unauthorized, local disk full) end the run.
+    fn file_failed(&mut self, p: &impl Platform, path: &str, f: &Failure, upload: bool) {
+        let phase_failed = if upload {
+            SyncState::UploadFailed
+        } else {
+            SyncState::DownloadFailed
+        };
+        let error = match f.cloud {
+            Some(CloudErrorKind::Network) => {
+                let e = network_error_type(p);
+                self.fatal = Some((phase_failed, e));
+                e
+            }
+            Some(CloudErrorKind::Unauthorized) => {
+                self.fatal = Some((phase_failed, ErrorType::NoError));
+                ErrorType::NoError
+            }
+            Some(CloudErrorKind::LocalNoSpace) => {
+                self.fatal = Some((phase_failed, ErrorType::LocalStorageFull));
+                ErrorType::LocalStorageFull
+            }
+            Some(CloudErrorKind::StorageFull) => ErrorType::CloudStorageFull,
+            _ => ErrorType::NoError,
+        };
+        if error != ErrorType::NoError {
+            self.errors.push(error);
+        }
+        if upload {
+            self.push_failed = true;
+        } else {
+            self.pull_failed = true;
+        }
+        self.report.failed += 1;
+        self.report.done += 1;
+        self.report.last_error = Some(format!("{path}: {}", f.reason));
+        let file = AppFile {
+            bundle: self.bundle.clone(),
+            path: path.to_string(),
+        };
+        p.report_failure(&uri_of(&file), &f.reason);
+        self.files.remove(path);
+        if upload {
+            let stamp = p
+                .stat(&self.bundle, &local_path(path))
+                .ok()
+                .flatten()
+                .map(LocalStamp::from);
+            self.set_file_state(path, FileSyncState::UploadFailure, stamp);
+        }
+    }
+
+    fn delete_local(&mut self, p: &impl Platform, path: &str, expect_local: LocalStamp) {
+        if !self.local_is(p, path, Some(expect_local)) {
+            self.replan = true;
+            return;
+        }
+        match p.remove_file(&self.bundle, &local_path(path)) {
+            Ok(()) => {
+                self.report.deleted_local += 1;
+                self.forget(path);
+            }
+            Err(e) => self.file_failed(p, path, &Failure::io(&e), false),
+        }
+    }
+
+    fn delete_remote(&mut self, p: &impl Platform, path: &str, etag: &str) {
+        match p.cloud_delete(&self.bundle, path, Some(etag)) {
+            Ok(()) => {
+                self.report.deleted_remote += 1;
+                self.forget(path);
+            }
+            Err(e) if e.kind == CloudErrorKind::NotFound => self.forget(path),
+            Err(e) => self.transfer_failed(p, path, &Failure::cloud(&e), true),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &mut self,
+        p: &impl Platform,
+        path: &str,
+        etag: String,
+        size: u64,
+        local: LocalStamp,
+        hash: Option<String>,
+        uploaded: bool,
+    ) {
+        let record = SyncedRecord {
+            etag,
+            size,
+            local,
+            hash,
+            uploaded,
+            recorded_ms: p.now_ms(),
+        };
+        self.changes
+            .push((records::path_key(SYNCED, &self.bundle, path), Some(records::encode(&record))));
+        self.changes.push((records::path_key(FILE_STATE, &self.bundle, path), None));
+        self.files.remove(path);
+        self.report.done += 1;
+    }
+
+    fn forget(&mut self, path: &str) {
+        self.changes.push((records::path_key(SYNCED, &self.bundle, path), None));
+        self.changes.push((records::path_key(FILE_STATE, &self.bundle, path), None));
+        self.files.remove(path);
+        self.report.done += 1;
+    }
+
+    fn set_file_state(&mut self, path: &str, state: FileSyncState, stamp: Option<LocalStamp>) {
+        let record = FileStateRecord { state, stamp };
+        self.changes
+            .push((records::path_key(FILE_STATE, &self.bundle, path), Some(records::encode(&record))));
+    }
+
+    fn discard_temp(&mut self, p: &impl Platform, path: &str, temp: &str) {
+        let _ = p.remove_file(&self.bundle, temp);
+        self.changes.push((records::path_key(PARTIAL, &self.bundle, path), None));
+    }
+
+    fn cancel_all(&mut self, p: &impl Platform) {
+        for job in std::mem::take(&mut self.active) {
+            p.cancel_transfer(job.transfer);
+            p.release_transfer(job.transfer);
+            if let JobKind::Download { temp, .. } = &job.kind {
+                self.discard_temp(p, &job.path, temp);
+            }
+            self.files.remove(&job.path);
+        }
+        self.pull.clear();
+        self.push.clear();
+        self.files.clear();
+    }
+
+    /// Commits this tick's records at once: one durable write per batch.
+    fn flush(&mut self, p: &impl Platform) {
+        if self.changes.is_empty() {
+            return;
+        }
+        let changes = std::mem::take(&mut self.changes);
+        if let Err(e) = p.meta_commit(changes) {
+            // The steps stand on disk and in the cloud; unrecorded ones are
+            // found equal (or kept as copies) by the next run.
+            self.report.last_error = Some(format!("metadata write failed: {e}"));
+            self.fatal.get_or_insert((SyncState::DownloadFailed, ErrorType::NoError));
+        }
+    }
+
+    fn local_is(&self, p: &impl Platform, path: &str, expect: Option<LocalStamp>) -> bool {
+        match p.stat(&self.bundle, &local_path(path)) {
+            Ok(Some(s)) if !s.is_dir => Some(LocalStamp::from(s)) == expect,
+            Ok(None) => expect.is_none(),
+            _ => false,
+        }
+    }
+
+    fn warning(&self) -> ErrorType {
+        if self.errors.contains(&ErrorType::BatteryLevelWarning) {
+            ErrorType::BatteryLevelWarning
+        } else {
+            ErrorType::NoError
+        }
+    }
+
+    fn terminal(&self) -> SyncProgress {
+        let highest = |extra: ErrorType| {
+            self.errors
+                .iter()
+                .copied()
+                .chain([extra])
+                .max_by_key(|e| e.priority())
+                .unwrap_or(ErrorType::NoError)
+        };
+        if let Some((state, error)) = self.fatal {
+            return SyncProgress {
+                state,
+                error: highest(error),
+            };
+        }
+        if self.pull_failed || self.push_failed {
+            let state = if self.pull_failed {
+                SyncState::DownloadFailed
+            } else {
+                SyncState::UploadFailed
+            };
+            return SyncProgress {
+                state,
+                error: highest(ErrorType::NoError),
+            };
+        }
+        SyncProgress {
+            state: SyncState::Completed,
+            error: self.warning(),
+        }
+    }
+
+    fn send(&mut self, out: &mut Vec<SyncProgress>, progress: SyncProgress) {
+        self.current = progress;
+        self.report.last = Some(progress);
+        out.push(progress);
+    }
+}
+
+fn local_path(path: &str) -> String {
+    format!("{LOCAL_CLOUD_DIR}/{path}")
+}
+
+fn fnv(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+    }
+    h
+}
+
+/// The network failed: NETWORK_UNAVAILABLE, or WIFI_UNAVAILABLE when only
+/// a metered network is left.
+fn network_error_type(p: &impl Platform) -> ErrorType {
+    let d = p.device_status();
+    if d.network_available && !d.wifi_available {
+        ErrorType::WifiUnavailable
+    } else {
+        ErrorType::NetworkUnavailable
+    }
+}
+
+fn cloud_error_type(p: &impl Platform, kind: CloudErrorKind) -> ErrorType {
+    match kind {
+        CloudErrorKind::Network => network_error_type(p),
+        CloudErrorKind::StorageFull => ErrorType::CloudStorageFull,
+        CloudErrorKind::LocalNoSpace => ErrorType::LocalStorageFull,
+        _ => ErrorType::NoError,
+    }
+}
+
+fn describe(r: &Refusal) -> String {
+    match r {
+        Refusal::SideLooksEmpty { side, synced } => format!(
+            "the {side} side looks empty while {synced} files were in sync; a missing folder or a failed \
+             listing is not taken as \"everything was deleted\". Confirm to delete them everywhere."
+        ),
+        Refusal::MassDeletion { deletes, synced } => format!(
+            "this run would delete {deletes} of {synced} synced files (more than half); nothing was deleted. \
+             Confirm to go ahead."
+        ),
+    }
+}
