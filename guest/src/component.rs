@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 
+use crate::engine::sync::{Report, SyncId};
 use crate::engine::{self as e, ApiError, CacheId, Engine, Platform};
 
 mod bindings {
@@ -12,7 +13,7 @@ mod bindings {
     });
 }
 
-use bindings::exports::ohos::cloudsync::{engine as engine_export, file_cache};
+use bindings::exports::ohos::cloudsync::{engine as engine_export, file_cache, sync as sync_export};
 use bindings::ohos::cloudsync::{cloud, device, events, permission, storage, transfer, types};
 
 struct Component;
@@ -30,8 +31,12 @@ impl engine_export::Guest for Component {
         with_engine(|e| e.init()).map_err(error)
     }
 
-    fn tick() -> bool {
-        with_engine(|e| e.tick())
+    fn tick() -> engine_export::TickResult {
+        match with_engine(|e| e.tick()) {
+            e::Tick::Idle => engine_export::TickResult::Idle,
+            e::Tick::Waiting => engine_export::TickResult::Waiting,
+            e::Tick::More => engine_export::TickResult::More,
+        }
     }
 }
 
@@ -69,6 +74,130 @@ impl Drop for CacheHandle {
     }
 }
 
+impl sync_export::Guest for Component {
+    type FileSync = FileSyncHandle;
+    type GallerySync = GalleryHandle;
+
+    fn get_file_sync_states(uris: Vec<String>) -> Result<Vec<types::FileSyncState>, types::Error> {
+        let states = with_engine(|e| e.syncs.file_sync_states(&e.platform, &uris)).map_err(error)?;
+        Ok(states.into_iter().map(file_sync_state).collect())
+    }
+
+    fn get_file_sync_state(uri: String) -> Result<types::FileSyncState, types::Error> {
+        with_engine(|e| e.syncs.file_sync_state(&e.platform, &uri))
+            .map(file_sync_state)
+            .map_err(error)
+    }
+}
+
+/// A `FileSync` or `GallerySync` object: both are sync objects of the engine.
+struct SyncHandle(SyncId);
+
+impl SyncHandle {
+    fn on(&self, event: String, listener: u64) -> Result<(), types::Error> {
+        with_engine(|e| e.syncs.on(&e.platform, self.0, &event, listener)).map_err(error)
+    }
+    fn off(&self, event: String, listener: Option<u64>) -> Result<(), types::Error> {
+        with_engine(|e| e.syncs.off(self.0, &event, listener)).map_err(error)
+    }
+    fn start(&self, confirm: bool) -> Result<(), types::Error> {
+        with_engine(|e| e.syncs.start(&e.platform, self.0, confirm)).map_err(error)
+    }
+    fn stop(&self) -> Result<(), types::Error> {
+        with_engine(|e| e.syncs.stop(&e.platform, self.0)).map_err(error)
+    }
+    fn report(&self) -> Result<sync_export::SyncReport, types::Error> {
+        with_engine(|e| e.syncs.report(self.0)).map(sync_report).map_err(error)
+    }
+}
+
+impl Drop for SyncHandle {
+    fn drop(&mut self) {
+        with_engine(|e| e.syncs.drop_object(self.0));
+    }
+}
+
+struct FileSyncHandle(SyncHandle);
+struct GalleryHandle(SyncHandle);
+
+impl sync_export::GuestFileSync for FileSyncHandle {
+    fn create(bundle_name: Option<String>) -> Result<sync_export::FileSync, types::Error> {
+        let id = with_engine(|e| e.syncs.create_file_sync(&e.platform, bundle_name.as_deref())).map_err(error)?;
+        Ok(sync_export::FileSync::new(FileSyncHandle(SyncHandle(id))))
+    }
+    fn on(&self, event: String, listener: u64) -> Result<(), types::Error> {
+        self.0.on(event, listener)
+    }
+    fn off(&self, event: String, listener: Option<u64>) -> Result<(), types::Error> {
+        self.0.off(event, listener)
+    }
+    fn start(&self, confirm_deletions: bool) -> Result<(), types::Error> {
+        self.0.start(confirm_deletions)
+    }
+    fn stop(&self) -> Result<(), types::Error> {
+        self.0.stop()
+    }
+    fn get_last_sync_time(&self) -> Result<u64, types::Error> {
+        let id = (self.0).0;
+        with_engine(|e| e.syncs.last_sync_time(&e.platform, id)).map_err(error)
+    }
+    fn report(&self) -> Result<sync_export::SyncReport, types::Error> {
+        self.0.report()
+    }
+}
+
+impl sync_export::GuestGallerySync for GalleryHandle {
+    fn create() -> Result<sync_export::GallerySync, types::Error> {
+        let id = with_engine(|e| e.syncs.create_gallery_sync(&e.platform)).map_err(error)?;
+        Ok(sync_export::GallerySync::new(GalleryHandle(SyncHandle(id))))
+    }
+    fn on(&self, event: String, listener: u64) -> Result<(), types::Error> {
+        self.0.on(event, listener)
+    }
+    fn off(&self, event: String, listener: Option<u64>) -> Result<(), types::Error> {
+        self.0.off(event, listener)
+    }
+    fn start(&self, confirm_deletions: bool) -> Result<(), types::Error> {
+        self.0.start(confirm_deletions)
+    }
+    fn stop(&self) -> Result<(), types::Error> {
+        self.0.stop()
+    }
+    fn report(&self) -> Result<sync_export::SyncReport, types::Error> {
+        self.0.report()
+    }
+}
+
+fn sync_report(r: Report) -> sync_export::SyncReport {
+    sync_export::SyncReport {
+        running: r.running,
+        planned: r.planned,
+        done: r.done,
+        uploaded: r.uploaded,
+        downloaded: r.downloaded,
+        deleted_local: r.deleted_local,
+        deleted_remote: r.deleted_remote,
+        conflicts: r.conflicts,
+        failed: r.failed,
+        bytes_uploaded: r.bytes_uploaded,
+        bytes_downloaded: r.bytes_downloaded,
+        refusal: r.refusal,
+        last_error: r.last_error,
+    }
+}
+
+fn file_sync_state(s: e::FileSyncState) -> types::FileSyncState {
+    match s {
+        e::FileSyncState::Uploading => types::FileSyncState::Uploading,
+        e::FileSyncState::Downloading => types::FileSyncState::Downloading,
+        e::FileSyncState::Completed => types::FileSyncState::Completed,
+        e::FileSyncState::Stopped => types::FileSyncState::Stopped,
+        e::FileSyncState::ToBeUploaded => types::FileSyncState::ToBeUploaded,
+        e::FileSyncState::UploadSuccess => types::FileSyncState::UploadSuccess,
+        e::FileSyncState::UploadFailure => types::FileSyncState::UploadFailure,
+    }
+}
+
 bindings::export!(Component with_types_in bindings);
 
 fn error(e: ApiError) -> types::Error {
@@ -84,6 +213,14 @@ struct WitPlatform;
 impl Platform for WitPlatform {
     fn caller_bundle(&self) -> String {
         permission::caller_bundle()
+    }
+
+    fn has_permission(&self, name: &str) -> bool {
+        permission::has_permission(name)
+    }
+
+    fn is_system_app(&self) -> bool {
+        permission::is_system_app()
     }
 
     fn device_status(&self) -> e::DeviceStatus {
@@ -106,12 +243,7 @@ impl Platform for WitPlatform {
 
     fn stat(&self, bundle: &str, path: &str) -> Result<Option<e::FileStat>, e::IoError> {
         let stat = storage::stat(bundle, path).map_err(io_error)?;
-        Ok(stat.map(|s| e::FileStat {
-            size: s.size,
-            mtime_ns: s.mtime_ns,
-            inode: s.inode,
-            is_dir: s.is_dir,
-        }))
+        Ok(stat.map(file_stat))
     }
 
     fn rename(&self, bundle: &str, from: &str, to: &str) -> Result<(), e::IoError> {
@@ -134,6 +266,11 @@ impl Platform for WitPlatform {
         storage::hash_file(bundle, path, "sha256").map_err(io_error)
     }
 
+    fn scan_tree(&self, bundle: &str, dir: &str) -> Result<Option<Vec<(String, e::FileStat)>>, e::IoError> {
+        let entries = storage::scan_tree(bundle, dir).map_err(io_error)?;
+        Ok(entries.map(|list| list.into_iter().map(|t| (t.path, file_stat(t.stat))).collect()))
+    }
+
     fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, e::IoError> {
         storage::meta_get(key).map_err(io_error)
     }
@@ -151,15 +288,34 @@ impl Platform for WitPlatform {
     }
 
     fn cloud_stat(&self, bundle: &str, path: &str) -> Result<e::CloudObject, e::CloudError> {
-        let o = cloud::stat(bundle, path).map_err(cloud_error)?;
-        Ok(e::CloudObject {
-            path: o.path,
-            size: o.size,
-            etag: o.etag,
-            version: o.version,
-            content_hash: o.content_hash,
-            modified_ms: o.modified_ms,
+        cloud::stat(bundle, path).map(cloud_object).map_err(cloud_error)
+    }
+
+    fn cloud_ready(&self, bundle: &str) -> Result<(), e::CloudError> {
+        cloud::ready(bundle).map_err(cloud_error)
+    }
+
+    fn cloud_list(&self, bundle: &str, prefix: &str) -> Result<Vec<e::CloudObject>, e::CloudError> {
+        let objects = cloud::list(bundle, prefix).map_err(cloud_error)?;
+        Ok(objects.into_iter().map(cloud_object).collect())
+    }
+
+    fn cloud_delete(&self, bundle: &str, path: &str, if_match: Option<&str>) -> Result<(), e::CloudError> {
+        cloud::delete(bundle, path, if_match).map_err(cloud_error)
+    }
+
+    fn start_upload(&self, r: e::UploadRequest) -> Result<e::TransferId, e::CloudError> {
+        transfer::start_upload(&transfer::UploadRequest {
+            bundle: r.bundle,
+            local_path: r.local_path,
+            cloud_path: r.cloud_path,
+            precondition: match r.precondition {
+                e::WritePrecondition::None => transfer::WritePrecondition::None,
+                e::WritePrecondition::IfMatch(etag) => transfer::WritePrecondition::IfMatch(etag),
+                e::WritePrecondition::IfAbsent => transfer::WritePrecondition::IfAbsent,
+            },
         })
+        .map_err(cloud_error)
     }
 
     fn start_download(&self, r: e::DownloadRequest) -> Result<e::TransferId, e::CloudError> {
@@ -181,6 +337,7 @@ impl Platform for WitPlatform {
                 transfer::TransferState::Done => e::TransferState::Done,
                 transfer::TransferState::Failed(err) => e::TransferState::Failed(cloud_error(err)),
             },
+            uploaded: s.uploaded.map(cloud_object),
         })
     }
 
@@ -194,6 +351,32 @@ impl Platform for WitPlatform {
 
     fn report_failure(&self, uri: &str, reason: &str) {
         events::failure_reason(uri, reason)
+    }
+
+    fn emit_sync(&self, listener: e::ListenerId, p: e::SyncProgress) {
+        events::emit_sync(
+            listener,
+            types::SyncProgress {
+                state: match p.state {
+                    e::SyncState::Uploading => types::SyncState::Uploading,
+                    e::SyncState::UploadFailed => types::SyncState::UploadFailed,
+                    e::SyncState::Downloading => types::SyncState::Downloading,
+                    e::SyncState::DownloadFailed => types::SyncState::DownloadFailed,
+                    e::SyncState::Completed => types::SyncState::Completed,
+                    e::SyncState::Stopped => types::SyncState::Stopped,
+                },
+                error: match p.error {
+                    e::ErrorType::NoError => types::ErrorType::NoError,
+                    e::ErrorType::NetworkUnavailable => types::ErrorType::NetworkUnavailable,
+                    e::ErrorType::WifiUnavailable => types::ErrorType::WifiUnavailable,
+                    e::ErrorType::BatteryLevelLow => types::ErrorType::BatteryLevelLow,
+                    e::ErrorType::BatteryLevelWarning => types::ErrorType::BatteryLevelWarning,
+                    e::ErrorType::CloudStorageFull => types::ErrorType::CloudStorageFull,
+                    e::ErrorType::LocalStorageFull => types::ErrorType::LocalStorageFull,
+                    e::ErrorType::DeviceTemperatureTooHigh => types::ErrorType::DeviceTemperatureTooHigh,
+                },
+            },
+        )
     }
 
     fn emit_download(&self, listener: e::ListenerId, p: &e::DownloadProgress) {
@@ -219,6 +402,26 @@ impl Platform for WitPlatform {
                 },
             },
         )
+    }
+}
+
+fn file_stat(s: storage::FileStat) -> e::FileStat {
+    e::FileStat {
+        size: s.size,
+        mtime_ns: s.mtime_ns,
+        inode: s.inode,
+        is_dir: s.is_dir,
+    }
+}
+
+fn cloud_object(o: cloud::Object) -> e::CloudObject {
+    e::CloudObject {
+        path: o.path,
+        size: o.size,
+        etag: o.etag,
+        version: o.version,
+        content_hash: o.content_hash,
+        modified_ms: o.modified_ms,
     }
 }
 

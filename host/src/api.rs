@@ -125,3 +125,121 @@ impl DownloadErrorType {
         }
     }
 }
+
+/// State of a whole sync run (seed: `SyncState`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SyncState {
+    Uploading = 0,
+    UploadFailed = 1,
+    Downloading = 2,
+    DownloadFailed = 3,
+    Completed = 4,
+    Stopped = 5,
+}
+
+/// Why a sync run is held back or failed (seed: `ErrorType`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorType {
+    NoError = 0,
+    NetworkUnavailable = 1,
+    WifiUnavailable = 2,
+    BatteryLevelLow = 3,
+    BatteryLevelWarning = 4,
+    CloudStorageFull = 5,
+    LocalStorageFull = 6,
+    DeviceTemperatureTooHigh = 7,
+}
+
+/// One sync progress event (seed: `SyncProgress`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct SyncProgress {
+    pub state: SyncState,
+    pub error: ErrorType,
+}
+
+impl SyncProgress {
+    /// COMPLETED, STOPPED, UPLOAD_FAILED or DOWNLOAD_FAILED: the last event of a run.
+    pub fn is_terminal(&self) -> bool {
+        !matches!(self.state, SyncState::Uploading | SyncState::Downloading)
+    }
+}
+
+/// Per-file sync state (seed: `FileSyncState`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FileSyncState {
+    Uploading = 0,
+    Downloading = 1,
+    Completed = 2,
+    Stopped = 3,
+    ToBeUploaded = 4,
+    UploadSuccess = 5,
+    UploadFailure = 6,
+}
+
+/// What a sync run did, for people (the seed's events carry only states).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SyncReport {
+    pub running: bool,
+    pub planned: u64,
+    pub done: u64,
+    pub uploaded: u64,
+    pub downloaded: u64,
+    pub deleted_local: u64,
+    pub deleted_remote: u64,
+    pub conflicts: u64,
+    pub failed: u64,
+    pub bytes_uploaded: u64,
+    pub bytes_downloaded: u64,
+    /// Why the run refused to apply its plan (a guard tripped).
+    pub refusal: Option<String>,
+    /// The last failure, in the words of whoever failed.
+    pub last_error: Option<String>,
+}
+
+impl SyncState {
+    /// The seed's name, e.g. `UPLOAD_FAILED`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SyncState::Uploading => "UPLOADING",
+            SyncState::UploadFailed => "UPLOAD_FAILED",
+            SyncState::Downloading => "DOWNLOADING",
+            SyncState::DownloadFailed => "DOWNLOAD_FAILED",
+            SyncState::Completed => "COMPLETED",
+            SyncState::Stopped => "STOPPED",
+        }
+    }
+}
+
+impl ErrorType {
+    /// The seed's name, e.g. `BATTERY_LEVEL_LOW`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorType::NoError => "NO_ERROR",
+            ErrorType::NetworkUnavailable => "NETWORK_UNAVAILABLE",
+            ErrorType::WifiUnavailable => "WIFI_UNAVAILABLE",
+            ErrorType::BatteryLevelLow => "BATTERY_LEVEL_LOW",
+            ErrorType::BatteryLevelWarning => "BATTERY_LEVEL_WARNING",
+            ErrorType::CloudStorageFull => "CLOUD_STORAGE_FULL",
+            ErrorType::LocalStorageFull => "LOCAL_STORAGE_FULL",
+            ErrorType::DeviceTemperatureTooHigh => "DEVICE_TEMPERATURE_TOO_HIGH",
+        }
+    }
+}
+
+impl FileSyncState {
+    /// The seed's name, e.g. `TO_BE_UPLOADED`.
+    pub fn name(self) -> &'static str {
+        match self {
+            FileSyncState::Uploading => "UPLOADING",
+            FileSyncState::Downloading => "DOWNLOADING",
+            FileSyncState::Completed => "COMPLETED",
+            FileSyncState::Stopped => "STOPPED",
+            FileSyncState::ToBeUploaded => "TO_BE_UPLOADED",
+            FileSyncState::UploadSuccess => "UPLOAD_SUCCESS",
+            FileSyncState::UploadFailure => "UPLOAD_FAILURE",
+        }
+    }
+}

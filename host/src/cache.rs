@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::api::{CloudSyncError, DownloadProgress, ListenerId};
-use crate::runtime::{ObjectId, Runtime};
+use crate::runtime::{Callback, ObjectId, ObjectKind, Runtime};
 
 /// Downloads the caller's cloud files (seed: `CloudFileCache`). Instances
 /// share nothing: events reach only the listeners of the instance whose
@@ -17,7 +17,7 @@ pub struct CloudFileCache {
 impl CloudFileCache {
     pub async fn new(rt: &Runtime) -> Result<Self, CloudSyncError> {
         let id = rt.next_object_id();
-        rt.call(move |d| d.create_object(id)).await?;
+        rt.call(move |d| d.create_object(id, ObjectKind::Cache)).await?;
         Ok(CloudFileCache { rt: rt.clone(), id })
     }
 
@@ -28,7 +28,7 @@ impl CloudFileCache {
         event: &str,
         callback: impl Fn(DownloadProgress) + Send + Sync + 'static,
     ) -> Result<ListenerId, CloudSyncError> {
-        let listener = self.rt.listeners().add(Arc::new(callback));
+        let listener = self.rt.listeners().add(Callback::Download(Arc::new(callback)));
         let (id, event) = (self.id, event.to_string());
         let result = self
             .rt

@@ -7,6 +7,9 @@ pub const CLOUDFILE_SYNC: &str = "ohos.permission.CLOUDFILE_SYNC";
 /// `ohos.permission.CLOUDFILE_SYNC_MANAGER`: needed to act for another bundle.
 pub const CLOUDFILE_SYNC_MANAGER: &str = "ohos.permission.CLOUDFILE_SYNC_MANAGER";
 
+/// The gallery's own area (its items are `file://media/Photo/<id>/<name>`).
+pub const GALLERY_BUNDLE: &str = "media";
+
 /// The calling app and its grants; the component asks about them through
 /// the `permission` import.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,10 +45,13 @@ impl Identity {
         self.permissions.contains(name)
     }
 
-    /// Whether the caller may touch `bundle`'s files: its own, or any with
-    /// `CLOUDFILE_SYNC_MANAGER`.
+    /// Whether the caller may touch `bundle`'s files: its own, any with
+    /// `CLOUDFILE_SYNC_MANAGER`, and the gallery's as a system app holding
+    /// `CLOUDFILE_SYNC`.
     pub fn may_act_for(&self, bundle: &str) -> bool {
-        bundle == self.bundle || self.has_permission(CLOUDFILE_SYNC_MANAGER)
+        bundle == self.bundle
+            || self.has_permission(CLOUDFILE_SYNC_MANAGER)
+            || (bundle == GALLERY_BUNDLE && self.system_app && self.has_permission(CLOUDFILE_SYNC))
     }
 }
 

@@ -26,11 +26,16 @@ pub mod device;
 pub mod identity;
 mod runtime;
 mod storage;
+mod sync;
 mod transfers;
 
-pub use api::{codes, CloudSyncError, DownloadErrorType, DownloadProgress, ListenerId, State};
+pub use api::{
+    codes, CloudSyncError, DownloadErrorType, DownloadProgress, ErrorType, FileSyncState, ListenerId, State,
+    SyncProgress, SyncReport, SyncState,
+};
 pub use cache::CloudFileCache;
 pub use identity::Identity;
 pub use runtime::{
     default_cache_dir, engine_component, percent_encode, BuildError, Runtime, RuntimeBuilder, SandboxLimits,
 };
+pub use sync::{get_file_sync_state, get_file_sync_states, FileSync, GallerySync};

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::sync::Semaphore;
 
-use crate::cloud::{Cloud, CloudError, CloudErrorKind};
+use crate::cloud::{Cloud, CloudError, CloudErrorKind, CloudObject, Precondition};
 use crate::device::DeviceStatus;
 
 /// How a transfer ended badly.
@@ -51,6 +51,8 @@ struct Shared {
     finished: Mutex<bool>,
     finished_cv: Condvar,
     abort: Mutex<Option<tokio::task::AbortHandle>>,
+    /// A finished upload: the object written.
+    uploaded: Mutex<Option<CloudObject>>,
 }
 
 /// Marks the transfer finished however its task ends: completed, failed,
@@ -77,6 +79,13 @@ pub struct Transfers {
     waker: Waker,
     next: u64,
     live: HashMap<u64, Arc<Shared>>,
+}
+
+/// One upload: the file `local` to `key`, if `precondition` holds.
+pub struct UploadJob {
+    pub key: String,
+    pub local: PathBuf,
+    pub precondition: Precondition,
 }
 
 /// One download: `key` from `offset` into `local`, conditional on `if_match`.
@@ -107,15 +116,38 @@ impl Transfers {
     }
 
     pub fn start_download(&mut self, job: DownloadJob) -> u64 {
+        let offset = job.offset;
+        self.spawn(offset, move |shared, cloud, device, waker| {
+            Box::pin(async move { download(&shared, cloud.as_ref(), device.as_ref(), &waker, job).await })
+        })
+    }
+
+    pub fn start_upload(&mut self, job: UploadJob) -> u64 {
+        self.spawn(0, move |shared, cloud, _device, waker| {
+            Box::pin(async move {
+                let object = upload(&shared, cloud.as_ref(), &waker, job).await?;
+                *shared.uploaded.lock().unwrap() = Some(object);
+                Ok(())
+            })
+        })
+    }
+
+    /// Runs one transfer as a task, bounded by the concurrency limit.
+    fn spawn(
+        &mut self,
+        start_bytes: u64,
+        work: impl FnOnce(Arc<Shared>, Arc<dyn Cloud>, Arc<dyn DeviceStatus>, Waker) -> TransferFuture + Send + 'static,
+    ) -> u64 {
         self.next += 1;
         let id = self.next;
         let shared = Arc::new(Shared {
-            bytes: AtomicU64::new(job.offset),
+            bytes: AtomicU64::new(start_bytes),
             outcome: Mutex::new(None),
             cancelled: AtomicBool::new(false),
             finished: Mutex::new(false),
             finished_cv: Condvar::new(),
             abort: Mutex::new(None),
+            uploaded: Mutex::new(None),
         });
         let guard = FinishGuard {
             shared: shared.clone(),
@@ -127,12 +159,17 @@ impl Transfers {
             let Ok(_permit) = limit.acquire_owned().await else {
                 return;
             };
-            let result = download(&guard.shared, cloud.as_ref(), device.as_ref(), &guard.waker, job).await;
+            let result = work(guard.shared.clone(), cloud, device, guard.waker.clone()).await;
             *guard.shared.outcome.lock().unwrap() = Some(result);
         });
         *shared.abort.lock().unwrap() = Some(task.abort_handle());
         self.live.insert(id, shared);
         id
+    }
+
+    /// The object a finished upload wrote.
+    pub fn uploaded(&self, id: u64) -> Option<CloudObject> {
+        self.live.get(&id)?.uploaded.lock().unwrap().clone()
     }
 
     /// Bytes now in the local file, and how the transfer stands.
@@ -185,7 +222,7 @@ fn stop(shared: &Shared) {
 }
 
 async fn download(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     cloud: &dyn Cloud,
     device: &dyn DeviceStatus,
     wake: &Waker,
@@ -233,6 +270,74 @@ async fn download(
         }
     }
     Ok(())
+}
+
+type TransferFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), TransferError>> + Send>>;
+
+/// Streams a local file to the cloud, hashing what it sends (sha256), so the
+/// engine learns the content it recorded without reading the file again.
+async fn upload(
+    shared: &Arc<Shared>,
+    cloud: &dyn Cloud,
+    wake: &Waker,
+    job: UploadJob,
+) -> Result<CloudObject, TransferError> {
+    let file = tokio::fs::File::open(&job.local).await.map_err(local_error)?;
+    let reader = HashingReader {
+        inner: file,
+        hasher: Arc::new(Mutex::new(Some(sha2::Sha256::default()))),
+        shared: shared.clone(),
+        wake: wake.clone(),
+        last_wake: Instant::now(),
+    };
+    let hasher = reader.hasher.clone();
+    let mut object = cloud.put(&job.key, Box::pin(reader), job.precondition).await?;
+    if shared.cancelled.load(Ordering::Acquire) {
+        return Err(TransferError::LocalIo("cancelled".into()));
+    }
+    if let Some(h) = hasher.lock().unwrap().take() {
+        use sha2::Digest;
+        object.content_hash = Some(format!("sha256:{:x}", h.finalize()));
+    }
+    Ok(object)
+}
+
+/// Counts and hashes the bytes read through it; a cancelled transfer reads
+/// nothing more.
+struct HashingReader {
+    inner: tokio::fs::File,
+    hasher: Arc<Mutex<Option<sha2::Sha256>>>,
+    shared: Arc<Shared>,
+    wake: Waker,
+    last_wake: Instant,
+}
+
+impl tokio::io::AsyncRead for HashingReader {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use sha2::Digest;
+        if self.shared.cancelled.load(Ordering::Acquire) {
+            return std::task::Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::Interrupted, "cancelled")));
+        }
+        let before = buf.filled().len();
+        let this = &mut *self;
+        let poll = std::pin::Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let std::task::Poll::Ready(Ok(())) = &poll {
+            let new = &buf.filled()[before..];
+            if let Some(h) = this.hasher.lock().unwrap().as_mut() {
+                h.update(new);
+            }
+            this.shared.bytes.fetch_add(new.len() as u64, Ordering::AcqRel);
+            if this.last_wake.elapsed() >= WAKE_EVERY {
+                this.last_wake = Instant::now();
+                (this.wake)();
+            }
+        }
+        poll
+    }
 }
 
 /// Opens `path` for writing at `offset`: what lies beyond is cut off first.

@@ -2,6 +2,7 @@
 //! a fault injector, a simulated device, and a runtime running the real
 //! component as an ordinary app.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,7 +11,7 @@ pub mod servers;
 
 use cloudsync::cloud::{bytes_stream, Cloud, CloudSettings, FaultyCloud, Precondition};
 use cloudsync::device::SimulatedDevice;
-use cloudsync::{CloudFileCache, DownloadProgress, Identity, ListenerId, Runtime, RuntimeBuilder};
+use cloudsync::{CloudFileCache, DownloadProgress, Identity, ListenerId, Runtime, RuntimeBuilder, SyncProgress};
 
 pub const APP: &str = "com.example.notes";
 
@@ -183,6 +184,98 @@ impl Harness {
 
     pub async fn cache(&self) -> CloudFileCache {
         CloudFileCache::new(&self.rt).await.unwrap()
+    }
+}
+
+impl Harness {
+    /// Runs a cloud call from synchronous test code.
+    fn block<T>(&self, f: impl std::future::Future<Output = T>) -> T {
+        tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
+    }
+
+    /// Every object of the app in the cloud, as another client reads it.
+    pub fn cloud_snapshot(&self) -> BTreeMap<String, Vec<u8>> {
+        let prefix = format!("{APP}/");
+        let objects = self.block(self.raw.list(&prefix)).expect("the cloud lists");
+        objects
+            .into_iter()
+            .filter(|o| !o.key.ends_with('/'))
+            .map(|o| {
+                let data = self.block(async {
+                    let (_, mut stream) = self.raw.open(&o.key, 0, None).await.expect("the object opens");
+                    let mut data = Vec::new();
+                    tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut data)
+                        .await
+                        .unwrap();
+                    data
+                });
+                (o.key[prefix.len()..].to_string(), data)
+            })
+            .collect()
+    }
+
+    /// Every file of the app's local folder with its content.
+    pub fn local_snapshot(&self) -> BTreeMap<String, Vec<u8>> {
+        self.local_files()
+            .into_iter()
+            .map(|p| {
+                let data = std::fs::read(self.local(&p)).unwrap();
+                (p, data)
+            })
+            .collect()
+    }
+
+    /// Writes a file in the app's local folder, as the app would.
+    pub fn put_local(&self, path: &str, data: &[u8]) {
+        let p = self.local(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    }
+
+    /// Deletes an object as another client of the cloud would.
+    pub fn remove_cloud(&self, path: &str) {
+        self.block(self.raw.delete(&format!("{APP}/{path}"), None))
+            .expect("the cloud deletes");
+    }
+}
+
+/// Records the sync events one listener receives.
+#[derive(Clone, Default)]
+pub struct SyncRecorder {
+    events: Arc<Mutex<Vec<SyncProgress>>>,
+    notify: Arc<tokio::sync::Notify>,
+}
+
+impl SyncRecorder {
+    pub fn callback(&self) -> impl Fn(SyncProgress) + Send + Sync + 'static {
+        let (events, notify) = (self.events.clone(), self.notify.clone());
+        move |p| {
+            events.lock().unwrap().push(p);
+            notify.notify_waiters();
+        }
+    }
+
+    pub fn events(&self) -> Vec<SyncProgress> {
+        self.events.lock().unwrap().clone()
+    }
+
+    pub fn clear(&self) {
+        self.events.lock().unwrap().clear();
+    }
+
+    /// Waits (up to 120 s) for the `n`th terminal event and returns it.
+    pub async fn terminal(&self, n: usize) -> SyncProgress {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let notified = self.notify.notified();
+            let events = self.events();
+            if let Some(t) = events.iter().filter(|p| p.is_terminal()).nth(n - 1) {
+                return *t;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!("timed out waiting for terminal event {n}; events: {events:?}");
+            }
+        }
     }
 }
 

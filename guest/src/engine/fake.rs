@@ -80,10 +80,13 @@ impl Fake {
     pub fn new() -> Self {
         Fake(RefCell::new(State_ {
             caller: APP.into(),
-            permissions: ["ohos.permission.CLOUDFILE_SYNC", "ohos.permission.CLOUDFILE_SYNC_MANAGER"]
-                .into_iter()
-                .map(String::from)
-                .collect(),
+            permissions: [
+                "ohos.permission.CLOUDFILE_SYNC",
+                "ohos.permission.CLOUDFILE_SYNC_MANAGER",
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
             system_app: true,
             cloud_ready: true,
             uploads: BTreeMap::new(),

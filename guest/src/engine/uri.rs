@@ -52,7 +52,10 @@ pub fn parse_uri_for(uri: &str, caller_bundle: &str, any_bundle: bool, gallery: 
             }
             check_relative_path(item).map_err(|why| ApiError::invalid_uri(uri, why))?;
             if item.split('/').count() != 2 {
-                return Err(ApiError::invalid_uri(uri, "a gallery item is file://media/Photo/<id>/<name>"));
+                return Err(ApiError::invalid_uri(
+                    uri,
+                    "a gallery item is file://media/Photo/<id>/<name>",
+                ));
             }
             return Ok(AppFile {
                 bundle: GALLERY_BUNDLE.to_string(),
@@ -217,13 +220,24 @@ mod tests {
         let g = parse_uri_for("file://media/Photo/12/IMG%201.jpg", APP, false, true).unwrap();
         assert_eq!((g.bundle.as_str(), g.path.as_str()), ("media", "Photo/12/IMG 1.jpg"));
         assert_eq!(uri_of(&g), "file://media/Photo/12/IMG%201.jpg");
-        for bad in ["file://media/Photo/12", "file://media/Video/1/a.mp4", "file://media/Photo/1/../a"] {
-            assert_eq!(parse_uri_for(bad, APP, false, true).unwrap_err().code, codes::INVALID_URI, "{bad}");
+        for bad in [
+            "file://media/Photo/12",
+            "file://media/Video/1/a.mp4",
+            "file://media/Photo/1/../a",
+        ] {
+            assert_eq!(
+                parse_uri_for(bad, APP, false, true).unwrap_err().code,
+                codes::INVALID_URI,
+                "{bad}"
+            );
         }
         assert_eq!(code("file://media/Photo/1/a.jpg"), codes::INVALID_URI);
         let other = "file://other.app/data/storage/el2/cloud/a";
         assert_eq!(parse_uri_for(other, APP, true, false).unwrap().bundle, "other.app");
-        assert_eq!(parse_uri_for(other, APP, false, false).unwrap_err().code, codes::INVALID_URI);
+        assert_eq!(
+            parse_uri_for(other, APP, false, false).unwrap_err().code,
+            codes::INVALID_URI
+        );
         let f = parse_app_uri("file://com.example.notes/data/storage/el2/cloud/a%20b", APP).unwrap();
         assert_eq!(uri_of(&f), "file://com.example.notes/data/storage/el2/cloud/a%20b");
     }

@@ -79,9 +79,12 @@ impl DalCloud {
             .map_or(0, |d| d.as_millis() as u64);
         // Every backend here gives an etag; one that did not would still
         // need one, and size + mtime is the weakest that exists.
+        // Apache marks an ETag weak (`W/"…"`) while the file's mtime is the
+        // current second and strong after, with nothing changed: the weak
+        // marker is dropped so that the tag itself is compared.
         let etag = meta
             .etag()
-            .map(str::to_string)
+            .map(|e| e.strip_prefix("W/").unwrap_or(e).to_string())
             .or_else(|| meta.version().map(|v| format!("version:{v}")))
             .unwrap_or_else(|| format!("weak:{}-{modified_ms}", meta.content_length()));
         CloudObject {

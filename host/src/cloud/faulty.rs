@@ -34,6 +34,8 @@ pub struct Faults {
     pub corrupt_at: Option<u64>,
     /// `stat` and `open` report the content's sha256 (read from the real content).
     pub advertise_sha256: bool,
+    /// Writes fail with this (e.g. `StorageFull`: the account is full).
+    pub fail_put: Option<CloudErrorKind>,
 }
 
 /// Wraps a cloud and breaks it as [`Faults`] say; the faults can be changed at any time.
@@ -153,6 +155,9 @@ impl Cloud for FaultyCloud {
 
     async fn put(&self, key: &str, data: ByteStream, precondition: Precondition) -> Result<CloudObject, CloudError> {
         self.check_calls()?;
+        if let Some(kind) = self.faults().fail_put {
+            return Err(CloudError::new(kind, "injected fault"));
+        }
         self.inner.put(key, data, precondition).await
     }
 

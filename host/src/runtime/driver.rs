@@ -15,11 +15,13 @@ use std::time::Duration;
 use wasmtime::component::ResourceAny;
 use wasmtime::{Store, StoreLimitsBuilder, UpdateDeadline};
 
+use super::bindings::exports::ohos::cloudsync::engine::TickResult;
 use super::bindings::exports::ohos::cloudsync::file_cache::GuestCloudFileCache;
+use super::bindings::exports::ohos::cloudsync::sync::{GuestFileSync, GuestGallerySync};
 use super::bindings::ohos::cloudsync::types::Error as GuestError;
 use super::bindings::{Cloudsync, CloudsyncPre};
 use super::state::{Backends, HostEvent, HostState};
-use crate::api::{CloudSyncError, DownloadErrorType, ListenerId, State};
+use crate::api::{CloudSyncError, DownloadErrorType, ListenerId, State, SyncProgress, SyncState};
 use crate::transfers::{Transfers, Waker};
 
 /// A message to the driver.
@@ -58,9 +60,19 @@ const IDLE_TICK: Duration = Duration::from_millis(100);
 
 pub type ObjectId = u64;
 
+/// Which guest resource a host object stands for (and how to make it again
+/// after a restart).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ObjectKind {
+    Cache,
+    /// `FileSync()` (none) or `FileSync(bundleName)`.
+    FileSync(Option<String>),
+    GallerySync,
+}
+
 /// A host-side API object and its guest resource in the current instance.
-#[derive(Default)]
 struct HostObject {
+    kind: ObjectKind,
     resource: Option<(u64, ResourceAny)>,
     listeners: Vec<ListenerId>,
 }
@@ -78,7 +90,7 @@ pub struct Driver {
     live: Option<Live>,
     generation: u64,
     objects: HashMap<ObjectId, HostObject>,
-    busy: bool,
+    busy: TickResult,
 }
 
 impl Driver {
@@ -91,24 +103,24 @@ impl Driver {
             live: None,
             generation: 0,
             objects: HashMap::new(),
-            busy: false,
+            busy: TickResult::Idle,
         }
     }
 
     /// Runs until shut down (or every sender is gone).
     pub fn run(mut self, rx: Receiver<Msg>) {
         loop {
-            let first = if self.busy {
-                match rx.recv_timeout(IDLE_TICK) {
+            let first = match self.busy {
+                TickResult::More => rx.try_recv().ok(),
+                TickResult::Waiting => match rx.recv_timeout(IDLE_TICK) {
                     Ok(m) => Some(m),
                     Err(RecvTimeoutError::Timeout) => None,
                     Err(RecvTimeoutError::Disconnected) => return,
-                }
-            } else {
-                match rx.recv() {
+                },
+                TickResult::Idle => match rx.recv() {
                     Ok(m) => Some(m),
                     Err(_) => return,
-                }
+                },
             };
             for msg in first.into_iter().chain(std::iter::from_fn(|| rx.try_recv().ok())) {
                 match msg {
@@ -120,7 +132,7 @@ impl Driver {
             if self.live.is_some() {
                 self.busy = self
                     .call(|b, s| b.ohos_cloudsync_engine().call_tick(s))
-                    .unwrap_or(false);
+                    .unwrap_or(TickResult::Idle);
             }
         }
     }
@@ -220,8 +232,19 @@ impl Driver {
             last.error = DownloadErrorType::UnknownError;
             let _ = self.backends.events.send(HostEvent::Download(listener, last));
         }
+        for (listener, last) in state.syncs_in_flight {
+            let failed = SyncProgress {
+                state: if last.state == SyncState::Uploading {
+                    SyncState::UploadFailed
+                } else {
+                    SyncState::DownloadFailed
+                },
+                error: last.error,
+            };
+            let _ = self.backends.events.send(HostEvent::Sync(listener, failed));
+        }
         // `state` (and its transfers) is dropped here: every transfer stops.
-        self.busy = false;
+        self.busy = TickResult::Idle;
         let mut message = format!("the engine component failed and was restarted: {trap:#}");
         if !stderr.is_empty() {
             message.push_str(&format!(" ({stderr})"));
@@ -229,9 +252,22 @@ impl Driver {
         CloudSyncError::service(message)
     }
 
-    pub fn create_object(&mut self, id: ObjectId) -> Result<(), CloudSyncError> {
-        self.objects.insert(id, HostObject::default());
-        self.resource(id).map(|_| ())
+    /// Makes the guest resource of a new object; on failure (a permission,
+    /// say) the object is not kept.
+    pub fn create_object(&mut self, id: ObjectId, kind: ObjectKind) -> Result<(), CloudSyncError> {
+        self.objects.insert(
+            id,
+            HostObject {
+                kind,
+                resource: None,
+                listeners: Vec::new(),
+            },
+        );
+        let made = self.resource(id).map(|_| ());
+        if made.is_err() {
+            self.objects.remove(&id);
+        }
+        made
     }
 
     /// The object's guest resource in the current instance, made (and its
@@ -249,12 +285,24 @@ impl Driver {
             }
         }
         let listeners = obj.listeners.clone();
-        let r = self.call(|b, s| b.ohos_cloudsync_file_cache().cloud_file_cache().call_constructor(s))?;
+        let kind = obj.kind.clone();
+        let r = match &kind {
+            ObjectKind::Cache => {
+                self.call(|b, s| b.ohos_cloudsync_file_cache().cloud_file_cache().call_constructor(s))?
+            }
+            ObjectKind::FileSync(bundle) => self
+                .call(|b, s| b.ohos_cloudsync_sync().file_sync().call_create(s, bundle.as_deref()))?
+                .map_err(guest_error)?,
+            ObjectKind::GallerySync => self
+                .call(|b, s| b.ohos_cloudsync_sync().gallery_sync().call_create(s))?
+                .map_err(guest_error)?,
+        };
+        let event = crate::api::PROGRESS;
         for l in listeners {
-            self.call(|b, s| {
-                b.ohos_cloudsync_file_cache()
-                    .cloud_file_cache()
-                    .call_on(s, r, crate::api::PROGRESS, l)
+            self.call(|b, s| match &kind {
+                ObjectKind::Cache => b.ohos_cloudsync_file_cache().cloud_file_cache().call_on(s, r, event, l),
+                ObjectKind::FileSync(_) => b.ohos_cloudsync_sync().file_sync().call_on(s, r, event, l),
+                ObjectKind::GallerySync => b.ohos_cloudsync_sync().gallery_sync().call_on(s, r, event, l),
             })?
             .map_err(guest_error)?;
         }
@@ -271,6 +319,28 @@ impl Driver {
     ) -> Result<R, CloudSyncError> {
         let r = self.resource(id)?;
         self.call(|b, s| f(&b.ohos_cloudsync_file_cache().cloud_file_cache(), s, r))?
+            .map_err(guest_error)
+    }
+
+    /// Calls a method of object `id`'s `file-sync` resource.
+    pub fn call_file_sync<R>(
+        &mut self,
+        id: ObjectId,
+        f: impl FnOnce(&GuestFileSync, &mut Store<HostState>, ResourceAny) -> wasmtime::Result<Result<R, GuestError>>,
+    ) -> Result<R, CloudSyncError> {
+        let r = self.resource(id)?;
+        self.call(|b, s| f(&b.ohos_cloudsync_sync().file_sync(), s, r))?
+            .map_err(guest_error)
+    }
+
+    /// Calls a method of object `id`'s `gallery-sync` resource.
+    pub fn call_gallery_sync<R>(
+        &mut self,
+        id: ObjectId,
+        f: impl FnOnce(&GuestGallerySync, &mut Store<HostState>, ResourceAny) -> wasmtime::Result<Result<R, GuestError>>,
+    ) -> Result<R, CloudSyncError> {
+        let r = self.resource(id)?;
+        self.call(|b, s| f(&b.ohos_cloudsync_sync().gallery_sync(), s, r))?
             .map_err(guest_error)
     }
 
@@ -312,6 +382,6 @@ impl Driver {
 }
 
 /// A guest-reported error (the seed's code and message).
-fn guest_error(e: GuestError) -> CloudSyncError {
+pub(crate) fn guest_error(e: GuestError) -> CloudSyncError {
     CloudSyncError::new(e.code, e.message)
 }

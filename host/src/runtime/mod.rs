@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub use driver::SandboxLimits;
-pub(crate) use driver::{Driver, Msg, ObjectId};
+pub(crate) use driver::{guest_error, Driver, Msg, ObjectId, ObjectKind};
 pub use loader::{default_cache_dir, embedded_component as engine_component};
 
-use crate::api::{CloudSyncError, DownloadProgress, ListenerId};
+use crate::api::{CloudSyncError, DownloadProgress, ListenerId, SyncProgress};
 use crate::cloud::{Cloud, LocalFolderCloud};
 use crate::device::{DeviceStatus, SystemDevice};
 use crate::identity::Identity;
@@ -45,7 +45,12 @@ pub enum BuildError {
     Start(CloudSyncError),
 }
 
-type Callback = Arc<dyn Fn(DownloadProgress) + Send + Sync>;
+/// A listener: downloads and sync runs have events of their own types.
+#[derive(Clone)]
+pub(crate) enum Callback {
+    Download(Arc<dyn Fn(DownloadProgress) + Send + Sync>),
+    Sync(Arc<dyn Fn(SyncProgress) + Send + Sync>),
+}
 
 /// Listener callbacks by id; events name the listener they are for.
 #[derive(Default)]
@@ -102,9 +107,17 @@ pub struct RuntimeBuilder {
     limits: SandboxLimits,
     component: Option<Vec<u8>>,
     cache_dir: Option<PathBuf>,
+    switched_off: std::collections::BTreeSet<String>,
 }
 
 impl RuntimeBuilder {
+    /// Turns `bundle`'s cloud switch off: its sync runs are refused with
+    /// 22400001 (cloud not ready), as when a user disables cloud sync for an app.
+    pub fn cloud_switch_off(mut self, bundle: impl Into<String>) -> Self {
+        self.switched_off.insert(bundle.into());
+        self
+    }
+
     /// The cloud (default: the folder `<root>/cloud`).
     pub fn cloud(mut self, cloud: Arc<dyn Cloud>) -> Self {
         self.cloud = Some(cloud);
@@ -181,7 +194,12 @@ impl RuntimeBuilder {
                 for event in events_rx {
                     match event {
                         HostEvent::Download(id, progress) => {
-                            if let Some(cb) = dispatch.get(id) {
+                            if let Some(Callback::Download(cb)) = dispatch.get(id) {
+                                cb(progress);
+                            }
+                        }
+                        HostEvent::Sync(id, progress) => {
+                            if let Some(Callback::Sync(cb)) = dispatch.get(id) {
                                 cb(progress);
                             }
                         }
@@ -200,6 +218,7 @@ impl RuntimeBuilder {
             meta,
             cloud,
             device: self.device,
+            switched_off: Arc::new(self.switched_off),
             handle,
             events: events_tx,
         };
@@ -291,6 +310,7 @@ impl Runtime {
             limits: SandboxLimits::default(),
             component: None,
             cache_dir: default_cache_dir(),
+            switched_off: Default::default(),
         }
     }
 

@@ -18,12 +18,12 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::ohos::cloudsync::{cloud, device, events, permission, storage, transfer, types};
-use crate::api::{self, DownloadProgress, ListenerId};
+use crate::api::{self, DownloadProgress, ListenerId, SyncProgress};
 use crate::cloud::{bytes_stream, Cloud, CloudError, CloudErrorKind, CloudObject, Precondition};
 use crate::device::DeviceStatus;
 use crate::identity::Identity;
 use crate::storage::{AppAreas, MetaStore, SandboxError};
-use crate::transfers::{DownloadJob, Outcome, TransferError, Transfers};
+use crate::transfers::{DownloadJob, Outcome, TransferError, Transfers, UploadJob};
 
 /// A cloud call taking longer than this fails as a network error.
 const CLOUD_CALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -36,6 +36,7 @@ pub type EventSink = std::sync::mpsc::Sender<HostEvent>;
 /// What the component tells the host's listeners, in order.
 pub enum HostEvent {
     Download(ListenerId, DownloadProgress),
+    Sync(ListenerId, SyncProgress),
     /// Why a download failed; precedes its FAILED events.
     FailureReason {
         uri: String,
@@ -51,6 +52,8 @@ pub struct Backends {
     pub meta: Arc<MetaStore>,
     pub cloud: Arc<dyn Cloud>,
     pub device: Arc<dyn DeviceStatus>,
+    /// Apps whose cloud switch is off: they may not sync (22400001).
+    pub switched_off: Arc<std::collections::BTreeSet<String>>,
     pub handle: tokio::runtime::Handle,
     pub events: EventSink,
 }
@@ -61,6 +64,9 @@ pub struct HostState {
     /// Downloads that reported RUNNING and no terminal event yet, per
     /// listener: if the instance traps they end with FAILED.
     pub(crate) in_flight: HashMap<(ListenerId, String), DownloadProgress>,
+    /// Sync runs that reported progress and no terminal event yet, per
+    /// listener: if the instance traps they end as failed.
+    pub(crate) syncs_in_flight: HashMap<ListenerId, SyncProgress>,
     pub(crate) limits: StoreLimits,
     pub(crate) stderr: MemoryOutputPipe,
     pub(crate) call_started: Instant,
@@ -79,6 +85,7 @@ impl HostState {
             b,
             transfers,
             in_flight: HashMap::new(),
+            syncs_in_flight: HashMap::new(),
             limits,
             stderr,
             call_started: Instant::now(),
@@ -283,6 +290,50 @@ impl storage::Host for HostState {
         })
     }
 
+    fn scan_tree(&mut self, bundle: String, dir: String) -> Result<Option<Vec<storage::TreeEntry>>, storage::IoError> {
+        self.timed(|s| {
+            let root = s.resolve(&bundle, &dir)?;
+            match std::fs::symlink_metadata(&root) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(std_io_error(&dir, e)),
+                Ok(m) if !m.is_dir() => {
+                    return Err(io_error(
+                        storage::IoErrorKind::NotAFile,
+                        format!("{dir} is not a folder"),
+                    ))
+                }
+                Ok(_) => {}
+            }
+            let mut out = Vec::new();
+            let mut stack = vec![(root, String::new())];
+            while let Some((folder, prefix)) = stack.pop() {
+                let entries = std::fs::read_dir(&folder).map_err(|e| std_io_error(&dir, e))?;
+                for entry in entries {
+                    let entry = entry.map_err(|e| std_io_error(&dir, e))?;
+                    let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                        continue; // not UTF-8: no URI can name it
+                    };
+                    let rel = format!("{prefix}{name}");
+                    // Not followed: a symlink could lead out of the sandbox.
+                    let meta = match entry.metadata() {
+                        Ok(m) => m,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(std_io_error(&rel, e)),
+                    };
+                    if meta.is_dir() {
+                        stack.push((entry.path(), format!("{rel}/")));
+                    } else if meta.is_file() {
+                        out.push(storage::TreeEntry {
+                            path: rel,
+                            stat: file_stat(&meta),
+                        });
+                    }
+                }
+            }
+            Ok(Some(out))
+        })
+    }
+
     fn meta_get(&mut self, key: String) -> Result<Option<Vec<u8>>, storage::IoError> {
         self.timed(|s| {
             s.grant_key(&key)?;
@@ -314,6 +365,30 @@ impl cloud::Host for HostState {
             let key = s.cloud_key(&bundle, &path)?;
             let object = s.block(s.b.cloud.stat(&key)).map_err(wit_cloud_error)?;
             Ok(wit_object(&bundle, object))
+        })
+    }
+
+    fn ready(&mut self, bundle: String) -> Result<(), cloud::CloudError> {
+        self.timed(|s| {
+            s.grant(&bundle)
+                .map_err(|e| wit_cloud_error_kind(cloud::CloudErrorKind::Unauthorized, e.message))?;
+            if s.b.switched_off.contains(&bundle) {
+                return Err(wit_cloud_error_kind(
+                    cloud::CloudErrorKind::Unauthorized,
+                    format!("the cloud switch of {bundle} is off"),
+                ));
+            }
+            // One cheap request: an answer (even "no such object") means the
+            // account works; a refusal means it does not.
+            let probe = format!("{bundle}/.cloudsync-ready");
+            match s.block(s.b.cloud.stat(&probe)) {
+                Ok(_) => Ok(()),
+                Err(e) if e.kind == CloudErrorKind::NotFound => Ok(()),
+                Err(e) if matches!(e.kind, CloudErrorKind::Network | CloudErrorKind::Throttled) => {
+                    Err(wit_cloud_error_kind(cloud::CloudErrorKind::Network, e.message))
+                }
+                Err(e) => Err(wit_cloud_error_kind(cloud::CloudErrorKind::Unauthorized, e.message)),
+            }
         })
     }
 
@@ -403,14 +478,42 @@ impl transfer::Host for HostState {
         })
     }
 
+    fn start_upload(&mut self, r: transfer::UploadRequest) -> Result<u64, cloud::CloudError> {
+        self.timed(|s| {
+            let key = s.cloud_key(&r.bundle, &r.cloud_path)?;
+            let local = s
+                .resolve(&r.bundle, &r.local_path)
+                .map_err(|e| wit_cloud_error_kind(cloud::CloudErrorKind::LocalIo, e.message))?;
+            let precondition = match r.precondition {
+                transfer::WritePrecondition::None => Precondition::None,
+                transfer::WritePrecondition::IfMatch(etag) => Precondition::IfMatch(etag),
+                transfer::WritePrecondition::IfAbsent => Precondition::IfAbsent,
+            };
+            Ok(s.transfers.start_upload(UploadJob {
+                key,
+                local,
+                precondition,
+            }))
+        })
+    }
+
     fn poll(&mut self, id: u64) -> Option<transfer::TransferStatus> {
         let (bytes, outcome) = self.transfers.poll(id)?;
+        let mut uploaded = None;
         let state = match outcome {
             Outcome::Running => transfer::TransferState::Running,
-            Outcome::Done => transfer::TransferState::Done,
+            Outcome::Done => {
+                uploaded = self.transfers.uploaded(id);
+                transfer::TransferState::Done
+            }
             Outcome::Failed(e) => transfer::TransferState::Failed(transfer_error(e)),
         };
-        Some(transfer::TransferStatus { bytes, state })
+        let bundle_of = |key: &str| key.split('/').next().unwrap_or_default().to_string();
+        let uploaded = uploaded.map(|o| {
+            let bundle = bundle_of(&o.key);
+            wit_object(&bundle, o)
+        });
+        Some(transfer::TransferStatus { bytes, state, uploaded })
     }
 
     fn cancel(&mut self, id: u64) {
@@ -423,6 +526,36 @@ impl transfer::Host for HostState {
 }
 
 impl events::Host for HostState {
+    fn emit_sync(&mut self, listener: u64, p: types::SyncProgress) {
+        use api::{ErrorType as E, SyncState as S};
+        let progress = SyncProgress {
+            state: match p.state {
+                types::SyncState::Uploading => S::Uploading,
+                types::SyncState::UploadFailed => S::UploadFailed,
+                types::SyncState::Downloading => S::Downloading,
+                types::SyncState::DownloadFailed => S::DownloadFailed,
+                types::SyncState::Completed => S::Completed,
+                types::SyncState::Stopped => S::Stopped,
+            },
+            error: match p.error {
+                types::ErrorType::NoError => E::NoError,
+                types::ErrorType::NetworkUnavailable => E::NetworkUnavailable,
+                types::ErrorType::WifiUnavailable => E::WifiUnavailable,
+                types::ErrorType::BatteryLevelLow => E::BatteryLevelLow,
+                types::ErrorType::BatteryLevelWarning => E::BatteryLevelWarning,
+                types::ErrorType::CloudStorageFull => E::CloudStorageFull,
+                types::ErrorType::LocalStorageFull => E::LocalStorageFull,
+                types::ErrorType::DeviceTemperatureTooHigh => E::DeviceTemperatureTooHigh,
+            },
+        };
+        if progress.is_terminal() {
+            self.syncs_in_flight.remove(&listener);
+        } else {
+            self.syncs_in_flight.insert(listener, progress);
+        }
+        let _ = self.b.events.send(HostEvent::Sync(listener, progress));
+    }
+
     fn failure_reason(&mut self, uri: String, reason: String) {
         let _ = self.b.events.send(HostEvent::FailureReason { uri, reason });
     }

@@ -16,9 +16,9 @@ mod bindings {
     wit_bindgen::generate!({ path: "../../wit", world: "cloudsync" });
 }
 
-use bindings::exports::ohos::cloudsync::{engine, file_cache};
-use bindings::ohos::cloudsync::types::Error;
-use bindings::ohos::cloudsync::{cloud, permission, storage};
+use bindings::exports::ohos::cloudsync::{engine, file_cache, sync};
+use bindings::ohos::cloudsync::types::{Error, FileSyncState};
+use bindings::ohos::cloudsync::{cloud, permission, storage, transfer};
 
 struct Evil;
 
@@ -26,8 +26,75 @@ impl engine::Guest for Evil {
     fn init() -> Result<(), Error> {
         Ok(())
     }
-    fn tick() -> bool {
-        false
+    fn tick() -> engine::TickResult {
+        engine::TickResult::Idle
+    }
+}
+
+/// The sync exports exist only so that the world is complete: a plugin
+/// that does not sync says so.
+fn no_sync<T>() -> Result<T, Error> {
+    Err(Error {
+        code: 13_600_001,
+        message: "this plugin does not sync".into(),
+    })
+}
+
+impl sync::Guest for Evil {
+    type FileSync = NoSync;
+    type GallerySync = NoSync;
+    fn get_file_sync_states(_uris: Vec<String>) -> Result<Vec<FileSyncState>, Error> {
+        no_sync()
+    }
+    fn get_file_sync_state(_uri: String) -> Result<FileSyncState, Error> {
+        no_sync()
+    }
+}
+
+struct NoSync;
+
+impl sync::GuestFileSync for NoSync {
+    fn create(_bundle: Option<String>) -> Result<sync::FileSync, Error> {
+        no_sync()
+    }
+    fn on(&self, _event: String, _listener: u64) -> Result<(), Error> {
+        no_sync()
+    }
+    fn off(&self, _event: String, _listener: Option<u64>) -> Result<(), Error> {
+        no_sync()
+    }
+    fn start(&self, _confirm: bool) -> Result<(), Error> {
+        no_sync()
+    }
+    fn stop(&self) -> Result<(), Error> {
+        no_sync()
+    }
+    fn get_last_sync_time(&self) -> Result<u64, Error> {
+        no_sync()
+    }
+    fn report(&self) -> Result<sync::SyncReport, Error> {
+        no_sync()
+    }
+}
+
+impl sync::GuestGallerySync for NoSync {
+    fn create() -> Result<sync::GallerySync, Error> {
+        no_sync()
+    }
+    fn on(&self, _event: String, _listener: u64) -> Result<(), Error> {
+        no_sync()
+    }
+    fn off(&self, _event: String, _listener: Option<u64>) -> Result<(), Error> {
+        no_sync()
+    }
+    fn start(&self, _confirm: bool) -> Result<(), Error> {
+        no_sync()
+    }
+    fn stop(&self) -> Result<(), Error> {
+        no_sync()
+    }
+    fn report(&self) -> Result<sync::SyncReport, Error> {
+        no_sync()
     }
 }
 
@@ -78,11 +145,22 @@ impl file_cache::GuestCloudFileCache for Cache {
             let bare_key = allowed(storage::meta_get("no-bundle").is_ok());
             let files_other = allowed(storage::stat("other.app", "cloud/x").is_ok());
             let own = allowed(storage::meta_get(&format!("partial/{me}/x")).is_ok());
+            let scan_other = allowed(storage::scan_tree("other.app", "cloud").is_ok());
+            let scan_up = allowed(storage::scan_tree(&me, "..").is_ok());
+            let upload = transfer::UploadRequest {
+                bundle: "other.app".into(),
+                local_path: "cloud/x".into(),
+                cloud_path: "x".into(),
+                precondition: transfer::WritePrecondition::None,
+            };
+            let upload_other = allowed(transfer::start_upload(&upload).is_ok());
+            let ready_other = allowed(cloud::ready("other.app").is_ok());
             return Err(Error {
                 code: 1,
                 message: format!(
                     "list-up={list_up} list-deep={list_deep} meta-other={meta_other} meta-write={meta_write} \
-                     bare-key={bare_key} files-other={files_other} own={own}"
+                     bare-key={bare_key} files-other={files_other} own={own} scan-other={scan_other} \
+                     scan-up={scan_up} upload-other={upload_other} ready-other={ready_other}"
                 ),
             });
         }

@@ -203,10 +203,7 @@ impl Syncs {
             return Err(ApiError::invalid_parameter("a URI must not be empty"));
         }
         check_system_api(p, false)?;
-        let files = uris
-            .iter()
-            .map(|u| self.parse(p, u))
-            .collect::<Result<Vec<_>, _>>()?;
+        let files = uris.iter().map(|u| self.parse(p, u)).collect::<Result<Vec<_>, _>>()?;
         files.iter().map(|f| self.state_of(p, f)).collect()
     }
 
@@ -248,7 +245,12 @@ impl Syncs {
                     format!("{} is a directory, not a file", file.path),
                 ))
             }
-            None => return Err(ApiError::new(codes::NO_SUCH_FILE, format!("{}: no such file", file.path))),
+            None => {
+                return Err(ApiError::new(
+                    codes::NO_SUCH_FILE,
+                    format!("{}: no such file", file.path),
+                ))
+            }
         };
         let stamp = LocalStamp::from(stat);
         if let Some(fs) = records::get::<FileStateRecord>(p, &records::key(FILE_STATE, file)).map_err(internal)? {

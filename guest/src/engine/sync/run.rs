@@ -13,7 +13,9 @@ use super::scan::{self, ScanError};
 use super::Report;
 use crate::engine::download::STAGING_DIR;
 use crate::engine::place::{verify_and_place, Arrived, Failure};
-use crate::engine::records::{self, FileStateRecord, LocalStamp, PartialRecord, SyncedRecord, FILE_STATE, PARTIAL, SYNCED};
+use crate::engine::records::{
+    self, FileStateRecord, LocalStamp, PartialRecord, SyncedRecord, FILE_STATE, PARTIAL, SYNCED,
+};
 use crate::engine::uri::{uri_of, LOCAL_CLOUD_DIR};
 use crate::engine::{
     AppFile, CloudErrorKind, DownloadRequest, ErrorType, FileSyncState, Platform, SyncProgress, SyncState, Tick,
@@ -150,7 +152,10 @@ impl Run {
             }
             self.mark_stopped(p, &job.path);
         }
-        for op in std::mem::take(&mut self.pull).into_iter().chain(std::mem::take(&mut self.push)) {
+        for op in std::mem::take(&mut self.pull)
+            .into_iter()
+            .chain(std::mem::take(&mut self.push))
+        {
             if matches!(op, Op::Upload { .. } | Op::Download { .. } | Op::KeepBoth { .. }) {
                 self.mark_stopped(p, op.path());
             }
@@ -184,7 +189,10 @@ impl Run {
             Ok(t) => t,
             Err(e) => {
                 let (error, reason) = match e {
-                    ScanError::Cloud(c) => (cloud_error_type(p, c.kind), format!("cannot list the cloud: {}", c.message)),
+                    ScanError::Cloud(c) => (
+                        cloud_error_type(p, c.kind),
+                        format!("cannot list the cloud: {}", c.message),
+                    ),
                     ScanError::Local(io) => (ErrorType::NoError, format!("cannot read the local folder: {io}")),
                     ScanError::Meta(m) => (ErrorType::NoError, m.message),
                 };
@@ -242,7 +250,11 @@ impl Run {
             self.cancel_all(p);
         }
         let batch_done = self.report.done > done_before;
-        let queue_empty = if pushing { self.push.is_empty() } else { self.pull.is_empty() };
+        let queue_empty = if pushing {
+            self.push.is_empty()
+        } else {
+            self.pull.is_empty()
+        };
         if self.active.is_empty() && (queue_empty || self.fatal.is_some() || self.halt.is_some()) {
             if self.fatal.is_some() || self.halt.is_some() {
                 self.fatal = self.fatal.or(self.halt);
@@ -264,7 +276,11 @@ impl Run {
             return Tick::More;
         }
         if batch_done {
-            let state = if pushing { SyncState::Uploading } else { SyncState::Downloading };
+            let state = if pushing {
+                SyncState::Uploading
+            } else {
+                SyncState::Downloading
+            };
             self.send(
                 out,
                 SyncProgress {
@@ -273,7 +289,11 @@ impl Run {
                 },
             );
         }
-        let queue_empty = if pushing { self.push.is_empty() } else { self.pull.is_empty() };
+        let queue_empty = if pushing {
+            self.push.is_empty()
+        } else {
+            self.pull.is_empty()
+        };
         if !queue_empty && self.active.len() < MAX_ACTIVE && self.halt.is_none() {
             Tick::More
         } else {
@@ -297,11 +317,19 @@ impl Run {
         let mut inline = 0;
         let mut downloads: Vec<(String, String, Option<LocalStamp>)> = Vec::new();
         while self.active.len() + downloads.len() < MAX_ACTIVE && inline < INLINE_PER_TICK && self.fatal.is_none() {
-            let op = if pushing { self.push.pop_front() } else { self.pull.pop_front() };
+            let op = if pushing {
+                self.push.pop_front()
+            } else {
+                self.pull.pop_front()
+            };
             let Some(op) = op else { break };
             inline += 1;
             match op {
-                Op::Download { path, etag, expect_local } => {
+                Op::Download {
+                    path,
+                    etag,
+                    expect_local,
+                } => {
                     downloads.push((path, etag, expect_local));
                 }
                 Op::KeepBoth { path, etag, .. } => {
@@ -311,7 +339,12 @@ impl Run {
                 }
                 Op::DeleteLocal { path, expect_local } => self.delete_local(p, &path, expect_local),
                 Op::DeleteRemote { path, etag } => self.delete_remote(p, &path, &etag),
-                Op::RecordSynced { path, etag, local, hash } => {
+                Op::RecordSynced {
+                    path,
+                    etag,
+                    local,
+                    hash,
+                } => {
                     let size = self.remote.get(&path).map_or(local.size, |r| r.size);
                     self.record(p, &path, etag, size, local, hash, false);
                 }
@@ -354,8 +387,18 @@ impl Run {
                 size: r.size,
                 kept: false,
             };
-            partials.push((records::path_key(PARTIAL, &self.bundle, &path), Some(records::encode(&record))));
-            ready.push((path, etag, r.size, r.hash.map(|h| format!("sha256:{h}")), replaceable, temp));
+            partials.push((
+                records::path_key(PARTIAL, &self.bundle, &path),
+                Some(records::encode(&record)),
+            ));
+            ready.push((
+                path,
+                etag,
+                r.size,
+                r.hash.map(|h| format!("sha256:{h}")),
+                replaceable,
+                temp,
+            ));
         }
         if ready.is_empty() {
             return;
@@ -439,7 +482,12 @@ impl Run {
                     self.discard_temp(p, &job.path, temp);
                 }
                 let upload = matches!(job.kind, JobKind::Upload { .. });
-                self.file_failed(p, &job.path, &Failure::unknown("the host lost track of the transfer"), upload);
+                self.file_failed(
+                    p,
+                    &job.path,
+                    &Failure::unknown("the host lost track of the transfer"),
+                    upload,
+                );
                 continue;
             };
             match status.state {
@@ -635,29 +683,36 @@ impl Run {
             uploaded,
             recorded_ms: p.now_ms(),
         };
+        self.changes.push((
+            records::path_key(SYNCED, &self.bundle, path),
+            Some(records::encode(&record)),
+        ));
         self.changes
-            .push((records::path_key(SYNCED, &self.bundle, path), Some(records::encode(&record))));
-        self.changes.push((records::path_key(FILE_STATE, &self.bundle, path), None));
+            .push((records::path_key(FILE_STATE, &self.bundle, path), None));
         self.files.remove(path);
         self.report.done += 1;
     }
 
     fn forget(&mut self, path: &str) {
         self.changes.push((records::path_key(SYNCED, &self.bundle, path), None));
-        self.changes.push((records::path_key(FILE_STATE, &self.bundle, path), None));
+        self.changes
+            .push((records::path_key(FILE_STATE, &self.bundle, path), None));
         self.files.remove(path);
         self.report.done += 1;
     }
 
     fn set_file_state(&mut self, path: &str, state: FileSyncState, stamp: Option<LocalStamp>) {
         let record = FileStateRecord { state, stamp };
-        self.changes
-            .push((records::path_key(FILE_STATE, &self.bundle, path), Some(records::encode(&record))));
+        self.changes.push((
+            records::path_key(FILE_STATE, &self.bundle, path),
+            Some(records::encode(&record)),
+        ));
     }
 
     fn discard_temp(&mut self, p: &impl Platform, path: &str, temp: &str) {
         let _ = p.remove_file(&self.bundle, temp);
-        self.changes.push((records::path_key(PARTIAL, &self.bundle, path), None));
+        self.changes
+            .push((records::path_key(PARTIAL, &self.bundle, path), None));
     }
 
     fn cancel_all(&mut self, p: &impl Platform) {
@@ -684,7 +739,8 @@ impl Run {
             // The steps stand on disk and in the cloud; unrecorded ones are
             // found equal (or kept as copies) by the next run.
             self.report.last_error = Some(format!("metadata write failed: {e}"));
-            self.fatal.get_or_insert((SyncState::DownloadFailed, ErrorType::NoError));
+            self.fatal
+                .get_or_insert((SyncState::DownloadFailed, ErrorType::NoError));
         }
     }
 

@@ -124,7 +124,10 @@ pub fn scan(platform: &impl Platform, bundle: &str) -> Result<Trees, ScanError> 
             // New here, and the cloud has one with a known hash: equal content
             // is recorded, not treated as a conflict.
             None => {
-                if remote.get(&path).is_some_and(|r| r.hash.is_some() && r.size == stamp.size) {
+                if remote
+                    .get(&path)
+                    .is_some_and(|r| r.hash.is_some() && r.size == stamp.size)
+                {
                     file.hash = hash_it().ok();
                 }
             }

@@ -90,7 +90,10 @@ fn first_sync_makes_both_sides_equal_with_pull_then_push_events() {
     assert_eq!(e.platform.cloud("notes/a.txt").unwrap(), b"local a");
     let states: Vec<SyncState> = events.iter().map(|p| p.state).collect();
     let first_up = states.iter().position(|s| *s == SyncState::Uploading).unwrap();
-    assert!(states[..first_up].iter().all(|s| *s == SyncState::Downloading), "{states:?}");
+    assert!(
+        states[..first_up].iter().all(|s| *s == SyncState::Downloading),
+        "{states:?}"
+    );
     assert_eq!(states[0], SyncState::Downloading);
     assert_eq!(terminal(&events), completed());
     assert_eq!(events.iter().filter(|p| p.state == SyncState::Completed).count(), 1);
@@ -314,11 +317,18 @@ fn permission_matrix() {
 
     set(&[CLOUDFILE_SYNC], true);
     assert_eq!(fs(&mut syncs, Some(APP)), Ok(()));
-    assert_eq!(fs(&mut syncs, Some("com.other")), Err(201), "another bundle needs the manager permission");
+    assert_eq!(
+        fs(&mut syncs, Some("com.other")),
+        Err(201),
+        "another bundle needs the manager permission"
+    );
     assert_eq!(gallery(&mut syncs), Ok(()));
     assert_eq!(states(&syncs, 1), Ok(()));
     let other = "file://com.other/data/storage/el2/cloud/x".to_string();
-    assert_eq!(syncs.file_sync_states(p, &[other.clone()]).unwrap_err().code, 14_000_002);
+    assert_eq!(
+        syncs.file_sync_states(p, &[other.clone()]).unwrap_err().code,
+        14_000_002
+    );
 
     set(&[CLOUDFILE_SYNC, CLOUDFILE_SYNC_MANAGER], true);
     assert_eq!(fs(&mut syncs, Some("com.other")), Ok(()));
@@ -488,7 +498,11 @@ struct History {
 fn user_edit(e: &Engine<Fake>, rng: &mut Rng, h: &mut History) {
     let path = ["a", "b", "d/c", "d/e", "f"][rng.below(5) as usize];
     let on_local = rng.below(2) == 0;
-    let old = if on_local { local(e, path) } else { e.platform.cloud(path) };
+    let old = if on_local {
+        local(e, path)
+    } else {
+        e.platform.cloud(path)
+    };
     let action = rng.below(10);
     if let (true, Some(old)) = (action < 2, old.clone()) {
         h.replaced.insert(old);
@@ -499,7 +513,11 @@ fn user_edit(e: &Engine<Fake>, rng: &mut Rng, h: &mut History) {
         }
         return;
     }
-    let other = if on_local { e.platform.cloud(path) } else { local(e, path) };
+    let other = if on_local {
+        e.platform.cloud(path)
+    } else {
+        local(e, path)
+    };
     h.n += 1;
     let content = match other {
         Some(c) if action == 9 => c,
@@ -537,7 +555,9 @@ fn check_nothing_lost(e: &Engine<Fake>, h: &History, seed: u64) {
 }
 
 fn show(m: &BTreeMap<String, Vec<u8>>) -> Vec<String> {
-    m.iter().map(|(k, v)| format!("{k}={}", String::from_utf8_lossy(v))).collect()
+    m.iter()
+        .map(|(k, v)| format!("{k}={}", String::from_utf8_lossy(v)))
+        .collect()
 }
 
 fn random_history(seed: u64) {
@@ -561,7 +581,11 @@ fn random_history(seed: u64) {
     for step in 0..40 {
         let action = rng.below(12);
         if trace {
-            eprintln!("step {step} action {action} local {:?} cloud {:?}", show(&app_files(&e)), show(&cloud_files(&e)));
+            eprintln!(
+                "step {step} action {action} local {:?} cloud {:?}",
+                show(&app_files(&e)),
+                show(&cloud_files(&e))
+            );
         }
         match action {
             0..=3 => user_edit(&e, &mut rng, &mut h),
@@ -607,7 +631,11 @@ fn random_history(seed: u64) {
         assert!(runs <= 6, "seed {seed}: no convergence after 6 runs ({r:?})");
     }
     check_nothing_lost(&e, &h, seed);
-    assert_eq!(app_files(&e), cloud_files(&e), "seed {seed}: both sides hold the same files");
+    assert_eq!(
+        app_files(&e),
+        cloud_files(&e),
+        "seed {seed}: both sides hold the same files"
+    );
     let synced: Vec<String> = records::scan::<SyncedRecord>(&e.platform, SYNCED, APP)
         .unwrap()
         .into_iter()

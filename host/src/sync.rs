@@ -1,0 +1,270 @@
+//! `FileSync`, `GallerySync` and `getFileSyncState`: two-way sync of an
+//! app's cloud folder or of the gallery, and per-file states.
+
+use std::sync::Arc;
+
+use crate::api::{CloudSyncError, FileSyncState, ListenerId, SyncProgress, SyncReport};
+use crate::runtime::bindings::exports::ohos::cloudsync::sync as wit;
+use crate::runtime::bindings::ohos::cloudsync::types;
+use crate::runtime::{guest_error, Callback, ObjectId, ObjectKind, Runtime};
+
+/// What `FileSync` and `GallerySync` share: an object of the engine whose
+/// runs sync one bundle's folder.
+struct SyncObject {
+    rt: Runtime,
+    id: ObjectId,
+    gallery: bool,
+}
+
+/// Calls one method on the object's resource, whichever kind it is.
+macro_rules! call {
+    ($self:ident, |$r:ident, $s:ident| $method:ident ( $($arg:expr),* )) => {{
+        let id = $self.id;
+        if $self.gallery {
+            $self.rt.call(move |d| d.call_gallery_sync(id, |g, $s, $r| g.$method($s, $r $(, $arg)*))).await
+        } else {
+            $self.rt.call(move |d| d.call_file_sync(id, |f, $s, $r| f.$method($s, $r $(, $arg)*))).await
+        }
+    }};
+}
+
+impl SyncObject {
+    async fn new(rt: &Runtime, kind: ObjectKind) -> Result<Self, CloudSyncError> {
+        let id = rt.next_object_id();
+        let gallery = kind == ObjectKind::GallerySync;
+        rt.call(move |d| d.create_object(id, kind)).await?;
+        Ok(SyncObject {
+            rt: rt.clone(),
+            id,
+            gallery,
+        })
+    }
+
+    async fn on(
+        &self,
+        event: &str,
+        callback: impl Fn(SyncProgress) + Send + Sync + 'static,
+    ) -> Result<ListenerId, CloudSyncError> {
+        let listener = self.rt.listeners().add(Callback::Sync(Arc::new(callback)));
+        let event = event.to_string();
+        let result = {
+            let id = self.id;
+            let ev = event.clone();
+            let gallery = self.gallery;
+            self.rt
+                .call(move |d| {
+                    if gallery {
+                        d.call_gallery_sync(id, |g, s, r| g.call_on(s, r, &ev, listener))?;
+                    } else {
+                        d.call_file_sync(id, |f, s, r| f.call_on(s, r, &ev, listener))?;
+                    }
+                    d.add_listener(id, listener);
+                    Ok(())
+                })
+                .await
+        };
+        if result.is_err() {
+            self.rt.listeners().remove(&[listener]);
+        }
+        result.map(|()| listener)
+    }
+
+    async fn off(&self, event: &str, listener: Option<ListenerId>) -> Result<(), CloudSyncError> {
+        let (id, gallery, event) = (self.id, self.gallery, event.to_string());
+        let removed = self
+            .rt
+            .call(move |d| {
+                if gallery {
+                    d.call_gallery_sync(id, |g, s, r| g.call_off(s, r, &event, listener))?;
+                } else {
+                    d.call_file_sync(id, |f, s, r| f.call_off(s, r, &event, listener))?;
+                }
+                Ok(d.remove_listeners(id, listener))
+            })
+            .await?;
+        self.rt.listeners().remove(&removed);
+        Ok(())
+    }
+
+    async fn start(&self, confirm_deletions: bool) -> Result<(), CloudSyncError> {
+        call!(self, |r, s| call_start(confirm_deletions))
+    }
+
+    async fn stop(&self) -> Result<(), CloudSyncError> {
+        call!(self, |r, s| call_stop())
+    }
+
+    async fn report(&self) -> Result<SyncReport, CloudSyncError> {
+        let r: wit::SyncReport = call!(self, |r, s| call_report())?;
+        Ok(SyncReport {
+            running: r.running,
+            planned: r.planned,
+            done: r.done,
+            uploaded: r.uploaded,
+            downloaded: r.downloaded,
+            deleted_local: r.deleted_local,
+            deleted_remote: r.deleted_remote,
+            conflicts: r.conflicts,
+            failed: r.failed,
+            bytes_uploaded: r.bytes_uploaded,
+            bytes_downloaded: r.bytes_downloaded,
+            refusal: r.refusal,
+            last_error: r.last_error,
+        })
+    }
+}
+
+impl Drop for SyncObject {
+    fn drop(&mut self) {
+        let id = self.id;
+        let rt = self.rt.clone();
+        let _ = self.rt.send(move |d| {
+            let listeners = d.drop_object(id);
+            rt.listeners().remove(&listeners);
+        });
+    }
+}
+
+/// Two-way sync of an app's cloud folder (seed: `FileSync`). A run pulls
+/// (cloud → device) first, then pushes; progress arrives as `SyncProgress`
+/// events. Every `FileSync` of one bundle sees the same runs.
+pub struct FileSync(SyncObject);
+
+impl FileSync {
+    /// `FileSync()`: the caller's own folder; no permission needed.
+    pub async fn new(rt: &Runtime) -> Result<Self, CloudSyncError> {
+        SyncObject::new(rt, ObjectKind::FileSync(None)).await.map(FileSync)
+    }
+
+    /// `FileSync(bundleName)`: a system API. Errors: 201 (no
+    /// CLOUDFILE_SYNC, or another bundle without CLOUDFILE_SYNC_MANAGER),
+    /// 202 (not a system app), 401 (empty or invalid name).
+    pub async fn for_bundle(rt: &Runtime, bundle_name: &str) -> Result<Self, CloudSyncError> {
+        SyncObject::new(rt, ObjectKind::FileSync(Some(bundle_name.to_string())))
+            .await
+            .map(FileSync)
+    }
+
+    /// Registers `callback` for `event` (only `"progress"`; else 401). While
+    /// a run is going, it receives the current state at once.
+    pub async fn on(
+        &self,
+        event: &str,
+        callback: impl Fn(SyncProgress) + Send + Sync + 'static,
+    ) -> Result<ListenerId, CloudSyncError> {
+        self.0.on(event, callback).await
+    }
+
+    /// Unregisters `listener`, or every listener of this object when `None`.
+    pub async fn off(&self, event: &str, listener: Option<ListenerId>) -> Result<(), CloudSyncError> {
+        self.0.off(event, listener).await
+    }
+
+    /// Starts a run; while one runs, queues one more.
+    /// Errors: 22400001 (cloud not ready), 22400002 (no network), 22400003 (battery low).
+    pub async fn start(&self) -> Result<(), CloudSyncError> {
+        self.0.start(false).await
+    }
+
+    /// Starts a run that carries out deletions a guard held back (more than
+    /// half of the files, or a side that looks empty): after the user confirmed.
+    pub async fn start_confirmed(&self) -> Result<(), CloudSyncError> {
+        self.0.start(true).await
+    }
+
+    /// Stops the run (STOPPED follows); the next `start` resumes.
+    pub async fn stop(&self) -> Result<(), CloudSyncError> {
+        self.0.stop().await
+    }
+
+    /// Epoch ms of the last run that ended COMPLETED with NO_ERROR; 0 if never.
+    pub async fn get_last_sync_time(&self) -> Result<u64, CloudSyncError> {
+        let id = self.0.id;
+        self.0
+            .rt
+            .call(move |d| d.call_file_sync(id, |f, s, r| f.call_get_last_sync_time(s, r)))
+            .await
+    }
+
+    /// What the running (or last) run did: counts, refusal, last failure.
+    pub async fn report(&self) -> Result<SyncReport, CloudSyncError> {
+        self.0.report().await
+    }
+}
+
+/// Two-way sync of the gallery (seed: `GallerySync`), a system API: items
+/// are `file://media/Photo/<id>/<displayName>`.
+pub struct GallerySync(SyncObject);
+
+impl GallerySync {
+    /// Errors: 201 (no CLOUDFILE_SYNC), 202 (not a system app).
+    pub async fn new(rt: &Runtime) -> Result<Self, CloudSyncError> {
+        SyncObject::new(rt, ObjectKind::GallerySync).await.map(GallerySync)
+    }
+
+    pub async fn on(
+        &self,
+        event: &str,
+        callback: impl Fn(SyncProgress) + Send + Sync + 'static,
+    ) -> Result<ListenerId, CloudSyncError> {
+        self.0.on(event, callback).await
+    }
+
+    pub async fn off(&self, event: &str, listener: Option<ListenerId>) -> Result<(), CloudSyncError> {
+        self.0.off(event, listener).await
+    }
+
+    pub async fn start(&self) -> Result<(), CloudSyncError> {
+        self.0.start(false).await
+    }
+
+    pub async fn start_confirmed(&self) -> Result<(), CloudSyncError> {
+        self.0.start(true).await
+    }
+
+    pub async fn stop(&self) -> Result<(), CloudSyncError> {
+        self.0.stop().await
+    }
+
+    pub async fn report(&self) -> Result<SyncReport, CloudSyncError> {
+        self.0.report().await
+    }
+}
+
+/// `getFileSyncState(uris)`: the states of at most 100 files (else 401); a
+/// system API (201, 202); one bad URI fails the call (14000002, 13900002).
+pub async fn get_file_sync_states(rt: &Runtime, uris: &[&str]) -> Result<Vec<FileSyncState>, CloudSyncError> {
+    let uris: Vec<String> = uris.iter().map(|u| u.to_string()).collect();
+    let states = rt
+        .call(move |d| {
+            d.call(|b, s| b.ohos_cloudsync_sync().call_get_file_sync_states(s, &uris))?
+                .map_err(guest_error)
+        })
+        .await?;
+    Ok(states.into_iter().map(file_sync_state).collect())
+}
+
+/// `getFileSyncState(uri)`: one file's state; file-system errors map to
+/// 13900002 / 13900004 / 13900010 / 13900012 / 13900031 / 13900042.
+pub async fn get_file_sync_state(rt: &Runtime, uri: &str) -> Result<FileSyncState, CloudSyncError> {
+    let uri = uri.to_string();
+    let state = rt
+        .call(move |d| {
+            d.call(|b, s| b.ohos_cloudsync_sync().call_get_file_sync_state(s, &uri))?
+                .map_err(guest_error)
+        })
+        .await?;
+    Ok(file_sync_state(state))
+}
+
+fn file_sync_state(s: types::FileSyncState) -> FileSyncState {
+    match s {
+        types::FileSyncState::Uploading => FileSyncState::Uploading,
+        types::FileSyncState::Downloading => FileSyncState::Downloading,
+        types::FileSyncState::Completed => FileSyncState::Completed,
+        types::FileSyncState::Stopped => FileSyncState::Stopped,
+        types::FileSyncState::ToBeUploaded => FileSyncState::ToBeUploaded,
+        types::FileSyncState::UploadSuccess => FileSyncState::UploadSuccess,
+        types::FileSyncState::UploadFailure => FileSyncState::UploadFailure,
+    }
+}

@@ -1,0 +1,433 @@
+//! FileSync / GallerySync / getFileSyncState through the component, on a
+//! local folder, WebDAV and S3: two-way sync, conflicts, guards, per-file
+//! states, device preconditions, permissions, and crashes mid-run.
+
+use std::time::Duration;
+
+use cloudsync::cloud::{CloudErrorKind, Faults};
+use cloudsync::device::DeviceState;
+use cloudsync::identity::{CLOUDFILE_SYNC, CLOUDFILE_SYNC_MANAGER};
+use cloudsync::{
+    codes, get_file_sync_state, get_file_sync_states, ErrorType, FileSync, FileSyncState, GallerySync, Identity,
+    SyncProgress, SyncState,
+};
+use cloudsync_tests::{bytes, Backend, Harness, SyncRecorder, APP};
+
+const COMPLETED: SyncProgress = SyncProgress {
+    state: SyncState::Completed,
+    error: ErrorType::NoError,
+};
+
+async fn file_sync(h: &Harness) -> (FileSync, SyncRecorder) {
+    let sync = FileSync::new(&h.rt).await.unwrap();
+    let rec = SyncRecorder::default();
+    sync.on("progress", rec.callback()).await.unwrap();
+    (sync, rec)
+}
+
+/// Runs one sync to its end and returns its terminal event.
+async fn run(sync: &FileSync, rec: &SyncRecorder) -> SyncProgress {
+    rec.clear();
+    sync.start().await.unwrap();
+    rec.terminal(1).await
+}
+
+async fn two_way_sync_makes_both_sides_equal_and_keeps_plain_files(backend: Backend) {
+    let h = Harness::on(backend).await;
+    h.put_local("notes/today.txt", b"written on the device");
+    h.put_local("photos/big.bin", &bytes(3 << 20, 1));
+    h.put_cloud("from the cloud.md", b"# written elsewhere");
+    let (sync, rec) = file_sync(&h).await;
+    assert_eq!(sync.get_last_sync_time().await.unwrap(), 0, "never synced");
+    assert_eq!(run(&sync, &rec).await, COMPLETED);
+    // Pull first, then push, then one terminal event.
+    let states: Vec<SyncState> = rec.events().iter().map(|p| p.state).collect();
+    let first_up = states.iter().position(|s| *s == SyncState::Uploading).expect("a push");
+    assert_eq!(states[0], SyncState::Downloading);
+    assert!(
+        states[..first_up].iter().all(|s| *s == SyncState::Downloading),
+        "{states:?}"
+    );
+    assert_eq!(states.iter().filter(|s| **s == SyncState::Completed).count(), 1);
+    // The cloud holds plain files at their relative paths.
+    assert_eq!(h.local_snapshot(), h.cloud_snapshot());
+    assert_eq!(h.cloud_snapshot()["notes/today.txt"], b"written on the device");
+    let report = sync.report().await.unwrap();
+    assert_eq!(
+        (report.uploaded, report.downloaded, report.failed),
+        (2, 1, 0),
+        "{report:?}"
+    );
+    assert!(sync.get_last_sync_time().await.unwrap() > 0);
+
+    // Edits, deletes and renames on each side.
+    h.put_local("notes/today.txt", b"edited on the device");
+    h.put_cloud("from the cloud.md", b"# edited elsewhere");
+    std::fs::rename(h.local("photos/big.bin"), h.local("photos/renamed.bin")).unwrap();
+    h.put_local("filler-1", b"1");
+    h.put_local("filler-2", b"2");
+    assert_eq!(run(&sync, &rec).await, COMPLETED);
+    h.remove_cloud("filler-1");
+    std::fs::remove_file(h.local("filler-2")).unwrap();
+    assert_eq!(run(&sync, &rec).await, COMPLETED);
+    let files = h.local_snapshot();
+    assert_eq!(files, h.cloud_snapshot());
+    let names: Vec<&str> = files.keys().map(String::as_str).collect();
+    assert_eq!(names, ["from the cloud.md", "notes/today.txt", "photos/renamed.bin"]);
+    assert_eq!(files["from the cloud.md"], b"# edited elsewhere");
+    assert_eq!(files["notes/today.txt"], b"edited on the device");
+    h.assert_nothing_partial();
+}
+
+async fn a_resync_with_nothing_changed_moves_nothing(backend: Backend) {
+    let h = Harness::on(backend).await;
+    for i in 0..30 {
+        h.put_local(&format!("f{i}.txt"), format!("file {i}").as_bytes());
+    }
+    let (sync, rec) = file_sync(&h).await;
+    assert_eq!(run(&sync, &rec).await, COMPLETED);
+    let opens = h.cloud.opens();
+    assert_eq!(run(&sync, &rec).await, COMPLETED);
+    let r = sync.report().await.unwrap();
+    assert_eq!((r.planned, r.uploaded, r.downloaded), (0, 0, 0), "{r:?}");
+    assert_eq!(h.cloud.opens(), opens, "no cloud content read");
+}
+
+async fn different_edits_on_both_sides_keep_both_versions(backend: Backend) {
+    let h = Harness::on(backend).await;
+    h.put_local("plan.txt", b"base");
+    let (sync, rec) = file_sync(&h).await;
+    assert_eq!(run(&sync, &rec).await, COMPLETED);
+    h.put_local("plan.txt", b"the device's version");
+    h.put_cloud("plan.txt", b"the cloud's version");
+    assert_eq!(run(&sync, &rec).await, COMPLETED);
+    let files = h.local_snapshot();
+    assert_eq!(files, h.cloud_snapshot(), "the conflict copy is in the cloud too");
+    assert_eq!(files["plan.txt"], b"the cloud's version");
+    let (copy, data) = files
+        .iter()
+        .find(|(p, _)| p.starts_with("plan (conflict "))
+        .expect("a conflict copy");
+    assert_eq!(data, b"the device's version");
+    assert!(copy.ends_with(").txt"), "{copy}");
+    assert_eq!(sync.report().await.unwrap().conflicts, 1);
+}
+
+async fn a_crash_mid_sync_loses_nothing_and_the_next_run_finishes(backend: Backend) {
+    let mut h = Harness::on(backend).await;
+    for i in 0..8 {
+        h.put_cloud(&format!("down/{i}.bin"), &bytes(256 << 10, i));
+        h.put_local(&format!("up/{i}.bin"), &bytes(64 << 10, 100 + i));
+    }
+    // Slow reads, so the crash lands mid-run.
+    h.cloud.update(|f| f.bandwidth = Some(1 << 20));
+    let (sync, rec) = file_sync(&h).await;
+    sync.start().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    drop(sync);
+    h.crash_and_restart().await;
+    h.cloud.set(Faults::default());
+    assert!(
+        rec.events().iter().all(|p| p.state != SyncState::Completed),
+        "it was mid-run"
+    );
+    let (sync, rec) = file_sync(&h).await;
+    assert_eq!(run(&sync, &rec).await, COMPLETED);
+    let files = h.local_snapshot();
+    assert_eq!(files.len(), 16, "{:?}", files.keys());
+    assert_eq!(files, h.cloud_snapshot());
+    for i in 0..8u64 {
+        assert_eq!(files[&format!("down/{i}.bin")], bytes(256 << 10, i));
+        assert_eq!(files[&format!("up/{i}.bin")], bytes(64 << 10, 100 + i));
+    }
+    h.assert_nothing_partial();
+}
+
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod folder {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Backend::Folder).await })*
+        }
+        mod webdav {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Backend::WebDav).await })*
+        }
+        mod s3 {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Backend::S3).await })*
+        }
+    };
+}
+
+on_every_backend!(
+    two_way_sync_makes_both_sides_equal_and_keeps_plain_files,
+    a_resync_with_nothing_changed_moves_nothing,
+    different_edits_on_both_sides_keep_both_versions,
+    a_crash_mid_sync_loses_nothing_and_the_next_run_finishes,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_checks_network_then_cloud_then_battery() {
+    let h = Harness::with(|b| b.cloud_switch_off("com.switched.off")).await;
+    let (sync, _rec) = file_sync(&h).await;
+    h.device.set_network(false);
+    assert_eq!(sync.start().await.unwrap_err().code, codes::NETWORK_UNAVAILABLE);
+    h.device.set_network(true);
+    h.cloud.update(|f| f.fail_calls = Some(CloudErrorKind::Unauthorized));
+    let e = sync.start().await.unwrap_err();
+    assert_eq!(e.code, codes::CLOUD_NOT_READY, "{e}");
+    h.cloud.set(Faults::default());
+    h.device.set_state(DeviceState {
+        battery_percent: 9,
+        charging: false,
+        ..DeviceState::default()
+    });
+    assert_eq!(sync.start().await.unwrap_err().code, codes::LOW_BATTERY);
+    h.device.set_state(DeviceState::default());
+    sync.start().await.unwrap();
+
+    // The app's cloud switch, off: 22400001.
+    let h = Harness::with(|b| b.cloud_switch_off(APP)).await;
+    let (sync, _rec) = file_sync(&h).await;
+    let e = sync.start().await.unwrap_err();
+    assert_eq!(e.code, codes::CLOUD_NOT_READY);
+    assert!(e.message.contains("switch"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mid_run_errors_end_the_run_with_the_seeds_states() {
+    let h = Harness::new().await;
+    h.put_local("a.txt", b"a");
+    let (sync, rec) = file_sync(&h).await;
+    h.cloud.update(|f| f.fail_put = Some(CloudErrorKind::StorageFull));
+    assert_eq!(
+        run(&sync, &rec).await,
+        SyncProgress {
+            state: SyncState::UploadFailed,
+            error: ErrorType::CloudStorageFull
+        }
+    );
+    let uri = h.uri("a.txt");
+    let rt = Harness::with(|b| b).await;
+    drop(rt);
+    assert!(sync.report().await.unwrap().last_error.unwrap().contains("a.txt"));
+    h.cloud.set(Faults::default());
+    // A failed pull skips the push.
+    h.put_cloud("b.txt", b"b");
+    h.cloud.update(|f| f.fail_open = Some(CloudErrorKind::Network));
+    assert_eq!(
+        run(&sync, &rec).await,
+        SyncProgress {
+            state: SyncState::DownloadFailed,
+            error: ErrorType::NetworkUnavailable
+        }
+    );
+    assert!(rec.events().iter().all(|p| p.state != SyncState::Uploading));
+    assert!(!h.cloud_snapshot().contains_key("a.txt"));
+    h.cloud.set(Faults::default());
+    assert_eq!(run(&sync, &rec).await, COMPLETED);
+    assert_eq!(h.local_snapshot(), h.cloud_snapshot());
+    let _ = uri;
+    h.assert_nothing_partial();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guards_refuse_mass_deletion_and_an_empty_side_until_confirmed() {
+    let h = Harness::new().await;
+    for i in 0..10 {
+        h.put_local(&format!("f{i}"), b"x");
+    }
+    let (sync, rec) = file_sync(&h).await;
+    assert_eq!(run(&sync, &rec).await, COMPLETED);
+    for i in 0..6 {
+        std::fs::remove_file(h.local(&format!("f{i}"))).unwrap();
+    }
+    assert_eq!(run(&sync, &rec).await.state, SyncState::DownloadFailed);
+    let refusal = sync.report().await.unwrap().refusal.unwrap();
+    assert!(refusal.contains("6 of 10"), "{refusal}");
+    assert_eq!(h.cloud_snapshot().len(), 10, "nothing deleted");
+    // The whole folder gone (an unmounted disk): never "everything deleted".
+    std::fs::remove_dir_all(h.rt.app_folder(APP)).unwrap();
+    assert_eq!(run(&sync, &rec).await.state, SyncState::DownloadFailed);
+    assert!(sync.report().await.unwrap().refusal.unwrap().contains("looks empty"));
+    assert_eq!(h.cloud_snapshot().len(), 10);
+    // Confirmed by the user: the deletions go ahead.
+    rec.clear();
+    sync.start_confirmed().await.unwrap();
+    assert_eq!(rec.terminal(1).await, COMPLETED);
+    assert_eq!(h.cloud_snapshot().len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_then_start_resumes_and_start_while_running_queues_one_more() {
+    let h = Harness::new().await;
+    for i in 0..6 {
+        h.put_cloud(&format!("{i}.bin"), &bytes(512 << 10, i));
+    }
+    h.cloud.update(|f| f.bandwidth = Some(1 << 20));
+    let (sync, rec) = file_sync(&h).await;
+    sync.start().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A listener that joins now gets the current state at once.
+    let late = SyncRecorder::default();
+    let other = FileSync::new(&h.rt).await.unwrap();
+    other.on("progress", late.callback()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(late.events().first().map(|p| p.state), Some(SyncState::Downloading));
+    sync.stop().await.unwrap();
+    assert_eq!(
+        rec.terminal(1).await,
+        SyncProgress {
+            state: SyncState::Stopped,
+            error: ErrorType::NoError
+        }
+    );
+    h.assert_nothing_partial();
+    h.cloud.set(Faults::default());
+    rec.clear();
+    sync.start().await.unwrap();
+    sync.start().await.unwrap();
+    assert_eq!(rec.terminal(1).await, COMPLETED);
+    assert_eq!(rec.terminal(2).await, COMPLETED, "the queued run");
+    assert_eq!(h.local_snapshot(), h.cloud_snapshot());
+    assert_eq!(h.local_files().len(), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_sync_states_through_the_component() {
+    let h = Harness::with(|b| b.identity(identity(&[CLOUDFILE_SYNC], true))).await;
+    h.put_local("up.txt", b"up");
+    h.put_cloud("down.txt", b"down");
+    let (sync, rec) = file_sync(&h).await;
+    assert_eq!(
+        get_file_sync_state(&h.rt, &h.uri("up.txt")).await.unwrap(),
+        FileSyncState::ToBeUploaded
+    );
+    assert_eq!(run(&sync, &rec).await, COMPLETED);
+    let (up, down) = (h.uri("up.txt"), h.uri("down.txt"));
+    assert_eq!(
+        get_file_sync_states(&h.rt, &[&up, &down]).await.unwrap(),
+        [FileSyncState::UploadSuccess, FileSyncState::Completed]
+    );
+    h.put_local("down.txt", b"edited");
+    assert_eq!(
+        get_file_sync_state(&h.rt, &down).await.unwrap(),
+        FileSyncState::ToBeUploaded
+    );
+    let missing = h.uri("missing.txt");
+    assert_eq!(
+        get_file_sync_state(&h.rt, &missing).await.unwrap_err().code,
+        codes::NO_SUCH_FILE
+    );
+    assert_eq!(
+        get_file_sync_states(&h.rt, &[&up, &missing]).await.unwrap_err().code,
+        codes::NO_SUCH_FILE,
+        "one bad URI fails the batch"
+    );
+    let many: Vec<String> = (0..101).map(|i| h.uri(&format!("{i}"))).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    assert_eq!(
+        get_file_sync_states(&h.rt, &many).await.unwrap_err().code,
+        codes::INVALID_PARAMETER
+    );
+    assert_eq!(
+        get_file_sync_state(&h.rt, "file://com.other/data/storage/el2/cloud/x")
+            .await
+            .unwrap_err()
+            .code,
+        codes::INVALID_URI
+    );
+    // An upload that fails leaves UPLOAD_FAILURE.
+    h.cloud.update(|f| f.fail_put = Some(CloudErrorKind::StorageFull));
+    assert_eq!(run(&sync, &rec).await.state, SyncState::UploadFailed);
+    assert_eq!(
+        get_file_sync_state(&h.rt, &down).await.unwrap(),
+        FileSyncState::UploadFailure
+    );
+}
+
+fn identity(perms: &[&str], system: bool) -> Identity {
+    let mut id = Identity::app(APP);
+    id.permissions = perms.iter().map(|p| p.to_string()).collect();
+    id.system_app = system;
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permission_matrix_201_then_202() {
+    for (perms, system, file_sync_named, other_bundle, gallery) in [
+        (&[][..], false, Some(201), Some(201), Some(201)),
+        (&[][..], true, Some(201), Some(201), Some(201)),
+        (&[CLOUDFILE_SYNC][..], false, Some(202), Some(201), Some(202)),
+        (&[CLOUDFILE_SYNC][..], true, None, Some(201), None),
+        (
+            &[CLOUDFILE_SYNC, CLOUDFILE_SYNC_MANAGER][..],
+            false,
+            Some(202),
+            Some(202),
+            Some(202),
+        ),
+        (&[CLOUDFILE_SYNC, CLOUDFILE_SYNC_MANAGER][..], true, None, None, None),
+    ] {
+        let h = Harness::with(|b| b.identity(identity(perms, system))).await;
+        let case = format!("{perms:?} system={system}");
+        let code = |r: Result<(), cloudsync::CloudSyncError>| r.err().map(|e| e.code);
+        assert_eq!(
+            code(FileSync::new(&h.rt).await.map(|_| ())),
+            None,
+            "{case}: public FileSync"
+        );
+        assert_eq!(
+            code(FileSync::for_bundle(&h.rt, APP).await.map(|_| ())),
+            file_sync_named,
+            "{case}: FileSync(own bundle)"
+        );
+        assert_eq!(
+            code(FileSync::for_bundle(&h.rt, "com.other.app").await.map(|_| ())),
+            other_bundle,
+            "{case}: FileSync(other bundle)"
+        );
+        assert_eq!(
+            code(GallerySync::new(&h.rt).await.map(|_| ())),
+            gallery,
+            "{case}: GallerySync"
+        );
+        h.put_local("x", b"x");
+        let states = get_file_sync_states(&h.rt, &[&h.uri("x")]).await.map(|_| ());
+        assert_eq!(code(states), gallery, "{case}: getFileSyncState");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manager_syncs_another_bundles_folder() {
+    let h = Harness::with(|b| b.identity(Identity::system("com.example.manager"))).await;
+    h.put_local("shared.txt", b"the app's file");
+    let sync = FileSync::for_bundle(&h.rt, APP).await.unwrap();
+    let rec = SyncRecorder::default();
+    sync.on("progress", rec.callback()).await.unwrap();
+    sync.start().await.unwrap();
+    assert_eq!(rec.terminal(1).await, COMPLETED);
+    assert_eq!(h.cloud_snapshot()["shared.txt"], b"the app's file");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gallery_sync_syncs_the_media_library() {
+    let h = Harness::with(|b| b.identity(Identity::system(APP))).await;
+    let gallery_dir = h.rt.app_folder("media");
+    std::fs::create_dir_all(gallery_dir.join("Photo/1")).unwrap();
+    std::fs::write(gallery_dir.join("Photo/1/IMG_0001.jpg"), b"jpeg bytes").unwrap();
+    let sync = GallerySync::new(&h.rt).await.unwrap();
+    let rec = SyncRecorder::default();
+    sync.on("progress", rec.callback()).await.unwrap();
+    sync.start().await.unwrap();
+    assert_eq!(rec.terminal(1).await, COMPLETED);
+    let in_cloud = h.cloud_dir.join("media/Photo/1/IMG_0001.jpg");
+    assert_eq!(std::fs::read(in_cloud).unwrap(), b"jpeg bytes");
+    assert_eq!(
+        get_file_sync_state(&h.rt, "file://media/Photo/1/IMG_0001.jpg")
+            .await
+            .unwrap(),
+        FileSyncState::UploadSuccess
+    );
+}
