@@ -65,3 +65,92 @@ pub fn is_valid_bundle(bundle: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
+
+/// Who calls and what the device allows, as a user writes it (TOML):
+///
+/// ```toml
+/// bundle = "com.example.notes"        # the calling app
+/// system_app = false
+/// permissions = ["ohos.permission.CLOUDFILE_SYNC"]
+/// cloud_switch_off = ["com.example.games"]   # apps not allowed to sync
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    pub bundle: Option<String>,
+    #[serde(default)]
+    pub system_app: bool,
+    #[serde(default)]
+    pub permissions: Vec<String>,
+    #[serde(default)]
+    pub cloud_switch_off: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("cannot read the policy file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("the policy file {path} is not valid: {message}")]
+    Invalid { path: String, message: String },
+}
+
+impl Policy {
+    pub fn load(path: &std::path::Path) -> Result<Self, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| PolicyError::Invalid {
+            path: path.display().to_string(),
+            message,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let policy: Policy = toml::from_str(text).map_err(|e| e.to_string())?;
+        for bundle in policy.bundle.iter().chain(&policy.cloud_switch_off) {
+            if !is_valid_bundle(bundle) {
+                return Err(format!("{bundle:?} is not a bundle name"));
+            }
+        }
+        for p in &policy.permissions {
+            if ![CLOUDFILE_SYNC, CLOUDFILE_SYNC_MANAGER].contains(&p.as_str()) {
+                return Err(format!(
+                    "unknown permission {p:?} (known: {CLOUDFILE_SYNC}, {CLOUDFILE_SYNC_MANAGER})"
+                ));
+            }
+        }
+        Ok(policy)
+    }
+
+    /// The caller this policy describes, acting as `default_bundle` when it names none.
+    pub fn identity(&self, default_bundle: &str) -> Identity {
+        Identity {
+            bundle: self.bundle.clone().unwrap_or_else(|| default_bundle.to_string()),
+            permissions: self.permissions.iter().cloned().collect(),
+            system_app: self.system_app,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_parse_and_refuse_what_they_do_not_know() {
+        let p = Policy::parse(
+            "bundle = \"com.a\"\nsystem_app = true\npermissions = [\"ohos.permission.CLOUDFILE_SYNC\"]\n\
+             cloud_switch_off = [\"com.b\"]",
+        )
+        .unwrap();
+        let id = p.identity("cloudsync.cli");
+        assert_eq!(id.bundle, "com.a");
+        assert!(id.system_app && id.has_permission(CLOUDFILE_SYNC) && !id.has_permission(CLOUDFILE_SYNC_MANAGER));
+        assert!(id.may_act_for(GALLERY_BUNDLE) && !id.may_act_for("com.b"));
+        assert_eq!(Policy::parse("").unwrap().identity("x"), Identity::app("x"));
+        assert!(Policy::parse("permissions = [\"ohos.permission.ALL\"]").is_err());
+        assert!(Policy::parse("bundle = \"../x\"").is_err());
+        assert!(Policy::parse("admin = true").is_err());
+    }
+}

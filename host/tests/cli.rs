@@ -204,3 +204,94 @@ fn a_killed_process_loses_nothing_and_the_next_run_completes() {
     assert_eq!(std::fs::read(s.local("keep.txt")).unwrap(), b"mine");
     assert_eq!(s.staging(), 0, "the killed run's partial data was cleaned");
 }
+
+#[test]
+fn sync_status_and_state_as_a_user_runs_them() {
+    let s = Setup::new();
+    s.put_cloud("from-cloud.txt", b"cloud");
+    let local = s.local("notes/mine.txt");
+    std::fs::create_dir_all(local.parent().unwrap()).unwrap();
+    std::fs::write(&local, b"mine").unwrap();
+
+    let (code, lines, err) = s.run(&["--json", "sync"]);
+    assert_eq!(code, 0, "{err}");
+    let last = lines.last().unwrap();
+    assert_eq!(last["result"]["state"], "COMPLETED");
+    assert_eq!(last["report"]["uploaded"], 1);
+    assert_eq!(last["report"]["downloaded"], 1);
+    assert!(lines.iter().any(|l| l["state"] == "DOWNLOADING"));
+    assert_eq!(
+        std::fs::read(s.cloud().join(APP).join("notes/mine.txt")).unwrap(),
+        b"mine"
+    );
+    assert_eq!(std::fs::read(s.local("from-cloud.txt")).unwrap(), b"cloud");
+
+    // Nothing changed: nothing moves.
+    let out = s.command(&["sync"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("COMPLETED: 0 uploaded, 0 downloaded"), "{text}");
+
+    std::fs::write(&local, b"edited").unwrap();
+    let (code, lines, err) = s.run(&["--json", "status"]);
+    assert_eq!(code, 0, "{err}");
+    let state_of = |p: &str| lines.iter().find(|r| r["path"] == p).unwrap()["state"].clone();
+    assert_eq!(state_of("from-cloud.txt"), "COMPLETED");
+    assert_eq!(state_of("notes/mine.txt"), "TO_BE_UPLOADED");
+
+    let (code, lines, _) = s.run(&["--json", "state", "notes/mine.txt"]);
+    assert_eq!((code, lines[0]["state"].as_str()), (0, Some("TO_BE_UPLOADED")));
+    let (code, _, err) = s.run(&["state", "no-such-file"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("13900002"), "{err}");
+}
+
+#[test]
+fn a_policy_file_or_flags_decide_who_calls() {
+    let s = Setup::new();
+    let policy = s.dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!("bundle = \"{APP}\"\nsystem_app = false\npermissions = [\"ohos.permission.CLOUDFILE_SYNC\"]\n"),
+    )
+    .unwrap();
+    let p = policy.to_str().unwrap();
+    s.put_cloud("a.txt", b"a");
+    // An ordinary app may sync its own folder but not read states (202).
+    let (code, _, err) = s.run(&["--policy", p, "sync"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = s.run(&["--policy", p, "status"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("error 202"), "{err}");
+    let (code, _, err) = s.run(&["--permission", "ohos.permission.CLOUDFILE_SYNC_MANAGER", "status"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("error 201"), "{err}");
+    // The app's cloud switch off: 22400001.
+    std::fs::write(&policy, format!("cloud_switch_off = [\"{APP}\"]\n")).unwrap();
+    let (code, _, err) = s.run(&["--policy", p, "sync"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("error 22400001"), "{err}");
+    std::fs::write(&policy, "admin = true\n").unwrap();
+    let (code, _, err) = s.run(&["--policy", p, "sync"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("admin"), "{err}");
+}
+
+#[test]
+fn sync_refuses_mass_deletion_until_yes() {
+    let s = Setup::new();
+    for i in 0..6 {
+        s.put_cloud(&format!("f{i}"), b"x");
+    }
+    assert_eq!(s.run(&["sync"]).0, 0);
+    for i in 0..5 {
+        std::fs::remove_file(s.local(&format!("f{i}"))).unwrap();
+    }
+    let out = s.command(&["sync"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text.contains("refused: this run would delete 5 of 6"), "{text}");
+    assert!(text.contains("--yes"), "{text}");
+    assert_eq!(std::fs::read_dir(s.cloud().join(APP)).unwrap().count(), 6);
+    assert_eq!(s.run(&["sync", "--yes"]).0, 0);
+    assert_eq!(std::fs::read_dir(s.cloud().join(APP)).unwrap().count(), 1);
+}

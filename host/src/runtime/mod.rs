@@ -111,6 +111,14 @@ pub struct RuntimeBuilder {
 }
 
 impl RuntimeBuilder {
+    /// Applies a [`Policy`](crate::identity::Policy): its caller (acting as
+    /// `default_bundle` when it names none) and the apps whose cloud switch is off.
+    pub fn policy(mut self, policy: &crate::identity::Policy, default_bundle: &str) -> Self {
+        self.identity = policy.identity(default_bundle);
+        self.switched_off.extend(policy.cloud_switch_off.iter().cloned());
+        self
+    }
+
     /// Turns `bundle`'s cloud switch off: its sync runs are refused with
     /// 22400001 (cloud not ready), as when a user disables cloud sync for an app.
     pub fn cloud_switch_off(mut self, bundle: impl Into<String>) -> Self {

@@ -326,7 +326,7 @@ fn permission_matrix() {
     assert_eq!(states(&syncs, 1), Ok(()));
     let other = "file://com.other/data/storage/el2/cloud/x".to_string();
     assert_eq!(
-        syncs.file_sync_states(p, &[other.clone()]).unwrap_err().code,
+        syncs.file_sync_states(p, std::slice::from_ref(&other)).unwrap_err().code,
         14_000_002
     );
 
