@@ -8,7 +8,7 @@ TOOLS := $(HOME)/.cache/cloudsync-tools
 export CLOUDSYNC_TOOLS := $(TOOLS)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all setup servers build demo test bench fmt lint clean
+.PHONY: all setup servers bench-tools build demo test bench fmt lint clean
 
 all: build
 
@@ -46,7 +46,11 @@ demo: build
 test: setup servers
 	$(CARGO) test -p cloudsync-guest -p cloudsync -p cloudsync-tests
 
-bench: setup servers
+# What the sync benchmark compares against: rclone (above) and unison.
+bench-tools:
+	@command -v unison >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq unison >/dev/null; }
+
+bench: setup servers bench-tools build
 	$(CARGO) bench -p cloudsync-tests
 
 fmt:
