@@ -14,7 +14,7 @@ mod bindings {
 }
 
 use bindings::exports::ohos::cloudsync::{engine as engine_export, file_cache, sync as sync_export};
-use bindings::ohos::cloudsync::{cloud, device, events, permission, storage, transfer, types};
+use bindings::ohos::cloudsync::{cloud, device, events, media, permission, storage, transfer, types};
 
 struct Component;
 
@@ -302,6 +302,16 @@ impl Platform for WitPlatform {
 
     fn cloud_delete(&self, bundle: &str, path: &str, if_match: Option<&str>) -> Result<(), e::CloudError> {
         cloud::delete(bundle, path, if_match).map_err(cloud_error)
+    }
+
+    fn make_thumbnail(
+        &self,
+        bundle: &str,
+        cloud_path: &str,
+        thumb_path: &str,
+        max_edge: u32,
+    ) -> Result<(), e::CloudError> {
+        media::make_thumbnail(bundle, cloud_path, thumb_path, max_edge).map_err(cloud_error)
     }
 
     fn start_upload(&self, r: e::UploadRequest) -> Result<e::TransferId, e::CloudError> {

@@ -24,6 +24,7 @@ mod cache;
 pub mod cloud;
 pub mod device;
 pub mod identity;
+pub mod media;
 mod runtime;
 mod storage;
 mod sync;

@@ -112,7 +112,9 @@ fn print_row(name: &str, r: Row) {
 fn run(mut cmd: Command) -> (Duration, u64) {
     cmd.stdout(std::process::Stdio::null());
     let start = Instant::now();
-    let child = cmd.spawn().unwrap_or_else(|e| panic!("{cmd:?}: {e} (make bench installs the tools)"));
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (make bench installs the tools)"));
     let pid = child.id() as libc::pid_t;
     let mut status = 0;
     // SAFETY: rusage is plain data; wait4 fills it for the child we spawned.
@@ -185,7 +187,13 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
 
 fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-    let ok = Command::new("cp").arg("-a").arg(from).arg(to).status().unwrap().success();
+    let ok = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap()
+        .success();
     assert!(ok, "cp -a failed");
 }
 
@@ -195,7 +203,10 @@ fn verify_same(a: &Path, b: &Path) {
     walk(a, &mut fa);
     walk(b, &mut fb);
     let rel = |base: &Path, v: Vec<PathBuf>| {
-        let mut r: Vec<PathBuf> = v.into_iter().map(|p| p.strip_prefix(base).unwrap().to_path_buf()).collect();
+        let mut r: Vec<PathBuf> = v
+            .into_iter()
+            .map(|p| p.strip_prefix(base).unwrap().to_path_buf())
+            .collect();
         r.sort();
         r
     };
@@ -203,7 +214,12 @@ fn verify_same(a: &Path, b: &Path) {
     assert_eq!(ra.len(), rb.len(), "{} vs {}", a.display(), b.display());
     assert_eq!(ra, rb);
     for p in ra.iter().step_by(97) {
-        assert_eq!(std::fs::read(a.join(p)).unwrap(), std::fs::read(b.join(p)).unwrap(), "{}", p.display());
+        assert_eq!(
+            std::fs::read(a.join(p)).unwrap(),
+            std::fs::read(b.join(p)).unwrap(),
+            "{}",
+            p.display()
+        );
     }
 }
 

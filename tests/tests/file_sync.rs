@@ -412,22 +412,55 @@ async fn a_manager_syncs_another_bundles_folder() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gallery_sync_syncs_the_media_library() {
-    let h = Harness::with(|b| b.identity(Identity::system(APP))).await;
+async fn gallery_sync_uploads_local_photos_and_shows_cloud_ones_as_thumbnails() {
+    let h = Harness::with(|b| b.identity(identity(&[CLOUDFILE_SYNC], true))).await;
     let gallery_dir = h.rt.app_folder("media");
     std::fs::create_dir_all(gallery_dir.join("Photo/1")).unwrap();
     std::fs::write(gallery_dir.join("Photo/1/IMG_0001.jpg"), b"jpeg bytes").unwrap();
+    // A photo taken on another device: only in the cloud.
+    let photo = image::RgbImage::from_fn(1200, 900, |x, y| image::Rgb([(x / 5) as u8, (y / 4) as u8, 128]));
+    let mut png = Vec::new();
+    image::DynamicImage::ImageRgb8(photo)
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let in_cloud = h.cloud_dir.join("media/Photo/2/IMG 0002.png");
+    std::fs::create_dir_all(in_cloud.parent().unwrap()).unwrap();
+    std::fs::write(&in_cloud, &png).unwrap();
+
     let sync = GallerySync::new(&h.rt).await.unwrap();
     let rec = SyncRecorder::default();
     sync.on("progress", rec.callback()).await.unwrap();
     sync.start().await.unwrap();
     assert_eq!(rec.terminal(1).await, COMPLETED);
-    let in_cloud = h.cloud_dir.join("media/Photo/1/IMG_0001.jpg");
-    assert_eq!(std::fs::read(in_cloud).unwrap(), b"jpeg bytes");
+    assert_eq!(
+        std::fs::read(h.cloud_dir.join("media/Photo/1/IMG_0001.jpg")).unwrap(),
+        b"jpeg bytes"
+    );
     assert_eq!(
         get_file_sync_state(&h.rt, "file://media/Photo/1/IMG_0001.jpg")
             .await
             .unwrap(),
         FileSyncState::UploadSuccess
+    );
+    // The cloud photo shows as a thumbnail; its original stays in the cloud.
+    let uri = "file://media/Photo/2/IMG%200002.png";
+    assert!(!gallery_dir.join("Photo/2/IMG 0002.png").exists());
+    let thumb = h.rt.thumbnail_path(uri).unwrap();
+    let small = image::open(&thumb).expect("a thumbnail");
+    assert_eq!((small.width(), small.height()), (256, 192));
+    assert_eq!(get_file_sync_state(&h.rt, uri).await.unwrap(), FileSyncState::Completed);
+    // Nothing changed: nothing moves. Deleted in the cloud: the thumbnail goes.
+    rec.clear();
+    sync.start().await.unwrap();
+    assert_eq!(rec.terminal(1).await, COMPLETED);
+    assert_eq!(sync.report().await.unwrap().planned, 0);
+    std::fs::remove_file(&in_cloud).unwrap();
+    rec.clear();
+    sync.start().await.unwrap();
+    assert_eq!(rec.terminal(1).await, COMPLETED);
+    assert!(!thumb.exists());
+    assert_eq!(
+        get_file_sync_state(&h.rt, uri).await.unwrap_err().code,
+        codes::NO_SUCH_FILE
     );
 }

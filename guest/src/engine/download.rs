@@ -354,6 +354,7 @@ impl Downloads {
             hash: placed.hash,
             uploaded: false,
             recorded_ms: platform.now_ms(),
+            cloud_only: false,
         };
         // The file is whole in place even if this write fails; a later start
         // then finds it unknown, hashes it and sees it is equal.

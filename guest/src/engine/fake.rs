@@ -558,6 +558,38 @@ impl Platform for Fake {
             }
         }
     }
+    fn make_thumbnail(
+        &self,
+        bundle: &str,
+        cloud_path: &str,
+        thumb_path: &str,
+        _max_edge: u32,
+    ) -> Result<(), CloudError> {
+        let data = {
+            let s = self.0.borrow();
+            let (data, _) = s
+                .cloud
+                .get(&(bundle.to_string(), cloud_path.to_string()))
+                .ok_or_else(|| CloudError::new(CloudErrorKind::NotFound, cloud_path))?;
+            data.clone()
+        };
+        if !data.starts_with(b"IMG") {
+            return Err(CloudError::new(CloudErrorKind::Other, "not an image"));
+        }
+        let mut s = self.0.borrow_mut();
+        s.clock_ns += 1;
+        let clock = s.clock_ns;
+        let thumb = format!("thumb of {}", String::from_utf8_lossy(&data));
+        s.local.insert(
+            (bundle.to_string(), thumb_path.to_string()),
+            LocalFile {
+                data: thumb.into_bytes(),
+                mtime_ns: clock,
+                inode: clock,
+            },
+        );
+        Ok(())
+    }
     fn start_upload(&self, request: UploadRequest) -> Result<TransferId, CloudError> {
         let mut s = self.0.borrow_mut();
         if let Some(e) = &s.cloud_error {

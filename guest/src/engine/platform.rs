@@ -175,6 +175,12 @@ pub trait Platform {
     fn cloud_list(&self, bundle: &str, prefix: &str) -> Result<Vec<CloudObject>, CloudError>;
     fn cloud_delete(&self, bundle: &str, path: &str, if_match: Option<&str>) -> Result<(), CloudError>;
 
+    // media
+    /// Makes a JPEG thumbnail (longer side at most `max_edge` pixels) of the
+    /// cloud image at `cloud_path`, written atomically to `thumb_path`.
+    fn make_thumbnail(&self, bundle: &str, cloud_path: &str, thumb_path: &str, max_edge: u32)
+        -> Result<(), CloudError>;
+
     // transfers
     fn start_download(&self, request: DownloadRequest) -> Result<TransferId, CloudError>;
     fn start_upload(&self, request: UploadRequest) -> Result<TransferId, CloudError>;

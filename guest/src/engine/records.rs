@@ -25,6 +25,10 @@ pub struct SyncedRecord {
     /// and is hashed on the next scan ("racily clean", as git calls it).
     #[serde(default)]
     pub recorded_ms: u64,
+    /// Only the cloud holds the content (a gallery item shown by its
+    /// thumbnail); `local` is then meaningless.
+    #[serde(default)]
+    pub cloud_only: bool,
 }
 
 /// A file's state that cannot be derived from the trees: its last upload

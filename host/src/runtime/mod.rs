@@ -347,6 +347,21 @@ impl Runtime {
             .unwrap_or_default()
     }
 
+    /// Where the thumbnail of a cloud-only gallery item
+    /// (`file://media/Photo/<id>/<name>`) is kept on the device, made by
+    /// the last `GallerySync` run; `None` for any other URI.
+    pub fn thumbnail_path(&self, uri: &str) -> Option<PathBuf> {
+        let item = uri.strip_prefix("file://media/Photo/")?;
+        if item.split('/').count() != 2 || item.split('/').any(|p| p.is_empty() || p == "." || p == "..") {
+            return None;
+        }
+        let area = self.inner.areas.area(crate::identity::GALLERY_BUNDLE).ok()?;
+        Some(
+            area.join(".thumbs/Photo")
+                .join(format!("{}.jpg", percent_decode(item)?)),
+        )
+    }
+
     /// The URI of `path` (relative to the caller's cloud folder).
     pub fn uri_for(&self, path: &str) -> String {
         format!(
@@ -393,6 +408,23 @@ impl Runtime {
         tx.send(Msg::Run(Box::new(f)))
             .map_err(|_| CloudSyncError::service("the engine thread stopped"))
     }
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// Percent-encodes what a URI path may not hold as is (keeps `/`).

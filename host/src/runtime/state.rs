@@ -17,7 +17,7 @@ use wasmtime::StoreLimits;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::ohos::cloudsync::{cloud, device, events, permission, storage, transfer, types};
+use super::bindings::ohos::cloudsync::{cloud, device, events, media, permission, storage, transfer, types};
 use crate::api::{self, DownloadProgress, ListenerId, SyncProgress};
 use crate::cloud::{bytes_stream, Cloud, CloudError, CloudErrorKind, CloudObject, Precondition};
 use crate::device::DeviceStatus;
@@ -458,6 +458,51 @@ impl cloud::Host for HostState {
             let key = s.cloud_key(&bundle, &path)?;
             s.block(s.b.cloud.delete(&key, if_match.as_deref()))
                 .map_err(wit_cloud_error)
+        })
+    }
+}
+
+impl media::Host for HostState {
+    fn make_thumbnail(
+        &mut self,
+        bundle: String,
+        cloud_path: String,
+        thumb_path: String,
+        max_edge: u32,
+    ) -> Result<(), cloud::CloudError> {
+        self.timed(|s| {
+            let key = s.cloud_key(&bundle, &cloud_path)?;
+            let local_error = |e: storage::IoError| wit_cloud_error_kind(cloud::CloudErrorKind::LocalIo, e.message);
+            let target = s.resolve(&bundle, &thumb_path).map_err(local_error)?;
+            let cloud = s.b.cloud.clone();
+            let image = s
+                .block(async move {
+                    let (object, stream) = cloud.open(&key, 0, None).await?;
+                    if object.size > crate::media::MAX_IMAGE_BYTES {
+                        return Err(CloudError::new(
+                            CloudErrorKind::Other,
+                            format!("{key} is {} bytes, too large for a thumbnail", object.size),
+                        ));
+                    }
+                    let mut data = Vec::with_capacity(object.size as usize);
+                    stream
+                        .take(crate::media::MAX_IMAGE_BYTES)
+                        .read_to_end(&mut data)
+                        .await
+                        .map_err(|e| CloudError::new(CloudErrorKind::Network, e.to_string()))?;
+                    Ok(data)
+                })
+                .map_err(wit_cloud_error)?;
+            let jpeg = crate::media::thumbnail(&image, max_edge)
+                .map_err(|e| wit_cloud_error_kind(cloud::CloudErrorKind::Other, e.to_string()))?;
+            // Written beside its name, then renamed: never a half thumbnail.
+            let io = |e: std::io::Error| wit_cloud_error_kind(cloud::CloudErrorKind::LocalIo, e.to_string());
+            if let Some(dir) = target.parent() {
+                std::fs::create_dir_all(dir).map_err(io)?;
+            }
+            let temp = target.with_extension("jpg.part");
+            std::fs::write(&temp, &jpeg).map_err(io)?;
+            std::fs::rename(&temp, &target).map_err(io)
         })
     }
 }

@@ -10,6 +10,8 @@ pub mod planner;
 mod run;
 mod scan;
 
+pub use run::{thumbnail_path, THUMBNAIL_EDGE};
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use run::{Run, Step};
@@ -246,10 +248,15 @@ impl Syncs {
                 ))
             }
             None => {
+                // A cloud-only gallery item is there, as its placeholder.
+                let synced = records::get::<SyncedRecord>(p, &records::key(SYNCED, file)).map_err(internal)?;
+                if synced.is_some_and(|r| r.cloud_only) {
+                    return Ok(FileSyncState::Completed);
+                }
                 return Err(ApiError::new(
                     codes::NO_SUCH_FILE,
                     format!("{}: no such file", file.path),
-                ))
+                ));
             }
         };
         let stamp = LocalStamp::from(stat);

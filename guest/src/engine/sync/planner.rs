@@ -43,6 +43,9 @@ pub struct SyncedFile {
     pub etag: String,
     pub local: LocalStamp,
     pub hash: Option<String>,
+    /// Only the cloud holds the content; the device shows a placeholder
+    /// (the gallery's thumbnail). Its absence locally is not a deletion.
+    pub cloud_only: bool,
 }
 
 pub type LocalTree = BTreeMap<String, LocalFile>;
@@ -86,8 +89,20 @@ pub enum Op {
         local: LocalStamp,
         hash: Option<String>,
     },
+    /// New or changed in the cloud, and the device keeps cloud files as
+    /// placeholders ([`Options::placeholders`]): record it cloud-only.
+    Placeholder { path: String, etag: String, size: u64 },
     /// Gone on both sides: forget it.
     ForgetSynced { path: String },
+}
+
+/// How a plan is made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// The user has seen a [`Refusal`] and wants the deletions carried out.
+    pub confirmed: bool,
+    /// Cloud files are not downloaded but kept as placeholders (the gallery).
+    pub placeholders: bool,
 }
 
 impl Op {
@@ -99,6 +114,7 @@ impl Op {
             | Op::DeleteRemote { path, .. }
             | Op::KeepBoth { path, .. }
             | Op::RecordSynced { path, .. }
+            | Op::Placeholder { path, .. }
             | Op::ForgetSynced { path } => path,
         }
     }
@@ -122,11 +138,26 @@ pub enum Refusal {
 /// in path order. `confirmed`: the user has seen a [`Refusal`] and wants the
 /// deletions carried out.
 pub fn plan(local: &LocalTree, remote: &RemoteTree, synced: &SyncedTree, confirmed: bool) -> Result<Vec<Op>, Refusal> {
+    plan_with(
+        local,
+        remote,
+        synced,
+        Options {
+            confirmed,
+            placeholders: false,
+        },
+    )
+}
+
+/// [`plan`], with every option.
+pub fn plan_with(local: &LocalTree, remote: &RemoteTree, synced: &SyncedTree, o: Options) -> Result<Vec<Op>, Refusal> {
+    let confirmed = o.confirmed;
     if !synced.is_empty() && !confirmed {
-        if local.is_empty() {
+        let held_locally = synced.values().filter(|s| !s.cloud_only).count();
+        if local.is_empty() && held_locally > 0 {
             return Err(Refusal::SideLooksEmpty {
                 side: "local",
-                synced: synced.len(),
+                synced: held_locally,
             });
         }
         if remote.is_empty() {
@@ -139,7 +170,7 @@ pub fn plan(local: &LocalTree, remote: &RemoteTree, synced: &SyncedTree, confirm
     let paths: BTreeSet<&String> = local.keys().chain(remote.keys()).chain(synced.keys()).collect();
     let ops: Vec<Op> = paths
         .into_iter()
-        .filter_map(|p| plan_path(p, local.get(p), remote.get(p), synced.get(p)))
+        .filter_map(|p| plan_path(p, local.get(p), remote.get(p), synced.get(p), o.placeholders))
         .collect();
     let deletes = ops.iter().filter(|o| o.is_delete()).count();
     if !confirmed && synced.len() >= 4 && deletes * 2 > synced.len() {
@@ -156,12 +187,21 @@ fn same_content(l: &LocalFile, r: &RemoteFile) -> bool {
     matches!((&l.hash, &r.hash), (Some(a), Some(b)) if a == b)
 }
 
-fn plan_path(path: &str, l: Option<&LocalFile>, r: Option<&RemoteFile>, s: Option<&SyncedFile>) -> Option<Op> {
+fn plan_path(
+    path: &str,
+    l: Option<&LocalFile>,
+    r: Option<&RemoteFile>,
+    s: Option<&SyncedFile>,
+    placeholders: bool,
+) -> Option<Op> {
     let path = path.to_string();
     let local_changed = match (l, s) {
+        // A file where a placeholder was: new local content.
+        (Some(_), Some(s)) if s.cloud_only => true,
         (Some(l), Some(s)) => (l.stamp != s.local || l.changed_in_place) && !(l.hash.is_some() && l.hash == s.hash),
+        (None, Some(s)) => !s.cloud_only,
         (None, None) => false,
-        _ => true,
+        (Some(_), None) => true,
     };
     let remote_changed = match (r, s) {
         (Some(r), Some(s)) => r.etag != s.etag && !(r.hash.is_some() && r.hash == s.hash),
@@ -197,6 +237,11 @@ fn plan_path(path: &str, l: Option<&LocalFile>, r: Option<&RemoteFile>, s: Optio
             (None, None) => None,
         },
         (false, true) => match (r, l) {
+            (Some(r), None) if placeholders => Some(Op::Placeholder {
+                path,
+                etag: r.etag.clone(),
+                size: r.size,
+            }),
             (Some(r), l) => Some(Op::Download {
                 path,
                 etag: r.etag.clone(),
@@ -206,11 +251,17 @@ fn plan_path(path: &str, l: Option<&LocalFile>, r: Option<&RemoteFile>, s: Optio
                 path,
                 expect_local: l.stamp,
             }),
-            (None, None) => None,
+            // A placeholder whose cloud file is gone.
+            (None, None) => s.map(|_| Op::ForgetSynced { path }),
         },
         (true, true) => match (l, r) {
             (None, None) => Some(Op::ForgetSynced { path }),
             // An edit beats a delete, on either side.
+            (None, Some(r)) if placeholders => Some(Op::Placeholder {
+                path,
+                etag: r.etag.clone(),
+                size: r.size,
+            }),
             (None, Some(r)) => Some(Op::Download {
                 path,
                 etag: r.etag.clone(),

@@ -28,6 +28,15 @@ const MAX_ACTIVE: usize = 16;
 const INLINE_PER_TICK: usize = 512;
 /// Rounds (scan, plan, apply) one run makes while files change under it.
 const MAX_ROUNDS: u32 = 4;
+/// Thumbnails made per tick (each reads an image from the cloud).
+const THUMBNAILS_PER_TICK: usize = 4;
+/// The longer side of a gallery thumbnail, in pixels.
+pub const THUMBNAIL_EDGE: u32 = 256;
+/// Where a cloud-only gallery item's thumbnail lives in the bundle's area
+/// (outside the synced folder).
+pub fn thumbnail_path(path: &str) -> String {
+    format!(".thumbs/{path}.jpg")
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
@@ -65,6 +74,8 @@ pub enum Step {
 
 pub struct Run {
     pub bundle: String,
+    /// The gallery: cloud files become placeholders with thumbnails.
+    placeholders: bool,
     phase: Phase,
     round: u32,
     confirmed: bool,
@@ -96,6 +107,7 @@ impl Run {
     pub fn new(bundle: &str, confirmed: bool) -> Self {
         Run {
             bundle: bundle.to_string(),
+            placeholders: bundle == crate::engine::GALLERY_BUNDLE,
             phase: Phase::Scan,
             round: 0,
             confirmed,
@@ -203,7 +215,11 @@ impl Run {
             }
         };
         self.changes.extend(trees.refresh);
-        let ops = match planner::plan(&trees.local, &trees.remote, &trees.synced, self.confirmed) {
+        let options = planner::Options {
+            confirmed: self.confirmed,
+            placeholders: self.placeholders,
+        };
+        let ops = match planner::plan_with(&trees.local, &trees.remote, &trees.synced, options) {
             Ok(ops) => ops,
             Err(refusal) => {
                 self.report.refusal = Some(describe(&refusal));
@@ -315,14 +331,14 @@ impl Run {
 
     fn start_ops(&mut self, p: &impl Platform, pushing: bool) {
         let mut inline = 0;
+        let mut thumbnails = 0;
         let mut downloads: Vec<(String, String, Option<LocalStamp>)> = Vec::new();
         while self.active.len() + downloads.len() < MAX_ACTIVE && inline < INLINE_PER_TICK && self.fatal.is_none() {
-            let op = if pushing {
-                self.push.pop_front()
-            } else {
-                self.pull.pop_front()
-            };
-            let Some(op) = op else { break };
+            let queue = if pushing { &mut self.push } else { &mut self.pull };
+            if thumbnails >= THUMBNAILS_PER_TICK && matches!(queue.front(), Some(Op::Placeholder { .. })) {
+                break;
+            }
+            let Some(op) = queue.pop_front() else { break };
             inline += 1;
             match op {
                 Op::Download {
@@ -348,7 +364,16 @@ impl Run {
                     let size = self.remote.get(&path).map_or(local.size, |r| r.size);
                     self.record(p, &path, etag, size, local, hash, false);
                 }
-                Op::ForgetSynced { path } => self.forget(&path),
+                Op::ForgetSynced { path } => {
+                    if self.placeholders {
+                        let _ = p.remove_file(&self.bundle, &thumbnail_path(&path));
+                    }
+                    self.forget(&path)
+                }
+                Op::Placeholder { path, etag, size } => {
+                    thumbnails += 1;
+                    self.placeholder(p, &path, etag, size);
+                }
                 Op::Upload {
                     path,
                     expect_local,
@@ -639,6 +664,45 @@ impl Run {
         }
     }
 
+    /// A cloud file the device shows by its thumbnail: made, then recorded
+    /// cloud-only. A file that is no image this device can read is recorded
+    /// too (listed without a picture).
+    fn placeholder(&mut self, p: &impl Platform, path: &str, etag: String, size: u64) {
+        let thumb = thumbnail_path(path);
+        match p.make_thumbnail(&self.bundle, path, &thumb, THUMBNAIL_EDGE) {
+            Ok(()) => {}
+            Err(e) if matches!(e.kind, CloudErrorKind::Other) => {
+                let file = AppFile {
+                    bundle: self.bundle.clone(),
+                    path: path.to_string(),
+                };
+                p.report_failure(&uri_of(&file), &format!("no thumbnail: {}", e.message));
+            }
+            Err(e) => return self.transfer_failed(p, path, &Failure::cloud(&e), false),
+        }
+        let record = SyncedRecord {
+            etag,
+            size,
+            local: LocalStamp {
+                size: 0,
+                mtime_ns: 0,
+                inode: 0,
+            },
+            hash: None,
+            uploaded: false,
+            recorded_ms: p.now_ms(),
+            cloud_only: true,
+        };
+        self.changes.push((
+            records::path_key(SYNCED, &self.bundle, path),
+            Some(records::encode(&record)),
+        ));
+        self.changes
+            .push((records::path_key(FILE_STATE, &self.bundle, path), None));
+        self.report.downloaded += 1;
+        self.report.done += 1;
+    }
+
     fn delete_local(&mut self, p: &impl Platform, path: &str, expect_local: LocalStamp) {
         if !self.local_is(p, path, Some(expect_local)) {
             self.replan = true;
@@ -682,6 +746,7 @@ impl Run {
             hash,
             uploaded,
             recorded_ms: p.now_ms(),
+            cloud_only: false,
         };
         self.changes.push((
             records::path_key(SYNCED, &self.bundle, path),

@@ -89,7 +89,7 @@ pub fn scan(platform: &impl Platform, bundle: &str) -> Result<Trees, ScanError> 
             changed_in_place: false,
         };
         match record {
-            Some(rec) if rec.local == stamp => {
+            Some(rec) if rec.local == stamp && !rec.cloud_only => {
                 let racy = rec.recorded_ms == 0 || stat.mtime_ns / 1_000_000 + RACY_MS >= rec.recorded_ms;
                 if racy {
                     let h = match hash_it() {
@@ -144,6 +144,7 @@ pub fn scan(platform: &impl Platform, bundle: &str) -> Result<Trees, ScanError> 
                     etag: r.etag.clone(),
                     local: r.local,
                     hash: r.hash.clone(),
+                    cloud_only: r.cloud_only,
                 },
             )
         })

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::*;
 use crate::engine::fake::{uri, Fake, APP};
-use crate::engine::{CloudError, Engine, ErrorType, SyncState};
+use crate::engine::{CloudError, Engine, ErrorType, SyncState, GALLERY_BUNDLE};
 
 const L: ListenerId = 7;
 
@@ -326,7 +326,10 @@ fn permission_matrix() {
     assert_eq!(states(&syncs, 1), Ok(()));
     let other = "file://com.other/data/storage/el2/cloud/x".to_string();
     assert_eq!(
-        syncs.file_sync_states(p, std::slice::from_ref(&other)).unwrap_err().code,
+        syncs
+            .file_sync_states(p, std::slice::from_ref(&other))
+            .unwrap_err()
+            .code,
         14_000_002
     );
 
@@ -662,4 +665,71 @@ fn thousands_of_random_histories_with_crashes_converge_and_lose_nothing() {
     for seed in only.map_or(1..=seeds, |s| s..=s) {
         random_history(seed);
     }
+}
+
+#[test]
+fn gallery_cloud_photos_become_thumbnails_and_local_photos_go_up() {
+    let mut e = engine();
+    let media = |p: &str| (GALLERY_BUNDLE.to_string(), p.to_string());
+    {
+        let mut s = e.platform.0.borrow_mut();
+        s.cloud
+            .insert(media("Photo/1/beach.jpg"), (b"IMG beach".to_vec(), "e1".into()));
+        s.cloud
+            .insert(media("Photo/2/notes.txt"), (b"not a picture".to_vec(), "e2".into()));
+        s.local.insert(
+            media("cloud/Photo/3/mine.jpg"),
+            crate::engine::fake::LocalFile {
+                data: b"IMG mine".to_vec(),
+                mtime_ns: 5,
+                inode: 5,
+            },
+        );
+    }
+    let id = e.syncs.create_gallery_sync(&e.platform).unwrap();
+    e.syncs.on(&e.platform, id, "progress", L).unwrap();
+    e.syncs.start(&e.platform, id, false).unwrap();
+    assert_eq!(terminal(&drain(&mut e)), completed());
+    {
+        let s = e.platform.0.borrow();
+        assert!(
+            !s.local.contains_key(&media("cloud/Photo/1/beach.jpg")),
+            "the original stays in the cloud"
+        );
+        assert_eq!(
+            s.local[&media(".thumbs/Photo/1/beach.jpg.jpg")].data,
+            b"thumb of IMG beach"
+        );
+        assert_eq!(s.cloud[&media("Photo/3/mine.jpg")].0, b"IMG mine");
+    }
+    let state = |e: &Engine<Fake>, uri: &str| e.syncs.file_sync_state(&e.platform, uri);
+    assert_eq!(
+        state(&e, "file://media/Photo/1/beach.jpg"),
+        Ok(FileSyncState::Completed)
+    );
+    assert_eq!(
+        state(&e, "file://media/Photo/2/notes.txt"),
+        Ok(FileSyncState::Completed)
+    );
+    assert_eq!(
+        state(&e, "file://media/Photo/3/mine.jpg"),
+        Ok(FileSyncState::UploadSuccess)
+    );
+    // Nothing changed: nothing happens; a photo deleted in the cloud loses its thumbnail.
+    e.syncs.start(&e.platform, id, false).unwrap();
+    drain(&mut e);
+    assert_eq!(e.syncs.report(id).unwrap().planned, 0);
+    e.platform.0.borrow_mut().cloud.remove(&media("Photo/1/beach.jpg"));
+    e.syncs.start(&e.platform, id, false).unwrap();
+    assert_eq!(terminal(&drain(&mut e)), completed());
+    assert!(!e
+        .platform
+        .0
+        .borrow()
+        .local
+        .contains_key(&media(".thumbs/Photo/1/beach.jpg.jpg")));
+    assert_eq!(
+        state(&e, "file://media/Photo/1/beach.jpg").unwrap_err().code,
+        codes::NO_SUCH_FILE
+    );
 }

@@ -36,6 +36,7 @@ fn synced(etag: &str, n: u64, hash: &str) -> SyncedFile {
         etag: etag.into(),
         local: stamp(n),
         hash: Some(hash.into()),
+        cloud_only: false,
     }
 }
 
@@ -163,6 +164,52 @@ fn guards_refuse_what_looks_like_mass_deletion() {
     );
     let some_gone: LocalTree = lt.iter().take(4).map(|(k, v)| (k.clone(), v.clone())).collect();
     assert_eq!(plan(&some_gone, &rt, &st, false).unwrap().len(), 2);
+}
+
+#[test]
+fn placeholders_stand_for_cloud_files_and_their_absence_is_no_deletion() {
+    let opts = Options {
+        confirmed: false,
+        placeholders: true,
+    };
+    let mut rt = RemoteTree::new();
+    rt.insert("p".into(), remote("e1", None));
+    let mut st = SyncedTree::new();
+    let ops = plan_with(&LocalTree::new(), &rt, &st, opts).unwrap();
+    assert!(
+        matches!(&ops[..], [Op::Placeholder { etag, .. }] if etag == "e1"),
+        "{ops:?}"
+    );
+    // Recorded cloud-only: nothing to do, and an empty device is fine.
+    let mut cloud_only = synced("e1", 0, "h");
+    cloud_only.cloud_only = true;
+    st.insert("p".into(), cloud_only);
+    assert_eq!(plan_with(&LocalTree::new(), &rt, &st, opts).unwrap(), vec![]);
+    // Changed in the cloud: a new placeholder; gone from the cloud: forgotten.
+    rt.insert("p".into(), remote("e2", None));
+    assert!(
+        matches!(&plan_with(&LocalTree::new(), &rt, &st, opts).unwrap()[..], [Op::Placeholder { etag, .. }] if etag == "e2")
+    );
+    assert!(matches!(
+        &plan_with(
+            &LocalTree::new(),
+            &RemoteTree::new(),
+            &st,
+            Options {
+                confirmed: true,
+                ..opts
+            }
+        )
+        .unwrap()[..],
+        [Op::ForgetSynced { .. }]
+    ));
+    // A local file where the placeholder was is new local content.
+    let mut lt = LocalTree::new();
+    lt.insert("p".into(), local(5, "new"));
+    assert!(matches!(
+        &plan_with(&lt, &rt, &st, opts).unwrap()[..],
+        [Op::KeepBoth { .. }]
+    ));
 }
 
 /// A small deterministic generator (xorshift), so a failing seed replays.
@@ -304,6 +351,7 @@ impl World {
                             etag,
                             local: expect_local,
                             hash: Some(content),
+                            cloud_only: false,
                         },
                     );
                 }
@@ -328,6 +376,7 @@ impl World {
                             etag,
                             local: s,
                             hash: Some(content),
+                            cloud_only: false,
                         },
                     );
                 }
@@ -381,9 +430,18 @@ impl World {
                 hash,
             } => {
                 if local_is(self, &path, Some(local)) && remote_is(self, &path, Some(&etag)) {
-                    self.synced.insert(path, SyncedFile { etag, local, hash });
+                    self.synced.insert(
+                        path,
+                        SyncedFile {
+                            etag,
+                            local,
+                            hash,
+                            cloud_only: false,
+                        },
+                    );
                 }
             }
+            Op::Placeholder { .. } => unreachable!("no placeholders without the option"),
             Op::ForgetSynced { path } => {
                 if !self.local.contains_key(&path) && !self.remote.contains_key(&path) {
                     self.synced.remove(&path);
