@@ -28,17 +28,27 @@ servers:
 build: setup
 	$(CARGO) build --release -p cloudsync
 
-# The main job on the embedded default: a local folder plays the cloud, and a
-# 128 MiB photo is downloaded from it through CloudFileCache with a live
-# progress bar (held to 32 MiB/s so that it can be watched), then its final
-# state is printed.
+# The main job on the embedded default: a local folder plays the cloud. The
+# app's folder has notes, the cloud a 128 MiB photo (read at 64 MiB/s so the
+# progress bar can be watched) and a document; `cloudsync sync` makes them
+# equal both ways. Then one note is edited on both sides: the next sync keeps
+# both versions. `status` shows each file's state; `diff` checks the bytes.
+DEMO_CLI := $(BIN) --root $(DEMO)/device --cloud dir://$(DEMO)/cloud --bwlimit 64M
 demo: build
-	@rm -rf $(DEMO) && mkdir -p $(DEMO)/cloud/cloudsync.cli/photos
+	@rm -rf $(DEMO) && mkdir -p $(DEMO)/cloud/cloudsync.cli/photos $(DEMO)/device/apps/cloudsync.cli/cloud/notes
 	@head -c 134217728 /dev/urandom > $(DEMO)/cloud/cloudsync.cli/photos/sunrise.raw
+	@echo "# Plans" > $(DEMO)/cloud/cloudsync.cli/plans.md
+	@echo "buy milk" > $(DEMO)/device/apps/cloudsync.cli/cloud/notes/todo.txt
+	@echo "call Ana" > $(DEMO)/device/apps/cloudsync.cli/cloud/notes/calls.txt
 	@echo "cloud: $(DEMO)/cloud (a plain folder); device: $(DEMO)/device"
-	$(BIN) --root $(DEMO)/device --cloud dir://$(DEMO)/cloud --bwlimit 32M download photos/sunrise.raw
-	@cmp $(DEMO)/cloud/cloudsync.cli/photos/sunrise.raw $(DEMO)/device/apps/cloudsync.cli/cloud/photos/sunrise.raw \
-		&& echo "verified: the local copy is byte-identical to the cloud file"
+	$(DEMO_CLI) sync
+	@echo "buy oat milk" > $(DEMO)/device/apps/cloudsync.cli/cloud/notes/todo.txt
+	@echo "buy milk and bread" > $(DEMO)/cloud/cloudsync.cli/notes/todo.txt
+	@echo "edited notes/todo.txt on both sides:"
+	$(DEMO_CLI) sync
+	$(DEMO_CLI) status
+	@diff -r $(DEMO)/cloud/cloudsync.cli $(DEMO)/device/apps/cloudsync.cli/cloud \
+		&& echo "verified: the app's folder and the cloud hold the same files, byte for byte"
 
 # Every test: the engine's native unit tests, the host's unit and command-line
 # tests, and the integration tests that load the real component, against the
