@@ -324,6 +324,7 @@ impl Platform for WitPlatform {
                 e::WritePrecondition::IfMatch(etag) => transfer::WritePrecondition::IfMatch(etag),
                 e::WritePrecondition::IfAbsent => transfer::WritePrecondition::IfAbsent,
             },
+            expect: r.expect.map(|s| (s.size, s.mtime_ns, s.inode)),
         })
         .map_err(cloud_error)
     }
@@ -348,6 +349,7 @@ impl Platform for WitPlatform {
                 transfer::TransferState::Failed(err) => e::TransferState::Failed(cloud_error(err)),
             },
             uploaded: s.uploaded.map(cloud_object),
+            sha256: s.sha256,
         })
     }
 

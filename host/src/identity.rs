@@ -113,6 +113,9 @@ impl Policy {
                 return Err(format!("{bundle:?} is not a bundle name"));
             }
         }
+        if policy.bundle.as_deref() == Some(GALLERY_BUNDLE) {
+            return Err(format!("{GALLERY_BUNDLE:?} is the gallery's own area, not an app"));
+        }
         for p in &policy.permissions {
             if ![CLOUDFILE_SYNC, CLOUDFILE_SYNC_MANAGER].contains(&p.as_str()) {
                 return Err(format!(
@@ -152,5 +155,9 @@ mod tests {
         assert!(Policy::parse("permissions = [\"ohos.permission.ALL\"]").is_err());
         assert!(Policy::parse("bundle = \"../x\"").is_err());
         assert!(Policy::parse("admin = true").is_err());
+        assert!(
+            Policy::parse("bundle = \"media\"").is_err(),
+            "the gallery's area is no app"
+        );
     }
 }

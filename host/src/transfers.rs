@@ -4,12 +4,13 @@
 //! driver as it progresses.
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 use tokio::sync::Semaphore;
 
@@ -53,6 +54,8 @@ struct Shared {
     abort: Mutex<Option<tokio::task::AbortHandle>>,
     /// A finished upload: the object written.
     uploaded: Mutex<Option<CloudObject>>,
+    /// A finished transfer: the sha256 of the whole content moved.
+    sha256: Mutex<Option<String>>,
 }
 
 /// Marks the transfer finished however its task ends: completed, failed,
@@ -81,11 +84,13 @@ pub struct Transfers {
     live: HashMap<u64, Arc<Shared>>,
 }
 
-/// One upload: the file `local` to `key`, if `precondition` holds.
+/// One upload: the file `local` to `key`, if `precondition` holds and the
+/// file is still `expect` (size, mtime ns, inode) from first byte to last.
 pub struct UploadJob {
     pub key: String,
     pub local: PathBuf,
     pub precondition: Precondition,
+    pub expect: Option<(u64, u64, u64)>,
 }
 
 /// One download: `key` from `offset` into `local`, conditional on `if_match`.
@@ -148,6 +153,7 @@ impl Transfers {
             finished_cv: Condvar::new(),
             abort: Mutex::new(None),
             uploaded: Mutex::new(None),
+            sha256: Mutex::new(None),
         });
         let guard = FinishGuard {
             shared: shared.clone(),
@@ -170,6 +176,11 @@ impl Transfers {
     /// The object a finished upload wrote.
     pub fn uploaded(&self, id: u64) -> Option<CloudObject> {
         self.live.get(&id)?.uploaded.lock().unwrap().clone()
+    }
+
+    /// The sha256 (lower-case hex) of what a finished transfer moved.
+    pub fn sha256(&self, id: u64) -> Option<String> {
+        self.live.get(&id)?.sha256.lock().unwrap().clone()
     }
 
     /// Bytes now in the local file, and how the transfer stands.
@@ -230,6 +241,13 @@ async fn download(
 ) -> Result<(), TransferError> {
     let (_, mut stream) = cloud.open(&job.key, job.offset, job.if_match.as_deref()).await?;
     let mut file = open_at(&job.local, job.offset).map_err(local_error)?;
+    // The content is hashed as it is written (resumed bytes first), so the
+    // engine never reads the file again to learn it.
+    let mut hasher = Sha256::new();
+    if job.offset > 0 {
+        let mut prefix = std::fs::File::open(&job.local).map_err(local_error)?;
+        std::io::copy(&mut (&mut prefix).take(job.offset), &mut HashWriter(&mut hasher)).map_err(local_error)?;
+    }
     let quota = device.write_quota();
     let mut buf = vec![0u8; CHUNK];
     let mut written = 0u64;
@@ -249,6 +267,7 @@ async fn download(
             return Err(TransferError::LocalNoSpace("the app's write quota is used up".into()));
         }
         file.write_all(&buf[..n]).map_err(local_error)?;
+        hasher.update(&buf[..n]);
         written += n as u64;
         shared.bytes.store(job.offset + written, Ordering::Release);
         if last_wake.elapsed() >= WAKE_EVERY {
@@ -257,6 +276,7 @@ async fn download(
         }
     }
     file.sync_all().map_err(local_error)?;
+    *shared.sha256.lock().unwrap() = Some(format!("{:x}", hasher.finalize()));
     if let Some(etag) = &job.if_match {
         // The object must still be the version we started reading: otherwise
         // the bytes may be a mix of two versions.
@@ -272,6 +292,19 @@ async fn download(
     Ok(())
 }
 
+/// Feeds what is written to a hasher.
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 type TransferFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), TransferError>> + Send>>;
 
 /// Streams a local file to the cloud, hashing what it sends (sha256), so the
@@ -282,30 +315,71 @@ async fn upload(
     wake: &Waker,
     job: UploadJob,
 ) -> Result<CloudObject, TransferError> {
-    let file = tokio::fs::File::open(&job.local).await.map_err(local_error)?;
+    let file = std::fs::File::open(&job.local).map_err(local_error)?;
+    let stamp_of = |f: &std::fs::File| f.metadata().map(|m| stamp(&m));
+    if let Some(expect) = job.expect {
+        if stamp_of(&file).map_err(local_error)? != expect {
+            return Err(changed_locally(&job.key));
+        }
+    }
+    let watch = file.try_clone().map_err(local_error)?;
     let reader = HashingReader {
-        inner: file,
+        inner: tokio::fs::File::from_std(file),
+        watch,
+        expect: job.expect,
         hasher: Arc::new(Mutex::new(Some(sha2::Sha256::default()))),
         shared: shared.clone(),
         wake: wake.clone(),
         last_wake: Instant::now(),
     };
     let hasher = reader.hasher.clone();
-    let mut object = cloud.put(&job.key, Box::pin(reader), job.precondition).await?;
+    let mut object = cloud
+        .put(&job.key, Box::pin(reader), job.precondition)
+        .await
+        .map_err(|e| {
+            // The reader refused to end because the file changed under it: the
+            // write was aborted, nothing half-written reached the cloud.
+            if e.message.contains(LOCAL_CHANGE) {
+                changed_locally(&job.key)
+            } else {
+                TransferError::Cloud(e)
+            }
+        })?;
     if shared.cancelled.load(Ordering::Acquire) {
         return Err(TransferError::LocalIo("cancelled".into()));
     }
     if let Some(h) = hasher.lock().unwrap().take() {
-        use sha2::Digest;
-        object.content_hash = Some(format!("sha256:{:x}", h.finalize()));
+        let hex = format!("{:x}", h.finalize());
+        object.content_hash = Some(format!("sha256:{hex}"));
+        *shared.sha256.lock().unwrap() = Some(hex);
     }
     Ok(object)
+}
+
+const LOCAL_CHANGE: &str = "the local file changed while it was read";
+
+fn changed_locally(key: &str) -> TransferError {
+    TransferError::Cloud(CloudError::new(
+        CloudErrorKind::PreconditionFailed,
+        format!("{key}: {LOCAL_CHANGE}"),
+    ))
+}
+
+fn stamp(m: &std::fs::Metadata) -> (u64, u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let mtime = (m.mtime().max(0) as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(m.mtime_nsec().max(0) as u64);
+    (m.len(), mtime, m.ino())
 }
 
 /// Counts and hashes the bytes read through it; a cancelled transfer reads
 /// nothing more.
 struct HashingReader {
     inner: tokio::fs::File,
+    /// The same open file, to check at the end that it did not change.
+    watch: std::fs::File,
+    expect: Option<(u64, u64, u64)>,
     hasher: Arc<Mutex<Option<sha2::Sha256>>>,
     shared: Arc<Shared>,
     wake: Waker,
@@ -327,6 +401,16 @@ impl tokio::io::AsyncRead for HashingReader {
         let poll = std::pin::Pin::new(&mut this.inner).poll_read(cx, buf);
         if let std::task::Poll::Ready(Ok(())) = &poll {
             let new = &buf.filled()[before..];
+            if new.is_empty() {
+                // The end: the file must be what it was when the upload
+                // started, or the bytes sent may mix two versions.
+                let now = this.watch.metadata().map(|m| stamp(&m)).ok();
+                if let (Some(expect), Some(now)) = (this.expect, now) {
+                    if now != expect {
+                        return std::task::Poll::Ready(Err(std::io::Error::other(LOCAL_CHANGE)));
+                    }
+                }
+            }
             if let Some(h) = this.hasher.lock().unwrap().as_mut() {
                 h.update(new);
             }
@@ -358,5 +442,61 @@ fn local_error(e: std::io::Error) -> TransferError {
         TransferError::LocalNoSpace(e.to_string())
     } else {
         TransferError::LocalIo(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::LocalFolderCloud;
+    use crate::device::SimulatedDevice;
+
+    fn outcome(t: &Transfers, id: u64) -> Outcome {
+        for _ in 0..500 {
+            match t.poll(id) {
+                Some((_, Outcome::Running)) => std::thread::sleep(Duration::from_millis(10)),
+                Some((_, o)) => return o,
+                None => panic!("unknown transfer"),
+            }
+        }
+        panic!("the transfer did not end");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_upload_of_a_file_that_is_not_the_one_planned_sends_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let cloud: Arc<dyn Cloud> = Arc::new(LocalFolderCloud::new(dir.path().join("cloud")).unwrap());
+        let local = dir.path().join("note.txt");
+        std::fs::write(&local, b"version one").unwrap();
+        let planned = stamp(&std::fs::metadata(&local).unwrap());
+        let mut t = Transfers::new(
+            tokio::runtime::Handle::current(),
+            cloud.clone(),
+            Arc::new(SimulatedDevice::default()),
+            2,
+            Arc::new(|| {}),
+        );
+        let job = |expect| UploadJob {
+            key: "app/note.txt".into(),
+            local: local.clone(),
+            precondition: Precondition::None,
+            expect: Some(expect),
+        };
+        // Replaced since it was planned: refused, the cloud untouched.
+        std::fs::write(dir.path().join("other"), b"version two!").unwrap();
+        std::fs::rename(dir.path().join("other"), &local).unwrap();
+        let id = t.start_upload(job(planned));
+        let Outcome::Failed(TransferError::Cloud(e)) = outcome(&t, id) else {
+            panic!("the upload went ahead");
+        };
+        assert_eq!(e.kind, CloudErrorKind::PreconditionFailed, "{e}");
+        assert!(cloud.stat("app/note.txt").await.is_err(), "nothing reached the cloud");
+        // The file as it is now goes up, with its hash.
+        let now = stamp(&std::fs::metadata(&local).unwrap());
+        let id = t.start_upload(job(now));
+        assert_eq!(outcome(&t, id), Outcome::Done);
+        let sent = t.sha256(id).unwrap();
+        assert_eq!(sent, format!("{:x}", Sha256::digest(b"version two!")));
+        assert_eq!(t.uploaded(id).unwrap().size, 12);
     }
 }

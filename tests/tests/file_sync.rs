@@ -119,8 +119,8 @@ async fn a_crash_mid_sync_loses_nothing_and_the_next_run_finishes(backend: Backe
         h.put_cloud(&format!("down/{i}.bin"), &bytes(256 << 10, i));
         h.put_local(&format!("up/{i}.bin"), &bytes(64 << 10, 100 + i));
     }
-    // Slow reads, so the crash lands mid-run.
-    h.cloud.update(|f| f.bandwidth = Some(1 << 20));
+    // Slow reads (about 2 s a file), so the crash lands mid-run.
+    h.cloud.update(|f| f.bandwidth = Some(128 << 10));
     let (sync, rec) = file_sync(&h).await;
     sync.start().await.unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -446,6 +446,7 @@ async fn gallery_sync_uploads_local_photos_and_shows_cloud_ones_as_thumbnails() 
     let uri = "file://media/Photo/2/IMG%200002.png";
     assert!(!gallery_dir.join("Photo/2/IMG 0002.png").exists());
     let thumb = h.rt.thumbnail_path(uri).unwrap();
+    assert_eq!(h.rt.thumbnail_path("file://media/Photo/..%2F..%2F..%2Fx/y"), None);
     let small = image::open(&thumb).expect("a thumbnail");
     assert_eq!((small.width(), small.height()), (256, 192));
     assert_eq!(get_file_sync_state(&h.rt, uri).await.unwrap(), FileSyncState::Completed);

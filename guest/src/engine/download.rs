@@ -45,6 +45,8 @@ struct Active {
     subscribers: BTreeSet<CacheId>,
     processed: u64,
     restarts: u32,
+    /// The sha256 the finished transfer computed.
+    moved_hash: Option<String>,
 }
 
 impl Downloads {
@@ -211,6 +213,7 @@ impl Downloads {
                     subscribers: BTreeSet::from([cache]),
                     processed: offset,
                     restarts: 0,
+                    moved_hash: None,
                 };
                 let p = progress(uri, State::Running, offset, active.size, DownloadErrorType::NoError);
                 emit(platform, &self.caches, [cache], &p);
@@ -306,6 +309,7 @@ impl Downloads {
                         let p = progress(&a.uri, State::Running, a.processed, a.size, DownloadErrorType::NoError);
                         emit(platform, &self.caches, a.subscribers.iter().copied(), &p);
                     }
+                    a.moved_hash = status.sha256.clone();
                     if let Err(failure) = self.finish(platform, &file) {
                         self.fail(platform, &file, failure);
                     }
@@ -345,6 +349,7 @@ impl Downloads {
             target: &target,
             size: a.size,
             content_hash: a.content_hash.as_deref(),
+            moved_hash: a.moved_hash.as_deref(),
         };
         let placed = verify_and_place(platform, &arrived, ours)?;
         let record = SyncedRecord {
@@ -434,10 +439,14 @@ impl Downloads {
 /// Removes `bundle`'s partial downloads that a crash (or a trapped
 /// instance) left behind; those kept on purpose by `stop(uri, false)` stay.
 pub fn recover_bundle(platform: &impl Platform, bundle: &str) -> Result<(), ApiError> {
-    let prefix = format!("{PARTIAL}/{bundle}/");
-    let stale = platform
-        .meta_scan(&prefix)
-        .map_err(|e| ApiError::service(format!("metadata scan failed: {e}")))?;
+    let mut stale = Vec::new();
+    for kind in [PARTIAL, super::records::SYNC_PARTIAL] {
+        let prefix = format!("{kind}/{bundle}/");
+        let rows = platform
+            .meta_scan(&prefix)
+            .map_err(|e| ApiError::service(format!("metadata scan failed: {e}")))?;
+        stale.extend(rows);
+    }
     let mut changes = Vec::new();
     for (key, value) in stale {
         let record: Option<PartialRecord> = serde_json::from_slice(&value).ok();

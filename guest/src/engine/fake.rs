@@ -4,6 +4,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::records::LocalStamp;
 use super::*;
 
 #[derive(Clone)]
@@ -45,6 +46,8 @@ pub struct State_ {
     pub sync_events: Vec<(ListenerId, SyncProgress)>,
     /// Files whose content was read (hashed).
     pub reads: u64,
+    /// Local paths whose reading fails (an I/O error, not "not found").
+    pub unreadable: BTreeSet<String>,
     /// A power cut after this many more writes: from then on every write
     /// fails and changes nothing (the instance is then thrown away).
     pub crash_countdown: Option<u32>,
@@ -95,6 +98,7 @@ impl Fake {
             made_dirs: BTreeSet::new(),
             sync_events: Vec::new(),
             reads: 0,
+            unreadable: BTreeSet::new(),
             crash_countdown: None,
             device: DeviceStatus {
                 network_available: true,
@@ -195,6 +199,7 @@ impl Fake {
                     bytes: 0,
                     state: TransferState::Running,
                     uploaded: None,
+                    sha256: None,
                 });
             }
             let req = u.request.clone();
@@ -212,11 +217,22 @@ impl Fake {
                     (WritePrecondition::IfAbsent, None) | (WritePrecondition::None, _) => {}
                     _ => return Err(CloudError::new(CloudErrorKind::PreconditionFailed, "changed")),
                 }
-                let data = s
+                let local = s
                     .local
                     .get(&(req.bundle.clone(), req.local_path.clone()))
-                    .map(|f| f.data.clone())
                     .ok_or_else(|| CloudError::new(CloudErrorKind::LocalIo, "local file gone"))?;
+                let now = LocalStamp {
+                    size: local.data.len() as u64,
+                    mtime_ns: local.mtime_ns,
+                    inode: local.inode,
+                };
+                if req.expect.is_some_and(|e| e != now) {
+                    return Err(CloudError::new(
+                        CloudErrorKind::PreconditionFailed,
+                        "local file changed",
+                    ));
+                }
+                let data = local.data.clone();
                 s.clock_ns += 1;
                 let etag = format!("e{}", s.clock_ns);
                 let object = CloudObject {
@@ -237,12 +253,18 @@ impl Fake {
             Ok(o) => TransferStatus {
                 bytes: o.size,
                 state: TransferState::Done,
+                sha256: o
+                    .content_hash
+                    .as_deref()
+                    .and_then(|h| h.strip_prefix("sha256:"))
+                    .map(String::from),
                 uploaded: Some(o),
             },
             Err(e) => TransferStatus {
                 bytes: 0,
                 state: TransferState::Failed(e),
                 uploaded: None,
+                sha256: None,
             },
         })
     }
@@ -301,6 +323,7 @@ impl Fake {
                 bytes: have,
                 state: TransferState::Failed(e),
                 uploaded: None,
+                sha256: None,
             });
         }
         if s.transfers[&id].done {
@@ -308,6 +331,7 @@ impl Fake {
                 bytes: have,
                 state: TransferState::Done,
                 uploaded: None,
+                sha256: None,
             });
         }
         let Some((content, etag)) = s.cloud.get(&(req.bundle.clone(), req.cloud_path.clone())).cloned() else {
@@ -317,6 +341,7 @@ impl Fake {
                 bytes: have,
                 state: TransferState::Failed(e),
                 uploaded: None,
+                sha256: None,
             });
         };
         if req.if_match.as_deref().is_some_and(|m| m != etag) {
@@ -326,6 +351,7 @@ impl Fake {
                 bytes: have,
                 state: TransferState::Failed(e),
                 uploaded: None,
+                sha256: None,
             });
         }
         if let Some((after, e)) = s.fail_next.clone() {
@@ -336,6 +362,7 @@ impl Fake {
                     bytes: have,
                     state: TransferState::Failed(e),
                     uploaded: None,
+                    sha256: None,
                 });
             }
         }
@@ -350,6 +377,7 @@ impl Fake {
         f.data.truncate(have as usize);
         f.data.extend_from_slice(&content[have as usize..end as usize]);
         f.mtime_ns = clock;
+        let f_data = f.data.clone();
         let done = end == content.len() as u64;
         s.transfers.get_mut(&id).unwrap().done = done;
         Some(TransferStatus {
@@ -360,6 +388,7 @@ impl Fake {
                 TransferState::Running
             },
             uploaded: None,
+            sha256: done.then(|| sha(&f_data)),
         })
     }
 }
@@ -465,6 +494,9 @@ impl Platform for Fake {
     fn hash_file(&self, bundle: &str, path: &str) -> Result<String, IoError> {
         self.0.borrow_mut().reads += 1;
         let s = self.0.borrow();
+        if s.unreadable.contains(path) {
+            return Err(IoError::new(IoErrorKind::Other, "input/output error"));
+        }
         let f = s
             .local
             .get(&(bundle.into(), path.into()))

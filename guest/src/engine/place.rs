@@ -19,6 +19,8 @@ pub struct Arrived<'a> {
     pub size: u64,
     /// `sha256:<hex>` where the cloud gave one.
     pub content_hash: Option<&'a str>,
+    /// The sha256 the transfer computed of what it wrote, where it did.
+    pub moved_hash: Option<&'a str>,
 }
 
 /// What was placed.
@@ -48,16 +50,19 @@ pub fn verify_and_place(
             a.size
         )));
     }
-    let mut hash = None;
+    let mut hash = a.moved_hash.map(str::to_ascii_lowercase);
     if let Some(expected) = a.content_hash.and_then(|h| h.strip_prefix("sha256:")) {
-        let actual = platform.hash_file(bundle, a.temp).map_err(|e| Failure::io(&e))?;
+        let actual = match &hash {
+            Some(h) => h.clone(),
+            None => platform.hash_file(bundle, a.temp).map_err(|e| Failure::io(&e))?,
+        };
         if !actual.eq_ignore_ascii_case(expected) {
             return Err(Failure::unknown(format!(
                 "content hash {actual} is not the cloud's {expected}"
             )));
         }
         hash = Some(actual);
-    } else if a.size <= HASH_ON_PLACE_MAX {
+    } else if hash.is_none() && a.size <= HASH_ON_PLACE_MAX {
         hash = Some(platform.hash_file(bundle, a.temp).map_err(|e| Failure::io(&e))?);
     }
 

@@ -127,6 +127,8 @@ pub struct UploadRequest {
     pub local_path: String,
     pub cloud_path: String,
     pub precondition: WritePrecondition,
+    /// The local file must be this one from the first byte to the last.
+    pub expect: Option<super::records::LocalStamp>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -137,6 +139,8 @@ pub struct TransferStatus {
     /// For a finished upload: the object as written, with `content_hash`
     /// the sha256 of the bytes sent.
     pub uploaded: Option<CloudObject>,
+    /// For a finished transfer: the sha256 of the whole content moved.
+    pub sha256: Option<String>,
 }
 
 /// Everything the engine asks of its host.

@@ -72,6 +72,9 @@ pub struct PartialRecord {
 
 pub const SYNCED: &str = "synced";
 pub const PARTIAL: &str = "partial";
+/// A sync run's partial download: kept apart from `CloudFileCache`'s, so
+/// that neither ever replaces the other's record.
+pub const SYNC_PARTIAL: &str = "syncpartial";
 pub const FILE_STATE: &str = "filestate";
 /// `run/<bundle>/last-sync`: epoch ms of the last run that completed cleanly.
 pub const RUN: &str = "run";

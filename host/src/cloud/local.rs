@@ -163,7 +163,9 @@ impl Cloud for LocalFolderCloud {
         // clients see the old file or the whole new one, never a part.
         let written = async {
             let mut file = tokio::fs::File::create(&temp).await?;
-            tokio::io::copy(&mut data, &mut file).await?;
+            // Large reads: each one is a hop to tokio's blocking pool.
+            let mut data = tokio::io::BufReader::with_capacity(1 << 20, &mut data);
+            tokio::io::copy_buf(&mut data, &mut file).await?;
             file.sync_all().await
         }
         .await;

@@ -41,6 +41,9 @@ pub struct SandboxLimits {
     pub memory_bytes: usize,
     /// Guest time one call may take (time in host functions is not counted).
     pub call_budget: Duration,
+    /// Wall-clock time one call may take, host functions included: a guest
+    /// that keeps the host busy on its behalf is stopped too.
+    pub call_wall_limit: Duration,
     /// Transfers running at once.
     pub max_transfers: usize,
 }
@@ -50,7 +53,8 @@ impl Default for SandboxLimits {
         SandboxLimits {
             memory_bytes: 64 << 20,
             call_budget: Duration::from_secs(2),
-            max_transfers: 4,
+            call_wall_limit: Duration::from_secs(300),
+            max_transfers: 8,
         }
     }
 }
@@ -175,7 +179,13 @@ impl Driver {
             .tables(16)
             .memories(4)
             .build();
-        let state = HostState::new(self.backends.clone(), transfers, limits, self.limits.call_budget);
+        let state = HostState::new(
+            self.backends.clone(),
+            transfers,
+            limits,
+            self.limits.call_budget,
+            self.limits.call_wall_limit,
+        );
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limits);
         // Deadline checks every epoch tick; only guest time counts, so a slow
@@ -187,6 +197,11 @@ impl Driver {
                 Err(wasmtime::Error::msg(format!(
                     "the component ran for more than {:?} in one call",
                     s.call_budget
+                )))
+            } else if s.wall_time() > s.call_wall_limit {
+                Err(wasmtime::Error::msg(format!(
+                    "one call of the component took more than {:?}",
+                    s.call_wall_limit
                 )))
             } else {
                 Ok(UpdateDeadline::Continue(1))

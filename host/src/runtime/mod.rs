@@ -43,6 +43,8 @@ pub enum BuildError {
     Component(anyhow::Error),
     #[error("the engine component failed to start: {0}")]
     Start(CloudSyncError),
+    #[error("{0:?} is the gallery's own area, not an app that may call")]
+    ReservedBundle(String),
 }
 
 /// A listener: downloads and sync runs have events of their own types.
@@ -167,6 +169,10 @@ impl RuntimeBuilder {
     /// runtime, which then runs the transfers.
     pub async fn build(self) -> Result<Runtime, BuildError> {
         let handle = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoTokioRuntime)?;
+        if self.identity.bundle == crate::identity::GALLERY_BUNDLE {
+            // An app named so would own the gallery without any permission.
+            return Err(BuildError::ReservedBundle(self.identity.bundle));
+        }
         if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
             // The engine thread waits on transfers that only the runtime's
             // own thread could drive.
@@ -351,15 +357,18 @@ impl Runtime {
     /// (`file://media/Photo/<id>/<name>`) is kept on the device, made by
     /// the last `GallerySync` run; `None` for any other URI.
     pub fn thumbnail_path(&self, uri: &str) -> Option<PathBuf> {
-        let item = uri.strip_prefix("file://media/Photo/")?;
-        if item.split('/').count() != 2 || item.split('/').any(|p| p.is_empty() || p == "." || p == "..") {
+        // Checked after decoding: `%2F..` must not climb out.
+        let item = percent_decode(uri.strip_prefix("file://media/Photo/")?)?;
+        let parts: Vec<&str> = item.split('/').collect();
+        if parts.len() != 2
+            || parts
+                .iter()
+                .any(|p| p.is_empty() || *p == "." || *p == ".." || p.contains('\0'))
+        {
             return None;
         }
         let area = self.inner.areas.area(crate::identity::GALLERY_BUNDLE).ok()?;
-        Some(
-            area.join(".thumbs/Photo")
-                .join(format!("{}.jpg", percent_decode(item)?)),
-        )
+        Some(area.join(".thumbs/Photo").join(format!("{item}.jpg")))
     }
 
     /// The URI of `path` (relative to the caller's cloud folder).

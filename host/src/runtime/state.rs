@@ -27,6 +27,9 @@ use crate::transfers::{DownloadJob, Outcome, TransferError, Transfers, UploadJob
 
 /// A cloud call taking longer than this fails as a network error.
 const CLOUD_CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// Running downloads / sync runs remembered per listener, at most (for the
+/// FAILED events a trap sends).
+const MAX_IN_FLIGHT: usize = 4096;
 /// Largest read or write through the component's memory.
 const SMALL_IO_MAX: usize = 1 << 20;
 
@@ -72,12 +75,20 @@ pub struct HostState {
     pub(crate) call_started: Instant,
     pub(crate) host_time: Duration,
     pub(crate) call_budget: Duration,
+    /// Wall-clock time one call may take, host functions included.
+    pub(crate) call_wall_limit: Duration,
     wasi: WasiCtx,
     table: ResourceTable,
 }
 
 impl HostState {
-    pub fn new(b: Backends, transfers: Transfers, limits: StoreLimits, call_budget: Duration) -> Self {
+    pub fn new(
+        b: Backends,
+        transfers: Transfers,
+        limits: StoreLimits,
+        call_budget: Duration,
+        call_wall_limit: Duration,
+    ) -> Self {
         let stderr = MemoryOutputPipe::new(64 * 1024);
         // Nothing is granted: no directories, no sockets, no environment.
         let wasi = wasmtime_wasi::WasiCtxBuilder::new().stderr(stderr.clone()).build();
@@ -91,6 +102,7 @@ impl HostState {
             call_started: Instant::now(),
             host_time: Duration::ZERO,
             call_budget,
+            call_wall_limit,
             wasi,
             table: ResourceTable::new(),
         }
@@ -100,6 +112,11 @@ impl HostState {
     pub fn begin_call(&mut self) {
         self.call_started = Instant::now();
         self.host_time = Duration::ZERO;
+    }
+
+    /// Wall time of the current call so far.
+    pub fn wall_time(&self) -> Duration {
+        self.call_started.elapsed()
     }
 
     /// Guest time of the current call: wall time less time in host functions.
@@ -500,8 +517,17 @@ impl media::Host for HostState {
             if let Some(dir) = target.parent() {
                 std::fs::create_dir_all(dir).map_err(io)?;
             }
-            let temp = target.with_extension("jpg.part");
-            std::fs::write(&temp, &jpeg).map_err(io)?;
+            // The temp name is resolved like any path (no symlink followed)
+            // and made fresh.
+            let temp = s.resolve(&bundle, &format!("{thumb_path}.part")).map_err(local_error)?;
+            let _ = std::fs::remove_file(&temp);
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&temp)
+                .map_err(io)?;
+            std::io::Write::write_all(&mut file, &jpeg).map_err(io)?;
+            drop(file);
             std::fs::rename(&temp, &target).map_err(io)
         })
     }
@@ -538,17 +564,19 @@ impl transfer::Host for HostState {
                 key,
                 local,
                 precondition,
+                expect: r.expect,
             }))
         })
     }
 
     fn poll(&mut self, id: u64) -> Option<transfer::TransferStatus> {
         let (bytes, outcome) = self.transfers.poll(id)?;
-        let mut uploaded = None;
+        let (mut uploaded, mut sha256) = (None, None);
         let state = match outcome {
             Outcome::Running => transfer::TransferState::Running,
             Outcome::Done => {
                 uploaded = self.transfers.uploaded(id);
+                sha256 = self.transfers.sha256(id);
                 transfer::TransferState::Done
             }
             Outcome::Failed(e) => transfer::TransferState::Failed(transfer_error(e)),
@@ -558,7 +586,12 @@ impl transfer::Host for HostState {
             let bundle = bundle_of(&o.key);
             wit_object(&bundle, o)
         });
-        Some(transfer::TransferStatus { bytes, state, uploaded })
+        Some(transfer::TransferStatus {
+            bytes,
+            state,
+            uploaded,
+            sha256,
+        })
     }
 
     fn cancel(&mut self, id: u64) {
@@ -596,7 +629,10 @@ impl events::Host for HostState {
         if progress.is_terminal() {
             self.syncs_in_flight.remove(&listener);
         } else {
-            self.syncs_in_flight.insert(listener, progress);
+            // Bounded: a guest naming listeners at random cannot grow it.
+            if self.syncs_in_flight.len() < MAX_IN_FLIGHT || self.syncs_in_flight.contains_key(&listener) {
+                self.syncs_in_flight.insert(listener, progress);
+            }
         }
         let _ = self.b.events.send(HostEvent::Sync(listener, progress));
     }
@@ -629,7 +665,9 @@ impl events::Host for HostState {
         if progress.is_terminal() {
             self.in_flight.remove(&key);
         } else {
-            self.in_flight.insert(key, progress.clone());
+            if self.in_flight.len() < MAX_IN_FLIGHT || self.in_flight.contains_key(&key) {
+                self.in_flight.insert(key, progress.clone());
+            }
         }
         let _ = self.b.events.send(HostEvent::Download(listener, progress));
     }

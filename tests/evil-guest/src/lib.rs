@@ -152,6 +152,7 @@ impl file_cache::GuestCloudFileCache for Cache {
                 local_path: "cloud/x".into(),
                 cloud_path: "x".into(),
                 precondition: transfer::WritePrecondition::None,
+                expect: None,
             };
             let upload_other = allowed(transfer::start_upload(&upload).is_ok());
             let ready_other = allowed(cloud::ready("other.app").is_ok());

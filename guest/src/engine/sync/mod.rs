@@ -152,6 +152,7 @@ impl Syncs {
         preconditions(p, &bundle)?;
         if let Some(run) = self.runs.get_mut(&bundle) {
             run.again = true;
+            run.again_confirmed |= confirmed;
             return Ok(());
         }
         if self.recovered.insert(bundle.clone()) && bundle != p.caller_bundle() {
@@ -159,9 +160,19 @@ impl Syncs {
             // first time this instance syncs it.
             recover_bundle(p, &bundle)?;
         }
-        self.runs.insert(bundle.clone(), Run::new(&bundle, confirmed));
-        self.reports.remove(&bundle);
+        self.begin(p, &bundle, confirmed);
         Ok(())
+    }
+
+    /// A new run: pulling starts (the scan is its first step), so
+    /// `{DOWNLOADING}` goes out now.
+    fn begin(&mut self, p: &impl Platform, bundle: &str, confirmed: bool) {
+        let mut run = Run::new(bundle, confirmed);
+        let mut out = Vec::new();
+        run.announce(&mut out);
+        self.runs.insert(bundle.to_string(), run);
+        self.reports.remove(bundle);
+        self.emit(p, bundle, &out);
     }
 
     /// Stops the bundle's run (STOPPED follows); nothing running is not an error.
@@ -292,16 +303,17 @@ impl Syncs {
                     let run = self.runs.remove(&bundle).expect("present");
                     let clean = terminal.state == super::SyncState::Completed
                         && terminal.error == super::ErrorType::NoError
-                        && run.report.failed == 0;
+                        && run.report.failed == 0
+                        && !run.unsettled();
                     if clean {
                         let key = format!("{RUN}/{bundle}/last-sync");
                         let _ = p.meta_commit(vec![(key, Some(records::encode(&p.now_ms())))]);
                     }
-                    let again = run.again;
+                    let (again, confirmed) = (run.again, run.again_confirmed);
                     self.reports.insert(bundle.clone(), run.report);
                     // The queued run starts if the device still allows it.
                     if again && preconditions(p, &bundle).is_ok() {
-                        self.runs.insert(bundle.clone(), Run::new(&bundle, false));
+                        self.begin(p, &bundle, confirmed);
                         result = Tick::More;
                     }
                 }

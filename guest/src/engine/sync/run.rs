@@ -14,7 +14,7 @@ use super::Report;
 use crate::engine::download::STAGING_DIR;
 use crate::engine::place::{verify_and_place, Arrived, Failure};
 use crate::engine::records::{
-    self, FileStateRecord, LocalStamp, PartialRecord, SyncedRecord, FILE_STATE, PARTIAL, SYNCED,
+    self, FileStateRecord, LocalStamp, PartialRecord, SyncedRecord, FILE_STATE, SYNCED, SYNC_PARTIAL,
 };
 use crate::engine::uri::{uri_of, LOCAL_CLOUD_DIR};
 use crate::engine::{
@@ -28,6 +28,12 @@ const MAX_ACTIVE: usize = 16;
 const INLINE_PER_TICK: usize = 512;
 /// Rounds (scan, plan, apply) one run makes while files change under it.
 const MAX_ROUNDS: u32 = 4;
+/// Records are committed at least this often (ms) while a run goes, and
+/// whenever this many changes wait: one durable write per batch. A crash
+/// loses at most that batch of records; the steps themselves stand, and the
+/// next run finds them equal by content.
+const FLUSH_EVERY_MS: u64 = 250;
+const FLUSH_CHANGES: usize = 512;
 /// Thumbnails made per tick (each reads an image from the cloud).
 const THUMBNAILS_PER_TICK: usize = 4;
 /// The longer side of a gallery thumbnail, in pixels.
@@ -81,11 +87,17 @@ pub struct Run {
     confirmed: bool,
     /// `start` was called while running: one more run follows this one.
     pub again: bool,
+    /// ... and one of those calls confirmed deletions.
+    pub again_confirmed: bool,
     pull: VecDeque<Op>,
     push: VecDeque<Op>,
     remote: RemoteTree,
     active: Vec<Job>,
     changes: Vec<(String, Option<Vec<u8>>)>,
+    /// Files whose records wait in `changes`: their in-run state stands
+    /// until the records are durable.
+    settled: Vec<String>,
+    last_flush_ms: u64,
     /// Errors met so far (per-file ones, warnings); the highest is reported.
     errors: Vec<ErrorType>,
     pull_failed: bool,
@@ -112,11 +124,14 @@ impl Run {
             round: 0,
             confirmed,
             again: false,
+            again_confirmed: false,
             pull: VecDeque::new(),
             push: VecDeque::new(),
             remote: RemoteTree::new(),
             active: Vec::new(),
             changes: Vec::new(),
+            settled: Vec::new(),
+            last_flush_ms: 0,
             errors: Vec::new(),
             pull_failed: false,
             push_failed: false,
@@ -136,14 +151,26 @@ impl Run {
         }
     }
 
+    /// The run's first event: pulling starts.
+    pub fn announce(&mut self, out: &mut Vec<SyncProgress>) {
+        self.send(
+            out,
+            SyncProgress {
+                state: SyncState::Downloading,
+                error: ErrorType::NoError,
+            },
+        );
+    }
+
     /// Advances the run; events to send go to `out`.
     pub fn tick(&mut self, p: &impl Platform, out: &mut Vec<SyncProgress>) -> Step {
+        let before = self.phase;
         let step = match self.phase {
             Phase::Scan => self.scan(p, out),
             Phase::Pull | Phase::Push => self.work(p, out),
             Phase::Finished => Tick::More,
         };
-        self.flush(p);
+        self.flush(p, self.phase != before);
         if self.phase == Phase::Finished {
             let terminal = self.terminal();
             self.send(out, terminal);
@@ -172,7 +199,7 @@ impl Run {
                 self.mark_stopped(p, op.path());
             }
         }
-        self.flush(p);
+        self.flush(p, true);
         self.files.clear();
         self.report.running = false;
         self.send(
@@ -242,13 +269,16 @@ impl Run {
         }
         self.report.planned += (self.pull.len() + self.push.len()) as u64;
         self.phase = Phase::Pull;
-        self.send(
-            out,
-            SyncProgress {
-                state: SyncState::Downloading,
-                error: ErrorType::NoError,
-            },
-        );
+        // The first round's DOWNLOADING went out when the run started.
+        if self.round > 1 {
+            self.send(
+                out,
+                SyncProgress {
+                    state: SyncState::Downloading,
+                    error: ErrorType::NoError,
+                },
+            );
+        }
         Tick::More
     }
 
@@ -256,10 +286,10 @@ impl Run {
         let pushing = self.phase == Phase::Push;
         let done_before = self.report.done;
         self.poll(p);
+        if self.fatal.is_none() && self.halt.is_none() && pushing {
+            self.check_device(p);
+        }
         if self.fatal.is_none() && self.halt.is_none() {
-            if pushing {
-                self.check_device(p);
-            }
             self.start_ops(p, pushing);
         }
         if self.fatal.is_some() {
@@ -274,6 +304,9 @@ impl Run {
         if self.active.is_empty() && (queue_empty || self.fatal.is_some() || self.halt.is_some()) {
             if self.fatal.is_some() || self.halt.is_some() {
                 self.fatal = self.fatal.or(self.halt);
+                self.phase = Phase::Finished;
+            } else if !pushing && self.pull_failed {
+                // A failed pull skips the push.
                 self.phase = Phase::Finished;
             } else if !pushing {
                 self.phase = Phase::Push;
@@ -413,7 +446,7 @@ impl Run {
                 kept: false,
             };
             partials.push((
-                records::path_key(PARTIAL, &self.bundle, &path),
+                records::path_key(SYNC_PARTIAL, &self.bundle, &path),
                 Some(records::encode(&record)),
             ));
             ready.push((
@@ -485,6 +518,7 @@ impl Run {
                 Some(etag) => WritePrecondition::IfMatch(etag),
                 None => WritePrecondition::IfAbsent,
             },
+            expect: Some(expect_local),
         };
         match p.start_upload(request) {
             Ok(transfer) => {
@@ -522,7 +556,7 @@ impl Run {
                 }
                 TransferState::Done => {
                     p.release_transfer(job.transfer);
-                    self.finish_job(p, job, status.uploaded);
+                    self.finish_job(p, job, status.uploaded, status.sha256);
                 }
                 TransferState::Failed(e) => {
                     p.release_transfer(job.transfer);
@@ -539,7 +573,13 @@ impl Run {
         self.active = still;
     }
 
-    fn finish_job(&mut self, p: &impl Platform, job: Job, uploaded: Option<crate::engine::CloudObject>) {
+    fn finish_job(
+        &mut self,
+        p: &impl Platform,
+        job: Job,
+        uploaded: Option<crate::engine::CloudObject>,
+        moved_hash: Option<String>,
+    ) {
         let path = job.path;
         match job.kind {
             JobKind::Download {
@@ -556,6 +596,7 @@ impl Run {
                     target: &target,
                     size,
                     content_hash: content_hash.as_deref(),
+                    moved_hash: moved_hash.as_deref(),
                 };
                 match verify_and_place(p, &arrived, replaceable) {
                     Ok(placed) => {
@@ -567,7 +608,7 @@ impl Run {
                         self.report.downloaded += 1;
                         self.report.bytes_downloaded += size;
                         self.changes
-                            .push((records::path_key(PARTIAL, &self.bundle, &path), None));
+                            .push((records::path_key(SYNC_PARTIAL, &self.bundle, &path), None));
                         self.record(p, &path, etag, size, placed.stamp, placed.hash, false);
                     }
                     Err(f) => {
@@ -718,6 +759,11 @@ impl Run {
     }
 
     fn delete_remote(&mut self, p: &impl Platform, path: &str, etag: &str) {
+        // Right before acting: the local file must still be gone.
+        if !self.local_is(p, path, None) {
+            self.replan = true;
+            return;
+        }
         match p.cloud_delete(&self.bundle, path, Some(etag)) {
             Ok(()) => {
                 self.report.deleted_remote += 1;
@@ -754,7 +800,7 @@ impl Run {
         ));
         self.changes
             .push((records::path_key(FILE_STATE, &self.bundle, path), None));
-        self.files.remove(path);
+        self.settled.push(path.to_string());
         self.report.done += 1;
     }
 
@@ -762,7 +808,7 @@ impl Run {
         self.changes.push((records::path_key(SYNCED, &self.bundle, path), None));
         self.changes
             .push((records::path_key(FILE_STATE, &self.bundle, path), None));
-        self.files.remove(path);
+        self.settled.push(path.to_string());
         self.report.done += 1;
     }
 
@@ -777,7 +823,7 @@ impl Run {
     fn discard_temp(&mut self, p: &impl Platform, path: &str, temp: &str) {
         let _ = p.remove_file(&self.bundle, temp);
         self.changes
-            .push((records::path_key(PARTIAL, &self.bundle, path), None));
+            .push((records::path_key(SYNC_PARTIAL, &self.bundle, path), None));
     }
 
     fn cancel_all(&mut self, p: &impl Platform) {
@@ -794,10 +840,23 @@ impl Run {
         self.files.clear();
     }
 
-    /// Commits this tick's records at once: one durable write per batch.
-    fn flush(&mut self, p: &impl Platform) {
+    /// Commits the waiting records at once (one durable write per batch):
+    /// when `now`, when enough wait, or when the last commit is old enough.
+    fn flush(&mut self, p: &impl Platform, now: bool) {
         if self.changes.is_empty() {
             return;
+        }
+        let clock = p.now_ms();
+        let due = now
+            || self.changes.len() >= FLUSH_CHANGES
+            || clock.saturating_sub(self.last_flush_ms) >= FLUSH_EVERY_MS
+            || clock < self.last_flush_ms;
+        if !due {
+            return;
+        }
+        self.last_flush_ms = clock;
+        for path in std::mem::take(&mut self.settled) {
+            self.files.remove(&path);
         }
         let changes = std::mem::take(&mut self.changes);
         if let Err(e) = p.meta_commit(changes) {
@@ -823,6 +882,11 @@ impl Run {
         } else {
             ErrorType::NoError
         }
+    }
+
+    /// Files changed under the run and were left for the next one.
+    pub fn unsettled(&self) -> bool {
+        self.replan
     }
 
     fn terminal(&self) -> SyncProgress {

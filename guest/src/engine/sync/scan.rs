@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use super::planner::{LocalFile, LocalTree, RemoteFile, RemoteTree, SyncedFile, SyncedTree};
 use crate::engine::records::{self, LocalStamp, SyncedRecord, SYNCED};
 use crate::engine::uri::{check_relative_path, LOCAL_CLOUD_DIR};
-use crate::engine::{ApiError, CloudError, IoError, Platform};
+use crate::engine::{ApiError, CloudError, IoError, IoErrorKind, Platform};
 
 /// A record written this close (ms) after the file's mtime may have missed
 /// an edit made in the same clock tick; such files are hashed once.
@@ -95,13 +95,18 @@ pub fn scan(platform: &impl Platform, bundle: &str) -> Result<Trees, ScanError> 
                     let h = match hash_it() {
                         Ok(h) => h,
                         // Gone since the walk: the next scan sees it missing.
-                        Err(_) => continue,
+                        Err(ScanError::Local(e)) if e.kind == IoErrorKind::NotFound => continue,
+                        // Any other failure fails the scan: a file that could
+                        // not be read is never taken for a deleted one.
+                        Err(e) => return Err(e),
                     };
                     match &rec.hash {
                         Some(known) if !known.eq_ignore_ascii_case(&h) => file.changed_in_place = true,
-                        _ => {
-                            // Unchanged (or never hashed): remember the hash,
-                            // and stop re-hashing once the tick has passed.
+                        // Never hashed: what the file holds now cannot be
+                        // told from what was synced; it goes up again.
+                        None => file.changed_in_place = true,
+                        Some(_) => {
+                            // Unchanged: stop re-hashing once the tick has passed.
                             let mut fresh = rec.clone();
                             fresh.hash = Some(h.clone());
                             if now > stat.mtime_ns / 1_000_000 + RACY_MS {

@@ -477,6 +477,47 @@ fn battery_rules_mid_run() {
     assert_eq!(e.syncs.last_sync_time(&e.platform, id).unwrap(), 0, "not a clean run");
 }
 
+#[test]
+fn a_file_that_cannot_be_read_is_never_taken_for_a_deleted_one() {
+    let mut e = engine();
+    e.platform.0.borrow_mut().now_ms = 1; // every record racily clean: the scan hashes
+    for i in 0..4 {
+        put_local(&e, &format!("f{i}"), b"data");
+    }
+    let id = file_sync(&mut e);
+    sync(&mut e, id);
+    e.platform.0.borrow_mut().unreadable.insert("cloud/f1".into());
+    let events = sync(&mut e, id);
+    assert_eq!(terminal(&events).state, SyncState::DownloadFailed);
+    assert!(e
+        .syncs
+        .report(id)
+        .unwrap()
+        .last_error
+        .unwrap()
+        .contains("input/output error"));
+    assert_eq!(cloud_files(&e).len(), 4, "nothing deleted in the cloud");
+}
+
+#[test]
+fn a_file_that_fails_to_come_down_skips_the_push() {
+    let mut e = engine();
+    put_local(&e, "local-only", b"stays here for now");
+    e.platform.put_cloud("blocked", b"cloud");
+    // A folder where the file should go: that download fails.
+    e.platform
+        .0
+        .borrow_mut()
+        .dirs
+        .insert((APP.to_string(), "cloud/blocked".to_string()));
+    let id = file_sync(&mut e);
+    let events = sync(&mut e, id);
+    assert_eq!(terminal(&events).state, SyncState::DownloadFailed);
+    assert!(events.iter().all(|p| p.state != SyncState::Uploading), "{events:?}");
+    assert!(e.platform.cloud("local-only").is_none());
+    assert_eq!(e.syncs.last_sync_time(&e.platform, id).unwrap(), 0);
+}
+
 /// A small deterministic generator (xorshift), so a failing seed replays.
 struct Rng(u64);
 
