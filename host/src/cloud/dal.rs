@@ -22,6 +22,10 @@ const PART_CONCURRENCY: usize = 4;
 const ONE_SHOT_MAX: u64 = 256 << 20;
 /// Requests in flight at once against one cloud.
 const MAX_REQUESTS: usize = 32;
+/// Objects being uploaded under a staging name carry this prefix; listings
+/// skip them.
+const STAGED_PREFIX: &str = ".cloudsync-put-";
+static STAGED_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// A cloud reached through an OpenDAL operator.
 pub struct DalCloud {
@@ -139,6 +143,39 @@ impl DalCloud {
         }
     }
 
+    /// A conditional write the server cannot make conditional (WebDAV): the
+    /// body goes up under a staging name beside the object, then the
+    /// precondition is checked and the staged object moved into place. Only
+    /// the instant between that check and the move is unguarded, not the
+    /// whole upload.
+    async fn put_staged(
+        &self,
+        key: &str,
+        mut data: ByteStream,
+        precondition: Precondition,
+    ) -> Result<CloudObject, CloudError> {
+        let (dir, _) = key.rsplit_once('/').unwrap_or(("", key));
+        let seq = STAGED_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("{STAGED_PREFIX}{}-{seq}", std::process::id());
+        let staged = if dir.is_empty() { name } else { format!("{dir}/{name}") };
+        let mut writer = self.op.writer(&staged).await.map_err(|e| error(key, e))?;
+        if let Err(e) = self.write_body(key, &mut writer, &mut data).await {
+            let _ = writer.abort().await;
+            return Err(e);
+        }
+        let placed = async {
+            writer.close().await.map_err(|e| error(key, e))?;
+            self.check(key, &precondition).await?;
+            self.op.rename(&staged, key).await.map_err(|e| error(key, e))
+        }
+        .await;
+        if let Err(e) = placed {
+            let _ = self.op.delete(&staged).await;
+            return Err(e);
+        }
+        self.stat_file(key).await
+    }
+
     /// Checks a precondition by reading the current etag, for backends whose
     /// writes or deletes cannot carry it. A change in the instant between
     /// this check and the write is not caught; everything else is.
@@ -219,6 +256,13 @@ impl Cloud for DalCloud {
             if entry.metadata().mode() != EntryMode::FILE || !key.starts_with(prefix) {
                 continue;
             }
+            if key
+                .rsplit('/')
+                .next()
+                .is_some_and(|name| name.starts_with(STAGED_PREFIX))
+            {
+                continue; // an upload in progress (or one a crash left)
+            }
             let meta = entry.metadata();
             if meta.etag().is_some() {
                 out.push(self.object(key, meta));
@@ -261,6 +305,14 @@ impl Cloud for DalCloud {
         precondition: Precondition,
     ) -> Result<CloudObject, CloudError> {
         let caps = self.op.info().capability();
+        let emulated = match &precondition {
+            Precondition::IfMatch(_) => !caps.write_with_if_match,
+            Precondition::IfAbsent => !caps.write_with_if_not_exists,
+            Precondition::None => false,
+        };
+        if emulated && caps.rename {
+            return self.put_staged(key, data, precondition).await;
+        }
         let mut writer = self.op.writer_with(key);
         if !self.one_shot_writes {
             writer = writer.chunk(PART_SIZE).concurrent(PART_CONCURRENCY);
