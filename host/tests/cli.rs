@@ -295,3 +295,22 @@ fn sync_refuses_mass_deletion_until_yes() {
     assert_eq!(s.run(&["sync", "--yes"]).0, 0);
     assert_eq!(std::fs::read_dir(s.cloud().join(APP)).unwrap().count(), 1);
 }
+
+#[test]
+fn gallery_sync_and_status_show_cloud_photos_by_their_thumbnails() {
+    let s = Setup::new();
+    let photo = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8 * 4, y as u8 * 5, 200]));
+    let in_cloud = s.cloud().join("media/Photo/7/beach.png");
+    std::fs::create_dir_all(in_cloud.parent().unwrap()).unwrap();
+    photo.save(&in_cloud).unwrap();
+    let (code, _, err) = s.run(&["sync", "--gallery"]);
+    assert_eq!(code, 0, "{err}");
+    let thumb = s.root().join("apps/media/.thumbs/Photo/7/beach.png.jpg");
+    assert!(image::open(&thumb).is_ok(), "a thumbnail at {}", thumb.display());
+    assert!(!s.root().join("apps/media/cloud/Photo/7/beach.png").exists());
+    let (code, lines, err) = s.run(&["--json", "status", "--gallery"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["uri"], "file://media/Photo/7/beach.png");
+    assert_eq!(lines[0]["state"], "COMPLETED");
+}

@@ -362,7 +362,19 @@ async fn status(rt: &Runtime, gallery: bool, json: bool) -> Result<ExitCode, Fai
     };
     let mut files = Vec::new();
     list_files(&folder, &folder, &mut files);
+    if gallery {
+        // Cloud-only photos are on the device as their thumbnails.
+        let thumbs = folder.parent().map(|area| area.join(".thumbs")).unwrap_or_default();
+        let mut cloud_only = Vec::new();
+        list_files(&thumbs, &thumbs, &mut cloud_only);
+        files.extend(
+            cloud_only
+                .into_iter()
+                .filter_map(|t| t.strip_suffix(".jpg").map(String::from)),
+        );
+    }
     files.sort();
+    files.dedup();
     let mut rows = Vec::new();
     for chunk in files.chunks(100) {
         let uris: Vec<String> = chunk.iter().map(|p| uri_of(p)).collect();
