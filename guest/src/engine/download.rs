@@ -448,9 +448,11 @@ pub fn recover_bundle(platform: &impl Platform, bundle: &str) -> Result<(), ApiE
         stale.extend(rows);
     }
     let mut changes = Vec::new();
+    let mut kept_temps = std::collections::BTreeSet::new();
     for (key, value) in stale {
         let record: Option<PartialRecord> = serde_json::from_slice(&value).ok();
-        if record.as_ref().is_some_and(|r| r.kept) {
+        if let Some(r) = record.as_ref().filter(|r| r.kept) {
+            kept_temps.insert(r.temp.clone());
             continue;
         }
         // Only ever a file of ours in the staging area, whatever a
@@ -466,6 +468,20 @@ pub fn recover_bundle(platform: &impl Platform, bundle: &str) -> Result<(), ApiE
         platform
             .meta_commit(changes)
             .map_err(|e| ApiError::service(format!("metadata write failed: {e}")))?;
+    }
+    // Temp files no record names (a power cut between a temp's creation and
+    // its record's, say): nothing refers to them, they go too.
+    let orphans = platform
+        .scan_tree(bundle, STAGING_DIR)
+        .map_err(|e| ApiError::service(format!("cannot list the staging area: {e}")))?
+        .unwrap_or_default();
+    for (name, _) in orphans {
+        let temp = format!("{STAGING_DIR}/{name}");
+        if !kept_temps.contains(&temp) {
+            platform
+                .remove_file(bundle, &temp)
+                .map_err(|e| ApiError::service(format!("cannot remove {temp}: {e}")))?;
+        }
     }
     Ok(())
 }

@@ -48,6 +48,8 @@ pub struct State_ {
     pub reads: u64,
     /// Local paths whose reading fails (an I/O error, not "not found").
     pub unreadable: BTreeSet<String>,
+    /// Local paths whose stat fails with this kind.
+    pub stat_errors: BTreeMap<String, IoErrorKind>,
     /// A power cut after this many more writes: from then on every write
     /// fails and changes nothing (the instance is then thrown away).
     pub crash_countdown: Option<u32>,
@@ -99,6 +101,7 @@ impl Fake {
             sync_events: Vec::new(),
             reads: 0,
             unreadable: BTreeSet::new(),
+            stat_errors: BTreeMap::new(),
             crash_countdown: None,
             device: DeviceStatus {
                 network_available: true,
@@ -425,6 +428,9 @@ impl Platform for Fake {
         let s = self.0.borrow();
         if s.escaping.contains(path) {
             return Err(IoError::new(IoErrorKind::EscapesSandbox, "symlink"));
+        }
+        if let Some(kind) = s.stat_errors.get(path) {
+            return Err(IoError::new(*kind, "injected"));
         }
         if s.dirs.contains(&(bundle.into(), path.into())) {
             return Ok(Some(FileStat {

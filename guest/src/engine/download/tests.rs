@@ -327,7 +327,7 @@ fn an_up_to_date_file_completes_at_once() {
 }
 
 #[test]
-fn recovery_removes_unkept_partials_and_keeps_kept_ones() {
+fn recovery_removes_unkept_partials_and_orphans_and_keeps_kept_ones() {
     let e = engine();
     let kept = PartialRecord {
         temp: ".staging/1.part".into(),
@@ -343,6 +343,8 @@ fn recovery_removes_unkept_partials_and_keeps_kept_ones() {
     };
     e.platform.put_local(".staging/1.part", b"abc");
     e.platform.put_local(".staging/2.part", b"abc");
+    // A temp no record names (a power cut before its record was written).
+    e.platform.put_local(".staging/orphan.part", b"abc");
     e.platform
         .meta_commit(vec![
             (format!("{PARTIAL}/{APP}/k"), Some(records::encode(&kept))),

@@ -518,6 +518,26 @@ fn a_file_that_fails_to_come_down_skips_the_push() {
     assert_eq!(e.syncs.last_sync_time(&e.platform, id).unwrap(), 0);
 }
 
+#[test]
+fn file_system_errors_map_to_the_seeds_codes() {
+    let e = engine();
+    for (kind, code) in [
+        (IoErrorKind::NotFound, 13_900_002),
+        (IoErrorKind::Interrupted, 13_900_004),
+        (IoErrorKind::WouldBlock, 13_900_010),
+        (IoErrorKind::PermissionDenied, 13_900_012),
+        (IoErrorKind::NotSupported, 13_900_031),
+        (IoErrorKind::Other, 13_900_042),
+        (IoErrorKind::EscapesSandbox, 14_000_002),
+    ] {
+        e.platform.0.borrow_mut().stat_errors.insert("cloud/x".into(), kind);
+        let err = e.syncs.file_sync_state(&e.platform, &uri("x")).unwrap_err();
+        assert_eq!(err.code, code, "{kind:?}");
+        let batch = e.syncs.file_sync_states(&e.platform, &[uri("x")]).unwrap_err();
+        assert_eq!(batch.code, code, "{kind:?} in a batch");
+    }
+}
+
 /// A small deterministic generator (xorshift), so a failing seed replays.
 struct Rng(u64);
 
