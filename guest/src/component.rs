@@ -423,6 +423,7 @@ fn file_stat(s: storage::FileStat) -> e::FileStat {
         mtime_ns: s.mtime_ns,
         inode: s.inode,
         is_dir: s.is_dir,
+        atime_ns: s.atime_ns,
     }
 }
 

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::place::{error_type, verify_and_place, Arrived, Failure};
-use super::records::{self, LocalStamp, PartialRecord, SyncedRecord, PARTIAL, SYNCED};
+use super::records::{self, LocalStamp, PartialRecord, SyncedRecord, ACCESS, PARTIAL, SYNCED};
 use super::{
     codes, parse_app_uri, ApiError, AppFile, CloudError, CloudErrorKind, DownloadErrorType, DownloadProgress,
     DownloadRequest, IoErrorKind, ListenerId, Platform, State, TransferId, TransferState, PROGRESS_EVENT,
@@ -28,6 +28,8 @@ pub type CacheId = u64;
 #[derive(Default)]
 pub struct Downloads {
     caches: BTreeMap<CacheId, Vec<ListenerId>>,
+    /// Instances that are `Download` objects: originals of gallery items.
+    gallery: BTreeSet<CacheId>,
     next_cache: CacheId,
     /// One transfer per file, whichever instances started it.
     active: BTreeMap<AppFile, Active>,
@@ -50,6 +52,28 @@ struct Active {
 }
 
 impl Downloads {
+    /// `Download()`: a system API (201, then 202) for the originals of
+    /// cloud-only gallery photos.
+    pub fn create_gallery_download(&mut self, platform: &impl Platform) -> Result<CacheId, ApiError> {
+        super::sync::check_system_api(platform, false)?;
+        let id = self.create_cache();
+        self.gallery.insert(id);
+        Ok(id)
+    }
+
+    /// The file a URI names for this instance: an app file of the caller's
+    /// (CloudFileCache), or a gallery item (Download).
+    fn parse(&self, platform: &impl Platform, cache: CacheId, uri: &str) -> Result<AppFile, ApiError> {
+        if self.gallery.contains(&cache) {
+            let file = super::parse_uri_for(uri, &platform.caller_bundle(), false, true)?;
+            if file.bundle != super::GALLERY_BUNDLE {
+                return Err(ApiError::invalid_uri(uri, "a gallery item is file://media/Photo/<id>/<name>"));
+            }
+            return Ok(file);
+        }
+        parse_app_uri(uri, &platform.caller_bundle())
+    }
+
     pub fn create_cache(&mut self) -> CacheId {
         self.next_cache += 1;
         self.caches.insert(self.next_cache, Vec::new());
@@ -60,6 +84,7 @@ impl Downloads {
     /// cancelled and their partial data removed.
     pub fn drop_cache(&mut self, platform: &impl Platform, cache: CacheId) {
         self.caches.remove(&cache);
+        self.gallery.remove(&cache);
         let orphaned: Vec<AppFile> = self
             .active
             .iter_mut()
@@ -102,7 +127,7 @@ impl Downloads {
     /// Starts downloading `uri` for `cache`; returns once it is accepted.
     pub fn start(&mut self, platform: &impl Platform, cache: CacheId, uri: &str) -> Result<(), ApiError> {
         self.listeners_mut(cache)?;
-        let file = parse_app_uri(uri, &platform.caller_bundle())?;
+        let file = self.parse(platform, cache, uri)?;
 
         if let Some(a) = self.active.get_mut(&file) {
             // Already downloading: watch the same transfer, never start a second.
@@ -239,7 +264,9 @@ impl Downloads {
         need_clean: bool,
     ) -> Result<(), ApiError> {
         self.listeners_mut(cache)?;
-        let file = parse_app_uri(uri, &platform.caller_bundle())?;
+        let file = self.parse(platform, cache, uri)?;
+        // `Download.stop` always deletes the partial file.
+        let need_clean = need_clean || self.gallery.contains(&cache);
 
         if let Some(a) = self.active.get_mut(&file) {
             if a.subscribers.remove(&cache) {
@@ -363,9 +390,12 @@ impl Downloads {
         };
         // The file is whole in place even if this write fails; a later start
         // then finds it unknown, hashes it and sees it is equal.
+        // Fetched on demand: it counts as an access (space optimisation
+        // evicts the least recently used first).
         let _ = platform.meta_commit(vec![
             (synced_key, Some(records::encode(&record))),
             (records::key(PARTIAL, file), None),
+            (records::key(ACCESS, file), Some(records::encode(&platform.now_ms()))),
         ]);
         let a = self.active.remove(file).expect("present");
         let p = progress(&a.uri, State::Completed, a.size, a.size, DownloadErrorType::NoError);

@@ -50,6 +50,9 @@ pub struct State_ {
     pub unreadable: BTreeSet<String>,
     /// Local paths whose stat fails with this kind.
     pub stat_errors: BTreeMap<String, IoErrorKind>,
+    /// Local paths some process has open for writing.
+    pub open_files: BTreeSet<String>,
+    pub optimize_events: Vec<(ListenerId, super::ondemand::OptimizeProgress)>,
     /// A power cut after this many more writes: from then on every write
     /// fails and changes nothing (the instance is then thrown away).
     pub crash_countdown: Option<u32>,
@@ -102,6 +105,8 @@ impl Fake {
             reads: 0,
             unreadable: BTreeSet::new(),
             stat_errors: BTreeMap::new(),
+            open_files: BTreeSet::new(),
+            optimize_events: Vec::new(),
             crash_countdown: None,
             device: DeviceStatus {
                 network_available: true,
@@ -438,6 +443,7 @@ impl Platform for Fake {
                 mtime_ns: 0,
                 inode: 0,
                 is_dir: true,
+                atime_ns: 0,
             }));
         }
         Ok(s.local.get(&(bundle.into(), path.into())).map(|f| FileStat {
@@ -445,6 +451,7 @@ impl Platform for Fake {
             mtime_ns: f.mtime_ns,
             inode: f.inode,
             is_dir: false,
+            atime_ns: f.mtime_ns,
         }))
     }
     fn rename(&self, bundle: &str, from: &str, to: &str) -> Result<(), IoError> {
@@ -470,6 +477,26 @@ impl Platform for Fake {
         self.0.borrow_mut().made_dirs.insert((bundle.into(), path.into()));
         Ok(())
     }
+    fn evict(&self, bundle: &str, path: &str, expect: LocalStamp) -> Result<(), IoError> {
+        if !self.alive() {
+            return Err(IoError::new(IoErrorKind::Other, "power cut"));
+        }
+        let mut s = self.0.borrow_mut();
+        if s.open_files.contains(path) {
+            return Err(IoError::new(IoErrorKind::WouldBlock, "open for writing"));
+        }
+        let key = (bundle.to_string(), path.to_string());
+        let now = s.local.get(&key).map(|f| LocalStamp {
+            size: f.data.len() as u64,
+            mtime_ns: f.mtime_ns,
+            inode: f.inode,
+        });
+        if now != Some(expect) {
+            return Err(IoError::new(IoErrorKind::Other, "changed"));
+        }
+        s.local.remove(&key);
+        Ok(())
+    }
     fn scan_tree(&self, bundle: &str, dir: &str) -> Result<Option<Vec<(String, FileStat)>>, IoError> {
         let s = self.0.borrow();
         let prefix = format!("{dir}/");
@@ -485,6 +512,7 @@ impl Platform for Fake {
                         mtime_ns: f.mtime_ns,
                         inode: f.inode,
                         is_dir: false,
+                        atime_ns: f.mtime_ns,
                     },
                 )
             })
@@ -687,6 +715,9 @@ impl Platform for Fake {
     }
     fn emit_download(&self, listener: ListenerId, progress: &DownloadProgress) {
         self.0.borrow_mut().events.push((listener, progress.clone()));
+    }
+    fn emit_optimize(&self, listener: ListenerId, progress: super::ondemand::OptimizeProgress) {
+        self.0.borrow_mut().optimize_events.push((listener, progress));
     }
     fn emit_sync(&self, listener: ListenerId, progress: SyncProgress) {
         self.0.borrow_mut().sync_events.push((listener, progress));

@@ -2,6 +2,7 @@
 
 mod download;
 mod error;
+pub mod ondemand;
 mod place;
 mod platform;
 mod records;
@@ -110,8 +111,8 @@ pub enum FileSyncState {
 /// The only event name the seed defines.
 pub const PROGRESS_EVENT: &str = "progress";
 
-/// What the engine needs after a tick.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What the engine needs after a tick (ordered: the most urgent is greatest).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Tick {
     /// Nothing is running.
     Idle,
@@ -126,6 +127,7 @@ pub struct Engine<P: Platform> {
     pub platform: P,
     pub downloads: Downloads,
     pub syncs: sync::Syncs,
+    pub ondemand: ondemand::OnDemand,
 }
 
 impl<P: Platform> Engine<P> {
@@ -134,6 +136,7 @@ impl<P: Platform> Engine<P> {
             platform,
             downloads: Downloads::default(),
             syncs: sync::Syncs::default(),
+            ondemand: ondemand::OnDemand::default(),
         }
     }
 
@@ -147,7 +150,8 @@ impl<P: Platform> Engine<P> {
     pub fn tick(&mut self) -> Tick {
         let downloads = self.downloads.tick(&self.platform);
         let syncs = self.syncs.tick(&self.platform);
-        match syncs {
+        let optimize = self.ondemand.tick(&self.platform);
+        match syncs.max(optimize) {
             Tick::More => Tick::More,
             Tick::Waiting => Tick::Waiting,
             Tick::Idle if downloads => Tick::Waiting,

@@ -2,6 +2,7 @@
 //! plain Rust types. The component implements them with the imports; the
 //! native tests with an in-memory fake.
 
+use super::ondemand::OptimizeProgress;
 use super::{DownloadProgress, SyncProgress};
 
 pub type ListenerId = u64;
@@ -57,6 +58,8 @@ pub struct FileStat {
     pub mtime_ns: u64,
     pub inode: u64,
     pub is_dir: bool,
+    /// Last access, where the file system keeps it (0 when it does not).
+    pub atime_ns: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,6 +169,9 @@ pub trait Platform {
     /// Every regular file under `dir`, recursively, as (path relative to
     /// `dir`, stat); symlinks are not followed. `None` when `dir` is missing.
     fn scan_tree(&self, bundle: &str, dir: &str) -> Result<Option<Vec<(String, FileStat)>>, IoError>;
+    /// Removes a file durably, only if it is still `expect` and no process
+    /// has it open (`WouldBlock` then).
+    fn evict(&self, bundle: &str, path: &str, expect: super::records::LocalStamp) -> Result<(), IoError>;
 
     // durable metadata
     fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, IoError>;
@@ -195,6 +201,7 @@ pub trait Platform {
     // events
     fn emit_download(&self, listener: ListenerId, progress: &DownloadProgress);
     fn emit_sync(&self, listener: ListenerId, progress: SyncProgress);
+    fn emit_optimize(&self, listener: ListenerId, progress: OptimizeProgress);
     /// Why the download of `uri` failed, for people; sent before its FAILED event.
     fn report_failure(&self, uri: &str, reason: &str);
 }

@@ -76,6 +76,8 @@ pub const PARTIAL: &str = "partial";
 /// that neither ever replaces the other's record.
 pub const SYNC_PARTIAL: &str = "syncpartial";
 pub const FILE_STATE: &str = "filestate";
+/// `access/<bundle>/<path>`: epoch ms of the file's last access through the API.
+pub const ACCESS: &str = "access";
 /// `run/<bundle>/last-sync`: epoch ms of the last run that completed cleanly.
 pub const RUN: &str = "run";
 

@@ -682,6 +682,9 @@ fn file_stat(m: &std::fs::Metadata) -> storage::FileStat {
             .saturating_add(m.mtime_nsec().max(0) as u64),
         inode: m.ino(),
         is_dir: m.is_dir(),
+        atime_ns: (m.atime().max(0) as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(m.atime_nsec().max(0) as u64),
     }
 }
 

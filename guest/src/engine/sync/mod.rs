@@ -10,6 +10,8 @@ pub mod planner;
 mod run;
 mod scan;
 
+pub(crate) use scan::racily_clean;
+
 pub use run::{thumbnail_path, THUMBNAIL_EDGE};
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -234,6 +236,11 @@ impl Syncs {
         parse_uri_for(uri, &p.caller_bundle(), p.has_permission(CLOUDFILE_SYNC_MANAGER), true)
     }
 
+    /// One file's state, for callers that checked permissions already.
+    pub(crate) fn file_sync_state_of(&self, p: &impl Platform, file: &AppFile) -> Result<FileSyncState, ApiError> {
+        self.state_of(p, file)
+    }
+
     fn state_of(&self, p: &impl Platform, file: &AppFile) -> Result<FileSyncState, ApiError> {
         if let Some(state) = self.runs.get(&file.bundle).and_then(|r| r.files.get(&file.path)) {
             return Ok(*state);
@@ -335,7 +342,7 @@ impl Syncs {
 
 /// 201 without CLOUDFILE_SYNC (or CLOUDFILE_SYNC_MANAGER for another
 /// bundle), then 202 for an app that is not a system app.
-fn check_system_api(p: &impl Platform, other_bundle: bool) -> Result<(), ApiError> {
+pub(crate) fn check_system_api(p: &impl Platform, other_bundle: bool) -> Result<(), ApiError> {
     if !p.has_permission(CLOUDFILE_SYNC) {
         return Err(ApiError::new(
             codes::PERMISSION_DENIED,

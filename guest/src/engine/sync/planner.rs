@@ -197,23 +197,28 @@ fn plan_path(
     let path = path.to_string();
     let local_changed = match (l, s) {
         // A file where a placeholder was: new local content.
-        (Some(_), Some(s)) if s.cloud_only => true,
+        // Where a placeholder was, a file with the evicted copy's stamp is
+        // that copy (an eviction cut short); anything else is new content.
         (Some(l), Some(s)) => (l.stamp != s.local || l.changed_in_place) && !(l.hash.is_some() && l.hash == s.hash),
         (None, Some(s)) => !s.cloud_only,
         (None, None) => false,
         (Some(_), None) => true,
     };
-    let remote_changed = match (r, s) {
-        (Some(r), Some(s)) => r.etag != s.etag && !(r.hash.is_some() && r.hash == s.hash),
-        (None, None) => false,
-        _ => true,
-    };
+    // A new local file where only a placeholder was: whoever made it never
+    // saw the cloud's version, so the two are in conflict, never replaced.
+    let over_placeholder = matches!((l, s), (Some(l), Some(s)) if s.cloud_only && l.stamp != s.local);
+    let remote_changed = over_placeholder
+        || match (r, s) {
+            (Some(r), Some(s)) => r.etag != s.etag && !(r.hash.is_some() && r.hash == s.hash),
+            (None, None) => false,
+            _ => true,
+        };
     match (local_changed, remote_changed) {
         (false, false) => {
             // Unchanged, but a metadata-only change (a touched file, a
             // re-uploaded identical object) refreshes the record.
             match (l, r, s) {
-                (Some(l), Some(r), Some(s)) if l.stamp != s.local || r.etag != s.etag => Some(Op::RecordSynced {
+                (Some(l), Some(r), Some(s)) if l.stamp != s.local || r.etag != s.etag || s.cloud_only => Some(Op::RecordSynced {
                     path,
                     etag: r.etag.clone(),
                     local: l.stamp,
@@ -237,7 +242,8 @@ fn plan_path(
             (None, None) => None,
         },
         (false, true) => match (r, l) {
-            (Some(r), None) if placeholders => Some(Op::Placeholder {
+            // A cloud-only file stays cloud-only when the cloud changes it.
+            (Some(r), None) if placeholders || s.is_some_and(|s| s.cloud_only) => Some(Op::Placeholder {
                 path,
                 etag: r.etag.clone(),
                 size: r.size,

@@ -710,7 +710,12 @@ impl Run {
     /// too (listed without a picture).
     fn placeholder(&mut self, p: &impl Platform, path: &str, etag: String, size: u64) {
         let thumb = thumbnail_path(path);
-        match p.make_thumbnail(&self.bundle, path, &thumb, THUMBNAIL_EDGE) {
+        let made = if self.placeholders {
+            p.make_thumbnail(&self.bundle, path, &thumb, THUMBNAIL_EDGE)
+        } else {
+            Ok(()) // an app's evicted file: no picture to show
+        };
+        match made {
             Ok(()) => {}
             Err(e) if matches!(e.kind, CloudErrorKind::Other) => {
                 let file = AppFile {

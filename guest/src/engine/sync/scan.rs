@@ -18,6 +18,12 @@ use crate::engine::{ApiError, CloudError, IoError, IoErrorKind, Platform};
 /// an edit made in the same clock tick; such files are hashed once.
 const RACY_MS: u64 = 2_000;
 
+/// Whether a file whose stamp matches its record may still have been
+/// edited within the clock's resolution of the record being written.
+pub fn racily_clean(record: &SyncedRecord, stat: &crate::engine::FileStat) -> bool {
+    record.recorded_ms == 0 || stat.mtime_ns / 1_000_000 + RACY_MS >= record.recorded_ms
+}
+
 pub struct Trees {
     pub local: LocalTree,
     pub remote: RemoteTree,
@@ -90,7 +96,7 @@ pub fn scan(platform: &impl Platform, bundle: &str) -> Result<Trees, ScanError> 
         };
         match record {
             Some(rec) if rec.local == stamp && !rec.cloud_only => {
-                let racy = rec.recorded_ms == 0 || stat.mtime_ns / 1_000_000 + RACY_MS >= rec.recorded_ms;
+                let racy = racily_clean(rec, &stat);
                 if racy {
                     let h = match hash_it() {
                         Ok(h) => h,

@@ -643,7 +643,7 @@ fn random_history(seed: u64) {
     let mut id = file_sync(&mut e);
     let trace = std::env::var("SYNC_TRACE").is_ok();
     for step in 0..40 {
-        let action = rng.below(12);
+        let action = rng.below(14);
         if trace {
             eprintln!(
                 "step {step} action {action} local {:?} cloud {:?}",
@@ -658,6 +658,25 @@ fn random_history(seed: u64) {
             }
             5 => {
                 let _ = e.syncs.stop(&e.platform, id);
+            }
+            12 => {
+                // Files on demand: a synced file's local copy evicted...
+                let path = ["a", "b", "d/c", "d/e", "f"][rng.below(5) as usize];
+                let r = e.ondemand.clean_cache(&e.platform, &uri(path));
+                if trace {
+                    let rec = records::get::<SyncedRecord>(&e.platform, &records::path_key(SYNCED, APP, path));
+                    eprintln!("  evict {path}: {r:?} record {rec:?}");
+                }
+            }
+            13 => {
+                // ... or fetched again.
+                let path = ["a", "b", "d/c", "d/e", "f"][rng.below(5) as usize];
+                let cache = e.downloads.create_cache();
+                let _ = e.downloads.start(&e.platform, cache, &uri(path));
+                for _ in 0..rng.below(8) {
+                    e.tick();
+                }
+                e.downloads.drop_cache(&e.platform, cache);
             }
             6 => {
                 // A power cut at a random write, then a new instance.
@@ -695,19 +714,29 @@ fn random_history(seed: u64) {
         assert!(runs <= 6, "seed {seed}: no convergence after 6 runs ({r:?})");
     }
     check_nothing_lost(&e, &h, seed);
-    assert_eq!(
-        app_files(&e),
-        cloud_files(&e),
-        "seed {seed}: both sides hold the same files"
-    );
-    let synced: Vec<String> = records::scan::<SyncedRecord>(&e.platform, SYNCED, APP)
+    // Both sides hold the same files, except that an evicted one is only in
+    // the cloud (and recorded so).
+    let records: BTreeMap<String, SyncedRecord> = records::scan(&e.platform, SYNCED, APP)
         .unwrap()
         .into_iter()
-        .map(|(p, _)| p)
         .collect();
+    let (local, cloud) = (app_files(&e), cloud_files(&e));
+    for (path, data) in &cloud {
+        match local.get(path) {
+            Some(l) => assert_eq!(l, data, "seed {seed}: {path} differs"),
+            None => assert!(
+                records.get(path).is_some_and(|r| r.cloud_only),
+                "seed {seed}: {path} is only in the cloud but not recorded cloud-only"
+            ),
+        }
+    }
+    assert!(
+        local.keys().all(|p| cloud.contains_key(p)),
+        "seed {seed}: a local file is not in the cloud"
+    );
     assert_eq!(
-        synced,
-        app_files(&e).into_keys().collect::<Vec<_>>(),
+        records.keys().collect::<Vec<_>>(),
+        cloud.keys().collect::<Vec<_>>(),
         "seed {seed}: the synced tree agrees"
     );
     assert!(

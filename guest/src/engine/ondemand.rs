@@ -1,0 +1,345 @@
+//! Files on demand: evicting a synced file's local copy (`cleanCache`), space
+//! optimisation (`startOptimizeSpace` / `stopOptimizeSpace` /
+//! `optimizeStorage`), and the list of every file the device knows, local
+//! or cloud-only.
+//!
+//! Eviction is safe by construction: a file is evicted only when its local
+//! copy is exactly what was last synced and the cloud is checked to still
+//! hold that version; the record turns cloud-only *before* the host removes
+//! the file (and only if nobody has it open and it is still that file), so
+//! there is no moment where neither side holds the bytes. A crash between
+//! the two leaves a cloud-only record beside the very file it names, which
+//! the next sync recognises by its stamp and records as local again.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use super::records::{self, LocalStamp, SyncedRecord, ACCESS, SYNCED};
+use super::sync::{check_system_api, thumbnail_path, CLOUDFILE_SYNC_MANAGER, THUMBNAIL_EDGE};
+use super::uri::{uri_of, LOCAL_CLOUD_DIR};
+use super::{
+    codes, parse_uri_for, ApiError, AppFile, CloudErrorKind, FileSyncState, IoErrorKind, ListenerId, Platform, Tick,
+    GALLERY_BUNDLE,
+};
+
+const DAY_MS: u64 = 86_400_000;
+/// Evictions carried out per tick.
+const EVICTIONS_PER_TICK: usize = 64;
+
+/// State of a space optimisation (seed: `OptimizeState`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptimizeState {
+    Running,
+    Completed,
+    Failed,
+    Stopped,
+}
+
+/// One optimisation progress event (seed: `OptimizeSpaceProgress`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OptimizeProgress {
+    pub state: OptimizeState,
+    /// Percent, 0..=100.
+    pub progress: u32,
+}
+
+/// A file the device knows: local, or cloud-only (its placeholder).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileEntry {
+    pub uri: String,
+    pub size: u64,
+    pub cloud_only: bool,
+    pub state: FileSyncState,
+    /// Epoch ms of the last access seen (API, command line or the file
+    /// system's atime); 0 when never.
+    pub last_access_ms: u64,
+}
+
+struct Candidate {
+    file: AppFile,
+    record: SyncedRecord,
+}
+
+struct OptimizeJob {
+    listener: ListenerId,
+    /// Bytes to free at most (`u64::MAX`: everything that qualifies).
+    target: u64,
+    /// What all candidates hold, for the percentage when the target is "all".
+    total: u64,
+    freed: u64,
+    queue: VecDeque<Candidate>,
+    /// Cloud etags per bundle, listed when the job started.
+    cloud: BTreeMap<String, BTreeMap<String, String>>,
+    last_percent: u32,
+}
+
+#[derive(Default)]
+pub struct OnDemand {
+    job: Option<OptimizeJob>,
+}
+
+/// Why a file was not evicted.
+#[derive(Debug)]
+pub enum Refused {
+    /// The caller's mistake or the file's state: the seed's code and message.
+    Api(ApiError),
+    /// The cloud could not be asked.
+    Network(String),
+}
+
+impl OnDemand {
+    /// `CloudFileCache.cleanCache(uri)`: a system API (201, 202); 14000002
+    /// for a bad URI; 13900002 when the file has no synced copy in the cloud
+    /// (never synced, or changed since); 13900010 while it is being written.
+    /// Idempotent on a file that is already cloud-only.
+    pub fn clean_cache(&self, p: &impl Platform, uri: &str) -> Result<(), ApiError> {
+        if uri.is_empty() {
+            return Err(ApiError::invalid_parameter("uri must not be empty"));
+        }
+        check_system_api(p, false)?;
+        let file = parse_uri_for(uri, &p.caller_bundle(), p.has_permission(CLOUDFILE_SYNC_MANAGER), true)?;
+        match evict(p, &file, None) {
+            Ok(_) => Ok(()),
+            Err(Refused::Api(e)) => Err(e),
+            Err(Refused::Network(m)) => Err(ApiError::new(codes::NETWORK_UNAVAILABLE, m)),
+        }
+    }
+
+    /// `startOptimizeSpace(param, callback)`: without a callback 401 and
+    /// nothing runs; while one runs 22400006. Evicts synced, unmodified
+    /// files not accessed for `aging_days`, least recently accessed first,
+    /// until `total_size` bytes are freed or none is left.
+    pub fn start_optimize(
+        &mut self,
+        p: &impl Platform,
+        total_size: u64,
+        aging_days: u32,
+        listener: Option<ListenerId>,
+    ) -> Result<(), ApiError> {
+        let listener = listener.ok_or_else(|| ApiError::invalid_parameter("a progress callback is required"))?;
+        check_system_api(p, false)?;
+        if self.job.is_some() {
+            return Err(ApiError::new(codes::ALREADY_RUNNING, "a space optimisation is already running"));
+        }
+        let now = p.now_ms();
+        let aged = now.saturating_sub(u64::from(aging_days).saturating_mul(DAY_MS));
+        let mut candidates = Vec::new();
+        for bundle in bundles(p) {
+            let access: BTreeMap<String, u64> = records::scan(p, ACCESS, &bundle).map_err(internal)?.into_iter().collect();
+            for (path, record) in records::scan::<SyncedRecord>(p, SYNCED, &bundle).map_err(internal)? {
+                if record.cloud_only {
+                    continue;
+                }
+                let local = format!("{LOCAL_CLOUD_DIR}/{path}");
+                let Ok(Some(stat)) = p.stat(&bundle, &local) else { continue };
+                if stat.is_dir || LocalStamp::from(stat) != record.local {
+                    continue; // changed since it was synced: never evicted
+                }
+                let last = access.get(&path).copied().unwrap_or(0).max(stat.atime_ns / 1_000_000);
+                if last <= aged {
+                    candidates.push((last, Candidate {
+                        file: AppFile { bundle: bundle.clone(), path },
+                        record,
+                    }));
+                }
+            }
+        }
+        // Least recently accessed first.
+        candidates.sort_by(|a, b| (a.0, &a.1.file).cmp(&(b.0, &b.1.file)));
+        let total = candidates.iter().map(|(_, c)| c.record.size).sum();
+        let mut cloud = BTreeMap::new();
+        for bundle in candidates.iter().map(|(_, c)| c.file.bundle.clone()).collect::<std::collections::BTreeSet<_>>() {
+            // One listing per bundle checks every candidate's cloud version.
+            let listed = match p.cloud_list(&bundle, "") {
+                Ok(l) => l,
+                Err(e) if e.kind == CloudErrorKind::Network => {
+                    return Err(ApiError::new(codes::NETWORK_UNAVAILABLE, format!("the cloud cannot be reached: {}", e.message)))
+                }
+                Err(e) => return Err(ApiError::service(format!("cannot list the cloud: {}", e.message))),
+            };
+            cloud.insert(bundle, listed.into_iter().map(|o| (o.path, o.etag)).collect());
+        }
+        self.job = Some(OptimizeJob {
+            listener,
+            target: total_size,
+            total,
+            freed: 0,
+            queue: candidates.into_iter().map(|(_, c)| c).collect(),
+            cloud,
+            last_percent: 0,
+        });
+        p.emit_optimize(listener, OptimizeProgress { state: OptimizeState::Running, progress: 0 });
+        Ok(())
+    }
+
+    /// `stopOptimizeSpace()`: the running task ends with STOPPED now.
+    pub fn stop_optimize(&mut self, p: &impl Platform) -> Result<(), ApiError> {
+        check_system_api(p, false)?;
+        if let Some(job) = self.job.take() {
+            p.emit_optimize(job.listener, OptimizeProgress { state: OptimizeState::Stopped, progress: job.percent() });
+        }
+        Ok(())
+    }
+
+    /// Evicts the next batch; RUNNING as the percentage grows, then one
+    /// terminal event.
+    pub fn tick(&mut self, p: &impl Platform) -> Tick {
+        let Some(job) = self.job.as_mut() else { return Tick::Idle };
+        let mut failed = None;
+        for _ in 0..EVICTIONS_PER_TICK {
+            if job.freed >= job.target {
+                break;
+            }
+            let Some(c) = job.queue.pop_front() else { break };
+            let listed = job.cloud.get(&c.file.bundle).and_then(|m| m.get(&c.file.path));
+            if listed != Some(&c.record.etag) {
+                continue; // the cloud does not hold this version: kept
+            }
+            match evict(p, &c.file, Some(&c.record)) {
+                Ok(bytes) => job.freed += bytes,
+                Err(Refused::Api(_)) => {} // changed, open, gone: kept
+                Err(Refused::Network(m)) => {
+                    failed = Some(m);
+                    break;
+                }
+            }
+        }
+        let done = job.freed >= job.target || job.queue.is_empty();
+        let percent = job.percent();
+        let listener = job.listener;
+        if failed.is_some() {
+            let _ = failed;
+            self.job = None;
+            p.emit_optimize(listener, OptimizeProgress { state: OptimizeState::Failed, progress: percent });
+            return Tick::Idle;
+        }
+        if done {
+            self.job = None;
+            p.emit_optimize(listener, OptimizeProgress { state: OptimizeState::Completed, progress: 100 });
+            return Tick::Idle;
+        }
+        if percent != job.last_percent {
+            job.last_percent = percent;
+            p.emit_optimize(listener, OptimizeProgress { state: OptimizeState::Running, progress: percent });
+        }
+        Tick::More
+    }
+
+    /// Every file of the caller's folder (or the gallery) the device knows:
+    /// local files and cloud-only ones, with size, state and last access.
+    /// A system API (201, 202).
+    pub fn list_files(&self, p: &impl Platform, gallery: bool, syncs: &super::sync::Syncs) -> Result<Vec<FileEntry>, ApiError> {
+        check_system_api(p, false)?;
+        let bundle = if gallery { GALLERY_BUNDLE.to_string() } else { p.caller_bundle() };
+        let records: BTreeMap<String, SyncedRecord> = records::scan(p, SYNCED, &bundle).map_err(internal)?.into_iter().collect();
+        let access: BTreeMap<String, u64> = records::scan(p, ACCESS, &bundle).map_err(internal)?.into_iter().collect();
+        let local = p
+            .scan_tree(&bundle, LOCAL_CLOUD_DIR)
+            .map_err(|e| ApiError::new(codes::INTERNAL, format!("cannot read the local folder: {e}")))?
+            .unwrap_or_default();
+        let mut out = BTreeMap::new();
+        for (path, stat) in local {
+            let file = AppFile { bundle: bundle.clone(), path: path.clone() };
+            let state = syncs.file_sync_state_of(p, &file)?;
+            let last = access.get(&path).copied().unwrap_or(0).max(stat.atime_ns / 1_000_000);
+            out.insert(path, FileEntry { uri: uri_of(&file), size: stat.size, cloud_only: false, state, last_access_ms: last });
+        }
+        for (path, r) in records {
+            if r.cloud_only && !out.contains_key(&path) {
+                let file = AppFile { bundle: bundle.clone(), path: path.clone() };
+                let last = access.get(&path).copied().unwrap_or(0);
+                out.insert(path, FileEntry { uri: uri_of(&file), size: r.size, cloud_only: true, state: FileSyncState::Completed, last_access_ms: last });
+            }
+        }
+        Ok(out.into_values().collect())
+    }
+}
+
+impl OptimizeJob {
+    fn percent(&self) -> u32 {
+        let goal = if self.target == u64::MAX { self.total } else { self.target };
+        if goal == 0 {
+            return 100;
+        }
+        ((u128::from(self.freed) * 100 / u128::from(goal)).min(100)) as u32
+    }
+}
+
+/// The bundles the caller's space optimisation covers: its own, and the
+/// gallery's.
+fn bundles(p: &impl Platform) -> Vec<String> {
+    vec![p.caller_bundle(), GALLERY_BUNDLE.to_string()]
+}
+
+/// Evicts one file's local copy; returns the bytes freed. `known`: the
+/// record as already read (and the cloud already checked) by the caller.
+fn evict(p: &impl Platform, file: &AppFile, known: Option<&SyncedRecord>) -> Result<u64, Refused> {
+    let refuse = |code: u32, why: String| Err(Refused::Api(ApiError::new(code, format!("{}: {why}", uri_of(file)))));
+    let key = records::key(SYNCED, file);
+    let record = match known {
+        Some(r) => r.clone(),
+        None => match records::get::<SyncedRecord>(p, &key).map_err(|e| Refused::Api(internal(e)))? {
+            Some(r) => r,
+            None => return refuse(codes::NO_SUCH_FILE, "no synced copy of it is in the cloud".into()),
+        },
+    };
+    if record.cloud_only {
+        return Ok(0); // already only in the cloud
+    }
+    let local = file.local_path();
+    let stat = match p.stat(&file.bundle, &local) {
+        Ok(Some(s)) if !s.is_dir => s,
+        Ok(_) => return refuse(codes::NO_SUCH_FILE, "no such file".into()),
+        Err(e) if e.kind == IoErrorKind::EscapesSandbox => {
+            return Err(Refused::Api(ApiError::invalid_uri(&uri_of(file), "it leads out of the app's folder")))
+        }
+        Err(e) => return refuse(codes::NO_SUCH_FILE, e.to_string()),
+    };
+    if LocalStamp::from(stat) != record.local {
+        return refuse(codes::NO_SUCH_FILE, "it has changes the cloud does not hold yet".into());
+    }
+    if super::sync::racily_clean(&record, &stat) {
+        // Written within the clock's resolution of its record: the stamp
+        // cannot vouch for the content, the hash must.
+        let now = p.hash_file(&file.bundle, &local).ok();
+        if now.is_none() || now.map(|h| h.to_ascii_lowercase()) != record.hash {
+            return refuse(codes::NO_SUCH_FILE, "it may have changes the cloud does not hold yet".into());
+        }
+    }
+    if known.is_none() {
+        // Checked, not assumed: the cloud must hold exactly this version.
+        match p.cloud_stat(&file.bundle, &file.path) {
+            Ok(o) if o.etag == record.etag && o.size == record.size => {}
+            Ok(_) => return refuse(codes::NO_SUCH_FILE, "the cloud holds another version of it".into()),
+            Err(e) if e.kind == CloudErrorKind::NotFound => {
+                return refuse(codes::NO_SUCH_FILE, "the cloud does not hold it".into())
+            }
+            Err(e) => return Err(Refused::Network(format!("cannot check the cloud: {}", e.message))),
+        }
+    }
+    // Cloud-only first, then the file goes: never a moment with neither.
+    let mut cloud_only = record.clone();
+    cloud_only.cloud_only = true;
+    p.meta_commit(vec![(key.clone(), Some(records::encode(&cloud_only)))])
+        .map_err(|e| Refused::Api(ApiError::new(codes::INTERNAL, format!("metadata write failed: {e}"))))?;
+    if let Err(e) = p.evict(&file.bundle, &local, record.local) {
+        // Not removed (changed, or being written): the record goes back.
+        let _ = p.meta_commit(vec![(key, Some(records::encode(&record)))]);
+        let code = match e.kind {
+            IoErrorKind::WouldBlock => 13_900_010,
+            _ => codes::NO_SUCH_FILE,
+        };
+        return refuse(code, format!("not evicted: {}", e.message));
+    }
+    if file.bundle == GALLERY_BUNDLE {
+        // The photo still shows, as its thumbnail.
+        let _ = p.make_thumbnail(&file.bundle, &file.path, &thumbnail_path(&file.path), THUMBNAIL_EDGE);
+    }
+    Ok(record.size)
+}
+
+fn internal(e: ApiError) -> ApiError {
+    ApiError::new(codes::INTERNAL, e.message)
+}
+
+#[cfg(test)]
+mod tests;

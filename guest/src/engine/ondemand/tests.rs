@@ -1,0 +1,210 @@
+//! Files on demand on the in-memory platform: eviction's refusals and its
+//! crash safety, sync keeping evicted files cloud-only, hydration, and space
+//! optimisation's order, budget, events and stop.
+
+use super::*;
+use crate::engine::fake::{uri, Fake, APP};
+use crate::engine::records::PARTIAL;
+use crate::engine::{Engine, SyncProgress, SyncState};
+
+const L: ListenerId = 3;
+
+fn engine() -> Engine<Fake> {
+    let mut e = Engine::new(Fake::new());
+    e.init().unwrap();
+    e
+}
+
+fn drain(e: &mut Engine<Fake>) {
+    for _ in 0..100_000 {
+        if e.tick() == Tick::Idle {
+            break;
+        }
+    }
+}
+
+fn sync(e: &mut Engine<Fake>) -> SyncProgress {
+    let id = e.syncs.create_file_sync(&e.platform, None).unwrap();
+    e.syncs.on(&e.platform, id, "progress", 99).unwrap();
+    e.syncs.start(&e.platform, id, false).unwrap();
+    drain(e);
+    e.syncs.drop_object(id);
+    e.platform.take_sync_events().last().unwrap().1
+}
+
+fn completed() -> SyncProgress {
+    SyncProgress {
+        state: SyncState::Completed,
+        error: crate::engine::ErrorType::NoError,
+    }
+}
+
+fn put_local(e: &Engine<Fake>, path: &str, data: &[u8]) {
+    e.platform.put_local(&format!("cloud/{path}"), data);
+}
+
+fn local(e: &Engine<Fake>, path: &str) -> Option<Vec<u8>> {
+    e.platform.local(&format!("cloud/{path}"))
+}
+
+fn record(e: &Engine<Fake>, path: &str) -> SyncedRecord {
+    records::get(&e.platform, &records::path_key(SYNCED, APP, path)).unwrap().unwrap()
+}
+
+/// Three synced files: a (5 bytes), b (10), c (20).
+fn synced_engine() -> Engine<Fake> {
+    let mut e = engine();
+    put_local(&e, "a", b"aaaaa");
+    put_local(&e, "b", b"bbbbbbbbbb");
+    put_local(&e, "c", b"cccccccccccccccccccc");
+    assert_eq!(sync(&mut e), completed());
+    e
+}
+
+#[test]
+fn clean_cache_evicts_a_synced_file_and_keeps_it_listed() {
+    let mut e = synced_engine();
+    e.ondemand.clean_cache(&e.platform, &uri("b")).unwrap();
+    assert_eq!(local(&e, "b"), None);
+    assert_eq!(e.platform.cloud("b").unwrap(), b"bbbbbbbbbb", "the cloud holds it");
+    assert!(record(&e, "b").cloud_only);
+    let files = e.ondemand.list_files(&e.platform, false, &e.syncs).unwrap();
+    let b = files.iter().find(|f| f.uri == uri("b")).unwrap();
+    assert!(b.cloud_only && b.size == 10 && b.state == FileSyncState::Completed, "{b:?}");
+    assert_eq!(e.syncs.file_sync_state(&e.platform, &uri("b")), Ok(FileSyncState::Completed));
+    // Idempotent.
+    e.ondemand.clean_cache(&e.platform, &uri("b")).unwrap();
+    // A sync keeps it cloud-only: nothing downloaded, nothing deleted.
+    assert_eq!(sync(&mut e), completed());
+    assert_eq!(local(&e, "b"), None);
+    assert!(e.platform.cloud("b").is_some());
+    // Changed in the cloud: still cloud-only, the record follows.
+    e.platform.put_cloud("b", b"new version");
+    assert_eq!(sync(&mut e), completed());
+    assert_eq!(local(&e, "b"), None);
+    assert_eq!(record(&e, "b").size, 11);
+    // Fetched on demand: local again.
+    let c = e.downloads.create_cache();
+    e.downloads.start(&e.platform, c, &uri("b")).unwrap();
+    drain(&mut e);
+    assert_eq!(local(&e, "b").unwrap(), b"new version");
+    assert!(!record(&e, "b").cloud_only);
+    assert_eq!(sync(&mut e), completed());
+    assert_eq!(local(&e, "b").unwrap(), b"new version");
+}
+
+#[test]
+fn clean_cache_refuses_what_the_cloud_does_not_hold_exactly() {
+    let mut e = synced_engine();
+    let code = |e: &Engine<Fake>, p: &str| e.ondemand.clean_cache(&e.platform, &uri(p)).unwrap_err().code;
+    put_local(&e, "a", b"edited, not synced");
+    assert_eq!(code(&e, "a"), codes::NO_SUCH_FILE, "unsynced local changes");
+    put_local(&e, "new", b"never synced");
+    assert_eq!(code(&e, "new"), codes::NO_SUCH_FILE);
+    e.platform.put_cloud("c", b"changed in the cloud");
+    assert_eq!(code(&e, "c"), codes::NO_SUCH_FILE, "the cloud holds another version");
+    e.platform.0.borrow_mut().open_files.insert("cloud/b".into());
+    assert_eq!(code(&e, "b"), 13_900_010, "being written");
+    assert!(!record(&e, "b").cloud_only, "the record went back");
+    assert_eq!(code(&e, "missing"), codes::NO_SUCH_FILE);
+    e.platform.0.borrow_mut().permissions.remove(CLOUDFILE_SYNC_MANAGER);
+    assert_eq!(
+        e.ondemand.clean_cache(&e.platform, "file://other/data/storage/el2/cloud/x").unwrap_err().code,
+        codes::INVALID_URI,
+        "another bundle without the manager permission"
+    );
+    e.platform.0.borrow_mut().device.network_available = false;
+    e.platform.0.borrow_mut().cloud_error = Some(crate::engine::CloudError::new(CloudErrorKind::Network, "down"));
+    e.platform.0.borrow_mut().open_files.clear();
+    assert_eq!(code(&e, "b"), codes::NETWORK_UNAVAILABLE, "not checked, not evicted");
+    for p in ["a", "b", "c", "new"] {
+        assert!(local(&e, p).is_some(), "{p} kept");
+    }
+    {
+        let mut s = e.platform.0.borrow_mut();
+        s.cloud_error = None;
+        s.system_app = false;
+    }
+    assert_eq!(code(&e, "b"), codes::NOT_SYSTEM_APP);
+    e.platform.0.borrow_mut().permissions.clear();
+    assert_eq!(code(&e, "b"), codes::PERMISSION_DENIED);
+    let _ = &mut e;
+}
+
+#[test]
+fn a_crash_mid_eviction_leaves_the_file_local_or_cloud_only_never_lost() {
+    for writes_before_crash in 0..3 {
+        let mut e = synced_engine();
+        e.platform.0.borrow_mut().crash_countdown = Some(writes_before_crash);
+        let _ = e.ondemand.clean_cache(&e.platform, &uri("b"));
+        let platform = std::mem::replace(&mut e.platform, Fake::new());
+        platform.0.borrow_mut().crash_countdown = None;
+        let mut e = Engine::new(platform);
+        e.init().unwrap();
+        assert_eq!(sync(&mut e), completed());
+        let here = local(&e, "b");
+        let r = record(&e, "b");
+        assert_eq!(e.platform.cloud("b").unwrap(), b"bbbbbbbbbb", "crash after {writes_before_crash} writes");
+        match here {
+            Some(data) => assert!(data == b"bbbbbbbbbb" && !r.cloud_only, "local and recorded so"),
+            None => assert!(r.cloud_only, "cloud-only and recorded so"),
+        }
+        assert!(e.platform.meta_scan(&format!("{PARTIAL}/")).unwrap().is_empty());
+    }
+}
+
+#[test]
+fn optimize_evicts_least_recently_used_first_within_the_budget() {
+    let mut e = synced_engine();
+    let day = 86_400_000;
+    let now = e.platform.now_ms();
+    for (path, days_ago) in [("a", 40), ("b", 60), ("c", 5)] {
+        e.platform
+            .meta_commit(vec![(
+                records::path_key(ACCESS, APP, path),
+                Some(records::encode(&(now - days_ago * day))),
+            )])
+            .unwrap();
+    }
+    // The fake's atime is the mtime, long ago: the access records decide.
+    assert_eq!(e.ondemand.start_optimize(&e.platform, 10, 30, None).unwrap_err().code, 401);
+    e.ondemand.start_optimize(&e.platform, 10, 30, Some(L)).unwrap();
+    assert_eq!(
+        e.ondemand.start_optimize(&e.platform, 10, 30, Some(L)).unwrap_err().code,
+        codes::ALREADY_RUNNING
+    );
+    drain(&mut e);
+    // b (60 days) goes first and frees the 10 bytes asked for; a stays.
+    assert_eq!(local(&e, "b"), None);
+    assert!(local(&e, "a").is_some() && local(&e, "c").is_some());
+    let events = std::mem::take(&mut e.platform.0.borrow_mut().optimize_events);
+    assert_eq!(events.first().unwrap().1, OptimizeProgress { state: OptimizeState::Running, progress: 0 });
+    assert_eq!(events.last().unwrap().1, OptimizeProgress { state: OptimizeState::Completed, progress: 100 });
+    // No budget: every aged file (a); c was used 5 days ago.
+    e.ondemand.start_optimize(&e.platform, u64::MAX, 30, Some(L)).unwrap();
+    drain(&mut e);
+    assert_eq!(local(&e, "a"), None);
+    assert!(local(&e, "c").is_some());
+    for p in ["a", "b", "c"] {
+        assert!(e.platform.cloud(p).is_some());
+    }
+}
+
+#[test]
+fn stop_optimize_ends_with_stopped() {
+    let mut e = engine();
+    for i in 0..200 {
+        put_local(&e, &format!("f{i:03}"), b"0123456789");
+    }
+    assert_eq!(sync(&mut e), completed());
+    e.ondemand.start_optimize(&e.platform, u64::MAX, 0, Some(L)).unwrap();
+    e.tick();
+    e.ondemand.stop_optimize(&e.platform).unwrap();
+    assert_eq!(e.tick(), Tick::Idle);
+    let events = std::mem::take(&mut e.platform.0.borrow_mut().optimize_events);
+    let last = events.last().unwrap().1;
+    assert_eq!(last.state, OptimizeState::Stopped);
+    assert!(last.progress > 0 && last.progress < 100, "{last:?}");
+    let left = (0..200).filter(|i| local(&e, &format!("f{i:03}")).is_some()).count();
+    assert!(left > 0 && left < 200, "{left}");
+}
