@@ -13,7 +13,7 @@ mod bindings {
     });
 }
 
-use bindings::exports::ohos::cloudsync::{engine as engine_export, file_cache, sync as sync_export};
+use bindings::exports::ohos::cloudsync::{engine as engine_export, file_cache, on_demand, sync as sync_export};
 use bindings::ohos::cloudsync::{cloud, device, events, media, permission, storage, transfer, types};
 
 struct Component;
@@ -65,6 +65,72 @@ impl file_cache::GuestCloudFileCache for CacheHandle {
 
     fn stop(&self, uri: String, need_clean: bool) -> Result<(), types::Error> {
         with_engine(|e| e.downloads.stop(&e.platform, self.0, &uri, need_clean)).map_err(error)
+    }
+
+    fn clean_cache(&self, uri: String) -> Result<(), types::Error> {
+        with_engine(|e| e.ondemand.clean_cache(&e.platform, &uri)).map_err(error)
+    }
+}
+
+impl on_demand::Guest for Component {
+    type Download = DownloadHandle;
+
+    fn start_optimize_space(param: types::OptimizeSpaceParam, listener: Option<u64>) -> Result<(), types::Error> {
+        with_engine(|e| {
+            e.ondemand
+                .start_optimize(&e.platform, param.total_size, param.aging_days, listener)
+        })
+        .map_err(error)
+    }
+
+    fn stop_optimize_space() -> Result<(), types::Error> {
+        with_engine(|e| e.ondemand.stop_optimize(&e.platform)).map_err(error)
+    }
+
+    fn list_files(gallery: bool) -> Result<Vec<on_demand::FileEntry>, types::Error> {
+        let files = with_engine(|e| e.ondemand.list_files(&e.platform, gallery, &e.syncs)).map_err(error)?;
+        Ok(files
+            .into_iter()
+            .map(|f| on_demand::FileEntry {
+                uri: f.uri,
+                size: f.size,
+                cloud_only: f.cloud_only,
+                state: file_sync_state(f.state),
+                last_access_ms: f.last_access_ms,
+            })
+            .collect())
+    }
+}
+
+/// A `Download` object: a download instance for gallery originals.
+struct DownloadHandle(CacheId);
+
+impl on_demand::GuestDownload for DownloadHandle {
+    fn create() -> Result<on_demand::Download, types::Error> {
+        let id = with_engine(|e| e.downloads.create_gallery_download(&e.platform)).map_err(error)?;
+        Ok(on_demand::Download::new(DownloadHandle(id)))
+    }
+
+    fn on(&self, event: String, listener: u64) -> Result<(), types::Error> {
+        with_engine(|e| e.downloads.on(self.0, &event, listener)).map_err(error)
+    }
+
+    fn off(&self, event: String, listener: Option<u64>) -> Result<(), types::Error> {
+        with_engine(|e| e.downloads.off(self.0, &event, listener)).map_err(error)
+    }
+
+    fn start(&self, uri: String) -> Result<(), types::Error> {
+        with_engine(|e| e.downloads.start(&e.platform, self.0, &uri)).map_err(error)
+    }
+
+    fn stop(&self, uri: String) -> Result<(), types::Error> {
+        with_engine(|e| e.downloads.stop(&e.platform, self.0, &uri, true)).map_err(error)
+    }
+}
+
+impl Drop for DownloadHandle {
+    fn drop(&mut self) {
+        with_engine(|e| e.downloads.drop_cache(&e.platform, self.0));
     }
 }
 
@@ -271,6 +337,10 @@ impl Platform for WitPlatform {
         Ok(entries.map(|list| list.into_iter().map(|t| (t.path, file_stat(t.stat))).collect()))
     }
 
+    fn evict(&self, bundle: &str, path: &str, expect: crate::engine::records::LocalStamp) -> Result<(), e::IoError> {
+        storage::evict(bundle, path, (expect.size, expect.mtime_ns, expect.inode)).map_err(io_error)
+    }
+
     fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, e::IoError> {
         storage::meta_get(key).map_err(io_error)
     }
@@ -363,6 +433,22 @@ impl Platform for WitPlatform {
 
     fn report_failure(&self, uri: &str, reason: &str) {
         events::failure_reason(uri, reason)
+    }
+
+    fn emit_optimize(&self, listener: e::ListenerId, p: e::ondemand::OptimizeProgress) {
+        use e::ondemand::OptimizeState as S;
+        events::emit_optimize(
+            listener,
+            types::OptimizeSpaceProgress {
+                state: match p.state {
+                    S::Running => types::OptimizeState::Running,
+                    S::Completed => types::OptimizeState::Completed,
+                    S::Failed => types::OptimizeState::Failed,
+                    S::Stopped => types::OptimizeState::Stopped,
+                },
+                progress: p.progress,
+            },
+        )
     }
 
     fn emit_sync(&self, listener: e::ListenerId, p: e::SyncProgress) {

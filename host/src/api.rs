@@ -243,3 +243,60 @@ impl FileSyncState {
         }
     }
 }
+
+/// State of a space optimisation (seed: `OptimizeState`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OptimizeState {
+    Running = 0,
+    Completed = 1,
+    Failed = 2,
+    Stopped = 3,
+}
+
+impl OptimizeState {
+    /// The seed's name, e.g. `RUNNING`.
+    pub fn name(self) -> &'static str {
+        match self {
+            OptimizeState::Running => "RUNNING",
+            OptimizeState::Completed => "COMPLETED",
+            OptimizeState::Failed => "FAILED",
+            OptimizeState::Stopped => "STOPPED",
+        }
+    }
+}
+
+/// One space optimisation event (seed: `OptimizeSpaceProgress`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct OptimizeSpaceProgress {
+    pub state: OptimizeState,
+    /// Percent of the bytes to free, 0..=100.
+    pub progress: u32,
+}
+
+impl OptimizeSpaceProgress {
+    /// COMPLETED, FAILED or STOPPED: the last event of an optimisation.
+    pub fn is_terminal(&self) -> bool {
+        self.state != OptimizeState::Running
+    }
+}
+
+/// What a space optimisation may evict (seed: `OptimizeSpaceParam`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct OptimizeSpaceParam {
+    /// Bytes to free at most (`u64::MAX`: all that qualifies).
+    pub total_size: u64,
+    /// Only files not accessed for this many days.
+    pub aging_days: u32,
+}
+
+/// A file the device knows: a local one, or a cloud-only placeholder.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FileEntry {
+    pub uri: String,
+    pub size: u64,
+    pub cloud_only: bool,
+    pub state: FileSyncState,
+    /// Last access seen (API, command line, the file's atime), epoch ms; 0 if never.
+    pub last_access_ms: u64,
+}

@@ -80,6 +80,19 @@ impl CloudFileCache {
     }
 }
 
+impl CloudFileCache {
+    /// `cleanCache(uri)`: evicts the local copy of a synced file; it stays
+    /// listed as cloud-only (`list_files`) and comes back on `start`. A
+    /// system API. Errors: 201, 202, 401, 13900002 (no synced copy in the
+    /// cloud, or unsynced local changes), 13900010 (being written), 14000002.
+    pub async fn clean_cache(&self, uri: &str) -> Result<(), CloudSyncError> {
+        let (id, uri) = (self.id, uri.to_string());
+        self.rt
+            .call(move |d| d.call_cache(id, |c, s, r| c.call_clean_cache(s, r, &uri)))
+            .await
+    }
+}
+
 impl Drop for CloudFileCache {
     fn drop(&mut self) {
         let id = self.id;

@@ -84,6 +84,71 @@ pub struct Policy {
     pub permissions: Vec<String>,
     #[serde(default)]
     pub cloud_switch_off: Vec<String>,
+    /// Downloads each app may start per window, e.g. `"com.a" = "20/min"`
+    /// (`/s`, `/min`, `/h`); one beyond fails with FREQUENT_USER_REQUESTS.
+    #[serde(default)]
+    pub request_limits: std::collections::BTreeMap<String, String>,
+}
+
+/// How many downloads an app may start per window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestLimit {
+    pub count: u32,
+    pub window: std::time::Duration,
+}
+
+impl RequestLimit {
+    /// `20/min`, `5/s`, `100/h`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (n, unit) = text
+            .split_once('/')
+            .ok_or_else(|| format!("{text:?} is not a rate like 20/min"))?;
+        let count: u32 = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("{text:?}: {n:?} is not a count"))?;
+        let window = match unit.trim() {
+            "s" | "sec" => std::time::Duration::from_secs(1),
+            "min" | "m" => std::time::Duration::from_secs(60),
+            "h" | "hour" => std::time::Duration::from_secs(3600),
+            other => return Err(format!("{text:?}: unknown unit {other:?} (use s, min or h)")),
+        };
+        Ok(RequestLimit { count, window })
+    }
+}
+
+/// Per-app request counters over fixed windows, enforced by the host.
+#[derive(Debug, Default)]
+pub struct RequestLimits {
+    limits: std::collections::BTreeMap<String, RequestLimit>,
+    used: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, u32)>>,
+}
+
+impl RequestLimits {
+    pub fn new(limits: std::collections::BTreeMap<String, RequestLimit>) -> Self {
+        RequestLimits {
+            limits,
+            used: Default::default(),
+        }
+    }
+
+    /// Counts one request of `bundle`; `Err` with the limit when it is used up.
+    pub fn take(&self, bundle: &str) -> Result<(), RequestLimit> {
+        let Some(limit) = self.limits.get(bundle).copied() else {
+            return Ok(());
+        };
+        let now = std::time::Instant::now();
+        let mut used = self.used.lock().unwrap();
+        let entry = used.entry(bundle.to_string()).or_insert((now, 0));
+        if now.duration_since(entry.0) >= limit.window {
+            *entry = (now, 0);
+        }
+        if entry.1 >= limit.count {
+            return Err(limit);
+        }
+        entry.1 += 1;
+        Ok(())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +177,12 @@ impl Policy {
             if !is_valid_bundle(bundle) {
                 return Err(format!("{bundle:?} is not a bundle name"));
             }
+        }
+        for (bundle, rate) in &policy.request_limits {
+            if !is_valid_bundle(bundle) {
+                return Err(format!("{bundle:?} is not a bundle name"));
+            }
+            RequestLimit::parse(rate)?;
         }
         if policy.bundle.as_deref() == Some(GALLERY_BUNDLE) {
             return Err(format!("{GALLERY_BUNDLE:?} is the gallery's own area, not an app"));
@@ -159,5 +230,12 @@ mod tests {
             Policy::parse("bundle = \"media\"").is_err(),
             "the gallery's area is no app"
         );
+        let p = Policy::parse("[request_limits]\n\"com.a\" = \"2/s\"").unwrap();
+        assert_eq!(RequestLimit::parse(&p.request_limits["com.a"]).unwrap().count, 2);
+        assert!(Policy::parse("[request_limits]\n\"com.a\" = \"2/week\"").is_err());
+        let limits = RequestLimits::new([("com.a".to_string(), RequestLimit::parse("2/min").unwrap())].into());
+        assert!(limits.take("com.a").is_ok() && limits.take("com.a").is_ok());
+        assert!(limits.take("com.a").is_err(), "the third in the window");
+        assert!(limits.take("com.b").is_ok(), "no limit set");
     }
 }

@@ -25,17 +25,19 @@ pub mod cloud;
 pub mod device;
 pub mod identity;
 pub mod media;
+mod ondemand;
 mod runtime;
 mod storage;
 mod sync;
 mod transfers;
 
 pub use api::{
-    codes, CloudSyncError, DownloadErrorType, DownloadProgress, ErrorType, FileSyncState, ListenerId, State,
-    SyncProgress, SyncReport, SyncState,
+    codes, CloudSyncError, DownloadErrorType, DownloadProgress, ErrorType, FileEntry, FileSyncState, ListenerId,
+    OptimizeSpaceParam, OptimizeSpaceProgress, OptimizeState, State, SyncProgress, SyncReport, SyncState,
 };
 pub use cache::CloudFileCache;
 pub use identity::Identity;
+pub use ondemand::{list_files, optimize_storage, start_optimize_space, stop_optimize_space, Download};
 pub use runtime::{
     default_cache_dir, engine_component, percent_encode, BuildError, Runtime, RuntimeBuilder, SandboxLimits,
 };

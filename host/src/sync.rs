@@ -257,7 +257,7 @@ pub async fn get_file_sync_state(rt: &Runtime, uri: &str) -> Result<FileSyncStat
     Ok(file_sync_state(state))
 }
 
-fn file_sync_state(s: types::FileSyncState) -> FileSyncState {
+pub(crate) fn file_sync_state(s: types::FileSyncState) -> FileSyncState {
     match s {
         types::FileSyncState::Uploading => FileSyncState::Uploading,
         types::FileSyncState::Downloading => FileSyncState::Downloading,

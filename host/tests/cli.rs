@@ -234,7 +234,10 @@ fn sync_status_and_state_as_a_user_runs_them() {
     std::fs::write(&local, b"edited").unwrap();
     let (code, lines, err) = s.run(&["--json", "status"]);
     assert_eq!(code, 0, "{err}");
-    let state_of = |p: &str| lines.iter().find(|r| r["path"] == p).unwrap()["state"].clone();
+    let state_of = |p: &str| {
+        let uri = format!("file://{APP}/data/storage/el2/cloud/{p}");
+        lines.iter().find(|r| r["uri"] == uri.as_str()).unwrap()["state"].clone()
+    };
     assert_eq!(state_of("from-cloud.txt"), "COMPLETED");
     assert_eq!(state_of("notes/mine.txt"), "TO_BE_UPLOADED");
 

@@ -80,6 +80,6 @@ async fn imports_keep_a_component_to_its_own_bundle() {
         err.message,
         "list-up=refused list-deep=refused meta-other=refused meta-write=refused \
          bare-key=refused files-other=refused own=allowed scan-other=refused scan-up=refused \
-         upload-other=refused ready-other=refused"
+         upload-other=refused ready-other=refused evict-other=refused evict-up=refused"
     );
 }

@@ -67,7 +67,10 @@ impl Downloads {
         if self.gallery.contains(&cache) {
             let file = super::parse_uri_for(uri, &platform.caller_bundle(), false, true)?;
             if file.bundle != super::GALLERY_BUNDLE {
-                return Err(ApiError::invalid_uri(uri, "a gallery item is file://media/Photo/<id>/<name>"));
+                return Err(ApiError::invalid_uri(
+                    uri,
+                    "a gallery item is file://media/Photo/<id>/<name>",
+                ));
             }
             return Ok(file);
         }

@@ -5,7 +5,7 @@ mod error;
 pub mod ondemand;
 mod place;
 mod platform;
-mod records;
+pub mod records;
 pub mod sync;
 mod uri;
 

@@ -118,28 +118,42 @@ impl OnDemand {
         let listener = listener.ok_or_else(|| ApiError::invalid_parameter("a progress callback is required"))?;
         check_system_api(p, false)?;
         if self.job.is_some() {
-            return Err(ApiError::new(codes::ALREADY_RUNNING, "a space optimisation is already running"));
+            return Err(ApiError::new(
+                codes::ALREADY_RUNNING,
+                "a space optimisation is already running",
+            ));
         }
         let now = p.now_ms();
         let aged = now.saturating_sub(u64::from(aging_days).saturating_mul(DAY_MS));
         let mut candidates = Vec::new();
         for bundle in bundles(p) {
-            let access: BTreeMap<String, u64> = records::scan(p, ACCESS, &bundle).map_err(internal)?.into_iter().collect();
+            let access: BTreeMap<String, u64> = records::scan(p, ACCESS, &bundle)
+                .map_err(internal)?
+                .into_iter()
+                .collect();
             for (path, record) in records::scan::<SyncedRecord>(p, SYNCED, &bundle).map_err(internal)? {
                 if record.cloud_only {
                     continue;
                 }
                 let local = format!("{LOCAL_CLOUD_DIR}/{path}");
-                let Ok(Some(stat)) = p.stat(&bundle, &local) else { continue };
+                let Ok(Some(stat)) = p.stat(&bundle, &local) else {
+                    continue;
+                };
                 if stat.is_dir || LocalStamp::from(stat) != record.local {
                     continue; // changed since it was synced: never evicted
                 }
                 let last = access.get(&path).copied().unwrap_or(0).max(stat.atime_ns / 1_000_000);
                 if last <= aged {
-                    candidates.push((last, Candidate {
-                        file: AppFile { bundle: bundle.clone(), path },
-                        record,
-                    }));
+                    candidates.push((
+                        last,
+                        Candidate {
+                            file: AppFile {
+                                bundle: bundle.clone(),
+                                path,
+                            },
+                            record,
+                        },
+                    ));
                 }
             }
         }
@@ -147,12 +161,19 @@ impl OnDemand {
         candidates.sort_by(|a, b| (a.0, &a.1.file).cmp(&(b.0, &b.1.file)));
         let total = candidates.iter().map(|(_, c)| c.record.size).sum();
         let mut cloud = BTreeMap::new();
-        for bundle in candidates.iter().map(|(_, c)| c.file.bundle.clone()).collect::<std::collections::BTreeSet<_>>() {
+        for bundle in candidates
+            .iter()
+            .map(|(_, c)| c.file.bundle.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+        {
             // One listing per bundle checks every candidate's cloud version.
             let listed = match p.cloud_list(&bundle, "") {
                 Ok(l) => l,
                 Err(e) if e.kind == CloudErrorKind::Network => {
-                    return Err(ApiError::new(codes::NETWORK_UNAVAILABLE, format!("the cloud cannot be reached: {}", e.message)))
+                    return Err(ApiError::new(
+                        codes::NETWORK_UNAVAILABLE,
+                        format!("the cloud cannot be reached: {}", e.message),
+                    ))
                 }
                 Err(e) => return Err(ApiError::service(format!("cannot list the cloud: {}", e.message))),
             };
@@ -167,7 +188,13 @@ impl OnDemand {
             cloud,
             last_percent: 0,
         });
-        p.emit_optimize(listener, OptimizeProgress { state: OptimizeState::Running, progress: 0 });
+        p.emit_optimize(
+            listener,
+            OptimizeProgress {
+                state: OptimizeState::Running,
+                progress: 0,
+            },
+        );
         Ok(())
     }
 
@@ -175,7 +202,13 @@ impl OnDemand {
     pub fn stop_optimize(&mut self, p: &impl Platform) -> Result<(), ApiError> {
         check_system_api(p, false)?;
         if let Some(job) = self.job.take() {
-            p.emit_optimize(job.listener, OptimizeProgress { state: OptimizeState::Stopped, progress: job.percent() });
+            p.emit_optimize(
+                job.listener,
+                OptimizeProgress {
+                    state: OptimizeState::Stopped,
+                    progress: job.percent(),
+                },
+            );
         }
         Ok(())
     }
@@ -183,7 +216,9 @@ impl OnDemand {
     /// Evicts the next batch; RUNNING as the percentage grows, then one
     /// terminal event.
     pub fn tick(&mut self, p: &impl Platform) -> Tick {
-        let Some(job) = self.job.as_mut() else { return Tick::Idle };
+        let Some(job) = self.job.as_mut() else {
+            return Tick::Idle;
+        };
         let mut failed = None;
         for _ in 0..EVICTIONS_PER_TICK {
             if job.freed >= job.target {
@@ -209,17 +244,35 @@ impl OnDemand {
         if failed.is_some() {
             let _ = failed;
             self.job = None;
-            p.emit_optimize(listener, OptimizeProgress { state: OptimizeState::Failed, progress: percent });
+            p.emit_optimize(
+                listener,
+                OptimizeProgress {
+                    state: OptimizeState::Failed,
+                    progress: percent,
+                },
+            );
             return Tick::Idle;
         }
         if done {
             self.job = None;
-            p.emit_optimize(listener, OptimizeProgress { state: OptimizeState::Completed, progress: 100 });
+            p.emit_optimize(
+                listener,
+                OptimizeProgress {
+                    state: OptimizeState::Completed,
+                    progress: 100,
+                },
+            );
             return Tick::Idle;
         }
         if percent != job.last_percent {
             job.last_percent = percent;
-            p.emit_optimize(listener, OptimizeProgress { state: OptimizeState::Running, progress: percent });
+            p.emit_optimize(
+                listener,
+                OptimizeProgress {
+                    state: OptimizeState::Running,
+                    progress: percent,
+                },
+            );
         }
         Tick::More
     }
@@ -227,27 +280,66 @@ impl OnDemand {
     /// Every file of the caller's folder (or the gallery) the device knows:
     /// local files and cloud-only ones, with size, state and last access.
     /// A system API (201, 202).
-    pub fn list_files(&self, p: &impl Platform, gallery: bool, syncs: &super::sync::Syncs) -> Result<Vec<FileEntry>, ApiError> {
+    pub fn list_files(
+        &self,
+        p: &impl Platform,
+        gallery: bool,
+        syncs: &super::sync::Syncs,
+    ) -> Result<Vec<FileEntry>, ApiError> {
         check_system_api(p, false)?;
-        let bundle = if gallery { GALLERY_BUNDLE.to_string() } else { p.caller_bundle() };
-        let records: BTreeMap<String, SyncedRecord> = records::scan(p, SYNCED, &bundle).map_err(internal)?.into_iter().collect();
-        let access: BTreeMap<String, u64> = records::scan(p, ACCESS, &bundle).map_err(internal)?.into_iter().collect();
+        let bundle = if gallery {
+            GALLERY_BUNDLE.to_string()
+        } else {
+            p.caller_bundle()
+        };
+        let records: BTreeMap<String, SyncedRecord> = records::scan(p, SYNCED, &bundle)
+            .map_err(internal)?
+            .into_iter()
+            .collect();
+        let access: BTreeMap<String, u64> = records::scan(p, ACCESS, &bundle)
+            .map_err(internal)?
+            .into_iter()
+            .collect();
         let local = p
             .scan_tree(&bundle, LOCAL_CLOUD_DIR)
             .map_err(|e| ApiError::new(codes::INTERNAL, format!("cannot read the local folder: {e}")))?
             .unwrap_or_default();
         let mut out = BTreeMap::new();
         for (path, stat) in local {
-            let file = AppFile { bundle: bundle.clone(), path: path.clone() };
+            let file = AppFile {
+                bundle: bundle.clone(),
+                path: path.clone(),
+            };
             let state = syncs.file_sync_state_of(p, &file)?;
             let last = access.get(&path).copied().unwrap_or(0).max(stat.atime_ns / 1_000_000);
-            out.insert(path, FileEntry { uri: uri_of(&file), size: stat.size, cloud_only: false, state, last_access_ms: last });
+            out.insert(
+                path,
+                FileEntry {
+                    uri: uri_of(&file),
+                    size: stat.size,
+                    cloud_only: false,
+                    state,
+                    last_access_ms: last,
+                },
+            );
         }
         for (path, r) in records {
             if r.cloud_only && !out.contains_key(&path) {
-                let file = AppFile { bundle: bundle.clone(), path: path.clone() };
+                let file = AppFile {
+                    bundle: bundle.clone(),
+                    path: path.clone(),
+                };
                 let last = access.get(&path).copied().unwrap_or(0);
-                out.insert(path, FileEntry { uri: uri_of(&file), size: r.size, cloud_only: true, state: FileSyncState::Completed, last_access_ms: last });
+                out.insert(
+                    path,
+                    FileEntry {
+                        uri: uri_of(&file),
+                        size: r.size,
+                        cloud_only: true,
+                        state: FileSyncState::Completed,
+                        last_access_ms: last,
+                    },
+                );
             }
         }
         Ok(out.into_values().collect())
@@ -256,7 +348,11 @@ impl OnDemand {
 
 impl OptimizeJob {
     fn percent(&self) -> u32 {
-        let goal = if self.target == u64::MAX { self.total } else { self.target };
+        let goal = if self.target == u64::MAX {
+            self.total
+        } else {
+            self.target
+        };
         if goal == 0 {
             return 100;
         }
@@ -290,7 +386,10 @@ fn evict(p: &impl Platform, file: &AppFile, known: Option<&SyncedRecord>) -> Res
         Ok(Some(s)) if !s.is_dir => s,
         Ok(_) => return refuse(codes::NO_SUCH_FILE, "no such file".into()),
         Err(e) if e.kind == IoErrorKind::EscapesSandbox => {
-            return Err(Refused::Api(ApiError::invalid_uri(&uri_of(file), "it leads out of the app's folder")))
+            return Err(Refused::Api(ApiError::invalid_uri(
+                &uri_of(file),
+                "it leads out of the app's folder",
+            )))
         }
         Err(e) => return refuse(codes::NO_SUCH_FILE, e.to_string()),
     };
@@ -302,7 +401,10 @@ fn evict(p: &impl Platform, file: &AppFile, known: Option<&SyncedRecord>) -> Res
         // cannot vouch for the content, the hash must.
         let now = p.hash_file(&file.bundle, &local).ok();
         if now.is_none() || now.map(|h| h.to_ascii_lowercase()) != record.hash {
-            return refuse(codes::NO_SUCH_FILE, "it may have changes the cloud does not hold yet".into());
+            return refuse(
+                codes::NO_SUCH_FILE,
+                "it may have changes the cloud does not hold yet".into(),
+            );
         }
     }
     if known.is_none() {

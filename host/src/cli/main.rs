@@ -88,6 +88,22 @@ enum Command {
         #[arg(required = true)]
         uris: Vec<String>,
     },
+    /// Evict a synced file's local copy: it stays listed, only in the cloud.
+    CleanCache {
+        /// A URI, or a path in the app's folder.
+        uri: String,
+    },
+    /// Free space: evict synced files not used for a while, least recently
+    /// used first. Without --total-size: every file not used for 30 days
+    /// (optimizeStorage).
+    Optimize {
+        /// Only files not accessed for this many days (default 30).
+        #[arg(long)]
+        aging_days: Option<u32>,
+        /// Free at most this much (500M, 2G).
+        #[arg(long, value_parser = parse_size)]
+        total_size: Option<u64>,
+    },
     /// Download one cloud file into the app's local folder.
     Download {
         /// `file://<bundle>/data/storage/el2/cloud/<path>`, or a path relative
@@ -168,6 +184,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             system_app: true,
             permissions: Identity::system(&app).permissions.into_iter().collect(),
             cloud_switch_off: Vec::new(),
+            request_limits: Default::default(),
         },
     };
     if cli.app.is_some() {
@@ -190,6 +207,40 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Sync { gallery, yes } => sync(&rt, gallery, yes, cli.json).await,
         Command::Status { gallery } => status(&rt, gallery, cli.json).await,
         Command::State { uris } => state(&rt, &uris, cli.json).await,
+        Command::CleanCache { uri } => clean_cache(&rt, &uri, cli.json).await,
+        Command::Optimize { aging_days, total_size } => optimize(&rt, aging_days, total_size, cli.json).await,
+    }
+}
+
+/// Whatever fetches one file: a `CloudFileCache` or a `Download`.
+enum Fetcher {
+    App(CloudFileCache),
+    Gallery(cloudsync::Download),
+}
+
+impl Fetcher {
+    async fn on(
+        &self,
+        event: &str,
+        cb: impl Fn(DownloadProgress) + Send + Sync + 'static,
+    ) -> Result<(), CloudSyncError> {
+        match self {
+            Fetcher::App(c) => c.on(event, cb).await.map(|_| ()),
+            Fetcher::Gallery(d) => d.on(event, cb).await.map(|_| ()),
+        }
+    }
+    async fn start(&self, uri: &str) -> Result<(), CloudSyncError> {
+        match self {
+            Fetcher::App(c) => c.start(uri).await,
+            Fetcher::Gallery(d) => d.start(uri).await,
+        }
+    }
+    /// `Download.stop` always deletes the partial file.
+    async fn stop(&self, uri: &str, need_clean: bool) -> Result<(), CloudSyncError> {
+        match self {
+            Fetcher::App(c) => c.stop(uri, need_clean).await,
+            Fetcher::Gallery(d) => d.stop(uri).await,
+        }
     }
 }
 
@@ -348,68 +399,163 @@ fn to_uri(rt: &Runtime, target: &str) -> String {
 }
 
 async fn status(rt: &Runtime, gallery: bool, json: bool) -> Result<ExitCode, Failure> {
+    let files = cloudsync::list_files(rt, gallery).await?;
     let folder = if gallery {
         rt.app_folder("media")
     } else {
         rt.app_folder(&rt.identity().bundle)
     };
-    let uri_of = |p: &str| {
-        if gallery {
-            format!("file://media/{}", cloudsync::percent_encode(p))
-        } else {
-            rt.uri_for(p)
+    let mut cloud_only = 0;
+    for f in &files {
+        if json {
+            println!("{}", serde_json::to_string(f).expect("entries serialize"));
+            continue;
         }
-    };
-    let mut files = Vec::new();
-    list_files(&folder, &folder, &mut files);
-    if gallery {
-        // Cloud-only photos are on the device as their thumbnails.
-        let thumbs = folder.parent().map(|area| area.join(".thumbs")).unwrap_or_default();
-        let mut cloud_only = Vec::new();
-        list_files(&thumbs, &thumbs, &mut cloud_only);
-        files.extend(
-            cloud_only
-                .into_iter()
-                .filter_map(|t| t.strip_suffix(".jpg").map(String::from)),
+        let path = uri_path(&f.uri);
+        let place = if f.cloud_only { "cloud-only" } else { "local" };
+        cloud_only += usize::from(f.cloud_only);
+        println!("{:<15} {place:<10} {:>10}  {path}", f.state.name(), human(f.size));
+    }
+    if !json {
+        println!(
+            "{} files ({cloud_only} only in the cloud) in {}",
+            files.len(),
+            folder.display()
         );
-    }
-    files.sort();
-    files.dedup();
-    let mut rows = Vec::new();
-    for chunk in files.chunks(100) {
-        let uris: Vec<String> = chunk.iter().map(|p| uri_of(p)).collect();
-        let refs: Vec<&str> = uris.iter().map(String::as_str).collect();
-        let states = cloudsync::get_file_sync_states(rt, &refs).await?;
-        rows.extend(chunk.iter().cloned().zip(states));
-    }
-    if json {
-        for (p, s) in &rows {
-            println!("{}", serde_json::json!({ "path": p, "uri": uri_of(p), "state": s }));
-        }
-    } else {
-        for (path, state) in &rows {
-            println!("{:<15} {path}", state.name());
-        }
-        println!("{} files in {}", rows.len(), folder.display());
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn list_files(base: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let Ok(meta) = entry.metadata() else { continue };
-        let path = entry.path();
-        if meta.is_dir() {
-            list_files(base, &path, out);
-        } else if meta.is_file() {
-            if let Some(rel) = path.strip_prefix(base).ok().and_then(|p| p.to_str()) {
-                out.push(rel.to_string());
+/// The path a URI names, for people (`notes/a.txt`, `Photo/1/x.jpg`).
+fn uri_path(uri: &str) -> String {
+    let rest = uri
+        .strip_prefix("file://media/")
+        .or_else(|| uri.split_once("/data/storage/el2/cloud/").map(|(_, p)| p))
+        .unwrap_or(uri);
+    percent_decode(rest)
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match (
+            b[i],
+            b.get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()),
+        ) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
             }
         }
     }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `1.5 MiB`, `320 B`.
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+async fn clean_cache(rt: &Runtime, target: &str, json: bool) -> Result<ExitCode, Failure> {
+    let uri = to_uri(rt, target);
+    let cache = CloudFileCache::new(rt).await?;
+    cache.clean_cache(&uri).await?;
+    if json {
+        println!("{}", serde_json::json!({ "evicted": uri }));
+    } else {
+        println!("{uri} is now only in the cloud (run `cloudsync download` to fetch it again)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn optimize(
+    rt: &Runtime,
+    aging_days: Option<u32>,
+    total_size: Option<u64>,
+    json: bool,
+) -> Result<ExitCode, Failure> {
+    let param = cloudsync::OptimizeSpaceParam {
+        total_size: total_size.unwrap_or(u64::MAX),
+        aging_days: aging_days.unwrap_or(30),
+    };
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel::<cloudsync::OptimizeSpaceProgress>();
+    let started = std::time::Instant::now();
+    cloudsync::start_optimize_space(
+        rt,
+        param,
+        Some(move |p| {
+            let _ = tx.send(p);
+        }),
+    )
+    .await?;
+    let bar = (!json && std::io::stderr().is_terminal()).then(|| {
+        let bar = ProgressBar::new(100);
+        bar.set_style(
+            ProgressStyle::with_template("optimizing [{bar:40}] {pos}% {elapsed}")
+                .expect("a valid template")
+                .progress_chars("=> "),
+        );
+        bar
+    });
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut stopping = false;
+    let last = loop {
+        tokio::select! {
+            event = events.recv() => {
+                let Some(p) = event else {
+                    return Err(CloudSyncError::service("the engine stopped sending events").into());
+                };
+                if json {
+                    println!("{}", serde_json::to_string(&p).expect("events serialize"));
+                }
+                if let Some(bar) = &bar {
+                    bar.set_position(u64::from(p.progress));
+                }
+                if p.is_terminal() {
+                    break p;
+                }
+            }
+            _ = &mut ctrl_c, if !stopping => {
+                stopping = true;
+                cloudsync::stop_optimize_space(rt).await?;
+            }
+        }
+    };
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    if !json {
+        println!(
+            "{} ({}%) in {:.1?}",
+            last.state.name(),
+            last.progress,
+            started.elapsed()
+        );
+    }
+    Ok(match last.state {
+        cloudsync::OptimizeState::Completed => ExitCode::SUCCESS,
+        cloudsync::OptimizeState::Stopped => ExitCode::from(130),
+        _ => ExitCode::from(1),
+    })
 }
 
 async fn state(rt: &Runtime, targets: &[String], json: bool) -> Result<ExitCode, Failure> {
@@ -443,7 +589,13 @@ fn default_config() -> Option<PathBuf> {
 
 async fn download(rt: &Runtime, target: &str, keep_partial: bool, json: bool) -> Result<ExitCode, Failure> {
     let uri = to_uri(rt, target);
-    let cache = CloudFileCache::new(rt).await?;
+    // A gallery item's original comes through `Download`; an app file
+    // through `CloudFileCache`.
+    let cache = if uri.starts_with("file://media/") {
+        Fetcher::Gallery(cloudsync::Download::new(rt).await?)
+    } else {
+        Fetcher::App(CloudFileCache::new(rt).await?)
+    };
     let (tx, mut events) = tokio::sync::mpsc::unbounded_channel::<DownloadProgress>();
     cache
         .on("progress", move |p| {

@@ -17,6 +17,7 @@ use wasmtime::{Store, StoreLimitsBuilder, UpdateDeadline};
 
 use super::bindings::exports::ohos::cloudsync::engine::TickResult;
 use super::bindings::exports::ohos::cloudsync::file_cache::GuestCloudFileCache;
+use super::bindings::exports::ohos::cloudsync::on_demand::GuestDownload;
 use super::bindings::exports::ohos::cloudsync::sync::{GuestFileSync, GuestGallerySync};
 use super::bindings::ohos::cloudsync::types::Error as GuestError;
 use super::bindings::{Cloudsync, CloudsyncPre};
@@ -72,6 +73,8 @@ pub enum ObjectKind {
     /// `FileSync()` (none) or `FileSync(bundleName)`.
     FileSync(Option<String>),
     GallerySync,
+    /// `Download()`: originals of gallery items.
+    Download,
 }
 
 /// A host-side API object and its guest resource in the current instance.
@@ -247,6 +250,10 @@ impl Driver {
             last.error = DownloadErrorType::UnknownError;
             let _ = self.backends.events.send(HostEvent::Download(listener, last));
         }
+        if let Some((listener, mut last)) = state.optimize_in_flight {
+            last.state = crate::api::OptimizeState::Failed;
+            let _ = self.backends.events.send(HostEvent::Optimize(listener, last));
+        }
         for (listener, last) in state.syncs_in_flight {
             let failed = SyncProgress {
                 state: if last.state == SyncState::Uploading {
@@ -311,6 +318,9 @@ impl Driver {
             ObjectKind::GallerySync => self
                 .call(|b, s| b.ohos_cloudsync_sync().gallery_sync().call_create(s))?
                 .map_err(guest_error)?,
+            ObjectKind::Download => self
+                .call(|b, s| b.ohos_cloudsync_on_demand().download().call_create(s))?
+                .map_err(guest_error)?,
         };
         let event = crate::api::PROGRESS;
         for l in listeners {
@@ -318,6 +328,7 @@ impl Driver {
                 ObjectKind::Cache => b.ohos_cloudsync_file_cache().cloud_file_cache().call_on(s, r, event, l),
                 ObjectKind::FileSync(_) => b.ohos_cloudsync_sync().file_sync().call_on(s, r, event, l),
                 ObjectKind::GallerySync => b.ohos_cloudsync_sync().gallery_sync().call_on(s, r, event, l),
+                ObjectKind::Download => b.ohos_cloudsync_on_demand().download().call_on(s, r, event, l),
             })?
             .map_err(guest_error)?;
         }
@@ -345,6 +356,17 @@ impl Driver {
     ) -> Result<R, CloudSyncError> {
         let r = self.resource(id)?;
         self.call(|b, s| f(&b.ohos_cloudsync_sync().file_sync(), s, r))?
+            .map_err(guest_error)
+    }
+
+    /// Calls a method of object `id`'s `download` resource.
+    pub fn call_download<R>(
+        &mut self,
+        id: ObjectId,
+        f: impl FnOnce(&GuestDownload, &mut Store<HostState>, ResourceAny) -> wasmtime::Result<Result<R, GuestError>>,
+    ) -> Result<R, CloudSyncError> {
+        let r = self.resource(id)?;
+        self.call(|b, s| f(&b.ohos_cloudsync_on_demand().download(), s, r))?
             .map_err(guest_error)
     }
 

@@ -14,7 +14,7 @@ pub use driver::SandboxLimits;
 pub(crate) use driver::{guest_error, Driver, Msg, ObjectId, ObjectKind};
 pub use loader::{default_cache_dir, embedded_component as engine_component};
 
-use crate::api::{CloudSyncError, DownloadProgress, ListenerId, SyncProgress};
+use crate::api::{CloudSyncError, DownloadProgress, ListenerId, OptimizeSpaceProgress, SyncProgress};
 use crate::cloud::{Cloud, LocalFolderCloud};
 use crate::device::{DeviceStatus, SystemDevice};
 use crate::identity::Identity;
@@ -52,6 +52,7 @@ pub enum BuildError {
 pub(crate) enum Callback {
     Download(Arc<dyn Fn(DownloadProgress) + Send + Sync>),
     Sync(Arc<dyn Fn(SyncProgress) + Send + Sync>),
+    Optimize(Arc<dyn Fn(OptimizeSpaceProgress) + Send + Sync>),
 }
 
 /// Listener callbacks by id; events name the listener they are for.
@@ -110,14 +111,28 @@ pub struct RuntimeBuilder {
     component: Option<Vec<u8>>,
     cache_dir: Option<PathBuf>,
     switched_off: std::collections::BTreeSet<String>,
+    request_limits: std::collections::BTreeMap<String, crate::identity::RequestLimit>,
 }
 
 impl RuntimeBuilder {
+    /// Lets `bundle` start at most `limit.count` downloads per
+    /// `limit.window`; beyond, a download fails with FREQUENT_USER_REQUESTS.
+    pub fn request_limit(mut self, bundle: impl Into<String>, limit: crate::identity::RequestLimit) -> Self {
+        self.request_limits.insert(bundle.into(), limit);
+        self
+    }
+
     /// Applies a [`Policy`](crate::identity::Policy): its caller (acting as
     /// `default_bundle` when it names none) and the apps whose cloud switch is off.
     pub fn policy(mut self, policy: &crate::identity::Policy, default_bundle: &str) -> Self {
         self.identity = policy.identity(default_bundle);
         self.switched_off.extend(policy.cloud_switch_off.iter().cloned());
+        for (bundle, rate) in &policy.request_limits {
+            // Checked when the policy was parsed.
+            if let Ok(limit) = crate::identity::RequestLimit::parse(rate) {
+                self.request_limits.insert(bundle.clone(), limit);
+            }
+        }
         self
     }
 
@@ -217,6 +232,11 @@ impl RuntimeBuilder {
                                 cb(progress);
                             }
                         }
+                        HostEvent::Optimize(id, progress) => {
+                            if let Some(Callback::Optimize(cb)) = dispatch.get(id) {
+                                cb(progress);
+                            }
+                        }
                         HostEvent::FailureReason { uri, reason } => dispatch.set_failure_reason(uri, reason),
                     }
                 }
@@ -233,6 +253,7 @@ impl RuntimeBuilder {
             cloud,
             device: self.device,
             switched_off: Arc::new(self.switched_off),
+            request_limits: Arc::new(crate::identity::RequestLimits::new(self.request_limits)),
             handle,
             events: events_tx,
         };
@@ -325,6 +346,7 @@ impl Runtime {
             component: None,
             cache_dir: default_cache_dir(),
             switched_off: Default::default(),
+            request_limits: Default::default(),
         }
     }
 

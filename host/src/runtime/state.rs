@@ -18,7 +18,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::ohos::cloudsync::{cloud, device, events, media, permission, storage, transfer, types};
-use crate::api::{self, DownloadProgress, ListenerId, SyncProgress};
+use crate::api::{self, DownloadProgress, ListenerId, OptimizeSpaceProgress, SyncProgress};
 use crate::cloud::{bytes_stream, Cloud, CloudError, CloudErrorKind, CloudObject, Precondition};
 use crate::device::DeviceStatus;
 use crate::identity::Identity;
@@ -40,6 +40,7 @@ pub type EventSink = std::sync::mpsc::Sender<HostEvent>;
 pub enum HostEvent {
     Download(ListenerId, DownloadProgress),
     Sync(ListenerId, SyncProgress),
+    Optimize(ListenerId, OptimizeSpaceProgress),
     /// Why a download failed; precedes its FAILED events.
     FailureReason {
         uri: String,
@@ -57,6 +58,8 @@ pub struct Backends {
     pub device: Arc<dyn DeviceStatus>,
     /// Apps whose cloud switch is off: they may not sync (22400001).
     pub switched_off: Arc<std::collections::BTreeSet<String>>,
+    /// Per-app download rates the policy sets.
+    pub request_limits: Arc<crate::identity::RequestLimits>,
     pub handle: tokio::runtime::Handle,
     pub events: EventSink,
 }
@@ -70,6 +73,8 @@ pub struct HostState {
     /// Sync runs that reported progress and no terminal event yet, per
     /// listener: if the instance traps they end as failed.
     pub(crate) syncs_in_flight: HashMap<ListenerId, SyncProgress>,
+    /// The running space optimisation's listener and last event.
+    pub(crate) optimize_in_flight: Option<(ListenerId, OptimizeSpaceProgress)>,
     pub(crate) limits: StoreLimits,
     pub(crate) stderr: MemoryOutputPipe,
     pub(crate) call_started: Instant,
@@ -97,6 +102,7 @@ impl HostState {
             transfers,
             in_flight: HashMap::new(),
             syncs_in_flight: HashMap::new(),
+            optimize_in_flight: None,
             limits,
             stderr,
             call_started: Instant::now(),
@@ -351,6 +357,19 @@ impl storage::Host for HostState {
         })
     }
 
+    fn evict(&mut self, bundle: String, path: String, expect: (u64, u64, u64)) -> Result<(), storage::IoError> {
+        self.timed(|s| {
+            let p = s.resolve(&bundle, &path)?;
+            crate::storage::evict(&p, expect).map_err(|e| match e {
+                crate::storage::EvictError::InUse => {
+                    io_error(storage::IoErrorKind::WouldBlock, format!("{path} is open for writing"))
+                }
+                crate::storage::EvictError::Changed => io_error(storage::IoErrorKind::Other, format!("{path} changed")),
+                crate::storage::EvictError::Io(e) => std_io_error(&path, e),
+            })
+        })
+    }
+
     fn meta_get(&mut self, key: String) -> Result<Option<Vec<u8>>, storage::IoError> {
         self.timed(|s| {
             s.grant_key(&key)?;
@@ -537,6 +556,15 @@ impl transfer::Host for HostState {
     fn start_download(&mut self, r: transfer::DownloadRequest) -> Result<u64, cloud::CloudError> {
         self.timed(|s| {
             let key = s.cloud_key(&r.bundle, &r.cloud_path)?;
+            if let Err(limit) = s.b.request_limits.take(&r.bundle) {
+                return Err(wit_cloud_error_kind(
+                    cloud::CloudErrorKind::Throttled,
+                    format!(
+                        "{} may start {} downloads per {:?}; try again later",
+                        r.bundle, limit.count, limit.window
+                    ),
+                ));
+            }
             let local = s
                 .resolve(&r.bundle, &r.local_path)
                 .map_err(|e| wit_cloud_error_kind(cloud::CloudErrorKind::LocalIo, e.message))?;
@@ -604,6 +632,20 @@ impl transfer::Host for HostState {
 }
 
 impl events::Host for HostState {
+    fn emit_optimize(&mut self, listener: u64, p: types::OptimizeSpaceProgress) {
+        let progress = OptimizeSpaceProgress {
+            state: match p.state {
+                types::OptimizeState::Running => api::OptimizeState::Running,
+                types::OptimizeState::Completed => api::OptimizeState::Completed,
+                types::OptimizeState::Failed => api::OptimizeState::Failed,
+                types::OptimizeState::Stopped => api::OptimizeState::Stopped,
+            },
+            progress: p.progress.min(100),
+        };
+        self.optimize_in_flight = (!progress.is_terminal()).then_some((listener, progress));
+        let _ = self.b.events.send(HostEvent::Optimize(listener, progress));
+    }
+
     fn emit_sync(&mut self, listener: u64, p: types::SyncProgress) {
         use api::{ErrorType as E, SyncState as S};
         let progress = SyncProgress {

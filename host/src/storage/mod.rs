@@ -1,8 +1,10 @@
 //! The device side: each app's sandboxed local area, and the durable
 //! metadata store the engine keeps its records in.
 
+mod evict;
 mod meta;
 mod sandbox;
 
+pub use evict::{evict, EvictError};
 pub use meta::{MetaError, MetaStore};
 pub use sandbox::{AppAreas, SandboxError};

@@ -16,8 +16,8 @@ mod bindings {
     wit_bindgen::generate!({ path: "../../wit", world: "cloudsync" });
 }
 
-use bindings::exports::ohos::cloudsync::{engine, file_cache, sync};
-use bindings::ohos::cloudsync::types::{Error, FileSyncState};
+use bindings::exports::ohos::cloudsync::{engine, file_cache, on_demand, sync};
+use bindings::ohos::cloudsync::types::{Error, FileSyncState, OptimizeSpaceParam};
 use bindings::ohos::cloudsync::{cloud, permission, storage, transfer};
 
 struct Evil;
@@ -156,12 +156,15 @@ impl file_cache::GuestCloudFileCache for Cache {
             };
             let upload_other = allowed(transfer::start_upload(&upload).is_ok());
             let ready_other = allowed(cloud::ready("other.app").is_ok());
+            let evict_other = allowed(storage::evict("other.app", "cloud/x", (0, 0, 0)).is_ok());
+            let evict_up = allowed(storage::evict(&me, "../other.app/cloud/x", (0, 0, 0)).is_ok());
             return Err(Error {
                 code: 1,
                 message: format!(
                     "list-up={list_up} list-deep={list_deep} meta-other={meta_other} meta-write={meta_write} \
                      bare-key={bare_key} files-other={files_other} own={own} scan-other={scan_other} \
-                     scan-up={scan_up} upload-other={upload_other} ready-other={ready_other}"
+                     scan-up={scan_up} upload-other={upload_other} ready-other={ready_other} \
+                     evict-other={evict_other} evict-up={evict_up}"
                 ),
             });
         }
@@ -185,6 +188,40 @@ impl file_cache::GuestCloudFileCache for Cache {
     }
     fn stop(&self, _uri: String, _need_clean: bool) -> Result<(), Error> {
         Ok(())
+    }
+    fn clean_cache(&self, _uri: String) -> Result<(), Error> {
+        no_sync()
+    }
+}
+
+impl on_demand::Guest for Evil {
+    type Download = NoSync;
+    fn start_optimize_space(_param: OptimizeSpaceParam, _listener: Option<u64>) -> Result<(), Error> {
+        no_sync()
+    }
+    fn stop_optimize_space() -> Result<(), Error> {
+        no_sync()
+    }
+    fn list_files(_gallery: bool) -> Result<Vec<on_demand::FileEntry>, Error> {
+        no_sync()
+    }
+}
+
+impl on_demand::GuestDownload for NoSync {
+    fn create() -> Result<on_demand::Download, Error> {
+        no_sync()
+    }
+    fn on(&self, _event: String, _listener: u64) -> Result<(), Error> {
+        no_sync()
+    }
+    fn off(&self, _event: String, _listener: Option<u64>) -> Result<(), Error> {
+        no_sync()
+    }
+    fn start(&self, _uri: String) -> Result<(), Error> {
+        no_sync()
+    }
+    fn stop(&self, _uri: String) -> Result<(), Error> {
+        no_sync()
     }
 }
 

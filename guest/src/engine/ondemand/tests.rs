@@ -48,7 +48,9 @@ fn local(e: &Engine<Fake>, path: &str) -> Option<Vec<u8>> {
 }
 
 fn record(e: &Engine<Fake>, path: &str) -> SyncedRecord {
-    records::get(&e.platform, &records::path_key(SYNCED, APP, path)).unwrap().unwrap()
+    records::get(&e.platform, &records::path_key(SYNCED, APP, path))
+        .unwrap()
+        .unwrap()
 }
 
 /// Three synced files: a (5 bytes), b (10), c (20).
@@ -70,8 +72,14 @@ fn clean_cache_evicts_a_synced_file_and_keeps_it_listed() {
     assert!(record(&e, "b").cloud_only);
     let files = e.ondemand.list_files(&e.platform, false, &e.syncs).unwrap();
     let b = files.iter().find(|f| f.uri == uri("b")).unwrap();
-    assert!(b.cloud_only && b.size == 10 && b.state == FileSyncState::Completed, "{b:?}");
-    assert_eq!(e.syncs.file_sync_state(&e.platform, &uri("b")), Ok(FileSyncState::Completed));
+    assert!(
+        b.cloud_only && b.size == 10 && b.state == FileSyncState::Completed,
+        "{b:?}"
+    );
+    assert_eq!(
+        e.syncs.file_sync_state(&e.platform, &uri("b")),
+        Ok(FileSyncState::Completed)
+    );
     // Idempotent.
     e.ondemand.clean_cache(&e.platform, &uri("b")).unwrap();
     // A sync keeps it cloud-only: nothing downloaded, nothing deleted.
@@ -109,7 +117,10 @@ fn clean_cache_refuses_what_the_cloud_does_not_hold_exactly() {
     assert_eq!(code(&e, "missing"), codes::NO_SUCH_FILE);
     e.platform.0.borrow_mut().permissions.remove(CLOUDFILE_SYNC_MANAGER);
     assert_eq!(
-        e.ondemand.clean_cache(&e.platform, "file://other/data/storage/el2/cloud/x").unwrap_err().code,
+        e.ondemand
+            .clean_cache(&e.platform, "file://other/data/storage/el2/cloud/x")
+            .unwrap_err()
+            .code,
         codes::INVALID_URI,
         "another bundle without the manager permission"
     );
@@ -144,7 +155,11 @@ fn a_crash_mid_eviction_leaves_the_file_local_or_cloud_only_never_lost() {
         assert_eq!(sync(&mut e), completed());
         let here = local(&e, "b");
         let r = record(&e, "b");
-        assert_eq!(e.platform.cloud("b").unwrap(), b"bbbbbbbbbb", "crash after {writes_before_crash} writes");
+        assert_eq!(
+            e.platform.cloud("b").unwrap(),
+            b"bbbbbbbbbb",
+            "crash after {writes_before_crash} writes"
+        );
         match here {
             Some(data) => assert!(data == b"bbbbbbbbbb" && !r.cloud_only, "local and recorded so"),
             None => assert!(r.cloud_only, "cloud-only and recorded so"),
@@ -167,10 +182,16 @@ fn optimize_evicts_least_recently_used_first_within_the_budget() {
             .unwrap();
     }
     // The fake's atime is the mtime, long ago: the access records decide.
-    assert_eq!(e.ondemand.start_optimize(&e.platform, 10, 30, None).unwrap_err().code, 401);
+    assert_eq!(
+        e.ondemand.start_optimize(&e.platform, 10, 30, None).unwrap_err().code,
+        401
+    );
     e.ondemand.start_optimize(&e.platform, 10, 30, Some(L)).unwrap();
     assert_eq!(
-        e.ondemand.start_optimize(&e.platform, 10, 30, Some(L)).unwrap_err().code,
+        e.ondemand
+            .start_optimize(&e.platform, 10, 30, Some(L))
+            .unwrap_err()
+            .code,
         codes::ALREADY_RUNNING
     );
     drain(&mut e);
@@ -178,8 +199,20 @@ fn optimize_evicts_least_recently_used_first_within_the_budget() {
     assert_eq!(local(&e, "b"), None);
     assert!(local(&e, "a").is_some() && local(&e, "c").is_some());
     let events = std::mem::take(&mut e.platform.0.borrow_mut().optimize_events);
-    assert_eq!(events.first().unwrap().1, OptimizeProgress { state: OptimizeState::Running, progress: 0 });
-    assert_eq!(events.last().unwrap().1, OptimizeProgress { state: OptimizeState::Completed, progress: 100 });
+    assert_eq!(
+        events.first().unwrap().1,
+        OptimizeProgress {
+            state: OptimizeState::Running,
+            progress: 0
+        }
+    );
+    assert_eq!(
+        events.last().unwrap().1,
+        OptimizeProgress {
+            state: OptimizeState::Completed,
+            progress: 100
+        }
+    );
     // No budget: every aged file (a); c was used 5 days ago.
     e.ondemand.start_optimize(&e.platform, u64::MAX, 30, Some(L)).unwrap();
     drain(&mut e);

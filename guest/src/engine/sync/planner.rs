@@ -218,12 +218,14 @@ fn plan_path(
             // Unchanged, but a metadata-only change (a touched file, a
             // re-uploaded identical object) refreshes the record.
             match (l, r, s) {
-                (Some(l), Some(r), Some(s)) if l.stamp != s.local || r.etag != s.etag || s.cloud_only => Some(Op::RecordSynced {
-                    path,
-                    etag: r.etag.clone(),
-                    local: l.stamp,
-                    hash: l.hash.clone().or_else(|| s.hash.clone()),
-                }),
+                (Some(l), Some(r), Some(s)) if l.stamp != s.local || r.etag != s.etag || s.cloud_only => {
+                    Some(Op::RecordSynced {
+                        path,
+                        etag: r.etag.clone(),
+                        local: l.stamp,
+                        hash: l.hash.clone().or_else(|| s.hash.clone()),
+                    })
+                }
                 _ => None,
             }
         }

@@ -716,10 +716,8 @@ fn random_history(seed: u64) {
     check_nothing_lost(&e, &h, seed);
     // Both sides hold the same files, except that an evicted one is only in
     // the cloud (and recorded so).
-    let records: BTreeMap<String, SyncedRecord> = records::scan(&e.platform, SYNCED, APP)
-        .unwrap()
-        .into_iter()
-        .collect();
+    let records: BTreeMap<String, SyncedRecord> =
+        records::scan(&e.platform, SYNCED, APP).unwrap().into_iter().collect();
     let (local, cloud) = (app_files(&e), cloud_files(&e));
     for (path, data) in &cloud {
         match local.get(path) {

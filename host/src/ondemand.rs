@@ -1,0 +1,182 @@
+//! Files on demand: `Download` (originals of gallery photos),
+//! `startOptimizeSpace` / `stopOptimizeSpace` / `optimizeStorage`, and the
+//! list of the files the device knows. `CloudFileCache::clean_cache` is in
+//! cache.rs.
+
+use std::sync::Arc;
+
+use crate::api::{CloudSyncError, DownloadProgress, FileEntry, ListenerId, OptimizeSpaceParam, OptimizeSpaceProgress};
+use crate::runtime::bindings::ohos::cloudsync::types;
+use crate::runtime::{guest_error, Callback, ObjectId, ObjectKind, Runtime};
+
+/// Downloads the original of a cloud-only gallery photo
+/// (`file://media/Photo/<id>/<name>`); a system API (201, 202). Events are
+/// `DownloadProgress`, as for `CloudFileCache`; `stop` always deletes the
+/// partial file.
+pub struct Download {
+    rt: Runtime,
+    id: ObjectId,
+}
+
+impl Download {
+    pub async fn new(rt: &Runtime) -> Result<Self, CloudSyncError> {
+        let id = rt.next_object_id();
+        rt.call(move |d| d.create_object(id, ObjectKind::Download)).await?;
+        Ok(Download { rt: rt.clone(), id })
+    }
+
+    pub async fn on(
+        &self,
+        event: &str,
+        callback: impl Fn(DownloadProgress) + Send + Sync + 'static,
+    ) -> Result<ListenerId, CloudSyncError> {
+        let listener = self.rt.listeners().add(Callback::Download(Arc::new(callback)));
+        let (id, event) = (self.id, event.to_string());
+        let result = self
+            .rt
+            .call(move |d| {
+                d.call_download(id, |g, s, r| g.call_on(s, r, &event, listener))?;
+                d.add_listener(id, listener);
+                Ok(())
+            })
+            .await;
+        if result.is_err() {
+            self.rt.listeners().remove(&[listener]);
+        }
+        result.map(|()| listener)
+    }
+
+    pub async fn off(&self, event: &str, listener: Option<ListenerId>) -> Result<(), CloudSyncError> {
+        let (id, event) = (self.id, event.to_string());
+        let removed = self
+            .rt
+            .call(move |d| {
+                d.call_download(id, |g, s, r| g.call_off(s, r, &event, listener))?;
+                Ok(d.remove_listeners(id, listener))
+            })
+            .await?;
+        self.rt.listeners().remove(&removed);
+        Ok(())
+    }
+
+    /// Errors: 401, 13600001, 13900002, 13900025, 14000002.
+    pub async fn start(&self, uri: &str) -> Result<(), CloudSyncError> {
+        let (id, uri) = (self.id, uri.to_string());
+        self.rt
+            .call(move |d| d.call_download(id, |g, s, r| g.call_start(s, r, &uri)))
+            .await
+    }
+
+    /// Stops the download of `uri` (STOPPED follows); the partial file is deleted.
+    pub async fn stop(&self, uri: &str) -> Result<(), CloudSyncError> {
+        let (id, uri) = (self.id, uri.to_string());
+        self.rt
+            .call(move |d| d.call_download(id, |g, s, r| g.call_stop(s, r, &uri)))
+            .await
+    }
+}
+
+impl Drop for Download {
+    fn drop(&mut self) {
+        let id = self.id;
+        let rt = self.rt.clone();
+        let _ = self.rt.send(move |d| {
+            let listeners = d.drop_object(id);
+            rt.listeners().remove(&listeners);
+        });
+    }
+}
+
+/// `startOptimizeSpace(param, callback)`: evicts synced, unmodified files
+/// of the caller and the gallery not accessed for `aging_days`, least
+/// recently accessed first, until `total_size` bytes are freed. Without a
+/// callback: 401 and nothing runs; while one runs: 22400006; 201, 202.
+/// RUNNING events carry the percentage, then one COMPLETED (100) / FAILED /
+/// STOPPED.
+pub async fn start_optimize_space(
+    rt: &Runtime,
+    param: OptimizeSpaceParam,
+    callback: Option<impl Fn(OptimizeSpaceProgress) + Send + Sync + 'static>,
+) -> Result<(), CloudSyncError> {
+    let listener = callback.map(|cb| rt.listeners().add(Callback::Optimize(Arc::new(cb))));
+    let wit_param = types::OptimizeSpaceParam {
+        total_size: param.total_size,
+        aging_days: param.aging_days,
+    };
+    let result = rt
+        .call(move |d| {
+            d.call(|b, s| {
+                b.ohos_cloudsync_on_demand()
+                    .call_start_optimize_space(s, wit_param, listener)
+            })?
+            .map_err(guest_error)
+        })
+        .await;
+    if result.is_err() {
+        if let Some(l) = listener {
+            rt.listeners().remove(&[l]);
+        }
+    }
+    result
+}
+
+/// `stopOptimizeSpace()`: the running optimisation ends with STOPPED.
+pub async fn stop_optimize_space(rt: &Runtime) -> Result<(), CloudSyncError> {
+    rt.call(|d| {
+        d.call(|b, s| b.ohos_cloudsync_on_demand().call_stop_optimize_space(s))?
+            .map_err(guest_error)
+    })
+    .await
+}
+
+/// `optimizeStorage()`: one aging pass (30 days, no byte budget); returns
+/// when it is done. Errors as for `start_optimize_space`; a run that ends
+/// FAILED or STOPPED is 13600001.
+pub async fn optimize_storage(rt: &Runtime) -> Result<(), CloudSyncError> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let param = OptimizeSpaceParam {
+        total_size: u64::MAX,
+        aging_days: 30,
+    };
+    start_optimize_space(
+        rt,
+        param,
+        Some(move |p: OptimizeSpaceProgress| {
+            let _ = tx.send(p);
+        }),
+    )
+    .await?;
+    while let Some(p) = rx.recv().await {
+        if p.is_terminal() {
+            return match p.state {
+                crate::api::OptimizeState::Completed => Ok(()),
+                other => Err(CloudSyncError::service(format!(
+                    "the optimisation ended {}",
+                    other.name()
+                ))),
+            };
+        }
+    }
+    Err(CloudSyncError::service("the engine stopped sending events"))
+}
+
+/// Every file of the caller's folder (or the gallery's) the device knows,
+/// local or cloud-only, with size, state and last access. A system API.
+pub async fn list_files(rt: &Runtime, gallery: bool) -> Result<Vec<FileEntry>, CloudSyncError> {
+    let files = rt
+        .call(move |d| {
+            d.call(|b, s| b.ohos_cloudsync_on_demand().call_list_files(s, gallery))?
+                .map_err(guest_error)
+        })
+        .await?;
+    Ok(files
+        .into_iter()
+        .map(|f| FileEntry {
+            uri: f.uri,
+            size: f.size,
+            cloud_only: f.cloud_only,
+            state: crate::sync::file_sync_state(f.state),
+            last_access_ms: f.last_access_ms,
+        })
+        .collect())
+}
