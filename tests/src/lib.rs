@@ -178,6 +178,16 @@ impl Harness {
         list_files(&self.rt.app_folder(APP))
     }
 
+    /// No partial data in `bundle`'s staging area.
+    pub fn assert_nothing_partial_in(&self, bundle: &str) {
+        let staging = self.dir.path().join("device/apps").join(bundle).join(".staging");
+        assert_eq!(
+            list_files(&staging),
+            Vec::<String>::new(),
+            "partial data was left behind"
+        );
+    }
+
     pub fn assert_nothing_partial(&self) {
         assert_eq!(self.staging(), Vec::<String>::new(), "partial data was left behind");
     }

@@ -220,22 +220,31 @@ impl OnDemand {
             return Tick::Idle;
         };
         let mut failed = None;
-        for _ in 0..EVICTIONS_PER_TICK {
-            if job.freed >= job.target {
-                break;
-            }
+        // Checked one by one; removed as one batch (one metadata commit).
+        let mut batch = Vec::new();
+        let mut planned = job.freed;
+        while batch.len() < EVICTIONS_PER_TICK && planned < job.target {
             let Some(c) = job.queue.pop_front() else { break };
             let listed = job.cloud.get(&c.file.bundle).and_then(|m| m.get(&c.file.path));
             if listed != Some(&c.record.etag) {
                 continue; // the cloud does not hold this version: kept
             }
-            match evict(p, &c.file, Some(&c.record)) {
-                Ok(bytes) => job.freed += bytes,
-                Err(Refused::Api(_)) => {} // changed, open, gone: kept
+            match evictable(p, &c.file, Some(&c.record)) {
+                Ok(Some(record)) => {
+                    planned = planned.saturating_add(record.size);
+                    batch.push((c.file, record));
+                }
+                Ok(None) | Err(Refused::Api(_)) => {} // already evicted, changed, gone: kept
                 Err(Refused::Network(m)) => {
                     failed = Some(m);
                     break;
                 }
+            }
+        }
+        if !batch.is_empty() {
+            match evict_batch(p, batch) {
+                Ok(results) => job.freed += results.into_iter().filter_map(Result::ok).sum::<u64>(),
+                Err(_) => failed = Some("the metadata store refused a write".into()),
             }
         }
         let done = job.freed >= job.target || job.queue.is_empty();
@@ -369,6 +378,18 @@ fn bundles(p: &impl Platform) -> Vec<String> {
 /// Evicts one file's local copy; returns the bytes freed. `known`: the
 /// record as already read (and the cloud already checked) by the caller.
 fn evict(p: &impl Platform, file: &AppFile, known: Option<&SyncedRecord>) -> Result<u64, Refused> {
+    match evictable(p, file, known)? {
+        None => Ok(0), // already only in the cloud
+        Some(record) => {
+            let mut results = evict_batch(p, vec![(file.clone(), record)])?;
+            results.pop().expect("one result per file")
+        }
+    }
+}
+
+/// Checks that `file` may be evicted: its record (`None` when it is
+/// already cloud-only), or why not.
+fn evictable(p: &impl Platform, file: &AppFile, known: Option<&SyncedRecord>) -> Result<Option<SyncedRecord>, Refused> {
     let refuse = |code: u32, why: String| Err(Refused::Api(ApiError::new(code, format!("{}: {why}", uri_of(file)))));
     let key = records::key(SYNCED, file);
     let record = match known {
@@ -379,7 +400,7 @@ fn evict(p: &impl Platform, file: &AppFile, known: Option<&SyncedRecord>) -> Res
         },
     };
     if record.cloud_only {
-        return Ok(0); // already only in the cloud
+        return Ok(None);
     }
     let local = file.local_path();
     let stat = match p.stat(&file.bundle, &local) {
@@ -418,25 +439,54 @@ fn evict(p: &impl Platform, file: &AppFile, known: Option<&SyncedRecord>) -> Res
             Err(e) => return Err(Refused::Network(format!("cannot check the cloud: {}", e.message))),
         }
     }
-    // Cloud-only first, then the file goes: never a moment with neither.
-    let mut cloud_only = record.clone();
-    cloud_only.cloud_only = true;
-    p.meta_commit(vec![(key.clone(), Some(records::encode(&cloud_only)))])
+    Ok(Some(record))
+}
+
+/// Evicts checked files: their records turn cloud-only in one commit
+/// first, then the host removes each file (only if unchanged and not open);
+/// the records of files it kept go back in one more commit. A crash
+/// between leaves cloud-only records beside the very files they name,
+/// which the next sync records as local again. Returns per file the bytes
+/// freed or why it was kept.
+fn evict_batch(p: &impl Platform, files: Vec<(AppFile, SyncedRecord)>) -> Result<Vec<Result<u64, Refused>>, Refused> {
+    let turned: Vec<(String, Option<Vec<u8>>)> = files
+        .iter()
+        .map(|(file, record)| {
+            let mut cloud_only = record.clone();
+            cloud_only.cloud_only = true;
+            (records::key(SYNCED, file), Some(records::encode(&cloud_only)))
+        })
+        .collect();
+    p.meta_commit(turned)
         .map_err(|e| Refused::Api(ApiError::new(codes::INTERNAL, format!("metadata write failed: {e}"))))?;
-    if let Err(e) = p.evict(&file.bundle, &local, record.local) {
-        // Not removed (changed, or being written): the record goes back.
-        let _ = p.meta_commit(vec![(key, Some(records::encode(&record)))]);
-        let code = match e.kind {
-            IoErrorKind::WouldBlock => 13_900_010,
-            _ => codes::NO_SUCH_FILE,
-        };
-        return refuse(code, format!("not evicted: {}", e.message));
+    let mut results = Vec::with_capacity(files.len());
+    let mut back = Vec::new();
+    for (file, record) in &files {
+        match p.evict(&file.bundle, &file.local_path(), record.local) {
+            Ok(()) => {
+                if file.bundle == GALLERY_BUNDLE {
+                    // The photo still shows, as its thumbnail.
+                    let thumb = thumbnail_path(&file.path);
+                    let _ = p.make_thumbnail(&file.bundle, &file.path, &thumb, THUMBNAIL_EDGE);
+                }
+                results.push(Ok(record.size));
+            }
+            Err(e) => {
+                // Not removed (changed, or being written): the record goes back.
+                back.push((records::key(SYNCED, file), Some(records::encode(record))));
+                let code = match e.kind {
+                    IoErrorKind::WouldBlock => 13_900_010,
+                    _ => codes::NO_SUCH_FILE,
+                };
+                let why = format!("{}: not evicted: {}", uri_of(file), e.message);
+                results.push(Err(Refused::Api(ApiError::new(code, why))));
+            }
+        }
     }
-    if file.bundle == GALLERY_BUNDLE {
-        // The photo still shows, as its thumbnail.
-        let _ = p.make_thumbnail(&file.bundle, &file.path, &thumbnail_path(&file.path), THUMBNAIL_EDGE);
+    if !back.is_empty() {
+        let _ = p.meta_commit(back);
     }
-    Ok(record.size)
+    Ok(results)
 }
 
 fn internal(e: ApiError) -> ApiError {

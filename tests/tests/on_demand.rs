@@ -1,0 +1,305 @@
+//! Files on demand through the component: cleanCache, the placeholder it
+//! leaves, fetching it again, space optimisation, Download for gallery
+//! originals, and the per-app request limit.
+
+use std::time::Duration;
+
+use cloudsync::identity::{RequestLimit, CLOUDFILE_SYNC};
+use cloudsync::{
+    codes, get_file_sync_state, list_files, optimize_storage, start_optimize_space, stop_optimize_space,
+    CloudFileCache, Download, DownloadErrorType, FileSync, FileSyncState, GallerySync, Identity, OptimizeSpaceParam,
+    OptimizeSpaceProgress, OptimizeState, State,
+};
+use cloudsync_tests::{bytes, Harness, Recorder, SyncRecorder, APP};
+
+fn system() -> Identity {
+    let mut id = Identity::app(APP);
+    id.permissions = [CLOUDFILE_SYNC.to_string()].into();
+    id.system_app = true;
+    id
+}
+
+async fn synced(h: &Harness, files: &[(&str, Vec<u8>)]) {
+    for (p, data) in files {
+        h.put_local(p, data);
+    }
+    let sync = FileSync::new(&h.rt).await.unwrap();
+    let rec = SyncRecorder::default();
+    sync.on("progress", rec.callback()).await.unwrap();
+    sync.start().await.unwrap();
+    assert_eq!(rec.terminal(1).await.state, cloudsync::SyncState::Completed);
+}
+
+/// Sets a file's last access `days` ago (as the file system keeps it).
+fn accessed_days_ago(path: &std::path::Path, days: u32) {
+    let ok = std::process::Command::new("touch")
+        .arg("-a")
+        .arg("-d")
+        .arg(format!("{days} days ago"))
+        .arg(path)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clean_cache_leaves_a_placeholder_that_comes_back_on_demand() {
+    let h = Harness::with(|b| b.identity(system())).await;
+    synced(&h, &[("doc.pdf", bytes(300_000, 1)), ("other.txt", b"x".to_vec())]).await;
+    let cache = h.cache().await;
+    let uri = h.uri("doc.pdf");
+    cache.clean_cache(&uri).await.unwrap();
+    assert!(!h.local("doc.pdf").exists(), "evicted");
+    assert_eq!(h.cloud_snapshot()["doc.pdf"], bytes(300_000, 1), "the cloud holds it");
+    cache.clean_cache(&uri).await.unwrap(); // idempotent
+    let files = list_files(&h.rt, false).await.unwrap();
+    let doc = files.iter().find(|f| f.uri == uri).unwrap();
+    assert!(
+        doc.cloud_only && doc.size == 300_000 && doc.state == FileSyncState::Completed,
+        "{doc:?}"
+    );
+    assert_eq!(
+        get_file_sync_state(&h.rt, &uri).await.unwrap(),
+        FileSyncState::Completed
+    );
+    // A sync leaves it in the cloud and cloud-only.
+    synced(&h, &[]).await;
+    assert!(!h.local("doc.pdf").exists());
+    assert!(h.cloud_snapshot().contains_key("doc.pdf"));
+    // On demand: back, whole.
+    let (rec, _) = Recorder::attach(&cache).await;
+    cache.start(&uri).await.unwrap();
+    assert_eq!(rec.terminal(&uri).await.state, State::Completed);
+    assert_eq!(std::fs::read(h.local("doc.pdf")).unwrap(), bytes(300_000, 1));
+    let files = list_files(&h.rt, false).await.unwrap();
+    assert!(files.iter().all(|f| !f.cloud_only), "{files:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clean_cache_refuses_dirty_open_and_unknown_files_and_needs_the_system_api() {
+    let h = Harness::with(|b| b.identity(system())).await;
+    synced(&h, &[("a.txt", b"synced".to_vec()), ("b.txt", b"synced too".to_vec())]).await;
+    let cache = h.cache().await;
+    h.put_local("a.txt", b"edited, not synced yet");
+    assert_eq!(
+        cache.clean_cache(&h.uri("a.txt")).await.unwrap_err().code,
+        codes::NO_SUCH_FILE
+    );
+    h.put_local("new.txt", b"never synced");
+    assert_eq!(
+        cache.clean_cache(&h.uri("new.txt")).await.unwrap_err().code,
+        codes::NO_SUCH_FILE
+    );
+    assert_eq!(
+        cache.clean_cache(&h.uri("gone.txt")).await.unwrap_err().code,
+        codes::NO_SUCH_FILE
+    );
+    assert_eq!(
+        cache
+            .clean_cache("file://com.other/data/storage/el2/cloud/x")
+            .await
+            .unwrap_err()
+            .code,
+        codes::INVALID_URI
+    );
+    // Open in another process (being written): refused, kept.
+    let b = h.local("b.txt");
+    let mut writer = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("exec 3<>'{}'; exec sleep 10", b.display()))
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(cache.clean_cache(&h.uri("b.txt")).await.unwrap_err().code, 13_900_010);
+    assert!(b.exists());
+    writer.kill().unwrap();
+    writer.wait().unwrap();
+    cache.clean_cache(&h.uri("b.txt")).await.unwrap();
+    assert!(!b.exists());
+    assert_eq!(std::fs::read(h.local("a.txt")).unwrap(), b"edited, not synced yet");
+
+    // An ordinary app: 201 (no permission); with it but not a system app: 202.
+    let h = Harness::new().await;
+    let cache = h.cache().await;
+    assert_eq!(
+        cache.clean_cache(&h.uri("a.txt")).await.unwrap_err().code,
+        codes::PERMISSION_DENIED
+    );
+    let mut id = Identity::app(APP);
+    id.permissions = [CLOUDFILE_SYNC.to_string()].into();
+    let h = Harness::with(|b| b.identity(id)).await;
+    let cache = h.cache().await;
+    assert_eq!(
+        cache.clean_cache(&h.uri("a.txt")).await.unwrap_err().code,
+        codes::NOT_SYSTEM_APP
+    );
+}
+
+fn recorder() -> (
+    impl Fn(OptimizeSpaceProgress) + Send + Sync + 'static,
+    tokio::sync::mpsc::UnboundedReceiver<OptimizeSpaceProgress>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    (
+        move |p| {
+            let _ = tx.send(p);
+        },
+        rx,
+    )
+}
+
+async fn until_terminal(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<OptimizeSpaceProgress>,
+) -> Vec<OptimizeSpaceProgress> {
+    let mut events = Vec::new();
+    while let Ok(Some(p)) = tokio::time::timeout(Duration::from_secs(60), rx.recv()).await {
+        events.push(p);
+        if p.is_terminal() {
+            return events;
+        }
+    }
+    panic!("no terminal event: {events:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optimize_evicts_the_least_recently_used_within_the_budget() {
+    let h = Harness::with(|b| b.identity(system())).await;
+    synced(
+        &h,
+        &[
+            ("old.bin", bytes(40_000, 1)),
+            ("older.bin", bytes(30_000, 2)),
+            ("recent.bin", bytes(50_000, 3)),
+        ],
+    )
+    .await;
+    accessed_days_ago(&h.local("old.bin"), 40);
+    accessed_days_ago(&h.local("older.bin"), 90);
+    accessed_days_ago(&h.local("recent.bin"), 2);
+    // Without a callback: 401 and nothing runs.
+    let none: Option<fn(OptimizeSpaceProgress)> = None;
+    let param = OptimizeSpaceParam {
+        total_size: 20_000,
+        aging_days: 30,
+    };
+    assert_eq!(start_optimize_space(&h.rt, param, none).await.unwrap_err().code, 401);
+    let (cb, mut rx) = recorder();
+    start_optimize_space(&h.rt, param, Some(cb)).await.unwrap();
+    let events = until_terminal(&mut rx).await;
+    assert_eq!(events.first().unwrap().state, OptimizeState::Running);
+    assert_eq!(
+        *events.last().unwrap(),
+        OptimizeSpaceProgress {
+            state: OptimizeState::Completed,
+            progress: 100
+        }
+    );
+    // The least recently used (90 days) freed the 20,000 bytes asked for.
+    assert!(!h.local("older.bin").exists());
+    assert!(h.local("old.bin").exists() && h.local("recent.bin").exists());
+    // optimizeStorage: 30 days, no budget; the recent file stays.
+    optimize_storage(&h.rt).await.unwrap();
+    assert!(!h.local("old.bin").exists());
+    assert!(h.local("recent.bin").exists());
+    assert_eq!(h.cloud_snapshot().len(), 3, "every byte is still in the cloud");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_optimisation_is_22400006_and_stop_ends_with_stopped() {
+    let h = Harness::with(|b| b.identity(system())).await;
+    let files: Vec<(String, Vec<u8>)> = (0..400).map(|i| (format!("f{i:03}.bin"), bytes(1000, i))).collect();
+    let refs: Vec<(&str, Vec<u8>)> = files.iter().map(|(p, d)| (p.as_str(), d.clone())).collect();
+    synced(&h, &refs).await;
+    let param = OptimizeSpaceParam {
+        total_size: u64::MAX,
+        aging_days: 0,
+    };
+    // 400 evictions take several ticks (a durable removal each): the second
+    // start and the stop land while the first runs.
+    let (cb, mut rx) = recorder();
+    start_optimize_space(&h.rt, param, Some(cb)).await.unwrap();
+    let (cb2, _rx2) = recorder();
+    let second = start_optimize_space(&h.rt, param, Some(cb2)).await;
+    assert_eq!(second.unwrap_err().code, codes::ALREADY_RUNNING);
+    stop_optimize_space(&h.rt).await.unwrap();
+    let events = until_terminal(&mut rx).await;
+    let last = *events.last().unwrap();
+    assert_eq!(last.state, OptimizeState::Stopped, "{events:?}");
+    assert!(last.progress < 100, "{events:?}");
+    let left = (0..400).filter(|i| h.local(&format!("f{i:03}.bin")).exists()).count();
+    assert!(left > 0, "stopped before the end");
+    assert_eq!(h.cloud_snapshot().len(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn download_fetches_a_gallery_original_and_stop_always_cleans() {
+    let h = Harness::with(|b| b.identity(system())).await;
+    let original = bytes(2 << 20, 9);
+    let in_cloud = h.cloud_dir.join("media/Photo/5/raw.dng");
+    std::fs::create_dir_all(in_cloud.parent().unwrap()).unwrap();
+    std::fs::write(&in_cloud, &original).unwrap();
+    let gallery = GallerySync::new(&h.rt).await.unwrap();
+    let rec = SyncRecorder::default();
+    gallery.on("progress", rec.callback()).await.unwrap();
+    gallery.start().await.unwrap();
+    rec.terminal(1).await;
+    let local = h.rt.app_folder("media").join("Photo/5/raw.dng");
+    assert!(!local.exists(), "only a placeholder after the sync");
+
+    let uri = "file://media/Photo/5/raw.dng";
+    let download = Download::new(&h.rt).await.unwrap();
+    let events = Recorder::default();
+    download.on("progress", events.callback()).await.unwrap();
+    // Stopped part way: the partial file goes, always.
+    h.cloud.update(|f| f.bandwidth = Some(256 << 10));
+    download.start(uri).await.unwrap();
+    events
+        .wait_for("some bytes", |ev| ev.iter().any(|p| p.processed > 0))
+        .await;
+    download.stop(uri).await.unwrap();
+    assert_eq!(events.terminal(uri).await.state, State::Stopped);
+    h.assert_nothing_partial_in("media");
+    h.cloud.set(Default::default());
+    let events = Recorder::default();
+    download.on("progress", events.callback()).await.unwrap();
+    download.start(uri).await.unwrap();
+    assert_eq!(events.terminal(uri).await.state, State::Completed);
+    assert_eq!(std::fs::read(&local).unwrap(), original);
+    assert_eq!(get_file_sync_state(&h.rt, uri).await.unwrap(), FileSyncState::Completed);
+    // Not a gallery item: 14000002. An ordinary app: 201.
+    assert_eq!(download.start(&h.uri("x")).await.unwrap_err().code, codes::INVALID_URI);
+    let h = Harness::new().await;
+    assert_eq!(Download::new(&h.rt).await.err().unwrap().code, codes::PERMISSION_DENIED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_per_app_request_limit_fails_with_frequent_user_requests_until_the_window_passes() {
+    let limit = RequestLimit::parse("2/s").unwrap();
+    let h = Harness::with(|b| b.request_limit(APP, limit)).await;
+    for i in 0..3 {
+        h.put_cloud(&format!("{i}.txt"), b"x");
+    }
+    let cache: CloudFileCache = h.cache().await;
+    let (rec, _) = Recorder::attach(&cache).await;
+    for i in 0..3 {
+        cache.start(&h.uri(&format!("{i}.txt"))).await.unwrap();
+    }
+    assert_eq!(rec.terminal(&h.uri("0.txt")).await.state, State::Completed);
+    assert_eq!(rec.terminal(&h.uri("1.txt")).await.state, State::Completed);
+    let third = rec.terminal(&h.uri("2.txt")).await;
+    assert_eq!(
+        (third.state, third.error),
+        (State::Failed, DownloadErrorType::FrequentUserRequests)
+    );
+    assert!(h
+        .rt
+        .failure_reason(&h.uri("2.txt"))
+        .unwrap()
+        .contains("2 downloads per"));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let rec2 = Recorder::default();
+    cache.on("progress", rec2.callback()).await.unwrap();
+    cache.start(&h.uri("2.txt")).await.unwrap();
+    assert_eq!(rec2.terminal(&h.uri("2.txt")).await.state, State::Completed);
+}
