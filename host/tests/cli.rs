@@ -317,3 +317,40 @@ fn gallery_sync_and_status_show_cloud_photos_by_their_thumbnails() {
     assert_eq!(lines[0]["uri"], "file://media/Photo/7/beach.png");
     assert_eq!(lines[0]["state"], "COMPLETED");
 }
+
+#[test]
+fn clean_cache_optimize_and_fetching_again_as_a_user_runs_them() {
+    let s = Setup::new();
+    for (name, len) in [("small.txt", 100usize), ("big.bin", 3000), ("mid.bin", 2000)] {
+        s.put_cloud(name, &content(len));
+    }
+    assert_eq!(s.run(&["sync"]).0, 0);
+    let (code, lines, err) = s.run(&["--json", "clean-cache", "small.txt"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(lines[0]["evicted"].as_str().unwrap().ends_with("/small.txt"));
+    assert!(!s.local("small.txt").exists());
+    let out = s.command(&["status"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("cloud-only") && text.contains("small.txt"), "{text}");
+    assert!(text.contains("(1 only in the cloud)"), "{text}");
+    // A dirty file is refused with the seed's code.
+    std::fs::write(s.local("mid.bin"), b"edited").unwrap();
+    let (code, _, err) = s.run(&["clean-cache", "mid.bin"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("error 13900002"), "{err}");
+    // Free 1K of files not used for 0 days: the least recently used goes.
+    let (code, lines, err) = s.run(&["--json", "optimize", "--aging-days", "0", "--total-size", "1K"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(lines.last().unwrap()["state"], "COMPLETED");
+    assert_eq!(lines.last().unwrap()["progress"], 100);
+    assert!(!s.local("big.bin").exists(), "big.bin was evicted");
+    assert_eq!(
+        std::fs::read(s.local("mid.bin")).unwrap(),
+        b"edited",
+        "the dirty file stays"
+    );
+    // Fetched again on demand.
+    let (code, _, err) = s.run(&["download", "big.bin"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read(s.local("big.bin")).unwrap(), content(3000));
+}
