@@ -68,7 +68,7 @@ impl file_cache::GuestCloudFileCache for CacheHandle {
     }
 
     fn clean_cache(&self, uri: String) -> Result<(), types::Error> {
-        with_engine(|e| e.ondemand.clean_cache(&e.platform, &uri)).map_err(error)
+        with_engine(|e| e.ondemand.clean_cache(&e.platform, &e.syncs, &uri)).map_err(error)
     }
 }
 
@@ -406,6 +406,7 @@ impl Platform for WitPlatform {
             local_path: r.local_path,
             offset: r.offset,
             if_match: r.if_match,
+            counted: r.counted,
         })
         .map_err(cloud_error)
     }

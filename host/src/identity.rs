@@ -106,7 +106,9 @@ impl RequestLimit {
         let count: u32 = n
             .trim()
             .parse()
-            .map_err(|_| format!("{text:?}: {n:?} is not a count"))?;
+            .ok()
+            .filter(|c| *c > 0)
+            .ok_or_else(|| format!("{text:?}: {n:?} is not a count above 0"))?;
         let window = match unit.trim() {
             "s" | "sec" => std::time::Duration::from_secs(1),
             "min" | "m" => std::time::Duration::from_secs(60),

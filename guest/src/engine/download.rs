@@ -179,6 +179,9 @@ impl Downloads {
 
         let partial_key = records::key(PARTIAL, &file);
         let kept: Option<PartialRecord> = records::get(platform, &partial_key)?;
+        let resumes_kept = kept
+            .as_ref()
+            .is_some_and(|p| p.kept && p.etag == object.etag && p.size == object.size);
         let (temp, offset) = match kept {
             Some(p) if p.etag == object.etag && p.size == object.size => {
                 let have = platform
@@ -219,7 +222,7 @@ impl Downloads {
             kept: false,
         };
         platform
-            .meta_commit(vec![(partial_key, Some(records::encode(&record)))])
+            .meta_commit(vec![(partial_key.clone(), Some(records::encode(&record)))])
             .map_err(|e| ApiError::service(format!("metadata write failed: {e}")))?;
 
         let request = DownloadRequest {
@@ -228,6 +231,7 @@ impl Downloads {
             local_path: temp.clone(),
             offset,
             if_match: Some(object.etag.clone()),
+            counted: true,
         };
         match platform.start_download(request) {
             Ok(transfer) => {
@@ -248,7 +252,18 @@ impl Downloads {
                 self.active.insert(file, active);
             }
             Err(e) => {
-                discard_partial(platform, &file, &temp);
+                if resumes_kept {
+                    // Refused (throttled, say): the data kept for a resume stays kept.
+                    let kept = PartialRecord {
+                        temp: temp.clone(),
+                        etag: object.etag.clone(),
+                        size: object.size,
+                        kept: true,
+                    };
+                    let _ = platform.meta_commit(vec![(partial_key.clone(), Some(records::encode(&kept)))]);
+                } else {
+                    discard_partial(platform, &file, &temp);
+                }
                 platform.report_failure(uri, &e.message);
                 let p = progress(uri, State::Failed, offset, object.size, error_type(&e));
                 emit(platform, &self.caches, [cache], &p);
@@ -437,6 +452,7 @@ impl Downloads {
             local_path: a.temp.clone(),
             offset: 0,
             if_match: Some(object.etag),
+            counted: false,
         };
         match platform.start_download(request) {
             Ok(id) => a.transfer = id,

@@ -52,6 +52,8 @@ pub struct State_ {
     pub stat_errors: BTreeMap<String, IoErrorKind>,
     /// Local paths some process has open for writing.
     pub open_files: BTreeSet<String>,
+    /// `evict` removes the file, then reports a failure (a failed flush).
+    pub evict_fails_after_removal: bool,
     pub optimize_events: Vec<(ListenerId, super::ondemand::OptimizeProgress)>,
     /// A power cut after this many more writes: from then on every write
     /// fails and changes nothing (the instance is then thrown away).
@@ -106,6 +108,7 @@ impl Fake {
             unreadable: BTreeSet::new(),
             stat_errors: BTreeMap::new(),
             open_files: BTreeSet::new(),
+            evict_fails_after_removal: false,
             optimize_events: Vec::new(),
             crash_countdown: None,
             device: DeviceStatus {
@@ -495,6 +498,9 @@ impl Platform for Fake {
             return Err(IoError::new(IoErrorKind::Other, "changed"));
         }
         s.local.remove(&key);
+        if s.evict_fails_after_removal {
+            return Err(IoError::new(IoErrorKind::Other, "flush failed"));
+        }
         Ok(())
     }
     fn scan_tree(&self, bundle: &str, dir: &str) -> Result<Option<Vec<(String, FileStat)>>, IoError> {

@@ -150,7 +150,7 @@ impl<P: Platform> Engine<P> {
     pub fn tick(&mut self) -> Tick {
         let downloads = self.downloads.tick(&self.platform);
         let syncs = self.syncs.tick(&self.platform);
-        let optimize = self.ondemand.tick(&self.platform);
+        let optimize = self.ondemand.tick(&self.platform, &self.syncs);
         match syncs.max(optimize) {
             Tick::More => Tick::More,
             Tick::Waiting => Tick::Waiting,

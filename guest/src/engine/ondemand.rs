@@ -67,8 +67,6 @@ struct OptimizeJob {
     total: u64,
     freed: u64,
     queue: VecDeque<Candidate>,
-    /// Cloud etags per bundle, listed when the job started.
-    cloud: BTreeMap<String, BTreeMap<String, String>>,
     last_percent: u32,
 }
 
@@ -91,12 +89,19 @@ impl OnDemand {
     /// for a bad URI; 13900002 when the file has no synced copy in the cloud
     /// (never synced, or changed since); 13900010 while it is being written.
     /// Idempotent on a file that is already cloud-only.
-    pub fn clean_cache(&self, p: &impl Platform, uri: &str) -> Result<(), ApiError> {
+    pub fn clean_cache(&self, p: &impl Platform, syncs: &super::sync::Syncs, uri: &str) -> Result<(), ApiError> {
         if uri.is_empty() {
             return Err(ApiError::invalid_parameter("uri must not be empty"));
         }
         check_system_api(p, false)?;
         let file = parse_uri_for(uri, &p.caller_bundle(), p.has_permission(CLOUDFILE_SYNC_MANAGER), true)?;
+        if syncs.is_running(&file.bundle) {
+            // Its records are being written by the run: try again after it.
+            return Err(ApiError::new(
+                13_900_010,
+                format!("{uri}: a sync of its folder is running; try again when it ends"),
+            ));
+        }
         match evict(p, &file, None) {
             Ok(_) => Ok(()),
             Err(Refused::Api(e)) => Err(e),
@@ -160,32 +165,12 @@ impl OnDemand {
         // Least recently accessed first.
         candidates.sort_by(|a, b| (a.0, &a.1.file).cmp(&(b.0, &b.1.file)));
         let total = candidates.iter().map(|(_, c)| c.record.size).sum();
-        let mut cloud = BTreeMap::new();
-        for bundle in candidates
-            .iter()
-            .map(|(_, c)| c.file.bundle.clone())
-            .collect::<std::collections::BTreeSet<_>>()
-        {
-            // One listing per bundle checks every candidate's cloud version.
-            let listed = match p.cloud_list(&bundle, "") {
-                Ok(l) => l,
-                Err(e) if e.kind == CloudErrorKind::Network => {
-                    return Err(ApiError::new(
-                        codes::NETWORK_UNAVAILABLE,
-                        format!("the cloud cannot be reached: {}", e.message),
-                    ))
-                }
-                Err(e) => return Err(ApiError::service(format!("cannot list the cloud: {}", e.message))),
-            };
-            cloud.insert(bundle, listed.into_iter().map(|o| (o.path, o.etag)).collect());
-        }
         self.job = Some(OptimizeJob {
             listener,
             target: total_size,
             total,
             freed: 0,
             queue: candidates.into_iter().map(|(_, c)| c).collect(),
-            cloud,
             last_percent: 0,
         });
         p.emit_optimize(
@@ -215,21 +200,24 @@ impl OnDemand {
 
     /// Evicts the next batch; RUNNING as the percentage grows, then one
     /// terminal event.
-    pub fn tick(&mut self, p: &impl Platform) -> Tick {
+    pub fn tick(&mut self, p: &impl Platform, syncs: &super::sync::Syncs) -> Tick {
         let Some(job) = self.job.as_mut() else {
             return Tick::Idle;
         };
         let mut failed = None;
-        // Checked one by one; removed as one batch (one metadata commit).
+        // Checked one by one against the record and the cloud as they are
+        // now (the candidates were ranked at the start); removed as one
+        // batch (one metadata commit). Bundles being synced wait.
         let mut batch = Vec::new();
         let mut planned = job.freed;
-        while batch.len() < EVICTIONS_PER_TICK && planned < job.target {
+        let mut looked = 0;
+        while looked < EVICTIONS_PER_TICK && planned < job.target {
             let Some(c) = job.queue.pop_front() else { break };
-            let listed = job.cloud.get(&c.file.bundle).and_then(|m| m.get(&c.file.path));
-            if listed != Some(&c.record.etag) {
-                continue; // the cloud does not hold this version: kept
+            looked += 1;
+            if syncs.is_running(&c.file.bundle) {
+                continue;
             }
-            match evictable(p, &c.file, Some(&c.record)) {
+            match evictable(p, &c.file, None) {
                 Ok(Some(record)) => {
                     planned = planned.saturating_add(record.size);
                     batch.push((c.file, record));
@@ -400,7 +388,11 @@ fn evictable(p: &impl Platform, file: &AppFile, known: Option<&SyncedRecord>) ->
         },
     };
     if record.cloud_only {
-        return Ok(None);
+        return match p.stat(&file.bundle, &file.local_path()) {
+            // A new file where the placeholder is: not synced, not evicted.
+            Ok(Some(_)) => refuse(codes::NO_SUCH_FILE, "a new local file is there, not synced yet".into()),
+            _ => Ok(None),
+        };
     }
     let local = file.local_path();
     let stat = match p.stat(&file.bundle, &local) {
@@ -471,6 +463,9 @@ fn evict_batch(p: &impl Platform, files: Vec<(AppFile, SyncedRecord)>) -> Result
                 }
                 results.push(Ok(record.size));
             }
+            // Gone after all (the failure came after the removal): it is
+            // evicted, and its record must say so.
+            Err(_) if matches!(p.stat(&file.bundle, &file.local_path()), Ok(None)) => results.push(Ok(record.size)),
             Err(e) => {
                 // Not removed (changed, or being written): the record goes back.
                 back.push((records::key(SYNCED, file), Some(records::encode(record))));

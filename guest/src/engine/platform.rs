@@ -107,6 +107,8 @@ pub struct DownloadRequest {
     pub local_path: String,
     pub offset: u64,
     pub if_match: Option<String>,
+    /// A download the user asked for: it counts against the app's request limit.
+    pub counted: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

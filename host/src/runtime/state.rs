@@ -336,6 +336,9 @@ impl storage::Host for HostState {
                     let Some(name) = entry.file_name().to_str().map(str::to_string) else {
                         continue; // not UTF-8: no URI can name it
                     };
+                    if name.starts_with(".cloudsync-evict-") {
+                        continue; // an eviction cut short: the cloud holds it
+                    }
                     let rel = format!("{prefix}{name}");
                     // Not followed: a symlink could lead out of the sandbox.
                     let meta = match entry.metadata() {
@@ -556,12 +559,19 @@ impl transfer::Host for HostState {
     fn start_download(&mut self, r: transfer::DownloadRequest) -> Result<u64, cloud::CloudError> {
         self.timed(|s| {
             let key = s.cloud_key(&r.bundle, &r.cloud_path)?;
-            if let Err(limit) = s.b.request_limits.take(&r.bundle) {
+            // The caller's own rate, whichever bundle it downloads for.
+            let caller = &s.b.identity.bundle;
+            let allowed = if r.counted {
+                s.b.request_limits.take(caller)
+            } else {
+                Ok(())
+            };
+            if let Err(limit) = allowed {
                 return Err(wit_cloud_error_kind(
                     cloud::CloudErrorKind::Throttled,
                     format!(
-                        "{} may start {} downloads per {:?}; try again later",
-                        r.bundle, limit.count, limit.window
+                        "{caller} may start {} downloads per {:?}; try again later",
+                        limit.count, limit.window
                     ),
                 ));
             }

@@ -66,7 +66,7 @@ fn synced_engine() -> Engine<Fake> {
 #[test]
 fn clean_cache_evicts_a_synced_file_and_keeps_it_listed() {
     let mut e = synced_engine();
-    e.ondemand.clean_cache(&e.platform, &uri("b")).unwrap();
+    e.ondemand.clean_cache(&e.platform, &e.syncs, &uri("b")).unwrap();
     assert_eq!(local(&e, "b"), None);
     assert_eq!(e.platform.cloud("b").unwrap(), b"bbbbbbbbbb", "the cloud holds it");
     assert!(record(&e, "b").cloud_only);
@@ -81,7 +81,7 @@ fn clean_cache_evicts_a_synced_file_and_keeps_it_listed() {
         Ok(FileSyncState::Completed)
     );
     // Idempotent.
-    e.ondemand.clean_cache(&e.platform, &uri("b")).unwrap();
+    e.ondemand.clean_cache(&e.platform, &e.syncs, &uri("b")).unwrap();
     // A sync keeps it cloud-only: nothing downloaded, nothing deleted.
     assert_eq!(sync(&mut e), completed());
     assert_eq!(local(&e, "b"), None);
@@ -104,7 +104,7 @@ fn clean_cache_evicts_a_synced_file_and_keeps_it_listed() {
 #[test]
 fn clean_cache_refuses_what_the_cloud_does_not_hold_exactly() {
     let mut e = synced_engine();
-    let code = |e: &Engine<Fake>, p: &str| e.ondemand.clean_cache(&e.platform, &uri(p)).unwrap_err().code;
+    let code = |e: &Engine<Fake>, p: &str| e.ondemand.clean_cache(&e.platform, &e.syncs, &uri(p)).unwrap_err().code;
     put_local(&e, "a", b"edited, not synced");
     assert_eq!(code(&e, "a"), codes::NO_SUCH_FILE, "unsynced local changes");
     put_local(&e, "new", b"never synced");
@@ -118,7 +118,7 @@ fn clean_cache_refuses_what_the_cloud_does_not_hold_exactly() {
     e.platform.0.borrow_mut().permissions.remove(CLOUDFILE_SYNC_MANAGER);
     assert_eq!(
         e.ondemand
-            .clean_cache(&e.platform, "file://other/data/storage/el2/cloud/x")
+            .clean_cache(&e.platform, &e.syncs, "file://other/data/storage/el2/cloud/x")
             .unwrap_err()
             .code,
         codes::INVALID_URI,
@@ -147,7 +147,7 @@ fn a_crash_mid_eviction_leaves_the_file_local_or_cloud_only_never_lost() {
     for writes_before_crash in 0..3 {
         let mut e = synced_engine();
         e.platform.0.borrow_mut().crash_countdown = Some(writes_before_crash);
-        let _ = e.ondemand.clean_cache(&e.platform, &uri("b"));
+        let _ = e.ondemand.clean_cache(&e.platform, &e.syncs, &uri("b"));
         let platform = std::mem::replace(&mut e.platform, Fake::new());
         platform.0.borrow_mut().crash_countdown = None;
         let mut e = Engine::new(platform);
@@ -240,4 +240,51 @@ fn stop_optimize_ends_with_stopped() {
     assert!(last.progress > 0 && last.progress < 100, "{last:?}");
     let left = (0..200).filter(|i| local(&e, &format!("f{i:03}")).is_some()).count();
     assert!(left > 0 && left < 200, "{left}");
+}
+
+#[test]
+fn an_eviction_that_fails_after_the_removal_is_recorded_as_done() {
+    let mut e = synced_engine();
+    e.platform.0.borrow_mut().evict_fails_after_removal = true;
+    let _ = e.ondemand.clean_cache(&e.platform, &e.syncs, &uri("b"));
+    assert_eq!(local(&e, "b"), None);
+    assert!(
+        record(&e, "b").cloud_only,
+        "the record must say the file is only in the cloud"
+    );
+    e.platform.0.borrow_mut().evict_fails_after_removal = false;
+    assert_eq!(sync(&mut e), completed());
+    assert_eq!(
+        e.platform.cloud("b").unwrap(),
+        b"bbbbbbbbbb",
+        "never read as a local delete"
+    );
+}
+
+#[test]
+fn no_eviction_while_a_sync_runs_nor_over_a_new_local_file() {
+    let mut e = synced_engine();
+    let id = e.syncs.create_file_sync(&e.platform, None).unwrap();
+    e.syncs.start(&e.platform, id, false).unwrap();
+    let err = e.ondemand.clean_cache(&e.platform, &e.syncs, &uri("a")).unwrap_err();
+    assert_eq!(err.code, 13_900_010);
+    drain(&mut e);
+    e.ondemand.clean_cache(&e.platform, &e.syncs, &uri("a")).unwrap();
+    put_local(&e, "a", b"a new file where the placeholder is");
+    let err = e.ondemand.clean_cache(&e.platform, &e.syncs, &uri("a")).unwrap_err();
+    assert_eq!(err.code, codes::NO_SUCH_FILE, "{err:?}");
+    assert!(local(&e, "a").is_some());
+}
+
+#[test]
+fn optimize_checks_each_file_as_it_is_when_evicting() {
+    let mut e = synced_engine();
+    e.ondemand.start_optimize(&e.platform, u64::MAX, 0, Some(L)).unwrap();
+    // After the job ranked its candidates: one changes in the cloud, one here.
+    e.platform.put_cloud("a", b"changed in the cloud");
+    put_local(&e, "b", b"changed here");
+    drain(&mut e);
+    assert!(local(&e, "a").is_some(), "the cloud holds another version: kept");
+    assert_eq!(local(&e, "b").unwrap(), b"changed here");
+    assert_eq!(local(&e, "c"), None, "the unchanged one went");
 }

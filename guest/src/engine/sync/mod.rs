@@ -236,6 +236,11 @@ impl Syncs {
         parse_uri_for(uri, &p.caller_bundle(), p.has_permission(CLOUDFILE_SYNC_MANAGER), true)
     }
 
+    /// Whether a run of `bundle` is going (its records are being written).
+    pub fn is_running(&self, bundle: &str) -> bool {
+        self.runs.contains_key(bundle)
+    }
+
     /// One file's state, for callers that checked permissions already.
     pub(crate) fn file_sync_state_of(&self, p: &impl Platform, file: &AppFile) -> Result<FileSyncState, ApiError> {
         self.state_of(p, file)

@@ -172,12 +172,12 @@ pub fn plan_with(local: &LocalTree, remote: &RemoteTree, synced: &SyncedTree, o:
         .into_iter()
         .filter_map(|p| plan_path(p, local.get(p), remote.get(p), synced.get(p), o.placeholders))
         .collect();
+    // Measured against the files held on the device too: cloud-only ones
+    // cannot be deleted locally and must not dilute the ratio.
+    let held = synced.values().filter(|s| !s.cloud_only).count();
     let deletes = ops.iter().filter(|o| o.is_delete()).count();
-    if !confirmed && synced.len() >= 4 && deletes * 2 > synced.len() {
-        return Err(Refusal::MassDeletion {
-            deletes,
-            synced: synced.len(),
-        });
+    if !confirmed && held >= 4 && deletes * 2 > held {
+        return Err(Refusal::MassDeletion { deletes, synced: held });
     }
     Ok(ops)
 }

@@ -479,6 +479,7 @@ impl Run {
                 local_path: temp.clone(),
                 offset: 0,
                 if_match: Some(etag.clone()),
+                counted: false,
             };
             match p.start_download(request) {
                 Ok(transfer) => {

@@ -662,7 +662,7 @@ fn random_history(seed: u64) {
             12 => {
                 // Files on demand: a synced file's local copy evicted...
                 let path = ["a", "b", "d/c", "d/e", "f"][rng.below(5) as usize];
-                let r = e.ondemand.clean_cache(&e.platform, &uri(path));
+                let r = e.ondemand.clean_cache(&e.platform, &e.syncs, &uri(path));
                 if trace {
                     let rec = records::get::<SyncedRecord>(&e.platform, &records::path_key(SYNCED, APP, path));
                     eprintln!("  evict {path}: {r:?} record {rec:?}");

@@ -212,6 +212,32 @@ fn placeholders_stand_for_cloud_files_and_their_absence_is_no_deletion() {
     ));
 }
 
+#[test]
+fn cloud_only_records_do_not_dilute_the_mass_deletion_guard() {
+    let mut lt = LocalTree::new();
+    let mut rt = RemoteTree::new();
+    let mut st = SyncedTree::new();
+    for i in 0..10u64 {
+        let p = format!("held{i}");
+        if i >= 6 {
+            lt.insert(p.clone(), local(i, "h"));
+        }
+        rt.insert(p.clone(), remote(&format!("e{i}"), None));
+        st.insert(p, synced(&format!("e{i}"), i, "h"));
+    }
+    for i in 0..90u64 {
+        let p = format!("cloud-only{i}");
+        rt.insert(p.clone(), remote(&format!("c{i}"), None));
+        let mut s = synced(&format!("c{i}"), 0, "h");
+        s.cloud_only = true;
+        st.insert(p, s);
+    }
+    assert!(matches!(
+        plan(&lt, &rt, &st, false),
+        Err(Refusal::MassDeletion { deletes: 6, synced: 10 })
+    ));
+}
+
 /// A small deterministic generator (xorshift), so a failing seed replays.
 struct Rng(u64);
 
