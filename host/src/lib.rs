@@ -39,6 +39,7 @@ pub use cache::CloudFileCache;
 pub use identity::Identity;
 pub use ondemand::{list_files, optimize_storage, start_optimize_space, stop_optimize_space, Download};
 pub use runtime::{
-    default_cache_dir, engine_component, percent_encode, BuildError, Runtime, RuntimeBuilder, SandboxLimits,
+    default_cache_dir, engine_component, percent_decode, percent_encode, BuildError, Runtime, RuntimeBuilder,
+    SandboxLimits,
 };
 pub use sync::{get_file_sync_state, get_file_sync_states, FileSync, GallerySync};

@@ -7,22 +7,20 @@ use std::sync::Arc;
 
 use crate::api::{CloudSyncError, DownloadProgress, FileEntry, ListenerId, OptimizeSpaceParam, OptimizeSpaceProgress};
 use crate::runtime::bindings::ohos::cloudsync::types;
-use crate::runtime::{guest_error, Callback, ObjectId, ObjectKind, Runtime};
+use crate::runtime::{guest_error, Callback, ObjectHandle, ObjectKind, Runtime};
 
 /// Downloads the original of a cloud-only gallery photo
 /// (`file://media/Photo/<id>/<name>`); a system API (201, 202). Events are
 /// `DownloadProgress`, as for `CloudFileCache`; `stop` always deletes the
 /// partial file.
 pub struct Download {
-    rt: Runtime,
-    id: ObjectId,
+    obj: ObjectHandle,
 }
 
 impl Download {
     pub async fn new(rt: &Runtime) -> Result<Self, CloudSyncError> {
-        let id = rt.next_object_id();
-        rt.call(move |d| d.create_object(id, ObjectKind::Download)).await?;
-        Ok(Download { rt: rt.clone(), id })
+        let obj = ObjectHandle::create(rt, ObjectKind::Download).await?;
+        Ok(Download { obj })
     }
 
     pub async fn on(
@@ -30,60 +28,29 @@ impl Download {
         event: &str,
         callback: impl Fn(DownloadProgress) + Send + Sync + 'static,
     ) -> Result<ListenerId, CloudSyncError> {
-        let listener = self.rt.listeners().add(Callback::Download(Arc::new(callback)));
-        let (id, event) = (self.id, event.to_string());
-        let result = self
-            .rt
-            .call(move |d| {
-                d.call_download(id, |g, s, r| g.call_on(s, r, &event, listener))?;
-                d.add_listener(id, listener);
-                Ok(())
-            })
-            .await;
-        if result.is_err() {
-            self.rt.listeners().remove(&[listener]);
-        }
-        result.map(|()| listener)
+        self.obj.on(event, Callback::Download(Arc::new(callback))).await
     }
 
     pub async fn off(&self, event: &str, listener: Option<ListenerId>) -> Result<(), CloudSyncError> {
-        let (id, event) = (self.id, event.to_string());
-        let removed = self
-            .rt
-            .call(move |d| {
-                d.call_download(id, |g, s, r| g.call_off(s, r, &event, listener))?;
-                Ok(d.remove_listeners(id, listener))
-            })
-            .await?;
-        self.rt.listeners().remove(&removed);
-        Ok(())
+        self.obj.off(event, listener).await
     }
 
     /// Errors: 401, 13600001, 13900002, 13900025, 14000002.
     pub async fn start(&self, uri: &str) -> Result<(), CloudSyncError> {
-        let (id, uri) = (self.id, uri.to_string());
-        self.rt
+        let (id, uri) = (self.obj.id, uri.to_string());
+        self.obj
+            .rt
             .call(move |d| d.call_download(id, |g, s, r| g.call_start(s, r, &uri)))
             .await
     }
 
     /// Stops the download of `uri` (STOPPED follows); the partial file is deleted.
     pub async fn stop(&self, uri: &str) -> Result<(), CloudSyncError> {
-        let (id, uri) = (self.id, uri.to_string());
-        self.rt
+        let (id, uri) = (self.obj.id, uri.to_string());
+        self.obj
+            .rt
             .call(move |d| d.call_download(id, |g, s, r| g.call_stop(s, r, &uri)))
             .await
-    }
-}
-
-impl Drop for Download {
-    fn drop(&mut self) {
-        let id = self.id;
-        let rt = self.rt.clone();
-        let _ = self.rt.send(move |d| {
-            let listeners = d.drop_object(id);
-            rt.listeners().remove(&listeners);
-        });
     }
 }
 

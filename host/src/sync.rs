@@ -6,38 +6,32 @@ use std::sync::Arc;
 use crate::api::{CloudSyncError, FileSyncState, ListenerId, SyncProgress, SyncReport};
 use crate::runtime::bindings::exports::ohos::cloudsync::sync as wit;
 use crate::runtime::bindings::ohos::cloudsync::types;
-use crate::runtime::{guest_error, Callback, ObjectId, ObjectKind, Runtime};
+use crate::runtime::{guest_error, Callback, ObjectHandle, ObjectKind, Runtime};
 
 /// What `FileSync` and `GallerySync` share: an object of the engine whose
 /// runs sync one bundle's folder.
 struct SyncObject {
-    rt: Runtime,
-    id: ObjectId,
+    obj: ObjectHandle,
     gallery: bool,
 }
 
 /// Calls one method on the object's resource, whichever kind it is.
 macro_rules! call {
     ($self:ident, |$r:ident, $s:ident| $method:ident ( $($arg:expr),* )) => {{
-        let id = $self.id;
+        let id = $self.obj.id;
         if $self.gallery {
-            $self.rt.call(move |d| d.call_gallery_sync(id, |g, $s, $r| g.$method($s, $r $(, $arg)*))).await
+            $self.obj.rt.call(move |d| d.call_gallery_sync(id, |g, $s, $r| g.$method($s, $r $(, $arg)*))).await
         } else {
-            $self.rt.call(move |d| d.call_file_sync(id, |f, $s, $r| f.$method($s, $r $(, $arg)*))).await
+            $self.obj.rt.call(move |d| d.call_file_sync(id, |f, $s, $r| f.$method($s, $r $(, $arg)*))).await
         }
     }};
 }
 
 impl SyncObject {
     async fn new(rt: &Runtime, kind: ObjectKind) -> Result<Self, CloudSyncError> {
-        let id = rt.next_object_id();
         let gallery = kind == ObjectKind::GallerySync;
-        rt.call(move |d| d.create_object(id, kind)).await?;
-        Ok(SyncObject {
-            rt: rt.clone(),
-            id,
-            gallery,
-        })
+        let obj = ObjectHandle::create(rt, kind).await?;
+        Ok(SyncObject { obj, gallery })
     }
 
     async fn on(
@@ -45,45 +39,11 @@ impl SyncObject {
         event: &str,
         callback: impl Fn(SyncProgress) + Send + Sync + 'static,
     ) -> Result<ListenerId, CloudSyncError> {
-        let listener = self.rt.listeners().add(Callback::Sync(Arc::new(callback)));
-        let event = event.to_string();
-        let result = {
-            let id = self.id;
-            let ev = event.clone();
-            let gallery = self.gallery;
-            self.rt
-                .call(move |d| {
-                    if gallery {
-                        d.call_gallery_sync(id, |g, s, r| g.call_on(s, r, &ev, listener))?;
-                    } else {
-                        d.call_file_sync(id, |f, s, r| f.call_on(s, r, &ev, listener))?;
-                    }
-                    d.add_listener(id, listener);
-                    Ok(())
-                })
-                .await
-        };
-        if result.is_err() {
-            self.rt.listeners().remove(&[listener]);
-        }
-        result.map(|()| listener)
+        self.obj.on(event, Callback::Sync(Arc::new(callback))).await
     }
 
     async fn off(&self, event: &str, listener: Option<ListenerId>) -> Result<(), CloudSyncError> {
-        let (id, gallery, event) = (self.id, self.gallery, event.to_string());
-        let removed = self
-            .rt
-            .call(move |d| {
-                if gallery {
-                    d.call_gallery_sync(id, |g, s, r| g.call_off(s, r, &event, listener))?;
-                } else {
-                    d.call_file_sync(id, |f, s, r| f.call_off(s, r, &event, listener))?;
-                }
-                Ok(d.remove_listeners(id, listener))
-            })
-            .await?;
-        self.rt.listeners().remove(&removed);
-        Ok(())
+        self.obj.off(event, listener).await
     }
 
     async fn start(&self, confirm_deletions: bool) -> Result<(), CloudSyncError> {
@@ -111,17 +71,6 @@ impl SyncObject {
             refusal: r.refusal,
             last_error: r.last_error,
         })
-    }
-}
-
-impl Drop for SyncObject {
-    fn drop(&mut self) {
-        let id = self.id;
-        let rt = self.rt.clone();
-        let _ = self.rt.send(move |d| {
-            let listeners = d.drop_object(id);
-            rt.listeners().remove(&listeners);
-        });
     }
 }
 
@@ -179,8 +128,9 @@ impl FileSync {
 
     /// Epoch ms of the last run that ended COMPLETED with NO_ERROR; 0 if never.
     pub async fn get_last_sync_time(&self) -> Result<u64, CloudSyncError> {
-        let id = self.0.id;
+        let id = self.0.obj.id;
         self.0
+            .obj
             .rt
             .call(move |d| d.call_file_sync(id, |f, s, r| f.call_get_last_sync_time(s, r)))
             .await

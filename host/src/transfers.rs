@@ -16,6 +16,7 @@ use tokio::sync::Semaphore;
 
 use crate::cloud::{Cloud, CloudError, CloudErrorKind, CloudObject, Precondition};
 use crate::device::DeviceStatus;
+use crate::storage::file_stamp as stamp;
 
 /// How a transfer ended badly.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -363,14 +364,6 @@ fn changed_locally(key: &str) -> TransferError {
         CloudErrorKind::PreconditionFailed,
         format!("{key}: {LOCAL_CHANGE}"),
     ))
-}
-
-fn stamp(m: &std::fs::Metadata) -> (u64, u64, u64) {
-    use std::os::unix::fs::MetadataExt;
-    let mtime = (m.mtime().max(0) as u64)
-        .saturating_mul(1_000_000_000)
-        .saturating_add(m.mtime_nsec().max(0) as u64);
-    (m.len(), mtime, m.ino())
 }
 
 /// Counts and hashes the bytes read through it; a cancelled transfer reads

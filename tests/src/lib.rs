@@ -401,3 +401,23 @@ pub fn write_pattern_file(path: &Path, len: u64) {
     }
     f.flush().unwrap();
 }
+
+/// Runs each named `async fn name(backend: Backend)` of the calling test
+/// file as three tests: on the local folder, WebDAV and S3.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod folder {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::Backend::Folder).await })*
+        }
+        mod webdav {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::Backend::WebDav).await })*
+        }
+        mod s3 {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::Backend::S3).await })*
+        }
+    };
+}

@@ -563,25 +563,8 @@ async fn a_crash_mid_download_leaves_nothing_and_kept_data_survives_a_restart(ba
     let _ = list_files(h.dir.path());
 }
 
-/// Every scenario runs against the local folder, WebDAV (Apache) and S3 (s3s-fs).
-macro_rules! on_every_backend {
-    ($($name:ident),* $(,)?) => {
-        mod folder {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::Folder).await })*
-        }
-        mod webdav {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::WebDav).await })*
-        }
-        mod s3 {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::S3).await })*
-        }
-    };
-}
-
-on_every_backend!(
+// Every scenario runs against the local folder, WebDAV (Apache) and S3 (s3s-fs).
+cloudsync_tests::on_every_backend!(
     faults_end_in_failed_events_and_leave_nothing_behind,
     downloads_a_file_with_rising_progress_then_one_completion,
     names_with_spaces_and_unicode_round_trip,

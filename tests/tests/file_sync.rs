@@ -143,24 +143,7 @@ async fn a_crash_mid_sync_loses_nothing_and_the_next_run_finishes(backend: Backe
     h.assert_nothing_partial();
 }
 
-macro_rules! on_every_backend {
-    ($($name:ident),* $(,)?) => {
-        mod folder {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::Folder).await })*
-        }
-        mod webdav {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::WebDav).await })*
-        }
-        mod s3 {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::S3).await })*
-        }
-    };
-}
-
-on_every_backend!(
+cloudsync_tests::on_every_backend!(
     two_way_sync_makes_both_sides_equal_and_keeps_plain_files,
     a_resync_with_nothing_changed_moves_nothing,
     different_edits_on_both_sides_keep_both_versions,

@@ -13,8 +13,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use super::records::{self, LocalStamp, SyncedRecord, ACCESS, SYNCED};
-use super::sync::{check_system_api, thumbnail_path, CLOUDFILE_SYNC_MANAGER, THUMBNAIL_EDGE};
+use super::records::{self, FileStateRecord, LocalStamp, SyncedRecord, ACCESS, FILE_STATE, SYNCED};
+use super::sync::{check_system_api, stored_state, thumbnail_path, CLOUDFILE_SYNC_MANAGER, THUMBNAIL_EDGE};
 use super::uri::{uri_of, LOCAL_CLOUD_DIR};
 use super::{
     codes, parse_uri_for, ApiError, AppFile, CloudErrorKind, FileSyncState, IoErrorKind, ListenerId, Platform, Tick,
@@ -297,6 +297,10 @@ impl OnDemand {
             .map_err(internal)?
             .into_iter()
             .collect();
+        let filestates: BTreeMap<String, FileStateRecord> = records::scan(p, FILE_STATE, &bundle)
+            .map_err(internal)?
+            .into_iter()
+            .collect();
         let local = p
             .scan_tree(&bundle, LOCAL_CLOUD_DIR)
             .map_err(|e| ApiError::new(codes::INTERNAL, format!("cannot read the local folder: {e}")))?
@@ -307,7 +311,10 @@ impl OnDemand {
                 bundle: bundle.clone(),
                 path: path.clone(),
             };
-            let state = syncs.file_sync_state_of(p, &file)?;
+            // From the records already read: no I/O per file.
+            let state = syncs
+                .run_state(&bundle, &path)
+                .unwrap_or_else(|| stored_state(LocalStamp::from(stat), records.get(&path), filestates.get(&path)));
             let last = access.get(&path).copied().unwrap_or(0).max(stat.atime_ns / 1_000_000);
             out.insert(
                 path,

@@ -432,30 +432,7 @@ fn uri_path(uri: &str) -> String {
         .strip_prefix("file://media/")
         .or_else(|| uri.split_once("/data/storage/el2/cloud/").map(|(_, p)| p))
         .unwrap_or(uri);
-    percent_decode(rest)
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match (
-            b[i],
-            b.get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()),
-        ) {
-            (b'%', Some(v)) => {
-                out.push(v);
-                i += 3;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    cloudsync::percent_decode(rest).unwrap_or_else(|| rest.to_string())
 }
 
 /// `1.5 MiB`, `320 B`.

@@ -322,18 +322,61 @@ impl Driver {
                 .call(|b, s| b.ohos_cloudsync_on_demand().download().call_create(s))?
                 .map_err(guest_error)?,
         };
-        let event = crate::api::PROGRESS;
         for l in listeners {
-            self.call(|b, s| match &kind {
-                ObjectKind::Cache => b.ohos_cloudsync_file_cache().cloud_file_cache().call_on(s, r, event, l),
-                ObjectKind::FileSync(_) => b.ohos_cloudsync_sync().file_sync().call_on(s, r, event, l),
-                ObjectKind::GallerySync => b.ohos_cloudsync_sync().gallery_sync().call_on(s, r, event, l),
-                ObjectKind::Download => b.ohos_cloudsync_on_demand().download().call_on(s, r, event, l),
-            })?
-            .map_err(guest_error)?;
+            self.guest_on(&kind, r, crate::api::PROGRESS, l)?;
         }
         self.objects.get_mut(&id).expect("present").resource = Some((generation, r));
         Ok(r)
+    }
+
+    /// `on` of a resource, whichever kind it is.
+    fn guest_on(
+        &mut self,
+        kind: &ObjectKind,
+        r: ResourceAny,
+        event: &str,
+        l: ListenerId,
+    ) -> Result<(), CloudSyncError> {
+        self.call(|b, s| match kind {
+            ObjectKind::Cache => b.ohos_cloudsync_file_cache().cloud_file_cache().call_on(s, r, event, l),
+            ObjectKind::FileSync(_) => b.ohos_cloudsync_sync().file_sync().call_on(s, r, event, l),
+            ObjectKind::GallerySync => b.ohos_cloudsync_sync().gallery_sync().call_on(s, r, event, l),
+            ObjectKind::Download => b.ohos_cloudsync_on_demand().download().call_on(s, r, event, l),
+        })?
+        .map_err(guest_error)
+    }
+
+    /// Registers `listener` with object `id` (its guest resource decides
+    /// whether the event is valid) and remembers it for restarts.
+    pub fn object_on(&mut self, id: ObjectId, event: &str, listener: ListenerId) -> Result<(), CloudSyncError> {
+        let r = self.resource(id)?;
+        let kind = self.objects[&id].kind.clone();
+        self.guest_on(&kind, r, event, listener)?;
+        self.add_listener(id, listener);
+        Ok(())
+    }
+
+    /// Unregisters `listener` (or all) from object `id`; returns the host
+    /// listeners to forget.
+    pub fn object_off(
+        &mut self,
+        id: ObjectId,
+        event: &str,
+        listener: Option<ListenerId>,
+    ) -> Result<Vec<ListenerId>, CloudSyncError> {
+        let r = self.resource(id)?;
+        let kind = self.objects[&id].kind.clone();
+        self.call(|b, s| match &kind {
+            ObjectKind::Cache => b
+                .ohos_cloudsync_file_cache()
+                .cloud_file_cache()
+                .call_off(s, r, event, listener),
+            ObjectKind::FileSync(_) => b.ohos_cloudsync_sync().file_sync().call_off(s, r, event, listener),
+            ObjectKind::GallerySync => b.ohos_cloudsync_sync().gallery_sync().call_off(s, r, event, listener),
+            ObjectKind::Download => b.ohos_cloudsync_on_demand().download().call_off(s, r, event, listener),
+        })?
+        .map_err(guest_error)?;
+        Ok(self.remove_listeners(id, listener))
     }
 
     /// Calls a method of object `id`'s `cloud-file-cache` resource; a guest
@@ -381,13 +424,13 @@ impl Driver {
             .map_err(guest_error)
     }
 
-    pub fn add_listener(&mut self, id: ObjectId, listener: ListenerId) {
+    fn add_listener(&mut self, id: ObjectId, listener: ListenerId) {
         if let Some(o) = self.objects.get_mut(&id) {
             o.listeners.push(listener);
         }
     }
 
-    pub fn remove_listeners(&mut self, id: ObjectId, listener: Option<ListenerId>) -> Vec<ListenerId> {
+    fn remove_listeners(&mut self, id: ObjectId, listener: Option<ListenerId>) -> Vec<ListenerId> {
         let Some(o) = self.objects.get_mut(&id) else {
             return Vec::new();
         };

@@ -3,6 +3,7 @@
 
 mod driver;
 mod loader;
+mod object;
 mod state;
 
 use std::collections::HashMap;
@@ -13,6 +14,7 @@ use std::sync::{Arc, Mutex};
 pub use driver::SandboxLimits;
 pub(crate) use driver::{guest_error, Driver, Msg, ObjectId, ObjectKind};
 pub use loader::{default_cache_dir, embedded_component as engine_component};
+pub(crate) use object::ObjectHandle;
 
 use crate::api::{CloudSyncError, DownloadProgress, ListenerId, OptimizeSpaceProgress, SyncProgress};
 use crate::cloud::{Cloud, LocalFolderCloud};
@@ -441,7 +443,8 @@ impl Runtime {
     }
 }
 
-fn percent_decode(s: &str) -> Option<String> {
+/// Decodes `%XX` escapes; `None` when one is malformed or the result is not UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

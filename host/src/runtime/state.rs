@@ -727,16 +727,13 @@ impl events::Host for HostState {
 
 fn file_stat(m: &std::fs::Metadata) -> storage::FileStat {
     use std::os::unix::fs::MetadataExt;
+    let (size, mtime_ns, inode) = crate::storage::file_stamp(m);
     storage::FileStat {
-        size: m.len(),
-        mtime_ns: (m.mtime().max(0) as u64)
-            .saturating_mul(1_000_000_000)
-            .saturating_add(m.mtime_nsec().max(0) as u64),
-        inode: m.ino(),
+        size,
+        mtime_ns,
+        inode,
         is_dir: m.is_dir(),
-        atime_ns: (m.atime().max(0) as u64)
-            .saturating_mul(1_000_000_000)
-            .saturating_add(m.atime_nsec().max(0) as u64),
+        atime_ns: crate::storage::epoch_ns(m.atime(), m.atime_nsec()),
     }
 }
 

@@ -12,6 +12,7 @@
 //! Left open: a process that opens the file in the instant between the
 //! check and the removal writes to the removed inode.
 
+use super::file_stamp as stamp;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -132,13 +133,6 @@ fn put_back(from: &Path, to: &Path) -> std::io::Result<()> {
     } else {
         Err(std::io::Error::last_os_error())
     }
-}
-
-fn stamp(m: &std::fs::Metadata) -> (u64, u64, u64) {
-    let mtime = (m.mtime().max(0) as u64)
-        .saturating_mul(1_000_000_000)
-        .saturating_add(m.mtime_nsec().max(0) as u64);
-    (m.len(), mtime, m.ino())
 }
 
 /// Whether any process may have `path` open: one that does, or one whose

@@ -241,14 +241,9 @@ impl Syncs {
         self.runs.contains_key(bundle)
     }
 
-    /// One file's state, for callers that checked permissions already.
-    pub(crate) fn file_sync_state_of(&self, p: &impl Platform, file: &AppFile) -> Result<FileSyncState, ApiError> {
-        self.state_of(p, file)
-    }
-
     fn state_of(&self, p: &impl Platform, file: &AppFile) -> Result<FileSyncState, ApiError> {
-        if let Some(state) = self.runs.get(&file.bundle).and_then(|r| r.files.get(&file.path)) {
-            return Ok(*state);
+        if let Some(state) = self.run_state(&file.bundle, &file.path) {
+            return Ok(state);
         }
         let stat = p.stat(&file.bundle, &file.local_path()).map_err(|e| {
             let code = match e.kind {
@@ -282,18 +277,18 @@ impl Syncs {
                 ));
             }
         };
-        let stamp = LocalStamp::from(stat);
-        if let Some(fs) = records::get::<FileStateRecord>(p, &records::key(FILE_STATE, file)).map_err(internal)? {
-            if fs.stamp == Some(stamp) {
-                return Ok(fs.state);
-            }
-        }
+        let filestate = records::get::<FileStateRecord>(p, &records::key(FILE_STATE, file)).map_err(internal)?;
         let synced = records::get::<SyncedRecord>(p, &records::key(SYNCED, file)).map_err(internal)?;
-        Ok(match synced {
-            Some(r) if r.local == stamp && r.uploaded => FileSyncState::UploadSuccess,
-            Some(r) if r.local == stamp => FileSyncState::Completed,
-            _ => FileSyncState::ToBeUploaded,
-        })
+        Ok(stored_state(
+            LocalStamp::from(stat),
+            synced.as_ref(),
+            filestate.as_ref(),
+        ))
+    }
+
+    /// The state a running sync of `bundle` gives `path`, if any.
+    pub(crate) fn run_state(&self, bundle: &str, path: &str) -> Option<FileSyncState> {
+        self.runs.get(bundle).and_then(|r| r.files.get(path)).copied()
     }
 
     /// Advances every run.
@@ -342,6 +337,22 @@ impl Syncs {
                 }
             }
         }
+    }
+}
+
+/// A local file's state from its records (no run touching it): a failed or
+/// stopped upload while the file is as it was then; else synced and
+/// unchanged (after an upload or not); else to be uploaded.
+pub(crate) fn stored_state(
+    stamp: LocalStamp,
+    synced: Option<&SyncedRecord>,
+    filestate: Option<&FileStateRecord>,
+) -> FileSyncState {
+    match (filestate, synced) {
+        (Some(fs), _) if fs.stamp == Some(stamp) => fs.state,
+        (_, Some(r)) if r.local == stamp && r.uploaded => FileSyncState::UploadSuccess,
+        (_, Some(r)) if r.local == stamp => FileSyncState::Completed,
+        _ => FileSyncState::ToBeUploaded,
     }
 }
 

@@ -1,0 +1,51 @@
+//! What every API object (`CloudFileCache`, `FileSync`, `GallerySync`,
+//! `Download`) shares: its guest resource's id, listener registration, and
+//! dropping the resource with the object.
+
+use super::{Callback, ObjectId, ObjectKind, Runtime};
+use crate::api::{CloudSyncError, ListenerId};
+
+pub(crate) struct ObjectHandle {
+    pub(crate) rt: Runtime,
+    pub(crate) id: ObjectId,
+}
+
+impl ObjectHandle {
+    /// Makes the object's guest resource (its constructor's errors, e.g.
+    /// 201/202, come back here).
+    pub(crate) async fn create(rt: &Runtime, kind: ObjectKind) -> Result<Self, CloudSyncError> {
+        let id = rt.next_object_id();
+        rt.call(move |d| d.create_object(id, kind)).await?;
+        Ok(ObjectHandle { rt: rt.clone(), id })
+    }
+
+    /// Registers `callback` for `event` (only `"progress"`; else 401).
+    pub(crate) async fn on(&self, event: &str, callback: Callback) -> Result<ListenerId, CloudSyncError> {
+        let listener = self.rt.listeners().add(callback);
+        let (id, event) = (self.id, event.to_string());
+        let result = self.rt.call(move |d| d.object_on(id, &event, listener)).await;
+        if result.is_err() {
+            self.rt.listeners().remove(&[listener]);
+        }
+        result.map(|()| listener)
+    }
+
+    /// Unregisters `listener`, or every listener of this object when `None`.
+    pub(crate) async fn off(&self, event: &str, listener: Option<ListenerId>) -> Result<(), CloudSyncError> {
+        let (id, event) = (self.id, event.to_string());
+        let removed = self.rt.call(move |d| d.object_off(id, &event, listener)).await?;
+        self.rt.listeners().remove(&removed);
+        Ok(())
+    }
+}
+
+impl Drop for ObjectHandle {
+    fn drop(&mut self) {
+        let id = self.id;
+        let rt = self.rt.clone();
+        let _ = self.rt.send(move |d| {
+            let listeners = d.drop_object(id);
+            rt.listeners().remove(&listeners);
+        });
+    }
+}
