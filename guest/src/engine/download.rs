@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::place::{error_type, verify_and_place, Arrived, Failure};
+use super::place::{error_type, verify_and_place, Arrived, Failure, Replaceable};
 use super::records::{self, LocalStamp, PartialRecord, SyncedRecord, ACCESS, PARTIAL, SYNCED};
 use super::{
     codes, parse_app_uri, ApiError, AppFile, CloudError, CloudErrorKind, DownloadErrorType, DownloadProgress,
@@ -239,8 +239,17 @@ impl Downloads {
                     uri: uri.to_string(),
                     temp,
                     size: object.size,
+                    // Where the cloud gives no hash, the one recorded when
+                    // this version was last synced (an evicted file coming
+                    // back, say) checks what arrives.
+                    content_hash: object.content_hash.clone().or_else(|| {
+                        synced
+                            .as_ref()
+                            .filter(|r| r.etag == object.etag && r.size == object.size)
+                            .and_then(|r| r.hash.as_ref())
+                            .map(|h| format!("sha256:{h}"))
+                    }),
                     etag: object.etag,
-                    content_hash: object.content_hash,
                     transfer,
                     subscribers: BTreeSet::from([cache]),
                     processed: offset,
@@ -386,7 +395,11 @@ impl Downloads {
         let ours = records::get::<SyncedRecord>(platform, &synced_key)
             .ok()
             .flatten()
-            .map(|r| r.local);
+            .filter(|r| !r.cloud_only)
+            .map(|r| Replaceable {
+                stamp: r.local,
+                hash: r.hash,
+            });
         let target = file.local_path();
         let arrived = Arrived {
             bundle,
@@ -396,7 +409,7 @@ impl Downloads {
             content_hash: a.content_hash.as_deref(),
             moved_hash: a.moved_hash.as_deref(),
         };
-        let placed = verify_and_place(platform, &arrived, ours)?;
+        let placed = verify_and_place(platform, &arrived, ours.as_ref())?;
         let record = SyncedRecord {
             etag: a.etag.clone(),
             size: a.size,
@@ -497,7 +510,9 @@ pub fn recover_bundle(platform: &impl Platform, bundle: &str) -> Result<(), ApiE
         stale.extend(rows);
     }
     let mut changes = Vec::new();
-    let mut kept_temps = std::collections::BTreeSet::new();
+    // Evictions a crash cut short are settled first: what they set aside is
+    // removed or put back, never swept away unseen.
+    let mut kept_temps = super::ondemand::recover_evictions(platform, bundle)?;
     for (key, value) in stale {
         let record: Option<PartialRecord> = serde_json::from_slice(&value).ok();
         if let Some(r) = record.as_ref().filter(|r| r.kept) {
@@ -524,8 +539,11 @@ pub fn recover_bundle(platform: &impl Platform, bundle: &str) -> Result<(), ApiE
         .scan_tree(bundle, STAGING_DIR)
         .map_err(|e| ApiError::service(format!("cannot list the staging area: {e}")))?
         .unwrap_or_default();
-    for (name, _) in orphans {
-        let temp = format!("{STAGING_DIR}/{name}");
+    for entry in orphans {
+        if entry.stat.is_dir() || entry.problem.is_some() {
+            continue;
+        }
+        let temp = format!("{STAGING_DIR}/{}", entry.path);
         if !kept_temps.contains(&temp) {
             platform
                 .remove_file(bundle, &temp)
@@ -557,7 +575,8 @@ fn stat_target(
     target: &str,
 ) -> Result<Option<super::FileStat>, ApiError> {
     match platform.stat(&file.bundle, target) {
-        Ok(Some(s)) if s.is_dir => Err(ApiError::invalid_uri(uri, "it names a directory")),
+        Ok(Some(s)) if s.is_dir() => Err(ApiError::invalid_uri(uri, "it names a directory")),
+        Ok(Some(s)) if !s.is_file() => Err(ApiError::invalid_uri(uri, "it is a symlink or special file")),
         Ok(s) => Ok(s),
         Err(e) if e.kind == IoErrorKind::EscapesSandbox => {
             Err(ApiError::invalid_uri(uri, "it leads out of the app's folder"))

@@ -1,18 +1,125 @@
-//! An in-memory platform for the engine's native tests: local files, a
-//! cloud, a metadata store and transfers that move `chunk` bytes per poll.
+//! An in-memory platform for the engine's native tests: a model of a device
+//! (local files with the file system's rules, a metadata store, transfers
+//! that move `chunk` bytes per poll) and a cloud that several devices can
+//! share, as several phones share one account.
+//!
+//! The model keeps what real file systems do and earlier fakes did not:
+//! ctime moves on every write (even when a tool puts the mtime back),
+//! symlinks and special files are names of their own, a file and a folder
+//! cannot share a name, a name has at most 255 bytes, and a power cut stops
+//! every write at once.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 
 use super::records::LocalStamp;
 use super::*;
 
-#[derive(Clone)]
+/// Longest name (one path component) the file systems here take, in bytes.
+pub const NAME_MAX: usize = 255;
+
+#[derive(Clone, Debug)]
 pub struct LocalFile {
     pub data: Vec<u8>,
     pub mtime_ns: u64,
+    pub ctime_ns: u64,
     pub inode: u64,
+    pub kind: FileKind,
+    /// The name is not UTF-8 on the real file system (the path shows it lossily).
+    pub bad_name: bool,
 }
+
+impl LocalFile {
+    pub fn file(data: &[u8], clock: u64) -> Self {
+        LocalFile {
+            data: data.to_vec(),
+            mtime_ns: clock,
+            ctime_ns: clock,
+            inode: clock,
+            kind: FileKind::File,
+            bad_name: false,
+        }
+    }
+
+    pub fn stat(&self) -> FileStat {
+        FileStat {
+            kind: self.kind,
+            size: self.data.len() as u64,
+            mtime_ns: self.mtime_ns,
+            ctime_ns: self.ctime_ns,
+            inode: self.inode,
+            atime_ns: self.mtime_ns,
+        }
+    }
+
+    pub fn stamp(&self) -> LocalStamp {
+        LocalStamp::from(self.stat())
+    }
+}
+
+/// One object in the cloud (or, `special`, a symlink in a folder cloud).
+#[derive(Clone, Debug)]
+pub struct CloudEntry {
+    pub data: Vec<u8>,
+    pub etag: String,
+    pub special: bool,
+}
+
+/// The cloud: objects by (bundle, path), shared by every device on it.
+#[derive(Default)]
+pub struct CloudStore {
+    pub objects: BTreeMap<(String, String), CloudEntry>,
+    pub seq: u64,
+    /// A folder cloud: a file and a folder cannot share a name (S3 allows it).
+    pub strict_dirs: bool,
+}
+
+impl CloudStore {
+    pub fn put(&mut self, bundle: &str, path: &str, data: &[u8]) -> String {
+        self.seq += 1;
+        let etag = format!("e{}", self.seq);
+        self.objects.insert(
+            (bundle.to_string(), path.to_string()),
+            CloudEntry {
+                data: data.to_vec(),
+                etag: etag.clone(),
+                special: false,
+            },
+        );
+        etag
+    }
+
+    /// Why `path` cannot hold a file in this cloud, if it cannot.
+    fn in_the_way(&self, bundle: &str, path: &str) -> Option<String> {
+        if path.split('/').any(|c| c.len() > NAME_MAX) {
+            return Some(format!("{path}: File name too long"));
+        }
+        if !self.strict_dirs {
+            return None;
+        }
+        let mut prefix = String::new();
+        for part in path.split('/').collect::<Vec<_>>().split_last()?.1 {
+            prefix.push_str(part);
+            if self.objects.contains_key(&(bundle.to_string(), prefix.clone())) {
+                return Some(format!("{path}: {prefix} is a file, not a folder"));
+            }
+            prefix.push('/');
+        }
+        let below = format!("{path}/");
+        if self
+            .objects
+            .range((bundle.to_string(), below.clone())..)
+            .next()
+            .is_some_and(|((b, p), _)| b == bundle && p.starts_with(&below))
+        {
+            return Some(format!("{path}: a folder of that name is in the way"));
+        }
+        None
+    }
+}
+
+pub type SharedCloud = Rc<RefCell<CloudStore>>;
 
 pub struct Transfer {
     pub request: DownloadRequest,
@@ -32,6 +139,7 @@ pub struct Upload {
 
 pub struct State_ {
     pub caller: String,
+    pub device_name: String,
     pub permissions: BTreeSet<String>,
     pub system_app: bool,
     /// The cloud refuses the account (22400001 at sync start).
@@ -62,12 +170,18 @@ pub struct State_ {
     pub now_ms: u64,
     pub clock_ns: u64,
     pub local: BTreeMap<(String, String), LocalFile>,
+    /// Folders put in the way on purpose.
     pub dirs: BTreeSet<(String, String)>,
     /// Paths (in the caller's area) whose stat reports an escape.
     pub escaping: BTreeSet<String>,
+    /// What `free_space` answers at most.
     pub free: u64,
+    /// The disk's size: writes past it fail (no space left), and
+    /// `free_space` is what the local files leave of it.
+    pub disk: u64,
     pub meta: BTreeMap<String, Vec<u8>>,
-    pub cloud: BTreeMap<(String, String), (Vec<u8>, String)>,
+    pub cloud: SharedCloud,
+    /// Every cloud call of this device fails with this (its network).
     pub cloud_error: Option<CloudError>,
     pub transfers: BTreeMap<TransferId, Transfer>,
     pub next_transfer: TransferId,
@@ -86,10 +200,24 @@ pub fn uri(path: &str) -> String {
     format!("file://{APP}/data/storage/el2/cloud/{path}")
 }
 
+fn power_cut() -> IoError {
+    IoError::new(IoErrorKind::Other, "power cut")
+}
+
 impl Fake {
     pub fn new() -> Self {
+        Self::on_cloud(Rc::new(RefCell::new(CloudStore::default())), "testdev")
+    }
+
+    /// Another device (its own files, metadata and clock) on the same cloud.
+    pub fn sharing(&self, device_name: &str) -> Self {
+        Self::on_cloud(self.0.borrow().cloud.clone(), device_name)
+    }
+
+    fn on_cloud(cloud: SharedCloud, device_name: &str) -> Self {
         Fake(RefCell::new(State_ {
             caller: APP.into(),
+            device_name: device_name.into(),
             permissions: [
                 "ohos.permission.CLOUDFILE_SYNC",
                 "ohos.permission.CLOUDFILE_SYNC_MANAGER",
@@ -123,8 +251,9 @@ impl Fake {
             dirs: BTreeSet::new(),
             escaping: BTreeSet::new(),
             free: u64::MAX,
+            disk: u64::MAX,
             meta: BTreeMap::new(),
-            cloud: BTreeMap::new(),
+            cloud,
             cloud_error: None,
             transfers: BTreeMap::new(),
             next_transfer: 0,
@@ -135,41 +264,107 @@ impl Fake {
         }))
     }
 
+    /// The same device after a restart: its files, metadata and cloud, and
+    /// nothing of the instance that ran before (transfers, events).
+    pub fn restarted(self) -> Self {
+        let old = self.0.into_inner();
+        let new = Fake::on_cloud(old.cloud.clone(), &old.device_name);
+        {
+            let mut s = new.0.borrow_mut();
+            s.caller = old.caller;
+            s.permissions = old.permissions;
+            s.system_app = old.system_app;
+            s.device = old.device;
+            s.now_ms = old.now_ms;
+            s.clock_ns = old.clock_ns + 1;
+            s.local = old.local;
+            s.dirs = old.dirs;
+            s.made_dirs = old.made_dirs;
+            s.meta = old.meta;
+            s.free = old.free;
+            s.disk = old.disk;
+            s.chunk = old.chunk;
+            s.upload_polls = old.upload_polls;
+            s.next_transfer = old.next_transfer;
+        }
+        new
+    }
+
     pub fn take_sync_events(&self) -> Vec<(ListenerId, SyncProgress)> {
         std::mem::take(&mut self.0.borrow_mut().sync_events)
     }
 
+    pub fn cloud_store(&self) -> SharedCloud {
+        self.0.borrow().cloud.clone()
+    }
+
     pub fn cloud(&self, path: &str) -> Option<Vec<u8>> {
-        self.0
-            .borrow()
-            .cloud
-            .get(&(APP.to_string(), path.to_string()))
-            .map(|(d, _)| d.clone())
+        self.cloud_in(APP, path)
+    }
+
+    pub fn cloud_in(&self, bundle: &str, path: &str) -> Option<Vec<u8>> {
+        let cloud = self.cloud_store();
+        let c = cloud.borrow();
+        c.objects
+            .get(&(bundle.to_string(), path.to_string()))
+            .filter(|o| !o.special)
+            .map(|o| o.data.clone())
     }
 
     pub fn remove_cloud(&self, path: &str) {
-        self.0.borrow_mut().cloud.remove(&(APP.to_string(), path.to_string()));
+        self.cloud_store()
+            .borrow_mut()
+            .objects
+            .remove(&(APP.to_string(), path.to_string()));
     }
 
     pub fn remove_local(&self, path: &str) {
         self.0.borrow_mut().local.remove(&(APP.to_string(), path.to_string()));
     }
 
-    /// Rewrites a local file in place: same inode, and with `same_mtime` the
-    /// same mtime too (an edit within the clock's resolution).
-    pub fn edit_local_in_place(&self, path: &str, data: &[u8], same_mtime: bool) {
+    fn tick_clock(&self) -> u64 {
         let mut s = self.0.borrow_mut();
         s.clock_ns += 1;
-        let clock = s.clock_ns;
+        s.clock_ns
+    }
+
+    /// Rewrites a local file in place (same inode). `keep` says which
+    /// stamps stay as they were.
+    pub fn edit_local_in_place(&self, path: &str, data: &[u8], keep: Keep) {
+        let clock = match keep {
+            Keep::SameTick => self.0.borrow().clock_ns,
+            _ => self.tick_clock(),
+        };
+        let mut s = self.0.borrow_mut();
         let f = s.local.get_mut(&(APP.to_string(), path.to_string())).expect("exists");
         f.data = data.to_vec();
-        if !same_mtime {
-            f.mtime_ns = clock;
+        match keep {
+            Keep::Nothing => {
+                f.mtime_ns = clock;
+                f.ctime_ns = clock;
+            }
+            // `touch -r`, an archiver, a camera setting mtime from EXIF.
+            Keep::Mtime => f.ctime_ns = clock,
+            Keep::SameTick => {}
         }
     }
 
+    /// Saves a new version by writing a temp file and renaming it over the
+    /// old one (a new inode), optionally putting the old mtime back.
+    pub fn replace_local_by_rename(&self, path: &str, data: &[u8], keep_mtime: bool) {
+        let clock = self.tick_clock();
+        let mut s = self.0.borrow_mut();
+        let key = (APP.to_string(), path.to_string());
+        let old_mtime = s.local.get(&key).map(|f| f.mtime_ns);
+        let mut f = LocalFile::file(data, clock);
+        if keep_mtime {
+            f.mtime_ns = old_mtime.unwrap_or(clock);
+        }
+        s.local.insert(key, f);
+    }
+
     /// Whether a write may happen (no power cut yet).
-    fn alive(&self) -> bool {
+    pub fn alive(&self) -> bool {
         let mut s = self.0.borrow_mut();
         match s.crash_countdown {
             Some(0) => false,
@@ -182,12 +377,12 @@ impl Fake {
     }
 
     /// Whether nothing has happened since `path` was last written: only
-    /// then can an edit leave its mtime where it was.
+    /// then can an edit leave both its mtime and ctime where they were.
     pub fn written_in_current_tick(&self, path: &str) -> bool {
         let s = self.0.borrow();
         s.local
             .get(&(APP.to_string(), path.to_string()))
-            .is_some_and(|f| f.mtime_ns == s.clock_ns)
+            .is_some_and(|f| f.ctime_ns == s.clock_ns)
     }
 
     fn finish_upload(&self, id: TransferId) -> Option<TransferStatus> {
@@ -198,7 +393,8 @@ impl Fake {
         };
         let alive = !writes_now || self.alive();
         let mut s = self.0.borrow_mut();
-        let fail = s.upload_fail.clone();
+        let fail = s.upload_fail.clone().or_else(|| s.cloud_error.clone());
+        let cloud = s.cloud.clone();
         let u = s.uploads.get_mut(&id)?;
         if u.cancelled {
             return None;
@@ -221,41 +417,42 @@ impl Fake {
                 if let Some(e) = fail {
                     return Err(e);
                 }
+                let mut cloud = cloud.borrow_mut();
                 let key = (req.bundle.clone(), req.cloud_path.clone());
-                let current = s.cloud.get(&key).map(|(_, e)| e.clone());
+                let current = cloud.objects.get(&key);
+                if current.is_some_and(|o| o.special) {
+                    return Err(CloudError::new(CloudErrorKind::PreconditionFailed, "a symlink is there"));
+                }
+                let current = current.map(|o| o.etag.clone());
                 match (&req.precondition, &current) {
                     (WritePrecondition::IfMatch(want), Some(have)) if want == have => {}
                     (WritePrecondition::IfAbsent, None) | (WritePrecondition::None, _) => {}
                     _ => return Err(CloudError::new(CloudErrorKind::PreconditionFailed, "changed")),
                 }
+                if let Some(why) = cloud.in_the_way(&req.bundle, &req.cloud_path) {
+                    return Err(CloudError::new(CloudErrorKind::Other, why));
+                }
                 let local = s
                     .local
                     .get(&(req.bundle.clone(), req.local_path.clone()))
+                    .filter(|f| f.kind == FileKind::File)
                     .ok_or_else(|| CloudError::new(CloudErrorKind::LocalIo, "local file gone"))?;
-                let now = LocalStamp {
-                    size: local.data.len() as u64,
-                    mtime_ns: local.mtime_ns,
-                    inode: local.inode,
-                };
-                if req.expect.is_some_and(|e| e != now) {
+                if req.expect.is_some_and(|e| e != local.stamp()) {
                     return Err(CloudError::new(
                         CloudErrorKind::PreconditionFailed,
                         "local file changed",
                     ));
                 }
                 let data = local.data.clone();
-                s.clock_ns += 1;
-                let etag = format!("e{}", s.clock_ns);
-                let object = CloudObject {
+                let etag = cloud.put(&req.bundle, &req.cloud_path, &data);
+                Ok(CloudObject {
                     path: req.cloud_path.clone(),
                     size: data.len() as u64,
-                    etag: etag.clone(),
+                    etag,
                     version: None,
                     content_hash: Some(format!("sha256:{}", sha(&data))),
                     modified_ms: 0,
-                };
-                s.cloud.insert(key, (data, etag));
-                Ok(object)
+                })
             })();
             s.uploads.get_mut(&id).unwrap().result = Some(result);
         }
@@ -280,22 +477,49 @@ impl Fake {
         })
     }
 
+    /// Puts a file in the cloud as another client would (a new etag).
     pub fn put_cloud(&self, path: &str, data: &[u8]) {
-        let mut s = self.0.borrow_mut();
-        s.clock_ns += 1;
-        let etag = format!("e{}", s.clock_ns);
-        s.cloud.insert((APP.into(), path.into()), (data.to_vec(), etag));
+        self.cloud_store().borrow_mut().put(APP, path, data);
+    }
+
+    /// Puts a symlink into the folder cloud at `path`.
+    pub fn put_cloud_symlink(&self, path: &str) {
+        let cloud = self.cloud_store();
+        let mut c = cloud.borrow_mut();
+        c.seq += 1;
+        let etag = format!("e{}", c.seq);
+        c.objects.insert(
+            (APP.to_string(), path.to_string()),
+            CloudEntry {
+                data: Vec::new(),
+                etag,
+                special: true,
+            },
+        );
     }
 
     pub fn put_local(&self, path: &str, data: &[u8]) {
-        let mut s = self.0.borrow_mut();
-        s.clock_ns += 1;
-        let f = LocalFile {
-            data: data.to_vec(),
-            mtime_ns: s.clock_ns,
-            inode: s.clock_ns,
-        };
-        s.local.insert((APP.into(), path.into()), f);
+        let clock = self.tick_clock();
+        self.0
+            .borrow_mut()
+            .local
+            .insert((APP.into(), path.into()), LocalFile::file(data, clock));
+    }
+
+    /// Puts a name that is not a regular file (a symlink, a FIFO) at `path`.
+    pub fn put_local_special(&self, path: &str, kind: FileKind) {
+        let clock = self.tick_clock();
+        let mut f = LocalFile::file(b"", clock);
+        f.kind = kind;
+        self.0.borrow_mut().local.insert((APP.into(), path.into()), f);
+    }
+
+    /// A file whose name the host cannot give as UTF-8.
+    pub fn put_local_bad_name(&self, path: &str, data: &[u8]) {
+        let clock = self.tick_clock();
+        let mut f = LocalFile::file(data, clock);
+        f.bad_name = true;
+        self.0.borrow_mut().local.insert((APP.into(), path.into()), f);
     }
 
     pub fn local(&self, path: &str) -> Option<Vec<u8>> {
@@ -303,10 +527,11 @@ impl Fake {
             .borrow()
             .local
             .get(&(APP.to_string(), path.to_string()))
+            .filter(|f| f.kind == FileKind::File)
             .map(|f| f.data.clone())
     }
 
-    /// Local paths, sorted.
+    /// Local paths, sorted (every kind of name).
     pub fn local_paths(&self) -> Vec<String> {
         self.0.borrow().local.keys().map(|(_, p)| p.clone()).collect()
     }
@@ -319,6 +544,44 @@ impl Fake {
         self.0.borrow().transfers.len()
     }
 
+    /// Why a file cannot be written at `path` on this device, if it cannot:
+    /// a name too long, a file or symlink where a folder must be, a folder
+    /// where the file must be.
+    fn local_in_the_way(s: &State_, bundle: &str, path: &str) -> Option<IoError> {
+        if path.split('/').any(|c| c.len() > NAME_MAX) {
+            return Some(IoError::new(IoErrorKind::Other, format!("{path}: File name too long")));
+        }
+        let parts: Vec<&str> = path.split('/').collect();
+        let mut prefix = String::new();
+        for part in &parts[..parts.len() - 1] {
+            prefix.push_str(part);
+            if let Some(f) = s.local.get(&(bundle.to_string(), prefix.clone())) {
+                let e = match f.kind {
+                    FileKind::Symlink => IoError::new(IoErrorKind::EscapesSandbox, format!("{prefix} is a symlink")),
+                    _ => IoError::new(IoErrorKind::NotAFile, format!("{prefix} is not a folder")),
+                };
+                return Some(e);
+            }
+            prefix.push('/');
+        }
+        if Self::is_local_dir(s, bundle, path) {
+            return Some(IoError::new(IoErrorKind::NotAFile, format!("{path} is a folder")));
+        }
+        None
+    }
+
+    fn is_local_dir(s: &State_, bundle: &str, path: &str) -> bool {
+        let key = (bundle.to_string(), path.to_string());
+        if s.dirs.contains(&key) || s.made_dirs.contains(&key) {
+            return true;
+        }
+        let below = format!("{path}/");
+        s.local
+            .range((bundle.to_string(), below.clone())..)
+            .next()
+            .is_some_and(|((b, p), _)| b == bundle && p.starts_with(&below))
+    }
+
     fn advance(&self, id: TransferId) -> Option<TransferStatus> {
         let mut s = self.0.borrow_mut();
         let chunk = s.chunk;
@@ -329,65 +592,56 @@ impl Fake {
         let req = t.request.clone();
         let key = (req.bundle.clone(), req.local_path.clone());
         let have = s.local.get(&key).map_or(req.offset, |f| f.data.len() as u64);
+        let status = |bytes, state| TransferStatus {
+            bytes,
+            state,
+            uploaded: None,
+            sha256: None,
+        };
         if let Some(e) = s.transfers[&id].failed.clone() {
-            return Some(TransferStatus {
-                bytes: have,
-                state: TransferState::Failed(e),
-                uploaded: None,
-                sha256: None,
-            });
+            return Some(status(have, TransferState::Failed(e)));
         }
         if s.transfers[&id].done {
-            return Some(TransferStatus {
-                bytes: have,
-                state: TransferState::Done,
-                uploaded: None,
-                sha256: None,
-            });
+            return Some(status(have, TransferState::Done));
         }
-        let Some((content, etag)) = s.cloud.get(&(req.bundle.clone(), req.cloud_path.clone())).cloned() else {
-            let e = CloudError::new(CloudErrorKind::NotFound, "gone");
+        let fail = |s: &mut State_, e: CloudError| {
             s.transfers.get_mut(&id).unwrap().failed = Some(e.clone());
-            return Some(TransferStatus {
-                bytes: have,
-                state: TransferState::Failed(e),
-                uploaded: None,
-                sha256: None,
-            });
+            Some(status(have, TransferState::Failed(e)))
         };
-        if req.if_match.as_deref().is_some_and(|m| m != etag) {
-            let e = CloudError::new(CloudErrorKind::PreconditionFailed, "changed");
-            s.transfers.get_mut(&id).unwrap().failed = Some(e.clone());
-            return Some(TransferStatus {
-                bytes: have,
-                state: TransferState::Failed(e),
-                uploaded: None,
-                sha256: None,
-            });
+        if let Some(e) = s.cloud_error.clone() {
+            return fail(&mut s, e);
+        }
+        let object = s
+            .cloud
+            .borrow()
+            .objects
+            .get(&(req.bundle.clone(), req.cloud_path.clone()))
+            .filter(|o| !o.special)
+            .cloned();
+        let Some(object) = object else {
+            return fail(&mut s, CloudError::new(CloudErrorKind::NotFound, "gone"));
+        };
+        if req.if_match.as_deref().is_some_and(|m| m != object.etag) {
+            return fail(&mut s, CloudError::new(CloudErrorKind::PreconditionFailed, "changed"));
         }
         if let Some((after, e)) = s.fail_next.clone() {
             if have >= after {
                 s.fail_next = None;
-                s.transfers.get_mut(&id).unwrap().failed = Some(e.clone());
-                return Some(TransferStatus {
-                    bytes: have,
-                    state: TransferState::Failed(e),
-                    uploaded: None,
-                    sha256: None,
-                });
+                return fail(&mut s, e);
             }
         }
+        let content = object.data;
         let end = (have + chunk).min(content.len() as u64);
+        if Self::used(&s).saturating_add(end - have) > s.disk {
+            return fail(&mut s, CloudError::new(CloudErrorKind::LocalNoSpace, "No space left on device"));
+        }
         s.clock_ns += 1;
         let clock = s.clock_ns;
-        let f = s.local.entry(key).or_insert(LocalFile {
-            data: Vec::new(),
-            mtime_ns: clock,
-            inode: clock,
-        });
+        let f = s.local.entry(key).or_insert(LocalFile::file(b"", clock));
         f.data.truncate(have as usize);
         f.data.extend_from_slice(&content[have as usize..end as usize]);
         f.mtime_ns = clock;
+        f.ctime_ns = clock;
         let f_data = f.data.clone();
         let done = end == content.len() as u64;
         s.transfers.get_mut(&id).unwrap().done = done;
@@ -404,7 +658,17 @@ impl Fake {
     }
 }
 
-fn sha(data: &[u8]) -> String {
+/// Which stamps an in-place edit leaves as they were.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keep {
+    Nothing,
+    /// The tool puts the mtime back; ctime still moves.
+    Mtime,
+    /// Within the same clock tick as the last write: mtime and ctime alike.
+    SameTick,
+}
+
+pub fn sha(data: &[u8]) -> String {
     // Not a real sha256: the fake only needs equal content ↔ equal digest.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in data {
@@ -430,7 +694,7 @@ impl Platform for Fake {
         self.0.borrow().now_ms
     }
     fn device_name(&self) -> String {
-        "testdev".into()
+        self.0.borrow().device_name.clone()
     }
     fn stat(&self, bundle: &str, path: &str) -> Result<Option<FileStat>, IoError> {
         let s = self.0.borrow();
@@ -440,96 +704,159 @@ impl Platform for Fake {
         if let Some(kind) = s.stat_errors.get(path) {
             return Err(IoError::new(*kind, "injected"));
         }
-        if s.dirs.contains(&(bundle.into(), path.into())) {
+        if let Some(f) = s.local.get(&(bundle.into(), path.into())) {
+            return Ok(Some(f.stat()));
+        }
+        if Self::is_local_dir(&s, bundle, path) {
             return Ok(Some(FileStat {
+                kind: FileKind::Folder,
                 size: 0,
                 mtime_ns: 0,
+                ctime_ns: 0,
                 inode: 0,
-                is_dir: true,
                 atime_ns: 0,
             }));
         }
-        Ok(s.local.get(&(bundle.into(), path.into())).map(|f| FileStat {
-            size: f.data.len() as u64,
-            mtime_ns: f.mtime_ns,
-            inode: f.inode,
-            is_dir: false,
-            atime_ns: f.mtime_ns,
-        }))
+        match Self::local_in_the_way(&s, bundle, path) {
+            Some(e) if e.kind != IoErrorKind::Other => Err(e),
+            _ => Ok(None),
+        }
     }
     fn rename(&self, bundle: &str, from: &str, to: &str) -> Result<(), IoError> {
         if !self.alive() {
-            return Err(IoError::new(IoErrorKind::Other, "power cut"));
+            return Err(power_cut());
         }
+        let clock = self.tick_clock();
         let mut s = self.0.borrow_mut();
-        let f = s
+        if let Some(e) = Self::local_in_the_way(&s, bundle, to) {
+            return Err(e);
+        }
+        let mut f = s
             .local
             .remove(&(bundle.into(), from.into()))
             .ok_or_else(|| IoError::new(IoErrorKind::NotFound, from))?;
+        f.ctime_ns = clock;
         s.local.insert((bundle.into(), to.into()), f);
         Ok(())
     }
     fn remove_file(&self, bundle: &str, path: &str) -> Result<(), IoError> {
         if !self.alive() {
-            return Err(IoError::new(IoErrorKind::Other, "power cut"));
+            return Err(power_cut());
         }
-        self.0.borrow_mut().local.remove(&(bundle.into(), path.into()));
+        let mut s = self.0.borrow_mut();
+        let key = (bundle.to_string(), path.to_string());
+        if !s.local.contains_key(&key) && Self::is_local_dir(&s, bundle, path) {
+            return Err(IoError::new(IoErrorKind::NotAFile, format!("{path} is a folder")));
+        }
+        s.local.remove(&key);
+        Ok(())
+    }
+    fn remove_dir(&self, bundle: &str, path: &str) -> Result<(), IoError> {
+        if !self.alive() {
+            return Err(power_cut());
+        }
+        let mut s = self.0.borrow_mut();
+        let below = format!("{path}/");
+        let busy = s
+            .local
+            .range((bundle.to_string(), below.clone())..)
+            .next()
+            .is_some_and(|((b, p), _)| b == bundle && p.starts_with(&below))
+            || s.made_dirs.iter().any(|(b, p)| b == bundle && p.starts_with(&below));
+        if busy {
+            return Err(IoError::new(IoErrorKind::Other, format!("{path}: Directory not empty")));
+        }
+        let key = (bundle.to_string(), path.to_string());
+        s.made_dirs.remove(&key);
+        s.dirs.remove(&key);
         Ok(())
     }
     fn create_dir_all(&self, bundle: &str, path: &str) -> Result<(), IoError> {
-        self.0.borrow_mut().made_dirs.insert((bundle.into(), path.into()));
+        let mut s = self.0.borrow_mut();
+        if s.local.get(&(bundle.to_string(), path.to_string())).is_some() {
+            return Err(IoError::new(IoErrorKind::NotAFile, format!("{path} is a file")));
+        }
+        if let Some(e) = Self::local_in_the_way(&s, bundle, &format!("{path}/x")) {
+            if e.kind != IoErrorKind::Other {
+                return Err(e);
+            }
+        }
+        let mut prefix = String::new();
+        for part in path.split('/') {
+            prefix.push_str(part);
+            s.made_dirs.insert((bundle.into(), prefix.clone()));
+            prefix.push('/');
+        }
         Ok(())
     }
-    fn evict(&self, bundle: &str, path: &str, expect: LocalStamp) -> Result<(), IoError> {
+    fn evict(&self, bundle: &str, path: &str, expect: LocalStamp, aside: &str) -> Result<(), IoError> {
         if !self.alive() {
-            return Err(IoError::new(IoErrorKind::Other, "power cut"));
+            return Err(power_cut());
+        }
+        {
+            let s = self.0.borrow();
+            if s.open_files.contains(path) {
+                return Err(IoError::new(IoErrorKind::WouldBlock, "open for writing"));
+            }
+            let key = (bundle.to_string(), path.to_string());
+            let now = s.local.get(&key).filter(|f| f.kind == FileKind::File).map(LocalFile::stamp);
+            if now != Some(expect) {
+                return Err(IoError::new(IoErrorKind::Other, "changed"));
+            }
+        }
+        {
+            let mut s = self.0.borrow_mut();
+            let f = s.local.remove(&(bundle.to_string(), path.to_string())).expect("checked");
+            s.local.insert((bundle.to_string(), aside.to_string()), f);
+        }
+        // A power cut here leaves the file set aside.
+        if !self.alive() {
+            return Err(power_cut());
         }
         let mut s = self.0.borrow_mut();
-        if s.open_files.contains(path) {
-            return Err(IoError::new(IoErrorKind::WouldBlock, "open for writing"));
-        }
-        let key = (bundle.to_string(), path.to_string());
-        let now = s.local.get(&key).map(|f| LocalStamp {
-            size: f.data.len() as u64,
-            mtime_ns: f.mtime_ns,
-            inode: f.inode,
-        });
-        if now != Some(expect) {
-            return Err(IoError::new(IoErrorKind::Other, "changed"));
-        }
-        s.local.remove(&key);
+        s.local.remove(&(bundle.to_string(), aside.to_string()));
         if s.evict_fails_after_removal {
             return Err(IoError::new(IoErrorKind::Other, "flush failed"));
         }
         Ok(())
     }
-    fn scan_tree(&self, bundle: &str, dir: &str) -> Result<Option<Vec<(String, FileStat)>>, IoError> {
+    fn scan_tree(&self, bundle: &str, dir: &str) -> Result<Option<Vec<TreeEntry>>, IoError> {
         let s = self.0.borrow();
         let prefix = format!("{dir}/");
-        let files: Vec<(String, FileStat)> = s
+        let mut entries: Vec<TreeEntry> = s
             .local
             .iter()
             .filter(|((b, p), _)| b == bundle && p.starts_with(&prefix))
-            .map(|((_, p), f)| {
-                (
-                    p[prefix.len()..].to_string(),
-                    FileStat {
-                        size: f.data.len() as u64,
-                        mtime_ns: f.mtime_ns,
-                        inode: f.inode,
-                        is_dir: false,
-                        atime_ns: f.mtime_ns,
-                    },
-                )
+            .map(|((_, p), f)| TreeEntry {
+                path: p[prefix.len()..].to_string(),
+                stat: f.stat(),
+                problem: f.bad_name.then(|| "the name is not valid UTF-8".to_string()),
             })
             .collect();
-        if files.is_empty() && !s.made_dirs.contains(&(bundle.into(), dir.into())) {
-            return Ok(None);
+        for (b, d) in s.dirs.iter().chain(s.made_dirs.iter()) {
+            if b == bundle && d.starts_with(&prefix) && !Self::has_children(&s, bundle, d) {
+                entries.push(TreeEntry {
+                    path: d[prefix.len()..].to_string(),
+                    stat: FileStat {
+                        kind: FileKind::Folder,
+                        size: 0,
+                        mtime_ns: 0,
+                        ctime_ns: 0,
+                        inode: 0,
+                        atime_ns: 0,
+                    },
+                    problem: None,
+                });
+            }
         }
-        Ok(Some(files))
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        entries.dedup_by(|a, b| a.path == b.path);
+        let exists = !entries.is_empty() || s.made_dirs.contains(&(bundle.into(), dir.into()));
+        Ok(exists.then_some(entries))
     }
     fn free_space(&self, _bundle: &str) -> Result<u64, IoError> {
-        Ok(self.0.borrow().free)
+        let s = self.0.borrow();
+        Ok(s.free.min(s.disk.saturating_sub(Self::used(&s))))
     }
     fn hash_file(&self, bundle: &str, path: &str) -> Result<String, IoError> {
         self.0.borrow_mut().reads += 1;
@@ -541,6 +868,9 @@ impl Platform for Fake {
             .local
             .get(&(bundle.into(), path.into()))
             .ok_or_else(|| IoError::new(IoErrorKind::NotFound, path))?;
+        if f.kind != FileKind::File {
+            return Err(IoError::new(IoErrorKind::NotAFile, format!("{path} is not a regular file")));
+        }
         Ok(sha(&f.data))
     }
     fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, IoError> {
@@ -556,7 +886,7 @@ impl Platform for Fake {
     }
     fn meta_commit(&self, changes: Vec<(String, Option<Vec<u8>>)>) -> Result<(), IoError> {
         if !self.alive() {
-            return Err(IoError::new(IoErrorKind::Other, "power cut"));
+            return Err(power_cut());
         }
         let mut s = self.0.borrow_mut();
         for (k, v) in changes {
@@ -572,14 +902,16 @@ impl Platform for Fake {
         if let Some(e) = &s.cloud_error {
             return Err(e.clone());
         }
-        let (data, etag) = s
-            .cloud
+        let cloud = s.cloud.borrow();
+        let o = cloud
+            .objects
             .get(&(bundle.into(), path.into()))
+            .filter(|o| !o.special)
             .ok_or_else(|| CloudError::new(CloudErrorKind::NotFound, path))?;
         Ok(CloudObject {
             path: path.into(),
-            size: data.len() as u64,
-            etag: etag.clone(),
+            size: o.data.len() as u64,
+            etag: o.etag.clone(),
             version: None,
             content_hash: None,
             modified_ms: 0,
@@ -592,40 +924,58 @@ impl Platform for Fake {
             Err(CloudError::new(CloudErrorKind::Unauthorized, "not signed in"))
         }
     }
-    fn cloud_list(&self, bundle: &str, prefix: &str) -> Result<Vec<CloudObject>, CloudError> {
+    fn cloud_list(&self, bundle: &str, prefix: &str) -> Result<CloudListing, CloudError> {
         let s = self.0.borrow();
         if let Some(e) = &s.cloud_error {
             return Err(e.clone());
         }
-        Ok(s.cloud
+        let cloud = s.cloud.borrow();
+        let mut listing = CloudListing::default();
+        let links: Vec<String> = cloud
+            .objects
             .iter()
-            .filter(|((b, p), _)| b == bundle && p.starts_with(prefix))
-            .map(|((_, p), (data, etag))| CloudObject {
+            .filter(|((b, _), o)| b == bundle && o.special)
+            .map(|((_, p), _)| format!("{p}/"))
+            .collect();
+        for ((b, p), o) in &cloud.objects {
+            if b != bundle || !p.starts_with(prefix) || links.iter().any(|l| p.starts_with(l.as_str())) {
+                continue;
+            }
+            if o.special {
+                listing
+                    .skipped
+                    .push((p.clone(), "a symlink in the cloud folder (never followed)".into()));
+                continue;
+            }
+            listing.objects.push(CloudObject {
                 path: p.clone(),
-                size: data.len() as u64,
-                etag: etag.clone(),
+                size: o.data.len() as u64,
+                etag: o.etag.clone(),
                 version: None,
                 content_hash: None,
                 modified_ms: 0,
-            })
-            .collect())
+            });
+        }
+        Ok(listing)
     }
     fn cloud_delete(&self, bundle: &str, path: &str, if_match: Option<&str>) -> Result<(), CloudError> {
         if !self.alive() {
             return Err(CloudError::new(CloudErrorKind::Network, "power cut"));
         }
-        let mut s = self.0.borrow_mut();
+        let s = self.0.borrow();
         if let Some(e) = &s.cloud_error {
             return Err(e.clone());
         }
+        let mut cloud = s.cloud.borrow_mut();
         let key = (bundle.to_string(), path.to_string());
-        match (s.cloud.get(&key), if_match) {
+        match (cloud.objects.get(&key), if_match) {
             (None, _) => Err(CloudError::new(CloudErrorKind::NotFound, path)),
-            (Some((_, etag)), Some(want)) if etag != want => {
+            (Some(o), _) if o.special => Err(CloudError::new(CloudErrorKind::NotFound, path)),
+            (Some(o), Some(want)) if o.etag != want => {
                 Err(CloudError::new(CloudErrorKind::PreconditionFailed, "changed"))
             }
             _ => {
-                s.cloud.remove(&key);
+                cloud.objects.remove(&key);
                 Ok(())
             }
         }
@@ -637,28 +987,17 @@ impl Platform for Fake {
         thumb_path: &str,
         _max_edge: u32,
     ) -> Result<(), CloudError> {
-        let data = {
-            let s = self.0.borrow();
-            let (data, _) = s
-                .cloud
-                .get(&(bundle.to_string(), cloud_path.to_string()))
-                .ok_or_else(|| CloudError::new(CloudErrorKind::NotFound, cloud_path))?;
-            data.clone()
-        };
+        let data = self
+            .cloud_in(bundle, cloud_path)
+            .ok_or_else(|| CloudError::new(CloudErrorKind::NotFound, cloud_path))?;
         if !data.starts_with(b"IMG") {
             return Err(CloudError::new(CloudErrorKind::Other, "not an image"));
         }
-        let mut s = self.0.borrow_mut();
-        s.clock_ns += 1;
-        let clock = s.clock_ns;
+        let clock = self.tick_clock();
         let thumb = format!("thumb of {}", String::from_utf8_lossy(&data));
-        s.local.insert(
+        self.0.borrow_mut().local.insert(
             (bundle.to_string(), thumb_path.to_string()),
-            LocalFile {
-                data: thumb.into_bytes(),
-                mtime_ns: clock,
-                inode: clock,
-            },
+            LocalFile::file(thumb.as_bytes(), clock),
         );
         Ok(())
     }
@@ -727,5 +1066,24 @@ impl Platform for Fake {
     }
     fn emit_sync(&self, listener: ListenerId, progress: SyncProgress) {
         self.0.borrow_mut().sync_events.push((listener, progress));
+    }
+}
+
+impl Fake {
+    /// Bytes the local files take.
+    fn used(s: &State_) -> u64 {
+        s.local.values().map(|f| f.data.len() as u64).sum()
+    }
+
+    fn has_children(s: &State_, bundle: &str, dir: &str) -> bool {
+        let below = format!("{dir}/");
+        s.local
+            .range((bundle.to_string(), below.clone())..)
+            .next()
+            .is_some_and(|((b, p), _)| b == bundle && p.starts_with(&below))
+            || s.dirs
+                .iter()
+                .chain(s.made_dirs.iter())
+                .any(|(b, p)| b == bundle && p.starts_with(&below))
     }
 }

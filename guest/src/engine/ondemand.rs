@@ -13,7 +13,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use super::records::{self, FileStateRecord, LocalStamp, SyncedRecord, ACCESS, FILE_STATE, SYNCED};
+use super::download::STAGING_DIR;
+use super::records::{self, EvictingRecord, FileStateRecord, LocalStamp, SyncedRecord, ACCESS, EVICTING, FILE_STATE, SYNCED};
 use super::sync::{check_system_api, stored_state, thumbnail_path, CLOUDFILE_SYNC_MANAGER, THUMBNAIL_EDGE};
 use super::uri::{uri_of, LOCAL_CLOUD_DIR};
 use super::{
@@ -144,7 +145,7 @@ impl OnDemand {
                 let Ok(Some(stat)) = p.stat(&bundle, &local) else {
                     continue;
                 };
-                if stat.is_dir || LocalStamp::from(stat) != record.local {
+                if !stat.is_file() || LocalStamp::from(stat) != record.local {
                     continue; // changed since it was synced: never evicted
                 }
                 let last = access.get(&path).copied().unwrap_or(0).max(stat.atime_ns / 1_000_000);
@@ -306,7 +307,8 @@ impl OnDemand {
             .map_err(|e| ApiError::new(codes::INTERNAL, format!("cannot read the local folder: {e}")))?
             .unwrap_or_default();
         let mut out = BTreeMap::new();
-        for (path, stat) in local {
+        for entry in local.into_iter().filter(|e| e.stat.is_file() && e.problem.is_none()) {
+            let (path, stat) = (entry.path, entry.stat);
             let file = AppFile {
                 bundle: bundle.clone(),
                 path: path.clone(),
@@ -403,8 +405,9 @@ fn evictable(p: &impl Platform, file: &AppFile, known: Option<&SyncedRecord>) ->
     }
     let local = file.local_path();
     let stat = match p.stat(&file.bundle, &local) {
-        Ok(Some(s)) if !s.is_dir => s,
-        Ok(_) => return refuse(codes::NO_SUCH_FILE, "no such file".into()),
+        Ok(Some(s)) if s.is_file() => s,
+        Ok(Some(_)) => return refuse(codes::NO_SUCH_FILE, "it is not a regular file".into()),
+        Ok(None) => return refuse(codes::NO_SUCH_FILE, "no such file".into()),
         Err(e) if e.kind == IoErrorKind::EscapesSandbox => {
             return Err(Refused::Api(ApiError::invalid_uri(
                 &uri_of(file),
@@ -442,40 +445,68 @@ fn evictable(p: &impl Platform, file: &AppFile, known: Option<&SyncedRecord>) ->
 }
 
 /// Evicts checked files: their records turn cloud-only in one commit
-/// first, then the host removes each file (only if unchanged and not open);
-/// the records of files it kept go back in one more commit. A crash
-/// between leaves cloud-only records beside the very files they name,
-/// which the next sync records as local again. Returns per file the bytes
-/// freed or why it was kept.
+/// first (with a note of where each file is set aside), then the host
+/// removes each file (only if unchanged and not open, renaming it aside
+/// first); the records of files it kept go back in one more commit. A crash
+/// between leaves cloud-only records beside the very files they name, which
+/// the next sync records as local again, or a file set aside, which
+/// recovery removes or puts back ([`recover_evictions`]). Returns per file
+/// the bytes freed or why it was kept.
 fn evict_batch(p: &impl Platform, files: Vec<(AppFile, SyncedRecord)>) -> Result<Vec<Result<u64, Refused>>, Refused> {
-    let turned: Vec<(String, Option<Vec<u8>>)> = files
+    let now = p.now_ms();
+    let notes: Vec<EvictingRecord> = files
         .iter()
-        .map(|(file, record)| {
-            let mut cloud_only = record.clone();
-            cloud_only.cloud_only = true;
-            (records::key(SYNCED, file), Some(records::encode(&cloud_only)))
+        .enumerate()
+        .map(|(i, (file, record))| EvictingRecord {
+            aside: format!("{STAGING_DIR}/evict-{:016x}-{now}-{i}", fnv(&file.path)),
+            stamp: record.local,
         })
         .collect();
+    let mut turned: Vec<(String, Option<Vec<u8>>)> = Vec::with_capacity(files.len() * 2);
+    for ((file, record), note) in files.iter().zip(&notes) {
+        let mut cloud_only = record.clone();
+        cloud_only.cloud_only = true;
+        turned.push((records::key(SYNCED, file), Some(records::encode(&cloud_only))));
+        turned.push((records::key(EVICTING, file), Some(records::encode(note))));
+    }
+    let bundles: std::collections::BTreeSet<&str> = files.iter().map(|(f, _)| f.bundle.as_str()).collect();
+    for bundle in bundles {
+        let _ = p.create_dir_all(bundle, STAGING_DIR);
+    }
     p.meta_commit(turned)
         .map_err(|e| Refused::Api(ApiError::new(codes::INTERNAL, format!("metadata write failed: {e}"))))?;
     let mut results = Vec::with_capacity(files.len());
     let mut back = Vec::new();
-    for (file, record) in &files {
-        match p.evict(&file.bundle, &file.local_path(), record.local) {
+    for ((file, record), note) in files.iter().zip(&notes) {
+        match p.evict(&file.bundle, &file.local_path(), record.local, &note.aside) {
             Ok(()) => {
                 if file.bundle == GALLERY_BUNDLE {
                     // The photo still shows, as its thumbnail.
                     let thumb = thumbnail_path(&file.path);
                     let _ = p.make_thumbnail(&file.bundle, &file.path, &thumb, THUMBNAIL_EDGE);
                 }
+                back.push((records::key(EVICTING, file), None));
                 results.push(Ok(record.size));
             }
-            // Gone after all (the failure came after the removal): it is
-            // evicted, and its record must say so.
-            Err(_) if matches!(p.stat(&file.bundle, &file.local_path()), Ok(None)) => results.push(Ok(record.size)),
+            // The failure came after the file left its name: whatever was
+            // set aside is settled now (removed, or put back if it was not
+            // the file checked), and the record says what happened.
+            Err(_) if matches!(p.stat(&file.bundle, &file.local_path()), Ok(None)) => {
+                let _ = resolve_aside(p, file, note);
+                if matches!(p.stat(&file.bundle, &file.local_path()), Ok(None)) {
+                    results.push(Ok(record.size));
+                } else {
+                    back.push((records::key(SYNCED, file), Some(records::encode(record))));
+                    results.push(Err(Refused::Api(ApiError::new(
+                        codes::NO_SUCH_FILE,
+                        format!("{}: not evicted: it changed meanwhile", uri_of(file)),
+                    ))));
+                }
+            }
             Err(e) => {
                 // Not removed (changed, or being written): the record goes back.
                 back.push((records::key(SYNCED, file), Some(records::encode(record))));
+                back.push((records::key(EVICTING, file), None));
                 let code = match e.kind {
                     IoErrorKind::WouldBlock => 13_900_010,
                     _ => codes::NO_SUCH_FILE,
@@ -489,6 +520,62 @@ fn evict_batch(p: &impl Platform, files: Vec<(AppFile, SyncedRecord)>) -> Result
         let _ = p.meta_commit(back);
     }
     Ok(results)
+}
+
+/// Settles a file an eviction set aside: the very file checked (inode, size
+/// and mtime; its ctime moved with the rename) is removed — the cloud holds
+/// it; anything else (a save that landed in the instant of the rename) goes
+/// back under its name, or beside it as a conflict copy if a new file is
+/// there already. Never removes a file that was not checked.
+fn resolve_aside(p: &impl Platform, file: &AppFile, note: &EvictingRecord) -> Result<(), super::IoError> {
+    let Some(s) = p.stat(&file.bundle, &note.aside)? else {
+        return Ok(());
+    };
+    let checked = s.is_file()
+        && s.inode == note.stamp.inode
+        && s.size == note.stamp.size
+        && s.mtime_ns == note.stamp.mtime_ns;
+    if checked {
+        return p.remove_file(&file.bundle, &note.aside);
+    }
+    let target = match p.stat(&file.bundle, &file.local_path())? {
+        None => file.local_path(),
+        Some(_) => super::place::conflict_copy_name(p, &file.bundle, &file.local_path()),
+    };
+    p.rename(&file.bundle, &note.aside, &target)
+}
+
+/// After a crash: every eviction that was under way is settled (see
+/// [`resolve_aside`]). Returns the files still set aside (their settling
+/// failed): they stay, and are never swept away as stray temp files.
+pub fn recover_evictions(p: &impl Platform, bundle: &str) -> Result<std::collections::BTreeSet<String>, ApiError> {
+    let mut kept = std::collections::BTreeSet::new();
+    let mut done = Vec::new();
+    for (path, note) in records::scan::<EvictingRecord>(p, EVICTING, bundle)? {
+        let file = AppFile {
+            bundle: bundle.to_string(),
+            path,
+        };
+        match resolve_aside(p, &file, &note) {
+            Ok(()) => done.push((records::key(EVICTING, &file), None)),
+            Err(_) => {
+                kept.insert(note.aside);
+            }
+        }
+    }
+    if !done.is_empty() {
+        p.meta_commit(done)
+            .map_err(|e| ApiError::service(format!("metadata write failed: {e}")))?;
+    }
+    Ok(kept)
+}
+
+fn fnv(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+    }
+    h
 }
 
 fn internal(e: ApiError) -> ApiError {

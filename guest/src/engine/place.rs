@@ -32,14 +32,47 @@ pub struct Placed {
     pub conflict_copy: Option<String>,
 }
 
+/// The local version a placement may overwrite: the one we wrote, or the
+/// one the planner saw unchanged, with its content's hash where known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Replaceable {
+    pub stamp: LocalStamp,
+    pub hash: Option<String>,
+}
+
+/// A file changed this close (ms) to now may have been edited again within
+/// the clock's resolution without its stamp moving: its hash decides.
+const RACY_MS: u64 = 2_000;
+
+/// Whether the file at `target` (whose stamp is `replaceable`'s) still
+/// holds the content `replaceable` names: by stamp, and by hash when the
+/// stamp is too recent to vouch for it.
+fn still_replaceable(
+    platform: &impl Platform,
+    bundle: &str,
+    target: &str,
+    s: &super::FileStat,
+    r: &Replaceable,
+) -> Result<bool, Failure> {
+    if r.stamp != LocalStamp::from(*s) {
+        return Ok(false);
+    }
+    let changed_ms = s.mtime_ns.max(s.ctime_ns) / 1_000_000;
+    if changed_ms + RACY_MS < platform.now_ms() {
+        return Ok(true);
+    }
+    let Some(known) = &r.hash else { return Ok(false) };
+    let now = platform.hash_file(bundle, target).map_err(|e| Failure::io(&e))?;
+    Ok(now.eq_ignore_ascii_case(known))
+}
+
 /// Verifies `a` and renames it to its target. `replaceable` is the local
-/// version that may be overwritten (the one we wrote, or that the planner
-/// saw unchanged); anything else there is kept as a conflict copy unless it
-/// is byte-identical.
+/// version that may be overwritten; anything else there is kept as a
+/// conflict copy unless it is byte-identical.
 pub fn verify_and_place(
     platform: &impl Platform,
     a: &Arrived<'_>,
-    replaceable: Option<LocalStamp>,
+    replaceable: Option<&Replaceable>,
 ) -> Result<Placed, Failure> {
     let bundle = a.bundle;
     let got = platform.stat(bundle, a.temp).map_err(|e| Failure::io(&e))?;
@@ -74,9 +107,12 @@ pub fn verify_and_place(
     let mut may_replace: Option<LocalStamp> = None;
     match platform.stat(bundle, target).map_err(|e| Failure::io(&e))? {
         None => {}
-        Some(s) if s.is_dir => return Err(Failure::unknown(format!("a folder is in the way at {target}"))),
+        Some(s) if s.is_dir() => return Err(Failure::unknown(format!("a folder is in the way at {target}"))),
         Some(s) => {
-            let ours = replaceable == Some(LocalStamp::from(s));
+            let ours = match replaceable {
+                Some(r) => still_replaceable(platform, bundle, target, &s, r)?,
+                None => false,
+            };
             let same = !ours && s.size == a.size && {
                 let local = platform.hash_file(bundle, target).map_err(|e| Failure::io(&e))?;
                 let remote = match &hash {
@@ -95,7 +131,7 @@ pub fn verify_and_place(
     // Checked again right before the rename (hashing takes time): a file
     // written or changed meanwhile is kept as a conflict copy too.
     if let Some(now) = platform.stat(bundle, target).map_err(|e| Failure::io(&e))? {
-        if now.is_dir {
+        if now.is_dir() {
             return Err(Failure::unknown(format!("a folder is in the way at {target}")));
         }
         if may_replace != Some(now.into()) {
@@ -120,27 +156,47 @@ fn move_aside(platform: &impl Platform, bundle: &str, target: &str) -> Result<St
     Ok(copy)
 }
 
-/// `dir/name (conflict <device> <YYYY-MM-DD HHMMSS>).ext`, not yet taken.
+/// Longest name (one path component) file systems and clouds take, in bytes.
+pub const NAME_MAX: usize = 255;
+
+/// `dir/name (conflict <device> <YYYY-MM-DD HHMMSS>).ext`, not yet taken,
+/// and never longer than [`NAME_MAX`] bytes: a long stem is shortened (at a
+/// character boundary) so that the copy can always be made.
 pub fn conflict_copy_name(platform: &impl Platform, bundle: &str, path: &str) -> String {
     let (dir, name) = match path.rsplit_once('/') {
         Some((d, n)) => (format!("{d}/"), n),
         None => (String::new(), path),
     };
     let (stem, ext) = match name.rfind('.') {
-        Some(i) if i > 0 => (&name[..i], &name[i..]),
+        // An extension is kept only while it is short (`.tar.gz`, `.jpeg`).
+        Some(i) if i > 0 && name.len() - i <= 16 => (&name[..i], &name[i..]),
         _ => (name, ""),
     };
     let when = format_utc(platform.now_ms());
-    let device = platform.device_name();
+    let device = truncate(&platform.device_name(), 40).replace('/', "_");
     let mut n = 1;
     loop {
         let suffix = if n == 1 { String::new() } else { format!(" {n}") };
-        let candidate = format!("{dir}{stem} (conflict {device} {when}{suffix}){ext}");
+        let tail = format!(" (conflict {device} {when}{suffix}){ext}");
+        let stem = truncate(stem, NAME_MAX.saturating_sub(tail.len()));
+        let candidate = format!("{dir}{stem}{tail}");
         if !matches!(platform.stat(bundle, &candidate), Ok(Some(_))) {
             return candidate;
         }
         n += 1;
     }
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends at a character boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// `YYYY-MM-DD HHMMSS` in UTC (civil-from-days, Howard Hinnant's algorithm).

@@ -51,15 +51,58 @@ impl std::fmt::Display for IoError {
     }
 }
 
+/// What a name in a folder is. Only regular files are synced; the host
+/// never follows a symlink.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    File,
+    Folder,
+    Symlink,
+    /// A FIFO, socket or device.
+    Special,
+}
+
 /// What the engine compares to tell whether a local file changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FileStat {
+    pub kind: FileKind,
     pub size: u64,
     pub mtime_ns: u64,
+    /// Status change time: moves on every write, even when a tool puts the
+    /// mtime back (`touch -r`, archivers, cameras).
+    pub ctime_ns: u64,
     pub inode: u64,
-    pub is_dir: bool,
     /// Last access, where the file system keeps it (0 when it does not).
     pub atime_ns: u64,
+}
+
+impl FileStat {
+    pub fn is_dir(&self) -> bool {
+        self.kind == FileKind::Folder
+    }
+    pub fn is_file(&self) -> bool {
+        self.kind == FileKind::File
+    }
+}
+
+/// One name found by [`Platform::scan_tree`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TreeEntry {
+    /// Path relative to the scanned folder.
+    pub path: String,
+    pub stat: FileStat,
+    /// Why the host could not use this entry as it is: a name that is not
+    /// UTF-8 (`path` then shows it with U+FFFD), a folder it cannot read.
+    pub problem: Option<String>,
+}
+
+/// A cloud listing: the objects, and the names the cloud holds that are
+/// not files the engine can sync (symlinks in a folder cloud, invalid keys).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CloudListing {
+    pub objects: Vec<CloudObject>,
+    /// (path, why): never read as deleted, never touched.
+    pub skipped: Vec<(String, String)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,15 +208,19 @@ pub trait Platform {
     fn rename(&self, bundle: &str, from: &str, to: &str) -> Result<(), IoError>;
     fn remove_file(&self, bundle: &str, path: &str) -> Result<(), IoError>;
     fn create_dir_all(&self, bundle: &str, path: &str) -> Result<(), IoError>;
+    /// Removes a folder if it is empty (an error, changing nothing, if not).
+    fn remove_dir(&self, bundle: &str, path: &str) -> Result<(), IoError>;
     fn free_space(&self, bundle: &str) -> Result<u64, IoError>;
     /// Lower-case hex sha256 of a local file's content.
     fn hash_file(&self, bundle: &str, path: &str) -> Result<String, IoError>;
-    /// Every regular file under `dir`, recursively, as (path relative to
-    /// `dir`, stat); symlinks are not followed. `None` when `dir` is missing.
-    fn scan_tree(&self, bundle: &str, dir: &str) -> Result<Option<Vec<(String, FileStat)>>, IoError>;
+    /// Every name under `dir`, recursively: regular files, symlinks and
+    /// special files (never followed), and empty or unreadable folders.
+    /// `None` when `dir` is missing.
+    fn scan_tree(&self, bundle: &str, dir: &str) -> Result<Option<Vec<TreeEntry>>, IoError>;
     /// Removes a file durably, only if it is still `expect` and no process
-    /// has it open (`WouldBlock` then).
-    fn evict(&self, bundle: &str, path: &str, expect: super::records::LocalStamp) -> Result<(), IoError>;
+    /// has it open (`WouldBlock` then). The file is first renamed to
+    /// `aside` (in the staging area); a crash may leave it there.
+    fn evict(&self, bundle: &str, path: &str, expect: super::records::LocalStamp, aside: &str) -> Result<(), IoError>;
 
     // durable metadata
     fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, IoError>;
@@ -184,7 +231,7 @@ pub trait Platform {
     fn cloud_stat(&self, bundle: &str, path: &str) -> Result<CloudObject, CloudError>;
     /// Whether the app may sync now: signed in, the app's cloud switch on.
     fn cloud_ready(&self, bundle: &str) -> Result<(), CloudError>;
-    fn cloud_list(&self, bundle: &str, prefix: &str) -> Result<Vec<CloudObject>, CloudError>;
+    fn cloud_list(&self, bundle: &str, prefix: &str) -> Result<CloudListing, CloudError>;
     fn cloud_delete(&self, bundle: &str, path: &str, if_match: Option<&str>) -> Result<(), CloudError>;
 
     // media

@@ -39,12 +39,27 @@ pub struct FileStateRecord {
     pub stamp: Option<LocalStamp>,
 }
 
-/// (size, mtime, inode): changes when a local file is replaced or edited.
+/// (size, mtime, ctime, inode): changes when a local file is replaced or
+/// edited — ctime even when a tool puts the mtime back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LocalStamp {
     pub size: u64,
     pub mtime_ns: u64,
+    /// Records written before ctime was kept read as 0: such a file reads
+    /// as touched once, is hashed, and its record is refreshed.
+    #[serde(default)]
+    pub ctime_ns: u64,
     pub inode: u64,
+}
+
+impl LocalStamp {
+    /// The stamp a cloud-only record carries (no local file).
+    pub const NONE: LocalStamp = LocalStamp {
+        size: 0,
+        mtime_ns: 0,
+        ctime_ns: 0,
+        inode: 0,
+    };
 }
 
 impl From<FileStat> for LocalStamp {
@@ -52,6 +67,7 @@ impl From<FileStat> for LocalStamp {
         LocalStamp {
             size: s.size,
             mtime_ns: s.mtime_ns,
+            ctime_ns: s.ctime_ns,
             inode: s.inode,
         }
     }
@@ -70,7 +86,21 @@ pub struct PartialRecord {
     pub kept: bool,
 }
 
+/// A local copy set aside by an eviction, until the eviction is done:
+/// recovery removes it (it is the file checked) or puts it back (a save
+/// that landed meanwhile).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvictingRecord {
+    /// Where the file is set aside, in the bundle's staging area.
+    pub aside: String,
+    /// The file that was checked (its ctime moves with the rename aside:
+    /// identity is inode, size and mtime).
+    pub stamp: LocalStamp,
+}
+
 pub const SYNCED: &str = "synced";
+/// `evicting/<bundle>/<path>`: an eviction under way ([`EvictingRecord`]).
+pub const EVICTING: &str = "evicting";
 pub const PARTIAL: &str = "partial";
 /// A sync run's partial download: kept apart from `CloudFileCache`'s, so
 /// that neither ever replaces the other's record.

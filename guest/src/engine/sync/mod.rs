@@ -12,7 +12,8 @@ mod scan;
 
 pub(crate) use scan::racily_clean;
 
-pub use run::{thumbnail_path, THUMBNAIL_EDGE};
+pub use planner::Confirm;
+pub use run::{thumbnail_path, MAX_LISTED, THUMBNAIL_EDGE};
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -54,6 +55,13 @@ pub struct Report {
     pub last_error: Option<String>,
     /// The last event sent.
     pub last: Option<SyncProgress>,
+    /// Names not synced, and why (at most [`run::MAX_LISTED`]).
+    pub skipped: Vec<(String, String)>,
+    pub skipped_total: u64,
+    /// Files that failed, and why (at most [`run::MAX_LISTED`]; `failed` counts them all).
+    pub failures: Vec<(String, String)>,
+    /// Things about the run a person should know (records set aside, ...).
+    pub notes: Vec<String>,
 }
 
 struct SyncObject {
@@ -147,14 +155,18 @@ impl Syncs {
 
     /// Starts a run, after the device checks: no network → 22400002, cloud
     /// not ready → 22400001, battery under 10 % and not charging → 22400003.
-    /// While a run is going, one more is queued. `confirmed`: deletions a
-    /// guard would refuse are carried out.
-    pub fn start(&mut self, p: &impl Platform, id: SyncId, confirmed: bool) -> Result<(), ApiError> {
+    /// While a run is going, one more is queued. `confirm`: what the user
+    /// confirmed of what a guard would refuse.
+    pub fn start(&mut self, p: &impl Platform, id: SyncId, confirm: impl Into<Confirm>) -> Result<(), ApiError> {
+        let confirm = confirm.into();
         let bundle = self.object(id)?.bundle.clone();
         preconditions(p, &bundle)?;
         if let Some(run) = self.runs.get_mut(&bundle) {
             run.again = true;
-            run.again_confirmed |= confirmed;
+            let a = &mut run.again_confirm;
+            a.deletions |= confirm.deletions;
+            a.empty_local |= confirm.empty_local;
+            a.empty_cloud |= confirm.empty_cloud;
             return Ok(());
         }
         if self.recovered.insert(bundle.clone()) && bundle != p.caller_bundle() {
@@ -162,14 +174,14 @@ impl Syncs {
             // first time this instance syncs it.
             recover_bundle(p, &bundle)?;
         }
-        self.begin(p, &bundle, confirmed);
+        self.begin(p, &bundle, confirm);
         Ok(())
     }
 
     /// A new run: pulling starts (the scan is its first step), so
     /// `{DOWNLOADING}` goes out now.
-    fn begin(&mut self, p: &impl Platform, bundle: &str, confirmed: bool) {
-        let mut run = Run::new(bundle, confirmed);
+    fn begin(&mut self, p: &impl Platform, bundle: &str, confirm: Confirm) {
+        let mut run = Run::new(bundle, confirm);
         let mut out = Vec::new();
         run.announce(&mut out);
         self.runs.insert(bundle.to_string(), run);
@@ -258,7 +270,13 @@ impl Syncs {
             ApiError::new(code, format!("cannot read the state of {}: {}", file.path, e.message))
         })?;
         let stat = match stat {
-            Some(s) if !s.is_dir => s,
+            Some(s) if s.is_file() => s,
+            Some(s) if !s.is_dir() => {
+                return Err(ApiError::new(
+                    13_900_042,
+                    format!("{} is not a regular file (a symlink or special file)", file.path),
+                ))
+            }
             Some(_) => {
                 return Err(ApiError::new(
                     13_900_042,
@@ -316,7 +334,7 @@ impl Syncs {
                         let key = format!("{RUN}/{bundle}/last-sync");
                         let _ = p.meta_commit(vec![(key, Some(records::encode(&p.now_ms())))]);
                     }
-                    let (again, confirmed) = (run.again, run.again_confirmed);
+                    let (again, confirmed) = (run.again, run.again_confirm);
                     self.reports.insert(bundle.clone(), run.report);
                     // The queued run starts if the device still allows it.
                     if again && preconditions(p, &bundle).is_ok() {
@@ -415,3 +433,7 @@ fn internal(e: ApiError) -> ApiError {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod world_tests;
+#[cfg(test)]
+mod sim;

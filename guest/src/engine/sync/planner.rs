@@ -51,6 +51,10 @@ pub struct SyncedFile {
 pub type LocalTree = BTreeMap<String, LocalFile>;
 pub type RemoteTree = BTreeMap<String, RemoteFile>;
 pub type SyncedTree = BTreeMap<String, SyncedFile>;
+/// Paths one side holds something unknown at (a symlink, a special file, a
+/// name that is not UTF-8, a folder that cannot be read): nothing at or
+/// below them is planned, so what cannot be seen is never taken for deleted.
+pub type Blocked = BTreeSet<String>;
 
 /// One step. Each names what it expects to find, so that nothing changed
 /// after the scan is ever overwritten or deleted.
@@ -64,11 +68,13 @@ pub enum Op {
         if_match: Option<String>,
     },
     /// Bring the cloud version down, replacing `expect_local` (`None`: no
-    /// local file may be there).
+    /// local file may be there). `base_hash`: the content last synced, so
+    /// that a cloud change of metadata only (same bytes) moves nothing.
     Download {
         path: String,
         etag: String,
         expect_local: Option<LocalStamp>,
+        base_hash: Option<String>,
     },
     /// Delete the local file, only if it is still `expect_local`.
     DeleteLocal { path: String, expect_local: LocalStamp },
@@ -76,11 +82,14 @@ pub enum Op {
     DeleteRemote { path: String, etag: String },
     /// Both sides changed differently: the local version moves aside as a
     /// visible conflict copy (uploaded like any new file on the next round),
-    /// then the cloud version comes down under the name.
+    /// then the cloud version comes down under the name. If the cloud's
+    /// bytes turn out to be `base_hash` (only its metadata changed), the
+    /// local edit simply goes up instead.
     KeepBoth {
         path: String,
         expect_local: LocalStamp,
         etag: String,
+        base_hash: Option<String>,
     },
     /// Both sides hold the same content: just record it.
     RecordSynced {
@@ -96,13 +105,48 @@ pub enum Op {
     ForgetSynced { path: String },
 }
 
+/// What the user has confirmed after seeing a [`Refusal`]. Each case is
+/// named on its own: confirming deletions never confirms that an empty side
+/// may empty the other.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Confirm {
+    /// Deletions beyond the guard's share.
+    pub deletions: bool,
+    /// The device's folder is empty (or missing): delete everything in the cloud.
+    pub empty_local: bool,
+    /// The cloud is empty (or its listing came back empty): delete everything here.
+    pub empty_cloud: bool,
+}
+
+impl From<bool> for Confirm {
+    /// `true` confirms every case (tests, and callers that mean "all").
+    fn from(all: bool) -> Self {
+        if all {
+            Confirm::ALL
+        } else {
+            Confirm::default()
+        }
+    }
+}
+
+impl Confirm {
+    pub const ALL: Confirm = Confirm {
+        deletions: true,
+        empty_local: true,
+        empty_cloud: true,
+    };
+}
+
 /// How a plan is made.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Options {
-    /// The user has seen a [`Refusal`] and wants the deletions carried out.
-    pub confirmed: bool,
+    pub confirm: Confirm,
     /// Cloud files are not downloaded but kept as placeholders (the gallery).
     pub placeholders: bool,
+    /// The most files held in sync since deletions were last confirmed:
+    /// the deletion guard measures against it, so that many runs each
+    /// deleting a little cannot erode a folder to nothing.
+    pub peak: usize,
 }
 
 impl Op {
@@ -119,9 +163,16 @@ impl Op {
         }
     }
 
-    fn is_delete(&self) -> bool {
+    pub fn is_delete(&self) -> bool {
         matches!(self, Op::DeleteLocal { .. } | Op::DeleteRemote { .. })
     }
+}
+
+/// Which side looks empty.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Local,
+    Cloud,
 }
 
 /// Why a plan is refused rather than carried out.
@@ -129,55 +180,85 @@ impl Op {
 pub enum Refusal {
     /// One side looks empty while the synced tree is not: a missing root or
     /// a failed listing is never read as "everything was deleted".
-    SideLooksEmpty { side: &'static str, synced: usize },
-    /// The plan would delete more than half of the synced files.
-    MassDeletion { deletes: usize, synced: usize },
+    SideLooksEmpty { side: Side, synced: usize },
+    /// The plan would leave fewer than half of the most files held in sync
+    /// since deletions were last confirmed (`peak`).
+    MassDeletion { deletes: usize, synced: usize, peak: usize },
 }
 
-/// Plans one round. Pure: the same trees always give the same operations,
-/// in path order. `confirmed`: the user has seen a [`Refusal`] and wants the
-/// deletions carried out.
+/// Files held on the device that a deletion guard counts (cloud-only ones
+/// cannot be deleted here and must not dilute the share).
+pub fn held(synced: &SyncedTree, blocked: &Blocked) -> usize {
+    synced
+        .iter()
+        .filter(|(p, s)| !s.cloud_only && !is_blocked(blocked, p))
+        .count()
+}
+
+/// Whether `path` or a folder above it is blocked.
+pub fn is_blocked(blocked: &Blocked, path: &str) -> bool {
+    if blocked.is_empty() {
+        return false;
+    }
+    if blocked.contains(path) {
+        return true;
+    }
+    path.match_indices('/').any(|(i, _)| blocked.contains(&path[..i]))
+}
+
+/// Plans one round with nothing blocked; `confirmed` confirms every case.
+/// Pure: the same trees always give the same operations, in path order.
 pub fn plan(local: &LocalTree, remote: &RemoteTree, synced: &SyncedTree, confirmed: bool) -> Result<Vec<Op>, Refusal> {
+    let confirm = if confirmed { Confirm::ALL } else { Confirm::default() };
     plan_with(
         local,
         remote,
         synced,
+        &Blocked::new(),
         Options {
-            confirmed,
-            placeholders: false,
+            confirm,
+            ..Options::default()
         },
     )
 }
 
-/// [`plan`], with every option.
-pub fn plan_with(local: &LocalTree, remote: &RemoteTree, synced: &SyncedTree, o: Options) -> Result<Vec<Op>, Refusal> {
-    let confirmed = o.confirmed;
-    if !synced.is_empty() && !confirmed {
-        let held_locally = synced.values().filter(|s| !s.cloud_only).count();
-        if local.is_empty() && held_locally > 0 {
-            return Err(Refusal::SideLooksEmpty {
-                side: "local",
-                synced: held_locally,
-            });
-        }
-        if remote.is_empty() {
-            return Err(Refusal::SideLooksEmpty {
-                side: "cloud",
-                synced: synced.len(),
-            });
-        }
+/// [`plan`], with blocked paths and every option.
+pub fn plan_with(
+    local: &LocalTree,
+    remote: &RemoteTree,
+    synced: &SyncedTree,
+    blocked: &Blocked,
+    o: Options,
+) -> Result<Vec<Op>, Refusal> {
+    let held = held(synced, blocked);
+    let visible = |p: &&String| !is_blocked(blocked, p);
+    if held > 0 && !o.confirm.empty_local && !local.keys().any(|p| visible(&p)) {
+        return Err(Refusal::SideLooksEmpty {
+            side: Side::Local,
+            synced: held,
+        });
+    }
+    let synced_visible = synced.keys().filter(visible).count();
+    if synced_visible > 0 && !o.confirm.empty_cloud && !remote.keys().any(|p| visible(&p)) {
+        return Err(Refusal::SideLooksEmpty {
+            side: Side::Cloud,
+            synced: synced_visible,
+        });
     }
     let paths: BTreeSet<&String> = local.keys().chain(remote.keys()).chain(synced.keys()).collect();
     let ops: Vec<Op> = paths
         .into_iter()
+        .filter(visible)
         .filter_map(|p| plan_path(p, local.get(p), remote.get(p), synced.get(p), o.placeholders))
         .collect();
-    // Measured against the files held on the device too: cloud-only ones
-    // cannot be deleted locally and must not dilute the ratio.
-    let held = synced.values().filter(|s| !s.cloud_only).count();
     let deletes = ops.iter().filter(|o| o.is_delete()).count();
-    if !confirmed && held >= 4 && deletes * 2 > held {
-        return Err(Refusal::MassDeletion { deletes, synced: held });
+    let peak = o.peak.max(held);
+    if !o.confirm.deletions && deletes > 0 && peak >= 4 && held.saturating_sub(deletes) * 2 < peak {
+        return Err(Refusal::MassDeletion {
+            deletes,
+            synced: held,
+            peak,
+        });
     }
     Ok(ops)
 }
@@ -206,7 +287,9 @@ fn plan_path(
     };
     // A new local file where only a placeholder was: whoever made it never
     // saw the cloud's version, so the two are in conflict, never replaced.
-    let over_placeholder = matches!((l, s), (Some(l), Some(s)) if s.cloud_only && l.stamp != s.local);
+    // (The evicted copy's own bytes back again are no conflict.)
+    let over_placeholder = matches!((l, s), (Some(l), Some(s))
+        if s.cloud_only && l.stamp != s.local && !(l.hash.is_some() && l.hash == s.hash));
     let remote_changed = over_placeholder
         || match (r, s) {
             (Some(r), Some(s)) => r.etag != s.etag && !(r.hash.is_some() && r.hash == s.hash),
@@ -254,6 +337,7 @@ fn plan_path(
                 path,
                 etag: r.etag.clone(),
                 expect_local: l.map(|l| l.stamp),
+                base_hash: s.and_then(|s| s.hash.clone()).filter(|_| l.is_some()),
             }),
             (None, Some(l)) => Some(Op::DeleteLocal {
                 path,
@@ -274,6 +358,7 @@ fn plan_path(
                 path,
                 etag: r.etag.clone(),
                 expect_local: None,
+                base_hash: None,
             }),
             (Some(l), None) => Some(Op::Upload {
                 path,
@@ -290,6 +375,9 @@ fn plan_path(
                 path,
                 expect_local: l.stamp,
                 etag: r.etag.clone(),
+                // Only a base the local file moved away from: a new file
+                // over a placeholder has no base of its own.
+                base_hash: s.filter(|s| !s.cloud_only).and_then(|s| s.hash.clone()),
             }),
         },
     }

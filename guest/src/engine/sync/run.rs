@@ -8,11 +8,11 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use super::planner::{self, Op, Refusal, RemoteTree};
+use super::planner::{self, Confirm, Op, Refusal, RemoteTree, Side};
 use super::scan::{self, ScanError};
 use super::Report;
 use crate::engine::download::STAGING_DIR;
-use crate::engine::place::{verify_and_place, Arrived, Failure};
+use crate::engine::place::{verify_and_place, Arrived, Failure, Replaceable};
 use crate::engine::records::{
     self, FileStateRecord, LocalStamp, PartialRecord, SyncedRecord, FILE_STATE, SYNCED, SYNC_PARTIAL,
 };
@@ -34,6 +34,8 @@ const MAX_ROUNDS: u32 = 4;
 /// next run finds them equal by content.
 const FLUSH_EVERY_MS: u64 = 250;
 const FLUSH_CHANGES: usize = 512;
+/// Skipped names and failures a report lists at most (the counts go on).
+pub const MAX_LISTED: usize = 1000;
 /// Thumbnails made per tick (each reads an image from the cloud).
 const THUMBNAILS_PER_TICK: usize = 4;
 /// The longer side of a gallery thumbnail, in pixels.
@@ -56,6 +58,22 @@ struct Job {
     path: String,
     transfer: TransferId,
     kind: JobKind,
+    /// Bytes moved so far (downloads: what is already on the disk).
+    bytes: u64,
+}
+
+/// One download the pull wants.
+struct Wanted {
+    path: String,
+    etag: String,
+    /// The local version that may be replaced (`None`: none may be).
+    replaceable: Option<LocalStamp>,
+    /// What was last synced: if the cloud's bytes are these, nothing moves.
+    base_hash: Option<String>,
+    /// A conflict: the local version is kept whatever arrives.
+    keep_both: bool,
+    /// The local version the planner saw (for a conflict, the edited one).
+    expect_local: Option<LocalStamp>,
 }
 
 enum JobKind {
@@ -65,6 +83,9 @@ enum JobKind {
         size: u64,
         content_hash: Option<String>,
         replaceable: Option<LocalStamp>,
+        base_hash: Option<String>,
+        keep_both: bool,
+        expect_local: Option<LocalStamp>,
     },
     Upload {
         expect_local: LocalStamp,
@@ -84,11 +105,15 @@ pub struct Run {
     placeholders: bool,
     phase: Phase,
     round: u32,
-    confirmed: bool,
+    confirm: Confirm,
     /// `start` was called while running: one more run follows this one.
     pub again: bool,
-    /// ... and one of those calls confirmed deletions.
-    pub again_confirmed: bool,
+    /// ... with what those calls confirmed.
+    pub again_confirm: Confirm,
+    /// A guard refused the plan: the run ends STOPPED, having changed nothing.
+    refused: bool,
+    /// Paths already reported as skipped or failed this run.
+    reported: std::collections::BTreeSet<String>,
     pull: VecDeque<Op>,
     push: VecDeque<Op>,
     remote: RemoteTree,
@@ -116,15 +141,17 @@ pub struct Run {
 }
 
 impl Run {
-    pub fn new(bundle: &str, confirmed: bool) -> Self {
+    pub fn new(bundle: &str, confirm: Confirm) -> Self {
         Run {
             bundle: bundle.to_string(),
             placeholders: bundle == crate::engine::GALLERY_BUNDLE,
             phase: Phase::Scan,
             round: 0,
-            confirmed,
+            confirm,
             again: false,
-            again_confirmed: false,
+            again_confirm: Confirm::default(),
+            refused: false,
+            reported: Default::default(),
             pull: VecDeque::new(),
             push: VecDeque::new(),
             remote: RemoteTree::new(),
@@ -216,7 +243,7 @@ impl Run {
             .stat(&self.bundle, &local_path(path))
             .ok()
             .flatten()
-            .filter(|s| !s.is_dir)
+            .filter(|s| s.is_file())
             .map(LocalStamp::from);
         self.set_file_state(path, FileSyncState::Stopped, stamp);
     }
@@ -242,19 +269,52 @@ impl Run {
             }
         };
         self.changes.extend(trees.refresh);
+        for (path, why) in trees.skipped {
+            if self.reported.insert(path.clone()) {
+                self.report.skipped_total += 1;
+                if self.report.skipped.len() < MAX_LISTED {
+                    self.report.skipped.push((path, why));
+                }
+            }
+        }
+        for (path, why) in trees.unreadable {
+            if self.reported.insert(path.clone()) {
+                self.note_failure(p, &path, &why, true);
+            }
+        }
+        if trees.bad_records > 0 && self.round == 1 {
+            self.report.notes.push(format!(
+                "{} sync records could not be read and were set aside: their files are compared afresh \
+                 (a difference is kept as a conflict copy or downloaded; nothing is deleted for want of a record)",
+                trees.bad_records
+            ));
+        }
         let options = planner::Options {
-            confirmed: self.confirmed,
+            confirm: self.confirm,
             placeholders: self.placeholders,
+            peak: trees.peak,
         };
-        let ops = match planner::plan_with(&trees.local, &trees.remote, &trees.synced, options) {
+        let ops = match planner::plan_with(&trees.local, &trees.remote, &trees.synced, &trees.blocked, options) {
             Ok(ops) => ops,
             Err(refusal) => {
                 self.report.refusal = Some(describe(&refusal));
-                self.fatal = Some((SyncState::DownloadFailed, ErrorType::NoError));
+                self.refused = true;
                 self.phase = Phase::Finished;
                 return Tick::More;
             }
         };
+        // The guard's measure: the most files held since deletions were
+        // last confirmed; a confirmed run starts it again from what is left.
+        let held = planner::held(&trees.synced, &trees.blocked);
+        let deletes = ops.iter().filter(|o| o.is_delete()).count();
+        let peak = if self.confirm.deletions && deletes > 0 {
+            held.saturating_sub(deletes)
+        } else {
+            trees.peak.max(held)
+        };
+        if peak != trees.peak {
+            self.changes.push((scan::peak_key(&self.bundle), Some(records::encode(&(peak as u64)))));
+        }
         self.remote = trees.remote;
         for op in ops {
             match op {
@@ -305,10 +365,9 @@ impl Run {
             if self.fatal.is_some() || self.halt.is_some() {
                 self.fatal = self.fatal.or(self.halt);
                 self.phase = Phase::Finished;
-            } else if !pushing && self.pull_failed {
-                // A failed pull skips the push.
-                self.phase = Phase::Finished;
             } else if !pushing {
+                // Files that failed to come down failed alone: the push goes
+                // on (only a failure of the whole pull, above, skips it).
                 self.phase = Phase::Push;
                 self.send(
                     out,
@@ -365,7 +424,7 @@ impl Run {
     fn start_ops(&mut self, p: &impl Platform, pushing: bool) {
         let mut inline = 0;
         let mut thumbnails = 0;
-        let mut downloads: Vec<(String, String, Option<LocalStamp>)> = Vec::new();
+        let mut downloads: Vec<Wanted> = Vec::new();
         while self.active.len() + downloads.len() < MAX_ACTIVE && inline < INLINE_PER_TICK && self.fatal.is_none() {
             let queue = if pushing { &mut self.push } else { &mut self.pull };
             if thumbnails >= THUMBNAILS_PER_TICK && matches!(queue.front(), Some(Op::Placeholder { .. })) {
@@ -378,13 +437,31 @@ impl Run {
                     path,
                     etag,
                     expect_local,
+                    base_hash,
+                } => downloads.push(Wanted {
+                    path,
+                    etag,
+                    replaceable: expect_local,
+                    base_hash,
+                    keep_both: false,
+                    expect_local,
+                }),
+                Op::KeepBoth {
+                    path,
+                    etag,
+                    expect_local,
+                    base_hash,
                 } => {
-                    downloads.push((path, etag, expect_local));
-                }
-                Op::KeepBoth { path, etag, .. } => {
                     // Nothing may be replaced: the local version stays as a
                     // conflict copy unless it is byte-identical.
-                    downloads.push((path, etag, None));
+                    downloads.push(Wanted {
+                        path,
+                        etag,
+                        replaceable: None,
+                        base_hash,
+                        keep_both: true,
+                        expect_local: Some(expect_local),
+                    })
                 }
                 Op::DeleteLocal { path, expect_local } => self.delete_local(p, &path, expect_local),
                 Op::DeleteRemote { path, etag } => self.delete_remote(p, &path, &etag),
@@ -419,44 +496,53 @@ impl Run {
         }
     }
 
-    fn start_downloads(&mut self, p: &impl Platform, wanted: Vec<(String, String, Option<LocalStamp>)>) {
+    fn start_downloads(&mut self, p: &impl Platform, wanted: Vec<Wanted>) {
+        // Room on the disk: what is free, less what the downloads already
+        // running still have to write. A file that does not fit fails alone
+        // (LOCAL_STORAGE_FULL); smaller ones after it may still fit.
         let free = p.free_space(&self.bundle).unwrap_or(u64::MAX);
-        let mut needed = 0u64;
+        let pending: u64 = self
+            .active
+            .iter()
+            .filter_map(|j| match &j.kind {
+                JobKind::Download { size, .. } => Some(size.saturating_sub(j.bytes)),
+                JobKind::Upload { .. } => None,
+            })
+            .sum();
+        let mut room = free.saturating_sub(pending);
         let mut ready = Vec::new();
         let mut partials = Vec::new();
-        for (path, etag, replaceable) in wanted {
-            let Some(r) = self.remote.get(&path).cloned() else {
+        for w in wanted {
+            let Some(r) = self.remote.get(&w.path).cloned() else {
                 continue;
             };
-            needed += r.size;
-            if needed > free {
-                self.errors.push(ErrorType::LocalStorageFull);
-                self.fatal = Some((SyncState::DownloadFailed, ErrorType::LocalStorageFull));
-                self.report.last_error = Some(format!(
-                    "the device has {free} bytes free; the files to download need more"
-                ));
-                break;
+            if r.size > room {
+                let reason = format!(
+                    "it needs {} bytes and the device has {room} bytes free",
+                    r.size
+                );
+                let failure = Failure {
+                    kind: crate::engine::DownloadErrorType::LocalStorageFull,
+                    cloud: Some(CloudErrorKind::LocalNoSpace),
+                    reason,
+                };
+                self.file_failed(p, &w.path, &failure, false);
+                continue;
             }
+            room -= r.size;
             self.seq += 1;
-            let temp = format!("{STAGING_DIR}/sync-{:x}-{}-{}.part", fnv(&path), p.now_ms(), self.seq);
+            let temp = format!("{STAGING_DIR}/sync-{:x}-{}-{}.part", fnv(&w.path), p.now_ms(), self.seq);
             let record = PartialRecord {
                 temp: temp.clone(),
-                etag: etag.clone(),
+                etag: w.etag.clone(),
                 size: r.size,
                 kept: false,
             };
             partials.push((
-                records::path_key(SYNC_PARTIAL, &self.bundle, &path),
+                records::path_key(SYNC_PARTIAL, &self.bundle, &w.path),
                 Some(records::encode(&record)),
             ));
-            ready.push((
-                path,
-                etag,
-                r.size,
-                r.hash.map(|h| format!("sha256:{h}")),
-                replaceable,
-                temp,
-            ));
+            ready.push((w, r.size, r.hash.map(|h| format!("sha256:{h}")), temp));
         }
         if ready.is_empty() {
             return;
@@ -472,33 +558,37 @@ impl Run {
             self.fatal = Some((SyncState::DownloadFailed, ErrorType::NoError));
             return;
         }
-        for (path, etag, size, content_hash, replaceable, temp) in ready {
+        for (w, size, content_hash, temp) in ready {
             let request = DownloadRequest {
                 bundle: self.bundle.clone(),
-                cloud_path: path.clone(),
+                cloud_path: w.path.clone(),
                 local_path: temp.clone(),
                 offset: 0,
-                if_match: Some(etag.clone()),
+                if_match: Some(w.etag.clone()),
                 counted: false,
             };
             match p.start_download(request) {
                 Ok(transfer) => {
-                    self.files.insert(path.clone(), FileSyncState::Downloading);
+                    self.files.insert(w.path.clone(), FileSyncState::Downloading);
                     self.active.push(Job {
-                        path,
+                        path: w.path,
                         transfer,
+                        bytes: 0,
                         kind: JobKind::Download {
                             temp,
-                            etag,
+                            etag: w.etag,
                             size,
                             content_hash,
-                            replaceable,
+                            replaceable: w.replaceable,
+                            base_hash: w.base_hash,
+                            keep_both: w.keep_both,
+                            expect_local: w.expect_local,
                         },
                     });
                 }
                 Err(e) => {
-                    self.discard_temp(p, &path, &temp);
-                    self.file_failed(p, &path, &Failure::cloud(&e), false);
+                    self.discard_temp(p, &w.path, &temp);
+                    self.transfer_failed(p, &w.path, &Failure::cloud(&e), false);
                 }
             }
         }
@@ -527,6 +617,7 @@ impl Run {
                 self.active.push(Job {
                     path: path.to_string(),
                     transfer,
+                    bytes: 0,
                     kind: JobKind::Upload { expect_local },
                 });
             }
@@ -550,6 +641,8 @@ impl Run {
                 );
                 continue;
             };
+            let mut job = job;
+            job.bytes = status.bytes;
             match status.state {
                 TransferState::Running => {
                     still.push(job);
@@ -589,7 +682,18 @@ impl Run {
                 size,
                 content_hash,
                 replaceable,
+                base_hash,
+                keep_both,
+                expect_local,
             } => {
+                // Only the cloud's metadata changed (a touched file, an
+                // identical re-upload): its bytes are what was synced, so
+                // nothing is placed. Kept local edits then simply go up.
+                if base_hash.is_some() && moved_hash.is_some() && base_hash == moved_hash {
+                    self.discard_temp(p, &path, &temp);
+                    self.metadata_only_change(p, &path, etag, size, keep_both, expect_local);
+                    return;
+                }
                 let target = local_path(&path);
                 let arrived = Arrived {
                     bundle: &self.bundle,
@@ -599,7 +703,12 @@ impl Run {
                     content_hash: content_hash.as_deref(),
                     moved_hash: moved_hash.as_deref(),
                 };
-                match verify_and_place(p, &arrived, replaceable) {
+                // The local version the plan saw unchanged holds the base.
+                let replaceable = replaceable.map(|stamp| Replaceable {
+                    stamp,
+                    hash: base_hash.clone(),
+                });
+                match verify_and_place(p, &arrived, replaceable.as_ref()) {
                     Ok(placed) => {
                         if placed.conflict_copy.is_some() {
                             self.report.conflicts += 1;
@@ -643,6 +752,60 @@ impl Run {
         }
     }
 
+    /// The cloud's new version holds the bytes last synced: its record takes
+    /// the new etag. For a conflict the local edit stays recorded as an edit
+    /// (the old stamp and hash), so the next round sends it up.
+    fn metadata_only_change(
+        &mut self,
+        p: &impl Platform,
+        path: &str,
+        etag: String,
+        size: u64,
+        keep_both: bool,
+        expect_local: Option<LocalStamp>,
+    ) {
+        self.changes
+            .push((records::path_key(SYNC_PARTIAL, &self.bundle, path), None));
+        let key = records::path_key(SYNCED, &self.bundle, path);
+        let Ok(Some(mut rec)) = records::get::<SyncedRecord>(p, &key) else {
+            self.replan = true;
+            return;
+        };
+        rec.etag = etag;
+        rec.size = size;
+        if keep_both {
+            self.replan = true;
+        } else if let (Some(stamp), true) = (expect_local, self.local_is(p, path, expect_local)) {
+            // The local file holds those bytes too: it is in sync as it is.
+            rec.local = stamp;
+            rec.cloud_only = false;
+        } else {
+            self.replan = true;
+        }
+        self.changes.push((key, Some(records::encode(&rec))));
+        self.settled.push(path.to_string());
+        self.report.done += 1;
+    }
+
+    /// A failure of one file, for the report and for people.
+    fn note_failure(&mut self, p: &impl Platform, path: &str, reason: &str, upload: bool) {
+        if upload {
+            self.push_failed = true;
+        } else {
+            self.pull_failed = true;
+        }
+        self.report.failed += 1;
+        self.report.last_error = Some(format!("{path}: {reason}"));
+        if self.report.failures.len() < MAX_LISTED {
+            self.report.failures.push((path.to_string(), reason.to_string()));
+        }
+        let file = AppFile {
+            bundle: self.bundle.clone(),
+            path: path.to_string(),
+        };
+        p.report_failure(&uri_of(&file), reason);
+    }
+
     fn transfer_failed(&mut self, p: &impl Platform, path: &str, f: &Failure, upload: bool) {
         match f.cloud {
             // Changed or gone since the scan: the next round sees it as it is.
@@ -654,8 +817,9 @@ impl Run {
         }
     }
 
-    /// One file failed. Failures that every other file would meet too
-    /// (network, unauthorized, local disk full) end the run.
+    /// One file failed, alone: every other file goes on. Only failures that
+    /// every other file would meet too (no network, credentials refused)
+    /// end the run.
     fn file_failed(&mut self, p: &impl Platform, path: &str, f: &Failure, upload: bool) {
         let phase_failed = if upload {
             SyncState::UploadFailed
@@ -672,35 +836,22 @@ impl Run {
                 self.fatal = Some((phase_failed, ErrorType::NoError));
                 ErrorType::NoError
             }
-            Some(CloudErrorKind::LocalNoSpace) => {
-                self.fatal = Some((phase_failed, ErrorType::LocalStorageFull));
-                ErrorType::LocalStorageFull
-            }
+            Some(CloudErrorKind::LocalNoSpace) => ErrorType::LocalStorageFull,
             Some(CloudErrorKind::StorageFull) => ErrorType::CloudStorageFull,
             _ => ErrorType::NoError,
         };
         if error != ErrorType::NoError {
             self.errors.push(error);
         }
-        if upload {
-            self.push_failed = true;
-        } else {
-            self.pull_failed = true;
-        }
-        self.report.failed += 1;
         self.report.done += 1;
-        self.report.last_error = Some(format!("{path}: {}", f.reason));
-        let file = AppFile {
-            bundle: self.bundle.clone(),
-            path: path.to_string(),
-        };
-        p.report_failure(&uri_of(&file), &f.reason);
+        self.note_failure(p, path, &f.reason, upload);
         self.files.remove(path);
         if upload {
             let stamp = p
                 .stat(&self.bundle, &local_path(path))
                 .ok()
                 .flatten()
+                .filter(|s| s.is_file())
                 .map(LocalStamp::from);
             self.set_file_state(path, FileSyncState::UploadFailure, stamp);
         }
@@ -730,11 +881,7 @@ impl Run {
         let record = SyncedRecord {
             etag,
             size,
-            local: LocalStamp {
-                size: 0,
-                mtime_ns: 0,
-                inode: 0,
-            },
+            local: LocalStamp::NONE,
             hash: None,
             uploaded: false,
             recorded_ms: p.now_ms(),
@@ -759,8 +906,21 @@ impl Run {
             Ok(()) => {
                 self.report.deleted_local += 1;
                 self.forget(path);
+                self.prune_empty_folders(p, path);
             }
             Err(e) => self.file_failed(p, path, &Failure::io(&e), false),
+        }
+    }
+
+    /// After a local delete, the folders it leaves empty go too (a folder
+    /// deleted in the cloud is deleted here); one that is not empty stays.
+    fn prune_empty_folders(&self, p: &impl Platform, path: &str) {
+        let mut dir = path;
+        while let Some((parent, _)) = dir.rsplit_once('/') {
+            if p.remove_dir(&self.bundle, &local_path(parent)).is_err() {
+                break;
+            }
+            dir = parent;
         }
     }
 
@@ -876,7 +1036,7 @@ impl Run {
 
     fn local_is(&self, p: &impl Platform, path: &str, expect: Option<LocalStamp>) -> bool {
         match p.stat(&self.bundle, &local_path(path)) {
-            Ok(Some(s)) if !s.is_dir => Some(LocalStamp::from(s)) == expect,
+            Ok(Some(s)) if s.is_file() => Some(LocalStamp::from(s)) == expect,
             Ok(None) => expect.is_none(),
             _ => false,
         }
@@ -896,6 +1056,13 @@ impl Run {
     }
 
     fn terminal(&self) -> SyncProgress {
+        if self.refused {
+            // A refusal is no failure: nothing was changed on either side.
+            return SyncProgress {
+                state: SyncState::Stopped,
+                error: ErrorType::NoError,
+            };
+        }
         let highest = |extra: ErrorType| {
             self.errors
                 .iter()
@@ -968,13 +1135,24 @@ fn cloud_error_type(p: &impl Platform, kind: CloudErrorKind) -> ErrorType {
 
 fn describe(r: &Refusal) -> String {
     match r {
-        Refusal::SideLooksEmpty { side, synced } => format!(
-            "the {side} side looks empty while {synced} files were in sync; a missing folder or a failed \
-             listing is not taken as \"everything was deleted\". Confirm to delete them everywhere."
+        Refusal::SideLooksEmpty { side: Side::Local, synced } => format!(
+            "the device's folder looks empty (or is missing) while {synced} files were in sync; a missing folder \
+             is never taken as \"everything was deleted\". Nothing was changed. If you emptied it on purpose, \
+             confirm that the cloud copies are to be deleted too (--confirm-empty-device)."
         ),
-        Refusal::MassDeletion { deletes, synced } => format!(
+        Refusal::SideLooksEmpty { side: Side::Cloud, synced } => format!(
+            "the cloud looks empty while {synced} files were in sync; a moved folder or a failed listing is \
+             never taken as \"everything was deleted\". Nothing was changed. If you emptied it on purpose, \
+             confirm that the device's copies are to be deleted too (--confirm-empty-cloud)."
+        ),
+        Refusal::MassDeletion { deletes, synced, peak } if *peak > *synced => format!(
+            "this run would delete {deletes} of {synced} synced files, leaving {} of the {peak} in sync when \
+             deletions were last confirmed (less than half); nothing was deleted. Confirm to go ahead (--yes).",
+            synced.saturating_sub(*deletes)
+        ),
+        Refusal::MassDeletion { deletes, synced, .. } => format!(
             "this run would delete {deletes} of {synced} synced files (more than half); nothing was deleted. \
-             Confirm to go ahead."
+             Confirm to go ahead (--yes)."
         ),
     }
 }

@@ -2,32 +2,58 @@
 //! that walks it), the cloud listing, and the synced records.
 //!
 //! Content is read only where a decision needs it: a file whose stamp
-//! (size, mtime, inode) matches its record is unchanged, unless the record
-//! was written within the clock's resolution of the file's mtime ("racily
-//! clean"), in which case it is hashed once and the record refreshed. A
-//! re-sync with nothing changed reads no file content.
+//! (size, mtime, ctime, inode) matches its record is unchanged, unless the
+//! record was written within the clock's resolution of the file's last
+//! change ("racily clean"), in which case it is hashed once and the record
+//! refreshed. A re-sync with nothing changed reads no file content.
+//!
+//! What is neither a file nor absent — a symlink, a FIFO, a name that is not
+//! UTF-8, a folder that cannot be read, on either side — is reported and
+//! *blocked*: nothing at or below it is planned, so it is never taken for
+//! a deleted file.
 
 use std::collections::BTreeMap;
 
-use super::planner::{LocalFile, LocalTree, RemoteFile, RemoteTree, SyncedFile, SyncedTree};
-use crate::engine::records::{self, LocalStamp, SyncedRecord, SYNCED};
+use super::planner::{Blocked, LocalFile, LocalTree, RemoteFile, RemoteTree, SyncedFile, SyncedTree};
+use crate::engine::records::{self, LocalStamp, SyncedRecord, RUN, SYNCED};
 use crate::engine::uri::{check_relative_path, LOCAL_CLOUD_DIR};
-use crate::engine::{ApiError, CloudError, IoError, IoErrorKind, Platform};
+use crate::engine::{ApiError, CloudError, FileKind, FileStat, IoError, IoErrorKind, Platform};
 
-/// A record written this close (ms) after the file's mtime may have missed
-/// an edit made in the same clock tick; such files are hashed once.
+/// A record written this close (ms) after the file's last change may have
+/// missed an edit made in the same clock tick; such files are hashed once.
 const RACY_MS: u64 = 2_000;
+
+/// The file's last change, as far as its stamps tell (ms).
+fn changed_ms(stat: &FileStat) -> u64 {
+    stat.mtime_ns.max(stat.ctime_ns) / 1_000_000
+}
 
 /// Whether a file whose stamp matches its record may still have been
 /// edited within the clock's resolution of the record being written.
-pub fn racily_clean(record: &SyncedRecord, stat: &crate::engine::FileStat) -> bool {
-    record.recorded_ms == 0 || stat.mtime_ns / 1_000_000 + RACY_MS >= record.recorded_ms
+pub fn racily_clean(record: &SyncedRecord, stat: &FileStat) -> bool {
+    record.recorded_ms == 0 || changed_ms(stat) + RACY_MS >= record.recorded_ms
+}
+
+/// `run/<bundle>/peak`: the most files held in sync since deletions were
+/// last confirmed (the deletion guard's measure).
+pub fn peak_key(bundle: &str) -> String {
+    format!("{RUN}/{bundle}/peak")
 }
 
 pub struct Trees {
     pub local: LocalTree,
     pub remote: RemoteTree,
     pub synced: SyncedTree,
+    pub blocked: Blocked,
+    /// Names not synced, and why (symlinks, special files, empty folders, ...).
+    pub skipped: Vec<(String, String)>,
+    /// Files that could not be read: they fail, alone.
+    pub unreadable: Vec<(String, String)>,
+    /// Records that could not be decoded (taken as absent: their files read
+    /// as new, which ends in a conflict copy or a download, never a deletion).
+    pub bad_records: usize,
+    /// The deletion guard's peak as stored.
+    pub peak: usize,
     /// Records to rewrite: racily clean files found unchanged by hashing.
     pub refresh: Vec<(String, Option<Vec<u8>>)>,
 }
@@ -39,13 +65,36 @@ pub enum ScanError {
     Meta(ApiError),
 }
 
+fn kind_reason(kind: FileKind) -> &'static str {
+    match kind {
+        FileKind::Symlink => "a symlink: never followed, never synced",
+        FileKind::Special => "a FIFO, socket or device file: only regular files are synced",
+        FileKind::Folder => "a folder",
+        FileKind::File => "a file",
+    }
+}
+
 pub fn scan(platform: &impl Platform, bundle: &str) -> Result<Trees, ScanError> {
-    let records: BTreeMap<String, SyncedRecord> = records::scan(platform, SYNCED, bundle)
+    let prefix = format!("{SYNCED}/{bundle}/");
+    let rows = platform
+        .meta_scan(&prefix)
+        .map_err(|e| ScanError::Meta(ApiError::service(format!("metadata scan failed: {e}"))))?;
+    let mut bad_records = 0;
+    let mut records: BTreeMap<String, SyncedRecord> = BTreeMap::new();
+    for (key, value) in rows {
+        let Some(path) = key.strip_prefix(&prefix) else { continue };
+        match serde_json::from_slice::<SyncedRecord>(&value) {
+            Ok(r) if check_relative_path(path).is_ok() => {
+                records.insert(path.to_string(), r);
+            }
+            _ => bad_records += 1,
+        }
+    }
+    let peak = records::get::<u64>(platform, &peak_key(bundle))
         .map_err(ScanError::Meta)?
-        .into_iter()
-        .collect();
+        .unwrap_or(0) as usize;
     let listed = match platform.scan_tree(bundle, LOCAL_CLOUD_DIR).map_err(ScanError::Local)? {
-        Some(files) => files,
+        Some(entries) => entries,
         None if records.is_empty() => {
             // First sync: the folder is made. With records, a missing
             // folder is left missing and reads as an empty side (refused).
@@ -56,11 +105,21 @@ pub fn scan(platform: &impl Platform, bundle: &str) -> Result<Trees, ScanError> 
         }
         None => Vec::new(),
     };
-    let objects = platform.cloud_list(bundle, "").map_err(ScanError::Cloud)?;
+    let listing = platform.cloud_list(bundle, "").map_err(ScanError::Cloud)?;
 
+    let mut blocked = Blocked::new();
+    let mut skipped = Vec::new();
     let mut remote = RemoteTree::new();
-    for o in objects {
-        if o.path.ends_with('/') || check_relative_path(&o.path).is_err() {
+    for (path, why) in listing.skipped {
+        skipped.push((path.clone(), format!("in the cloud: {why}")));
+        blocked.insert(path);
+    }
+    for o in listing.objects {
+        if o.path.ends_with('/') {
+            continue; // a folder marker (S3): no file of its own
+        }
+        if let Err(why) = check_relative_path(&o.path) {
+            skipped.push((o.path.clone(), format!("in the cloud: not a usable file name: {why}")));
             continue;
         }
         let hash = o
@@ -78,69 +137,89 @@ pub fn scan(platform: &impl Platform, bundle: &str) -> Result<Trees, ScanError> 
         );
     }
 
+    let mut files = Vec::new();
+    for entry in listed {
+        let path = entry.path;
+        if let Some(problem) = entry.problem {
+            skipped.push((path.clone(), format!("on the device: {problem}")));
+            blocked.insert(path);
+            continue;
+        }
+        if check_relative_path(&path).is_err() {
+            skipped.push((path.clone(), "on the device: not a usable file name".into()));
+            blocked.insert(path);
+            continue;
+        }
+        match entry.stat.kind {
+            FileKind::File => files.push((path, entry.stat)),
+            FileKind::Folder => skipped.push((
+                path,
+                "on the device: an empty folder (folders are synced through the files in them)".into(),
+            )),
+            kind => {
+                skipped.push((path.clone(), format!("on the device: {}", kind_reason(kind))));
+                blocked.insert(path);
+            }
+        }
+    }
+
     let now = platform.now_ms();
     let mut local = LocalTree::new();
     let mut refresh = Vec::new();
-    for (path, stat) in listed {
-        if stat.is_dir || check_relative_path(&path).is_err() {
-            continue;
-        }
+    let mut unreadable = Vec::new();
+    for (path, stat) in files {
         let stamp = LocalStamp::from(stat);
         let local_path = format!("{LOCAL_CLOUD_DIR}/{path}");
-        let hash_it = || platform.hash_file(bundle, &local_path).map_err(ScanError::Local);
+        let hash_it = || platform.hash_file(bundle, &local_path);
         let record = records.get(&path);
         let mut file = LocalFile {
             stamp,
             hash: None,
             changed_in_place: false,
         };
-        match record {
-            Some(rec) if rec.local == stamp && !rec.cloud_only => {
-                let racy = racily_clean(rec, &stat);
-                if racy {
-                    let h = match hash_it() {
-                        Ok(h) => h,
-                        // Gone since the walk: the next scan sees it missing.
-                        Err(ScanError::Local(e)) if e.kind == IoErrorKind::NotFound => continue,
-                        // Any other failure fails the scan: a file that could
-                        // not be read is never taken for a deleted one.
-                        Err(e) => return Err(e),
-                    };
-                    match &rec.hash {
-                        Some(known) if !known.eq_ignore_ascii_case(&h) => file.changed_in_place = true,
-                        // Never hashed: what the file holds now cannot be
-                        // told from what was synced; it goes up again.
-                        None => file.changed_in_place = true,
-                        Some(_) => {
-                            // Unchanged: stop re-hashing once the tick has passed.
-                            let mut fresh = rec.clone();
-                            fresh.hash = Some(h.clone());
-                            if now > stat.mtime_ns / 1_000_000 + RACY_MS {
-                                fresh.recorded_ms = now;
-                            }
-                            if &fresh != rec {
-                                let key = records::path_key(SYNCED, bundle, &path);
-                                refresh.push((key, Some(records::encode(&fresh))));
-                            }
-                        }
-                    }
-                    file.hash = Some(h);
-                } else {
-                    file.hash = rec.hash.clone();
+        let needs_hash = match record {
+            Some(rec) if rec.local == stamp && !rec.cloud_only => racily_clean(rec, &stat),
+            // Changed stamp, same size: maybe only touched; the hash tells.
+            Some(rec) => rec.hash.is_some() && rec.local.size == stamp.size,
+            // New here, and the cloud has one with a known hash: equal
+            // content is recorded, not treated as a conflict.
+            None => remote
+                .get(&path)
+                .is_some_and(|r| r.hash.is_some() && r.size == stamp.size),
+        };
+        if needs_hash {
+            match hash_it() {
+                Ok(h) => file.hash = Some(h),
+                // Gone since the walk: the next scan sees it missing.
+                Err(e) if e.kind == IoErrorKind::NotFound => continue,
+                // Unreadable: it fails alone and is never taken for a
+                // deleted file (its path is blocked).
+                Err(e) => {
+                    unreadable.push((path.clone(), format!("cannot read it: {e}")));
+                    blocked.insert(path);
+                    continue;
                 }
             }
-            // Changed stamp, same size: maybe only touched; the hash tells.
-            Some(rec) if rec.hash.is_some() && rec.local.size == stamp.size => file.hash = hash_it().ok(),
-            Some(_) => {}
-            // New here, and the cloud has one with a known hash: equal content
-            // is recorded, not treated as a conflict.
-            None => {
-                if remote
-                    .get(&path)
-                    .is_some_and(|r| r.hash.is_some() && r.size == stamp.size)
-                {
-                    file.hash = hash_it().ok();
+        }
+        if let Some(rec) = record.filter(|r| r.local == stamp && !r.cloud_only) {
+            match (&file.hash, &rec.hash) {
+                (Some(now_hash), Some(known)) if !known.eq_ignore_ascii_case(now_hash) => file.changed_in_place = true,
+                // Never hashed: what the file holds now cannot be told
+                // from what was synced; it goes up again.
+                (Some(_), None) => file.changed_in_place = true,
+                (Some(h), Some(_)) => {
+                    // Unchanged: stop re-hashing once the tick has passed.
+                    let mut fresh = rec.clone();
+                    fresh.hash = Some(h.clone());
+                    if now > changed_ms(&stat) + RACY_MS {
+                        fresh.recorded_ms = now;
+                    }
+                    if &fresh != rec {
+                        let key = records::path_key(SYNCED, bundle, &path);
+                        refresh.push((key, Some(records::encode(&fresh))));
+                    }
                 }
+                (None, _) => file.hash = rec.hash.clone(),
             }
         }
         local.insert(path, file);
@@ -164,6 +243,11 @@ pub fn scan(platform: &impl Platform, bundle: &str) -> Result<Trees, ScanError> 
         local,
         remote,
         synced,
+        blocked,
+        skipped,
+        unreadable,
+        bad_records,
+        peak,
         refresh,
     })
 }

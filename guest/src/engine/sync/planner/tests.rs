@@ -11,6 +11,7 @@ fn stamp(n: u64) -> LocalStamp {
     LocalStamp {
         size: n,
         mtime_ns: n,
+        ctime_ns: n,
         inode: n,
     }
 }
@@ -146,16 +147,16 @@ fn guards_refuse_what_looks_like_mass_deletion() {
     }
     assert!(matches!(
         plan(&LocalTree::new(), &rt, &st, false),
-        Err(Refusal::SideLooksEmpty { side: "local", .. })
+        Err(Refusal::SideLooksEmpty { side: Side::Local, .. })
     ));
     assert!(matches!(
         plan(&lt, &RemoteTree::new(), &st, false),
-        Err(Refusal::SideLooksEmpty { side: "cloud", .. })
+        Err(Refusal::SideLooksEmpty { side: Side::Cloud, .. })
     ));
     let mostly_gone: LocalTree = lt.iter().take(2).map(|(k, v)| (k.clone(), v.clone())).collect();
     assert!(matches!(
         plan(&mostly_gone, &rt, &st, false),
-        Err(Refusal::MassDeletion { deletes: 4, synced: 6 })
+        Err(Refusal::MassDeletion { deletes: 4, synced: 6, .. })
     ));
     assert_eq!(
         plan(&mostly_gone, &rt, &st, true).unwrap().len(),
@@ -169,13 +170,13 @@ fn guards_refuse_what_looks_like_mass_deletion() {
 #[test]
 fn placeholders_stand_for_cloud_files_and_their_absence_is_no_deletion() {
     let opts = Options {
-        confirmed: false,
         placeholders: true,
+        ..Options::default()
     };
     let mut rt = RemoteTree::new();
     rt.insert("p".into(), remote("e1", None));
     let mut st = SyncedTree::new();
-    let ops = plan_with(&LocalTree::new(), &rt, &st, opts).unwrap();
+    let ops = plan_with(&LocalTree::new(), &rt, &st, &Blocked::new(), opts).unwrap();
     assert!(
         matches!(&ops[..], [Op::Placeholder { etag, .. }] if etag == "e1"),
         "{ops:?}"
@@ -184,19 +185,20 @@ fn placeholders_stand_for_cloud_files_and_their_absence_is_no_deletion() {
     let mut cloud_only = synced("e1", 0, "h");
     cloud_only.cloud_only = true;
     st.insert("p".into(), cloud_only);
-    assert_eq!(plan_with(&LocalTree::new(), &rt, &st, opts).unwrap(), vec![]);
+    assert_eq!(plan_with(&LocalTree::new(), &rt, &st, &Blocked::new(), opts).unwrap(), vec![]);
     // Changed in the cloud: a new placeholder; gone from the cloud: forgotten.
     rt.insert("p".into(), remote("e2", None));
     assert!(
-        matches!(&plan_with(&LocalTree::new(), &rt, &st, opts).unwrap()[..], [Op::Placeholder { etag, .. }] if etag == "e2")
+        matches!(&plan_with(&LocalTree::new(), &rt, &st, &Blocked::new(), opts).unwrap()[..], [Op::Placeholder { etag, .. }] if etag == "e2")
     );
     assert!(matches!(
         &plan_with(
             &LocalTree::new(),
             &RemoteTree::new(),
             &st,
+            &Blocked::new(),
             Options {
-                confirmed: true,
+                confirm: Confirm::ALL,
                 ..opts
             }
         )
@@ -207,7 +209,7 @@ fn placeholders_stand_for_cloud_files_and_their_absence_is_no_deletion() {
     let mut lt = LocalTree::new();
     lt.insert("p".into(), local(5, "new"));
     assert!(matches!(
-        &plan_with(&lt, &rt, &st, opts).unwrap()[..],
+        &plan_with(&lt, &rt, &st, &Blocked::new(), opts).unwrap()[..],
         [Op::KeepBoth { .. }]
     ));
 }
@@ -234,7 +236,7 @@ fn cloud_only_records_do_not_dilute_the_mass_deletion_guard() {
     }
     assert!(matches!(
         plan(&lt, &rt, &st, false),
-        Err(Refusal::MassDeletion { deletes: 6, synced: 10 })
+        Err(Refusal::MassDeletion { deletes: 6, synced: 10, .. })
     ));
 }
 
@@ -347,6 +349,7 @@ impl World {
                     LocalStamp {
                         size: 1,
                         mtime_ns: t,
+                        ctime_ns: t,
                         inode: t,
                     },
                 ),
@@ -386,6 +389,7 @@ impl World {
                 path,
                 etag,
                 expect_local,
+                ..
             } => {
                 if local_is(self, &path, expect_local) && remote_is(self, &path, Some(&etag)) {
                     let content = self.remote[&path].0.clone();
@@ -393,6 +397,7 @@ impl World {
                     let s = LocalStamp {
                         size: 1,
                         mtime_ns: t,
+                        ctime_ns: t,
                         inode: t,
                     };
                     self.local.insert(path.clone(), (content.clone(), s));
@@ -423,6 +428,7 @@ impl World {
                 path,
                 expect_local,
                 etag,
+                ..
             } => {
                 if local_is(self, &path, Some(expect_local)) && remote_is(self, &path, Some(&etag)) {
                     let (content, _) = self.local.remove(&path).unwrap();
@@ -438,6 +444,7 @@ impl World {
                             LocalStamp {
                                 size: 1,
                                 mtime_ns: t,
+                                ctime_ns: t,
                                 inode: t,
                             },
                         ),
@@ -446,6 +453,7 @@ impl World {
                         path,
                         etag,
                         expect_local: None,
+                        base_hash: None,
                     });
                 }
             }
