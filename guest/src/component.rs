@@ -87,18 +87,22 @@ impl on_demand::Guest for Component {
         with_engine(|e| e.ondemand.stop_optimize(&e.platform)).map_err(error)
     }
 
-    fn list_files(gallery: bool) -> Result<Vec<on_demand::FileEntry>, types::Error> {
-        let files = with_engine(|e| e.ondemand.list_files(&e.platform, gallery, &e.syncs)).map_err(error)?;
-        Ok(files
-            .into_iter()
-            .map(|f| on_demand::FileEntry {
-                uri: f.uri,
-                size: f.size,
-                cloud_only: f.cloud_only,
-                state: file_sync_state(f.state),
-                last_access_ms: f.last_access_ms,
-            })
-            .collect())
+    fn list_files(gallery: bool) -> Result<on_demand::FileListing, types::Error> {
+        let listing = with_engine(|e| e.ondemand.list_files(&e.platform, gallery, &e.syncs)).map_err(error)?;
+        Ok(on_demand::FileListing {
+            files: listing
+                .files
+                .into_iter()
+                .map(|f| on_demand::FileEntry {
+                    uri: f.uri,
+                    size: f.size,
+                    cloud_only: f.cloud_only,
+                    state: file_sync_state(f.state),
+                    last_access_ms: f.last_access_ms,
+                })
+                .collect(),
+            skipped: notes(listing.skipped),
+        })
     }
 }
 
@@ -166,7 +170,12 @@ impl SyncHandle {
     fn off(&self, event: String, listener: Option<u64>) -> Result<(), types::Error> {
         with_engine(|e| e.syncs.off(self.0, &event, listener)).map_err(error)
     }
-    fn start(&self, confirm: bool) -> Result<(), types::Error> {
+    fn start(&self, c: sync_export::Confirmation) -> Result<(), types::Error> {
+        let confirm = e::sync::Confirm {
+            deletions: c.deletions,
+            empty_local: c.empty_device,
+            empty_cloud: c.empty_cloud,
+        };
         with_engine(|e| e.syncs.start(&e.platform, self.0, confirm)).map_err(error)
     }
     fn stop(&self) -> Result<(), types::Error> {
@@ -197,8 +206,8 @@ impl sync_export::GuestFileSync for FileSyncHandle {
     fn off(&self, event: String, listener: Option<u64>) -> Result<(), types::Error> {
         self.0.off(event, listener)
     }
-    fn start(&self, confirm_deletions: bool) -> Result<(), types::Error> {
-        self.0.start(confirm_deletions)
+    fn start(&self, confirm: sync_export::Confirmation) -> Result<(), types::Error> {
+        self.0.start(confirm)
     }
     fn stop(&self) -> Result<(), types::Error> {
         self.0.stop()
@@ -223,8 +232,8 @@ impl sync_export::GuestGallerySync for GalleryHandle {
     fn off(&self, event: String, listener: Option<u64>) -> Result<(), types::Error> {
         self.0.off(event, listener)
     }
-    fn start(&self, confirm_deletions: bool) -> Result<(), types::Error> {
-        self.0.start(confirm_deletions)
+    fn start(&self, confirm: sync_export::Confirmation) -> Result<(), types::Error> {
+        self.0.start(confirm)
     }
     fn stop(&self) -> Result<(), types::Error> {
         self.0.stop()
@@ -249,7 +258,17 @@ fn sync_report(r: Report) -> sync_export::SyncReport {
         bytes_downloaded: r.bytes_downloaded,
         refusal: r.refusal,
         last_error: r.last_error,
+        skipped: notes(r.skipped),
+        skipped_total: r.skipped_total,
+        failures: notes(r.failures),
+        notes: r.notes,
     }
+}
+
+fn notes(list: Vec<(String, String)>) -> Vec<types::FileNote> {
+    list.into_iter()
+        .map(|(path, reason)| types::FileNote { path, reason })
+        .collect()
 }
 
 fn file_sync_state(s: e::FileSyncState) -> types::FileSyncState {
@@ -324,6 +343,10 @@ impl Platform for WitPlatform {
         storage::create_dir_all(bundle, path).map_err(io_error)
     }
 
+    fn remove_dir(&self, bundle: &str, path: &str) -> Result<(), e::IoError> {
+        storage::remove_dir(bundle, path).map_err(io_error)
+    }
+
     fn free_space(&self, bundle: &str) -> Result<u64, e::IoError> {
         storage::free_space(bundle).map_err(io_error)
     }
@@ -332,13 +355,27 @@ impl Platform for WitPlatform {
         storage::hash_file(bundle, path, "sha256").map_err(io_error)
     }
 
-    fn scan_tree(&self, bundle: &str, dir: &str) -> Result<Option<Vec<(String, e::FileStat)>>, e::IoError> {
+    fn scan_tree(&self, bundle: &str, dir: &str) -> Result<Option<Vec<e::TreeEntry>>, e::IoError> {
         let entries = storage::scan_tree(bundle, dir).map_err(io_error)?;
-        Ok(entries.map(|list| list.into_iter().map(|t| (t.path, file_stat(t.stat))).collect()))
+        Ok(entries.map(|list| {
+            list.into_iter()
+                .map(|t| e::TreeEntry {
+                    path: t.path,
+                    stat: file_stat(t.stat),
+                    problem: t.problem,
+                })
+                .collect()
+        }))
     }
 
-    fn evict(&self, bundle: &str, path: &str, expect: crate::engine::records::LocalStamp) -> Result<(), e::IoError> {
-        storage::evict(bundle, path, (expect.size, expect.mtime_ns, expect.inode)).map_err(io_error)
+    fn evict(
+        &self,
+        bundle: &str,
+        path: &str,
+        expect: crate::engine::records::LocalStamp,
+        aside: &str,
+    ) -> Result<(), e::IoError> {
+        storage::evict(bundle, path, stamp(expect), aside).map_err(io_error)
     }
 
     fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, e::IoError> {
@@ -365,9 +402,12 @@ impl Platform for WitPlatform {
         cloud::ready(bundle).map_err(cloud_error)
     }
 
-    fn cloud_list(&self, bundle: &str, prefix: &str) -> Result<Vec<e::CloudObject>, e::CloudError> {
-        let objects = cloud::list(bundle, prefix).map_err(cloud_error)?;
-        Ok(objects.into_iter().map(cloud_object).collect())
+    fn cloud_list(&self, bundle: &str, prefix: &str) -> Result<e::CloudListing, e::CloudError> {
+        let listing = cloud::list(bundle, prefix).map_err(cloud_error)?;
+        Ok(e::CloudListing {
+            objects: listing.objects.into_iter().map(cloud_object).collect(),
+            skipped: listing.skipped.into_iter().map(|u| (u.path, u.reason)).collect(),
+        })
     }
 
     fn cloud_delete(&self, bundle: &str, path: &str, if_match: Option<&str>) -> Result<(), e::CloudError> {
@@ -394,7 +434,7 @@ impl Platform for WitPlatform {
                 e::WritePrecondition::IfMatch(etag) => transfer::WritePrecondition::IfMatch(etag),
                 e::WritePrecondition::IfAbsent => transfer::WritePrecondition::IfAbsent,
             },
-            expect: r.expect.map(|s| (s.size, s.mtime_ns, s.inode)),
+            expect: r.expect.map(stamp),
         })
         .map_err(cloud_error)
     }
@@ -506,11 +546,26 @@ impl Platform for WitPlatform {
 
 fn file_stat(s: storage::FileStat) -> e::FileStat {
     e::FileStat {
+        kind: match s.kind {
+            storage::FileKind::File => e::FileKind::File,
+            storage::FileKind::Folder => e::FileKind::Folder,
+            storage::FileKind::Symlink => e::FileKind::Symlink,
+            storage::FileKind::Special => e::FileKind::Special,
+        },
         size: s.size,
         mtime_ns: s.mtime_ns,
+        ctime_ns: s.ctime_ns,
         inode: s.inode,
-        is_dir: s.is_dir,
         atime_ns: s.atime_ns,
+    }
+}
+
+fn stamp(s: crate::engine::records::LocalStamp) -> storage::LocalStamp {
+    storage::LocalStamp {
+        size: s.size,
+        mtime_ns: s.mtime_ns,
+        ctime_ns: s.ctime_ns,
+        inode: s.inode,
     }
 }
 

@@ -193,10 +193,45 @@ pub struct SyncReport {
     pub failed: u64,
     pub bytes_uploaded: u64,
     pub bytes_downloaded: u64,
-    /// Why the run refused to apply its plan (a guard tripped).
+    /// Why the run refused to apply its plan (a guard tripped); the run
+    /// then ends STOPPED having changed nothing.
     pub refusal: Option<String>,
     /// The last failure, in the words of whoever failed.
     pub last_error: Option<String>,
+    /// Names not synced, and why (at most 1000; `skipped_total` counts all).
+    pub skipped: Vec<FileNote>,
+    pub skipped_total: u64,
+    /// Files that failed, and why (at most 1000; `failed` counts all).
+    pub failures: Vec<FileNote>,
+    /// What else a person should know about the run.
+    pub notes: Vec<String>,
+}
+
+/// A file or name, and why it was skipped or failed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct FileNote {
+    pub path: String,
+    pub reason: String,
+}
+
+/// What a user confirmed of what a sync's guards hold back; each case is
+/// confirmed on its own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Confirm {
+    /// Deletions beyond the guard's share: more than half of the most files
+    /// held in sync since deletions were last confirmed.
+    pub deletions: bool,
+    /// The device's folder is empty or missing: delete the cloud's copies too.
+    pub empty_device: bool,
+    /// The cloud is empty: delete the device's copies too.
+    pub empty_cloud: bool,
+}
+
+/// Every file the device knows, and the names in the folder it does not sync.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct FileListing {
+    pub files: Vec<FileEntry>,
+    pub skipped: Vec<FileNote>,
 }
 
 impl SyncState {

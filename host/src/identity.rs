@@ -61,6 +61,9 @@ pub fn is_valid_bundle(bundle: &str) -> bool {
         && bundle != "."
         && bundle != ".."
         && bundle.len() <= 128
+        // Names starting otherwise (`.cloudsync`, say) are the engine's own
+        // at the cloud's top level, never an app's.
+        && bundle.as_bytes()[0].is_ascii_alphanumeric()
         && bundle
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))

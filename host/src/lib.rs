@@ -20,6 +20,7 @@
 //! ```
 
 pub mod api;
+pub mod beneath;
 mod cache;
 pub mod cloud;
 pub mod device;
@@ -32,8 +33,9 @@ mod sync;
 mod transfers;
 
 pub use api::{
-    codes, CloudSyncError, DownloadErrorType, DownloadProgress, ErrorType, FileEntry, FileSyncState, ListenerId,
-    OptimizeSpaceParam, OptimizeSpaceProgress, OptimizeState, State, SyncProgress, SyncReport, SyncState,
+    codes, CloudSyncError, Confirm, DownloadErrorType, DownloadProgress, ErrorType, FileEntry, FileListing, FileNote,
+    FileSyncState, ListenerId, OptimizeSpaceParam, OptimizeSpaceProgress, OptimizeState, State, SyncProgress,
+    SyncReport, SyncState,
 };
 pub use cache::CloudFileCache;
 pub use identity::Identity;

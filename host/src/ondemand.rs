@@ -5,7 +5,9 @@
 
 use std::sync::Arc;
 
-use crate::api::{CloudSyncError, DownloadProgress, FileEntry, ListenerId, OptimizeSpaceParam, OptimizeSpaceProgress};
+use crate::api::{
+    CloudSyncError, DownloadProgress, FileEntry, FileListing, ListenerId, OptimizeSpaceParam, OptimizeSpaceProgress,
+};
 use crate::runtime::bindings::ohos::cloudsync::types;
 use crate::runtime::{guest_error, Callback, ObjectHandle, ObjectKind, Runtime};
 
@@ -129,21 +131,26 @@ pub async fn optimize_storage(rt: &Runtime) -> Result<(), CloudSyncError> {
 
 /// Every file of the caller's folder (or the gallery's) the device knows,
 /// local or cloud-only, with size, state and last access. A system API.
-pub async fn list_files(rt: &Runtime, gallery: bool) -> Result<Vec<FileEntry>, CloudSyncError> {
-    let files = rt
+/// The names in its folder that are not synced come too, with why.
+pub async fn list_files(rt: &Runtime, gallery: bool) -> Result<FileListing, CloudSyncError> {
+    let listing = rt
         .call(move |d| {
             d.call(|b, s| b.ohos_cloudsync_on_demand().call_list_files(s, gallery))?
                 .map_err(guest_error)
         })
         .await?;
-    Ok(files
-        .into_iter()
-        .map(|f| FileEntry {
-            uri: f.uri,
-            size: f.size,
-            cloud_only: f.cloud_only,
-            state: crate::sync::file_sync_state(f.state),
-            last_access_ms: f.last_access_ms,
-        })
-        .collect())
+    Ok(FileListing {
+        files: listing
+            .files
+            .into_iter()
+            .map(|f| FileEntry {
+                uri: f.uri,
+                size: f.size,
+                cloud_only: f.cloud_only,
+                state: crate::sync::file_sync_state(f.state),
+                last_access_ms: f.last_access_ms,
+            })
+            .collect(),
+        skipped: crate::sync::notes(listing.skipped),
+    })
 }

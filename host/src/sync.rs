@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::api::{CloudSyncError, FileSyncState, ListenerId, SyncProgress, SyncReport};
+use crate::api::{CloudSyncError, Confirm, FileNote, FileSyncState, ListenerId, SyncProgress, SyncReport};
 use crate::runtime::bindings::exports::ohos::cloudsync::sync as wit;
 use crate::runtime::bindings::ohos::cloudsync::types;
 use crate::runtime::{guest_error, Callback, ObjectHandle, ObjectKind, Runtime};
@@ -46,8 +46,13 @@ impl SyncObject {
         self.obj.off(event, listener).await
     }
 
-    async fn start(&self, confirm_deletions: bool) -> Result<(), CloudSyncError> {
-        call!(self, |r, s| call_start(confirm_deletions))
+    async fn start(&self, c: Confirm) -> Result<(), CloudSyncError> {
+        let confirm = wit::Confirmation {
+            deletions: c.deletions,
+            empty_device: c.empty_device,
+            empty_cloud: c.empty_cloud,
+        };
+        call!(self, |r, s| call_start(confirm))
     }
 
     async fn stop(&self) -> Result<(), CloudSyncError> {
@@ -70,8 +75,21 @@ impl SyncObject {
             bytes_downloaded: r.bytes_downloaded,
             refusal: r.refusal,
             last_error: r.last_error,
+            skipped: notes(r.skipped),
+            skipped_total: r.skipped_total,
+            failures: notes(r.failures),
+            notes: r.notes,
         })
     }
+}
+
+pub(crate) fn notes(list: Vec<types::FileNote>) -> Vec<FileNote> {
+    list.into_iter()
+        .map(|n| FileNote {
+            path: n.path,
+            reason: n.reason,
+        })
+        .collect()
 }
 
 /// Two-way sync of an app's cloud folder (seed: `FileSync`). A run pulls
@@ -112,13 +130,24 @@ impl FileSync {
     /// Starts a run; while one runs, queues one more.
     /// Errors: 22400001 (cloud not ready), 22400002 (no network), 22400003 (battery low).
     pub async fn start(&self) -> Result<(), CloudSyncError> {
-        self.0.start(false).await
+        self.0.start(Confirm::default()).await
     }
 
-    /// Starts a run that carries out deletions a guard held back (more than
-    /// half of the files, or a side that looks empty): after the user confirmed.
+    /// Starts a run that carries out what the user confirmed of what a guard
+    /// held back (see [`Confirm`]): deletions beyond the guard's share, or
+    /// emptying one side because the other is empty.
+    pub async fn start_with(&self, confirm: Confirm) -> Result<(), CloudSyncError> {
+        self.0.start(confirm).await
+    }
+
+    /// [`start_with`](Self::start_with) confirming deletions only.
     pub async fn start_confirmed(&self) -> Result<(), CloudSyncError> {
-        self.0.start(true).await
+        self.0
+            .start(Confirm {
+                deletions: true,
+                ..Confirm::default()
+            })
+            .await
     }
 
     /// Stops the run (STOPPED follows); the next `start` resumes.
@@ -165,11 +194,22 @@ impl GallerySync {
     }
 
     pub async fn start(&self) -> Result<(), CloudSyncError> {
-        self.0.start(false).await
+        self.0.start(Confirm::default()).await
     }
 
+    /// As [`FileSync::start_with`].
+    pub async fn start_with(&self, confirm: Confirm) -> Result<(), CloudSyncError> {
+        self.0.start(confirm).await
+    }
+
+    /// As [`FileSync::start_confirmed`]: deletions only.
     pub async fn start_confirmed(&self) -> Result<(), CloudSyncError> {
-        self.0.start(true).await
+        self.0
+            .start(Confirm {
+                deletions: true,
+                ..Confirm::default()
+            })
+            .await
     }
 
     pub async fn stop(&self) -> Result<(), CloudSyncError> {

@@ -4,8 +4,8 @@
 //! driver as it progresses.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -14,9 +14,9 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 use tokio::sync::Semaphore;
 
-use crate::cloud::{Cloud, CloudError, CloudErrorKind, CloudObject, Precondition};
+use crate::beneath::Stamp;
+use crate::cloud::{etag_md5, Cloud, CloudError, CloudErrorKind, CloudObject, Precondition};
 use crate::device::DeviceStatus;
-use crate::storage::file_stamp as stamp;
 
 /// How a transfer ended badly.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -85,19 +85,20 @@ pub struct Transfers {
     live: HashMap<u64, Arc<Shared>>,
 }
 
-/// One upload: the file `local` to `key`, if `precondition` holds and the
-/// file is still `expect` (size, mtime ns, inode) from first byte to last.
+/// One upload: the opened file `local` to `key`, if `precondition` holds
+/// and the file is still `expect` from first byte to last.
 pub struct UploadJob {
     pub key: String,
-    pub local: PathBuf,
+    pub local: std::fs::File,
     pub precondition: Precondition,
-    pub expect: Option<(u64, u64, u64)>,
+    pub expect: Option<Stamp>,
 }
 
-/// One download: `key` from `offset` into `local`, conditional on `if_match`.
+/// One download: `key` from `offset` into the opened file `local` (read and
+/// write), conditional on `if_match`.
 pub struct DownloadJob {
     pub key: String,
-    pub local: PathBuf,
+    pub local: std::fs::File,
     pub offset: u64,
     pub if_match: Option<String>,
 }
@@ -216,21 +217,34 @@ impl Transfers {
 
 impl Drop for Transfers {
     fn drop(&mut self) {
+        // Every transfer is told first, then waited for under one deadline:
+        // a process ending never waits for them one after another.
         for shared in self.live.values() {
-            stop(shared);
+            abort(shared);
+        }
+        let deadline = Instant::now() + CANCEL_WAIT;
+        for shared in self.live.values() {
+            wait_finished(shared, deadline);
         }
     }
 }
 
-fn stop(shared: &Shared) {
+fn abort(shared: &Shared) {
     shared.cancelled.store(true, Ordering::Release);
     if let Some(abort) = shared.abort.lock().unwrap().as_ref() {
         abort.abort();
     }
+}
+
+fn wait_finished(shared: &Shared, deadline: Instant) {
     let finished = shared.finished.lock().unwrap();
-    let _ = shared
-        .finished_cv
-        .wait_timeout_while(finished, CANCEL_WAIT, |done| !*done);
+    let left = deadline.saturating_duration_since(Instant::now());
+    let _ = shared.finished_cv.wait_timeout_while(finished, left, |done| !*done);
+}
+
+fn stop(shared: &Shared) {
+    abort(shared);
+    wait_finished(shared, Instant::now() + CANCEL_WAIT);
 }
 
 async fn download(
@@ -240,14 +254,29 @@ async fn download(
     wake: &Waker,
     job: DownloadJob,
 ) -> Result<(), TransferError> {
-    let (_, mut stream) = cloud.open(&job.key, job.offset, job.if_match.as_deref()).await?;
-    let mut file = open_at(&job.local, job.offset).map_err(local_error)?;
+    let (object, mut stream) = cloud.open(&job.key, job.offset, job.if_match.as_deref()).await?;
+    let mut file = job.local;
+    file.set_len(job.offset).map_err(local_error)?;
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(job.offset)).map_err(local_error)?;
     // The content is hashed as it is written (resumed bytes first), so the
     // engine never reads the file again to learn it.
     let mut hasher = Sha256::new();
+    let check_md5 = cloud.etags_are_md5() && job.offset == 0 && etag_md5(&object.etag).is_some();
+    let mut md5 = check_md5.then(<md5::Md5 as md5::Digest>::new);
     if job.offset > 0 {
-        let mut prefix = std::fs::File::open(&job.local).map_err(local_error)?;
-        std::io::copy(&mut (&mut prefix).take(job.offset), &mut HashWriter(&mut hasher)).map_err(local_error)?;
+        let mut buf = vec![0u8; CHUNK];
+        let mut at = 0;
+        while at < job.offset {
+            let want = (job.offset - at).min(CHUNK as u64) as usize;
+            let n = file.read_at(&mut buf[..want], at).map_err(local_error)?;
+            if n == 0 {
+                return Err(TransferError::LocalIo(
+                    "the kept partial data is shorter than recorded".into(),
+                ));
+            }
+            hasher.update(&buf[..n]);
+            at += n as u64;
+        }
     }
     let quota = device.write_quota();
     let mut buf = vec![0u8; CHUNK];
@@ -269,6 +298,9 @@ async fn download(
         }
         file.write_all(&buf[..n]).map_err(local_error)?;
         hasher.update(&buf[..n]);
+        if let Some(m) = md5.as_mut() {
+            md5::Digest::update(m, &buf[..n]);
+        }
         written += n as u64;
         shared.bytes.store(job.offset + written, Ordering::Release);
         if last_wake.elapsed() >= WAKE_EVERY {
@@ -277,6 +309,17 @@ async fn download(
         }
     }
     file.sync_all().map_err(local_error)?;
+    if let (Some(m), Some(want)) = (md5, etag_md5(&object.etag)) {
+        // The store states the content's MD5: what arrived must be it.
+        let got = hex(&md5::Digest::finalize(m));
+        if got != want {
+            return Err(CloudError::new(
+                CloudErrorKind::Other,
+                format!("{}: the bytes read have MD5 {got}, the store says {want}", job.key),
+            )
+            .into());
+        }
+    }
     *shared.sha256.lock().unwrap() = Some(format!("{:x}", hasher.finalize()));
     if let Some(etag) = &job.if_match {
         // The object must still be the version we started reading: otherwise
@@ -293,47 +336,34 @@ async fn download(
     Ok(())
 }
 
-/// Feeds what is written to a hasher.
-struct HashWriter<'a>(&'a mut Sha256);
-
-impl std::io::Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 type TransferFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), TransferError>> + Send>>;
 
 /// Streams a local file to the cloud, hashing what it sends (sha256), so the
-/// engine learns the content it recorded without reading the file again.
+/// engine learns the content it recorded without reading the file again;
+/// where the store states the content's MD5 it must be what was sent.
 async fn upload(
     shared: &Arc<Shared>,
     cloud: &dyn Cloud,
     wake: &Waker,
     job: UploadJob,
 ) -> Result<CloudObject, TransferError> {
-    let file = std::fs::File::open(&job.local).map_err(local_error)?;
-    let stamp_of = |f: &std::fs::File| f.metadata().map(|m| stamp(&m));
+    let file = job.local;
     if let Some(expect) = job.expect {
-        if stamp_of(&file).map_err(local_error)? != expect {
+        if Stamp::of_file(&file).map_err(local_error)? != expect {
             return Err(changed_locally(&job.key));
         }
     }
     let watch = file.try_clone().map_err(local_error)?;
+    let hashes = Arc::new(Mutex::new(Some((sha2::Sha256::default(), md5::Md5::default()))));
     let reader = HashingReader {
         inner: tokio::fs::File::from_std(file),
         watch,
         expect: job.expect,
-        hasher: Arc::new(Mutex::new(Some(sha2::Sha256::default()))),
+        hashes: hashes.clone(),
         shared: shared.clone(),
         wake: wake.clone(),
         last_wake: Instant::now(),
     };
-    let hasher = reader.hasher.clone();
     let mut object = cloud
         .put(&job.key, Box::pin(reader), job.precondition)
         .await
@@ -349,8 +379,21 @@ async fn upload(
     if shared.cancelled.load(Ordering::Acquire) {
         return Err(TransferError::LocalIo("cancelled".into()));
     }
-    if let Some(h) = hasher.lock().unwrap().take() {
-        let hex = format!("{:x}", h.finalize());
+    if let Some((sha, md5)) = hashes.lock().unwrap().take() {
+        let md5 = hex(&md5::Digest::finalize(md5));
+        if let Some(stated) = etag_md5(&object.etag).filter(|_| cloud.etags_are_md5()) {
+            if stated != md5 {
+                return Err(CloudError::new(
+                    CloudErrorKind::Other,
+                    format!(
+                        "{}: the store holds other bytes than were sent (MD5 {stated}, sent {md5})",
+                        job.key
+                    ),
+                )
+                .into());
+            }
+        }
+        let hex = format!("{:x}", sha.finalize());
         object.content_hash = Some(format!("sha256:{hex}"));
         *shared.sha256.lock().unwrap() = Some(hex);
     }
@@ -372,8 +415,8 @@ struct HashingReader {
     inner: tokio::fs::File,
     /// The same open file, to check at the end that it did not change.
     watch: std::fs::File,
-    expect: Option<(u64, u64, u64)>,
-    hasher: Arc<Mutex<Option<sha2::Sha256>>>,
+    expect: Option<Stamp>,
+    hashes: Arc<Mutex<Option<(sha2::Sha256, md5::Md5)>>>,
     shared: Arc<Shared>,
     wake: Waker,
     last_wake: Instant,
@@ -387,7 +430,8 @@ impl tokio::io::AsyncRead for HashingReader {
     ) -> std::task::Poll<std::io::Result<()>> {
         use sha2::Digest;
         if self.shared.cancelled.load(Ordering::Acquire) {
-            return std::task::Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::Interrupted, "cancelled")));
+            // Never `Interrupted`: read loops retry that kind forever.
+            return std::task::Poll::Ready(Err(std::io::Error::other("the upload was cancelled")));
         }
         let before = buf.filled().len();
         let this = &mut *self;
@@ -397,15 +441,16 @@ impl tokio::io::AsyncRead for HashingReader {
             if new.is_empty() {
                 // The end: the file must be what it was when the upload
                 // started, or the bytes sent may mix two versions.
-                let now = this.watch.metadata().map(|m| stamp(&m)).ok();
+                let now = Stamp::of_file(&this.watch).ok();
                 if let (Some(expect), Some(now)) = (this.expect, now) {
                     if now != expect {
                         return std::task::Poll::Ready(Err(std::io::Error::other(LOCAL_CHANGE)));
                     }
                 }
             }
-            if let Some(h) = this.hasher.lock().unwrap().as_mut() {
-                h.update(new);
+            if let Some((sha, md5)) = this.hashes.lock().unwrap().as_mut() {
+                sha.update(new);
+                md5::Digest::update(md5, new);
             }
             this.shared.bytes.fetch_add(new.len() as u64, Ordering::AcqRel);
             if this.last_wake.elapsed() >= WAKE_EVERY {
@@ -417,17 +462,8 @@ impl tokio::io::AsyncRead for HashingReader {
     }
 }
 
-/// Opens `path` for writing at `offset`: what lies beyond is cut off first.
-fn open_at(path: &std::path::Path, offset: u64) -> std::io::Result<std::fs::File> {
-    use std::io::{Seek, SeekFrom};
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(false)
-        .open(path)?;
-    file.set_len(offset)?;
-    file.seek(SeekFrom::Start(offset))?;
-    Ok(file)
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn local_error(e: std::io::Error) -> TransferError {
@@ -461,7 +497,8 @@ mod tests {
         let cloud: Arc<dyn Cloud> = Arc::new(LocalFolderCloud::new(dir.path().join("cloud")).unwrap());
         let local = dir.path().join("note.txt");
         std::fs::write(&local, b"version one").unwrap();
-        let planned = stamp(&std::fs::metadata(&local).unwrap());
+        let stamp = |p: &std::path::Path| Stamp::of_file(&std::fs::File::open(p).unwrap()).unwrap();
+        let planned = stamp(&local);
         let mut t = Transfers::new(
             tokio::runtime::Handle::current(),
             cloud.clone(),
@@ -471,7 +508,7 @@ mod tests {
         );
         let job = |expect| UploadJob {
             key: "app/note.txt".into(),
-            local: local.clone(),
+            local: std::fs::File::open(&local).unwrap(),
             precondition: Precondition::None,
             expect: Some(expect),
         };
@@ -485,7 +522,7 @@ mod tests {
         assert_eq!(e.kind, CloudErrorKind::PreconditionFailed, "{e}");
         assert!(cloud.stat("app/note.txt").await.is_err(), "nothing reached the cloud");
         // The file as it is now goes up, with its hash.
-        let now = stamp(&std::fs::metadata(&local).unwrap());
+        let now = stamp(&local);
         let id = t.start_upload(job(now));
         assert_eq!(outcome(&t, id), Outcome::Done);
         let sent = t.sha256(id).unwrap();

@@ -291,8 +291,12 @@ fn sync_refuses_mass_deletion_until_yes() {
     }
     let out = s.command(&["sync"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(text.contains("refused: this run would delete 5 of 6"), "{text}");
+    assert_eq!(out.status.code(), Some(3), "a refusal has an exit status of its own");
+    assert!(text.starts_with("REFUSED"), "{text}");
+    assert!(
+        text.contains("nothing was changed: this run would delete 5 of 6"),
+        "{text}"
+    );
     assert!(text.contains("--yes"), "{text}");
     assert_eq!(std::fs::read_dir(s.cloud().join(APP)).unwrap().count(), 6);
     assert_eq!(s.run(&["sync", "--yes"]).0, 0);
@@ -332,7 +336,7 @@ fn clean_cache_optimize_and_fetching_again_as_a_user_runs_them() {
     let out = s.command(&["status"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("cloud-only") && text.contains("small.txt"), "{text}");
-    assert!(text.contains("(1 only in the cloud)"), "{text}");
+    assert!(text.contains("(1 only in the cloud, 0 names skipped)"), "{text}");
     // A dirty file is refused with the seed's code.
     std::fs::write(s.local("mid.bin"), b"edited").unwrap();
     let (code, _, err) = s.run(&["clean-cache", "mid.bin"]);

@@ -37,6 +37,11 @@ impl Drop for Server {
         if let Some(pid) = self.apache_pid.as_ref().and_then(|p| std::fs::read_to_string(p).ok()) {
             let _ = Command::new("kill").arg(pid.trim()).status();
         }
+        // Gone only once it no longer answers.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

@@ -85,11 +85,12 @@ async fn contract(backend: Backend) {
         .list(&format!("{APP}/"))
         .await
         .unwrap()
+        .objects
         .into_iter()
         .map(|o| o.key)
         .collect();
     assert_eq!(keys, vec![format!("{APP}/big/blob.bin"), format!("{APP}/docs/a.txt")]);
-    assert!(cloud.list(&format!("{APP}/nothing/")).await.unwrap().is_empty());
+    assert!(cloud.list(&format!("{APP}/nothing/")).await.unwrap().objects.is_empty());
 
     // Errors map onto what the engine understands.
     let missing = format!("{APP}/missing.txt");

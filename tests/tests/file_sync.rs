@@ -85,9 +85,9 @@ async fn a_resync_with_nothing_changed_moves_nothing(backend: Backend) {
         h.put_local(&format!("f{i}.txt"), format!("file {i}").as_bytes());
     }
     let (sync, rec) = file_sync(&h).await;
-    assert_eq!(run(&sync, &rec).await, COMPLETED);
+    assert_eq!(run(&sync, &rec).await, COMPLETED, "{:?}", sync.report().await);
     let opens = h.cloud.opens();
-    assert_eq!(run(&sync, &rec).await, COMPLETED);
+    assert_eq!(run(&sync, &rec).await, COMPLETED, "{:?}", sync.report().await);
     let r = sync.report().await.unwrap();
     assert_eq!((r.planned, r.uploaded, r.downloaded), (0, 0, 0), "{r:?}");
     assert_eq!(h.cloud.opens(), opens, "no cloud content read");
@@ -226,18 +226,29 @@ async fn guards_refuse_mass_deletion_and_an_empty_side_until_confirmed() {
     for i in 0..6 {
         std::fs::remove_file(h.local(&format!("f{i}"))).unwrap();
     }
-    assert_eq!(run(&sync, &rec).await.state, SyncState::DownloadFailed);
+    // A refusal changes nothing and ends STOPPED, its reason in the report.
+    assert_eq!(run(&sync, &rec).await.state, SyncState::Stopped);
     let refusal = sync.report().await.unwrap().refusal.unwrap();
     assert!(refusal.contains("6 of 10"), "{refusal}");
     assert_eq!(h.cloud_snapshot().len(), 10, "nothing deleted");
-    // The whole folder gone (an unmounted disk): never "everything deleted".
+    // The whole folder gone (an unmounted disk): never "everything deleted",
+    // and confirming deletions does not confirm that either.
     std::fs::remove_dir_all(h.rt.app_folder(APP)).unwrap();
-    assert_eq!(run(&sync, &rec).await.state, SyncState::DownloadFailed);
+    assert_eq!(run(&sync, &rec).await.state, SyncState::Stopped);
     assert!(sync.report().await.unwrap().refusal.unwrap().contains("looks empty"));
-    assert_eq!(h.cloud_snapshot().len(), 10);
-    // Confirmed by the user: the deletions go ahead.
     rec.clear();
     sync.start_confirmed().await.unwrap();
+    assert_eq!(rec.terminal(1).await.state, SyncState::Stopped);
+    assert_eq!(h.cloud_snapshot().len(), 10);
+    // Confirmed by the user, naming the case: the deletions go ahead.
+    rec.clear();
+    sync.start_with(cloudsync::Confirm {
+        deletions: true,
+        empty_device: true,
+        empty_cloud: false,
+    })
+    .await
+    .unwrap();
     assert_eq!(rec.terminal(1).await, COMPLETED);
     assert_eq!(h.cloud_snapshot().len(), 0);
 }

@@ -53,7 +53,7 @@ async fn clean_cache_leaves_a_placeholder_that_comes_back_on_demand() {
     assert!(!h.local("doc.pdf").exists(), "evicted");
     assert_eq!(h.cloud_snapshot()["doc.pdf"], bytes(300_000, 1), "the cloud holds it");
     cache.clean_cache(&uri).await.unwrap(); // idempotent
-    let files = list_files(&h.rt, false).await.unwrap();
+    let files = list_files(&h.rt, false).await.unwrap().files;
     let doc = files.iter().find(|f| f.uri == uri).unwrap();
     assert!(
         doc.cloud_only && doc.size == 300_000 && doc.state == FileSyncState::Completed,
@@ -72,7 +72,7 @@ async fn clean_cache_leaves_a_placeholder_that_comes_back_on_demand() {
     cache.start(&uri).await.unwrap();
     assert_eq!(rec.terminal(&uri).await.state, State::Completed);
     assert_eq!(std::fs::read(h.local("doc.pdf")).unwrap(), bytes(300_000, 1));
-    let files = list_files(&h.rt, false).await.unwrap();
+    let files = list_files(&h.rt, false).await.unwrap().files;
     assert!(files.iter().all(|f| !f.cloud_only), "{files:?}");
 }
 

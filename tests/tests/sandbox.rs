@@ -83,3 +83,32 @@ async fn imports_keep_a_component_to_its_own_bundle() {
          upload-other=refused ready-other=refused evict-other=refused evict-up=refused"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_import_reaches_outside_the_area_through_a_symlink() {
+    let h = evil().await;
+    let outside = h.dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("secret"), b"not the app's").unwrap();
+    let folder = h.local("");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::os::unix::fs::symlink(&outside, folder.join("out")).unwrap();
+    std::os::unix::fs::symlink(outside.join("secret"), folder.join("file-link")).unwrap();
+    std::fs::write(folder.join("mine"), b"the app's").unwrap();
+    h.put_cloud("x", b"cloud bytes");
+    let cache = CloudFileCache::new(&h.rt).await.unwrap();
+    let err = cache.start(&uri("links")).await.unwrap_err();
+    assert_eq!(
+        err.message,
+        "read-through=refused read-link=refused stat-through=refused mkdir-through=refused \
+         remove-through=refused rename-through=refused rename-into=refused scan-through=refused \
+         write-through=refused upload-link=refused"
+    );
+    let names: Vec<_> = std::fs::read_dir(&outside)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["secret"], "nothing written, made or removed outside");
+    assert_eq!(std::fs::read(outside.join("secret")).unwrap(), b"not the app's");
+    assert!(h.cloud_snapshot().get("exfiltrated").is_none());
+}

@@ -421,7 +421,10 @@ impl Fake {
                 let key = (req.bundle.clone(), req.cloud_path.clone());
                 let current = cloud.objects.get(&key);
                 if current.is_some_and(|o| o.special) {
-                    return Err(CloudError::new(CloudErrorKind::PreconditionFailed, "a symlink is there"));
+                    return Err(CloudError::new(
+                        CloudErrorKind::PreconditionFailed,
+                        "a symlink is there",
+                    ));
                 }
                 let current = current.map(|o| o.etag.clone());
                 match (&req.precondition, &current) {
@@ -633,7 +636,10 @@ impl Fake {
         let content = object.data;
         let end = (have + chunk).min(content.len() as u64);
         if Self::used(&s).saturating_add(end - have) > s.disk {
-            return fail(&mut s, CloudError::new(CloudErrorKind::LocalNoSpace, "No space left on device"));
+            return fail(
+                &mut s,
+                CloudError::new(CloudErrorKind::LocalNoSpace, "No space left on device"),
+            );
         }
         s.clock_ns += 1;
         let clock = s.clock_ns;
@@ -799,14 +805,21 @@ impl Platform for Fake {
                 return Err(IoError::new(IoErrorKind::WouldBlock, "open for writing"));
             }
             let key = (bundle.to_string(), path.to_string());
-            let now = s.local.get(&key).filter(|f| f.kind == FileKind::File).map(LocalFile::stamp);
+            let now = s
+                .local
+                .get(&key)
+                .filter(|f| f.kind == FileKind::File)
+                .map(LocalFile::stamp);
             if now != Some(expect) {
                 return Err(IoError::new(IoErrorKind::Other, "changed"));
             }
         }
         {
             let mut s = self.0.borrow_mut();
-            let f = s.local.remove(&(bundle.to_string(), path.to_string())).expect("checked");
+            let f = s
+                .local
+                .remove(&(bundle.to_string(), path.to_string()))
+                .expect("checked");
             s.local.insert((bundle.to_string(), aside.to_string()), f);
         }
         // A power cut here leaves the file set aside.
@@ -869,7 +882,10 @@ impl Platform for Fake {
             .get(&(bundle.into(), path.into()))
             .ok_or_else(|| IoError::new(IoErrorKind::NotFound, path))?;
         if f.kind != FileKind::File {
-            return Err(IoError::new(IoErrorKind::NotAFile, format!("{path} is not a regular file")));
+            return Err(IoError::new(
+                IoErrorKind::NotAFile,
+                format!("{path} is not a regular file"),
+            ));
         }
         Ok(sha(&f.data))
     }

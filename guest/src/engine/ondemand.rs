@@ -14,12 +14,14 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use super::download::STAGING_DIR;
-use super::records::{self, EvictingRecord, FileStateRecord, LocalStamp, SyncedRecord, ACCESS, EVICTING, FILE_STATE, SYNCED};
+use super::records::{
+    self, EvictingRecord, FileStateRecord, LocalStamp, SyncedRecord, ACCESS, EVICTING, FILE_STATE, SYNCED,
+};
 use super::sync::{check_system_api, stored_state, thumbnail_path, CLOUDFILE_SYNC_MANAGER, THUMBNAIL_EDGE};
 use super::uri::{uri_of, LOCAL_CLOUD_DIR};
 use super::{
-    codes, parse_uri_for, ApiError, AppFile, CloudErrorKind, FileSyncState, IoErrorKind, ListenerId, Platform, Tick,
-    GALLERY_BUNDLE,
+    codes, parse_uri_for, ApiError, AppFile, CloudErrorKind, FileKind, FileSyncState, IoErrorKind, ListenerId,
+    Platform, Tick, GALLERY_BUNDLE,
 };
 
 const DAY_MS: u64 = 86_400_000;
@@ -145,8 +147,11 @@ impl OnDemand {
                 let Ok(Some(stat)) = p.stat(&bundle, &local) else {
                     continue;
                 };
-                if !stat.is_file() || LocalStamp::from(stat) != record.local {
+                if !stat.is_file() || stat.size != record.size {
                     continue; // changed since it was synced: never evicted
+                }
+                if LocalStamp::from(stat) != record.local && record.hash.is_none() {
+                    continue; // touched, and nothing to prove its content by
                 }
                 let last = access.get(&path).copied().unwrap_or(0).max(stat.atime_ns / 1_000_000);
                 if last <= aged {
@@ -283,7 +288,7 @@ impl OnDemand {
         p: &impl Platform,
         gallery: bool,
         syncs: &super::sync::Syncs,
-    ) -> Result<Vec<FileEntry>, ApiError> {
+    ) -> Result<FileListing, ApiError> {
         check_system_api(p, false)?;
         let bundle = if gallery {
             GALLERY_BUNDLE.to_string()
@@ -307,6 +312,17 @@ impl OnDemand {
             .map_err(|e| ApiError::new(codes::INTERNAL, format!("cannot read the local folder: {e}")))?
             .unwrap_or_default();
         let mut out = BTreeMap::new();
+        let mut skipped = Vec::new();
+        for entry in &local {
+            let why = match (&entry.problem, entry.stat.kind) {
+                (Some(problem), _) => problem.clone(),
+                (None, FileKind::File) => continue,
+                (None, FileKind::Folder) => "an empty folder (folders are synced through the files in them)".into(),
+                (None, FileKind::Symlink) => "a symlink: never followed, never synced".into(),
+                (None, FileKind::Special) => "a FIFO, socket or device file: only regular files are synced".into(),
+            };
+            skipped.push((entry.path.clone(), why));
+        }
         for entry in local.into_iter().filter(|e| e.stat.is_file() && e.problem.is_none()) {
             let (path, stat) = (entry.path, entry.stat);
             let file = AppFile {
@@ -348,8 +364,19 @@ impl OnDemand {
                 );
             }
         }
-        Ok(out.into_values().collect())
+        Ok(FileListing {
+            files: out.into_values().collect(),
+            skipped,
+        })
     }
+}
+
+/// Every file the device knows, and the names in the folder it does not sync.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileListing {
+    pub files: Vec<FileEntry>,
+    /// (path, why).
+    pub skipped: Vec<(String, String)>,
 }
 
 impl OptimizeJob {
@@ -416,19 +443,26 @@ fn evictable(p: &impl Platform, file: &AppFile, known: Option<&SyncedRecord>) ->
         }
         Err(e) => return refuse(codes::NO_SUCH_FILE, e.to_string()),
     };
-    if LocalStamp::from(stat) != record.local {
-        return refuse(codes::NO_SUCH_FILE, "it has changes the cloud does not hold yet".into());
-    }
-    if super::sync::racily_clean(&record, &stat) {
-        // Written within the clock's resolution of its record: the stamp
-        // cannot vouch for the content, the hash must.
-        let now = p.hash_file(&file.bundle, &local).ok();
-        if now.is_none() || now.map(|h| h.to_ascii_lowercase()) != record.hash {
-            return refuse(
-                codes::NO_SUCH_FILE,
-                "it may have changes the cloud does not hold yet".into(),
-            );
+    let stamp = LocalStamp::from(stat);
+    let mut record = record;
+    if stamp != record.local || super::sync::racily_clean(&record, &stat) {
+        // Its stamp moved (touched, its times set) or is too recent to vouch
+        // for the content: only the hash of what was synced proves the
+        // cloud holds these bytes.
+        let same_size = stamp.size == record.size;
+        let now = same_size
+            .then(|| p.hash_file(&file.bundle, &local).ok())
+            .flatten()
+            .map(|h| h.to_ascii_lowercase());
+        if now.is_none() || now != record.hash {
+            let why = if stamp != record.local {
+                "it has changes the cloud does not hold yet"
+            } else {
+                "it may have changes the cloud does not hold yet"
+            };
+            return refuse(codes::NO_SUCH_FILE, why.into());
         }
+        record.local = stamp;
     }
     if known.is_none() {
         // Checked, not assumed: the cloud must hold exactly this version.
@@ -531,10 +565,8 @@ fn resolve_aside(p: &impl Platform, file: &AppFile, note: &EvictingRecord) -> Re
     let Some(s) = p.stat(&file.bundle, &note.aside)? else {
         return Ok(());
     };
-    let checked = s.is_file()
-        && s.inode == note.stamp.inode
-        && s.size == note.stamp.size
-        && s.mtime_ns == note.stamp.mtime_ns;
+    let checked =
+        s.is_file() && s.inode == note.stamp.inode && s.size == note.stamp.size && s.mtime_ns == note.stamp.mtime_ns;
     if checked {
         return p.remove_file(&file.bundle, &note.aside);
     }

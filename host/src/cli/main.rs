@@ -73,10 +73,18 @@ enum Command {
         /// Sync the gallery (file://media/Photo/…) instead of the app's folder.
         #[arg(long)]
         gallery: bool,
-        /// Carry out deletions a guard held back (more than half of the
-        /// files, or a side that looks empty).
+        /// Carry out deletions a guard held back: more than half of the
+        /// most files held in sync since deletions were last confirmed.
         #[arg(long)]
         yes: bool,
+        /// The device's folder is empty (or missing) on purpose: delete the
+        /// cloud's copies too. (`--yes` never implies this.)
+        #[arg(long)]
+        confirm_empty_device: bool,
+        /// The cloud is empty on purpose: delete the device's copies too.
+        /// (`--yes` never implies this.)
+        #[arg(long)]
+        confirm_empty_cloud: bool,
     },
     /// List the app's local files with their FileSyncState.
     Status {
@@ -165,6 +173,11 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         .clone()
         .or(config.app.clone())
         .unwrap_or_else(|| "cloudsync.cli".into());
+    if !cloudsync::identity::is_valid_bundle(&app) {
+        return Err(Failure::Usage(format!(
+            "--app {app:?} is not a bundle name: letters, digits, '.', '_' and '-', starting with a letter or digit"
+        )));
+    }
     let url = cli
         .cloud
         .clone()
@@ -202,9 +215,27 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         .build()
         .await
         .map_err(|e| Failure::Api(CloudSyncError::service(e.to_string())))?;
+    for w in rt.warnings() {
+        if cli.json {
+            println!("{}", serde_json::json!({ "warning": w }));
+        }
+        eprintln!("cloudsync: warning: {w}");
+    }
     match cli.command {
         Command::Download { uri, keep_partial } => download(&rt, &uri, keep_partial, cli.json).await,
-        Command::Sync { gallery, yes } => sync(&rt, gallery, yes, cli.json).await,
+        Command::Sync {
+            gallery,
+            yes,
+            confirm_empty_device,
+            confirm_empty_cloud,
+        } => {
+            let confirm = cloudsync::Confirm {
+                deletions: yes,
+                empty_device: confirm_empty_device,
+                empty_cloud: confirm_empty_cloud,
+            };
+            sync(&rt, gallery, confirm, cli.json).await
+        }
         Command::Status { gallery } => status(&rt, gallery, cli.json).await,
         Command::State { uris } => state(&rt, &uris, cli.json).await,
         Command::CleanCache { uri } => clean_cache(&rt, &uri, cli.json).await,
@@ -273,12 +304,10 @@ impl Syncer {
             Syncer::Gallery(s) => s.on("progress", cb).await.map(|_| ()),
         }
     }
-    async fn start(&self, confirmed: bool) -> Result<(), CloudSyncError> {
-        match (self, confirmed) {
-            (Syncer::App(s), false) => s.start().await,
-            (Syncer::App(s), true) => s.start_confirmed().await,
-            (Syncer::Gallery(s), false) => s.start().await,
-            (Syncer::Gallery(s), true) => s.start_confirmed().await,
+    async fn start(&self, confirm: cloudsync::Confirm) -> Result<(), CloudSyncError> {
+        match self {
+            Syncer::App(s) => s.start_with(confirm).await,
+            Syncer::Gallery(s) => s.start_with(confirm).await,
         }
     }
     async fn stop(&self) -> Result<(), CloudSyncError> {
@@ -295,7 +324,10 @@ impl Syncer {
     }
 }
 
-async fn sync(rt: &Runtime, gallery: bool, confirmed: bool, json: bool) -> Result<ExitCode, Failure> {
+/// Items of a list printed in a summary, at most.
+const SHOWN: usize = 20;
+
+async fn sync(rt: &Runtime, gallery: bool, confirm: cloudsync::Confirm, json: bool) -> Result<ExitCode, Failure> {
     let syncer = if gallery {
         Syncer::Gallery(GallerySync::new(rt).await?)
     } else {
@@ -308,7 +340,7 @@ async fn sync(rt: &Runtime, gallery: bool, confirmed: bool, json: bool) -> Resul
         })
         .await?;
     let started = std::time::Instant::now();
-    syncer.start(confirmed).await?;
+    syncer.start(confirm).await?;
 
     let bar = (!json && std::io::stderr().is_terminal()).then(|| {
         let bar = ProgressBar::new(0);
@@ -354,37 +386,63 @@ async fn sync(rt: &Runtime, gallery: bool, confirmed: bool, json: bool) -> Resul
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    let report = syncer.report().await?;
+    let mut report = syncer.report().await?;
+    if let Some(fault) = rt.last_fault() {
+        // The engine failed mid-run: its instance (and the run's counts)
+        // went with it; what it said is the reason.
+        report.last_error.get_or_insert(fault);
+    }
+    let refused = report.refusal.is_some() && last.state == SyncState::Stopped;
     if json {
-        println!("{}", serde_json::json!({ "result": last, "report": report }));
+        println!(
+            "{}",
+            serde_json::json!({ "result": last, "refused": refused, "report": report })
+        );
     } else {
         let error = if last.error == cloudsync::ErrorType::NoError {
             String::new()
         } else {
             format!(" ({})", last.error.name())
         };
+        let state = if refused { "REFUSED" } else { last.state.name() };
         println!(
-            "{}{error}: {} uploaded, {} downloaded, {} deleted here, {} deleted in the cloud, {} conflicts, {} failed in {:.1?}",
-            last.state.name(),
+            "{state}{error}: {} uploaded, {} downloaded, {} deleted here, {} deleted in the cloud, {} conflicts, {} failed, {} skipped in {:.1?}",
             report.uploaded,
             report.downloaded,
             report.deleted_local,
             report.deleted_remote,
             report.conflicts,
             report.failed,
+            report.skipped_total,
             started.elapsed()
         );
         if let Some(refusal) = &report.refusal {
-            println!("  refused: {refusal}\n  run `cloudsync sync --yes` to go ahead");
+            println!("  refused, nothing was changed: {refusal}");
+        }
+        for f in report.failures.iter().take(SHOWN) {
+            println!("  failed: {}: {}", f.path, f.reason);
+        }
+        if report.failed as usize > SHOWN.min(report.failures.len()) {
+            println!("  … {} failed in all", report.failed);
+        }
+        for f in report.skipped.iter().take(SHOWN) {
+            println!("  skipped: {}: {}", f.path, f.reason);
+        }
+        if report.skipped_total as usize > SHOWN.min(report.skipped.len()) {
+            println!("  … {} skipped in all (`--json` lists them)", report.skipped_total);
+        }
+        for n in &report.notes {
+            println!("  note: {n}");
         }
         if let Some(e) = &report.last_error {
-            if last.state != SyncState::Completed {
+            if last.state != SyncState::Completed && report.failures.is_empty() {
                 println!("  last failure: {e}");
             }
         }
     }
     Ok(match last.state {
         SyncState::Completed => ExitCode::SUCCESS,
+        SyncState::Stopped if refused => ExitCode::from(3),
         SyncState::Stopped => ExitCode::from(130),
         _ => ExitCode::from(1),
     })
@@ -399,14 +457,15 @@ fn to_uri(rt: &Runtime, target: &str) -> String {
 }
 
 async fn status(rt: &Runtime, gallery: bool, json: bool) -> Result<ExitCode, Failure> {
-    let files = cloudsync::list_files(rt, gallery).await?;
+    let listing = cloudsync::list_files(rt, gallery).await?;
+    let files = &listing.files;
     let folder = if gallery {
         rt.app_folder("media")
     } else {
         rt.app_folder(&rt.identity().bundle)
     };
     let mut cloud_only = 0;
-    for f in &files {
+    for f in files {
         if json {
             println!("{}", serde_json::to_string(f).expect("entries serialize"));
             continue;
@@ -416,10 +475,18 @@ async fn status(rt: &Runtime, gallery: bool, json: bool) -> Result<ExitCode, Fai
         cloud_only += usize::from(f.cloud_only);
         println!("{:<15} {place:<10} {:>10}  {path}", f.state.name(), human(f.size));
     }
+    for n in &listing.skipped {
+        if json {
+            println!("{}", serde_json::json!({ "skipped": n.path, "reason": n.reason }));
+        } else {
+            println!("{:<15} {:<10} {:>10}  {}: {}", "SKIPPED", "local", "", n.path, n.reason);
+        }
+    }
     if !json {
         println!(
-            "{} files ({cloud_only} only in the cloud) in {}",
+            "{} files ({cloud_only} only in the cloud, {} names skipped) in {}",
             files.len(),
+            listing.skipped.len(),
             folder.display()
         );
     }

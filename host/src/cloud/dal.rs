@@ -1,8 +1,15 @@
-//! Real clouds through Apache OpenDAL: S3-compatible object stores (AWS S3,
-//! Garage, MinIO, Ceph RGW, Huawei OBS's S3 API) and WebDAV (Nextcloud,
-//! Apache mod_dav, ...). OpenDAL gives the HTTP clients, signing, multipart
-//! uploads, ranged reads, retries with backoff, timeouts and a concurrency
-//! limit; this file maps its operations and errors onto [`Cloud`].
+//! S3-compatible object stores (AWS S3, Garage, MinIO, Ceph RGW, Huawei
+//! OBS's S3 API) through Apache OpenDAL, which gives the HTTP client,
+//! signing, multipart uploads, ranged reads, retries with backoff, timeouts
+//! and a concurrency limit; this file maps its operations and errors onto
+//! [`Cloud`].
+//!
+//! Writes carry their condition to the store (`If-Match`, `If-None-Match:
+//! *`), which AWS S3, MinIO and Garage check atomically. Some stores check it
+//! only before taking the body (s3s-fs), so every write is followed by a
+//! `HEAD`: an object that is no longer the one written was replaced in that
+//! instant, and the write reports `PreconditionFailed` (its bytes are not
+//! in the cloud) rather than success.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -12,27 +19,20 @@ use opendal::{EntryMode, ErrorKind, Metadata, Operator};
 use tokio::io::AsyncReadExt;
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
-use super::{ByteStream, Cloud, CloudError, CloudErrorKind, CloudObject, Precondition};
+use super::{ByteStream, Cloud, CloudError, CloudErrorKind, CloudObject, Listing, Precondition, ENGINE_DIR};
 
 /// Upload part size: objects larger than this go up as a multipart upload.
 const PART_SIZE: usize = 8 << 20;
 /// Parts uploaded at once for one object.
 const PART_CONCURRENCY: usize = 4;
-/// Largest upload to a backend that takes a body in one write (WebDAV).
-const ONE_SHOT_MAX: u64 = 256 << 20;
 /// Requests in flight at once against one cloud.
 const MAX_REQUESTS: usize = 32;
-/// Objects being uploaded under a staging name carry this prefix; listings
-/// skip them.
-const STAGED_PREFIX: &str = ".cloudsync-put-";
-static STAGED_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// A cloud reached through an OpenDAL operator.
+/// An S3-compatible store reached through an OpenDAL operator.
 pub struct DalCloud {
     op: Operator,
     describe: String,
-    conditional_reads: bool,
-    one_shot_writes: bool,
+    etags_are_md5: bool,
 }
 
 impl DalCloud {
@@ -56,22 +56,14 @@ impl DalCloud {
         DalCloud {
             op,
             describe: describe.into(),
-            conditional_reads: true,
-            one_shot_writes: false,
+            etags_are_md5: true,
         }
     }
 
-    /// Reads stop sending `If-Match`: for WebDAV servers such as Apache,
-    /// whose GET `ETag` is not the `getetag` their PROPFIND reports. The
-    /// etag is still compared before the first byte and after the last.
-    pub fn without_conditional_reads(mut self) -> Self {
-        self.conditional_reads = false;
-        self
-    }
-
-    /// Uploads go in one request (OpenDAL's WebDAV writer takes one body).
-    pub fn with_one_shot_writes(mut self) -> Self {
-        self.one_shot_writes = true;
+    /// The store's single-part ETags are not the content's MD5 (AWS with
+    /// SSE-KMS, some gateways): transfers then do not check them.
+    pub fn without_md5_etags(mut self) -> Self {
+        self.etags_are_md5 = false;
         self
     }
 
@@ -81,11 +73,8 @@ impl DalCloud {
             .map(SystemTime::from)
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_millis() as u64);
-        // Every backend here gives an etag; one that did not would still
+        // Every store here gives an etag; one that did not would still
         // need one, and size + mtime is the weakest that exists.
-        // Apache marks an ETag weak (`W/"…"`) while the file's mtime is the
-        // current second and strong after, with nothing changed: the weak
-        // marker is dropped so that the tag itself is compared.
         let etag = meta
             .etag()
             .map(|e| e.strip_prefix("W/").unwrap_or(e).to_string())
@@ -109,8 +98,7 @@ impl DalCloud {
         Ok(self.object(key, &meta))
     }
 
-    /// Sends `data` through `writer`: in parts, or gathered into one body
-    /// (up to a bound) for one-shot backends (OpenDAL's WebDAV).
+    /// Sends `data` through `writer` in parts.
     async fn write_body(
         &self,
         key: &str,
@@ -119,20 +107,6 @@ impl DalCloud {
     ) -> Result<(), CloudError> {
         let source =
             |e: std::io::Error| CloudError::new(CloudErrorKind::Other, format!("reading the upload source: {e}"));
-        if self.one_shot_writes {
-            let mut body = Vec::new();
-            data.take(ONE_SHOT_MAX + 1)
-                .read_to_end(&mut body)
-                .await
-                .map_err(source)?;
-            if body.len() as u64 > ONE_SHOT_MAX {
-                return Err(CloudError::new(
-                    CloudErrorKind::Other,
-                    format!("{key}: {} takes uploads of at most {ONE_SHOT_MAX} bytes", self.describe),
-                ));
-            }
-            return writer.write(body).await.map_err(|e| error(key, e));
-        }
         let mut buf = vec![0u8; PART_SIZE];
         loop {
             let n = data.read(&mut buf).await.map_err(source)?;
@@ -140,49 +114,6 @@ impl DalCloud {
                 return Ok(());
             }
             writer.write(buf[..n].to_vec()).await.map_err(|e| error(key, e))?;
-        }
-    }
-
-    /// A conditional write the server cannot make conditional (WebDAV): the
-    /// body goes up under a staging name beside the object, then the
-    /// precondition is checked and the staged object moved into place. Only
-    /// the instant between that check and the move is unguarded, not the
-    /// whole upload.
-    async fn put_staged(
-        &self,
-        key: &str,
-        mut data: ByteStream,
-        precondition: Precondition,
-    ) -> Result<CloudObject, CloudError> {
-        let (dir, _) = key.rsplit_once('/').unwrap_or(("", key));
-        let seq = STAGED_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let name = format!("{STAGED_PREFIX}{}-{seq}", std::process::id());
-        let staged = if dir.is_empty() { name } else { format!("{dir}/{name}") };
-        let mut writer = self.op.writer(&staged).await.map_err(|e| error(key, e))?;
-        if let Err(e) = self.write_body(key, &mut writer, &mut data).await {
-            let _ = writer.abort().await;
-            return Err(e);
-        }
-        let placed = async {
-            writer.close().await.map_err(|e| error(key, e))?;
-            self.check(key, &precondition).await?;
-            self.op.rename(&staged, key).await.map_err(|e| error(key, e))
-        }
-        .await;
-        if let Err(e) = placed {
-            let _ = self.op.delete(&staged).await;
-            return Err(e);
-        }
-        self.stat_file(key).await
-    }
-
-    /// Checks a precondition by reading the current etag, for backends whose
-    /// writes or deletes cannot carry it. A change in the instant between
-    /// this check and the write is not caught; everything else is.
-    async fn check(&self, key: &str, precondition: &Precondition) -> Result<(), CloudError> {
-        match precondition {
-            Precondition::None => Ok(()),
-            p => p.check(key, self.stat_file(key).await),
         }
     }
 }
@@ -235,11 +166,15 @@ impl Cloud for DalCloud {
         self.describe.clone()
     }
 
+    fn etags_are_md5(&self) -> bool {
+        self.etags_are_md5
+    }
+
     async fn stat(&self, key: &str) -> Result<CloudObject, CloudError> {
         self.stat_file(key).await
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<CloudObject>, CloudError> {
+    async fn list(&self, prefix: &str) -> Result<Listing, CloudError> {
         // List the folder the prefix names, then keep the keys under it.
         let dir = match prefix.rfind('/') {
             Some(i) => &prefix[..=i],
@@ -247,31 +182,27 @@ impl Cloud for DalCloud {
         };
         let entries = match self.op.list_with(dir).recursive(true).await {
             Ok(e) => e,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Listing::default()),
             Err(e) => return Err(error(prefix, e)),
         };
-        let mut out = Vec::new();
+        let mut out = Listing::default();
         for entry in entries {
             let key = entry.path().trim_start_matches('/');
             if entry.metadata().mode() != EntryMode::FILE || !key.starts_with(prefix) {
                 continue;
             }
-            if key
-                .rsplit('/')
-                .next()
-                .is_some_and(|name| name.starts_with(STAGED_PREFIX))
-            {
-                continue; // an upload in progress (or one a crash left)
+            if dir.is_empty() && key.split('/').next() == Some(ENGINE_DIR) {
+                continue; // the engine's own objects
             }
             let meta = entry.metadata();
             if meta.etag().is_some() {
-                out.push(self.object(key, meta));
+                out.objects.push(self.object(key, meta));
             } else {
                 // Some listings carry no etag: ask for it.
-                out.push(self.stat_file(key).await?);
+                out.objects.push(self.stat_file(key).await?);
             }
         }
-        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out.objects.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
     }
 
@@ -284,10 +215,9 @@ impl Cloud for DalCloud {
         let object = self.stat_file(key).await?;
         object.expect_etag(if_match)?;
         let mut reader = self.op.reader_with(key);
-        if self.conditional_reads && self.op.info().capability().read_with_if_match && !object.etag.starts_with("weak:")
-        {
+        if self.op.info().capability().read_with_if_match && !object.etag.starts_with("weak:") {
             // The read itself is conditional too: a change between the stat
-            // and the first byte is refused by the server.
+            // and the first byte is refused by the store.
             reader = reader.if_match(&object.etag);
         }
         let reader = reader.await.map_err(|e| error(key, e))?;
@@ -304,24 +234,11 @@ impl Cloud for DalCloud {
         mut data: ByteStream,
         precondition: Precondition,
     ) -> Result<CloudObject, CloudError> {
-        let caps = self.op.info().capability();
-        let emulated = match &precondition {
-            Precondition::IfMatch(_) => !caps.write_with_if_match,
-            Precondition::IfAbsent => !caps.write_with_if_not_exists,
-            Precondition::None => false,
-        };
-        if emulated && caps.rename {
-            return self.put_staged(key, data, precondition).await;
-        }
-        let mut writer = self.op.writer_with(key);
-        if !self.one_shot_writes {
-            writer = writer.chunk(PART_SIZE).concurrent(PART_CONCURRENCY);
-        }
+        let mut writer = self.op.writer_with(key).chunk(PART_SIZE).concurrent(PART_CONCURRENCY);
         match &precondition {
-            Precondition::IfMatch(etag) if caps.write_with_if_match => writer = writer.if_match(etag),
-            Precondition::IfAbsent if caps.write_with_if_not_exists => writer = writer.if_not_exists(true),
+            Precondition::IfMatch(etag) => writer = writer.if_match(etag),
+            Precondition::IfAbsent => writer = writer.if_not_exists(true),
             Precondition::None => {}
-            other => self.check(key, other).await?,
         }
         let mut writer = writer.await.map_err(|e| error(key, e))?;
         // Any failure aborts the upload: no partial object is left behind.
@@ -329,14 +246,34 @@ impl Cloud for DalCloud {
             let _ = writer.abort().await;
             return Err(e);
         }
-        writer.close().await.map_err(|e| error(key, e))?;
-        self.stat_file(key).await
+        let written = writer.close().await.map_err(|e| error(key, e))?;
+        // The object must still be the one written (see the module doc).
+        let now = self.stat_file(key).await?;
+        if let Some(etag) = written.etag() {
+            let ours = etag.strip_prefix("W/").unwrap_or(etag);
+            if now.etag != ours {
+                return Err(CloudError::new(
+                    CloudErrorKind::PreconditionFailed,
+                    format!("{key} was replaced right after it was written"),
+                ));
+            }
+        }
+        Ok(now)
     }
 
     async fn delete(&self, key: &str, if_match: Option<&str>) -> Result<(), CloudError> {
-        if let Some(etag) = if_match {
-            self.check(key, &Precondition::IfMatch(etag.to_string())).await?;
+        match if_match {
+            Some(etag) => {
+                // Checked here too, for stores that do not check it themselves.
+                Precondition::IfMatch(etag.to_string()).check(key, self.stat_file(key).await)?;
+                let caps = self.op.info().capability();
+                let mut d = self.op.delete_with(key);
+                if caps.delete_with_if_match {
+                    d = d.if_match(etag);
+                }
+                d.await.map_err(|e| error(key, e))
+            }
+            None => self.op.delete(key).await.map_err(|e| error(key, e)),
         }
-        self.op.delete(key).await.map_err(|e| error(key, e))
     }
 }

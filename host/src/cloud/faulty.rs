@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
-use super::{ByteStream, Cloud, CloudError, CloudErrorKind, CloudObject, Precondition};
+use super::{ByteStream, Cloud, CloudError, CloudErrorKind, CloudObject, Listing, Precondition};
 
 /// What to break. Offsets are positions in the object, so they hold across resumes.
 #[derive(Clone, Debug, Default)]
@@ -118,9 +118,22 @@ impl Cloud for FaultyCloud {
         self.with_hash(object).await
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<CloudObject>, CloudError> {
+    fn set_device(&self, id: &str) {
+        self.inner.set_device(id)
+    }
+
+    fn etags_are_md5(&self) -> bool {
+        self.inner.etags_are_md5()
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Listing, CloudError> {
         self.check_calls()?;
         self.inner.list(prefix).await
+    }
+
+    async fn sweep_staging(&self, device: &str, older_than: Duration) -> Result<usize, CloudError> {
+        self.check_calls()?;
+        self.inner.sweep_staging(device, older_than).await
     }
 
     async fn open(

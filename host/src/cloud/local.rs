@@ -1,128 +1,328 @@
 //! The embedded default cloud: a local folder holding plain files at their
 //! relative paths, so any other program sees the user's files as they are.
+//!
+//! - Every path is resolved beneath the folder and no symlink is ever
+//!   followed ([`crate::beneath`]): a link inside the cloud folder is listed
+//!   as a skipped name, never read through, written through or deleted through.
+//! - Etags come from (size, mtime, ctime, inode): any write changes them,
+//!   even one that puts the mtime back.
+//! - Uploads are staged under `.cloudsync/staging/<device>/` (where no
+//!   user's name can be) and moved into place under an exclusive lock on the
+//!   target's folder, which every cloudsync writer takes: the condition check
+//!   and the move are one step for them. Against other programs the move
+//!   itself is atomic (`renameat2`: `NOREPLACE` for "must not exist",
+//!   `EXCHANGE` for "must still be this version", after which the version
+//!   displaced is checked and put back if it was not the one expected), so
+//!   nobody's version is lost.
 
-use std::io::SeekFrom;
-use std::os::unix::fs::MetadataExt;
+use std::io::{Seek, SeekFrom};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
-use tokio::io::AsyncSeekExt;
+use rustix::fs::{AtFlags, FileType, FlockOperation, RenameFlags, Stat};
 
-use super::{check_key, ByteStream, Cloud, CloudError, CloudErrorKind, CloudObject, Precondition};
+use super::{
+    check_key, ByteStream, Cloud, CloudError, CloudErrorKind, CloudObject, Listing, Precondition, StagingNames,
+    ENGINE_DIR, STAGING_DIR,
+};
+use crate::beneath::{self, BeneathError, Root, Stamp};
 
-/// Temp files of in-progress writes start with this; listings skip them.
-const TEMP_PREFIX: &str = ".cloudsync-put-";
-
-/// A folder playing the cloud. Etags come from metadata (size, mtime in
-/// nanoseconds, inode): any write through a rename or in place changes them.
+/// A folder playing the cloud.
 #[derive(Debug)]
 pub struct LocalFolderCloud {
-    root: PathBuf,
-    seq: AtomicU64,
+    root: Root,
+    names: StagingNames,
 }
 
 impl LocalFolderCloud {
     /// Uses `root` (created if missing) as the cloud.
     pub fn new(root: impl Into<PathBuf>) -> std::io::Result<Self> {
-        let root = root.into();
-        std::fs::create_dir_all(&root)?;
         Ok(LocalFolderCloud {
-            root: root.canonicalize()?,
-            seq: AtomicU64::new(0),
+            root: Root::open(&root.into())?,
+            names: StagingNames::default(),
         })
     }
 
     pub fn root(&self) -> &Path {
-        &self.root
+        self.root.path()
     }
 
-    fn path(&self, key: &str) -> Result<PathBuf, CloudError> {
-        check_key(key)?;
-        Ok(self.root.join(key))
-    }
-
-    fn object(key: &str, meta: &std::fs::Metadata) -> CloudObject {
-        let mtime_ns = (meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128).max(0) as u128;
+    fn object(key: &str, st: &Stat) -> CloudObject {
+        let s = Stamp::of(st);
         CloudObject {
             key: key.to_string(),
-            size: meta.len(),
-            etag: format!("{:x}-{:x}-{:x}", meta.len(), mtime_ns, meta.ino()),
+            size: s.size,
+            etag: etag(&s),
             version: None,
             content_hash: None,
-            modified_ms: (mtime_ns / 1_000_000) as u64,
+            modified_ms: s.mtime_ns / 1_000_000,
         }
     }
 
     fn stat_sync(&self, key: &str) -> Result<CloudObject, CloudError> {
-        let path = self.path(key)?;
-        match std::fs::metadata(&path) {
-            Ok(m) if m.is_file() => Ok(Self::object(key, &m)),
-            Ok(_) => Err(CloudError::not_found(key)),
-            Err(e) => Err(io_error(key, e)),
+        check_key(key)?;
+        match self.root.lstat(key).map_err(|e| path_error(key, e))? {
+            Some(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => Ok(Self::object(key, &st)),
+            _ => Err(CloudError::not_found(key)),
         }
     }
+
+    /// Walks `dir` (a folder key, `""` for the top), adding objects and
+    /// skipped names under `prefix`.
+    fn walk(&self, fd: &OwnedFd, dir: &str, prefix: &str, out: &mut Listing) -> Result<(), CloudError> {
+        let entries = beneath::read_dir_fd(fd, dir).map_err(|e| path_error(dir, e))?;
+        for (name, _) in entries {
+            let Some(text) = beneath::utf8(&name) else {
+                let shown = format!("{dir}{}", String::from_utf8_lossy(&name));
+                if shown.starts_with(prefix) {
+                    out.skipped.push((shown, "the name is not valid UTF-8".into()));
+                }
+                continue;
+            };
+            let key = format!("{dir}{text}");
+            if dir.is_empty() && text == ENGINE_DIR {
+                continue; // the engine's own folder, no bundle's
+            }
+            // Only what lies under the prefix, or may hold something that does.
+            if !(key.starts_with(prefix) || prefix.starts_with(&format!("{key}/"))) {
+                continue;
+            }
+            let st = match rustix::fs::statat(fd, text, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
+                Err(e) if e == rustix::io::Errno::NOENT => continue, // gone meanwhile
+                Err(e) => {
+                    out.skipped.push((key, format!("cannot be read: {e}")));
+                    continue;
+                }
+            };
+            match FileType::from_raw_mode(st.st_mode) {
+                FileType::RegularFile if key.starts_with(prefix) => out.objects.push(Self::object(&key, &st)),
+                FileType::RegularFile => {}
+                FileType::Directory => {
+                    let sub = format!("{key}/");
+                    match rustix::fs::openat(
+                        fd,
+                        text,
+                        rustix::fs::OFlags::RDONLY
+                            | rustix::fs::OFlags::DIRECTORY
+                            | rustix::fs::OFlags::NOFOLLOW
+                            | rustix::fs::OFlags::CLOEXEC,
+                        rustix::fs::Mode::empty(),
+                    ) {
+                        Ok(child) => self.walk(&child, &sub, prefix, out)?,
+                        Err(e) if e == rustix::io::Errno::NOENT => {}
+                        Err(e) => out.skipped.push((key, format!("this folder cannot be read: {e}"))),
+                    }
+                }
+                FileType::Symlink if key.starts_with(prefix) => out
+                    .skipped
+                    .push((key, "a symlink in the cloud folder (never followed)".into())),
+                _ if key.starts_with(prefix) => out
+                    .skipped
+                    .push((key, "a FIFO, socket or device file in the cloud folder".into())),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves the staged file into place as `precondition` allows, under the
+    /// target folder's lock. `ours` is the staged file (still open).
+    fn place(
+        &self,
+        staged: &str,
+        ours: &std::fs::File,
+        key: &str,
+        precondition: &Precondition,
+    ) -> Result<(), CloudError> {
+        let (parent, name) = self
+            .root
+            .parent(key, true)
+            .map_err(|e| path_error(key, e))?
+            .expect("made");
+        let _lock = DirLock::take(&parent).map_err(|e| io_error(key, e))?;
+        let current = match rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => Some(st),
+            Err(e) if e == rustix::io::Errno::NOENT => None,
+            Err(e) => return Err(io_error(key, e.into())),
+        };
+        let regular = |st: &Stat| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile;
+        if current.as_ref().is_some_and(|st| !regular(st)) {
+            // A symlink or folder at the name is never replaced.
+            return Err(CloudError::new(
+                CloudErrorKind::PreconditionFailed,
+                format!("{key}: something other than a file is there"),
+            ));
+        }
+        match precondition {
+            Precondition::IfAbsent => {
+                if current.is_some() {
+                    return Err(already_exists(key));
+                }
+                self.root
+                    .rename_with(staged, key, RenameFlags::NOREPLACE)
+                    .map_err(|e| match e.raw_os_error() {
+                        Some(libc::EEXIST) => already_exists(key),
+                        _ => path_error(key, e),
+                    })
+            }
+            Precondition::IfMatch(want) => {
+                let Some(checked) = current else {
+                    return Err(CloudError::new(
+                        CloudErrorKind::PreconditionFailed,
+                        format!("{key} is gone"),
+                    ));
+                };
+                let have = etag(&Stamp::of(&checked));
+                if &have != want {
+                    return Err(changed(key, &have, want));
+                }
+                self.root
+                    .rename_with(staged, key, RenameFlags::EXCHANGE)
+                    .map_err(|e| path_error(key, e))?;
+                // What was displaced must be the version checked (no writer
+                // outside cloudsync slipped in); its ctime moved with the
+                // exchange, so identity is inode, size and mtime.
+                let displaced = self.root.lstat(staged).map_err(|e| path_error(key, e))?;
+                let same = |st: &Stat| {
+                    st.st_ino == checked.st_ino
+                        && st.st_dev == checked.st_dev
+                        && st.st_size == checked.st_size
+                        && (st.st_mtime, st.st_mtime_nsec) == (checked.st_mtime, checked.st_mtime_nsec)
+                };
+                if displaced.as_ref().is_some_and(same) {
+                    let _ = self.root.remove_file(staged);
+                    return Ok(());
+                }
+                // Someone else's version: it goes back under the name, ours
+                // is dropped, and the caller learns the precondition failed.
+                self.root
+                    .rename_with(staged, key, RenameFlags::EXCHANGE)
+                    .map_err(|e| path_error(key, e))?;
+                let back_is_ours = self
+                    .root
+                    .lstat(staged)
+                    .ok()
+                    .flatten()
+                    .zip(rustix::fs::fstat(ours).ok())
+                    .is_some_and(|(a, b)| a.st_ino == b.st_ino && a.st_dev == b.st_dev);
+                if !back_is_ours {
+                    // Yet another writer: keep whatever we hold beside the name.
+                    let keep = format!("{key} (conflict cloudsync {})", std::process::id());
+                    let _ = self.root.rename_with(staged, &keep, RenameFlags::NOREPLACE);
+                }
+                Err(CloudError::new(
+                    CloudErrorKind::PreconditionFailed,
+                    format!("{key} changed while it was being replaced"),
+                ))
+            }
+            Precondition::None => self.root.rename(staged, key).map_err(|e| path_error(key, e)),
+        }
+    }
+
+    /// Removes empty folders left above `key` (never the bundle's own).
+    fn prune(&self, key: &str) {
+        let mut dir = key;
+        while let Some((parent, _)) = dir.rsplit_once('/') {
+            if !parent.contains('/') || self.root.remove_dir(parent).is_err() {
+                break;
+            }
+            dir = parent;
+        }
+    }
+}
+
+/// An exclusive lock on a folder, held by every cloudsync writer while it
+/// checks a condition and moves a file into it.
+struct DirLock<'a>(&'a OwnedFd);
+
+impl<'a> DirLock<'a> {
+    fn take(dir: &'a OwnedFd) -> std::io::Result<Self> {
+        rustix::fs::flock(dir, FlockOperation::LockExclusive)?;
+        Ok(DirLock(dir))
+    }
+}
+
+impl Drop for DirLock<'_> {
+    fn drop(&mut self) {
+        let _ = rustix::fs::flock(self.0.as_fd(), FlockOperation::Unlock);
+    }
+}
+
+fn etag(s: &Stamp) -> String {
+    format!("{:x}-{:x}-{:x}-{:x}", s.size, s.mtime_ns, s.ctime_ns, s.inode)
+}
+
+fn already_exists(key: &str) -> CloudError {
+    CloudError::new(CloudErrorKind::PreconditionFailed, format!("{key} already exists"))
+}
+
+fn changed(key: &str, have: &str, want: &str) -> CloudError {
+    CloudError::new(
+        CloudErrorKind::PreconditionFailed,
+        format!("{key} changed: etag {have} is not {want}"),
+    )
 }
 
 fn io_error(key: &str, e: std::io::Error) -> CloudError {
     match e.kind() {
-        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory => CloudError::not_found(key),
-        std::io::ErrorKind::StorageFull => CloudError::new(CloudErrorKind::StorageFull, format!("{key}: {e}")),
+        std::io::ErrorKind::NotFound => CloudError::not_found(key),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+            CloudError::new(CloudErrorKind::StorageFull, format!("{key}: {e}"))
+        }
         _ => CloudError::new(CloudErrorKind::Other, format!("{key}: {e}")),
     }
 }
 
-fn walk(root: &Path, dir: &Path, out: &mut Vec<CloudObject>) -> std::io::Result<()> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name();
-        if name.to_string_lossy().starts_with(TEMP_PREFIX) {
-            continue;
-        }
-        let meta = std::fs::metadata(entry.path())?;
-        if meta.is_dir() {
-            walk(root, &entry.path(), out)?;
-        } else if meta.is_file() {
-            let rel = entry
-                .path()
-                .strip_prefix(root)
-                .expect("under root")
-                .to_string_lossy()
-                .into_owned();
-            out.push(LocalFolderCloud::object(&rel, &meta));
-        }
+fn path_error(key: &str, e: BeneathError) -> CloudError {
+    match e {
+        BeneathError::Io { source, .. } => io_error(key, source),
+        BeneathError::Symlink(_) => CloudError::new(CloudErrorKind::Other, format!("{e}")),
+        BeneathError::NotADir(_) => CloudError::new(CloudErrorKind::Other, format!("{e}")),
+        BeneathError::Invalid(_) | BeneathError::NotAFile(_) => CloudError::new(CloudErrorKind::Other, format!("{e}")),
     }
-    Ok(())
 }
 
 #[async_trait]
 impl Cloud for LocalFolderCloud {
     fn describe(&self) -> String {
-        format!("dir://{}", self.root.display())
+        format!("dir://{}", self.root.path().display())
+    }
+
+    fn set_device(&self, id: &str) {
+        self.names.set_device(id)
     }
 
     async fn stat(&self, key: &str) -> Result<CloudObject, CloudError> {
         self.stat_sync(key)
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<CloudObject>, CloudError> {
-        // List the deepest folder the prefix names, then filter by the prefix.
+    async fn list(&self, prefix: &str) -> Result<Listing, CloudError> {
+        // Walk the deepest folder the prefix names, keeping what is under the prefix.
         let dir = match prefix.rfind('/') {
             Some(i) => {
                 check_key(&prefix[..i])?;
-                self.root.join(&prefix[..i])
+                &prefix[..=i]
             }
-            None => self.root.clone(),
+            None => "",
         };
-        let mut out = Vec::new();
-        walk(&self.root, &dir, &mut out).map_err(|e| io_error(prefix, e))?;
-        out.retain(|o| o.key.starts_with(prefix));
-        out.sort_by(|a, b| a.key.cmp(&b.key));
+        let mut out = Listing::default();
+        let fd = match self.root.dir(dir.trim_end_matches('/')) {
+            Ok(Some(fd)) => fd,
+            Ok(None) => return Ok(out),
+            Err(BeneathError::Symlink(_)) => {
+                out.skipped.push((
+                    dir.trim_end_matches('/').to_string(),
+                    "a symlink in the cloud folder (never followed)".into(),
+                ));
+                return Ok(out);
+            }
+            Err(e) => return Err(path_error(prefix, e)),
+        };
+        self.walk(&fd, dir, prefix, &mut out)?;
+        out.objects.sort_by(|a, b| a.key.cmp(&b.key));
+        out.skipped.sort();
         Ok(out)
     }
 
@@ -132,17 +332,16 @@ impl Cloud for LocalFolderCloud {
         offset: u64,
         if_match: Option<&str>,
     ) -> Result<(CloudObject, ByteStream), CloudError> {
-        let path = self.path(key)?;
-        let file = std::fs::File::open(&path).map_err(|e| io_error(key, e))?;
-        let meta = file.metadata().map_err(|e| io_error(key, e))?;
-        if !meta.is_file() {
-            return Err(CloudError::not_found(key));
-        }
-        let object = Self::object(key, &meta);
+        check_key(key)?;
+        let mut file = self.root.open_read(key).map_err(|e| match e {
+            BeneathError::NotAFile(_) => CloudError::not_found(key),
+            e => path_error(key, e),
+        })?;
+        let st = rustix::fs::fstat(&file).map_err(|e| io_error(key, e.into()))?;
+        let object = Self::object(key, &st);
         object.expect_etag(if_match)?;
-        let mut file = tokio::fs::File::from_std(file);
-        file.seek(SeekFrom::Start(offset)).await.map_err(|e| io_error(key, e))?;
-        Ok((object, Box::pin(file)))
+        file.seek(SeekFrom::Start(offset)).map_err(|e| io_error(key, e))?;
+        Ok((object, Box::pin(tokio::fs::File::from_std(file))))
     }
 
     async fn put(
@@ -151,50 +350,115 @@ impl Cloud for LocalFolderCloud {
         mut data: ByteStream,
         precondition: Precondition,
     ) -> Result<CloudObject, CloudError> {
-        let path = self.path(key)?;
-        let dir = path.parent().expect("a key has a parent").to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(|e| io_error(key, e))?;
-        let temp = dir.join(format!(
-            "{TEMP_PREFIX}{}-{}",
-            std::process::id(),
-            self.seq.fetch_add(1, Ordering::Relaxed)
-        ));
-        // Stream into a temp file beside the object, then rename: other
-        // clients see the old file or the whole new one, never a part.
+        check_key(key)?;
+        let staged = self.names.next();
+        let file = self.root.open_write(&staged, true).map_err(|e| path_error(key, e))?;
+        // Stream into the staging area, make it durable, then move it into
+        // place: other clients see the old file or the whole new one.
         let written = async {
-            let mut file = tokio::fs::File::create(&temp).await?;
-            // Large reads: each one is a hop to tokio's blocking pool.
+            let mut out = tokio::fs::File::from_std(file.try_clone()?);
             let mut data = tokio::io::BufReader::with_capacity(1 << 20, &mut data);
-            tokio::io::copy_buf(&mut data, &mut file).await?;
-            file.sync_all().await
+            tokio::io::copy_buf(&mut data, &mut out).await?;
+            out.sync_all().await
         }
         .await;
         if let Err(e) = written {
-            let _ = std::fs::remove_file(&temp);
+            let _ = self.root.remove_file(&staged);
             return Err(io_error(key, e));
         }
-        // Checked as late as possible: just before the rename.
-        let check = match precondition {
-            Precondition::None => Ok(()),
-            p => p.check(key, self.stat_sync(key)),
-        };
-        if let Err(e) = check {
-            let _ = std::fs::remove_file(&temp);
+        let placed = self.place(&staged, &file, key, &precondition);
+        if let Err(e) = placed {
+            let _ = self.root.remove_file(&staged);
             return Err(e);
         }
-        let placed = std::fs::rename(&temp, &path).and_then(|_| std::fs::File::open(&dir)?.sync_all());
-        if let Err(e) = placed {
-            let _ = std::fs::remove_file(&temp);
-            return Err(io_error(key, e));
+        // The object as this write made it (the rename moved its ctime),
+        // and still there: a writer outside cloudsync replacing it in the
+        // same instant means our bytes are not in the cloud after all.
+        let st = rustix::fs::fstat(&file).map_err(|e| io_error(key, e.into()))?;
+        let object = Self::object(key, &st);
+        match self.stat_sync(key) {
+            Ok(now) if now.etag == object.etag => Ok(object),
+            _ => Err(CloudError::new(
+                CloudErrorKind::PreconditionFailed,
+                format!("{key} was replaced right after it was written"),
+            )),
         }
-        self.stat_sync(key)
     }
 
     async fn delete(&self, key: &str, if_match: Option<&str>) -> Result<(), CloudError> {
-        let path = self.path(key)?;
-        if if_match.is_some() {
-            self.stat_sync(key)?.expect_etag(if_match)?;
+        check_key(key)?;
+        let (parent, name) = self
+            .root
+            .parent(key, false)
+            .map_err(|e| path_error(key, e))?
+            .ok_or_else(|| CloudError::not_found(key))?;
+        let lock = DirLock::take(&parent).map_err(|e| io_error(key, e))?;
+        let checked = match rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => st,
+            Ok(_) => return Err(CloudError::not_found(key)),
+            Err(e) if e == rustix::io::Errno::NOENT => return Err(CloudError::not_found(key)),
+            Err(e) => return Err(io_error(key, e.into())),
+        };
+        if let Some(want) = if_match {
+            let have = etag(&Stamp::of(&checked));
+            if have != want {
+                return Err(changed(key, &have, want));
+            }
         }
-        std::fs::remove_file(&path).map_err(|e| io_error(key, e))
+        // Set aside first, and removed only if it is the version checked.
+        let aside = self.names.next();
+        self.root.rename(key, &aside).map_err(|e| path_error(key, e))?;
+        let moved = self.root.lstat(&aside).map_err(|e| path_error(key, e))?;
+        let same = moved.is_some_and(|st| {
+            st.st_ino == checked.st_ino
+                && st.st_size == checked.st_size
+                && (st.st_mtime, st.st_mtime_nsec) == (checked.st_mtime, checked.st_mtime_nsec)
+        });
+        if !same {
+            let back = self.root.rename_with(&aside, key, RenameFlags::NOREPLACE);
+            if back.is_err() {
+                let keep = format!("{key} (conflict cloudsync {})", std::process::id());
+                let _ = self.root.rename_with(&aside, &keep, RenameFlags::NOREPLACE);
+            }
+            return Err(CloudError::new(
+                CloudErrorKind::PreconditionFailed,
+                format!("{key} changed while it was being deleted"),
+            ));
+        }
+        self.root.remove_file(&aside).map_err(|e| path_error(key, e))?;
+        drop(lock);
+        self.prune(key);
+        Ok(())
+    }
+
+    async fn sweep_staging(&self, device: &str, older_than: std::time::Duration) -> Result<usize, CloudError> {
+        let now = std::time::SystemTime::now();
+        let mut removed = 0;
+        let devices = self
+            .root
+            .read_dir(STAGING_DIR)
+            .map_err(|e| path_error(STAGING_DIR, e))?
+            .unwrap_or_default();
+        for (dev, _) in devices {
+            let Some(dev) = beneath::utf8(&dev) else { continue };
+            let dir = format!("{STAGING_DIR}/{dev}");
+            let Ok(Some(files)) = self.root.read_dir(&dir) else {
+                continue;
+            };
+            for (name, _) in files {
+                let Some(name) = beneath::utf8(&name) else { continue };
+                let rel = format!("{dir}/{name}");
+                let old = dev == device
+                    || self.root.lstat(&rel).ok().flatten().is_some_and(|st| {
+                        let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(Stamp::of(&st).mtime_ns);
+                        now.duration_since(mtime).unwrap_or_default() > older_than
+                    });
+                if old && self.root.remove_file(&rel).is_ok() {
+                    removed += 1;
+                }
+            }
+            let _ = self.root.remove_dir(&dir);
+        }
+        Ok(removed)
     }
 }

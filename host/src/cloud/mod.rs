@@ -7,6 +7,7 @@ mod faulty;
 mod local;
 mod ratelimit;
 mod settings;
+mod webdav;
 
 use std::pin::Pin;
 
@@ -18,6 +19,7 @@ pub use faulty::{Faults, FaultyCloud};
 pub use local::LocalFolderCloud;
 pub use ratelimit::RateLimitedCloud;
 pub use settings::{open, CloudSettings, ConfigFile, SettingsError};
+pub use webdav::{parse_multistatus, DavEntry, WebDavCloud};
 
 /// Why a cloud operation failed; the engine maps these to the seed's errors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,14 +69,77 @@ pub struct CloudObject {
 /// Bytes of an object, streamed.
 pub type ByteStream = Pin<Box<dyn AsyncRead + Send>>;
 
+/// What a listing found: the objects, and the names below the prefix that
+/// are no objects the engine can sync (a symlink in a folder cloud, a name
+/// that is not UTF-8), with why. They are never read as deleted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Listing {
+    pub objects: Vec<CloudObject>,
+    /// (key, why).
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Where the engine's own objects live in a cloud: a top-level folder no
+/// bundle can be named (bundle names start with a letter or digit), so no
+/// user's name ever collides with them.
+pub const ENGINE_DIR: &str = ".cloudsync";
+/// Uploads being staged, per device: `.cloudsync/staging/<device>/…`.
+pub const STAGING_DIR: &str = ".cloudsync/staging";
+/// Staging objects of other devices older than this are abandoned: an
+/// upload in progress keeps touching its object.
+pub const STAGING_SAFE_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// The device id staging names carry (set once by the runtime), and a
+/// sequence, so names never repeat.
+#[derive(Debug, Default)]
+pub struct StagingNames {
+    device: std::sync::OnceLock<String>,
+    seq: std::sync::atomic::AtomicU64,
+}
+
+impl StagingNames {
+    pub fn set_device(&self, id: &str) {
+        let _ = self.device.set(id.to_string());
+    }
+
+    pub fn device(&self) -> &str {
+        self.device.get().map_or("unnamed", String::as_str)
+    }
+
+    /// A fresh staging key: `.cloudsync/staging/<device>/<ms>-<pid>-<seq>`.
+    pub fn next(&self) -> String {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{STAGING_DIR}/{}/{ms}-{}-{seq}", self.device(), std::process::id())
+    }
+}
+
+/// The MD5 an S3-style ETag states (`"<32 hex>"`, a single-part upload),
+/// if it is one.
+pub fn etag_md5(etag: &str) -> Option<String> {
+    let e = etag.trim_matches('"');
+    (e.len() == 32 && e.bytes().all(|b| b.is_ascii_hexdigit())).then(|| e.to_ascii_lowercase())
+}
+
 /// A cloud store. Keys are `/`-separated relative paths without `.`/`..`.
 #[async_trait]
 pub trait Cloud: Send + Sync + 'static {
     /// A short description for messages, e.g. `dir:///srv/cloud`.
     fn describe(&self) -> String;
+    /// This device's id, for the names of its staging objects (so that the
+    /// next run knows which ones are its own). Set once by the runtime.
+    fn set_device(&self, _id: &str) {}
+    /// Whether an ETag of the form `"<32 hex>"` is the content's MD5 (S3):
+    /// transfers then check what they moved against it.
+    fn etags_are_md5(&self) -> bool {
+        false
+    }
     async fn stat(&self, key: &str) -> Result<CloudObject, CloudError>;
-    /// Every object under `prefix` (a key prefix), recursively.
-    async fn list(&self, prefix: &str) -> Result<Vec<CloudObject>, CloudError>;
+    /// Every object under `prefix` (a key prefix), recursively, and the
+    /// names below it that are not objects.
+    async fn list(&self, prefix: &str) -> Result<Listing, CloudError>;
     /// Reads `key` from `offset`; with `if_match`, fails with
     /// `PreconditionFailed` unless the object's etag is that one.
     async fn open(
@@ -85,10 +150,20 @@ pub trait Cloud: Send + Sync + 'static {
     ) -> Result<(CloudObject, ByteStream), CloudError>;
     /// Replaces `key` with the bytes of `data`, streamed (large objects go up
     /// in parts where the cloud supports it). Readers never see a partial
-    /// object. `precondition` makes the write conditional.
+    /// object. `precondition` makes the write conditional, atomically
+    /// against other writers where the cloud can; where it cannot, a write
+    /// found replaced right after it is reported `PreconditionFailed` (its
+    /// bytes are then no longer in the cloud). Returns the object as this
+    /// write made it.
     async fn put(&self, key: &str, data: ByteStream, precondition: Precondition) -> Result<CloudObject, CloudError>;
     /// Deletes `key`; with `if_match`, only if the current etag is that one.
     async fn delete(&self, key: &str, if_match: Option<&str>) -> Result<(), CloudError>;
+    /// Removes staging objects a killed upload left: every one of `device`'s
+    /// (no upload of this device runs when this is called) and other
+    /// devices' untouched for `older_than`. Returns how many went.
+    async fn sweep_staging(&self, _device: &str, _older_than: std::time::Duration) -> Result<usize, CloudError> {
+        Ok(0)
+    }
 }
 
 /// What a write requires of the object it replaces.

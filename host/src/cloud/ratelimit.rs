@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-use super::{ByteStream, Cloud, CloudError, CloudObject, Precondition};
+use super::{ByteStream, Cloud, CloudError, CloudObject, Listing, Precondition};
 
 /// Reads of object content go no faster than `bytes_per_sec`, each stream.
 pub struct RateLimitedCloud {
@@ -35,8 +35,17 @@ impl Cloud for RateLimitedCloud {
     async fn stat(&self, key: &str) -> Result<CloudObject, CloudError> {
         self.inner.stat(key).await
     }
-    async fn list(&self, prefix: &str) -> Result<Vec<CloudObject>, CloudError> {
+    fn set_device(&self, id: &str) {
+        self.inner.set_device(id)
+    }
+    fn etags_are_md5(&self) -> bool {
+        self.inner.etags_are_md5()
+    }
+    async fn list(&self, prefix: &str) -> Result<Listing, CloudError> {
         self.inner.list(prefix).await
+    }
+    async fn sweep_staging(&self, device: &str, older_than: Duration) -> Result<usize, CloudError> {
+        self.inner.sweep_staging(device, older_than).await
     }
     async fn open(
         &self,

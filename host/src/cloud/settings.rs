@@ -10,11 +10,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use opendal::services::{Webdav, S3};
+use opendal::services::S3;
 use opendal::Operator;
 use serde::Deserialize;
 
-use super::{Cloud, DalCloud, LocalFolderCloud};
+use super::{Cloud, DalCloud, LocalFolderCloud, WebDavCloud};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -98,6 +98,13 @@ pub fn open(url: &str, settings: &CloudSettings) -> Result<Arc<dyn Cloud>, Setti
             if rest.is_empty() {
                 return Err(bad("no folder"));
             }
+            if !rest.starts_with('/') {
+                // `dir://relative/path` would silently depend on the
+                // working folder: say what to write instead.
+                return Err(bad(&format!(
+                    "the folder must be an absolute path: dir:///{rest} or dir://$PWD/{rest}"
+                )));
+            }
             let cloud = LocalFolderCloud::new(rest).map_err(|e| open_err(e.to_string()))?;
             Ok(Arc::new(cloud))
         }
@@ -137,29 +144,26 @@ pub fn open(url: &str, settings: &CloudSettings) -> Result<Arc<dyn Cloud>, Setti
                 _ => return Err(open_err("set both an access key id and a secret access key".into())),
             }
             let op = Operator::new(b).map_err(|e| open_err(e.to_string()))?;
-            Ok(Arc::new(DalCloud::new(op, format!("s3://{location}"))))
+            let cloud = DalCloud::new(op, format!("s3://{location}"));
+            Ok(Arc::new(match param(&params, "etag_md5") {
+                Some("false") => cloud.without_md5_etags(),
+                _ => cloud,
+            }))
         }
         "webdav" | "webdavs" => {
             let http = if scheme == "webdav" { "http" } else { "https" };
             let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-            if host.is_empty() {
-                return Err(bad("no host"));
+            if host.is_empty() || host.contains('@') {
+                return Err(bad("no host (credentials go in the config file or the environment)"));
             }
-            let mut b = Webdav::default()
-                .endpoint(&format!("{http}://{host}"))
-                .root(&format!("/{}/", path.trim_matches('/')));
-            if let Some(user) = &settings.username {
-                b = b.username(user);
-            }
-            if let Some(password) = &settings.password {
-                b = b.password(password);
-            }
-            let op = Operator::new(b).map_err(|e| open_err(e.to_string()))?;
-            Ok(Arc::new(
-                DalCloud::new(op, format!("{scheme}://{rest}"))
-                    .without_conditional_reads()
-                    .with_one_shot_writes(),
-            ))
+            let auth = match (&settings.username, &settings.password) {
+                (Some(u), p) => Some((u.clone(), p.clone().unwrap_or_default())),
+                (None, Some(_)) => return Err(open_err("a WebDAV password needs a user name too".into())),
+                (None, None) => None,
+            };
+            let base = format!("{http}://{host}/{}", path.trim_matches('/'));
+            let cloud = WebDavCloud::new(&base, auth, format!("{scheme}://{rest}")).map_err(|e| bad(&e))?;
+            Ok(Arc::new(cloud))
         }
         _ => Err(SettingsError::Scheme(url.to_string())),
     }
@@ -174,8 +178,10 @@ fn parse_query(query: &str) -> Result<Vec<(String, String)>, String> {
                 .split_once('=')
                 .ok_or_else(|| format!("{pair:?} is not key=value"))?;
             match k {
-                "endpoint" | "region" | "virtual_host" => Ok((k.to_string(), v.to_string())),
-                other => Err(format!("unknown parameter {other:?} (endpoint, region, virtual_host)")),
+                "endpoint" | "region" | "virtual_host" | "etag_md5" => Ok((k.to_string(), v.to_string())),
+                other => Err(format!(
+                    "unknown parameter {other:?} (endpoint, region, virtual_host, etag_md5)"
+                )),
             }
         })
         .collect()
@@ -223,6 +229,7 @@ mod tests {
             "s3:///prefix",
             "s3://b?color=red",
             "dir://",
+            "dir://relative/path",
             "webdav:///x",
         ] {
             assert!(open(bad, &s).is_err(), "{bad}");

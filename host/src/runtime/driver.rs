@@ -271,6 +271,7 @@ impl Driver {
         if !stderr.is_empty() {
             message.push_str(&format!(" ({stderr})"));
         }
+        let _ = self.backends.events.send(HostEvent::Fault(message.clone()));
         CloudSyncError::service(message)
     }
 

@@ -64,6 +64,8 @@ pub(crate) struct Listeners {
     next: AtomicU64,
     /// The latest failure reason per URI (bounded: the oldest go first).
     reasons: Mutex<(HashMap<String, String>, std::collections::VecDeque<String>)>,
+    /// The last time the engine component failed, in its words.
+    fault: Mutex<Option<String>>,
 }
 
 /// Failure reasons kept at most.
@@ -204,7 +206,9 @@ impl RuntimeBuilder {
             path: apps.clone(),
             source,
         })?;
-        let meta = Arc::new(MetaStore::open(&self.root.join("meta.redb"))?);
+        let opened = MetaStore::open_checked(&self.root.join("meta.redb"))?;
+        let mut warnings: Vec<String> = opened.warning.into_iter().collect();
+        let meta = Arc::new(opened.store);
         let cloud: Arc<dyn Cloud> = match self.cloud {
             Some(c) => c,
             None => {
@@ -212,6 +216,24 @@ impl RuntimeBuilder {
                 Arc::new(LocalFolderCloud::new(&dir).map_err(|source| BuildError::Folder { path: dir, source })?)
             }
         };
+        // Staging objects carry this device's id: what a killed upload of
+        // this device left is removed now (the store's lock says no other
+        // process of this root runs), other devices' once they are old.
+        let device_id = device_id(&self.root).map_err(|source| BuildError::Folder {
+            path: self.root.clone(),
+            source,
+        })?;
+        cloud.set_device(&device_id);
+        let sweep = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            cloud.sweep_staging(&device_id, crate::cloud::STAGING_SAFE_AGE),
+        )
+        .await;
+        match sweep {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => warnings.push(format!("could not clean the cloud's staging area: {e}")),
+            Err(_) => warnings.push("cleaning the cloud's staging area timed out".into()),
+        }
 
         let (tx, rx) = std::sync::mpsc::channel::<Msg>();
         let (events_tx, events_rx) = std::sync::mpsc::channel::<HostEvent>();
@@ -240,6 +262,7 @@ impl RuntimeBuilder {
                             }
                         }
                         HostEvent::FailureReason { uri, reason } => dispatch.set_failure_reason(uri, reason),
+                        HostEvent::Fault(message) => *dispatch.fault.lock().unwrap() = Some(message),
                     }
                 }
             })
@@ -293,6 +316,7 @@ impl RuntimeBuilder {
                 root: self.root,
                 listeners,
                 next_object: AtomicU64::new(0),
+                warnings,
             }),
         })
     }
@@ -306,6 +330,7 @@ struct Inner {
     root: PathBuf,
     listeners: Arc<Listeners>,
     next_object: AtomicU64,
+    warnings: Vec<String>,
 }
 
 impl Inner {
@@ -368,13 +393,15 @@ impl Runtime {
         &self.inner.root
     }
 
+    /// What a person should know about how the runtime started (a damaged
+    /// metadata store made anew, a staging area that could not be cleaned).
+    pub fn warnings(&self) -> &[String] {
+        &self.inner.warnings
+    }
+
     /// The local folder holding `bundle`'s cloud files (what its URIs name).
     pub fn app_folder(&self, bundle: &str) -> PathBuf {
-        self.inner
-            .areas
-            .area(bundle)
-            .map(|a| a.join("cloud"))
-            .unwrap_or_default()
+        self.inner.areas.area_path(bundle).join("cloud")
     }
 
     /// Where the thumbnail of a cloud-only gallery item
@@ -391,7 +418,7 @@ impl Runtime {
         {
             return None;
         }
-        let area = self.inner.areas.area(crate::identity::GALLERY_BUNDLE).ok()?;
+        let area = self.inner.areas.area_path(crate::identity::GALLERY_BUNDLE);
         Some(area.join(".thumbs/Photo").join(format!("{item}.jpg")))
     }
 
@@ -409,6 +436,13 @@ impl Runtime {
     /// delivered, so a listener can read it there.
     pub fn failure_reason(&self, uri: &str) -> Option<String> {
         self.inner.listeners.failure_reason(uri)
+    }
+
+    /// The last time the engine component failed (a trap: a panic, its
+    /// time or memory budget), in its words; the instance was replaced.
+    /// Events delivered before this returns carry the failure already.
+    pub fn last_fault(&self) -> Option<String> {
+        self.inner.listeners.fault.lock().unwrap().clone()
     }
 
     pub(crate) fn listeners(&self) -> &Listeners {
@@ -441,6 +475,40 @@ impl Runtime {
         tx.send(Msg::Run(Box::new(f)))
             .map_err(|_| CloudSyncError::service("the engine thread stopped"))
     }
+}
+
+/// This root's device id (`<root>/device-id`, made once, random): the
+/// names of its staging objects in the cloud carry it.
+fn device_id(root: &Path) -> std::io::Result<String> {
+    let file = root.join("device-id");
+    if let Ok(id) = std::fs::read_to_string(&file) {
+        let id = id.trim();
+        if !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Ok(id.to_string());
+        }
+    }
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let host: String = host
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(24)
+        .collect();
+    let id = format!(
+        "{}{}",
+        if host.is_empty() {
+            String::new()
+        } else {
+            format!("{host}-")
+        },
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    );
+    let temp = root.join("device-id.tmp");
+    std::fs::write(&temp, &id)?;
+    std::fs::rename(&temp, &file)?;
+    Ok(id)
 }
 
 /// Decodes `%XX` escapes; `None` when one is malformed or the result is not UTF-8.

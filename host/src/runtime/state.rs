@@ -19,6 +19,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::ohos::cloudsync::{cloud, device, events, media, permission, storage, transfer, types};
 use crate::api::{self, DownloadProgress, ListenerId, OptimizeSpaceProgress, SyncProgress};
+use crate::beneath::{Root, Stamp};
 use crate::cloud::{bytes_stream, Cloud, CloudError, CloudErrorKind, CloudObject, Precondition};
 use crate::device::DeviceStatus;
 use crate::identity::Identity;
@@ -46,6 +47,8 @@ pub enum HostEvent {
         uri: String,
         reason: String,
     },
+    /// The engine component failed (a trap): what it said, for people.
+    Fault(String),
 }
 
 /// Backends shared by every instance of one runtime.
@@ -166,9 +169,25 @@ impl HostState {
         }
     }
 
-    fn resolve(&self, bundle: &str, path: &str) -> Result<std::path::PathBuf, storage::IoError> {
+    /// The bundle's area, after the capability check: made when `create`
+    /// (writes), `None` when missing (reads never make a folder).
+    fn area(&self, bundle: &str, create: bool) -> Result<Option<Root>, storage::IoError> {
         self.grant(bundle)?;
-        self.b.areas.resolve(bundle, path).map_err(sandbox_error)
+        self.b.areas.area(bundle, create).map_err(sandbox_error)
+    }
+
+    /// The area for `paths` (each checked first, whether or not the area
+    /// exists yet: a bad path is refused the same way every time).
+    fn area_for(&self, bundle: &str, paths: &[&str], create: bool) -> Result<Option<Root>, storage::IoError> {
+        for p in paths {
+            crate::beneath::check(p).map_err(path_error)?;
+        }
+        self.area(bundle, create)
+    }
+
+    /// The area for a write (made if missing).
+    fn area_w(&self, bundle: &str) -> Result<Root, storage::IoError> {
+        Ok(self.area(bundle, true)?.expect("made"))
     }
 
     fn block<F: std::future::Future<Output = Result<T, CloudError>>, T>(&self, f: F) -> Result<T, CloudError> {
@@ -235,58 +254,45 @@ impl device::Host for HostState {
 impl storage::Host for HostState {
     fn stat(&mut self, bundle: String, path: String) -> Result<Option<storage::FileStat>, storage::IoError> {
         self.timed(|s| {
-            let p = s.resolve(&bundle, &path)?;
-            match std::fs::metadata(&p) {
-                Ok(m) => Ok(Some(file_stat(&m))),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(std_io_error(&path, e)),
-            }
+            let Some(area) = s.area_for(&bundle, &[&path], false)? else {
+                return Ok(None);
+            };
+            Ok(area.lstat(&path).map_err(path_error)?.map(|st| file_stat(&st)))
         })
     }
 
     fn rename(&mut self, bundle: String, from: String, to: String) -> Result<(), storage::IoError> {
         self.timed(|s| {
-            let (src, dst) = (s.resolve(&bundle, &from)?, s.resolve(&bundle, &to)?);
-            std::fs::rename(&src, &dst).map_err(|e| std_io_error(&from, e))?;
-            // Durable: the directory entries are on disk when this returns.
-            for dir in [dst.parent(), src.parent()].into_iter().flatten() {
-                std::fs::File::open(dir)
-                    .and_then(|d| d.sync_all())
-                    .map_err(|e| std_io_error(&to, e))?;
-            }
-            Ok(())
+            let area = s.area_for(&bundle, &[&from, &to], true)?.expect("made");
+            area.rename(&from, &to).map_err(path_error)
         })
     }
 
     fn remove_file(&mut self, bundle: String, path: String) -> Result<(), storage::IoError> {
-        self.timed(|s| {
-            let p = s.resolve(&bundle, &path)?;
-            match std::fs::remove_file(&p) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(std_io_error(&path, e)),
-                // Durable, like rename: the entry is gone from disk when this returns.
-                Ok(()) => match p.parent() {
-                    Some(dir) => std::fs::File::open(dir)
-                        .and_then(|d| d.sync_all())
-                        .map_err(|e| std_io_error(&path, e)),
-                    None => Ok(()),
-                },
-            }
+        self.timed(|s| match s.area_for(&bundle, &[&path], false)? {
+            Some(area) => area.remove_file(&path).map_err(path_error),
+            None => Ok(()),
         })
     }
 
     fn create_dir_all(&mut self, bundle: String, path: String) -> Result<(), storage::IoError> {
         self.timed(|s| {
-            let p = s.resolve(&bundle, &path)?;
-            std::fs::create_dir_all(&p).map_err(|e| std_io_error(&path, e))
+            let area = s.area_for(&bundle, &[&path], true)?.expect("made");
+            area.make_dirs(&path).map(|_| ()).map_err(path_error)
+        })
+    }
+
+    fn remove_dir(&mut self, bundle: String, path: String) -> Result<(), storage::IoError> {
+        self.timed(|s| match s.area_for(&bundle, &[&path], false)? {
+            Some(area) => area.remove_dir(&path).map_err(path_error),
+            None => Ok(()),
         })
     }
 
     fn free_space(&mut self, bundle: String) -> Result<u64, storage::IoError> {
         self.timed(|s| {
-            s.grant(&bundle)?;
-            let area = s.b.areas.area(&bundle).map_err(sandbox_error)?;
-            s.b.device.free_space(&area).map_err(|e| std_io_error(&bundle, e))
+            let area = s.area_w(&bundle)?;
+            s.b.device.free_space(area.path()).map_err(|e| std_io_error(&bundle, e))
         })
     }
 
@@ -298,8 +304,10 @@ impl storage::Host for HostState {
                     format!("no hash {algorithm:?}; use sha256"),
                 ));
             }
-            let p = s.resolve(&bundle, &path)?;
-            let mut file = std::fs::File::open(&p).map_err(|e| std_io_error(&path, e))?;
+            let area = s
+                .area_for(&bundle, &[&path], false)?
+                .ok_or_else(|| io_error(storage::IoErrorKind::NotFound, format!("{path}: no such file")))?;
+            let mut file = area.open_read(&path).map_err(path_error)?;
             let mut hasher = Sha256::new();
             let mut buf = vec![0u8; 1 << 20];
             loop {
@@ -315,60 +323,41 @@ impl storage::Host for HostState {
 
     fn scan_tree(&mut self, bundle: String, dir: String) -> Result<Option<Vec<storage::TreeEntry>>, storage::IoError> {
         self.timed(|s| {
-            let root = s.resolve(&bundle, &dir)?;
-            match std::fs::symlink_metadata(&root) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(std_io_error(&dir, e)),
-                Ok(m) if !m.is_dir() => {
-                    return Err(io_error(
-                        storage::IoErrorKind::NotAFile,
-                        format!("{dir} is not a folder"),
-                    ))
-                }
-                Ok(_) => {}
-            }
+            let Some(area) = s.area_for(&bundle, &[&dir], false)? else {
+                return Ok(None);
+            };
+            let Some(root) = area.dir(&dir).map_err(path_error)? else {
+                return Ok(None);
+            };
             let mut out = Vec::new();
-            let mut stack = vec![(root, String::new())];
-            while let Some((folder, prefix)) = stack.pop() {
-                let entries = std::fs::read_dir(&folder).map_err(|e| std_io_error(&dir, e))?;
-                for entry in entries {
-                    let entry = entry.map_err(|e| std_io_error(&dir, e))?;
-                    let Some(name) = entry.file_name().to_str().map(str::to_string) else {
-                        continue; // not UTF-8: no URI can name it
-                    };
-                    if name.starts_with(".cloudsync-evict-") {
-                        continue; // an eviction cut short: the cloud holds it
-                    }
-                    let rel = format!("{prefix}{name}");
-                    // Not followed: a symlink could lead out of the sandbox.
-                    let meta = match entry.metadata() {
-                        Ok(m) => m,
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                        Err(e) => return Err(std_io_error(&rel, e)),
-                    };
-                    if meta.is_dir() {
-                        stack.push((entry.path(), format!("{rel}/")));
-                    } else if meta.is_file() {
-                        out.push(storage::TreeEntry {
-                            path: rel,
-                            stat: file_stat(&meta),
-                        });
-                    }
-                }
-            }
+            walk_tree(&root, "", &mut out).map_err(path_error)?;
             Ok(Some(out))
         })
     }
 
-    fn evict(&mut self, bundle: String, path: String, expect: (u64, u64, u64)) -> Result<(), storage::IoError> {
+    fn evict(
+        &mut self,
+        bundle: String,
+        path: String,
+        expect: storage::LocalStamp,
+        aside: String,
+    ) -> Result<(), storage::IoError> {
         self.timed(|s| {
-            let p = s.resolve(&bundle, &path)?;
-            crate::storage::evict(&p, expect).map_err(|e| match e {
+            let area = s
+                .area_for(&bundle, &[&path, &aside], false)?
+                .ok_or_else(|| io_error(storage::IoErrorKind::NotFound, format!("{path}: no such file")))?;
+            let expect = Stamp {
+                size: expect.size,
+                mtime_ns: expect.mtime_ns,
+                ctime_ns: expect.ctime_ns,
+                inode: expect.inode,
+            };
+            crate::storage::evict(&area, &path, expect, &aside).map_err(|e| match e {
                 crate::storage::EvictError::InUse => {
                     io_error(storage::IoErrorKind::WouldBlock, format!("{path} is open for writing"))
                 }
                 crate::storage::EvictError::Changed => io_error(storage::IoErrorKind::Other, format!("{path} changed")),
-                crate::storage::EvictError::Io(e) => std_io_error(&path, e),
+                crate::storage::EvictError::Path(e) => path_error(e),
             })
         })
     }
@@ -419,7 +408,7 @@ impl cloud::Host for HostState {
             }
             // One cheap request: an answer (even "no such object") means the
             // account works; a refusal means it does not.
-            let probe = format!("{bundle}/.cloudsync-ready");
+            let probe = format!("{}/ready", crate::cloud::ENGINE_DIR);
             match s.block(s.b.cloud.stat(&probe)) {
                 Ok(_) => Ok(()),
                 Err(e) if e.kind == CloudErrorKind::NotFound => Ok(()),
@@ -431,7 +420,7 @@ impl cloud::Host for HostState {
         })
     }
 
-    fn list(&mut self, bundle: String, prefix: String) -> Result<Vec<cloud::Object>, cloud::CloudError> {
+    fn list(&mut self, bundle: String, prefix: String) -> Result<cloud::Listing, cloud::CloudError> {
         self.timed(|s| {
             s.grant(&bundle)
                 .map_err(|e| wit_cloud_error_kind(cloud::CloudErrorKind::Unauthorized, e.message))?;
@@ -442,8 +431,19 @@ impl cloud::Host for HostState {
                 crate::cloud::check_key(parts).map_err(wit_cloud_error)?;
             }
             let key_prefix = format!("{bundle}/{prefix}");
-            let objects = s.block(s.b.cloud.list(&key_prefix)).map_err(wit_cloud_error)?;
-            Ok(objects.into_iter().map(|o| wit_object(&bundle, o)).collect())
+            let listing = s.block(s.b.cloud.list(&key_prefix)).map_err(wit_cloud_error)?;
+            let strip = |k: String| k.strip_prefix(&format!("{bundle}/")).map(str::to_string).unwrap_or(k);
+            Ok(cloud::Listing {
+                objects: listing.objects.into_iter().map(|o| wit_object(&bundle, o)).collect(),
+                skipped: listing
+                    .skipped
+                    .into_iter()
+                    .map(|(path, reason)| cloud::Unlisted {
+                        path: strip(path),
+                        reason,
+                    })
+                    .collect(),
+            })
         })
     }
 
@@ -512,7 +512,7 @@ impl media::Host for HostState {
         self.timed(|s| {
             let key = s.cloud_key(&bundle, &cloud_path)?;
             let local_error = |e: storage::IoError| wit_cloud_error_kind(cloud::CloudErrorKind::LocalIo, e.message);
-            let target = s.resolve(&bundle, &thumb_path).map_err(local_error)?;
+            let area = s.area_w(&bundle).map_err(local_error)?;
             let cloud = s.b.cloud.clone();
             let image = s
                 .block(async move {
@@ -534,23 +534,17 @@ impl media::Host for HostState {
                 .map_err(wit_cloud_error)?;
             let jpeg = crate::media::thumbnail(&image, max_edge)
                 .map_err(|e| wit_cloud_error_kind(cloud::CloudErrorKind::Other, e.to_string()))?;
-            // Written beside its name, then renamed: never a half thumbnail.
-            let io = |e: std::io::Error| wit_cloud_error_kind(cloud::CloudErrorKind::LocalIo, e.to_string());
-            if let Some(dir) = target.parent() {
-                std::fs::create_dir_all(dir).map_err(io)?;
-            }
-            // The temp name is resolved like any path (no symlink followed)
-            // and made fresh.
-            let temp = s.resolve(&bundle, &format!("{thumb_path}.part")).map_err(local_error)?;
-            let _ = std::fs::remove_file(&temp);
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&temp)
-                .map_err(io)?;
-            std::io::Write::write_all(&mut file, &jpeg).map_err(io)?;
+            // Written beside its name (resolved beneath the area, no link
+            // followed, made fresh), then renamed: never a half thumbnail.
+            let io =
+                |e: crate::beneath::BeneathError| wit_cloud_error_kind(cloud::CloudErrorKind::LocalIo, e.to_string());
+            let temp = format!("{thumb_path}.part");
+            area.remove_file(&temp).map_err(io)?;
+            let mut file = area.open_write(&temp, true).map_err(io)?;
+            std::io::Write::write_all(&mut file, &jpeg)
+                .map_err(|e| wit_cloud_error_kind(cloud::CloudErrorKind::LocalIo, e.to_string()))?;
             drop(file);
-            std::fs::rename(&temp, &target).map_err(io)
+            area.rename(&temp, &thumb_path).map_err(io)
         })
     }
 }
@@ -575,9 +569,11 @@ impl transfer::Host for HostState {
                     ),
                 ));
             }
-            let local = s
-                .resolve(&r.bundle, &r.local_path)
-                .map_err(|e| wit_cloud_error_kind(cloud::CloudErrorKind::LocalIo, e.message))?;
+            let local_error = |e: storage::IoError| wit_cloud_error_kind(cloud::CloudErrorKind::LocalIo, e.message);
+            let area = s.area_w(&r.bundle).map_err(local_error)?;
+            let local = area
+                .open_write(&r.local_path, false)
+                .map_err(|e| local_error(path_error(e)))?;
             Ok(s.transfers.start_download(DownloadJob {
                 key,
                 local,
@@ -590,9 +586,16 @@ impl transfer::Host for HostState {
     fn start_upload(&mut self, r: transfer::UploadRequest) -> Result<u64, cloud::CloudError> {
         self.timed(|s| {
             let key = s.cloud_key(&r.bundle, &r.cloud_path)?;
-            let local = s
-                .resolve(&r.bundle, &r.local_path)
-                .map_err(|e| wit_cloud_error_kind(cloud::CloudErrorKind::LocalIo, e.message))?;
+            let local_error = |e: storage::IoError| wit_cloud_error_kind(cloud::CloudErrorKind::LocalIo, e.message);
+            let area = s.area(&r.bundle, false).map_err(local_error)?.ok_or_else(|| {
+                wit_cloud_error_kind(
+                    cloud::CloudErrorKind::LocalIo,
+                    format!("{}: no such file", r.local_path),
+                )
+            })?;
+            // Opened here, beneath the area, never through a link: the
+            // transfer reads this very file.
+            let local = area.open_read(&r.local_path).map_err(|e| local_error(path_error(e)))?;
             let precondition = match r.precondition {
                 transfer::WritePrecondition::None => Precondition::None,
                 transfer::WritePrecondition::IfMatch(etag) => Precondition::IfMatch(etag),
@@ -602,7 +605,12 @@ impl transfer::Host for HostState {
                 key,
                 local,
                 precondition,
-                expect: r.expect,
+                expect: r.expect.map(|e| Stamp {
+                    size: e.size,
+                    mtime_ns: e.mtime_ns,
+                    ctime_ns: e.ctime_ns,
+                    inode: e.inode,
+                }),
             }))
         })
     }
@@ -725,15 +733,86 @@ impl events::Host for HostState {
     }
 }
 
-fn file_stat(m: &std::fs::Metadata) -> storage::FileStat {
-    use std::os::unix::fs::MetadataExt;
-    let (size, mtime_ns, inode) = crate::storage::file_stamp(m);
+fn file_stat(st: &rustix::fs::Stat) -> storage::FileStat {
+    let stamp = Stamp::of(st);
     storage::FileStat {
-        size,
-        mtime_ns,
-        inode,
-        is_dir: m.is_dir(),
-        atime_ns: crate::storage::epoch_ns(m.atime(), m.atime_nsec()),
+        kind: match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+            rustix::fs::FileType::RegularFile => storage::FileKind::File,
+            rustix::fs::FileType::Directory => storage::FileKind::Folder,
+            rustix::fs::FileType::Symlink => storage::FileKind::Symlink,
+            _ => storage::FileKind::Special,
+        },
+        size: stamp.size,
+        mtime_ns: stamp.mtime_ns,
+        ctime_ns: stamp.ctime_ns,
+        inode: stamp.inode,
+        atime_ns: crate::beneath::epoch_ns(st.st_atime, st.st_atime_nsec as i64),
+    }
+}
+
+/// Every name under an opened folder: files, symlinks and special files
+/// (never followed), empty folders, and folders that cannot be read.
+fn walk_tree(
+    dir: &std::os::fd::OwnedFd,
+    prefix: &str,
+    out: &mut Vec<storage::TreeEntry>,
+) -> Result<(), crate::beneath::BeneathError> {
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+    let entries = crate::beneath::read_dir_fd(dir, prefix)?;
+    if entries.is_empty() && !prefix.is_empty() {
+        // An empty folder: reported, so that it is not skipped in silence.
+        if let Ok(st) = rustix::fs::fstat(dir) {
+            out.push(storage::TreeEntry {
+                path: prefix.trim_end_matches('/').to_string(),
+                stat: file_stat(&st),
+                problem: None,
+            });
+        }
+        return Ok(());
+    }
+    for (name, _) in entries {
+        let (rel, problem) = match crate::beneath::utf8(&name) {
+            Some(n) => (format!("{prefix}{n}"), None),
+            None => (
+                format!("{prefix}{}", String::from_utf8_lossy(&name)),
+                Some("the name is not valid UTF-8".to_string()),
+            ),
+        };
+        let st = match rustix::fs::statat(dir, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(e) if e == rustix::io::Errno::NOENT => continue, // gone meanwhile
+            Err(e) => return Err(crate::beneath::BeneathError::io(&rel, e)),
+        };
+        if problem.is_none() && FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            match rustix::fs::openat(dir, name.as_slice(), flags, Mode::empty()) {
+                Ok(child) => walk_tree(&child, &format!("{rel}/"), out)?,
+                Err(e) if e == rustix::io::Errno::NOENT => {}
+                // Unreadable: reported (and so never read as deleted).
+                Err(e) => out.push(storage::TreeEntry {
+                    path: rel,
+                    stat: file_stat(&st),
+                    problem: Some(format!("this folder cannot be read: {e}")),
+                }),
+            }
+            continue;
+        }
+        out.push(storage::TreeEntry {
+            path: rel,
+            stat: file_stat(&st),
+            problem,
+        });
+    }
+    Ok(())
+}
+
+fn path_error(e: crate::beneath::BeneathError) -> storage::IoError {
+    use crate::beneath::BeneathError as B;
+    match e {
+        B::Symlink(_) => io_error(storage::IoErrorKind::EscapesSandbox, e.to_string()),
+        B::NotADir(_) | B::NotAFile(_) => io_error(storage::IoErrorKind::NotAFile, e.to_string()),
+        B::Invalid(_) => io_error(storage::IoErrorKind::PermissionDenied, e.to_string()),
+        B::Io { path, source } => std_io_error(&path, source),
     }
 }
 
@@ -748,7 +827,7 @@ fn std_io_error(path: &str, e: std::io::Error) -> storage::IoError {
         E::NotFound => K::NotFound,
         E::AlreadyExists => K::AlreadyExists,
         E::PermissionDenied => K::PermissionDenied,
-        E::StorageFull => K::NoSpace,
+        E::StorageFull | E::QuotaExceeded => K::NoSpace,
         E::Interrupted => K::Interrupted,
         E::WouldBlock => K::WouldBlock,
         E::Unsupported => K::NotSupported,
@@ -760,10 +839,8 @@ fn std_io_error(path: &str, e: std::io::Error) -> storage::IoError {
 
 fn sandbox_error(e: SandboxError) -> storage::IoError {
     match e {
-        SandboxError::Escapes(_) => io_error(storage::IoErrorKind::EscapesSandbox, e.to_string()),
-        SandboxError::InvalidBundle(_) | SandboxError::InvalidPath(_) => {
-            io_error(storage::IoErrorKind::PermissionDenied, e.to_string())
-        }
+        SandboxError::InvalidBundle(_) => io_error(storage::IoErrorKind::PermissionDenied, e.to_string()),
+        SandboxError::Path(p) => path_error(p),
         SandboxError::Io(io) => std_io_error("", io),
     }
 }

@@ -5,18 +5,20 @@
 //! which Linux grants only when no other descriptor of the file is open;
 //! where leases are unavailable, `/proc/*/fd` is searched instead (and a
 //! process whose descriptors cannot be read counts as having it open). The
-//! file is then renamed to a private name beside it and removed only if
-//! the renamed file is the very inode that was checked — a save that
-//! replaced it by rename in the meantime is put back, never removed.
+//! file is then renamed to the engine's aside name in the staging area and
+//! removed only if the renamed file is the very inode that was checked — a
+//! save that replaced it by rename in the meantime is put back, never
+//! removed. A crash in between leaves the file aside, where the engine's
+//! recovery settles it (removed if it is the file checked, else put back).
 //!
 //! Left open: a process that opens the file in the instant between the
 //! check and the removal writes to the removed inode.
 
-use super::file_stamp as stamp;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+
+use rustix::fs::{FileType, RenameFlags};
+
+use crate::beneath::{BeneathError, Root, Stamp};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvictError {
@@ -25,34 +27,23 @@ pub enum EvictError {
     #[error("the file changed")]
     Changed,
     #[error(transparent)]
-    Io(#[from] std::io::Error),
+    Path(#[from] BeneathError),
 }
 
-static SEQ: AtomicU64 = AtomicU64::new(0);
 static IGNORE_SIGIO: std::sync::Once = std::sync::Once::new();
 
-/// Removes `path` if it is still `expect` — (size, mtime ns, inode) — and
-/// nobody has it open. Once the file is removed this succeeds, whatever
-/// happens after (a failed directory flush is only a weaker guarantee).
-pub fn evict(path: &Path, expect: (u64, u64, u64)) -> Result<(), EvictError> {
-    // Only a regular file; never block on a FIFO or a device.
-    let m = std::fs::symlink_metadata(path)?;
-    if !m.is_file() || stamp(&m) != expect {
+/// Removes `rel` in `area` if it is still `expect` and nobody has it open,
+/// setting it aside at `aside` first. Once the file is removed this
+/// succeeds, whatever happens after.
+pub fn evict(area: &Root, rel: &str, expect: Stamp, aside: &str) -> Result<(), EvictError> {
+    // Only a regular file; never block on a FIFO, never follow a link.
+    let st = area.lstat(rel)?.ok_or(EvictError::Changed)?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile || Stamp::of(&st) != expect {
         return Err(EvictError::Changed);
     }
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
-        .open(path)
-        .or_else(|_| {
-            std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
-                .open(path)
-        })?;
-    let m = file.metadata()?;
-    if !m.is_file() || stamp(&m) != expect {
+    let file = area.open_rw(rel).or_else(|_| area.open_read(rel))?;
+    let now = Stamp::of_file(&file).map_err(|e| BeneathError::io(rel, e))?;
+    if now != expect {
         return Err(EvictError::Changed);
     }
     // A lease break is signalled with SIGIO, whose default action ends the
@@ -60,9 +51,7 @@ pub fn evict(path: &Path, expect: (u64, u64, u64)) -> Result<(), EvictError> {
     IGNORE_SIGIO.call_once(|| {
         // SAFETY: setting a signal's disposition to SIG_IGN.
         unsafe {
-            if libc::signal(libc::SIGIO, libc::SIG_IGN) == libc::SIG_ERR {
-                // Nothing to do: leases are then simply not taken below.
-            }
+            libc::signal(libc::SIGIO, libc::SIG_IGN);
         }
     });
     // SAFETY: fcntl on a descriptor we own; no memory is passed.
@@ -73,74 +62,38 @@ pub fn evict(path: &Path, expect: (u64, u64, u64)) -> Result<(), EvictError> {
             Some(libc::EAGAIN) | Some(libc::EBUSY) => return Err(EvictError::InUse),
             // No leases here (some file systems, no CAP_LEASE on another's file).
             _ => {
-                if maybe_open_elsewhere(path) {
+                if maybe_open_elsewhere(&area.path().join(rel)) {
                     return Err(EvictError::InUse);
                 }
             }
         }
     }
-    let result = remove_if_same(path, m.ino(), m.dev());
+    let result = remove_if_same(area, rel, &st, aside);
     if leased {
         // SAFETY: as above.
         unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLEASE, libc::F_UNLCK) };
     }
-    drop(file);
-    result?;
-    if let Some(dir) = path.parent() {
-        // Removed already: a failed flush must not read as "still there".
-        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
-    }
-    Ok(())
+    result
 }
 
-/// Renames `path` aside and removes it if it is the inode checked;
+/// Renames `rel` aside and removes it if it is the inode checked;
 /// otherwise puts it back without replacing anything.
-fn remove_if_same(path: &Path, ino: u64, dev: u64) -> Result<(), EvictError> {
-    let aside = aside_name(path);
-    std::fs::rename(path, &aside)?;
-    let m = std::fs::symlink_metadata(&aside)?;
-    if m.ino() == ino && m.dev() == dev {
-        std::fs::remove_file(&aside)?;
+fn remove_if_same(area: &Root, rel: &str, checked: &rustix::fs::Stat, aside: &str) -> Result<(), EvictError> {
+    area.rename(rel, aside)?;
+    let m = area.lstat(aside)?.ok_or(EvictError::Changed)?;
+    if m.st_ino == checked.st_ino && m.st_dev == checked.st_dev {
+        area.remove_file(aside)?;
         return Ok(());
     }
     // Replaced in the meantime (a save by rename): back it goes.
-    put_back(&aside, path)?;
+    area.rename_with(aside, rel, RenameFlags::NOREPLACE)?;
     Err(EvictError::Changed)
 }
 
-fn aside_name(path: &Path) -> PathBuf {
-    let n = SEQ.fetch_add(1, Ordering::Relaxed);
-    path.with_file_name(format!(".cloudsync-evict-{}-{n}", std::process::id()))
-}
-
-/// Renames `from` to `to` unless something is at `to` already.
-fn put_back(from: &Path, to: &Path) -> std::io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
-    let (from_c, to_c) = (c(from)?, c(to)?);
-    // SAFETY: two valid NUL-terminated paths.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            from_c.as_ptr(),
-            libc::AT_FDCWD,
-            to_c.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
 /// Whether any process may have `path` open: one that does, or one whose
-/// descriptors cannot be read.
-fn maybe_open_elsewhere(path: &Path) -> bool {
-    let Ok(target) = path.canonicalize() else {
-        return true;
-    };
+/// descriptors cannot be read. (Only `/proc` is read: links are compared
+/// as text, the file itself is never opened here.)
+fn maybe_open_elsewhere(path: &std::path::Path) -> bool {
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return true;
     };
@@ -156,7 +109,7 @@ fn maybe_open_elsewhere(path: &Path) -> bool {
         };
         if fds
             .flatten()
-            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l == target))
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l == path))
         {
             return true;
         }
@@ -168,55 +121,95 @@ fn maybe_open_elsewhere(path: &Path) -> bool {
 mod tests {
     use super::*;
 
-    fn stamp_of(p: &Path) -> (u64, u64, u64) {
-        stamp(&std::fs::metadata(p).unwrap())
+    fn stamp_of(area: &Root, rel: &str) -> Stamp {
+        Stamp::of(&area.lstat(rel).unwrap().unwrap())
     }
 
     #[test]
     fn evicts_only_an_unchanged_file_nobody_has_open() {
         let dir = tempfile::tempdir().unwrap();
+        let area = Root::open(dir.path()).unwrap();
         let p = dir.path().join("photo.jpg");
         std::fs::write(&p, b"bytes").unwrap();
-        let before = stamp_of(&p);
+        let before = stamp_of(&area, "photo.jpg");
         std::fs::write(&p, b"other").unwrap();
-        let changed = (before.0, before.1.wrapping_sub(1), before.2);
-        assert!(matches!(evict(&p, changed), Err(EvictError::Changed)));
+        let changed = Stamp {
+            mtime_ns: before.mtime_ns.wrapping_sub(1),
+            ..before
+        };
+        assert!(matches!(
+            evict(&area, "photo.jpg", changed, ".staging/x"),
+            Err(EvictError::Changed)
+        ));
         // Open in another process: refused, the file stays.
-        let now = stamp_of(&p);
+        let now = stamp_of(&area, "photo.jpg");
         let mut holder = std::process::Command::new("sh")
             .arg("-c")
             .arg(format!("exec 3<>'{}'; exec sleep 5", p.display()))
             .spawn()
             .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(300));
-        assert!(matches!(evict(&p, now), Err(EvictError::InUse)));
+        assert!(matches!(
+            evict(&area, "photo.jpg", now, ".staging/x"),
+            Err(EvictError::InUse)
+        ));
         assert!(p.exists());
         holder.kill().unwrap();
         holder.wait().unwrap();
-        evict(&p, now).unwrap();
+        evict(&area, "photo.jpg", now, ".staging/x").unwrap();
         assert!(!p.exists());
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing left aside");
+        assert_eq!(
+            std::fs::read_dir(dir.path().join(".staging")).unwrap().count(),
+            0,
+            "nothing left aside"
+        );
+    }
+
+    #[test]
+    fn an_edit_that_puts_the_mtime_back_is_not_evicted() {
+        let dir = tempfile::tempdir().unwrap();
+        let area = Root::open(dir.path()).unwrap();
+        let p = dir.path().join("a.txt");
+        std::fs::write(&p, b"synced").unwrap();
+        let checked = stamp_of(&area, "a.txt");
+        let mtime = std::fs::metadata(&p).unwrap().modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&p, b"edited").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        assert!(matches!(
+            evict(&area, "a.txt", checked, ".staging/x"),
+            Err(EvictError::Changed)
+        ));
+        assert_eq!(std::fs::read(&p).unwrap(), b"edited");
     }
 
     #[test]
     fn a_file_saved_over_the_checked_one_is_put_back_not_removed() {
         let dir = tempfile::tempdir().unwrap();
+        let area = Root::open(dir.path()).unwrap();
         let p = dir.path().join("notes.txt");
         std::fs::write(&p, b"checked").unwrap();
-        let m = std::fs::metadata(&p).unwrap();
+        let checked = area.lstat("notes.txt").unwrap().unwrap();
         // A save by rename lands after the check: a new inode at the path.
         std::fs::write(dir.path().join("tmp"), b"the user's new save").unwrap();
         std::fs::rename(dir.path().join("tmp"), &p).unwrap();
-        assert!(matches!(remove_if_same(&p, m.ino(), m.dev()), Err(EvictError::Changed)));
+        assert!(matches!(
+            remove_if_same(&area, "notes.txt", &checked, ".staging/aside"),
+            Err(EvictError::Changed)
+        ));
         assert_eq!(std::fs::read(&p).unwrap(), b"the user's new save");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        assert_eq!(std::fs::read_dir(dir.path().join(".staging")).unwrap().count(), 0);
         // And a FIFO is never opened (no hang): refused as changed.
-        let fifo = dir.path().join("pipe");
-        assert!(std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success());
-        assert!(matches!(evict(&fifo, (0, 0, 0)), Err(EvictError::Changed)));
+        rustix::fs::mkfifoat(area.fd(), "pipe", rustix::fs::Mode::from_raw_mode(0o644)).unwrap();
+        let fifo = stamp_of(&area, "pipe");
+        assert!(matches!(
+            evict(&area, "pipe", fifo, ".staging/x"),
+            Err(EvictError::Changed)
+        ));
     }
 }

@@ -63,7 +63,7 @@ impl sync::GuestFileSync for NoSync {
     fn off(&self, _event: String, _listener: Option<u64>) -> Result<(), Error> {
         no_sync()
     }
-    fn start(&self, _confirm: bool) -> Result<(), Error> {
+    fn start(&self, _confirm: sync::Confirmation) -> Result<(), Error> {
         no_sync()
     }
     fn stop(&self) -> Result<(), Error> {
@@ -87,7 +87,7 @@ impl sync::GuestGallerySync for NoSync {
     fn off(&self, _event: String, _listener: Option<u64>) -> Result<(), Error> {
         no_sync()
     }
-    fn start(&self, _confirm: bool) -> Result<(), Error> {
+    fn start(&self, _confirm: sync::Confirmation) -> Result<(), Error> {
         no_sync()
     }
     fn stop(&self) -> Result<(), Error> {
@@ -156,8 +156,14 @@ impl file_cache::GuestCloudFileCache for Cache {
             };
             let upload_other = allowed(transfer::start_upload(&upload).is_ok());
             let ready_other = allowed(cloud::ready("other.app").is_ok());
-            let evict_other = allowed(storage::evict("other.app", "cloud/x", (0, 0, 0)).is_ok());
-            let evict_up = allowed(storage::evict(&me, "../other.app/cloud/x", (0, 0, 0)).is_ok());
+            let nothing = storage::LocalStamp {
+                size: 0,
+                mtime_ns: 0,
+                ctime_ns: 0,
+                inode: 0,
+            };
+            let evict_other = allowed(storage::evict("other.app", "cloud/x", nothing, ".staging/a").is_ok());
+            let evict_up = allowed(storage::evict(&me, "../other.app/cloud/x", nothing, ".staging/a").is_ok());
             return Err(Error {
                 code: 1,
                 message: format!(
@@ -165,6 +171,46 @@ impl file_cache::GuestCloudFileCache for Cache {
                      bare-key={bare_key} files-other={files_other} own={own} scan-other={scan_other} \
                      scan-up={scan_up} upload-other={upload_other} ready-other={ready_other} \
                      evict-other={evict_other} evict-up={evict_up}"
+                ),
+            });
+        }
+        if uri.ends_with("/links") {
+            // The test put `cloud/out` (a link to a folder outside) and
+            // `cloud/file-link` (a link to a file outside) in the area.
+            let me = permission::caller_bundle();
+            let allowed = |ok: bool| if ok { "allowed" } else { "refused" };
+            let read_through = allowed(storage::hash_file(&me, "cloud/out/secret", "sha256").is_ok());
+            let read_link = allowed(storage::hash_file(&me, "cloud/file-link", "sha256").is_ok());
+            let stat_through = allowed(matches!(storage::stat(&me, "cloud/out/secret"), Ok(Some(_))));
+            let mkdir_through = allowed(storage::create_dir_all(&me, "cloud/out/new").is_ok());
+            let remove_through = allowed(storage::remove_file(&me, "cloud/out/secret").is_ok());
+            let rename_through = allowed(storage::rename(&me, "cloud/out/secret", "cloud/stolen").is_ok());
+            let rename_into = allowed(storage::rename(&me, "cloud/mine", "cloud/out/planted").is_ok());
+            let scan_through = allowed(matches!(storage::scan_tree(&me, "cloud/out"), Ok(Some(_))));
+            let download = transfer::DownloadRequest {
+                bundle: me.clone(),
+                cloud_path: "x".into(),
+                local_path: "cloud/out/written".into(),
+                offset: 0,
+                if_match: None,
+                counted: false,
+            };
+            let write_through = allowed(transfer::start_download(&download).is_ok());
+            let upload = transfer::UploadRequest {
+                bundle: me.clone(),
+                local_path: "cloud/file-link".into(),
+                cloud_path: "exfiltrated".into(),
+                precondition: transfer::WritePrecondition::None,
+                expect: None,
+            };
+            let upload_link = allowed(transfer::start_upload(&upload).is_ok());
+            return Err(Error {
+                code: 1,
+                message: format!(
+                    "read-through={read_through} read-link={read_link} stat-through={stat_through} \
+                     mkdir-through={mkdir_through} remove-through={remove_through} rename-through={rename_through} \
+                     rename-into={rename_into} scan-through={scan_through} write-through={write_through} \
+                     upload-link={upload_link}"
                 ),
             });
         }
@@ -202,7 +248,7 @@ impl on_demand::Guest for Evil {
     fn stop_optimize_space() -> Result<(), Error> {
         no_sync()
     }
-    fn list_files(_gallery: bool) -> Result<Vec<on_demand::FileEntry>, Error> {
+    fn list_files(_gallery: bool) -> Result<on_demand::FileListing, Error> {
         no_sync()
     }
 }

@@ -432,8 +432,8 @@ fn internal(e: ApiError) -> ApiError {
 }
 
 #[cfg(test)]
+mod sim;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod world_tests;
-#[cfg(test)]
-mod sim;

@@ -313,7 +313,8 @@ impl Run {
             trees.peak.max(held)
         };
         if peak != trees.peak {
-            self.changes.push((scan::peak_key(&self.bundle), Some(records::encode(&(peak as u64)))));
+            self.changes
+                .push((scan::peak_key(&self.bundle), Some(records::encode(&(peak as u64)))));
         }
         self.remote = trees.remote;
         for op in ops {
@@ -517,10 +518,7 @@ impl Run {
                 continue;
             };
             if r.size > room {
-                let reason = format!(
-                    "it needs {} bytes and the device has {room} bytes free",
-                    r.size
-                );
+                let reason = format!("it needs {} bytes and the device has {room} bytes free", r.size);
                 let failure = Failure {
                     kind: crate::engine::DownloadErrorType::LocalStorageFull,
                     cloud: Some(CloudErrorKind::LocalNoSpace),
@@ -1135,12 +1133,18 @@ fn cloud_error_type(p: &impl Platform, kind: CloudErrorKind) -> ErrorType {
 
 fn describe(r: &Refusal) -> String {
     match r {
-        Refusal::SideLooksEmpty { side: Side::Local, synced } => format!(
+        Refusal::SideLooksEmpty {
+            side: Side::Local,
+            synced,
+        } => format!(
             "the device's folder looks empty (or is missing) while {synced} files were in sync; a missing folder \
              is never taken as \"everything was deleted\". Nothing was changed. If you emptied it on purpose, \
              confirm that the cloud copies are to be deleted too (--confirm-empty-device)."
         ),
-        Refusal::SideLooksEmpty { side: Side::Cloud, synced } => format!(
+        Refusal::SideLooksEmpty {
+            side: Side::Cloud,
+            synced,
+        } => format!(
             "the cloud looks empty while {synced} files were in sync; a moved folder or a failed listing is \
              never taken as \"everything was deleted\". Nothing was changed. If you emptied it on purpose, \
              confirm that the device's copies are to be deleted too (--confirm-empty-cloud)."

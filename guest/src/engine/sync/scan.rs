@@ -82,7 +82,9 @@ pub fn scan(platform: &impl Platform, bundle: &str) -> Result<Trees, ScanError> 
     let mut bad_records = 0;
     let mut records: BTreeMap<String, SyncedRecord> = BTreeMap::new();
     for (key, value) in rows {
-        let Some(path) = key.strip_prefix(&prefix) else { continue };
+        let Some(path) = key.strip_prefix(&prefix) else {
+            continue;
+        };
         match serde_json::from_slice::<SyncedRecord>(&value) {
             Ok(r) if check_relative_path(path).is_ok() => {
                 records.insert(path.to_string(), r);

@@ -93,7 +93,10 @@ impl Device {
     }
 
     fn records(&self) -> BTreeMap<String, SyncedRecord> {
-        records::scan(&self.e.platform, SYNCED, APP).unwrap().into_iter().collect()
+        records::scan(&self.e.platform, SYNCED, APP)
+            .unwrap()
+            .into_iter()
+            .collect()
     }
 }
 
@@ -171,7 +174,11 @@ impl World {
     }
 
     fn cloud_get(&self, path: &str) -> Option<crate::engine::fake::CloudEntry> {
-        self.cloud.borrow().objects.get(&(APP.to_string(), path.to_string())).cloned()
+        self.cloud
+            .borrow()
+            .objects
+            .get(&(APP.to_string(), path.to_string()))
+            .cloned()
     }
 
     fn local_get(&self, d: usize, path: &str) -> Option<LocalFile> {
@@ -470,7 +477,8 @@ impl World {
             let s = dev.e.platform.0.borrow();
             for ((b, p), f) in &s.local {
                 // A file set aside by an eviction cut short is still the user's.
-                if b == APP && f.kind == FileKind::File && (p.starts_with("cloud/") || p.starts_with(".staging/evict-")) {
+                if b == APP && f.kind == FileKind::File && (p.starts_with("cloud/") || p.starts_with(".staging/evict-"))
+                {
                     present.insert(f.data.clone());
                 }
             }
@@ -485,7 +493,10 @@ impl World {
         }
         // I2: every file holds a whole version.
         for (p, v) in &cloud {
-            assert!(self.written.contains(v), "seed {seed} ({when}): the cloud's {p} is torn: {v:?}");
+            assert!(
+                self.written.contains(v),
+                "seed {seed} ({when}): the cloud's {p} is torn: {v:?}"
+            );
         }
         for (i, dev) in self.devices.iter().enumerate() {
             for (p, v) in dev.files() {
@@ -599,7 +610,10 @@ impl World {
                 break;
             }
             rounds += 1;
-            assert!(rounds <= 8, "seed {seed}: no convergence after {rounds} rounds of every device");
+            assert!(
+                rounds <= 8,
+                "seed {seed}: no convergence after {rounds} rounds of every device"
+            );
         }
         let cloud: BTreeMap<String, Vec<u8>> = self
             .cloud

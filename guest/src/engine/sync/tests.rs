@@ -228,7 +228,11 @@ fn a_missing_root_or_failed_listing_is_never_everything_deleted() {
     }
     e.platform.0.borrow_mut().made_dirs.clear();
     let events = sync(&mut e, id);
-    assert_eq!(terminal(&events), stopped(), "a refusal changes nothing and fails nothing");
+    assert_eq!(
+        terminal(&events),
+        stopped(),
+        "a refusal changes nothing and fails nothing"
+    );
     assert!(e.syncs.report(id).unwrap().refusal.unwrap().contains("looks empty"));
     // Confirming deletions does not confirm that an empty side empties the other.
     e.syncs
@@ -513,7 +517,11 @@ fn a_file_that_cannot_be_read_is_never_taken_for_a_deleted_one_and_fails_alone()
     assert_eq!(r.failures.len(), 1, "{r:?}");
     assert_eq!(r.failures[0].0, "f1");
     assert!(r.failures[0].1.contains("input/output error"), "{r:?}");
-    assert_eq!(cloud_files(&e).len(), 5, "nothing deleted in the cloud; the new file went up");
+    assert_eq!(
+        cloud_files(&e).len(),
+        5,
+        "nothing deleted in the cloud; the new file went up"
+    );
 }
 
 #[test]
@@ -589,7 +597,10 @@ fn gallery_cloud_photos_become_thumbnails_and_local_photos_go_up() {
             s.local[&media(".thumbs/Photo/1/beach.jpg.jpg")].data,
             b"thumb of IMG beach"
         );
-        assert_eq!(e.platform.cloud_in(GALLERY_BUNDLE, "Photo/3/mine.jpg").unwrap(), b"IMG mine");
+        assert_eq!(
+            e.platform.cloud_in(GALLERY_BUNDLE, "Photo/3/mine.jpg").unwrap(),
+            b"IMG mine"
+        );
     }
     let state = |e: &Engine<Fake>, uri: &str| e.syncs.file_sync_state(&e.platform, uri);
     assert_eq!(

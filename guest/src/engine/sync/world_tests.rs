@@ -99,8 +99,7 @@ fn an_edit_that_keeps_size_and_mtime_is_found_by_its_ctime_and_goes_up() {
     assert_eq!(e.platform.cloud("photo.jpg").unwrap(), b"retouche");
     // And a save by rename that puts the old mtime back, likewise.
     e.platform.0.borrow_mut().now_ms += 60_000;
-    e.platform
-        .replace_local_by_rename("cloud/photo.jpg", b"third!!!", true);
+    e.platform.replace_local_by_rename("cloud/photo.jpg", b"third!!!", true);
     assert_eq!(sync(&mut e).1.uploaded, 1);
     assert_eq!(e.platform.cloud("photo.jpg").unwrap(), b"third!!!");
 }
@@ -109,7 +108,10 @@ fn an_edit_that_keeps_size_and_mtime_is_found_by_its_ctime_and_goes_up() {
 fn an_edit_that_keeps_size_and_mtime_is_never_evicted() {
     let e = synced(&[("a.txt", b"synced")]);
     e.platform.edit_local_in_place("cloud/a.txt", b"edited", Keep::Mtime);
-    let err = e.ondemand.clean_cache(&e.platform, &e.syncs, &uri("a.txt")).unwrap_err();
+    let err = e
+        .ondemand
+        .clean_cache(&e.platform, &e.syncs, &uri("a.txt"))
+        .unwrap_err();
     assert_eq!(err.code, codes::NO_SUCH_FILE, "{err:?}");
     assert_eq!(local(&e, "a.txt").unwrap(), b"edited");
 }
@@ -142,7 +144,10 @@ fn a_symlinked_folder_in_the_cloud_hides_nothing_and_deletes_nothing() {
     assert_eq!(last, completed(), "{r:?}");
     assert_eq!(local(&e, "docs/a").unwrap(), b"a", "never read as deleted");
     assert_eq!(local(&e, "docs/b").unwrap(), b"b");
-    assert!(r.skipped.iter().any(|(p, why)| p == "docs" && why.contains("symlink")), "{r:?}");
+    assert!(
+        r.skipped.iter().any(|(p, why)| p == "docs" && why.contains("symlink")),
+        "{r:?}"
+    );
 }
 
 #[test]
@@ -208,7 +213,12 @@ fn with_room_for_some_downloads_those_come_down_and_the_uploads_go_up() {
     assert_eq!(local(&e, "small2").unwrap(), vec![3; 100]);
     assert!(local(&e, "big").is_none());
     assert_eq!(e.platform.cloud("mine").unwrap(), b"up it goes");
-    assert!(r.failures.iter().any(|(p, why)| p == "big" && why.contains("600 bytes")), "{r:?}");
+    assert!(
+        r.failures
+            .iter()
+            .any(|(p, why)| p == "big" && why.contains("600 bytes")),
+        "{r:?}"
+    );
     // Room made: the next run brings the rest.
     e.platform.0.borrow_mut().disk = u64::MAX;
     assert_eq!(sync(&mut e).0, completed());
@@ -323,7 +333,12 @@ fn an_empty_cloud_needs_its_own_confirmation() {
 
 #[test]
 fn a_folder_deleted_in_the_cloud_goes_here_too() {
-    let mut e = synced(&[("trip/a.jpg", b"a"), ("trip/day2/b.jpg", b"b"), ("keep", b"k"), ("k2", b"k")]);
+    let mut e = synced(&[
+        ("trip/a.jpg", b"a"),
+        ("trip/day2/b.jpg", b"b"),
+        ("keep", b"k"),
+        ("k2", b"k"),
+    ]);
     e.platform.remove_cloud("trip/a.jpg");
     e.platform.remove_cloud("trip/day2/b.jpg");
     let (last, r) = sync(&mut e);

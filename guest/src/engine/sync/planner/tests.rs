@@ -156,7 +156,11 @@ fn guards_refuse_what_looks_like_mass_deletion() {
     let mostly_gone: LocalTree = lt.iter().take(2).map(|(k, v)| (k.clone(), v.clone())).collect();
     assert!(matches!(
         plan(&mostly_gone, &rt, &st, false),
-        Err(Refusal::MassDeletion { deletes: 4, synced: 6, .. })
+        Err(Refusal::MassDeletion {
+            deletes: 4,
+            synced: 6,
+            ..
+        })
     ));
     assert_eq!(
         plan(&mostly_gone, &rt, &st, true).unwrap().len(),
@@ -185,7 +189,10 @@ fn placeholders_stand_for_cloud_files_and_their_absence_is_no_deletion() {
     let mut cloud_only = synced("e1", 0, "h");
     cloud_only.cloud_only = true;
     st.insert("p".into(), cloud_only);
-    assert_eq!(plan_with(&LocalTree::new(), &rt, &st, &Blocked::new(), opts).unwrap(), vec![]);
+    assert_eq!(
+        plan_with(&LocalTree::new(), &rt, &st, &Blocked::new(), opts).unwrap(),
+        vec![]
+    );
     // Changed in the cloud: a new placeholder; gone from the cloud: forgotten.
     rt.insert("p".into(), remote("e2", None));
     assert!(
@@ -236,7 +243,11 @@ fn cloud_only_records_do_not_dilute_the_mass_deletion_guard() {
     }
     assert!(matches!(
         plan(&lt, &rt, &st, false),
-        Err(Refusal::MassDeletion { deletes: 6, synced: 10, .. })
+        Err(Refusal::MassDeletion {
+            deletes: 6,
+            synced: 10,
+            ..
+        })
     ));
 }
 

@@ -1,0 +1,703 @@
+//! WebDAV clouds (Apache mod_dav, Nextcloud, rclone's server, ...) over
+//! reqwest, with the multistatus answers read by quick-xml.
+//!
+//! - Listings walk one collection per `PROPFIND` (`Depth: 1`), as servers
+//!   allow; names that are not UTF-8 or not usable are reported, not dropped.
+//! - Reads are ranged `GET`s; every request has a connect timeout and every
+//!   read a gap timeout, so a server that dies mid-stream ends the transfer
+//!   with a network error instead of a hang.
+//! - Writes stream the body (chunked), so any size goes up with bounded
+//!   memory, to a staging name under `/.cloudsync/staging/<device>/` (where
+//!   no user's name can be), then `MOVE` it into place. The move carries the
+//!   write's condition where the server can check it atomically: `If:
+//!   <target> (["etag"])` (RFC 4918) for "still this version",
+//!   `Overwrite: F` for "must not exist". The etag is also checked right
+//!   before, and the object's etag right after the move must be the staged
+//!   one: a write replaced in that instant reports `PreconditionFailed`.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::TryStreamExt;
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
+use reqwest::{Method, StatusCode};
+use tokio_util::io::{ReaderStream, StreamReader};
+
+use super::{
+    check_key, ByteStream, Cloud, CloudError, CloudErrorKind, CloudObject, Listing, Precondition, StagingNames,
+    ENGINE_DIR, STAGING_DIR,
+};
+
+/// Characters escaped in a path segment.
+const SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'[')
+    .add(b']')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}')
+    .add(b'/');
+
+const PROPFIND_BODY: &str = r#"<?xml version="1.0" encoding="utf-8"?><D:propfind xmlns:D="DAV:"><D:prop><D:resourcetype/><D:getcontentlength/><D:getetag/><D:getlastmodified/></D:prop></D:propfind>"#;
+
+/// Tries of a request that may be sent again (reads, listings, folder
+/// creation) before a network failure is reported.
+const TRIES: u32 = 4;
+/// A read waiting longer than this for the next bytes fails.
+const READ_GAP: Duration = Duration::from_secs(30);
+/// A request (but for a body's transfer) taking longer than this fails.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A WebDAV server's folder playing the cloud.
+pub struct WebDavCloud {
+    client: reqwest::Client,
+    /// `http(s)://host[:port]/path/` (ending with `/`).
+    base: String,
+    /// The base's path, decoded, as hrefs give it (`/path/`).
+    base_path: String,
+    auth: Option<(String, String)>,
+    describe: String,
+    names: StagingNames,
+    /// Collections known to exist (made or listed).
+    known_dirs: Mutex<HashSet<String>>,
+    /// Collections are made one at a time.
+    mkcol: tokio::sync::Mutex<()>,
+}
+
+/// One `<response>` of a multistatus answer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DavEntry {
+    /// The href as sent (percent-encoded, maybe absolute).
+    pub href: String,
+    pub collection: bool,
+    pub size: Option<u64>,
+    pub etag: Option<String>,
+    pub modified_ms: Option<u64>,
+}
+
+impl WebDavCloud {
+    /// `base`: `http(s)://host[:port]/path`.
+    pub fn new(base: &str, auth: Option<(String, String)>, describe: String) -> Result<Self, String> {
+        let url = reqwest::Url::parse(base).map_err(|e| e.to_string())?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(format!("{base} is not an http(s) URL with a host"));
+        }
+        let mut base = base.trim_end_matches('/').to_string();
+        base.push('/');
+        let base_path = percent_decode_str(url.path().trim_end_matches('/'))
+            .decode_utf8()
+            .map_err(|e| e.to_string())?
+            .to_string()
+            + "/";
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(READ_GAP)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(WebDavCloud {
+            client,
+            base,
+            base_path,
+            auth,
+            describe,
+            names: StagingNames::default(),
+            known_dirs: Mutex::new(HashSet::new()),
+            mkcol: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    fn url(&self, key: &str) -> String {
+        let mut out = self.base.clone();
+        let parts: Vec<String> = key
+            .split('/')
+            .map(|p| utf8_percent_encode(p, SEGMENT).to_string())
+            .collect();
+        out.push_str(&parts.join("/"));
+        out
+    }
+
+    fn request(&self, method: Method, url: &str) -> reqwest::RequestBuilder {
+        let r = self.client.request(method, url);
+        match &self.auth {
+            Some((u, p)) => r.basic_auth(u, Some(p)),
+            None => r,
+        }
+    }
+
+    /// Sends a request that may be sent again, retrying network failures
+    /// and 5xx answers with backoff.
+    async fn send(
+        &self,
+        what: &str,
+        make: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, CloudError> {
+        let mut delay = Duration::from_millis(100);
+        let mut last = None;
+        for attempt in 0..TRIES {
+            if attempt > 0 {
+                tokio::time::sleep(delay).await;
+                delay *= 4;
+            }
+            match make().timeout(REQUEST_TIMEOUT).send().await {
+                Ok(r) if r.status().is_server_error() && r.status() != StatusCode::INSUFFICIENT_STORAGE => {
+                    last = Some(status_error(what, r.status()));
+                }
+                Ok(r) => return Ok(r),
+                Err(e) => last = Some(send_error(what, &e)),
+            }
+        }
+        Err(last.expect("tried at least once"))
+    }
+
+    async fn propfind(&self, key: &str, depth: &str) -> Result<Option<Vec<DavEntry>>, CloudError> {
+        let url = if key.is_empty() {
+            self.base.clone()
+        } else {
+            self.url(key)
+        };
+        let method = Method::from_bytes(b"PROPFIND").expect("a method");
+        let r = self
+            .send(key, || {
+                self.request(method.clone(), &url)
+                    .header("Depth", depth)
+                    .header("Content-Type", "application/xml; charset=utf-8")
+                    .body(PROPFIND_BODY)
+            })
+            .await?;
+        match r.status() {
+            StatusCode::NOT_FOUND => return Ok(None),
+            s if s.as_u16() == 207 => {}
+            s => return Err(status_error(key, s)),
+        }
+        let body = r.bytes().await.map_err(|e| send_error(key, &e))?;
+        parse_multistatus(&body).map(Some).map_err(|e| {
+            CloudError::new(
+                CloudErrorKind::Other,
+                format!("{key}: a listing the server sent is not valid: {e}"),
+            )
+        })
+    }
+
+    /// The key an href names (`None`: outside the base, or the base itself),
+    /// or why it cannot be one.
+    fn key_of(&self, href: &str) -> Option<Result<String, String>> {
+        let path = match reqwest::Url::parse(href) {
+            Ok(u) => u.path().to_string(),
+            Err(_) => href.to_string(),
+        };
+        let decoded = match percent_decode_str(&path).decode_utf8() {
+            Ok(d) => d.to_string(),
+            Err(_) => {
+                let lossy = percent_decode_str(&path).decode_utf8_lossy().to_string();
+                let rel = lossy.strip_prefix(&self.base_path)?.trim_end_matches('/').to_string();
+                return Some(Err(rel));
+            }
+        };
+        let rel = decoded
+            .strip_prefix(&self.base_path)
+            .or_else(|| (decoded.trim_end_matches('/') == self.base_path.trim_end_matches('/')).then_some(""))?;
+        let rel = rel.trim_end_matches('/');
+        (!rel.is_empty()).then(|| Ok(rel.to_string()))
+    }
+
+    fn object(&self, key: &str, e: &DavEntry) -> CloudObject {
+        let modified_ms = e.modified_ms.unwrap_or(0);
+        let size = e.size.unwrap_or(0);
+        CloudObject {
+            key: key.to_string(),
+            size,
+            etag: e.etag.clone().unwrap_or_else(|| format!("weak:{size}-{modified_ms}")),
+            version: None,
+            content_hash: None,
+            modified_ms,
+        }
+    }
+
+    async fn stat_file(&self, key: &str) -> Result<CloudObject, CloudError> {
+        let entries = self
+            .propfind(key, "0")
+            .await?
+            .ok_or_else(|| CloudError::not_found(key))?;
+        match entries.first() {
+            Some(e) if !e.collection => Ok(self.object(key, e)),
+            _ => Err(CloudError::not_found(key)),
+        }
+    }
+
+    /// Makes the collections above `key` (each once per process). One at a
+    /// time: servers answer a second MKCOL racing the first with an error.
+    async fn make_parents(&self, key: &str) -> Result<(), CloudError> {
+        let _one = self.mkcol.lock().await;
+        let parts: Vec<&str> = key.split('/').collect();
+        let mut dir = String::new();
+        for part in &parts[..parts.len() - 1] {
+            if !dir.is_empty() {
+                dir.push('/');
+            }
+            dir.push_str(part);
+            if self.known_dirs.lock().unwrap().contains(&dir) {
+                continue;
+            }
+            let url = format!("{}/", self.url(&dir));
+            let method = Method::from_bytes(b"MKCOL").expect("a method");
+            let r = self.send(&dir, || self.request(method.clone(), &url)).await?;
+            match r.status().as_u16() {
+                201 => {}
+                409 => {
+                    return Err(CloudError::new(
+                        CloudErrorKind::Other,
+                        format!("{key}: a file is where a folder must be ({dir})"),
+                    ))
+                }
+                // There already (405), or made by another client meanwhile:
+                // it must be a collection now.
+                s => match self.propfind(&dir, "0").await? {
+                    Some(e) if e.first().is_some_and(|e| e.collection) => {}
+                    Some(_) => {
+                        return Err(CloudError::new(
+                            CloudErrorKind::Other,
+                            format!("{key}: a file is where a folder must be ({dir})"),
+                        ))
+                    }
+                    None => return Err(status_error(&dir, StatusCode::from_u16(s).expect("a status"))),
+                },
+            }
+            self.known_dirs.lock().unwrap().insert(dir.clone());
+        }
+        Ok(())
+    }
+
+    /// Streams `data` to `key` in one `PUT`; returns the bytes sent.
+    async fn put_body(&self, key: &str, data: ByteStream) -> Result<(), CloudError> {
+        let body = reqwest::Body::wrap_stream(ReaderStream::with_capacity(data, 1 << 20));
+        let r = self
+            .request(Method::PUT, &self.url(key))
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| send_error(key, &e))?;
+        match r.status() {
+            s if s.is_success() => Ok(()),
+            s => Err(status_error(key, s)),
+        }
+    }
+
+    async fn delete_raw(&self, key: &str, if_match: Option<&str>) -> Result<StatusCode, CloudError> {
+        let url = self.url(key);
+        let r = self
+            .send(key, || {
+                let r = self.request(Method::DELETE, &url);
+                // A tagged list: an untagged one would apply to the parent
+                // collection too (Apache answers 424 then).
+                match if_match {
+                    Some(etag) => r.header("If", format!("<{url}> ([{}])", quoted(etag))),
+                    None => r,
+                }
+            })
+            .await?;
+        Ok(r.status())
+    }
+}
+
+/// An etag as the `If` header names it: quoted.
+fn quoted(etag: &str) -> String {
+    if etag.starts_with('"') {
+        etag.to_string()
+    } else {
+        format!("\"{etag}\"")
+    }
+}
+
+/// The error's words, with every cause (reqwest's own message leaves them out).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
+
+fn send_error(what: &str, e: &reqwest::Error) -> CloudError {
+    let kind = if e.is_timeout() || e.is_connect() || e.is_request() || e.is_body() || e.is_decode() {
+        CloudErrorKind::Network
+    } else {
+        CloudErrorKind::Other
+    };
+    CloudError::new(kind, format!("{what}: {}", chain(e)))
+}
+
+fn status_error(what: &str, s: StatusCode) -> CloudError {
+    let kind = match s.as_u16() {
+        404 | 410 => CloudErrorKind::NotFound,
+        412 => CloudErrorKind::PreconditionFailed,
+        // 401: the credentials are refused (every request would be); 403:
+        // this one resource is forbidden, which fails that file alone.
+        401 => CloudErrorKind::Unauthorized,
+        507 | 413 => CloudErrorKind::StorageFull,
+        429 | 503 => CloudErrorKind::Throttled,
+        500..=599 => CloudErrorKind::Network,
+        _ => CloudErrorKind::Other,
+    };
+    CloudError::new(kind, format!("{what}: the server answered {s}"))
+}
+
+/// Reads a multistatus answer: every `<response>` with its href and, from
+/// its successful `<propstat>`, what it is. Never panics, whatever it is given.
+pub fn parse_multistatus(xml: &[u8]) -> Result<Vec<DavEntry>, String> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_reader(xml);
+    reader.config_mut().trim_text(true);
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    let mut path: Vec<String> = Vec::new();
+    let mut entry = DavEntry::default();
+    // Properties of the current propstat, kept only if its status is 2xx.
+    let mut props = DavEntry::default();
+    let mut status_ok = true;
+    let mut text = String::new();
+    loop {
+        let event = reader.read_event_into(&mut buf).map_err(|e| e.to_string())?;
+        match event {
+            Event::Start(e) => {
+                let name = String::from_utf8_lossy(e.local_name().as_ref().as_ref()).to_ascii_lowercase();
+                match name.as_str() {
+                    "response" => entry = DavEntry::default(),
+                    "propstat" => {
+                        props = DavEntry::default();
+                        status_ok = true;
+                    }
+                    _ => {}
+                }
+                path.push(name);
+                text.clear();
+            }
+            Event::Empty(e) => {
+                let name = String::from_utf8_lossy(e.local_name().as_ref().as_ref()).to_ascii_lowercase();
+                if name == "collection" && path.last().is_some_and(|p| p == "resourcetype") {
+                    props.collection = true;
+                }
+            }
+            Event::Text(t) => text.push_str(&t.xml10_content()),
+            Event::CData(t) => text.push_str(&t.into_inner()),
+            Event::GeneralRef(r) => {
+                if let Ok(Some(c)) = r.resolve_char_ref() {
+                    text.push(c);
+                } else {
+                    let c = match &*r {
+                        "amp" => '&',
+                        "lt" => '<',
+                        "gt" => '>',
+                        "quot" => '"',
+                        "apos" => '\'',
+                        _ => '\u{fffd}',
+                    };
+                    text.push(c);
+                }
+            }
+            Event::End(_) => {
+                let Some(name) = path.pop() else {
+                    return Err("a closing tag without an opening one".into());
+                };
+                let value = std::mem::take(&mut text);
+                let value = value.trim();
+                match name.as_str() {
+                    "href" if path.last().is_some_and(|p| p == "response") => entry.href = value.to_string(),
+                    "getcontentlength" => props.size = value.parse().ok(),
+                    "getetag" if !value.is_empty() => {
+                        // Apache marks an etag weak while the file's mtime is
+                        // the current second: the tag itself is what counts.
+                        props.etag = Some(value.strip_prefix("W/").unwrap_or(value).to_string());
+                    }
+                    "getlastmodified" => {
+                        props.modified_ms = jiff::fmt::rfc2822::parse(value)
+                            .ok()
+                            .map(|z| z.timestamp().as_millisecond().max(0) as u64);
+                    }
+                    "status" if path.last().is_some_and(|p| p == "propstat") => {
+                        status_ok = value.split_whitespace().nth(1).is_some_and(|c| c.starts_with('2'));
+                    }
+                    "propstat" if status_ok => {
+                        entry.collection |= props.collection;
+                        entry.size = entry.size.or(props.size);
+                        entry.etag = entry.etag.take().or(props.etag.take());
+                        entry.modified_ms = entry.modified_ms.or(props.modified_ms);
+                    }
+                    "response" => {
+                        if !entry.href.is_empty() {
+                            out.push(std::mem::take(&mut entry));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+        buf.clear();
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl Cloud for WebDavCloud {
+    fn describe(&self) -> String {
+        self.describe.clone()
+    }
+
+    fn set_device(&self, id: &str) {
+        self.names.set_device(id)
+    }
+
+    async fn stat(&self, key: &str) -> Result<CloudObject, CloudError> {
+        check_key(key)?;
+        self.stat_file(key).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Listing, CloudError> {
+        let start = match prefix.rfind('/') {
+            Some(i) => prefix[..i].to_string(),
+            None => String::new(),
+        };
+        if !start.is_empty() {
+            check_key(&start)?;
+        }
+        let mut out = Listing::default();
+        let mut queue = vec![start];
+        while let Some(dir) = queue.pop() {
+            let Some(entries) = self.propfind(&dir, "1").await? else {
+                continue; // a folder that is not there holds nothing
+            };
+            self.known_dirs.lock().unwrap().insert(dir.clone());
+            for e in entries {
+                let key = match self.key_of(&e.href) {
+                    None => continue,
+                    Some(Ok(k)) => k,
+                    Some(Err(lossy)) => {
+                        if lossy.starts_with(prefix) {
+                            out.skipped.push((lossy, "the name is not valid UTF-8".into()));
+                        }
+                        continue;
+                    }
+                };
+                if key == dir || (dir.is_empty() && key == ENGINE_DIR) {
+                    continue;
+                }
+                // Only what lies directly in this folder (some servers say more).
+                let parent = key.rsplit_once('/').map_or("", |(p, _)| p);
+                if parent != dir {
+                    continue;
+                }
+                if e.collection {
+                    if key.starts_with(prefix) || prefix.starts_with(&format!("{key}/")) {
+                        queue.push(key);
+                    }
+                } else if key.starts_with(prefix) {
+                    match check_key(&key) {
+                        Ok(()) => out.objects.push(self.object(&key, &e)),
+                        Err(_) => out.skipped.push((key, "not a usable file name".into())),
+                    }
+                }
+            }
+        }
+        out.objects.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    async fn open(
+        &self,
+        key: &str,
+        offset: u64,
+        if_match: Option<&str>,
+    ) -> Result<(CloudObject, ByteStream), CloudError> {
+        check_key(key)?;
+        let object = self.stat_file(key).await?;
+        object.expect_etag(if_match)?;
+        let url = self.url(key);
+        let r = self
+            .send(key, || {
+                let r = self.request(Method::GET, &url);
+                if offset > 0 {
+                    r.header("Range", format!("bytes={offset}-"))
+                } else {
+                    r
+                }
+            })
+            .await?;
+        match r.status().as_u16() {
+            200 if offset == 0 => {}
+            206 => {}
+            200 => {
+                return Err(CloudError::new(
+                    CloudErrorKind::Other,
+                    format!("{key}: the server does not resume reads (no ranges)"),
+                ))
+            }
+            416 if offset >= object.size => {
+                return Ok((object, super::bytes_stream(Vec::new())));
+            }
+            s => return Err(status_error(key, StatusCode::from_u16(s).expect("a status"))),
+        }
+        let what = key.to_string();
+        let stream = r.bytes_stream().map_err(move |e| {
+            // Never `Interrupted`: read loops retry that kind forever.
+            let kind = if e.is_timeout() {
+                std::io::ErrorKind::TimedOut
+            } else {
+                std::io::ErrorKind::ConnectionAborted
+            };
+            std::io::Error::new(kind, format!("reading {what}: {}", chain(&e)))
+        });
+        Ok((object, Box::pin(StreamReader::new(stream))))
+    }
+
+    async fn put(&self, key: &str, data: ByteStream, precondition: Precondition) -> Result<CloudObject, CloudError> {
+        check_key(key)?;
+        let staged = self.names.next();
+        self.make_parents(&staged).await?;
+        if let Err(e) = self.put_body(&staged, data).await {
+            let _ = self.delete_raw(&staged, None).await;
+            return Err(e);
+        }
+        let result = async {
+            let staged_obj = self.stat_file(&staged).await?;
+            self.make_parents(key).await?;
+            // Checked right before, and again by the server in the move.
+            let current = match self.stat_file(key).await {
+                Ok(o) => Some(o),
+                Err(e) if e.kind == CloudErrorKind::NotFound => None,
+                Err(e) => return Err(e),
+            };
+            precondition.check(key, current.clone().ok_or_else(|| CloudError::not_found(key)))?;
+            let target = self.url(key);
+            let method = Method::from_bytes(b"MOVE").expect("a method");
+            let mut req = self
+                .request(method, &self.url(&staged))
+                .header("Destination", &target)
+                .timeout(REQUEST_TIMEOUT);
+            req = match &precondition {
+                Precondition::IfAbsent => req.header("Overwrite", "F"),
+                Precondition::IfMatch(etag) => req
+                    .header("Overwrite", "T")
+                    .header("If", format!("<{target}> ([{}])", quoted(etag))),
+                Precondition::None => req.header("Overwrite", "T"),
+            };
+            let moved = req.send().await;
+            match moved {
+                Ok(r) if r.status().is_success() => {}
+                Ok(r) if r.status() == StatusCode::PRECONDITION_FAILED => {
+                    return Err(CloudError::new(
+                        CloudErrorKind::PreconditionFailed,
+                        format!("{key} changed (the server refused the move: {})", r.status()),
+                    ))
+                }
+                Ok(r) => return Err(status_error(key, r.status())),
+                // Sent, maybe done: the check below tells.
+                Err(e) if self.stat_file(&staged).await.is_ok() => return Err(send_error(key, &e)),
+                Err(_) => {}
+            }
+            // The object must now be the one staged: anything else means it
+            // was replaced in that instant, and our bytes are not there.
+            let now = self.stat_file(key).await?;
+            if now.etag != staged_obj.etag || now.size != staged_obj.size {
+                return Err(CloudError::new(
+                    CloudErrorKind::PreconditionFailed,
+                    format!("{key} was replaced right after it was written"),
+                ));
+            }
+            Ok(now)
+        }
+        .await;
+        if result.is_err() {
+            let _ = self.delete_raw(&staged, None).await;
+        }
+        result
+    }
+
+    async fn delete(&self, key: &str, if_match: Option<&str>) -> Result<(), CloudError> {
+        check_key(key)?;
+        if let Some(etag) = if_match {
+            self.stat_file(key).await?.expect_etag(Some(etag))?;
+        }
+        match self.delete_raw(key, if_match).await? {
+            s if s.is_success() => Ok(()),
+            s => Err(status_error(key, s)),
+        }
+    }
+
+    async fn sweep_staging(&self, device: &str, older_than: Duration) -> Result<usize, CloudError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let listing = self.list(&format!("{STAGING_DIR}/")).await?;
+        let mut removed = 0;
+        for o in listing.objects {
+            let own = o.key.strip_prefix(&format!("{STAGING_DIR}/{device}/")).is_some();
+            let abandoned = o.modified_ms > 0 && now.saturating_sub(o.modified_ms) > older_than.as_millis() as u64;
+            if (own || abandoned) && self.delete_raw(&o.key, None).await.is_ok_and(|s| s.is_success()) {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_apache_and_rclone_style_answers() {
+        let xml = br#"<?xml version="1.0" encoding="utf-8"?>
+<D:multistatus xmlns:D="DAV:" xmlns:ns0="DAV:">
+<D:response xmlns:lp1="DAV:"><D:href>/dav/app/</D:href><D:propstat><D:prop>
+<lp1:resourcetype><D:collection/></lp1:resourcetype></D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>
+<D:response><D:href>/dav/app/a%20b%26c.txt</D:href><D:propstat><D:prop>
+<lp1:resourcetype xmlns:lp1="DAV:"/><D:getcontentlength>12</D:getcontentlength>
+<D:getetag>W/"c-5f1"</D:getetag><D:getlastmodified>Tue, 01 Dec 2026 10:02:41 GMT</D:getlastmodified>
+</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>
+<D:propstat><D:prop><D:quota/></D:prop><D:status>HTTP/1.1 404 Not Found</D:status></D:propstat></D:response>
+<d:response xmlns:d="DAV:"><d:href>http://h/dav/app/x&amp;y</d:href><d:propstat><d:prop><d:getetag>"1"</d:getetag></d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response>
+</D:multistatus>"#;
+        let e = parse_multistatus(xml).unwrap();
+        assert_eq!(e.len(), 3);
+        assert!(e[0].collection);
+        assert_eq!(e[1].href, "/dav/app/a%20b%26c.txt");
+        assert_eq!(e[1].size, Some(12));
+        assert_eq!(e[1].etag.as_deref(), Some("\"c-5f1\""));
+        assert_eq!(e[1].modified_ms, Some(1_796_119_361_000));
+        assert_eq!(e[2].href, "http://h/dav/app/x&y");
+        let cloud = WebDavCloud::new("http://h/dav", None, "t".into()).unwrap();
+        assert_eq!(cloud.key_of(&e[1].href), Some(Ok("app/a b&c.txt".into())));
+        assert_eq!(cloud.key_of("/dav/"), None);
+        assert_eq!(cloud.key_of("/elsewhere/x"), None);
+        assert_eq!(cloud.key_of("/dav/app/caf%E9"), Some(Err("app/caf\u{fffd}".into())));
+        assert_eq!(cloud.url("app/a b/#1?.txt"), "http://h/dav/app/a%20b/%231%3F.txt");
+    }
+
+    #[test]
+    fn broken_answers_are_errors_not_panics() {
+        for bad in [
+            &b"<a><b></a>"[..],
+            b"</x>",
+            b"<\xff\xfe",
+            b"<D:multistatus><D:response><D:href>&bogus;",
+        ] {
+            let _ = parse_multistatus(bad);
+        }
+    }
+}
