@@ -29,6 +29,8 @@ pub enum Backend {
     WebDav,
     /// s3s-fs on loopback.
     S3,
+    /// rclone's WebDAV server on loopback (a second WebDAV implementation).
+    RcloneDav,
 }
 
 impl Backend {
@@ -42,6 +44,16 @@ impl Backend {
             }
             Backend::WebDav => {
                 let s = servers::webdav(dir);
+                let settings = CloudSettings {
+                    username: Some(servers::DAV_USER.into()),
+                    password: Some(servers::DAV_PASSWORD.into()),
+                    ..CloudSettings::default()
+                };
+                let url = s.url.clone();
+                (Some(s), url, settings)
+            }
+            Backend::RcloneDav => {
+                let s = servers::rclone_webdav(dir);
                 let settings = CloudSettings {
                     username: Some(servers::DAV_USER.into()),
                     password: Some(servers::DAV_PASSWORD.into()),

@@ -192,6 +192,38 @@ pub fn webdav(dir: &Path) -> Server {
     }
 }
 
+/// rclone's own WebDAV server (`rclone serve webdav`) serving `dir/rdav`,
+/// behind basic auth: a second, unrelated WebDAV implementation.
+pub fn rclone_webdav(dir: &Path) -> Server {
+    let data_dir = dir.join("rdav");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let port = free_port();
+    let log = dir.join("rclone-dav.log");
+    let child = Command::new("rclone")
+        .args(["serve", "webdav"])
+        .arg(&data_dir)
+        .args(["--addr", &format!("127.0.0.1:{port}")])
+        .args(["--user", DAV_USER, "--pass", DAV_PASSWORD])
+        .args(["--config", "/dev/null"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("rclone is installed");
+    wait_listening(port, "rclone serve webdav", &log);
+    let endpoint = format!("http://127.0.0.1:{port}");
+    Server {
+        child: Some(child),
+        port,
+        data_dir,
+        url: format!("webdav://127.0.0.1:{port}"),
+        rclone_remote: format!(
+            ":webdav,url='{endpoint}',vendor=other,user={DAV_USER},pass={}:",
+            rclone_obscure(DAV_PASSWORD)
+        ),
+        apache_pid: None,
+    }
+}
+
 /// rclone takes passwords obscured.
 fn rclone_obscure(password: &str) -> String {
     let out = Command::new("rclone")

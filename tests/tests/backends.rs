@@ -195,3 +195,206 @@ async fn rclone_sees_our_files_on_webdav_and_we_download_its() {
 async fn rclone_sees_our_files_on_s3_and_we_download_its() {
     third_party_client(Backend::S3).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rclones_webdav_server_keeps_the_contract() {
+    contract(Backend::RcloneDav).await;
+}
+
+/// Writers racing on one object, as devices on one cloud do: of those
+/// conditional on the same version at most one succeeds, and a success is
+/// what the cloud then holds (a lost update would be a success whose bytes
+/// are gone).
+async fn concurrent_conditional_writes(backend: Backend) {
+    let h = Harness::on(backend).await;
+    let cloud = h.raw.clone();
+    let mut wins = 0;
+    let rounds: u32 = std::env::var("RACE_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(8);
+    for round in 0..rounds {
+        let key = format!("{APP}/race/{round}.txt");
+        let base = cloud
+            .put(&key, bytes_stream(b"base".to_vec()), Precondition::IfAbsent)
+            .await
+            .unwrap();
+        let writers: Vec<_> = (0..6)
+            .map(|i| {
+                let (cloud, key, etag) = (cloud.clone(), key.clone(), base.etag.clone());
+                tokio::spawn(async move {
+                    let data = format!("round {round} writer {i}").into_bytes();
+                    let r = cloud
+                        .put(&key, bytes_stream(data.clone()), Precondition::IfMatch(etag))
+                        .await;
+                    (data, r)
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for w in writers {
+            let (data, r) = w.await.unwrap();
+            match r {
+                Ok(o) => winners.push((data, o)),
+                Err(e) => assert_eq!(e.kind, CloudErrorKind::PreconditionFailed, "{backend:?}: {e}"),
+            }
+        }
+        assert!(winners.len() <= 1, "{backend:?}: {} writers all won", winners.len());
+        let now = read_all(cloud.as_ref(), &key, 0).await;
+        match winners.first() {
+            Some((data, o)) => {
+                wins += 1;
+                assert_eq!(&now, data, "{backend:?}: the winner's bytes are what the cloud holds");
+                assert_eq!(cloud.stat(&key).await.unwrap().etag, o.etag);
+            }
+            None => assert_eq!(now, b"base"),
+        }
+        // Creating the same new name at once: at most one creator.
+        let fresh = format!("{APP}/race/new-{round}.txt");
+        let creators: Vec<_> = (0..6)
+            .map(|i| {
+                let (cloud, key) = (cloud.clone(), fresh.clone());
+                tokio::spawn(async move {
+                    let data = format!("creator {i}").into_bytes();
+                    (
+                        data.clone(),
+                        cloud.put(&key, bytes_stream(data), Precondition::IfAbsent).await,
+                    )
+                })
+            })
+            .collect();
+        let mut made = Vec::new();
+        for c in creators {
+            let (data, r) = c.await.unwrap();
+            if r.is_ok() {
+                made.push(data);
+            }
+        }
+        assert!(made.len() <= 1, "{backend:?}: {} creators all won", made.len());
+        if let Some(data) = made.first() {
+            assert_eq!(&read_all(cloud.as_ref(), &fresh, 0).await, data);
+        }
+    }
+    assert!(wins > 0, "{backend:?}: some round had a winner");
+    // Nothing of the staging is left for other clients to see.
+    let listing = cloud.list(&format!("{APP}/")).await.unwrap();
+    assert!(listing
+        .objects
+        .iter()
+        .all(|o| o.key.starts_with(&format!("{APP}/race/"))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_writers_on_the_folder_cloud_lose_nothing() {
+    concurrent_conditional_writes(Backend::Folder).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_writers_on_webdav_lose_nothing() {
+    concurrent_conditional_writes(Backend::WebDav).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_writers_on_rclones_webdav_lose_nothing() {
+    concurrent_conditional_writes(Backend::RcloneDav).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_writers_on_s3_lose_nothing() {
+    concurrent_conditional_writes(Backend::S3).await;
+}
+
+/// What a killed upload left in the staging area goes: this device's at
+/// once, other devices' once abandoned; a fresh one of another device stays.
+async fn staging_is_swept(backend: Backend) {
+    let h = Harness::on(backend).await;
+    let cloud = h.raw.clone();
+    for (key, data) in [
+        (".cloudsync/staging/me/1-1-0", "mine, killed"),
+        (".cloudsync/staging/other/1-1-0", "theirs, in progress"),
+    ] {
+        cloud
+            .put(key, bytes_stream(data.as_bytes().to_vec()), Precondition::None)
+            .await
+            .unwrap();
+    }
+    let removed = cloud
+        .sweep_staging("me", std::time::Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(removed, 1, "{backend:?}");
+    assert!(cloud.stat(".cloudsync/staging/me/1-1-0").await.is_err());
+    assert!(cloud.stat(".cloudsync/staging/other/1-1-0").await.is_ok());
+    let removed = cloud.sweep_staging("me", std::time::Duration::ZERO).await.unwrap();
+    assert_eq!(removed, 1, "{backend:?}: abandoned by its age");
+    // The engine's folder is nobody's bundle: listings never show it.
+    assert!(cloud
+        .list("")
+        .await
+        .unwrap()
+        .objects
+        .iter()
+        .all(|o| !o.key.starts_with(".cloudsync")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staging_is_swept_on_every_backend_that_stages() {
+    for backend in [Backend::Folder, Backend::WebDav, Backend::RcloneDav] {
+        staging_is_swept(backend).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_in_the_folder_cloud_are_listed_as_skipped_and_never_followed() {
+    let h = Harness::on(Backend::Folder).await;
+    let outside = h.dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("secret"), b"not the cloud's").unwrap();
+    let bundle = h.cloud_dir.join(APP);
+    std::fs::create_dir_all(&bundle).unwrap();
+    std::os::unix::fs::symlink(&outside, bundle.join("docs")).unwrap();
+    std::os::unix::fs::symlink(outside.join("secret"), bundle.join("file-link")).unwrap();
+    std::os::unix::fs::symlink(bundle.join("nowhere"), bundle.join("dangling")).unwrap();
+    std::os::unix::fs::symlink("loop", bundle.join("loop")).unwrap();
+    std::fs::write(bundle.join("plain.txt"), b"plain").unwrap();
+    let cloud = h.raw.as_ref();
+    let listing = cloud.list(&format!("{APP}/")).await.unwrap();
+    let keys: Vec<&str> = listing.objects.iter().map(|o| o.key.as_str()).collect();
+    assert_eq!(keys, [format!("{APP}/plain.txt")]);
+    let skipped: Vec<&str> = listing.skipped.iter().map(|(k, _)| k.as_str()).collect();
+    for name in ["dangling", "docs", "file-link", "loop"] {
+        assert!(skipped.contains(&format!("{APP}/{name}").as_str()), "{skipped:?}");
+    }
+    for key in ["docs/secret", "file-link"] {
+        let key = format!("{APP}/{key}");
+        assert!(cloud.open(&key, 0, None).await.is_err(), "{key} was read");
+        assert!(cloud.stat(&key).await.is_err());
+        assert!(cloud.delete(&key, None).await.is_err());
+    }
+    let planted = cloud
+        .put(
+            &format!("{APP}/docs/planted"),
+            bytes_stream(b"x".to_vec()),
+            Precondition::None,
+        )
+        .await;
+    assert!(planted.is_err());
+    assert!(cloud
+        .put(
+            &format!("{APP}/file-link"),
+            bytes_stream(b"x".to_vec()),
+            Precondition::None
+        )
+        .await
+        .is_err());
+    let names: Vec<_> = std::fs::read_dir(&outside)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["secret"]);
+    assert_eq!(std::fs::read(outside.join("secret")).unwrap(), b"not the cloud's");
+    // Another program's file with the staging prefix is just a file now.
+    std::fs::write(bundle.join(".cloudsync-put-123-4"), b"a user's").unwrap();
+    let listing = cloud.list(&format!("{APP}/")).await.unwrap();
+    assert!(listing.objects.iter().any(|o| o.key.ends_with(".cloudsync-put-123-4")));
+}

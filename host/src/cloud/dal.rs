@@ -5,11 +5,18 @@
 //! [`Cloud`].
 //!
 //! Writes carry their condition to the store (`If-Match`, `If-None-Match:
-//! *`), which AWS S3, MinIO and Garage check atomically. Some stores check it
-//! only before taking the body (s3s-fs), so every write is followed by a
+//! *`), which AWS S3 and MinIO check atomically. Some stores check it only
+//! before taking the body (s3s-fs, some gateways): two writers may then both
+//! pass. Unless the URL says the store's conditions are atomic
+//! (`conditions=atomic`, the default for AWS), cloudsync writers therefore
+//! also take a lock object of the key's own (`.cloudsync/locks/<sha256>`,
+//! created with `If-None-Match: *` and read back after a moment, so that of
+//! racing creators only one believes it holds it), with the body staged
+//! first so the lock is held only while the condition is checked and the
+//! staged object copied into place. Every write is then followed by a
 //! `HEAD`: an object that is no longer the one written was replaced in that
-//! instant, and the write reports `PreconditionFailed` (its bytes are not
-//! in the cloud) rather than success.
+//! instant, and the write reports `PreconditionFailed` (its bytes are not in
+//! the cloud) rather than success.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -19,7 +26,10 @@ use opendal::{EntryMode, ErrorKind, Metadata, Operator};
 use tokio::io::AsyncReadExt;
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
-use super::{ByteStream, Cloud, CloudError, CloudErrorKind, CloudObject, Listing, Precondition, ENGINE_DIR};
+use super::{
+    ByteStream, Cloud, CloudError, CloudErrorKind, CloudObject, Listing, Precondition, StagingNames, ENGINE_DIR,
+    STAGING_DIR,
+};
 
 /// Upload part size: objects larger than this go up as a multipart upload.
 const PART_SIZE: usize = 8 << 20;
@@ -27,12 +37,31 @@ const PART_SIZE: usize = 8 << 20;
 const PART_CONCURRENCY: usize = 4;
 /// Requests in flight at once against one cloud.
 const MAX_REQUESTS: usize = 32;
+/// Where the lock objects of writers live.
+const LOCKS_DIR: &str = ".cloudsync/locks";
+/// A lock object older than this was left by a killed writer.
+const LOCK_STALE: Duration = Duration::from_secs(30);
+/// How long after creating a lock object it is read back: racing creators
+/// that all passed the store's check have all written by then.
+const LOCK_SETTLE: Duration = Duration::from_millis(40);
+/// How long a writer waits for another's lock before giving up (the
+/// engine tries again on its next round or run).
+const LOCK_WAIT: Duration = Duration::from_secs(40);
 
 /// An S3-compatible store reached through an OpenDAL operator.
 pub struct DalCloud {
     op: Operator,
     describe: String,
     etags_are_md5: bool,
+    /// The store's conditions are not trusted to be atomic: writers lock.
+    lock_writes: bool,
+    names: StagingNames,
+}
+
+/// A held lock object: its key and the etag of our write of it.
+struct Held {
+    key: String,
+    etag: Option<String>,
 }
 
 impl DalCloud {
@@ -57,7 +86,140 @@ impl DalCloud {
             op,
             describe: describe.into(),
             etags_are_md5: true,
+            lock_writes: true,
+            names: StagingNames::default(),
         }
+    }
+
+    /// The store checks `If-Match` / `If-None-Match` atomically (AWS S3,
+    /// MinIO): writers need no lock objects.
+    pub fn with_atomic_conditions(mut self) -> Self {
+        self.lock_writes = false;
+        self
+    }
+
+    fn now_ms() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    }
+
+    /// Takes the lock object of `key`, waiting while another writer holds it.
+    async fn lock(&self, key: &str) -> Result<Held, CloudError> {
+        use sha2::Digest;
+        let lock_key = format!("{LOCKS_DIR}/{:x}", sha2::Sha256::digest(key.as_bytes()));
+        let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+        let mut delay = Duration::from_millis(20);
+        // A lock names its writer: `<staging name of this attempt> <ms>`,
+        // the staging name holding this device's id and this process's.
+        let me = format!("{STAGING_DIR}/{}/", self.names.device());
+        let pid = format!("-{}-", std::process::id());
+        loop {
+            // Unique to this attempt: the staging sequence never repeats.
+            let mine = format!("{} {}", self.names.next(), Self::now_ms());
+            let written = self.op.write_with(&lock_key, mine.clone()).if_not_exists(true).await;
+            let ours = match &written {
+                Ok(_) => true,
+                // Refused, or the answer lost and the write retried: the
+                // lock may be this very attempt's.
+                Err(e) => {
+                    let now = self
+                        .op
+                        .read(&lock_key)
+                        .await
+                        .ok()
+                        .map(|b| String::from_utf8_lossy(&b.to_vec()).to_string());
+                    match now {
+                        Some(held) if held == mine => true,
+                        Some(held) => {
+                            let since = held.rsplit(' ').next().and_then(|t| t.parse::<u64>().ok()).unwrap_or(0);
+                            let dead_here = held.starts_with(&me) && !held.contains(&pid);
+                            let stale = Self::now_ms().saturating_sub(since) > LOCK_STALE.as_millis() as u64;
+                            if dead_here || stale {
+                                // Left by a killed process (of this device, or long ago).
+                                let _ = self.op.delete(&lock_key).await;
+                                continue;
+                            }
+                            false
+                        }
+                        None if e.kind() != ErrorKind::ConditionNotMatch => {
+                            return Err(error(key, written.err().unwrap()))
+                        }
+                        None => false,
+                    }
+                }
+            };
+            if ours {
+                // Racing creators that all passed the store's check have all
+                // written by now: the one whose bytes stand holds the lock.
+                tokio::time::sleep(LOCK_SETTLE).await;
+                if let Ok(now) = self.op.read(&lock_key).await {
+                    if now.to_vec() == mine.as_bytes() {
+                        let etag = self
+                            .op
+                            .stat(&lock_key)
+                            .await
+                            .ok()
+                            .and_then(|m| m.etag().map(str::to_string));
+                        return Ok(Held { key: lock_key, etag });
+                    }
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(CloudError::new(
+                    CloudErrorKind::Throttled,
+                    format!("{key}: another writer holds it; try again later"),
+                ));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    async fn unlock(&self, held: Held) {
+        let mut d = self.op.delete_with(&held.key);
+        if let Some(etag) = &held.etag {
+            if self.op.info().capability().delete_with_if_match {
+                d = d.if_match(etag);
+            }
+        }
+        let _ = d.await;
+    }
+
+    /// Streams `data` to `key` (in parts for large objects), conditional
+    /// as the store supports; returns the etag the store gave the write.
+    async fn put_direct(
+        &self,
+        key: &str,
+        data: &mut ByteStream,
+        precondition: &Precondition,
+    ) -> Result<Option<String>, CloudError> {
+        let mut writer = self.op.writer_with(key).chunk(PART_SIZE).concurrent(PART_CONCURRENCY);
+        match precondition {
+            Precondition::IfMatch(etag) => writer = writer.if_match(etag),
+            Precondition::IfAbsent => writer = writer.if_not_exists(true),
+            Precondition::None => {}
+        }
+        let mut writer = writer.await.map_err(|e| error(key, e))?;
+        // Any failure aborts the upload: no partial object is left behind.
+        if let Err(e) = self.write_body(key, &mut writer, data).await {
+            let _ = writer.abort().await;
+            return Err(e);
+        }
+        let written = writer.close().await.map_err(|e| error(key, e))?;
+        Ok(written.etag().map(|e| e.strip_prefix("W/").unwrap_or(e).to_string()))
+    }
+
+    /// The object at `key` must be the one this write made.
+    async fn verify(&self, key: &str, ours: Option<&str>) -> Result<CloudObject, CloudError> {
+        let now = self.stat_file(key).await?;
+        if ours.is_some_and(|e| e != now.etag) {
+            return Err(CloudError::new(
+                CloudErrorKind::PreconditionFailed,
+                format!("{key} was replaced right after it was written"),
+            ));
+        }
+        Ok(now)
     }
 
     /// The store's single-part ETags are not the content's MD5 (AWS with
@@ -170,6 +332,10 @@ impl Cloud for DalCloud {
         self.etags_are_md5
     }
 
+    fn set_device(&self, id: &str) {
+        self.names.set_device(id)
+    }
+
     async fn stat(&self, key: &str) -> Result<CloudObject, CloudError> {
         self.stat_file(key).await
     }
@@ -234,46 +400,75 @@ impl Cloud for DalCloud {
         mut data: ByteStream,
         precondition: Precondition,
     ) -> Result<CloudObject, CloudError> {
-        let mut writer = self.op.writer_with(key).chunk(PART_SIZE).concurrent(PART_CONCURRENCY);
-        match &precondition {
-            Precondition::IfMatch(etag) => writer = writer.if_match(etag),
-            Precondition::IfAbsent => writer = writer.if_not_exists(true),
-            Precondition::None => {}
+        if !self.lock_writes || precondition == Precondition::None {
+            let ours = self.put_direct(key, &mut data, &precondition).await?;
+            return self.verify(key, ours.as_deref()).await;
         }
-        let mut writer = writer.await.map_err(|e| error(key, e))?;
-        // Any failure aborts the upload: no partial object is left behind.
-        if let Err(e) = self.write_body(key, &mut writer, &mut data).await {
-            let _ = writer.abort().await;
-            return Err(e);
+        // Staged first, so that the lock is held only for the check and
+        // the copy (a server-side copy, however large the object).
+        let staged = self.names.next();
+        self.put_direct(&staged, &mut data, &Precondition::None).await?;
+        let placed = async {
+            let held = self.lock(key).await?;
+            let done = async {
+                precondition.check(key, self.stat_file(key).await)?;
+                let copied = self.op.copy(&staged, key).await.map_err(|e| error(key, e))?;
+                self.verify(key, copied.etag()).await
+            }
+            .await;
+            self.unlock(held).await;
+            done
         }
-        let written = writer.close().await.map_err(|e| error(key, e))?;
-        // The object must still be the one written (see the module doc).
-        let now = self.stat_file(key).await?;
-        if let Some(etag) = written.etag() {
-            let ours = etag.strip_prefix("W/").unwrap_or(etag);
-            if now.etag != ours {
-                return Err(CloudError::new(
-                    CloudErrorKind::PreconditionFailed,
-                    format!("{key} was replaced right after it was written"),
-                ));
+        .await;
+        let _ = self.op.delete(&staged).await;
+        placed
+    }
+
+    async fn sweep_staging(&self, device: &str, older_than: Duration) -> Result<usize, CloudError> {
+        let now = Self::now_ms();
+        let listing = match self.op.list_with(&format!("{STAGING_DIR}/")).recursive(true).await {
+            Ok(l) => l,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(error(STAGING_DIR, e)),
+        };
+        let mut removed = 0;
+        for entry in listing {
+            if entry.metadata().mode() != EntryMode::FILE {
+                continue;
+            }
+            let key = entry.path().trim_start_matches('/').to_string();
+            let own = key.starts_with(&format!("{STAGING_DIR}/{device}/"));
+            let modified = self.object(&key, entry.metadata()).modified_ms;
+            let abandoned = modified > 0 && now.saturating_sub(modified) > older_than.as_millis() as u64;
+            if (own || abandoned) && self.op.delete(&key).await.is_ok() {
+                removed += 1;
             }
         }
-        Ok(now)
+        Ok(removed)
     }
 
     async fn delete(&self, key: &str, if_match: Option<&str>) -> Result<(), CloudError> {
-        match if_match {
-            Some(etag) => {
-                // Checked here too, for stores that do not check it themselves.
-                Precondition::IfMatch(etag.to_string()).check(key, self.stat_file(key).await)?;
-                let caps = self.op.info().capability();
-                let mut d = self.op.delete_with(key);
-                if caps.delete_with_if_match {
-                    d = d.if_match(etag);
-                }
-                d.await.map_err(|e| error(key, e))
+        let Some(etag) = if_match else {
+            return self.op.delete(key).await.map_err(|e| error(key, e));
+        };
+        let held = if self.lock_writes {
+            Some(self.lock(key).await?)
+        } else {
+            None
+        };
+        let deleted = async {
+            // Checked here too, for stores that do not check it themselves.
+            Precondition::IfMatch(etag.to_string()).check(key, self.stat_file(key).await)?;
+            let mut d = self.op.delete_with(key);
+            if self.op.info().capability().delete_with_if_match {
+                d = d.if_match(etag);
             }
-            None => self.op.delete(key).await.map_err(|e| error(key, e)),
+            d.await.map_err(|e| error(key, e))
         }
+        .await;
+        if let Some(held) = held {
+            self.unlock(held).await;
+        }
+        deleted
     }
 }

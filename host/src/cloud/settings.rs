@@ -144,11 +144,21 @@ pub fn open(url: &str, settings: &CloudSettings) -> Result<Arc<dyn Cloud>, Setti
                 _ => return Err(open_err("set both an access key id and a secret access key".into())),
             }
             let op = Operator::new(b).map_err(|e| open_err(e.to_string()))?;
-            let cloud = DalCloud::new(op, format!("s3://{location}"));
-            Ok(Arc::new(match param(&params, "etag_md5") {
-                Some("false") => cloud.without_md5_etags(),
-                _ => cloud,
-            }))
+            let mut cloud = DalCloud::new(op, format!("s3://{location}"));
+            if param(&params, "etag_md5") == Some("false") {
+                cloud = cloud.without_md5_etags();
+            }
+            // AWS checks conditions atomically; other stores are trusted to
+            // only when the URL says so.
+            let aws = param(&params, "endpoint").is_none_or(|e| e.contains(".amazonaws.com"));
+            match param(&params, "conditions") {
+                Some("atomic") => cloud = cloud.with_atomic_conditions(),
+                Some("locked") => {}
+                Some(other) => return Err(bad(&format!("conditions={other}: use atomic or locked"))),
+                None if aws => cloud = cloud.with_atomic_conditions(),
+                None => {}
+            }
+            Ok(Arc::new(cloud))
         }
         "webdav" | "webdavs" => {
             let http = if scheme == "webdav" { "http" } else { "https" };
@@ -178,9 +188,11 @@ fn parse_query(query: &str) -> Result<Vec<(String, String)>, String> {
                 .split_once('=')
                 .ok_or_else(|| format!("{pair:?} is not key=value"))?;
             match k {
-                "endpoint" | "region" | "virtual_host" | "etag_md5" => Ok((k.to_string(), v.to_string())),
+                "endpoint" | "region" | "virtual_host" | "etag_md5" | "conditions" => {
+                    Ok((k.to_string(), v.to_string()))
+                }
                 other => Err(format!(
-                    "unknown parameter {other:?} (endpoint, region, virtual_host, etag_md5)"
+                    "unknown parameter {other:?} (endpoint, region, virtual_host, etag_md5, conditions)"
                 )),
             }
         })

@@ -8,12 +8,19 @@
 //!   with a network error instead of a hang.
 //! - Writes stream the body (chunked), so any size goes up with bounded
 //!   memory, to a staging name under `/.cloudsync/staging/<device>/` (where
-//!   no user's name can be), then `MOVE` it into place. The move carries the
-//!   write's condition where the server can check it atomically: `If:
-//!   <target> (["etag"])` (RFC 4918) for "still this version",
-//!   `Overwrite: F` for "must not exist". The etag is also checked right
-//!   before, and the object's etag right after the move must be the staged
-//!   one: a write replaced in that instant reports `PreconditionFailed`.
+//!   no user's name can be), then `MOVE` it into place.
+//! - A conditional write or delete holds a lock for its key while it checks
+//!   the etag and moves: the folder `/.cloudsync/locks/<3 hex digits of the
+//!   key's sha256>/` (one of 4096), made with `MKCOL`, which a server grants
+//!   to one writer only (it is a `mkdir`), with a marker naming the writer
+//!   and the time in it, so that one left by a killed writer can be told
+//!   and cleared. Every cloudsync writer takes the same lock, so for them
+//!   the check and the move are one step. (WebDAV's own `LOCK` is not
+//!   used: Apache grants it to two racers now and then; `If` headers and
+//!   `Overwrite: F` are checked before the move, not atomically with it.)
+//!   Against other programs, the object's etag right after the move must be
+//!   the staged one: a write replaced in that instant reports
+//!   `PreconditionFailed`.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -58,6 +65,13 @@ const TRIES: u32 = 4;
 const READ_GAP: Duration = Duration::from_secs(30);
 /// A request (but for a body's transfer) taking longer than this fails.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Where the sentinels writers lock live.
+const LOCKS_DIR: &str = ".cloudsync/locks";
+/// A lock older than this was left by a killed writer.
+const LOCK_STALE: Duration = Duration::from_secs(30);
+/// How long a writer waits for another's lock before giving up (the
+/// engine tries again on its next round or run).
+const LOCK_WAIT: Duration = Duration::from_secs(40);
 
 /// A WebDAV server's folder playing the cloud.
 pub struct WebDavCloud {
@@ -69,10 +83,20 @@ pub struct WebDavCloud {
     auth: Option<(String, String)>,
     describe: String,
     names: StagingNames,
-    /// Collections known to exist (made or listed).
-    known_dirs: Mutex<HashSet<String>>,
+    /// Collections and lock sentinels known to exist (made or listed).
+    known: Mutex<HashSet<String>>,
     /// Collections are made one at a time.
     mkcol: tokio::sync::Mutex<()>,
+    /// The server cannot make lock folders: writes go without them.
+    no_locks: std::sync::atomic::AtomicBool,
+}
+
+/// A held lock: its folder, the marker naming this writer, and the
+/// WebDAV lock token on the folder (where the server has locking).
+struct Held {
+    url: String,
+    marker: String,
+    token: Option<String>,
 }
 
 /// One `<response>` of a multistatus answer.
@@ -113,8 +137,9 @@ impl WebDavCloud {
             auth,
             describe,
             names: StagingNames::default(),
-            known_dirs: Mutex::new(HashSet::new()),
+            known: Mutex::new(HashSet::new()),
             mkcol: tokio::sync::Mutex::new(()),
+            no_locks: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -151,7 +176,11 @@ impl WebDavCloud {
                 delay *= 4;
             }
             match make().timeout(REQUEST_TIMEOUT).send().await {
-                Ok(r) if r.status().is_server_error() && r.status() != StatusCode::INSUFFICIENT_STORAGE => {
+                // Server trouble and throttling are waited out (with backoff).
+                Ok(r)
+                    if (r.status().is_server_error() && r.status() != StatusCode::INSUFFICIENT_STORAGE)
+                        || r.status() == StatusCode::TOO_MANY_REQUESTS =>
+                {
                     last = Some(status_error(what, r.status()));
                 }
                 Ok(r) => return Ok(r),
@@ -247,7 +276,7 @@ impl WebDavCloud {
                 dir.push('/');
             }
             dir.push_str(part);
-            if self.known_dirs.lock().unwrap().contains(&dir) {
+            if self.known.lock().unwrap().contains(&dir) {
                 continue;
             }
             let url = format!("{}/", self.url(&dir));
@@ -274,9 +303,247 @@ impl WebDavCloud {
                     None => return Err(status_error(&dir, StatusCode::from_u16(s).expect("a status"))),
                 },
             }
-            self.known_dirs.lock().unwrap().insert(dir.clone());
+            self.known.lock().unwrap().insert(dir.clone());
         }
         Ok(())
+    }
+
+    /// Takes `key`'s lock, waiting while another writer holds it: its lock
+    /// folder made with `MKCOL` (granted once where the server's folders
+    /// are `mkdir`s: Apache), an owner marker put in it, then the folder
+    /// locked with an exclusive `LOCK` (granted once where the server's
+    /// lock table is atomic: rclone's). `None` when the server cannot make
+    /// folders there.
+    async fn lock(&self, key: &str) -> Result<Option<Held>, CloudError> {
+        use sha2::Digest;
+        if self.no_locks.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let name = format!("{:x}", sha2::Sha256::digest(key.as_bytes()));
+        let lock = format!("{LOCKS_DIR}/{}", &name[..3]);
+        self.make_parents(&lock).await?;
+        let url = format!("{}/", self.url(&lock));
+        let mkcol = Method::from_bytes(b"MKCOL").expect("a method");
+        let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+        let mut delay = Duration::from_millis(20);
+        let me = format!("{}~{}~", self.names.device(), std::process::id());
+        let wait = |delay: &mut Duration| {
+            let d = *delay;
+            *delay = (*delay * 2).min(Duration::from_millis(500));
+            tokio::time::sleep(d)
+        };
+        loop {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(CloudError::new(
+                    CloudErrorKind::Throttled,
+                    format!("{key}: another writer holds it; try again later"),
+                ));
+            }
+            let made = self.request(mkcol.clone(), &url).timeout(REQUEST_TIMEOUT).send().await;
+            let status = match made {
+                Ok(r) => r.status().as_u16(),
+                // The answer was lost: made by us if nobody claims it soon.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    match self.lock_owners(&lock).await {
+                        Some(owners) if owners.is_empty() => 201,
+                        _ => 405,
+                    }
+                }
+            };
+            match status {
+                201 => {}
+                // Held: by a dead process of this device, by a writer killed
+                // long ago (both cleared), or by a live one (waited for).
+                405 | 403 | 409 | 423 => {
+                    let owners = self.lock_owners(&lock).await.unwrap_or_default();
+                    let stale = owners.iter().any(|(owner, since)| {
+                        (owner.starts_with(&format!("{}~", self.names.device())) && !owner.starts_with(&me))
+                            || Self::now_ms().saturating_sub(*since) > LOCK_STALE.as_millis() as u64
+                    });
+                    if stale {
+                        self.clear_lock(&lock, &url).await;
+                    } else {
+                        wait(&mut delay).await;
+                    }
+                    continue;
+                }
+                501 => {
+                    // No folders can be made there: the etag checks around
+                    // the move stand alone.
+                    self.no_locks.store(true, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(None);
+                }
+                s if s == 429 || s >= 500 => {
+                    wait(&mut delay).await;
+                    continue;
+                }
+                s => return Err(status_error(key, StatusCode::from_u16(s).expect("a status"))),
+            }
+            let owner = format!(
+                "{me}{}~{}",
+                Self::now_ms(),
+                self.names.next().rsplit('-').next().unwrap_or("0")
+            );
+            let marker = format!("{lock}/{owner}");
+            let mu = self.url(&marker);
+            self.send(&marker, || self.request(Method::PUT, &mu).body(Vec::<u8>::new()))
+                .await?;
+            match self.lock_folder(&url, &owner).await {
+                Some(Ok(token)) => return Ok(Some(Held { url, marker: mu, token })),
+                // Another writer was granted the folder too, and holds its
+                // lock: ours goes, and we wait for it.
+                Some(Err(())) => {
+                    let _ = self.request(Method::DELETE, &mu).timeout(REQUEST_TIMEOUT).send().await;
+                    wait(&mut delay).await;
+                }
+                // No WebDAV locking: the folder alone is the lock.
+                None => {
+                    return Ok(Some(Held {
+                        url,
+                        marker: mu,
+                        token: None,
+                    }))
+                }
+            }
+        }
+    }
+
+    /// An exclusive `LOCK` on the lock folder, as `owner`: its token, `Err`
+    /// when another holds it, `None` when the server has no locking.
+    async fn lock_folder(&self, url: &str, owner: &str) -> Option<Result<Option<String>, ()>> {
+        let method = Method::from_bytes(b"LOCK").expect("a method");
+        let body = format!(
+            r#"<?xml version="1.0" encoding="utf-8"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner>{owner}</D:owner></D:lockinfo>"#
+        );
+        for _ in 0..TRIES {
+            let sent = self
+                .request(method.clone(), url)
+                .header("Depth", "0")
+                .header("Timeout", format!("Second-{}", LOCK_STALE.as_secs()))
+                .header("Content-Type", "application/xml; charset=utf-8")
+                .body(body.clone())
+                .timeout(REQUEST_TIMEOUT)
+                .send()
+                .await;
+            match sent {
+                Ok(r) if r.status().is_success() => {
+                    let token = r
+                        .headers()
+                        .get("Lock-Token")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string);
+                    return Some(Ok(token));
+                }
+                Ok(r) if r.status().as_u16() == 423 => {
+                    // Ours all the same if an earlier attempt's answer was lost.
+                    return match self.lock_holders(url).await.into_iter().find(|(o, _)| o == owner) {
+                        Some((_, token)) => Some(Ok(Some(token))),
+                        None => Some(Err(())),
+                    };
+                }
+                Ok(r) if matches!(r.status().as_u16(), 400 | 405 | 412 | 501) => return None,
+                Ok(_) | Err(_) => {
+                    if let Some((_, token)) = self.lock_holders(url).await.into_iter().find(|(o, _)| o == owner) {
+                        return Some(Ok(Some(token)));
+                    }
+                }
+            }
+        }
+        Some(Err(()))
+    }
+
+    /// Who holds WebDAV locks on `url` now, and their tokens.
+    async fn lock_holders(&self, url: &str) -> Vec<(String, String)> {
+        let method = Method::from_bytes(b"PROPFIND").expect("a method");
+        let body = r#"<?xml version="1.0" encoding="utf-8"?><D:propfind xmlns:D="DAV:"><D:prop><D:lockdiscovery/></D:prop></D:propfind>"#;
+        let Ok(r) = self
+            .request(method, url)
+            .header("Depth", "0")
+            .header("Content-Type", "application/xml; charset=utf-8")
+            .body(body)
+            .timeout(REQUEST_TIMEOUT)
+            .send()
+            .await
+        else {
+            return Vec::new();
+        };
+        r.bytes().await.map(|x| parse_lockdiscovery(&x)).unwrap_or_default()
+    }
+
+    /// Clears a lock a killed writer left: its WebDAV lock, then the folder.
+    async fn clear_lock(&self, lock: &str, url: &str) {
+        for (_, token) in self.lock_holders(url).await {
+            self.unlock_token(url, &token).await;
+        }
+        let _ = lock;
+        let _ = self.request(Method::DELETE, url).timeout(REQUEST_TIMEOUT).send().await;
+    }
+
+    async fn unlock_token(&self, url: &str, token: &str) {
+        let method = Method::from_bytes(b"UNLOCK").expect("a method");
+        let _ = self
+            .request(method, url)
+            .header("Lock-Token", token)
+            .timeout(REQUEST_TIMEOUT)
+            .send()
+            .await;
+    }
+
+    fn now_ms() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    }
+
+    /// The markers in a lock folder: (owner, since ms). `None` when the
+    /// folder cannot be listed; a folder without a marker yet counts as
+    /// held since it was made.
+    async fn lock_owners(&self, lock: &str) -> Option<Vec<(String, u64)>> {
+        let entries = self.propfind(lock, "1").await.ok()??;
+        let mut owners = Vec::new();
+        let mut made = None;
+        for e in entries {
+            match self.key_of(&e.href) {
+                Some(Ok(k)) if k == lock => made = e.modified_ms,
+                Some(Ok(k)) => {
+                    let name = k.rsplit('/').next().unwrap_or_default().to_string();
+                    let since = name.split('~').nth(2).and_then(|t| t.parse().ok()).unwrap_or(0);
+                    owners.push((name, since));
+                }
+                _ => {}
+            }
+        }
+        if owners.is_empty() {
+            if let Some(made) = made.filter(|m| Self::now_ms().saturating_sub(*m) > LOCK_STALE.as_millis() as u64) {
+                owners.push((String::new(), made));
+            }
+        }
+        Some(owners)
+    }
+
+    /// Releases a lock: its WebDAV lock, then its folder, marker and all.
+    async fn unlock(&self, held: Option<Held>) {
+        let Some(held) = held else { return };
+        if let Some(token) = &held.token {
+            self.unlock_token(&held.url, token).await;
+        }
+        for _ in 0..2 {
+            // Tried twice: a lock left behind only goes stale.
+            let r = self
+                .request(Method::DELETE, &held.url)
+                .timeout(REQUEST_TIMEOUT)
+                .send()
+                .await;
+            if r.is_ok_and(|r| r.status().is_success() || r.status().as_u16() == 404) {
+                return;
+            }
+        }
+        let _ = self
+            .request(Method::DELETE, &held.marker)
+            .timeout(REQUEST_TIMEOUT)
+            .send()
+            .await;
     }
 
     /// Streams `data` to `key` in one `PUT`; returns the bytes sent.
@@ -294,29 +561,77 @@ impl WebDavCloud {
         }
     }
 
+    /// Under the key's lock: checks the condition and moves the staged
+    /// object into place; then it must be there as staged.
+    async fn check_and_move(
+        &self,
+        key: &str,
+        staged: &str,
+        staged_obj: &CloudObject,
+        precondition: &Precondition,
+    ) -> Result<CloudObject, CloudError> {
+        let current = match self.stat_file(key).await {
+            Ok(o) => Some(o),
+            Err(e) if e.kind == CloudErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        precondition.check(key, current.ok_or_else(|| CloudError::not_found(key)))?;
+        let method = Method::from_bytes(b"MOVE").expect("a method");
+        let overwrite = if matches!(precondition, Precondition::IfAbsent) {
+            "F"
+        } else {
+            "T"
+        };
+        let moved = self
+            .request(method, &self.url(staged))
+            .header("Destination", self.url(key))
+            .header("Overwrite", overwrite)
+            .timeout(REQUEST_TIMEOUT)
+            .send()
+            .await;
+        match moved {
+            Ok(r) if r.status().is_success() => {}
+            Ok(r) if r.status() == StatusCode::PRECONDITION_FAILED => {
+                return Err(CloudError::new(
+                    CloudErrorKind::PreconditionFailed,
+                    format!("{key} changed (the server refused the move: {})", r.status()),
+                ))
+            }
+            // Locked by a writer that is not cloudsync, say.
+            Ok(r) if r.status().as_u16() == 423 => {
+                return Err(CloudError::new(
+                    CloudErrorKind::Throttled,
+                    format!("{key} is locked by another client; try again later"),
+                ))
+            }
+            Ok(r) => return Err(status_error(key, r.status())),
+            // Sent, maybe done: the check below tells.
+            Err(e) if self.stat_file(staged).await.is_ok() => return Err(send_error(key, &e)),
+            Err(_) => {}
+        }
+        // The object must now be the one staged: anything else means it was
+        // replaced in that instant, and our bytes are not there.
+        let now = self.stat_file(key).await?;
+        if now.etag != staged_obj.etag || now.size != staged_obj.size {
+            return Err(CloudError::new(
+                CloudErrorKind::PreconditionFailed,
+                format!("{key} was replaced right after it was written"),
+            ));
+        }
+        Ok(now)
+    }
+
     async fn delete_raw(&self, key: &str, if_match: Option<&str>) -> Result<StatusCode, CloudError> {
         let url = self.url(key);
         let r = self
             .send(key, || {
-                let r = self.request(Method::DELETE, &url);
-                // A tagged list: an untagged one would apply to the parent
-                // collection too (Apache answers 424 then).
-                match if_match {
-                    Some(etag) => r.header("If", format!("<{url}> ([{}])", quoted(etag))),
-                    None => r,
-                }
+                // (The etag is checked under the key's lock: servers differ
+                // in how they read an `If` list without a lock token.)
+                let _ = if_match;
+                self.request(Method::DELETE, &url)
             })
             .await?;
         Ok(r.status())
-    }
-}
-
-/// An etag as the `If` header names it: quoted.
-fn quoted(etag: &str) -> String {
-    if etag.starts_with('"') {
-        etag.to_string()
-    } else {
-        format!("\"{etag}\"")
     }
 }
 
@@ -453,6 +768,47 @@ pub fn parse_multistatus(xml: &[u8]) -> Result<Vec<DavEntry>, String> {
     Ok(out)
 }
 
+/// The active locks a `lockdiscovery` answer names: (owner text, token).
+/// Never panics, whatever it is given.
+pub fn parse_lockdiscovery(xml: &[u8]) -> Vec<(String, String)> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_reader(xml);
+    reader.config_mut().trim_text(true);
+    let mut buf = Vec::new();
+    let mut path: Vec<String> = Vec::new();
+    let (mut owner, mut token) = (String::new(), String::new());
+    let mut out = Vec::new();
+    loop {
+        match reader.read_event_into(&mut buf) {
+            Ok(Event::Start(e)) => {
+                let name = String::from_utf8_lossy(e.local_name().as_ref().as_ref()).to_ascii_lowercase();
+                if name == "activelock" {
+                    owner.clear();
+                    token.clear();
+                }
+                path.push(name);
+            }
+            Ok(Event::Text(t)) => {
+                let text = t.xml10_content();
+                if path.iter().any(|p| p == "owner") {
+                    owner.push_str(text.trim());
+                } else if path.last().is_some_and(|p| p == "href") && path.iter().any(|p| p == "locktoken") {
+                    token.push_str(text.trim());
+                }
+            }
+            Ok(Event::End(_)) => {
+                if path.pop().as_deref() == Some("activelock") && !token.is_empty() {
+                    out.push((owner.clone(), format!("<{token}>")));
+                }
+            }
+            Ok(Event::Eof) | Err(_) => break,
+            _ => {}
+        }
+        buf.clear();
+    }
+    out
+}
+
 #[async_trait]
 impl Cloud for WebDavCloud {
     fn describe(&self) -> String {
@@ -482,7 +838,7 @@ impl Cloud for WebDavCloud {
             let Some(entries) = self.propfind(&dir, "1").await? else {
                 continue; // a folder that is not there holds nothing
             };
-            self.known_dirs.lock().unwrap().insert(dir.clone());
+            self.known.lock().unwrap().insert(dir.clone());
             for e in entries {
                 let key = match self.key_of(&e.href) {
                     None => continue,
@@ -576,50 +932,13 @@ impl Cloud for WebDavCloud {
         let result = async {
             let staged_obj = self.stat_file(&staged).await?;
             self.make_parents(key).await?;
-            // Checked right before, and again by the server in the move.
-            let current = match self.stat_file(key).await {
-                Ok(o) => Some(o),
-                Err(e) if e.kind == CloudErrorKind::NotFound => None,
-                Err(e) => return Err(e),
+            let held = match precondition {
+                Precondition::None => None,
+                _ => self.lock(key).await?,
             };
-            precondition.check(key, current.clone().ok_or_else(|| CloudError::not_found(key)))?;
-            let target = self.url(key);
-            let method = Method::from_bytes(b"MOVE").expect("a method");
-            let mut req = self
-                .request(method, &self.url(&staged))
-                .header("Destination", &target)
-                .timeout(REQUEST_TIMEOUT);
-            req = match &precondition {
-                Precondition::IfAbsent => req.header("Overwrite", "F"),
-                Precondition::IfMatch(etag) => req
-                    .header("Overwrite", "T")
-                    .header("If", format!("<{target}> ([{}])", quoted(etag))),
-                Precondition::None => req.header("Overwrite", "T"),
-            };
-            let moved = req.send().await;
-            match moved {
-                Ok(r) if r.status().is_success() => {}
-                Ok(r) if r.status() == StatusCode::PRECONDITION_FAILED => {
-                    return Err(CloudError::new(
-                        CloudErrorKind::PreconditionFailed,
-                        format!("{key} changed (the server refused the move: {})", r.status()),
-                    ))
-                }
-                Ok(r) => return Err(status_error(key, r.status())),
-                // Sent, maybe done: the check below tells.
-                Err(e) if self.stat_file(&staged).await.is_ok() => return Err(send_error(key, &e)),
-                Err(_) => {}
-            }
-            // The object must now be the one staged: anything else means it
-            // was replaced in that instant, and our bytes are not there.
-            let now = self.stat_file(key).await?;
-            if now.etag != staged_obj.etag || now.size != staged_obj.size {
-                return Err(CloudError::new(
-                    CloudErrorKind::PreconditionFailed,
-                    format!("{key} was replaced right after it was written"),
-                ));
-            }
-            Ok(now)
+            let placed = self.check_and_move(key, &staged, &staged_obj, &precondition).await;
+            self.unlock(held).await;
+            placed
         }
         .await;
         if result.is_err() {
@@ -630,13 +949,22 @@ impl Cloud for WebDavCloud {
 
     async fn delete(&self, key: &str, if_match: Option<&str>) -> Result<(), CloudError> {
         check_key(key)?;
-        if let Some(etag) = if_match {
-            self.stat_file(key).await?.expect_etag(Some(etag))?;
+        let held = match if_match {
+            Some(_) => self.lock(key).await?,
+            None => None,
+        };
+        let deleted = async {
+            if let Some(etag) = if_match {
+                self.stat_file(key).await?.expect_etag(Some(etag))?;
+            }
+            match self.delete_raw(key, if_match).await? {
+                s if s.is_success() => Ok(()),
+                s => Err(status_error(key, s)),
+            }
         }
-        match self.delete_raw(key, if_match).await? {
-            s if s.is_success() => Ok(()),
-            s => Err(status_error(key, s)),
-        }
+        .await;
+        self.unlock(held).await;
+        deleted
     }
 
     async fn sweep_staging(&self, device: &str, older_than: Duration) -> Result<usize, CloudError> {
