@@ -8,7 +8,7 @@ TOOLS := $(HOME)/.cache/cloudsync-tools
 export CLOUDSYNC_TOOLS := $(TOOLS)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all setup servers bench-tools build demo test bench fmt lint clean
+.PHONY: all setup servers bench-tools build demo test campaigns bench fmt lint clean
 
 all: build
 
@@ -55,6 +55,14 @@ demo: build
 # local folder, WebDAV and S3 servers.
 test: setup servers
 	$(CARGO) test -p cloudsync-guest -p cloudsync -p cloudsync-tests
+
+# Longer campaigns than `make test` runs (which has 10,000 simulated worlds,
+# 240 kills, 3 devices x 50 rounds per backend, 12 faulted rounds, 8 rounds
+# of racing writers): 200,000 worlds, five times the rest, 60 racing rounds.
+campaigns: setup servers
+	SYNC_SEEDS=200000 $(CARGO) test -p cloudsync-guest --release random_worlds
+	CAMPAIGN_SCALE=5 $(CARGO) test -p cloudsync --test campaigns -- --test-threads 1
+	RACE_ROUNDS=60 $(CARGO) test -p cloudsync-tests --test backends racing
 
 # What the sync benchmark compares against: rclone (above) and unison.
 bench-tools:

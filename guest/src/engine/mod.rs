@@ -159,3 +159,6 @@ impl<P: Platform> Engine<P> {
         }
     }
 }
+
+#[cfg(test)]
+mod fuzz_tests;

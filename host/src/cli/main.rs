@@ -750,3 +750,28 @@ fn parse_size(s: &str) -> Result<u64, String> {
         .filter(|n| *n > 0)
         .ok_or_else(|| format!("{s:?} is out of range"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(parse_size("500K"), Ok(500 << 10));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert_eq!(parse_size("10 MiB"), Ok(10 << 20));
+        for bad in ["", "0", "-1", "1X", "K", "99999999999999999999T"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_size_text_is_read_or_refused(text in "\\PC{0,24}") {
+            if let Ok(n) = parse_size(&text) {
+                proptest::prop_assert!(n > 0);
+            }
+            let _ = uri_path(&text);
+        }
+    }
+}

@@ -18,7 +18,7 @@ pub use dal::DalCloud;
 pub use faulty::{Faults, FaultyCloud};
 pub use local::LocalFolderCloud;
 pub use ratelimit::RateLimitedCloud;
-pub use settings::{open, CloudSettings, ConfigFile, SettingsError};
+pub use settings::{open, parse_url, CloudSettings, CloudUrl, ConfigFile, SettingsError};
 pub use webdav::{parse_multistatus, DavEntry, WebDavCloud};
 
 /// Why a cloud operation failed; the engine maps these to the seed's errors.

@@ -62,10 +62,15 @@ impl ConfigFile {
             path: path.display().to_string(),
             why: e.to_string(),
         })?;
-        toml::from_str(&text).map_err(|e| SettingsError::File {
+        Self::parse(&text).map_err(|why| SettingsError::File {
             path: path.display().to_string(),
-            why: e.to_string(),
+            why,
         })
+    }
+
+    /// The config file's text, read (unknown keys refused).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
     }
 }
 
@@ -83,16 +88,31 @@ impl CloudSettings {
     }
 }
 
-/// Opens the cloud `url` names, with `settings`' credentials.
-pub fn open(url: &str, settings: &CloudSettings) -> Result<Arc<dyn Cloud>, SettingsError> {
+/// What a cloud URL names, before anything is opened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CloudUrl {
+    /// `dir:///path`: an absolute folder.
+    Dir(std::path::PathBuf),
+    /// `s3://bucket/prefix?params`.
+    S3 {
+        location: String,
+        bucket: String,
+        prefix: String,
+        params: Vec<(String, String)>,
+    },
+    /// `webdav://host[:port]/path` (`https` for `webdavs://`).
+    WebDav { https: bool, host: String, path: String },
+}
+
+/// Reads a cloud URL; touches nothing. Messages never show credentials.
+pub fn parse_url(url: &str) -> Result<CloudUrl, SettingsError> {
     let bad = |why: &str| SettingsError::Url {
-        url: url.to_string(),
+        url: redact(url),
         why: why.to_string(),
     };
-    let open_err = |why: String| SettingsError::Open { url: redact(url), why };
     let (scheme, rest) = url
         .split_once("://")
-        .ok_or_else(|| SettingsError::Scheme(url.to_string()))?;
+        .ok_or_else(|| SettingsError::Scheme(redact(url)))?;
     match scheme {
         "dir" => {
             if rest.is_empty() {
@@ -101,12 +121,16 @@ pub fn open(url: &str, settings: &CloudSettings) -> Result<Arc<dyn Cloud>, Setti
             if !rest.starts_with('/') {
                 // `dir://relative/path` would silently depend on the
                 // working folder: say what to write instead.
+                let shown = redact(url);
+                let shown = shown.strip_prefix("dir://").unwrap_or(&shown);
                 return Err(bad(&format!(
-                    "the folder must be an absolute path: dir:///{rest} or dir://$PWD/{rest}"
+                    "the folder must be an absolute path: dir:///{shown} or dir://$PWD/{shown}"
                 )));
             }
-            let cloud = LocalFolderCloud::new(rest).map_err(|e| open_err(e.to_string()))?;
-            Ok(Arc::new(cloud))
+            if rest.contains('\0') {
+                return Err(bad("the path contains NUL"));
+            }
+            Ok(CloudUrl::Dir(rest.into()))
         }
         "s3" => {
             let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
@@ -115,8 +139,48 @@ pub fn open(url: &str, settings: &CloudSettings) -> Result<Arc<dyn Cloud>, Setti
                 return Err(bad("no bucket"));
             }
             let params = parse_query(query).map_err(|w| bad(&w))?;
+            match param(&params, "conditions") {
+                None | Some("atomic") | Some("locked") => {}
+                Some(other) => return Err(bad(&format!("conditions={other}: use atomic or locked"))),
+            }
+            Ok(CloudUrl::S3 {
+                location: location.to_string(),
+                bucket: bucket.to_string(),
+                prefix: prefix.to_string(),
+                params,
+            })
+        }
+        "webdav" | "webdavs" => {
+            let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+            if host.is_empty() || host.contains('@') {
+                return Err(bad("no host (credentials go in the config file or the environment)"));
+            }
+            Ok(CloudUrl::WebDav {
+                https: scheme == "webdavs",
+                host: host.to_string(),
+                path: path.to_string(),
+            })
+        }
+        _ => Err(SettingsError::Scheme(redact(url))),
+    }
+}
+
+/// Opens the cloud `url` names, with `settings`' credentials.
+pub fn open(url: &str, settings: &CloudSettings) -> Result<Arc<dyn Cloud>, SettingsError> {
+    let open_err = |why: String| SettingsError::Open { url: redact(url), why };
+    match parse_url(url)? {
+        CloudUrl::Dir(folder) => {
+            let cloud = LocalFolderCloud::new(folder).map_err(|e| open_err(e.to_string()))?;
+            Ok(Arc::new(cloud))
+        }
+        CloudUrl::S3 {
+            location,
+            bucket,
+            prefix,
+            params,
+        } => {
             let mut b = S3::default()
-                .bucket(bucket)
+                .bucket(&bucket)
                 .root(&format!("/{}", prefix.trim_matches('/')))
                 .region(
                     param(&params, "region")
@@ -153,29 +217,27 @@ pub fn open(url: &str, settings: &CloudSettings) -> Result<Arc<dyn Cloud>, Setti
             let aws = param(&params, "endpoint").is_none_or(|e| e.contains(".amazonaws.com"));
             match param(&params, "conditions") {
                 Some("atomic") => cloud = cloud.with_atomic_conditions(),
-                Some("locked") => {}
-                Some(other) => return Err(bad(&format!("conditions={other}: use atomic or locked"))),
                 None if aws => cloud = cloud.with_atomic_conditions(),
-                None => {}
+                _ => {}
             }
             Ok(Arc::new(cloud))
         }
-        "webdav" | "webdavs" => {
-            let http = if scheme == "webdav" { "http" } else { "https" };
-            let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-            if host.is_empty() || host.contains('@') {
-                return Err(bad("no host (credentials go in the config file or the environment)"));
-            }
+        CloudUrl::WebDav { https, host, path } => {
             let auth = match (&settings.username, &settings.password) {
                 (Some(u), p) => Some((u.clone(), p.clone().unwrap_or_default())),
                 (None, Some(_)) => return Err(open_err("a WebDAV password needs a user name too".into())),
                 (None, None) => None,
             };
+            let http = if https { "https" } else { "http" };
+            let scheme = if https { "webdavs" } else { "webdav" };
             let base = format!("{http}://{host}/{}", path.trim_matches('/'));
-            let cloud = WebDavCloud::new(&base, auth, format!("{scheme}://{rest}")).map_err(|e| bad(&e))?;
+            let cloud =
+                WebDavCloud::new(&base, auth, format!("{scheme}://{host}/{path}")).map_err(|e| SettingsError::Url {
+                    url: redact(url),
+                    why: e,
+                })?;
             Ok(Arc::new(cloud))
         }
-        _ => Err(SettingsError::Scheme(url.to_string())),
     }
 }
 
@@ -275,5 +337,44 @@ mod tests {
     #[test]
     fn messages_never_show_credentials() {
         assert_eq!(redact("webdav://user:secret@host/dav"), "webdav://…@host/dav");
+        let e = parse_url("webdav://user:secret@host/dav").unwrap_err().to_string();
+        assert!(!e.contains("secret"), "{e}");
+        let e = parse_url("s3://user:secret@b?color=red").unwrap_err().to_string();
+        assert!(!e.contains("secret"), "{e}");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+
+        #[test]
+        fn any_url_config_or_policy_text_is_read_or_refused_never_a_panic(
+            scheme in proptest::prelude::prop_oneof![
+                proptest::prelude::Just("dir://"), proptest::prelude::Just("s3://"),
+                proptest::prelude::Just("webdav://"), proptest::prelude::Just("webdavs://"),
+                proptest::prelude::Just(""),
+            ],
+            rest in "\\PC{0,60}",
+            text in "\\PC{0,200}",
+        ) {
+            let url = format!("{scheme}{rest}");
+            if let Ok(CloudUrl::Dir(p)) = parse_url(&url) {
+                proptest::prop_assert!(p.is_absolute());
+            }
+            if let Err(e) = parse_url(&url) {
+                // Whatever was after `user:` before `@` never shows.
+                if let Some((_, after)) = url.split_once("://") {
+                    if let Some((creds, tail)) = after.split_once('@') {
+                        if let Some((_, secret)) = creds.split_once(':') {
+                            if secret.len() > 3 && !tail.contains(secret) && !"webdav s3 dir no host bucket folder".contains(secret) {
+                                proptest::prop_assert!(!e.to_string().contains(secret), "{e}");
+                            }
+                        }
+                    }
+                }
+            }
+            let _ = ConfigFile::parse(&text);
+            let _ = crate::identity::Policy::parse(&text);
+            let _ = crate::identity::RequestLimit::parse(&rest);
+        }
     }
 }

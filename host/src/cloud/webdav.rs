@@ -1017,6 +1017,37 @@ mod tests {
         assert_eq!(cloud.url("app/a b/#1?.txt"), "http://h/dav/app/a%20b/%231%3F.txt");
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+        /// A server's answers, mangled anyhow: read or refused, never a panic.
+        #[test]
+        fn any_answer_or_href_is_read_or_refused(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+            cut in 0usize..2000,
+            flip in 0usize..2000,
+            href in "\\PC{0,40}",
+        ) {
+            let _ = parse_multistatus(&bytes);
+            let _ = parse_lockdiscovery(&bytes);
+            let mut good = VALID.as_bytes().to_vec();
+            if flip < good.len() {
+                good[flip] ^= 0x5a;
+            }
+            good.truncate(cut.min(good.len()));
+            let _ = parse_multistatus(&good);
+            let _ = parse_lockdiscovery(&good);
+            let cloud = WebDavCloud::new("http://h/dav", None, "t".into()).unwrap();
+            for h in [href.clone(), format!("/dav/{href}"), format!("http://h/dav/{href}")] {
+                if let Some(Ok(key)) = cloud.key_of(&h) {
+                    proptest::prop_assert!(!key.is_empty());
+                }
+            }
+        }
+    }
+
+    const VALID: &str = r#"<?xml version="1.0" encoding="utf-8"?><D:multistatus xmlns:D="DAV:"><D:response><D:href>/dav/a%20b</D:href><D:propstat><D:prop><D:getcontentlength>12</D:getcontentlength><D:getetag>"c-5f1"</D:getetag><D:getlastmodified>Tue, 01 Dec 2026 10:02:41 GMT</D:getlastmodified><D:lockdiscovery><D:activelock><D:owner>me</D:owner><D:locktoken><D:href>opaquelocktoken:x</D:href></D:locktoken></D:activelock></D:lockdiscovery></D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response></D:multistatus>"#;
+
     #[test]
     fn broken_answers_are_errors_not_panics() {
         for bad in [
