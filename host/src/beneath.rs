@@ -68,6 +68,9 @@ impl BeneathError {
 
 pub type Result<T> = std::result::Result<T, BeneathError>;
 
+/// A folder's entries: (name bytes, type).
+pub type Entries = Vec<(Vec<u8>, FileType)>;
+
 /// `path` is relative, `/`-separated, with no empty, `.` or `..` part, no NUL.
 pub fn check(path: &str) -> Result<()> {
     let ok =
@@ -377,7 +380,7 @@ impl Root {
     }
 
     /// The entries of folder `dir` (`""`: this one), as (name bytes, type).
-    pub fn read_dir(&self, dir: &str) -> Result<Option<Vec<(Vec<u8>, FileType)>>> {
+    pub fn read_dir(&self, dir: &str) -> Result<Option<Entries>> {
         let Some(fd) = self.dir(dir)? else {
             return Ok(None);
         };
@@ -386,7 +389,7 @@ impl Root {
 }
 
 /// The entries of an opened folder, as (name bytes, type); `.` and `..` left out.
-pub fn read_dir_fd(fd: &OwnedFd, what: &str) -> Result<Vec<(Vec<u8>, FileType)>> {
+pub fn read_dir_fd(fd: &OwnedFd, what: &str) -> Result<Entries> {
     let mut out = Vec::new();
     let dir = rustix::fs::Dir::read_from(fd).map_err(|e| BeneathError::io(what, e))?;
     for entry in dir {

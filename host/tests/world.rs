@@ -72,9 +72,8 @@ fn wait_exit(child: &mut std::process::Child, within: Duration) -> (i32, String)
     }
 }
 
-#[test]
-fn a_webdav_server_dying_mid_upload_ends_the_sync_promptly_with_its_reason() {
-    let (_dir, mut cloud, device) = world(Kind::WebDav);
+/// A sync of a large new file, returned once its upload is under way.
+fn start_uploading_a_video(cloud: &CloudSide, device: &Device) -> std::process::Child {
     pattern_file(&device.folder().join("video.bin"), 768 << 20);
     let mut child = device
         .command(&["sync"])
@@ -82,7 +81,14 @@ fn a_webdav_server_dying_mid_upload_ends_the_sync_promptly_with_its_reason() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    wait_for_an_upload(&cloud, &mut child);
+    wait_for_an_upload(cloud, &mut child);
+    child
+}
+
+#[test]
+fn a_webdav_server_dying_mid_upload_ends_the_sync_promptly_with_its_reason() {
+    let (_dir, mut cloud, device) = world(Kind::WebDav);
+    let mut child = start_uploading_a_video(&cloud, &device);
     let killed = Instant::now();
     cloud.server.take(); // the server dies
     let (code, out) = wait_exit(&mut child, Duration::from_secs(60));
@@ -101,14 +107,7 @@ fn a_webdav_server_dying_mid_upload_ends_the_sync_promptly_with_its_reason() {
 #[test]
 fn ctrl_c_during_an_upload_stops_promptly_and_leaves_nothing_half_written() {
     let (_dir, cloud, device) = world(Kind::WebDav);
-    pattern_file(&device.folder().join("video.bin"), 768 << 20);
-    let mut child = device
-        .command(&["sync"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for_an_upload(&cloud, &mut child);
+    let mut child = start_uploading_a_video(&cloud, &device);
     assert!(std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

@@ -42,18 +42,12 @@ impl Backend {
                 let folder = dir.join("cloud");
                 (None, format!("dir://{}", folder.display()), CloudSettings::default())
             }
-            Backend::WebDav => {
-                let s = servers::webdav(dir);
-                let settings = CloudSettings {
-                    username: Some(servers::DAV_USER.into()),
-                    password: Some(servers::DAV_PASSWORD.into()),
-                    ..CloudSettings::default()
+            Backend::WebDav | Backend::RcloneDav => {
+                let s = if self == Backend::WebDav {
+                    servers::webdav(dir)
+                } else {
+                    servers::rclone_webdav(dir)
                 };
-                let url = s.url.clone();
-                (Some(s), url, settings)
-            }
-            Backend::RcloneDav => {
-                let s = servers::rclone_webdav(dir);
                 let settings = CloudSettings {
                     username: Some(servers::DAV_USER.into()),
                     password: Some(servers::DAV_PASSWORD.into()),

@@ -575,14 +575,7 @@ impl Fake {
 
     fn is_local_dir(s: &State_, bundle: &str, path: &str) -> bool {
         let key = (bundle.to_string(), path.to_string());
-        if s.dirs.contains(&key) || s.made_dirs.contains(&key) {
-            return true;
-        }
-        let below = format!("{path}/");
-        s.local
-            .range((bundle.to_string(), below.clone())..)
-            .next()
-            .is_some_and(|((b, p), _)| b == bundle && p.starts_with(&below))
+        s.dirs.contains(&key) || s.made_dirs.contains(&key) || Self::has_children(s, bundle, path)
     }
 
     fn advance(&self, id: TransferId) -> Option<TransferStatus> {
@@ -661,6 +654,54 @@ impl Fake {
             uploaded: None,
             sha256: done.then(|| sha(&f_data)),
         })
+    }
+}
+
+/// A small deterministic generator (xorshift), so that a failing seed replays.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// Seeded so that nearby seeds give unrelated streams.
+    pub fn seeded(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+}
+
+impl Fake {
+    /// The app's local files (regular ones), by path in its cloud folder.
+    pub fn app_files(&self) -> BTreeMap<String, Vec<u8>> {
+        let s = self.0.borrow();
+        s.local
+            .iter()
+            .filter(|((b, p), f)| b == APP && p.starts_with("cloud/") && f.kind == FileKind::File && !f.bad_name)
+            .map(|((_, p), f)| (p["cloud/".len()..].to_string(), f.data.clone()))
+            .collect()
+    }
+
+    /// The app's objects in the cloud (no symlinks).
+    pub fn cloud_files(&self) -> BTreeMap<String, Vec<u8>> {
+        let cloud = self.cloud_store();
+        let c = cloud.borrow();
+        c.objects
+            .iter()
+            .filter(|((b, _), o)| b == APP && !o.special)
+            .map(|((_, p), o)| (p.clone(), o.data.clone()))
+            .collect()
     }
 }
 
@@ -762,14 +803,7 @@ impl Platform for Fake {
             return Err(power_cut());
         }
         let mut s = self.0.borrow_mut();
-        let below = format!("{path}/");
-        let busy = s
-            .local
-            .range((bundle.to_string(), below.clone())..)
-            .next()
-            .is_some_and(|((b, p), _)| b == bundle && p.starts_with(&below))
-            || s.made_dirs.iter().any(|(b, p)| b == bundle && p.starts_with(&below));
-        if busy {
+        if Self::has_children(&s, bundle, path) {
             return Err(IoError::new(IoErrorKind::Other, format!("{path}: Directory not empty")));
         }
         let key = (bundle.to_string(), path.to_string());
@@ -779,7 +813,7 @@ impl Platform for Fake {
     }
     fn create_dir_all(&self, bundle: &str, path: &str) -> Result<(), IoError> {
         let mut s = self.0.borrow_mut();
-        if s.local.get(&(bundle.to_string(), path.to_string())).is_some() {
+        if s.local.contains_key(&(bundle.to_string(), path.to_string())) {
             return Err(IoError::new(IoErrorKind::NotAFile, format!("{path} is a file")));
         }
         if let Some(e) = Self::local_in_the_way(&s, bundle, &format!("{path}/x")) {

@@ -752,11 +752,7 @@ pub fn parse_multistatus(xml: &[u8]) -> Result<Vec<DavEntry>, String> {
                         entry.etag = entry.etag.take().or(props.etag.take());
                         entry.modified_ms = entry.modified_ms.or(props.modified_ms);
                     }
-                    "response" => {
-                        if !entry.href.is_empty() {
-                            out.push(std::mem::take(&mut entry));
-                        }
-                    }
+                    "response" if !entry.href.is_empty() => out.push(std::mem::take(&mut entry)),
                     _ => {}
                 }
             }
@@ -797,7 +793,8 @@ pub fn parse_lockdiscovery(xml: &[u8]) -> Vec<(String, String)> {
                 }
             }
             Ok(Event::End(_)) => {
-                if path.pop().as_deref() == Some("activelock") && !token.is_empty() {
+                let closed = path.pop();
+                if closed.as_deref() == Some("activelock") && !token.is_empty() {
                     out.push((owner.clone(), format!("<{token}>")));
                 }
             }

@@ -23,30 +23,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::*;
-use crate::engine::fake::{sha, Fake, Keep, LocalFile, SharedCloud, APP};
+use crate::engine::fake::{sha, Fake, Keep, LocalFile, Rng, SharedCloud, APP};
 use crate::engine::records::{EvictingRecord, FileStateRecord, PartialRecord};
 use crate::engine::{CloudError, CloudErrorKind, Engine, FileKind};
-
-/// A small deterministic generator (xorshift), so a failing seed replays.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
-    }
-}
 
 fn long_name() -> String {
     format!("{}.txt", "l".repeat(250))
@@ -84,12 +63,7 @@ impl Device {
     }
 
     fn files(&self) -> BTreeMap<String, Vec<u8>> {
-        let s = self.e.platform.0.borrow();
-        s.local
-            .iter()
-            .filter(|((b, p), f)| b == APP && p.starts_with("cloud/") && f.kind == FileKind::File && !f.bad_name)
-            .map(|((_, p), f)| (p["cloud/".len()..].to_string(), f.data.clone()))
-            .collect()
+        self.e.platform.app_files()
     }
 
     fn records(&self) -> BTreeMap<String, SyncedRecord> {
@@ -120,7 +94,7 @@ struct World {
 
 impl World {
     fn new(seed: u64) -> Self {
-        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let mut rng = Rng::seeded(seed);
         let n_devices = 1 + rng.below(3) as usize;
         let racy = rng.chance(70);
         let first = Fake::new();
@@ -569,7 +543,7 @@ impl World {
                 }
             }
             let key = (APP.to_string(), "cloud/d".to_string());
-            if s.local.get(&key).is_some() {
+            if s.local.contains_key(&key) {
                 let f = s.local.remove(&key).unwrap();
                 s.local.insert((APP.to_string(), format!("cloud/d-file-{d}")), f);
             }

@@ -67,21 +67,11 @@ fn put_local(e: &Engine<Fake>, path: &str, data: &[u8]) {
 }
 
 fn app_files(e: &Engine<Fake>) -> BTreeMap<String, Vec<u8>> {
-    e.platform
-        .local_paths()
-        .into_iter()
-        .filter_map(|p| Some((p.strip_prefix("cloud/")?.to_string(), e.platform.local(&p).unwrap())))
-        .collect()
+    e.platform.app_files()
 }
 
 fn cloud_files(e: &Engine<Fake>) -> BTreeMap<String, Vec<u8>> {
-    let cloud = e.platform.cloud_store();
-    let c = cloud.borrow();
-    c.objects
-        .iter()
-        .filter(|((b, _), o)| b == APP && !o.special)
-        .map(|((_, p), o)| (p.clone(), o.data.clone()))
-        .collect()
+    e.platform.cloud_files()
 }
 
 #[test]

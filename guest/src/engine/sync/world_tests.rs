@@ -57,24 +57,11 @@ fn local(e: &Engine<Fake>, path: &str) -> Option<Vec<u8>> {
 }
 
 fn app_files(e: &Engine<Fake>) -> BTreeMap<String, Vec<u8>> {
-    e.platform
-        .local_paths()
-        .into_iter()
-        .filter_map(|p| {
-            let rel = p.strip_prefix("cloud/")?.to_string();
-            Some((rel, e.platform.local(&p)?))
-        })
-        .collect()
+    e.platform.app_files()
 }
 
 fn cloud_files(e: &Engine<Fake>) -> BTreeMap<String, Vec<u8>> {
-    let cloud = e.platform.cloud_store();
-    let c = cloud.borrow();
-    c.objects
-        .iter()
-        .filter(|((b, _), o)| b == APP && !o.special)
-        .map(|((_, p), o)| (p.clone(), o.data.clone()))
-        .collect()
+    e.platform.cloud_files()
 }
 
 /// Synced: the given files on both sides, records no longer racily clean.

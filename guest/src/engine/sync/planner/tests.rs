@@ -6,6 +6,7 @@
 //! did not replace may be lost.
 
 use super::*;
+use crate::engine::fake::Rng;
 
 fn stamp(n: u64) -> LocalStamp {
     LocalStamp {
@@ -249,21 +250,6 @@ fn cloud_only_records_do_not_dilute_the_mass_deletion_guard() {
             ..
         })
     ));
-}
-
-/// A small deterministic generator (xorshift), so a failing seed replays.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// Both sides and the synced tree, as plain maps of content.
@@ -535,7 +521,7 @@ impl World {
 }
 
 fn random_run(seed: u64) {
-    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut rng = Rng::seeded(seed);
     let mut w = World {
         remote_hashes: seed.is_multiple_of(2),
         ..World::default()
