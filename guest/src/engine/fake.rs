@@ -16,6 +16,16 @@ use std::rc::Rc;
 use super::records::LocalStamp;
 use super::*;
 
+/// What a folder's stat says in the fake.
+const FOLDER: FileStat = FileStat {
+    kind: FileKind::Folder,
+    size: 0,
+    mtime_ns: 0,
+    ctime_ns: 0,
+    inode: 0,
+    atime_ns: 0,
+};
+
 /// Longest name (one path component) the file systems here take, in bytes.
 pub const NAME_MAX: usize = 255;
 
@@ -755,14 +765,7 @@ impl Platform for Fake {
             return Ok(Some(f.stat()));
         }
         if Self::is_local_dir(&s, bundle, path) {
-            return Ok(Some(FileStat {
-                kind: FileKind::Folder,
-                size: 0,
-                mtime_ns: 0,
-                ctime_ns: 0,
-                inode: 0,
-                atime_ns: 0,
-            }));
+            return Ok(Some(FOLDER));
         }
         match Self::local_in_the_way(&s, bundle, path) {
             Some(e) if e.kind != IoErrorKind::Other => Err(e),
@@ -884,14 +887,7 @@ impl Platform for Fake {
             if b == bundle && d.starts_with(&prefix) && !Self::has_children(&s, bundle, d) {
                 entries.push(TreeEntry {
                     path: d[prefix.len()..].to_string(),
-                    stat: FileStat {
-                        kind: FileKind::Folder,
-                        size: 0,
-                        mtime_ns: 0,
-                        ctime_ns: 0,
-                        inode: 0,
-                        atime_ns: 0,
-                    },
+                    stat: FOLDER,
                     problem: None,
                 });
             }
