@@ -267,7 +267,10 @@ impl Driver {
         }
         // `state` (and its transfers) is dropped here: every transfer stops.
         self.busy = TickResult::Idle;
-        let mut message = format!("the engine component failed and was restarted: {trap:#}");
+        let mut message = format!(
+            "the engine component failed and was restarted: {}",
+            trap_cause(&trap, self.limits.memory_bytes)
+        );
         if !stderr.is_empty() {
             message.push_str(&format!(" ({stderr})"));
         }
@@ -459,6 +462,23 @@ impl Driver {
             }
         }
         obj.listeners
+    }
+}
+
+/// What stopped a guest, for people: its limit, its panic, or the trap's
+/// own words (not the wasm backtrace).
+fn trap_cause(trap: &wasmtime::Error, memory_limit: usize) -> String {
+    let root = trap.root_cause().to_string();
+    if root.contains("growing memory") {
+        format!(
+            "it needed more than its {} MiB of memory ({root}); a folder this large needs more than this \
+             engine holds at once",
+            memory_limit >> 20
+        )
+    } else if let Some(trap) = trap.downcast_ref::<wasmtime::Trap>() {
+        format!("{trap} ({root})")
+    } else {
+        root
     }
 }
 
