@@ -392,14 +392,12 @@ impl Downloads {
         let bundle = &file.bundle;
         let synced_key = records::key(SYNCED, file);
         // Overwrite only what we wrote ourselves and nobody changed since.
-        let ours = records::get::<SyncedRecord>(platform, &synced_key)
-            .ok()
-            .flatten()
-            .filter(|r| !r.cloud_only)
-            .map(|r| Replaceable {
-                stamp: r.local,
-                hash: r.hash,
-            });
+        let previous = records::get::<SyncedRecord>(platform, &synced_key).ok().flatten();
+        let first_ms = previous.as_ref().map_or(platform.now_ms(), |r| r.first_ms);
+        let ours = previous.filter(|r| !r.cloud_only).map(|r| Replaceable {
+            stamp: r.local,
+            hash: r.hash,
+        });
         let target = file.local_path();
         let arrived = Arrived {
             bundle,
@@ -418,6 +416,7 @@ impl Downloads {
             uploaded: false,
             recorded_ms: platform.now_ms(),
             cloud_only: false,
+            first_ms,
         };
         // The file is whole in place even if this write fails; a later start
         // then finds it unknown, hashes it and sees it is equal.

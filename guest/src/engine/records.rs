@@ -29,6 +29,22 @@ pub struct SyncedRecord {
     /// thumbnail); `local` is then meaningless.
     #[serde(default)]
     pub cloud_only: bool,
+    /// When the path was first recorded in sync (epoch ms; 0 for records
+    /// older than this field): the deletion guard counts deletions of the
+    /// files that were in sync when deletions were last confirmed.
+    #[serde(default)]
+    pub first_ms: u64,
+}
+
+/// `run/<bundle>/guard`: the deletion guard's state since deletions were
+/// last confirmed (or since the first sync).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuardRecord {
+    /// When (epoch ms); files first synced up to then are the baseline's.
+    pub since_ms: u64,
+    /// How many files were in sync then; those of them no longer in sync
+    /// are the deletions since.
+    pub baseline: u64,
 }
 
 /// A file's state that cannot be derived from the trees: its last upload

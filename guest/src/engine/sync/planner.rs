@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::engine::records::LocalStamp;
+use crate::engine::records::{GuardRecord, LocalStamp};
 
 /// A local file as scanned.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,6 +46,8 @@ pub struct SyncedFile {
     /// Only the cloud holds the content; the device shows a placeholder
     /// (the gallery's thumbnail). Its absence locally is not a deletion.
     pub cloud_only: bool,
+    /// When the path was first recorded in sync (0: long ago).
+    pub first_ms: u64,
 }
 
 pub type LocalTree = BTreeMap<String, LocalFile>;
@@ -143,10 +145,9 @@ pub struct Options {
     pub confirm: Confirm,
     /// Cloud files are not downloaded but kept as placeholders (the gallery).
     pub placeholders: bool,
-    /// The most files held in sync since deletions were last confirmed:
-    /// the deletion guard measures against it, so that many runs each
-    /// deleting a little cannot erode a folder to nothing.
-    pub peak: usize,
+    /// The deletion guard's count since deletions were last confirmed, so
+    /// that many runs each deleting a little cannot erode a folder.
+    pub guard: GuardRecord,
 }
 
 impl Op {
@@ -181,9 +182,15 @@ pub enum Refusal {
     /// One side looks empty while the synced tree is not: a missing root or
     /// a failed listing is never read as "everything was deleted".
     SideLooksEmpty { side: Side, synced: usize },
-    /// The plan would leave fewer than half of the most files held in sync
-    /// since deletions were last confirmed (`peak`).
-    MassDeletion { deletes: usize, synced: usize, peak: usize },
+    /// The plan would delete more than half of the synced files (`since`:
+    /// none), or bring the files deleted since deletions were last
+    /// confirmed to more than half of the `baseline` then (`since`: how many
+    /// were deleted before this run).
+    MassDeletion {
+        deletes: usize,
+        synced: usize,
+        since: Option<(u64, u64)>,
+    },
 }
 
 /// Files held on the device that a deletion guard counts (cloud-only ones
@@ -252,15 +259,73 @@ pub fn plan_with(
         .filter_map(|p| plan_path(p, local.get(p), remote.get(p), synced.get(p), o.placeholders))
         .collect();
     let deletes = ops.iter().filter(|o| o.is_delete()).count();
-    let peak = o.peak.max(held);
-    if !o.confirm.deletions && deletes > 0 && peak >= 4 && held.saturating_sub(deletes) * 2 < peak {
-        return Err(Refusal::MassDeletion {
-            deletes,
-            synced: held,
-            peak,
-        });
+    if !o.confirm.deletions && deletes > 0 {
+        if held >= 4 && deletes * 2 > held {
+            return Err(Refusal::MassDeletion {
+                deletes,
+                synced: held,
+                since: None,
+            });
+        }
+        // Counted from what is left, not from what runs planned: a deletion
+        // that failed and is planned again counts once.
+        let g = o.guard;
+        let deleted = g.baseline.saturating_sub(in_baseline(&g, synced, blocked));
+        let more = baseline_deletes(&ops, synced, &g) as u64;
+        if g.baseline >= MIN_BASELINE && (deleted + more) * 2 > g.baseline {
+            return Err(Refusal::MassDeletion {
+                deletes,
+                synced: held,
+                since: Some((deleted, g.baseline)),
+            });
+        }
     }
     Ok(ops)
+}
+
+/// Below this many files in sync at the last confirmation, only the
+/// per-run share guards deletions.
+pub const MIN_BASELINE: u64 = 10;
+
+/// The files held now that were in sync when deletions were last confirmed.
+fn in_baseline(g: &GuardRecord, synced: &SyncedTree, blocked: &Blocked) -> u64 {
+    synced
+        .iter()
+        .filter(|(p, s)| !s.cloud_only && !is_blocked(blocked, p) && s.first_ms <= g.since_ms)
+        .count() as u64
+}
+
+/// The guard as this run sees it: its baseline also counts the files first
+/// recorded in the round that set it (a first sync records its files as it
+/// goes, so they are only known the run after).
+pub fn settled(g: GuardRecord, synced: &SyncedTree, blocked: &Blocked) -> GuardRecord {
+    GuardRecord {
+        baseline: g.baseline.max(in_baseline(&g, synced, blocked)),
+        ..g
+    }
+}
+
+/// Files this plan brings into sync that were not (uploads, downloads and
+/// matches of new paths).
+pub fn new_files(ops: &[Op], synced: &SyncedTree) -> u64 {
+    ops.iter()
+        .filter(|op| {
+            matches!(
+                op,
+                Op::Upload { .. } | Op::Download { .. } | Op::RecordSynced { .. } | Op::KeepBoth { .. }
+            )
+        })
+        .filter(|op| !synced.contains_key(op.path()))
+        .count() as u64
+}
+
+/// Deletions in `ops` of files that were in sync when deletions were last
+/// confirmed (files first synced since come and go freely).
+pub fn baseline_deletes(ops: &[Op], synced: &SyncedTree, g: &GuardRecord) -> usize {
+    ops.iter()
+        .filter(|op| op.is_delete())
+        .filter(|op| synced.get(op.path()).is_some_and(|s| s.first_ms <= g.since_ms))
+        .count()
 }
 
 /// Content known equal on both sides: hashes that match.

@@ -14,7 +14,7 @@ use super::Report;
 use crate::engine::download::STAGING_DIR;
 use crate::engine::place::{verify_and_place, Arrived, Failure, Replaceable};
 use crate::engine::records::{
-    self, FileStateRecord, LocalStamp, PartialRecord, SyncedRecord, FILE_STATE, SYNCED, SYNC_PARTIAL,
+    self, FileStateRecord, GuardRecord, LocalStamp, PartialRecord, SyncedRecord, FILE_STATE, SYNCED, SYNC_PARTIAL,
 };
 use crate::engine::uri::{uri_of, LOCAL_CLOUD_DIR};
 use crate::engine::{
@@ -114,6 +114,10 @@ pub struct Run {
     refused: bool,
     /// Paths already reported as skipped or failed this run.
     reported: std::collections::BTreeSet<String>,
+    /// When this round scanned: a path first recorded in it is dated so.
+    round_ms: u64,
+    /// When each synced path was first recorded (kept across its records).
+    first: BTreeMap<String, u64>,
     pull: VecDeque<Op>,
     push: VecDeque<Op>,
     remote: RemoteTree,
@@ -152,6 +156,8 @@ impl Run {
             again_confirm: Confirm::default(),
             refused: false,
             reported: Default::default(),
+            round_ms: 0,
+            first: BTreeMap::new(),
             pull: VecDeque::new(),
             push: VecDeque::new(),
             remote: RemoteTree::new(),
@@ -289,10 +295,11 @@ impl Run {
                 trees.bad_records
             ));
         }
+        let stored = trees.guard.map(|g| planner::settled(g, &trees.synced, &trees.blocked));
         let options = planner::Options {
             confirm: self.confirm,
             placeholders: self.placeholders,
-            peak: trees.peak,
+            guard: stored.unwrap_or_default(),
         };
         let ops = match planner::plan_with(&trees.local, &trees.remote, &trees.synced, &trees.blocked, options) {
             Ok(ops) => ops,
@@ -303,19 +310,41 @@ impl Run {
                 return Tick::More;
             }
         };
-        // The guard's measure: the most files held since deletions were
-        // last confirmed; a confirmed run starts it again from what is left.
-        let held = planner::held(&trees.synced, &trees.blocked);
-        let deletes = ops.iter().filter(|o| o.is_delete()).count();
-        let peak = if self.confirm.deletions && deletes > 0 {
-            held.saturating_sub(deletes)
-        } else {
-            trees.peak.max(held)
+        // The guard's count: deletions of the files in sync when deletions
+        // were last confirmed. A confirmed run (or the first) starts it
+        // again from what it leaves; a folder that this run brings to twice
+        // its baseline, losing none of those files, counts from its new size.
+        // Files first recorded in this round join the baseline next run
+        // ([`planner::settled`]), so an upload that fails is no deletion.
+        self.round_ms = p.now_ms();
+        let held = planner::held(&trees.synced, &trees.blocked) as u64;
+        let deletes = ops.iter().filter(|o| o.is_delete()).count() as u64;
+        let after = held.saturating_sub(deletes);
+        let fresh = GuardRecord {
+            since_ms: self.round_ms,
+            baseline: after,
         };
-        if peak != trees.peak {
+        let guard = match stored {
+            None => fresh,
+            Some(_) if self.confirm.deletions && deletes > 0 => fresh,
+            Some(g)
+                if planner::baseline_deletes(&ops, &trees.synced, &g) == 0
+                    && after + planner::new_files(&ops, &trees.synced) >= 2 * g.baseline.max(planner::MIN_BASELINE) =>
+            {
+                fresh
+            }
+            Some(g) => g,
+        };
+        if Some(guard) != trees.guard {
             self.changes
-                .push((scan::peak_key(&self.bundle), Some(records::encode(&(peak as u64)))));
+                .push((scan::guard_key(&self.bundle), Some(records::encode(&guard))));
         }
+        self.first = trees
+            .synced
+            .iter()
+            .filter(|(_, s)| s.first_ms > 0)
+            .map(|(p, s)| (p.clone(), s.first_ms))
+            .collect();
         self.remote = trees.remote;
         for op in ops {
             match op {
@@ -884,6 +913,7 @@ impl Run {
             uploaded: false,
             recorded_ms: p.now_ms(),
             cloud_only: true,
+            first_ms: self.first_ms(path),
         };
         self.changes.push((
             records::path_key(SYNCED, &self.bundle, path),
@@ -957,6 +987,7 @@ impl Run {
             uploaded,
             recorded_ms: p.now_ms(),
             cloud_only: false,
+            first_ms: self.first_ms(path),
         };
         self.changes.push((
             records::path_key(SYNCED, &self.bundle, path),
@@ -966,6 +997,10 @@ impl Run {
             .push((records::path_key(FILE_STATE, &self.bundle, path), None));
         self.settled.push(path.to_string());
         self.report.done += 1;
+    }
+
+    fn first_ms(&self, path: &str) -> u64 {
+        self.first.get(path).copied().unwrap_or(self.round_ms)
     }
 
     fn forget(&mut self, path: &str) {
@@ -1149,10 +1184,14 @@ fn describe(r: &Refusal) -> String {
              never taken as \"everything was deleted\". Nothing was changed. If you emptied it on purpose, \
              confirm that the device's copies are to be deleted too (--confirm-empty-cloud)."
         ),
-        Refusal::MassDeletion { deletes, synced, peak } if *peak > *synced => format!(
-            "this run would delete {deletes} of {synced} synced files, leaving {} of the {peak} in sync when \
-             deletions were last confirmed (less than half); nothing was deleted. Confirm to go ahead (--yes).",
-            synced.saturating_sub(*deletes)
+        Refusal::MassDeletion {
+            deletes,
+            since: Some((deleted, baseline)),
+            ..
+        } => format!(
+            "since deletions were last confirmed, {deleted} of the {baseline} files then in sync were deleted; \
+             this run would delete {deletes} more, more than half in all; nothing was deleted. Confirm to go \
+             ahead (--yes)."
         ),
         Refusal::MassDeletion { deletes, synced, .. } => format!(
             "this run would delete {deletes} of {synced} synced files (more than half); nothing was deleted. \

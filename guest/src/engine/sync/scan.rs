@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 
 use super::planner::{Blocked, LocalFile, LocalTree, RemoteFile, RemoteTree, SyncedFile, SyncedTree};
-use crate::engine::records::{self, LocalStamp, SyncedRecord, RUN, SYNCED};
+use crate::engine::records::{self, GuardRecord, LocalStamp, SyncedRecord, RUN, SYNCED};
 use crate::engine::uri::{check_relative_path, LOCAL_CLOUD_DIR};
 use crate::engine::{ApiError, CloudError, FileKind, FileStat, IoError, IoErrorKind, Platform};
 
@@ -34,10 +34,9 @@ pub fn racily_clean(record: &SyncedRecord, stat: &FileStat) -> bool {
     record.recorded_ms == 0 || changed_ms(stat) + RACY_MS >= record.recorded_ms
 }
 
-/// `run/<bundle>/peak`: the most files held in sync since deletions were
-/// last confirmed (the deletion guard's measure).
-pub fn peak_key(bundle: &str) -> String {
-    format!("{RUN}/{bundle}/peak")
+/// `run/<bundle>/guard`: the deletion guard's count ([`GuardRecord`]).
+pub fn guard_key(bundle: &str) -> String {
+    format!("{RUN}/{bundle}/guard")
 }
 
 pub struct Trees {
@@ -52,8 +51,8 @@ pub struct Trees {
     /// Records that could not be decoded (taken as absent: their files read
     /// as new, which ends in a conflict copy or a download, never a deletion).
     pub bad_records: usize,
-    /// The deletion guard's peak as stored.
-    pub peak: usize,
+    /// The deletion guard's count as stored (`None`: never kept yet).
+    pub guard: Option<GuardRecord>,
     /// Records to rewrite: racily clean files found unchanged by hashing.
     pub refresh: Vec<(String, Option<Vec<u8>>)>,
 }
@@ -92,9 +91,7 @@ pub fn scan(platform: &impl Platform, bundle: &str) -> Result<Trees, ScanError> 
             _ => bad_records += 1,
         }
     }
-    let peak = records::get::<u64>(platform, &peak_key(bundle))
-        .map_err(ScanError::Meta)?
-        .unwrap_or(0) as usize;
+    let guard = records::get::<GuardRecord>(platform, &guard_key(bundle)).map_err(ScanError::Meta)?;
     let listed = match platform.scan_tree(bundle, LOCAL_CLOUD_DIR).map_err(ScanError::Local)? {
         Some(entries) => entries,
         None if records.is_empty() => {
@@ -237,6 +234,7 @@ pub fn scan(platform: &impl Platform, bundle: &str) -> Result<Trees, ScanError> 
                     local: r.local,
                     hash: r.hash.clone(),
                     cloud_only: r.cloud_only,
+                    first_ms: r.first_ms,
                 },
             )
         })
@@ -249,7 +247,7 @@ pub fn scan(platform: &impl Platform, bundle: &str) -> Result<Trees, ScanError> 
         skipped,
         unreadable,
         bad_records,
-        peak,
+        guard,
         refresh,
     })
 }

@@ -299,6 +299,52 @@ fn deletions_that_erode_a_folder_run_by_run_are_stopped() {
 }
 
 #[test]
+fn renames_that_replace_a_folder_run_by_run_are_stopped() {
+    // What ransomware does: each file replaced by another name and other
+    // bytes. The number of files in sync never drops; the originals go.
+    let names: Vec<String> = (0..20).map(|i| format!("f{i:02}")).collect();
+    let files: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b"x"[..])).collect();
+    let mut e = synced(&files);
+    let rename = |e: &Engine<Fake>, names: &[String]| {
+        for p in names {
+            e.platform.remove_local(&format!("cloud/{p}"));
+            put_local(e, &format!("{p}.locked"), b"scrambled");
+        }
+    };
+    rename(&e, &names[..9]);
+    assert_eq!(sync(&mut e).0, completed(), "9 of 20: under half");
+    e.platform.0.borrow_mut().now_ms += 60_000;
+    rename(&e, &names[9..18]);
+    let (last, r) = sync(&mut e);
+    assert_eq!(last.state, SyncState::Stopped, "{r:?}");
+    assert!(r.refusal.unwrap().contains("9 of the 20"));
+    let cloud = cloud_files(&e);
+    assert!(
+        names[9..].iter().all(|n| cloud.contains_key(n)),
+        "the originals left are kept"
+    );
+}
+
+#[test]
+fn a_folder_that_has_grown_counts_deletions_from_its_new_size() {
+    let names: Vec<String> = (0..20).map(|i| format!("f{i:02}")).collect();
+    let files: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b"x"[..])).collect();
+    let mut e = synced(&files);
+    for i in 0..30 {
+        put_local(&e, &format!("new{i:02}"), b"y");
+    }
+    assert_eq!(sync(&mut e).0, completed());
+    e.platform.0.borrow_mut().now_ms += 60_000;
+    // 11 of the first 20 would be more than half of them, but the folder now
+    // holds 50 and this is its user tidying up.
+    for p in &names[..11] {
+        e.platform.remove_local(&format!("cloud/{p}"));
+    }
+    assert_eq!(sync(&mut e).0, completed());
+    assert_eq!(cloud_files(&e).len(), 39);
+}
+
+#[test]
 fn an_empty_cloud_needs_its_own_confirmation() {
     let mut e = synced(&[("a", b"a"), ("b", b"b"), ("c", b"c"), ("d", b"d"), ("e", b"e")]);
     for p in ["a", "b", "c", "d", "e"] {

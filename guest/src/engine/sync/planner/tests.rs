@@ -39,6 +39,7 @@ fn synced(etag: &str, n: u64, hash: &str) -> SyncedFile {
         local: stamp(n),
         hash: Some(hash.into()),
         cloud_only: false,
+        first_ms: 0,
     }
 }
 
@@ -378,6 +379,7 @@ impl World {
                             local: expect_local,
                             hash: Some(content),
                             cloud_only: false,
+                            first_ms: 0,
                         },
                     );
                 }
@@ -405,6 +407,7 @@ impl World {
                             local: s,
                             hash: Some(content),
                             cloud_only: false,
+                            first_ms: 0,
                         },
                     );
                 }
@@ -468,6 +471,7 @@ impl World {
                             local,
                             hash,
                             cloud_only: false,
+                            first_ms: 0,
                         },
                     );
                 }
