@@ -349,6 +349,28 @@ impl Root {
         Ok(())
     }
 
+    /// Moves `from` out of the way to `to` (which must not exist): durable
+    /// for `from`'s folder only — losing `to`'s entry in a crash leaves
+    /// garbage at worst, never a file back under its name.
+    pub fn rename_aside(&self, from: &str, to: &str) -> Result<()> {
+        let (src_dir, src_name) = self.parent(from, false)?.ok_or_else(|| not_found(from))?;
+        let (dst_dir, dst_name) = self.parent(to, true)?.expect("made");
+        rustix::fs::renameat_with(&src_dir, src_name, &dst_dir, dst_name, RenameFlags::NOREPLACE)
+            .map_err(|e| BeneathError::io(from, e))?;
+        sync_dir(&src_dir, from)
+    }
+
+    /// Removes garbage (a file set aside, an empty folder) without making
+    /// its removal durable: one that comes back is swept again. Whether it
+    /// went (a folder that is not empty stays).
+    pub fn discard(&self, rel: &str, folder: bool) -> bool {
+        let Ok(Some((dir, name))) = self.parent(rel, false) else {
+            return false;
+        };
+        let flags = if folder { AtFlags::REMOVEDIR } else { AtFlags::empty() };
+        rustix::fs::unlinkat(&dir, name, flags).is_ok()
+    }
+
     /// Removes the file (or symlink) `rel`, durably; nothing there is fine.
     pub fn remove_file(&self, rel: &str) -> Result<()> {
         let Some((dir, name)) = self.parent(rel, false)? else {

@@ -106,12 +106,10 @@ impl RequestLimit {
         let (n, unit) = text
             .split_once('/')
             .ok_or_else(|| format!("{text:?} is not a rate like 20/min"))?;
-        let count: u32 = n
-            .trim()
-            .parse()
-            .ok()
-            .filter(|c| *c > 0)
-            .ok_or_else(|| format!("{text:?}: {n:?} is not a count above 0"))?;
+        let count: u32 = match n.trim().parse::<u64>() {
+            Ok(0) | Err(_) => return Err(format!("{text:?}: {n:?} is not a count above 0")),
+            Ok(c) => u32::try_from(c).map_err(|_| format!("{text:?}: at most {} requests per window", u32::MAX))?,
+        };
         let window = match unit.trim() {
             "s" | "sec" => std::time::Duration::from_secs(1),
             "min" | "m" => std::time::Duration::from_secs(60),
@@ -166,7 +164,7 @@ pub enum PolicyError {
 
 impl Policy {
     pub fn load(path: &std::path::Path) -> Result<Self, PolicyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+        let text = crate::textfile::read_settings(path).map_err(|source| PolicyError::Read {
             path: path.display().to_string(),
             source,
         })?;

@@ -30,6 +30,7 @@ mod ondemand;
 mod runtime;
 mod storage;
 mod sync;
+pub mod textfile;
 mod transfers;
 
 pub use api::{

@@ -494,7 +494,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_upload_of_a_file_that_is_not_the_one_planned_sends_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let cloud: Arc<dyn Cloud> = Arc::new(LocalFolderCloud::new(dir.path().join("cloud")).unwrap());
+        let cloud: Arc<dyn Cloud> = Arc::new(LocalFolderCloud::create(dir.path().join("cloud")).unwrap());
         let local = dir.path().join("note.txt");
         std::fs::write(&local, b"version one").unwrap();
         let stamp = |p: &std::path::Path| Stamp::of_file(&std::fs::File::open(p).unwrap()).unwrap();

@@ -213,6 +213,16 @@ fn crash_campaign(kind: Kind, target_kills: usize, base_seed: u64) -> (usize, us
     settle(&device, 8);
     v.check(&format!("{kind:?} settled"), &[&device.files(), &cloud.files()]);
     assert_settled(&format!("{kind:?} crash campaign"), &device, &cloud);
+    // A kill is an unclean shutdown redb repairs; it never reads as damage.
+    let set_aside: Vec<_> = std::fs::read_dir(&device.root)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.contains(".damaged-"))
+        .collect();
+    assert!(
+        set_aside.is_empty(),
+        "{kind:?}: stores set aside as damaged: {set_aside:?}"
+    );
     (kills, runs)
 }
 

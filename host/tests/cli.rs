@@ -15,9 +15,9 @@ struct Setup {
 
 impl Setup {
     fn new() -> Self {
-        Setup {
-            dir: tempfile::tempdir().unwrap(),
-        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("cloud")).unwrap();
+        Setup { dir }
     }
     fn root(&self) -> PathBuf {
         self.dir.path().join("device")

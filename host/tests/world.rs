@@ -259,5 +259,51 @@ fn bad_input_is_a_usage_error_and_reading_creates_nothing() {
     let out = device.run(&["state", "file://com.other.app/data/storage/el2/cloud/x.txt"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(!device.root.join("apps/com.other.app").exists());
+    // A folder cloud that is not there (a drive not mounted) is an error,
+    // never an empty cloud made on the spot.
+    let unmounted = dir.path().join("mnt/usb/cloud");
+    let out = bare(&["--cloud", &format!("dir://{}", unmounted.display()), "status"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+    assert!(!dir.path().join("mnt").exists());
+    // The gallery's area is no app, and --app cannot quietly override the
+    // policy's caller.
+    let out = bare(&["--cloud", &device.url, "--app", "media", "status"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("gallery"));
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, "bundle = \"com.example.notes\"\n").unwrap();
+    let out = bare(&[
+        "--cloud",
+        &device.url,
+        "--policy",
+        policy.to_str().unwrap(),
+        "--app",
+        "com.x",
+        "status",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not the policy's caller"));
     drop(dir);
+}
+
+#[test]
+fn a_config_files_relative_root_is_beside_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("conf");
+    std::fs::create_dir(&conf).unwrap();
+    std::fs::write(conf.join("config.toml"), "root = \"state\"\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cloudsync"))
+        .current_dir(dir.path())
+        .arg("--config")
+        .arg(conf.join("config.toml"))
+        .arg("status")
+        .env_remove("CLOUDSYNC_ROOT")
+        .env_remove("CLOUDSYNC_APP")
+        .env_remove("CLOUDSYNC_CLOUD")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(conf.join("state/cloud").is_dir(), "the default cloud beside the config");
+    assert!(!dir.path().join("state").exists());
 }

@@ -119,7 +119,7 @@ fn main() {
 }
 
 async fn runtime(root: &Path, cache: Option<&Path>) -> Runtime {
-    let cloud = Arc::new(LocalFolderCloud::new(root.join("cloud")).unwrap());
+    let cloud = Arc::new(LocalFolderCloud::create(root.join("cloud")).unwrap());
     Runtime::builder(root.join("device"))
         .cloud(cloud)
         .identity(Identity::app(APP))

@@ -40,6 +40,7 @@ impl Backend {
         let (server, url, settings) = match self {
             Backend::Folder => {
                 let folder = dir.join("cloud");
+                std::fs::create_dir_all(&folder).unwrap();
                 (None, format!("dir://{}", folder.display()), CloudSettings::default())
             }
             Backend::WebDav | Backend::RcloneDav => {

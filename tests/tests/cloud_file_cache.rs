@@ -493,12 +493,15 @@ async fn a_local_edit_is_kept_as_a_conflict_copy_not_overwritten(backend: Backen
     let files = h.local_files();
     assert_eq!(files.len(), 2, "{files:?}");
     assert_eq!(std::fs::read(h.local("notes/todo.txt")).unwrap(), b"cloud version");
+    // Named by the device's name and a few characters of its id.
     let copy = files
         .iter()
-        .find(|f| f.contains("(conflict simulated "))
+        .find(|f| f.contains("(conflict simulated-"))
         .expect("a conflict copy");
+    let tag = &copy["notes/todo (conflict simulated-".len()..][..4];
+    assert!(tag.bytes().all(|b| b.is_ascii_hexdigit()), "{copy}");
     assert!(
-        copy.starts_with("notes/todo (conflict simulated ") && copy.ends_with(").txt"),
+        copy.starts_with("notes/todo (conflict simulated-") && copy.ends_with(").txt"),
         "{copy}"
     );
     assert_eq!(std::fs::read(h.local(copy)).unwrap(), b"my local edit");

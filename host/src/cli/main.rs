@@ -11,7 +11,7 @@
 //! message; with `--json`, every event is one JSON object on stdout.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -136,10 +136,46 @@ impl From<CloudSyncError> for Failure {
     }
 }
 
+/// Whether a loop that stops its work cleanly on Ctrl-C is running.
+static STOPPABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Held while such a loop runs: a Ctrl-C then asks it to stop.
+struct Stoppable;
+
+impl Stoppable {
+    fn claim() -> Self {
+        STOPPABLE.store(true, std::sync::atomic::Ordering::SeqCst);
+        Stoppable
+    }
+}
+
+impl Drop for Stoppable {
+    fn drop(&mut self) {
+        STOPPABLE.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Ctrl-C outside a stoppable loop (opening a cloud that does not answer,
+/// say), or a second one anywhere, ends the process at once: every step is
+/// crash-safe, so nothing is lost, and nobody waits on a dead server.
+fn exit_on_interrupt() {
+    tokio::spawn(async {
+        let mut seen = 0;
+        while tokio::signal::ctrl_c().await.is_ok() {
+            seen += 1;
+            if seen >= 2 || !STOPPABLE.load(std::sync::atomic::Ordering::SeqCst) {
+                eprintln!("cloudsync: interrupted");
+                std::process::exit(130);
+            }
+        }
+    });
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = cli.json;
+    exit_on_interrupt();
     match run(cli).await {
         Ok(code) => code,
         Err(Failure::Api(e)) => {
@@ -160,11 +196,18 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, Failure> {
-    let config = match cli.config.clone().or_else(default_config) {
-        Some(path) => ConfigFile::load(&path).map_err(|e| Failure::Usage(e.to_string()))?,
+    let config_path = cli.config.clone().or_else(default_config);
+    let config = match &config_path {
+        Some(path) => ConfigFile::load(path).map_err(|e| Failure::Usage(e.to_string()))?,
         None => ConfigFile::default(),
     };
-    let root = match cli.root.clone().or(config.root.as_ref().map(PathBuf::from)) {
+    // A relative root in a config file is the file's neighbour, wherever
+    // the command runs from.
+    let config_root = config.root.as_ref().map(|r| match &config_path {
+        Some(file) => file.parent().unwrap_or(Path::new(".")).join(r),
+        None => PathBuf::from(r),
+    });
+    let root = match cli.root.clone().or(config_root) {
         Some(r) => r,
         None => default_root().ok_or_else(|| Failure::Usage("no --root given and no HOME to default to".into()))?,
     };
@@ -178,16 +221,6 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             "--app {app:?} is not a bundle name: letters, digits, '.', '_' and '-', starting with a letter or digit"
         )));
     }
-    let url = cli
-        .cloud
-        .clone()
-        .or(config.cloud.url.clone())
-        .unwrap_or_else(|| format!("dir://{}", root.join("cloud").display()));
-    let mut cloud =
-        cloudsync::cloud::open(&url, &config.cloud.clone().with_env()).map_err(|e| Failure::Usage(e.to_string()))?;
-    if let Some(rate) = cli.bwlimit {
-        cloud = Arc::new(RateLimitedCloud::new(cloud, rate));
-    }
     // Who calls: the policy file's caller, else the device's owner (a
     // system app holding every permission); the flags narrow either.
     let mut policy = match &cli.policy {
@@ -200,9 +233,15 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             request_limits: Default::default(),
         },
     };
-    if cli.app.is_some() {
-        policy.bundle = None;
+    if let (Some(named), Some(b)) = (&cli.app, &policy.bundle) {
+        if named != b {
+            return Err(Failure::Usage(format!(
+                "--app {named:?} is not the policy's caller {b:?}: name one of them"
+            )));
+        }
     }
+    // Checked below like a policy's own: the gallery's area is no app.
+    policy.bundle.get_or_insert_with(|| app.clone());
     if !cli.permissions.is_empty() {
         policy.permissions = cli.permissions.clone();
     }
@@ -210,6 +249,22 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         policy.system_app = false;
     }
     Policy::parse(&policy_toml(&policy)).map_err(Failure::Usage)?;
+    let url = match cli.cloud.clone().or(config.cloud.url.clone()) {
+        Some(url) => url,
+        None => {
+            // The embedded default is made on first use; a folder cloud
+            // named explicitly must exist (a drive not mounted is no cloud).
+            let folder = root.join("cloud");
+            std::fs::create_dir_all(&folder)
+                .map_err(|e| Failure::Usage(format!("cannot create the cloud folder {}: {e}", folder.display())))?;
+            format!("dir://{}", folder.display())
+        }
+    };
+    let mut cloud =
+        cloudsync::cloud::open(&url, &config.cloud.clone().with_env()).map_err(|e| Failure::Usage(e.to_string()))?;
+    if let Some(rate) = cli.bwlimit {
+        cloud = Arc::new(RateLimitedCloud::new(cloud, rate));
+    }
     let builder = Runtime::builder(&root).cloud(cloud).policy(&policy, &app);
     let rt = builder
         .build()
@@ -352,6 +407,7 @@ async fn sync(rt: &Runtime, gallery: bool, confirm: cloudsync::Confirm, json: bo
         bar
     });
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    let _stoppable = Stoppable::claim();
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     let mut stopping = false;
@@ -559,6 +615,7 @@ async fn optimize(
         );
         bar
     });
+    let _stoppable = Stoppable::claim();
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     let mut stopping = false;
@@ -660,6 +717,7 @@ async fn download(rt: &Runtime, target: &str, keep_partial: bool, json: bool) ->
     });
     let mut stopping = false;
     // One signal future for the whole wait: a Ctrl-C is never missed.
+    let _stoppable = Stoppable::claim();
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     let last = loop {

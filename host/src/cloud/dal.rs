@@ -27,8 +27,8 @@ use tokio::io::AsyncReadExt;
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use super::{
-    ByteStream, Cloud, CloudError, CloudErrorKind, CloudObject, Listing, Precondition, StagingNames, ENGINE_DIR,
-    STAGING_DIR,
+    ByteStream, Cloud, CloudError, CloudErrorKind, CloudObject, Listing, Precondition, StagingNames, DEAD_WRITER_GRACE,
+    ENGINE_DIR, LOCKS_DIR, LOCK_STALE, LOCK_SWEEP_AGE, LOCK_WAIT, STAGING_DIR,
 };
 
 /// Upload part size: objects larger than this go up as a multipart upload.
@@ -37,16 +37,9 @@ const PART_SIZE: usize = 8 << 20;
 const PART_CONCURRENCY: usize = 4;
 /// Requests in flight at once against one cloud.
 const MAX_REQUESTS: usize = 32;
-/// Where the lock objects of writers live.
-const LOCKS_DIR: &str = ".cloudsync/locks";
-/// A lock object older than this was left by a killed writer.
-const LOCK_STALE: Duration = Duration::from_secs(30);
 /// How long after creating a lock object it is read back: racing creators
 /// that all passed the store's check have all written by then.
 const LOCK_SETTLE: Duration = Duration::from_millis(40);
-/// How long a writer waits for another's lock before giving up (the
-/// engine tries again on its next round or run).
-const LOCK_WAIT: Duration = Duration::from_secs(40);
 
 /// An S3-compatible store reached through an OpenDAL operator.
 pub struct DalCloud {
@@ -78,8 +71,8 @@ impl DalCloud {
             )
             .layer(
                 TimeoutLayer::new()
-                    .with_timeout(Duration::from_secs(60))
-                    .with_io_timeout(Duration::from_secs(30)),
+                    .with_timeout(Duration::from_secs(30))
+                    .with_io_timeout(Duration::from_secs(20)),
             )
             .layer(ConcurrentLimitLayer::new(MAX_REQUESTS));
         DalCloud {
@@ -133,8 +126,11 @@ impl DalCloud {
                         Some(held) if held == mine => true,
                         Some(held) => {
                             let since = held.rsplit(' ').next().and_then(|t| t.parse::<u64>().ok()).unwrap_or(0);
-                            let dead_here = held.starts_with(&me) && !held.contains(&pid);
-                            let stale = Self::now_ms().saturating_sub(since) > LOCK_STALE.as_millis() as u64;
+                            let age = Self::now_ms().saturating_sub(since);
+                            let dead_here = held.starts_with(&me)
+                                && !held.contains(&pid)
+                                && age > DEAD_WRITER_GRACE.as_millis() as u64;
+                            let stale = age > LOCK_STALE.as_millis() as u64;
                             if dead_here || stale {
                                 // Left by a killed process (of this device, or long ago).
                                 let _ = self.op.delete(&lock_key).await;
@@ -442,6 +438,21 @@ impl Cloud for DalCloud {
             let abandoned = modified > 0 && now.saturating_sub(modified) > older_than.as_millis() as u64;
             if (own || abandoned) && self.op.delete(&key).await.is_ok() {
                 removed += 1;
+            }
+        }
+        // Lock objects killed writers left, by the time each says it was
+        // taken (`<name> <ms>`).
+        if let Ok(locks) = self.op.list(&format!("{LOCKS_DIR}/")).await {
+            for entry in locks.iter().filter(|e| e.metadata().mode() == EntryMode::FILE) {
+                let key = entry.path().trim_start_matches('/');
+                let Ok(held) = self.op.read(key).await else { continue };
+                let since = String::from_utf8_lossy(&held.to_vec())
+                    .rsplit(' ')
+                    .next()
+                    .and_then(|t| t.parse::<u64>().ok());
+                if since.is_some_and(|t| now.saturating_sub(t) > LOCK_SWEEP_AGE.as_millis() as u64) {
+                    let _ = self.op.delete(key).await;
+                }
             }
         }
         Ok(removed)

@@ -36,12 +36,31 @@ pub struct LocalFolderCloud {
 }
 
 impl LocalFolderCloud {
-    /// Uses `root` (created if missing) as the cloud.
+    /// Uses the folder `root` as the cloud. A missing one is an error, never
+    /// made: a drive that is not mounted must not read as an empty cloud
+    /// (or fill the mount point).
     pub fn new(root: impl Into<PathBuf>) -> std::io::Result<Self> {
+        let root = root.into();
+        Root::open_existing(&root)?.ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!(
+                    "the cloud folder {} does not exist (a drive not mounted?); create it to use it",
+                    root.display()
+                ),
+            )
+        })?;
         Ok(LocalFolderCloud {
-            root: Root::open(&root.into())?,
+            root: Root::open(&root)?,
             names: StagingNames::default(),
         })
+    }
+
+    /// Uses `root` as the cloud, made first if missing (the embedded default).
+    pub fn create(root: impl Into<PathBuf>) -> std::io::Result<Self> {
+        let root = root.into();
+        std::fs::create_dir_all(&root)?;
+        Self::new(root)
     }
 
     pub fn root(&self) -> &Path {
@@ -149,10 +168,11 @@ impl LocalFolderCloud {
         };
         let regular = |st: &Stat| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile;
         if current.as_ref().is_some_and(|st| !regular(st)) {
-            // A symlink or folder at the name is never replaced.
+            // A symlink or folder at the name is never replaced, and that is
+            // no race to retry but a failure to show.
             return Err(CloudError::new(
-                CloudErrorKind::PreconditionFailed,
-                format!("{key}: something other than a file is there"),
+                CloudErrorKind::Other,
+                format!("{key}: a folder or link is where the file must be; it was left alone"),
             ));
         }
         match precondition {
@@ -225,7 +245,7 @@ impl LocalFolderCloud {
     fn prune(&self, key: &str) {
         let mut dir = key;
         while let Some((parent, _)) = dir.rsplit_once('/') {
-            if !parent.contains('/') || self.root.remove_dir(parent).is_err() {
+            if !parent.contains('/') || !self.root.discard(parent, true) {
                 break;
             }
             dir = parent;
@@ -407,7 +427,7 @@ impl Cloud for LocalFolderCloud {
         }
         // Set aside first, and removed only if it is the version checked.
         let aside = self.names.next();
-        self.root.rename(key, &aside).map_err(|e| path_error(key, e))?;
+        self.root.rename_aside(key, &aside).map_err(|e| path_error(key, e))?;
         let moved = self.root.lstat(&aside).map_err(|e| path_error(key, e))?;
         let same = moved.is_some_and(|st| {
             st.st_ino == checked.st_ino
@@ -425,7 +445,7 @@ impl Cloud for LocalFolderCloud {
                 format!("{key} changed while it was being deleted"),
             ));
         }
-        self.root.remove_file(&aside).map_err(|e| path_error(key, e))?;
+        self.root.discard(&aside, false);
         drop(lock);
         self.prune(key);
         Ok(())

@@ -58,7 +58,7 @@ pub struct ConfigFile {
 
 impl ConfigFile {
     pub fn load(path: &Path) -> Result<Self, SettingsError> {
-        let text = std::fs::read_to_string(path).map_err(|e| SettingsError::File {
+        let text = crate::textfile::read_settings(path).map_err(|e| SettingsError::File {
             path: path.display().to_string(),
             why: e.to_string(),
         })?;
@@ -361,9 +361,10 @@ mod tests {
                 proptest::prop_assert!(p.is_absolute());
             }
             if let Err(e) = parse_url(&url) {
-                // Whatever was after `user:` before `@` never shows.
+                // Whatever was after `user:` before `@` never shows (user
+                // info, as URLs have it: before any `/`, `?` or `#`).
                 if let Some((_, after)) = url.split_once("://") {
-                    if let Some((creds, tail)) = after.split_once('@') {
+                    if let Some((creds, tail)) = after.split_once('@').filter(|(c, _)| !c.contains(['/', '?', '#'])) {
                         if let Some((_, secret)) = creds.split_once(':') {
                             if secret.len() > 3 && !tail.contains(secret) && !"webdav s3 dir no host bucket folder".contains(secret) {
                                 proptest::prop_assert!(!e.to_string().contains(secret), "{e}");

@@ -34,7 +34,7 @@ use tokio_util::io::{ReaderStream, StreamReader};
 
 use super::{
     check_key, ByteStream, Cloud, CloudError, CloudErrorKind, CloudObject, Listing, Precondition, StagingNames,
-    ENGINE_DIR, STAGING_DIR,
+    DEAD_WRITER_GRACE, ENGINE_DIR, LOCKS_DIR, LOCK_STALE, LOCK_SWEEP_AGE, LOCK_WAIT, STAGING_DIR,
 };
 
 /// Characters escaped in a path segment.
@@ -62,16 +62,12 @@ const PROPFIND_BODY: &str = r#"<?xml version="1.0" encoding="utf-8"?><D:propfind
 /// creation) before a network failure is reported.
 const TRIES: u32 = 4;
 /// A read waiting longer than this for the next bytes fails.
-const READ_GAP: Duration = Duration::from_secs(30);
+const READ_GAP: Duration = Duration::from_secs(20);
+/// Tries of a request whose answer timed out: a server that accepts and
+/// then says nothing is not waited on four times over.
+const TIMED_OUT_TRIES: u32 = 2;
 /// A request (but for a body's transfer) taking longer than this fails.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
-/// Where the sentinels writers lock live.
-const LOCKS_DIR: &str = ".cloudsync/locks";
-/// A lock older than this was left by a killed writer.
-const LOCK_STALE: Duration = Duration::from_secs(30);
-/// How long a writer waits for another's lock before giving up (the
-/// engine tries again on its next round or run).
-const LOCK_WAIT: Duration = Duration::from_secs(40);
 
 /// A WebDAV server's folder playing the cloud.
 pub struct WebDavCloud {
@@ -170,12 +166,20 @@ impl WebDavCloud {
     ) -> Result<reqwest::Response, CloudError> {
         let mut delay = Duration::from_millis(100);
         let mut last = None;
+        let mut timeouts = 0;
         for attempt in 0..TRIES {
             if attempt > 0 {
                 tokio::time::sleep(delay).await;
                 delay *= 4;
             }
             match make().timeout(REQUEST_TIMEOUT).send().await {
+                Err(e) if e.is_timeout() => {
+                    last = Some(send_error(what, &e));
+                    timeouts += 1;
+                    if timeouts >= TIMED_OUT_TRIES {
+                        break;
+                    }
+                }
                 // Server trouble and throttling are waited out (with backoff).
                 Ok(r)
                     if (r.status().is_server_error() && r.status() != StatusCode::INSUFFICIENT_STORAGE)
@@ -358,8 +362,11 @@ impl WebDavCloud {
                 405 | 403 | 409 | 423 => {
                     let owners = self.lock_owners(&lock).await.unwrap_or_default();
                     let stale = owners.iter().any(|(owner, since)| {
-                        (owner.starts_with(&format!("{}~", self.names.device())) && !owner.starts_with(&me))
-                            || Self::now_ms().saturating_sub(*since) > LOCK_STALE.as_millis() as u64
+                        let age = Self::now_ms().saturating_sub(*since);
+                        let dead_here = owner.starts_with(&format!("{}~", self.names.device()))
+                            && !owner.starts_with(&me)
+                            && age > DEAD_WRITER_GRACE.as_millis() as u64;
+                        dead_here || age > LOCK_STALE.as_millis() as u64
                     });
                     if stale {
                         self.clear_lock(&lock, &url).await;
@@ -570,10 +577,19 @@ impl WebDavCloud {
         staged_obj: &CloudObject,
         precondition: &Precondition,
     ) -> Result<CloudObject, CloudError> {
-        let current = match self.stat_file(key).await {
-            Ok(o) => Some(o),
-            Err(e) if e.kind == CloudErrorKind::NotFound => None,
-            Err(e) => return Err(e),
+        // A collection at the name is never moved over (`Overwrite: T`
+        // would delete it), and is a failure to show, not a race to retry.
+        let current = match self.propfind(key, "0").await? {
+            None => None,
+            Some(entries) => match entries.first() {
+                Some(e) if !e.collection => Some(self.object(key, e)),
+                _ => {
+                    return Err(CloudError::new(
+                        CloudErrorKind::Other,
+                        format!("{key}: a folder is where the file must be; it was left alone"),
+                    ))
+                }
+            },
         };
         precondition.check(key, current.ok_or_else(|| CloudError::not_found(key)))?;
         let method = Method::from_bytes(b"MOVE").expect("a method");
@@ -975,6 +991,20 @@ impl Cloud for WebDavCloud {
             let abandoned = o.modified_ms > 0 && now.saturating_sub(o.modified_ms) > older_than.as_millis() as u64;
             if (own || abandoned) && self.delete_raw(&o.key, None).await.is_ok_and(|s| s.is_success()) {
                 removed += 1;
+            }
+        }
+        // Lock folders killed writers left, by their markers' age.
+        if let Ok(Some(folders)) = self.propfind(LOCKS_DIR, "1").await {
+            for f in folders.iter().filter(|f| f.collection) {
+                let Some(Ok(lock)) = self.key_of(&f.href) else { continue };
+                if lock == LOCKS_DIR {
+                    continue;
+                }
+                let owners = self.lock_owners(&lock).await.unwrap_or_default();
+                let old = |since: &u64| now.saturating_sub(*since) > LOCK_SWEEP_AGE.as_millis() as u64;
+                if !owners.is_empty() && owners.iter().all(|(_, since)| old(since)) {
+                    self.clear_lock(&lock, &format!("{}/", self.url(&lock))).await;
+                }
             }
         }
         Ok(removed)

@@ -213,7 +213,7 @@ impl RuntimeBuilder {
             Some(c) => c,
             None => {
                 let dir = self.root.join("cloud");
-                Arc::new(LocalFolderCloud::new(&dir).map_err(|source| BuildError::Folder { path: dir, source })?)
+                Arc::new(LocalFolderCloud::create(&dir).map_err(|source| BuildError::Folder { path: dir, source })?)
             }
         };
         // Staging objects carry this device's id: what a killed upload of
@@ -277,6 +277,7 @@ impl RuntimeBuilder {
             meta,
             cloud,
             device: self.device,
+            device_tag: device_id[device_id.len().saturating_sub(4)..].to_string(),
             switched_off: Arc::new(self.switched_off),
             request_limits: Arc::new(crate::identity::RequestLimits::new(self.request_limits)),
             handle,

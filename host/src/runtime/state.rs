@@ -59,6 +59,9 @@ pub struct Backends {
     pub meta: Arc<MetaStore>,
     pub cloud: Arc<dyn Cloud>,
     pub device: Arc<dyn DeviceStatus>,
+    /// A few characters of this root's device id: conflict copies name the
+    /// device by its name and these, since two devices may share a name.
+    pub device_tag: String,
     /// Apps whose cloud switch is off: they may not sync (22400001).
     pub switched_off: Arc<std::collections::BTreeSet<String>>,
     /// Per-app download rates the policy sets.
@@ -247,7 +250,7 @@ impl device::Host for HostState {
         self.b.device.now_ms()
     }
     fn device_name(&mut self) -> String {
-        self.b.device.name()
+        format!("{}-{}", self.b.device.name(), self.b.device_tag)
     }
 }
 

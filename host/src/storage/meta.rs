@@ -138,6 +138,10 @@ enum Damage {
 /// opened, fails its integrity check or cannot be read (redb may panic on
 /// some damage) is broken.
 fn try_open(path: &Path) -> Result<MetaStore, Damage> {
+    // A panic here is a finding, reported as damage: its default message
+    // and backtrace on stderr would only alarm.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
     let opened = std::panic::catch_unwind(|| -> Result<MetaStore, Damage> {
         let mut db = Database::create(path).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => {
@@ -145,10 +149,11 @@ fn try_open(path: &Path) -> Result<MetaStore, Damage> {
             }
             other => Damage::Broken(other.to_string()),
         })?;
-        match db.check_integrity() {
-            Ok(true) => {}
-            Ok(false) => return Err(Damage::Broken("it failed its integrity check".into())),
-            Err(e) => return Err(Damage::Broken(e.to_string())),
+        // `Ok(false)`: redb found an unclean shutdown (a kill, a power cut)
+        // and repaired it, which is what it is for; only what it cannot
+        // repair is damage.
+        if let Err(e) = db.check_integrity() {
+            return Err(Damage::Broken(e.to_string()));
         }
         let txn = db.begin_write().map_err(|e| Damage::Broken(e.to_string()))?;
         txn.open_table(TABLE).map_err(|e| Damage::Broken(e.to_string()))?;
@@ -157,6 +162,7 @@ fn try_open(path: &Path) -> Result<MetaStore, Damage> {
         store.scan("").map_err(|e| Damage::Broken(e.to_string()))?;
         Ok(store)
     });
+    std::panic::set_hook(hook);
     match opened {
         Ok(r) => r,
         Err(panic) => {

@@ -112,8 +112,10 @@ pub struct Run {
     pub again_confirm: Confirm,
     /// A guard refused the plan: the run ends STOPPED, having changed nothing.
     refused: bool,
-    /// Paths already reported as skipped or failed this run.
+    /// Paths already reported as skipped this run.
     reported: std::collections::BTreeSet<String>,
+    /// Paths already reported as failed this run.
+    failed_paths: std::collections::BTreeSet<String>,
     /// When this round scanned: a path first recorded in it is dated so.
     round_ms: u64,
     /// When each synced path was first recorded (kept across its records).
@@ -156,6 +158,7 @@ impl Run {
             again_confirm: Confirm::default(),
             refused: false,
             reported: Default::default(),
+            failed_paths: Default::default(),
             round_ms: 0,
             first: BTreeMap::new(),
             pull: VecDeque::new(),
@@ -284,9 +287,7 @@ impl Run {
             }
         }
         for (path, why) in trees.unreadable {
-            if self.reported.insert(path.clone()) {
-                self.note_failure(p, &path, &why, true);
-            }
+            self.note_failure(p, &path, &why, true);
         }
         if trees.bad_records > 0 && self.round == 1 {
             self.report.notes.push(format!(
@@ -814,12 +815,16 @@ impl Run {
         self.report.done += 1;
     }
 
-    /// A failure of one file, for the report and for people.
+    /// A failure of one file, for the report and for people: once per run,
+    /// however many rounds meet it.
     fn note_failure(&mut self, p: &impl Platform, path: &str, reason: &str, upload: bool) {
         if upload {
             self.push_failed = true;
         } else {
             self.pull_failed = true;
+        }
+        if !self.failed_paths.insert(path.to_string()) {
+            return;
         }
         self.report.failed += 1;
         self.report.last_error = Some(format!("{path}: {reason}"));

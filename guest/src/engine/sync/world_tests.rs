@@ -177,6 +177,12 @@ fn a_file_where_the_other_side_has_a_folder_fails_alone() {
     assert_eq!(local(&e, "also-fine.txt").unwrap(), b"comes down");
     assert_eq!(local(&e, "report").unwrap(), b"a file here", "kept");
     assert!(r.failures.iter().any(|(p, _)| p == "report/page1"), "{r:?}");
+    let once: std::collections::BTreeSet<_> = r.failures.iter().map(|(p, _)| p).collect();
+    assert_eq!(
+        (once.len(), r.failed as usize),
+        (r.failures.len(), r.failures.len()),
+        "each once: {r:?}"
+    );
 }
 
 #[test]
