@@ -343,6 +343,14 @@ impl Platform for WitPlatform {
         storage::create_dir_all(bundle, path).map_err(io_error)
     }
 
+    fn rename_lazily(&self, bundle: &str, from: &str, to: &str) -> Result<(), e::IoError> {
+        storage::rename_lazily(bundle, from, to).map_err(io_error)
+    }
+
+    fn flush(&self, bundle: &str) -> Result<(), e::IoError> {
+        storage::flush(bundle).map_err(io_error)
+    }
+
     fn remove_dir(&self, bundle: &str, path: &str) -> Result<(), e::IoError> {
         storage::remove_dir(bundle, path).map_err(io_error)
     }
@@ -353,6 +361,10 @@ impl Platform for WitPlatform {
 
     fn hash_file(&self, bundle: &str, path: &str) -> Result<String, e::IoError> {
         storage::hash_file(bundle, path, "sha256").map_err(io_error)
+    }
+
+    fn fine_stamps(&self, bundle: &str) -> bool {
+        storage::fine_stamps(bundle)
     }
 
     fn scan_tree(&self, bundle: &str, dir: &str) -> Result<Option<Vec<e::TreeEntry>>, e::IoError> {
@@ -447,6 +459,7 @@ impl Platform for WitPlatform {
             offset: r.offset,
             if_match: r.if_match,
             counted: r.counted,
+            durable: r.durable,
         })
         .map_err(cloud_error)
     }

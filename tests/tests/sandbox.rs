@@ -101,7 +101,7 @@ async fn no_import_reaches_outside_the_area_through_a_symlink() {
     assert_eq!(
         err.message,
         "read-through=refused read-link=refused stat-through=refused mkdir-through=refused \
-         remove-through=refused rename-through=refused rename-into=refused scan-through=refused \
+         remove-through=refused rename-through=refused rename-into=refused lazy-into=refused scan-through=refused \
          write-through=refused upload-link=refused"
     );
     let names: Vec<_> = std::fs::read_dir(&outside)

@@ -232,6 +232,7 @@ impl Downloads {
             offset,
             if_match: Some(object.etag.clone()),
             counted: true,
+            durable: true,
         };
         match platform.start_download(request) {
             Ok(transfer) => {
@@ -406,6 +407,7 @@ impl Downloads {
             size: a.size,
             content_hash: a.content_hash.as_deref(),
             moved_hash: a.moved_hash.as_deref(),
+            lazily: false,
         };
         let placed = verify_and_place(platform, &arrived, ours.as_ref())?;
         let record = SyncedRecord {
@@ -465,6 +467,7 @@ impl Downloads {
             offset: 0,
             if_match: Some(object.etag),
             counted: false,
+            durable: true,
         };
         match platform.start_download(request) {
             Ok(id) => a.transfer = id,

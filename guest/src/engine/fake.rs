@@ -179,6 +179,23 @@ pub struct State_ {
     pub device: DeviceStatus,
     pub now_ms: u64,
     pub clock_ns: u64,
+    /// Multigrain stamps: a write after a stat always moves ctime, so a
+    /// same-tick edit is only possible on a file nobody stat'ed since its
+    /// last change (`queried`).
+    pub fine_stamps: bool,
+    /// A write that lands right after the next rename onto this path, in
+    /// the same clock tick (ctime stays the rename's, mtime takes it).
+    pub after_rename: Option<(String, Vec<u8>)>,
+    /// Lazy renames since the last flush (bundle, from, to, what `to`
+    /// held, the moved file's ctime): a power cut undoes those still as made.
+    pub unflushed_renames: Vec<(String, String, String, Option<LocalFile>, u64)>,
+    /// Files (inodes) non-durable downloads wrote since the last flush: a
+    /// power cut leaves them torn (empty), under whichever name they have.
+    pub unflushed_data: BTreeSet<u64>,
+    /// How many flushes were asked for.
+    pub flushes: u64,
+    /// The ctime each local file had when it was last stat'ed.
+    pub queried: BTreeMap<(String, String), u64>,
     pub local: BTreeMap<(String, String), LocalFile>,
     /// Folders put in the way on purpose.
     pub dirs: BTreeSet<(String, String)>,
@@ -257,6 +274,12 @@ impl Fake {
             },
             now_ms: 1_700_000_000_000,
             clock_ns: 1,
+            fine_stamps: false,
+            after_rename: None,
+            unflushed_renames: Vec::new(),
+            unflushed_data: BTreeSet::new(),
+            flushes: 0,
+            queried: BTreeMap::new(),
             local: BTreeMap::new(),
             dirs: BTreeSet::new(),
             escaping: BTreeSet::new(),
@@ -277,7 +300,26 @@ impl Fake {
     /// The same device after a restart: its files, metadata and cloud, and
     /// nothing of the instance that ran before (transfers, events).
     pub fn restarted(self) -> Self {
-        let old = self.0.into_inner();
+        let mut old = self.0.into_inner();
+        // What was not flushed may be gone: some lazy renames are undone
+        // (of files nobody touched since; a user's own write and fsync
+        // would have made them durable), others stand; non-durable bytes
+        // are torn whatever their name.
+        for (bundle, from, to, displaced, ctime) in std::mem::take(&mut old.unflushed_renames).into_iter().rev() {
+            let undone = to.len() % 2 == 0;
+            let key = (bundle.clone(), to);
+            if undone && old.local.get(&key).is_some_and(|f| f.ctime_ns == ctime) {
+                let f = old.local.remove(&key).expect("checked");
+                if let Some(d) = displaced {
+                    old.local.insert(key, d);
+                }
+                old.local.insert((bundle, from), f);
+            }
+        }
+        let torn = std::mem::take(&mut old.unflushed_data);
+        for f in old.local.values_mut().filter(|f| torn.contains(&f.inode)) {
+            f.data.clear();
+        }
         let new = Fake::on_cloud(old.cloud.clone(), &old.device_name);
         {
             let mut s = new.0.borrow_mut();
@@ -388,11 +430,13 @@ impl Fake {
 
     /// Whether nothing has happened since `path` was last written: only
     /// then can an edit leave both its mtime and ctime where they were.
+    /// With fine stamps, nobody may have stat'ed it since either.
     pub fn written_in_current_tick(&self, path: &str) -> bool {
         let s = self.0.borrow();
+        let key = (APP.to_string(), path.to_string());
         s.local
-            .get(&(APP.to_string(), path.to_string()))
-            .is_some_and(|f| f.ctime_ns == s.clock_ns)
+            .get(&key)
+            .is_some_and(|f| f.ctime_ns == s.clock_ns && !(s.fine_stamps && s.queried.get(&key) == Some(&f.ctime_ns)))
     }
 
     fn finish_upload(&self, id: TransferId) -> Option<TransferStatus> {
@@ -647,11 +691,15 @@ impl Fake {
         s.clock_ns += 1;
         let clock = s.clock_ns;
         let f = s.local.entry(key).or_insert(LocalFile::file(b"", clock));
+        let inode = f.inode;
         f.data.truncate(have as usize);
         f.data.extend_from_slice(&content[have as usize..end as usize]);
         f.mtime_ns = clock;
         f.ctime_ns = clock;
         let f_data = f.data.clone();
+        if !req.durable {
+            s.unflushed_data.insert(inode);
+        }
         let done = end == content.len() as u64;
         s.transfers.get_mut(&id).unwrap().done = done;
         Some(TransferStatus {
@@ -754,7 +802,11 @@ impl Platform for Fake {
         self.0.borrow().device_name.clone()
     }
     fn stat(&self, bundle: &str, path: &str) -> Result<Option<FileStat>, IoError> {
-        let s = self.0.borrow();
+        let mut s = self.0.borrow_mut();
+        let key = (bundle.to_string(), path.to_string());
+        if let Some(ctime) = s.local.get(&key).map(|f| f.ctime_ns) {
+            s.queried.insert(key, ctime);
+        }
         if s.escaping.contains(path) {
             return Err(IoError::new(IoErrorKind::EscapesSandbox, "symlink"));
         }
@@ -786,7 +838,31 @@ impl Platform for Fake {
             .remove(&(bundle.into(), from.into()))
             .ok_or_else(|| IoError::new(IoErrorKind::NotFound, from))?;
         f.ctime_ns = clock;
+        if s.after_rename.as_ref().is_some_and(|(p, _)| p == to) {
+            let (_, data) = s.after_rename.take().expect("checked");
+            f.data = data;
+            f.mtime_ns = clock;
+        }
         s.local.insert((bundle.into(), to.into()), f);
+        Ok(())
+    }
+    fn rename_lazily(&self, bundle: &str, from: &str, to: &str) -> Result<(), IoError> {
+        let displaced = self.0.borrow().local.get(&(bundle.into(), to.into())).cloned();
+        self.rename(bundle, from, to)?;
+        let mut s = self.0.borrow_mut();
+        let ctime = s.local[&(bundle.to_string(), to.to_string())].ctime_ns;
+        s.unflushed_renames
+            .push((bundle.into(), from.into(), to.into(), displaced, ctime));
+        Ok(())
+    }
+    fn flush(&self, _bundle: &str) -> Result<(), IoError> {
+        if !self.alive() {
+            return Err(power_cut());
+        }
+        let mut s = self.0.borrow_mut();
+        s.flushes += 1;
+        s.unflushed_renames.clear();
+        s.unflushed_data.clear();
         Ok(())
     }
     fn remove_file(&self, bundle: &str, path: &str) -> Result<(), IoError> {
@@ -871,8 +947,18 @@ impl Platform for Fake {
         Ok(())
     }
     fn scan_tree(&self, bundle: &str, dir: &str) -> Result<Option<Vec<TreeEntry>>, IoError> {
-        let s = self.0.borrow();
         let prefix = format!("{dir}/");
+        {
+            let mut s = self.0.borrow_mut();
+            let seen: Vec<_> = s
+                .local
+                .iter()
+                .filter(|((b, p), _)| b == bundle && p.starts_with(&prefix))
+                .map(|(k, f)| (k.clone(), f.ctime_ns))
+                .collect();
+            s.queried.extend(seen);
+        }
+        let s = self.0.borrow();
         let mut entries: Vec<TreeEntry> = s
             .local
             .iter()
@@ -896,6 +982,9 @@ impl Platform for Fake {
         entries.dedup_by(|a, b| a.path == b.path);
         let exists = !entries.is_empty() || s.made_dirs.contains(&(bundle.into(), dir.into()));
         Ok(exists.then_some(entries))
+    }
+    fn fine_stamps(&self, _bundle: &str) -> bool {
+        self.0.borrow().fine_stamps
     }
     fn free_space(&self, _bundle: &str) -> Result<u64, IoError> {
         let s = self.0.borrow();

@@ -445,7 +445,7 @@ fn evictable(p: &impl Platform, file: &AppFile, known: Option<&SyncedRecord>) ->
     };
     let stamp = LocalStamp::from(stat);
     let mut record = record;
-    if stamp != record.local || super::sync::racily_clean(&record, &stat) {
+    if stamp != record.local || super::sync::racily_clean(&record, &stat, p.fine_stamps(&file.bundle)) {
         // Its stamp moved (touched, its times set) or is too recent to vouch
         // for the content: only the hash of what was synced proves the
         // cloud holds these bytes.

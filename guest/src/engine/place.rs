@@ -21,6 +21,9 @@ pub struct Arrived<'a> {
     pub content_hash: Option<&'a str>,
     /// The sha256 the transfer computed of what it wrote, where it did.
     pub moved_hash: Option<&'a str>,
+    /// Renamed into place lazily: the caller flushes before recording it
+    /// (and has flushed the temp's bytes already).
+    pub lazily: bool,
 }
 
 /// What was placed.
@@ -42,6 +45,7 @@ pub struct Replaceable {
 
 /// A file changed this close (ms) to now may have been edited again within
 /// the clock's resolution without its stamp moving: its hash decides.
+/// (Not on file systems with fine stamps: there the stamp vouches.)
 const RACY_MS: u64 = 2_000;
 
 /// Whether the file at `target` (whose stamp is `replaceable`'s) still
@@ -58,7 +62,7 @@ fn still_replaceable(
         return Ok(false);
     }
     let changed_ms = s.mtime_ns.max(s.ctime_ns) / 1_000_000;
-    if changed_ms + RACY_MS < platform.now_ms() {
+    if platform.fine_stamps(bundle) || changed_ms + RACY_MS < platform.now_ms() {
         return Ok(true);
     }
     let Some(known) = &r.hash else { return Ok(false) };
@@ -75,8 +79,8 @@ pub fn verify_and_place(
     replaceable: Option<&Replaceable>,
 ) -> Result<Placed, Failure> {
     let bundle = a.bundle;
-    let got = platform.stat(bundle, a.temp).map_err(|e| Failure::io(&e))?;
-    let got = got.map_or(0, |s| s.size);
+    let temp_stat = platform.stat(bundle, a.temp).map_err(|e| Failure::io(&e))?;
+    let got = temp_stat.map_or(0, |s| s.size);
     if got != a.size {
         return Err(Failure::unknown(format!(
             "the cloud sent {got} bytes of {}: the content was cut short",
@@ -138,13 +142,26 @@ pub fn verify_and_place(
             conflict_copy = Some(move_aside(platform, bundle, target)?);
         }
     }
-    platform.rename(bundle, a.temp, target).map_err(|e| Failure::io(&e))?;
+    if a.lazily {
+        platform.rename_lazily(bundle, a.temp, target)
+    } else {
+        platform.rename(bundle, a.temp, target)
+    }
+    .map_err(|e| Failure::io(&e))?;
     let placed = platform
         .stat(bundle, target)
         .map_err(|e| Failure::io(&e))?
         .ok_or_else(|| Failure::unknown(format!("{target} vanished right after it was placed")))?;
+    // The rename moved ctime; anything else moved means a write landed
+    // between the rename and this stat: the temp's stamp, which no later
+    // stat can match, makes the next scan look at the content.
+    let moved = |t: &super::FileStat| (t.inode, t.size, t.mtime_ns) != (placed.inode, placed.size, placed.mtime_ns);
+    let stamp = match temp_stat {
+        Some(t) if moved(&t) => LocalStamp::from(t),
+        _ => placed.into(),
+    };
     Ok(Placed {
-        stamp: placed.into(),
+        stamp,
         hash,
         conflict_copy,
     })

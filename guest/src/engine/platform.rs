@@ -152,6 +152,9 @@ pub struct DownloadRequest {
     pub if_match: Option<String>,
     /// A download the user asked for: it counts against the app's request limit.
     pub counted: bool,
+    /// Done only once the bytes are on disk; otherwise [`Platform::flush`]
+    /// must follow before they are relied on.
+    pub durable: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -206,6 +209,10 @@ pub trait Platform {
     // storage: paths are relative to the bundle's local area
     fn stat(&self, bundle: &str, path: &str) -> Result<Option<FileStat>, IoError>;
     fn rename(&self, bundle: &str, from: &str, to: &str) -> Result<(), IoError>;
+    /// An atomic rename that is durable only after the next [`flush`](Self::flush).
+    fn rename_lazily(&self, bundle: &str, from: &str, to: &str) -> Result<(), IoError>;
+    /// Makes every write so far in the area's file system durable.
+    fn flush(&self, bundle: &str) -> Result<(), IoError>;
     fn remove_file(&self, bundle: &str, path: &str) -> Result<(), IoError>;
     fn create_dir_all(&self, bundle: &str, path: &str) -> Result<(), IoError>;
     /// Removes a folder if it is empty (an error, changing nothing, if not).
@@ -213,6 +220,10 @@ pub trait Platform {
     fn free_space(&self, bundle: &str) -> Result<u64, IoError>;
     /// Lower-case hex sha256 of a local file's content.
     fn hash_file(&self, bundle: &str, path: &str) -> Result<String, IoError>;
+    /// Whether any write after a `stat` of a file gives it a new ctime,
+    /// however soon: then a stamp taken after a file's last change vouches
+    /// for its content, and no recent file needs hashing.
+    fn fine_stamps(&self, bundle: &str) -> bool;
     /// Every name under `dir`, recursively: regular files, symlinks and
     /// special files (never followed), and empty or unreadable folders.
     /// `None` when `dir` is missing.

@@ -88,6 +88,8 @@ pub struct HostState {
     pub(crate) call_budget: Duration,
     /// Wall-clock time one call may take, host functions included.
     pub(crate) call_wall_limit: Duration,
+    /// Per bundle: whether its area's file system has fine stamps.
+    fine_stamps: HashMap<String, bool>,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -115,6 +117,7 @@ impl HostState {
             host_time: Duration::ZERO,
             call_budget,
             call_wall_limit,
+            fine_stamps: HashMap::new(),
             wasi,
             table: ResourceTable::new(),
         }
@@ -271,6 +274,17 @@ impl storage::Host for HostState {
         })
     }
 
+    fn rename_lazily(&mut self, bundle: String, from: String, to: String) -> Result<(), storage::IoError> {
+        self.timed(|s| {
+            let area = s.area_for(&bundle, &[&from, &to], true)?.expect("made");
+            area.rename_lazily(&from, &to).map_err(path_error)
+        })
+    }
+
+    fn flush(&mut self, bundle: String) -> Result<(), storage::IoError> {
+        self.timed(|s| s.area_w(&bundle)?.flush().map_err(path_error))
+    }
+
     fn remove_file(&mut self, bundle: String, path: String) -> Result<(), storage::IoError> {
         self.timed(|s| match s.area_for(&bundle, &[&path], false)? {
             Some(area) => area.remove_file(&path).map_err(path_error),
@@ -322,6 +336,18 @@ impl storage::Host for HostState {
             }
             Ok(format!("{:x}", hasher.finalize()))
         })
+    }
+
+    fn fine_stamps(&mut self, bundle: String) -> bool {
+        if let Some(&fine) = self.fine_stamps.get(&bundle) {
+            return fine;
+        }
+        // A bundle it may not act for gets no area: no probe, coarse.
+        let fine = self
+            .timed(|s| s.area_w(&bundle).map(|a| a.fine_stamps()))
+            .unwrap_or(false);
+        self.fine_stamps.insert(bundle, fine);
+        fine
     }
 
     fn scan_tree(&mut self, bundle: String, dir: String) -> Result<Option<Vec<storage::TreeEntry>>, storage::IoError> {
@@ -582,6 +608,7 @@ impl transfer::Host for HostState {
                 local,
                 offset: r.offset,
                 if_match: r.if_match,
+                durable: r.durable,
             }))
         })
     }

@@ -186,6 +186,7 @@ impl file_cache::GuestCloudFileCache for Cache {
             let remove_through = allowed(storage::remove_file(&me, "cloud/out/secret").is_ok());
             let rename_through = allowed(storage::rename(&me, "cloud/out/secret", "cloud/stolen").is_ok());
             let rename_into = allowed(storage::rename(&me, "cloud/mine", "cloud/out/planted").is_ok());
+            let lazy_into = allowed(storage::rename_lazily(&me, "cloud/mine", "cloud/out/planted").is_ok());
             let scan_through = allowed(matches!(storage::scan_tree(&me, "cloud/out"), Ok(Some(_))));
             let download = transfer::DownloadRequest {
                 bundle: me.clone(),
@@ -194,6 +195,7 @@ impl file_cache::GuestCloudFileCache for Cache {
                 offset: 0,
                 if_match: None,
                 counted: false,
+                durable: false,
             };
             let write_through = allowed(transfer::start_download(&download).is_ok());
             let upload = transfer::UploadRequest {
@@ -209,7 +211,7 @@ impl file_cache::GuestCloudFileCache for Cache {
                 message: format!(
                     "read-through={read_through} read-link={read_link} stat-through={stat_through} \
                      mkdir-through={mkdir_through} remove-through={remove_through} rename-through={rename_through} \
-                     rename-into={rename_into} scan-through={scan_through} write-through={write_through} \
+                     rename-into={rename_into} lazy-into={lazy_into} scan-through={scan_through} write-through={write_through} \
                      upload-link={upload_link}"
                 ),
             });

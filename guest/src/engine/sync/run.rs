@@ -24,6 +24,8 @@ use crate::engine::{
 
 /// Transfers one run keeps in flight (the host bounds real concurrency).
 const MAX_ACTIVE: usize = 16;
+/// Downloads placed as one batch at most (one flush for all their bytes).
+const PLACE_BATCH: usize = 64;
 /// Operations without a transfer carried out per tick.
 const INLINE_PER_TICK: usize = 512;
 /// Rounds (scan, plan, apply) one run makes while files change under it.
@@ -124,6 +126,14 @@ pub struct Run {
     push: VecDeque<Op>,
     remote: RemoteTree,
     active: Vec<Job>,
+    /// Downloads whose bytes are all in their temps, waiting to be placed
+    /// as one batch (one flush for the bytes, then lazy renames), with the
+    /// hash the transfer computed and when the first arrived.
+    arrived: Vec<(Job, Option<String>)>,
+    arrived_ms: u64,
+    /// Files were placed with lazy renames: a flush must come before the
+    /// records that name them are committed.
+    placed_lazily: bool,
     changes: Vec<(String, Option<Vec<u8>>)>,
     /// Files whose records wait in `changes`: their in-run state stands
     /// until the records are durable.
@@ -165,6 +175,9 @@ impl Run {
             push: VecDeque::new(),
             remote: RemoteTree::new(),
             active: Vec::new(),
+            arrived: Vec::new(),
+            arrived_ms: 0,
+            placed_lazily: false,
             changes: Vec::new(),
             settled: Vec::new(),
             last_flush_ms: 0,
@@ -219,6 +232,12 @@ impl Run {
     /// Stops now: transfers are cancelled (partial downloads removed), the
     /// files not done are marked STOPPED, and STOPPED is sent.
     pub fn stop(&mut self, p: &impl Platform, out: &mut Vec<SyncProgress>) {
+        for (job, _) in std::mem::take(&mut self.arrived) {
+            if let JobKind::Download { temp, .. } = &job.kind {
+                self.discard_temp(p, &job.path, temp);
+            }
+            self.mark_stopped(p, &job.path);
+        }
         for job in std::mem::take(&mut self.active) {
             p.cancel_transfer(job.transfer);
             p.release_transfer(job.transfer);
@@ -594,6 +613,8 @@ impl Run {
                 offset: 0,
                 if_match: Some(w.etag.clone()),
                 counted: false,
+                // Made durable a batch at a time, before they are placed.
+                durable: false,
             };
             match p.start_download(request) {
                 Ok(transfer) => {
@@ -678,7 +699,14 @@ impl Run {
                 }
                 TransferState::Done => {
                     p.release_transfer(job.transfer);
-                    self.finish_job(p, job, status.uploaded, status.sha256);
+                    if matches!(job.kind, JobKind::Download { .. }) {
+                        if self.arrived.is_empty() {
+                            self.arrived_ms = p.now_ms();
+                        }
+                        self.arrived.push((job, status.sha256));
+                    } else {
+                        self.finish_job(p, job, status.uploaded, status.sha256);
+                    }
                 }
                 TransferState::Failed(e) => {
                     p.release_transfer(job.transfer);
@@ -693,6 +721,37 @@ impl Run {
         // Jobs finished above may have pushed none back; keep the rest.
         still.append(&mut self.active);
         self.active = still;
+        if !self.arrived.is_empty() {
+            let clock = p.now_ms();
+            let downloading = self.active.iter().any(|j| matches!(j.kind, JobKind::Download { .. }));
+            if !downloading
+                || self.arrived.len() >= PLACE_BATCH
+                || clock.saturating_sub(self.arrived_ms) >= FLUSH_EVERY_MS
+                || clock < self.arrived_ms
+            {
+                self.place_arrived(p);
+            }
+        }
+    }
+
+    /// Places the downloads that arrived: their bytes made durable with one
+    /// flush first (a rename must never show a torn file after a power
+    /// cut), then each verified and renamed lazily; the flush before the
+    /// next commit makes the renames durable before any record names them.
+    fn place_arrived(&mut self, p: &impl Platform) {
+        let arrived = std::mem::take(&mut self.arrived);
+        if let Err(e) = p.flush(&self.bundle) {
+            for (job, _) in arrived {
+                if let JobKind::Download { temp, .. } = &job.kind {
+                    self.discard_temp(p, &job.path, temp);
+                }
+                self.file_failed(p, &job.path, &Failure::io(&e), false);
+            }
+            return;
+        }
+        for (job, sha256) in arrived {
+            self.finish_job(p, job, None, sha256);
+        }
     }
 
     fn finish_job(
@@ -730,6 +789,7 @@ impl Run {
                     size,
                     content_hash: content_hash.as_deref(),
                     moved_hash: moved_hash.as_deref(),
+                    lazily: true,
                 };
                 // The local version the plan saw unchanged holds the base.
                 let replaceable = replaceable.map(|stamp| Replaceable {
@@ -738,6 +798,7 @@ impl Run {
                 });
                 match verify_and_place(p, &arrived, replaceable.as_ref()) {
                     Ok(placed) => {
+                        self.placed_lazily = true;
                         if placed.conflict_copy.is_some() {
                             self.report.conflicts += 1;
                             // The copy is a new local file: upload it this run.
@@ -1031,6 +1092,12 @@ impl Run {
     }
 
     fn cancel_all(&mut self, p: &impl Platform) {
+        for (job, _) in std::mem::take(&mut self.arrived) {
+            if let JobKind::Download { temp, .. } = &job.kind {
+                self.discard_temp(p, &job.path, temp);
+            }
+            self.files.remove(&job.path);
+        }
         for job in std::mem::take(&mut self.active) {
             p.cancel_transfer(job.transfer);
             p.release_transfer(job.transfer);
@@ -1061,6 +1128,16 @@ impl Run {
         self.last_flush_ms = clock;
         for path in std::mem::take(&mut self.settled) {
             self.files.remove(&path);
+        }
+        if self.placed_lazily {
+            // The renames the records name must be durable first.
+            if let Err(e) = p.flush(&self.bundle) {
+                self.report.last_error = Some(format!("cannot make the placed files durable: {e}"));
+                self.fatal
+                    .get_or_insert((SyncState::DownloadFailed, ErrorType::NoError));
+                return;
+            }
+            self.placed_lazily = false;
         }
         let changes = std::mem::take(&mut self.changes);
         if let Err(e) = p.meta_commit(changes) {

@@ -29,9 +29,11 @@ fn changed_ms(stat: &FileStat) -> u64 {
 }
 
 /// Whether a file whose stamp matches its record may still have been
-/// edited within the clock's resolution of the record being written.
-pub fn racily_clean(record: &SyncedRecord, stat: &FileStat) -> bool {
-    record.recorded_ms == 0 || changed_ms(stat) + RACY_MS >= record.recorded_ms
+/// edited within the clock's resolution of the record being written. With
+/// `fine` stamps (any write after a stat moves ctime) never: every recorded
+/// stamp was taken by a stat after the file's last change.
+pub fn racily_clean(record: &SyncedRecord, stat: &FileStat, fine: bool) -> bool {
+    !fine && (record.recorded_ms == 0 || changed_ms(stat) + RACY_MS >= record.recorded_ms)
 }
 
 /// `run/<bundle>/guard`: the deletion guard's count ([`GuardRecord`]).
@@ -163,6 +165,7 @@ pub fn scan(platform: &impl Platform, bundle: &str) -> Result<Trees, ScanError> 
     }
 
     let now = platform.now_ms();
+    let fine = platform.fine_stamps(bundle);
     let mut local = LocalTree::new();
     let mut refresh = Vec::new();
     let mut unreadable = Vec::new();
@@ -177,7 +180,7 @@ pub fn scan(platform: &impl Platform, bundle: &str) -> Result<Trees, ScanError> 
             changed_in_place: false,
         };
         let needs_hash = match record {
-            Some(rec) if rec.local == stamp && !rec.cloud_only => racily_clean(rec, &stat),
+            Some(rec) if rec.local == stamp && !rec.cloud_only => racily_clean(rec, &stat, fine),
             // Changed stamp, same size: maybe only touched; the hash tells.
             Some(rec) => rec.hash.is_some() && rec.local.size == stamp.size,
             // New here, and the cloud has one with a known hash: equal

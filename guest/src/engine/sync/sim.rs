@@ -112,6 +112,8 @@ impl World {
                     // Racy: the clock says every record was written right
                     // after its file changed, so every scan hashes.
                     s.now_ms = if racy { 0 } else { 1_700_000_000_000 };
+                    // Multigrain stamps: a same-tick edit only before any stat.
+                    s.fine_stamps = rng.chance(50);
                     s.chunk = 1 + rng.below(8);
                     s.upload_polls = rng.below(3) as u32;
                 }

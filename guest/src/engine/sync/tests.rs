@@ -120,6 +120,56 @@ fn a_resync_with_nothing_changed_moves_and_reads_nothing() {
     assert_eq!(terminal(&events), completed());
 }
 
+/// Content reads and transfers of a second sync right after a first one
+/// that brought 20 files down.
+fn second_sync_after_download(fine: bool) -> (u64, usize) {
+    let mut e = engine();
+    {
+        let mut s = e.platform.0.borrow_mut();
+        s.fine_stamps = fine;
+        // The clock right after the files' stamps: records look recent.
+        s.now_ms = 1;
+    }
+    for i in 0..20 {
+        e.platform
+            .put_cloud(&format!("f{i}"), format!("content {i}").as_bytes());
+    }
+    let id = file_sync(&mut e);
+    sync(&mut e, id);
+    let before = {
+        let s = e.platform.0.borrow();
+        (s.reads, s.uploads.len() + s.transfers.len())
+    };
+    assert_eq!(terminal(&sync(&mut e, id)), completed());
+    let s = e.platform.0.borrow();
+    (s.reads - before.0, s.uploads.len() + s.transfers.len() - before.1)
+}
+
+#[test]
+fn with_fine_stamps_the_sync_right_after_a_download_reads_nothing() {
+    assert_eq!(second_sync_after_download(true), (0, 0));
+    // On a coarse clock a file placed in the same tick as an edit keeps
+    // every stamp: each is hashed once.
+    assert_eq!(second_sync_after_download(false), (20, 0));
+}
+
+#[test]
+fn a_write_landing_between_a_placement_and_its_stat_goes_up() {
+    let mut e = engine();
+    e.platform.0.borrow_mut().fine_stamps = true;
+    e.platform.put_cloud("a.txt", b"cloud v1");
+    e.platform.0.borrow_mut().after_rename = Some(("cloud/a.txt".into(), b"users v2".to_vec()));
+    let id = file_sync(&mut e);
+    sync(&mut e, id);
+    assert_eq!(
+        local(&e, "a.txt").as_deref(),
+        Some(&b"users v2"[..]),
+        "the user's write"
+    );
+    assert_eq!(terminal(&sync(&mut e, id)), completed());
+    assert_eq!(cloud_files(&e).get("a.txt").map(Vec::as_slice), Some(&b"users v2"[..]));
+}
+
 #[test]
 fn edits_and_deletes_on_either_side_propagate() {
     let mut e = engine();
