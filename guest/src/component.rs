@@ -343,8 +343,20 @@ impl Platform for WitPlatform {
         storage::create_dir_all(bundle, path).map_err(io_error)
     }
 
-    fn rename_lazily(&self, bundle: &str, from: &str, to: &str) -> Result<(), e::IoError> {
-        storage::rename_lazily(bundle, from, to).map_err(io_error)
+    fn move_file(
+        &self,
+        bundle: &str,
+        from: &str,
+        to: &str,
+        mode: e::MoveMode,
+        durable: bool,
+    ) -> Result<(), e::IoError> {
+        let mode = match mode {
+            e::MoveMode::Replace => storage::MoveMode::Replace,
+            e::MoveMode::NoReplace => storage::MoveMode::NoReplace,
+            e::MoveMode::Exchange => storage::MoveMode::Exchange,
+        };
+        storage::move_file(bundle, from, to, mode, durable).map_err(io_error)
     }
 
     fn flush(&self, bundle: &str) -> Result<(), e::IoError> {

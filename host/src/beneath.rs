@@ -349,12 +349,12 @@ impl Root {
         Ok(())
     }
 
-    /// Renames `from` to `to`, replacing `to`, atomically but not durably:
+    /// [`rename_with`](Self::rename_with), atomic but not durable:
     /// [`flush`](Self::flush) makes it so (one for a whole batch).
-    pub fn rename_lazily(&self, from: &str, to: &str) -> Result<()> {
+    pub fn rename_lazily(&self, from: &str, to: &str, flags: RenameFlags) -> Result<()> {
         let (src_dir, src_name) = self.parent(from, false)?.ok_or_else(|| not_found(from))?;
         let (dst_dir, dst_name) = self.parent(to, true)?.expect("made");
-        rustix::fs::renameat(&src_dir, src_name, &dst_dir, dst_name).map_err(|e| BeneathError::io(from, e))
+        rustix::fs::renameat_with(&src_dir, src_name, &dst_dir, dst_name, flags).map_err(|e| BeneathError::io(from, e))
     }
 
     /// Makes everything written in this file system so far durable (`syncfs`).

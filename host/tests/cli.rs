@@ -358,3 +358,33 @@ fn clean_cache_optimize_and_fetching_again_as_a_user_runs_them() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(std::fs::read(s.local("big.bin")).unwrap(), content(3000));
 }
+
+#[test]
+fn a_closed_stdout_stops_the_output_not_the_sync() {
+    let s = Setup::new();
+    for i in 0..30 {
+        s.put_cloud(&format!("f{i}.txt"), format!("file {i}").as_bytes());
+    }
+    // `cloudsync --json sync | head -1`: the reader goes after one line.
+    let mut child = s
+        .command(&["--json", "--bwlimit", "200", "sync"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("standard output failed"), "{err}");
+    for i in 0..30 {
+        assert_eq!(
+            std::fs::read(s.local(&format!("f{i}.txt"))).unwrap(),
+            format!("file {i}").as_bytes()
+        );
+    }
+    assert_eq!(s.staging(), 0, "nothing half done");
+}

@@ -179,6 +179,31 @@ fn links_to_outside_folders_on_either_side_are_never_followed() {
 }
 
 #[test]
+fn links_among_the_roots_own_entries_are_refused() {
+    let (dir, cloud, device) = world(Kind::Folder);
+    cloud.put("fc.txt", b"from the cloud");
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(outside.join(format!("apps/{APP}/cloud"))).unwrap();
+    std::fs::write(outside.join(format!("apps/{APP}/cloud/p.txt")), b"outside").unwrap();
+    std::fs::write(outside.join("store"), b"not a store").unwrap();
+    for (name, target) in [("apps", outside.join("apps")), ("meta.redb", outside.join("store"))] {
+        std::fs::create_dir_all(&device.root).unwrap();
+        let link = device.root.join(name);
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let out = device.run(&["sync"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+        assert!(err.contains("is a symlink"), "{name}: {err}");
+        std::fs::remove_file(&link).unwrap();
+    }
+    // Nothing outside was read, written or renamed.
+    assert_eq!(std::fs::read(outside.join("store")).unwrap(), b"not a store");
+    let outside_files: Vec<_> = support::files_under(&outside).into_keys().collect();
+    assert_eq!(outside_files, [format!("apps/{APP}/cloud/p.txt"), "store".to_string()]);
+    assert!(!cloud.files().contains_key("p.txt"));
+}
+
+#[test]
 fn names_like_the_engines_own_are_synced_like_any_other() {
     let (_dir, cloud, device) = world(Kind::Folder);
     cloud.put(".cloudsync-put-4242-0", b"a cloud file named like a staging object");

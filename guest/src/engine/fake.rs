@@ -186,9 +186,13 @@ pub struct State_ {
     /// A write that lands right after the next rename onto this path, in
     /// the same clock tick (ctime stays the rename's, mtime takes it).
     pub after_rename: Option<(String, Vec<u8>)>,
-    /// Lazy renames since the last flush (bundle, from, to, what `to`
-    /// held, the moved file's ctime): a power cut undoes those still as made.
-    pub unflushed_renames: Vec<(String, String, String, Option<LocalFile>, u64)>,
+    /// A file saved at this path right after the next rename away from it
+    /// (an editor saving the moment sync moves the old one aside).
+    pub after_move_away: Option<(String, Vec<u8>)>,
+    /// What `after_move_away` saved, once it did.
+    pub saved_meanwhile: Vec<Vec<u8>>,
+    /// Lazy moves since the last flush: a power cut may undo them.
+    pub unflushed_renames: Vec<Unflushed>,
     /// Files (inodes) non-durable downloads wrote since the last flush: a
     /// power cut leaves them torn (empty), under whichever name they have.
     pub unflushed_data: BTreeSet<u64>,
@@ -220,6 +224,19 @@ pub struct State_ {
 }
 
 pub struct Fake(pub RefCell<State_>);
+
+/// A lazy move not yet flushed.
+pub struct Unflushed {
+    bundle: String,
+    from: String,
+    to: String,
+    /// What `to` held (replaced by the move).
+    displaced: Option<LocalFile>,
+    /// The ctime the move gave the files it moved.
+    ctime: u64,
+    /// The two were swapped.
+    exchanged: bool,
+}
 
 pub const APP: &str = "com.example.notes";
 
@@ -276,6 +293,8 @@ impl Fake {
             clock_ns: 1,
             fine_stamps: false,
             after_rename: None,
+            after_move_away: None,
+            saved_meanwhile: Vec::new(),
             unflushed_renames: Vec::new(),
             unflushed_data: BTreeSet::new(),
             flushes: 0,
@@ -305,16 +324,28 @@ impl Fake {
         // (of files nobody touched since; a user's own write and fsync
         // would have made them durable), others stand; non-durable bytes
         // are torn whatever their name.
-        for (bundle, from, to, displaced, ctime) in std::mem::take(&mut old.unflushed_renames).into_iter().rev() {
-            let undone = to.len() % 2 == 0;
-            let key = (bundle.clone(), to);
-            if undone && old.local.get(&key).is_some_and(|f| f.ctime_ns == ctime) {
-                let f = old.local.remove(&key).expect("checked");
-                if let Some(d) = displaced {
-                    old.local.insert(key, d);
-                }
-                old.local.insert((bundle, from), f);
+        for u in std::mem::take(&mut old.unflushed_renames).into_iter().rev() {
+            let undone = u.to.len() % 2 == 0;
+            let to = (u.bundle.clone(), u.to);
+            let from = (u.bundle, u.from);
+            let untouched = |k: &(String, String)| old.local.get(k).is_some_and(|f| f.ctime_ns == u.ctime);
+            if !undone || !untouched(&to) {
+                continue;
             }
+            if u.exchanged {
+                if untouched(&from) {
+                    let a = old.local.remove(&to).expect("checked");
+                    let b = old.local.remove(&from).expect("checked");
+                    old.local.insert(to, b);
+                    old.local.insert(from, a);
+                }
+                continue;
+            }
+            let f = old.local.remove(&to).expect("checked");
+            if let Some(d) = u.displaced {
+                old.local.insert(to, d);
+            }
+            old.local.insert(from, f);
         }
         let torn = std::mem::take(&mut old.unflushed_data);
         for f in old.local.values_mut().filter(|f| torn.contains(&f.inode)) {
@@ -844,15 +875,72 @@ impl Platform for Fake {
             f.mtime_ns = clock;
         }
         s.local.insert((bundle.into(), to.into()), f);
+        if s.after_move_away.as_ref().is_some_and(|(p, _)| p == from) {
+            let (_, data) = s.after_move_away.take().expect("checked");
+            s.saved_meanwhile.push(data.clone());
+            s.local
+                .insert((bundle.into(), from.into()), LocalFile::file(&data, clock + 1));
+            s.clock_ns += 1;
+        }
         Ok(())
     }
-    fn rename_lazily(&self, bundle: &str, from: &str, to: &str) -> Result<(), IoError> {
-        let displaced = self.0.borrow().local.get(&(bundle.into(), to.into())).cloned();
-        self.rename(bundle, from, to)?;
-        let mut s = self.0.borrow_mut();
-        let ctime = s.local[&(bundle.to_string(), to.to_string())].ctime_ns;
-        s.unflushed_renames
-            .push((bundle.into(), from.into(), to.into(), displaced, ctime));
+    fn move_file(&self, bundle: &str, from: &str, to: &str, mode: MoveMode, durable: bool) -> Result<(), IoError> {
+        let to_key = (bundle.to_string(), to.to_string());
+        let from_key = (bundle.to_string(), from.to_string());
+        let (displaced, folder_there) = {
+            let s = self.0.borrow();
+            (s.local.get(&to_key).cloned(), Self::is_local_dir(&s, bundle, to))
+        };
+        let exchanged = mode == MoveMode::Exchange;
+        match mode {
+            MoveMode::NoReplace if displaced.is_some() || folder_there => {
+                return Err(IoError::new(IoErrorKind::AlreadyExists, format!("{to} exists")))
+            }
+            MoveMode::Exchange => {
+                if !self.alive() {
+                    return Err(power_cut());
+                }
+                if folder_there {
+                    return Err(IoError::new(IoErrorKind::NotSupported, "the fake swaps files only"));
+                }
+                let Some(there) = displaced.clone() else {
+                    return Err(IoError::new(
+                        IoErrorKind::NotFound,
+                        format!("{to}: nothing to swap with"),
+                    ));
+                };
+                let clock = self.tick_clock();
+                let mut s = self.0.borrow_mut();
+                let mut f = s
+                    .local
+                    .remove(&from_key)
+                    .ok_or_else(|| IoError::new(IoErrorKind::NotFound, from))?;
+                f.ctime_ns = clock;
+                let mut there = there;
+                there.ctime_ns = clock;
+                s.local.insert(from_key.clone(), there);
+                s.local.insert(to_key.clone(), f);
+                if s.after_rename.as_ref().is_some_and(|(p, _)| p == to) {
+                    let (_, data) = s.after_rename.take().expect("checked");
+                    let f = s.local.get_mut(&to_key).expect("placed");
+                    f.data = data;
+                    f.mtime_ns = clock;
+                }
+            }
+            _ => self.rename(bundle, from, to)?,
+        }
+        if !durable {
+            let mut s = self.0.borrow_mut();
+            let ctime = s.local[&to_key].ctime_ns;
+            s.unflushed_renames.push(Unflushed {
+                bundle: bundle.into(),
+                from: from.into(),
+                to: to.into(),
+                displaced: if exchanged { None } else { displaced },
+                ctime,
+                exchanged,
+            });
+        }
         Ok(())
     }
     fn flush(&self, _bundle: &str) -> Result<(), IoError> {

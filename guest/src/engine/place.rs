@@ -3,7 +3,7 @@
 //! a visible conflict copy, and rename the temp into place atomically.
 
 use super::records::LocalStamp;
-use super::{CloudError, CloudErrorKind, DownloadErrorType, IoError, IoErrorKind, Platform};
+use super::{CloudError, CloudErrorKind, DownloadErrorType, IoError, IoErrorKind, MoveMode, Platform};
 
 /// Files up to this size are hashed when placed (when the cloud gave no
 /// hash), so that a later same-size edit within the clock's resolution can
@@ -132,22 +132,76 @@ pub fn verify_and_place(
             }
         }
     }
-    // Checked again right before the rename (hashing takes time): a file
-    // written or changed meanwhile is kept as a conflict copy too.
-    if let Some(now) = platform.stat(bundle, target).map_err(|e| Failure::io(&e))? {
-        if now.is_dir() {
-            return Err(Failure::unknown(format!("a folder is in the way at {target}")));
-        }
-        if may_replace != Some(now.into()) {
-            conflict_copy = Some(move_aside(platform, bundle, target)?);
+    // Whatever is at the target when the rename happens is either the
+    // version that may be replaced — swapped out atomically, then checked —
+    // or kept: nothing saved there a moment ago is replaced unseen.
+    let durable = !a.lazily;
+    let mv = |from: &str, to: &str, mode| platform.move_file(bundle, from, to, mode, durable);
+    let mut in_place = false;
+    if let Some(expected) = may_replace {
+        match mv(a.temp, target, MoveMode::Exchange) {
+            Ok(()) => {
+                in_place = true;
+                // The temp's name now holds what the target held.
+                match platform.stat(bundle, a.temp).map_err(|e| Failure::io(&e))? {
+                    Some(old) if old.is_dir() => {
+                        let _ = mv(a.temp, target, MoveMode::Exchange);
+                        return Err(Failure::unknown(format!("a folder is in the way at {target}")));
+                    }
+                    // The swap moved its ctime; the rest must be as checked.
+                    Some(old)
+                        if (old.inode, old.size, old.mtime_ns)
+                            == (expected.inode, expected.size, expected.mtime_ns) =>
+                    {
+                        let _ = platform.remove_file(bundle, a.temp);
+                    }
+                    // Written since it was checked: the user's, kept.
+                    Some(_) => conflict_copy = Some(move_aside_from(platform, bundle, a.temp, target)?),
+                    None => {}
+                }
+            }
+            // Gone meanwhile: placed below, replacing nothing.
+            Err(e) if e.kind == IoErrorKind::NotFound => {}
+            Err(e) if e.kind == IoErrorKind::NotSupported => {}
+            Err(e) => return Err(Failure::io(&e)),
         }
     }
-    if a.lazily {
-        platform.rename_lazily(bundle, a.temp, target)
-    } else {
-        platform.rename(bundle, a.temp, target)
+    let mut tries = 0;
+    while !in_place {
+        match mv(a.temp, target, MoveMode::NoReplace) {
+            Ok(()) => in_place = true,
+            // Saved there since: kept as a conflict copy, then try again.
+            Err(e) if e.kind == IoErrorKind::AlreadyExists && tries < 4 => {
+                tries += 1;
+                match platform.stat(bundle, target).map_err(|e| Failure::io(&e))? {
+                    Some(s) if s.is_dir() => {
+                        return Err(Failure::unknown(format!("a folder is in the way at {target}")))
+                    }
+                    Some(s) if may_replace == Some(s.into()) => {
+                        // The replaceable version, where no swap is possible.
+                        mv(a.temp, target, MoveMode::Replace).map_err(|e| Failure::io(&e))?;
+                        in_place = true;
+                    }
+                    Some(_) => conflict_copy = Some(move_aside(platform, bundle, target)?),
+                    None => {}
+                }
+            }
+            Err(e) if e.kind == IoErrorKind::NotSupported => {
+                // A file system without renameat2: checked, then replaced.
+                if let Some(now) = platform.stat(bundle, target).map_err(|e| Failure::io(&e))? {
+                    if now.is_dir() {
+                        return Err(Failure::unknown(format!("a folder is in the way at {target}")));
+                    }
+                    if may_replace != Some(now.into()) {
+                        conflict_copy = Some(move_aside(platform, bundle, target)?);
+                    }
+                }
+                mv(a.temp, target, MoveMode::Replace).map_err(|e| Failure::io(&e))?;
+                in_place = true;
+            }
+            Err(e) => return Err(Failure::io(&e)),
+        }
     }
-    .map_err(|e| Failure::io(&e))?;
     let placed = platform
         .stat(bundle, target)
         .map_err(|e| Failure::io(&e))?
@@ -168,8 +222,15 @@ pub fn verify_and_place(
 }
 
 fn move_aside(platform: &impl Platform, bundle: &str, target: &str) -> Result<String, Failure> {
+    move_aside_from(platform, bundle, target, target)
+}
+
+/// Moves `from` to a conflict copy named after `target`, durably.
+fn move_aside_from(platform: &impl Platform, bundle: &str, from: &str, target: &str) -> Result<String, Failure> {
     let copy = conflict_copy_name(platform, bundle, target);
-    platform.rename(bundle, target, &copy).map_err(|e| Failure::io(&e))?;
+    platform
+        .move_file(bundle, from, &copy, MoveMode::NoReplace, true)
+        .map_err(|e| Failure::io(&e))?;
     Ok(copy)
 }
 

@@ -16,6 +16,16 @@ pub struct DeviceStatus {
     pub charging: bool,
 }
 
+/// What a [`Platform::move_file`] does with a file at its target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MoveMode {
+    Replace,
+    /// `AlreadyExists` if anything is there.
+    NoReplace,
+    /// Swap the two (`NotFound` when the target is missing).
+    Exchange,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IoErrorKind {
     NotFound,
@@ -209,8 +219,9 @@ pub trait Platform {
     // storage: paths are relative to the bundle's local area
     fn stat(&self, bundle: &str, path: &str) -> Result<Option<FileStat>, IoError>;
     fn rename(&self, bundle: &str, from: &str, to: &str) -> Result<(), IoError>;
-    /// An atomic rename that is durable only after the next [`flush`](Self::flush).
-    fn rename_lazily(&self, bundle: &str, from: &str, to: &str) -> Result<(), IoError>;
+    /// An atomic rename as `mode` says; unless `durable`, durable only after
+    /// the next [`flush`](Self::flush).
+    fn move_file(&self, bundle: &str, from: &str, to: &str, mode: MoveMode, durable: bool) -> Result<(), IoError>;
     /// Makes every write so far in the area's file system durable.
     fn flush(&self, bundle: &str) -> Result<(), IoError>;
     fn remove_file(&self, bundle: &str, path: &str) -> Result<(), IoError>;

@@ -24,6 +24,32 @@ use cloudsync::{
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
+/// stdout may be closed under the command (`… | head -1`) or full: output
+/// then stops, said once on stderr, and the work goes on to its end rather
+/// than dying half done.
+macro_rules! println {
+    ($($t:tt)*) => { $crate::print_line(format_args!($($t)*)) };
+}
+
+static STDOUT_GONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn print_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    if STDOUT_GONE.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out
+        .write_fmt(args)
+        .and_then(|_| out.write_all(b"\n"))
+        .and_then(|_| out.flush())
+    {
+        if !STDOUT_GONE.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            eprintln!("cloudsync: standard output failed ({e}); the command goes on without it");
+        }
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "cloudsync",

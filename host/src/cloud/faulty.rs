@@ -135,6 +135,10 @@ impl Cloud for FaultyCloud {
         self.check_calls()?;
         self.inner.sweep_staging(device, older_than).await
     }
+    async fn check_root(&self) -> Result<(), CloudError> {
+        self.check_calls()?;
+        self.inner.check_root().await
+    }
 
     async fn open(
         &self,

@@ -178,6 +178,12 @@ pub trait Cloud: Send + Sync + 'static {
     async fn sweep_staging(&self, _device: &str, _older_than: std::time::Duration) -> Result<usize, CloudError> {
         Ok(0)
     }
+    /// Whether the configured place exists (a WebDAV URL whose folder is
+    /// missing fails every write with a word that misleads): `Unauthorized`
+    /// with the reason when it does not.
+    async fn check_root(&self) -> Result<(), CloudError> {
+        Ok(())
+    }
 }
 
 /// What a write requires of the object it replaces.

@@ -47,6 +47,9 @@ impl Cloud for RateLimitedCloud {
     async fn sweep_staging(&self, device: &str, older_than: Duration) -> Result<usize, CloudError> {
         self.inner.sweep_staging(device, older_than).await
     }
+    async fn check_root(&self) -> Result<(), CloudError> {
+        self.inner.check_root().await
+    }
     async fn open(
         &self,
         key: &str,

@@ -250,9 +250,14 @@ fn parse_query(query: &str) -> Result<Vec<(String, String)>, String> {
                 .split_once('=')
                 .ok_or_else(|| format!("{pair:?} is not key=value"))?;
             match k {
-                "endpoint" | "region" | "virtual_host" | "etag_md5" | "conditions" => {
-                    Ok((k.to_string(), v.to_string()))
+                "endpoint" => {
+                    let scheme_ok = v.strip_prefix("http://").or_else(|| v.strip_prefix("https://"));
+                    match scheme_ok {
+                        Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok((k.to_string(), v.to_string())),
+                        _ => Err(format!("endpoint {v:?} is not an http:// or https:// address")),
+                    }
                 }
+                "region" | "virtual_host" | "etag_md5" | "conditions" => Ok((k.to_string(), v.to_string())),
                 other => Err(format!(
                     "unknown parameter {other:?} (endpoint, region, virtual_host, etag_md5, conditions)"
                 )),
@@ -302,6 +307,9 @@ mod tests {
             "nothing",
             "s3:///prefix",
             "s3://b?color=red",
+            "s3://b?endpoint=ftp://x",
+            "s3://b?endpoint=127.0.0.1:9000",
+            "s3://b?endpoint=http://",
             "dir://",
             "dir://relative/path",
             "webdav:///x",

@@ -980,6 +980,22 @@ impl Cloud for WebDavCloud {
         deleted
     }
 
+    async fn check_root(&self) -> Result<(), CloudError> {
+        match self.propfind("", "0").await? {
+            Some(e) if e.first().is_none_or(|e| e.collection) => Ok(()),
+            Some(_) => Err(CloudError::new(
+                CloudErrorKind::Unauthorized,
+                format!("{} is a file on the server, not a folder", self.base),
+            )),
+            None => Err(CloudError::new(
+                CloudErrorKind::Unauthorized,
+                format!(
+                    "the folder {} does not exist on the server: make it, or check the URL",
+                    self.base
+                ),
+            )),
+        }
+    }
     async fn sweep_staging(&self, device: &str, older_than: Duration) -> Result<usize, CloudError> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -201,8 +201,15 @@ impl RuntimeBuilder {
             path: self.root.clone(),
             source,
         })?;
+        // The root is reached however it was configured; nothing in it is
+        // followed: a link at `apps`, the store or the device id would lead
+        // every read and write outside it.
+        refuse_links(&self.root, &ROOT_ENTRIES).map_err(|source| BuildError::Folder {
+            path: self.root.clone(),
+            source,
+        })?;
         let apps = self.root.join("apps");
-        let areas = AppAreas::new(&apps).map_err(|source| BuildError::Folder {
+        let areas = AppAreas::in_root(&self.root).map_err(|source| BuildError::Folder {
             path: apps.clone(),
             source,
         })?;
@@ -476,6 +483,30 @@ impl Runtime {
         tx.send(Msg::Run(Box::new(f)))
             .map_err(|_| CloudSyncError::service("the engine thread stopped"))
     }
+}
+
+/// What cloudsync keeps in a root: none of it may be a symlink.
+const ROOT_ENTRIES: [&str; 6] = [
+    "apps",
+    "cloud",
+    "meta.redb",
+    "meta.redb.id",
+    "device-id",
+    "device-id.tmp",
+];
+
+/// An error naming the first of `names` in `root` that is a symlink.
+fn refuse_links(root: &Path, names: &[&str]) -> std::io::Result<()> {
+    for name in names {
+        let path = root.join(name);
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(std::io::Error::other(format!(
+                "{} is a symlink: cloudsync keeps its own files in the root itself and follows no link there",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// This root's device id (`<root>/device-id`, made once, random): the

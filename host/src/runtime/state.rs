@@ -274,10 +274,34 @@ impl storage::Host for HostState {
         })
     }
 
-    fn rename_lazily(&mut self, bundle: String, from: String, to: String) -> Result<(), storage::IoError> {
+    fn move_file(
+        &mut self,
+        bundle: String,
+        from: String,
+        to: String,
+        mode: storage::MoveMode,
+        durable: bool,
+    ) -> Result<(), storage::IoError> {
+        use rustix::fs::RenameFlags;
         self.timed(|s| {
             let area = s.area_for(&bundle, &[&from, &to], true)?.expect("made");
-            area.rename_lazily(&from, &to).map_err(path_error)
+            let flags = match mode {
+                storage::MoveMode::Replace => RenameFlags::empty(),
+                storage::MoveMode::NoReplace => RenameFlags::NOREPLACE,
+                storage::MoveMode::Exchange => RenameFlags::EXCHANGE,
+            };
+            let moved = if durable {
+                area.rename_with(&from, &to, flags)
+            } else {
+                area.rename_lazily(&from, &to, flags)
+            };
+            moved.map_err(|e| match e.raw_os_error() {
+                // A file system without renameat2's flags.
+                Some(libc::EINVAL) if !flags.is_empty() => {
+                    io_error(storage::IoErrorKind::NotSupported, format!("{to}: no such rename here"))
+                }
+                _ => path_error(e),
+            })
         })
     }
 
@@ -438,7 +462,8 @@ impl cloud::Host for HostState {
             // One cheap request: an answer (even "no such object") means the
             // account works; a refusal means it does not.
             let probe = format!("{}/ready", crate::cloud::ENGINE_DIR);
-            match s.block(s.b.cloud.stat(&probe)) {
+            let root = s.block(s.b.cloud.check_root());
+            match root.and_then(|_| s.block(s.b.cloud.stat(&probe))) {
                 Ok(_) => Ok(()),
                 Err(e) if e.kind == CloudErrorKind::NotFound => Ok(()),
                 Err(e) if matches!(e.kind, CloudErrorKind::Network | CloudErrorKind::Throttled) => {

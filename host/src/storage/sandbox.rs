@@ -25,9 +25,15 @@ pub struct AppAreas {
 }
 
 impl AppAreas {
-    pub fn new(apps: impl Into<PathBuf>) -> io::Result<Self> {
+    /// `<root>/apps`, opened beneath the root: never through a link.
+    pub fn in_root(root: &std::path::Path) -> io::Result<Self> {
+        let root = Root::open(root)?;
+        let apps = root
+            .child("apps", true)
+            .map_err(|e| io::Error::other(format!("{}: {e}", root.display("apps"))))?
+            .expect("made");
         Ok(AppAreas {
-            apps: std::sync::Arc::new(Root::open(&apps.into())?),
+            apps: std::sync::Arc::new(apps),
         })
     }
 
@@ -53,7 +59,7 @@ mod tests {
     #[test]
     fn areas_are_made_only_for_writing_and_refuse_bad_bundles() {
         let dir = tempfile::tempdir().unwrap();
-        let areas = AppAreas::new(dir.path().join("apps")).unwrap();
+        let areas = AppAreas::in_root(dir.path()).unwrap();
         assert!(areas.area("com.a", false).unwrap().is_none());
         assert!(!dir.path().join("apps/com.a").exists(), "a read made nothing");
         let area = areas.area("com.a", true).unwrap().unwrap();

@@ -186,7 +186,16 @@ impl file_cache::GuestCloudFileCache for Cache {
             let remove_through = allowed(storage::remove_file(&me, "cloud/out/secret").is_ok());
             let rename_through = allowed(storage::rename(&me, "cloud/out/secret", "cloud/stolen").is_ok());
             let rename_into = allowed(storage::rename(&me, "cloud/mine", "cloud/out/planted").is_ok());
-            let lazy_into = allowed(storage::rename_lazily(&me, "cloud/mine", "cloud/out/planted").is_ok());
+            let lazy_into = allowed(
+                storage::move_file(
+                    &me,
+                    "cloud/mine",
+                    "cloud/out/planted",
+                    storage::MoveMode::Exchange,
+                    false,
+                )
+                .is_ok(),
+            );
             let scan_through = allowed(matches!(storage::scan_tree(&me, "cloud/out"), Ok(Some(_))));
             let download = transfer::DownloadRequest {
                 bundle: me.clone(),

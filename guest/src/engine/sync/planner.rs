@@ -239,14 +239,21 @@ pub fn plan_with(
 ) -> Result<Vec<Op>, Refusal> {
     let held = held(synced, blocked);
     let visible = |p: &&String| !is_blocked(blocked, p);
-    if held > 0 && !o.confirm.empty_local && !local.keys().any(|p| visible(&p)) {
+    // A side "looks empty" when it holds none of the files in sync, even if
+    // it holds new ones: an unmounted drive an app wrote one file into, a
+    // moved cloud folder someone put a file in, are still emptied sides.
+    let local_kept = synced
+        .iter()
+        .any(|(p, s)| !s.cloud_only && visible(&p) && local.contains_key(p));
+    if held > 0 && !o.confirm.empty_local && !local_kept {
         return Err(Refusal::SideLooksEmpty {
             side: Side::Local,
             synced: held,
         });
     }
     let synced_visible = synced.keys().filter(visible).count();
-    if synced_visible > 0 && !o.confirm.empty_cloud && !remote.keys().any(|p| visible(&p)) {
+    let cloud_kept = synced.keys().filter(visible).any(|p| remote.contains_key(p));
+    if synced_visible > 0 && !o.confirm.empty_cloud && !cloud_kept {
         return Err(Refusal::SideLooksEmpty {
             side: Side::Cloud,
             synced: synced_visible,

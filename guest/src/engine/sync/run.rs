@@ -1091,20 +1091,35 @@ impl Run {
             .push((records::path_key(SYNC_PARTIAL, &self.bundle, path), None));
     }
 
+    /// Ends every transfer and drops what was still to do, because the run
+    /// as a whole failed: each file given up on is named with the reason,
+    /// the changes not even started are counted.
     fn cancel_all(&mut self, p: &impl Platform) {
-        for (job, _) in std::mem::take(&mut self.arrived) {
+        let why = match &self.report.last_error {
+            Some(e) => format!("not synced: the run ended ({e})"),
+            None => "not synced: the run ended".to_string(),
+        };
+        let arrived = std::mem::take(&mut self.arrived)
+            .into_iter()
+            .map(|(job, _)| (job, false));
+        let active = std::mem::take(&mut self.active).into_iter().map(|job| (job, true));
+        for (job, running) in arrived.chain(active).collect::<Vec<_>>() {
+            if running {
+                p.cancel_transfer(job.transfer);
+                p.release_transfer(job.transfer);
+            }
+            let upload = matches!(job.kind, JobKind::Upload { .. });
             if let JobKind::Download { temp, .. } = &job.kind {
                 self.discard_temp(p, &job.path, temp);
             }
+            self.note_failure(p, &job.path, &why, upload);
             self.files.remove(&job.path);
         }
-        for job in std::mem::take(&mut self.active) {
-            p.cancel_transfer(job.transfer);
-            p.release_transfer(job.transfer);
-            if let JobKind::Download { temp, .. } = &job.kind {
-                self.discard_temp(p, &job.path, temp);
-            }
-            self.files.remove(&job.path);
+        let left = self.pull.len() + self.push.len();
+        if left > 0 {
+            self.report
+                .notes
+                .push(format!("{left} more changes were not made: {why}"));
         }
         self.pull.clear();
         self.push.clear();

@@ -142,6 +142,15 @@ impl World {
         self.trace.push(what);
     }
 
+    /// Versions saved by editors the moment sync moved a file aside count
+    /// as written once they were (an armed save may never happen).
+    fn settle_saves(&mut self) {
+        for dev in &self.devices {
+            let saved = std::mem::take(&mut dev.e.platform.0.borrow_mut().saved_meanwhile);
+            self.written.extend(saved);
+        }
+    }
+
     fn new_content(&mut self) -> Vec<u8> {
         self.n += 1;
         let v = format!("v{}-{}", self.n, self.rng.below(1000)).into_bytes();
@@ -252,6 +261,14 @@ impl World {
         }
         let old = self.local_get(d, &path);
         let full = format!("cloud/{path}");
+        if action == 19 {
+            // An editor that saves the file the moment sync moves it aside.
+            self.n += 1;
+            let v = format!("v{}-saved", self.n).into_bytes();
+            self.devices[d].e.platform.0.borrow_mut().after_move_away = Some((full, v));
+            self.log(format!("dev{d}: an editor will save {path} when it moves"));
+            return;
+        }
         let p = &self.devices[d].e.platform;
         match action {
             0..=2 => {
@@ -343,6 +360,8 @@ impl World {
                 for _ in 0..ticks {
                     dev.e.tick();
                 }
+                self.settle_saves();
+                let dev = &mut self.devices[d];
                 dev.restart();
                 self.log(format!("dev{d}: power cut after {writes} writes, {ticks} ticks"));
             }
@@ -580,6 +599,7 @@ impl World {
                 let r = dev.e.syncs.report(dev.sync).unwrap();
                 planned += r.planned;
                 self.log(format!("converge dev{i}: {r:?}"));
+                self.settle_saves();
                 self.check("converging");
             }
             if planned == 0 {
@@ -638,9 +658,11 @@ fn history(seed: u64) -> Vec<String> {
         } else {
             w.engine_step();
         }
+        w.settle_saves();
         w.check(&format!("step {step}"));
     }
     w.tidy();
+    w.settle_saves();
     w.check("tidied");
     w.converge();
     w.trace

@@ -171,6 +171,29 @@ fn a_write_landing_between_a_placement_and_its_stat_goes_up() {
 }
 
 #[test]
+fn a_file_saved_the_moment_its_old_version_moves_aside_is_kept() {
+    let mut e = engine();
+    put_local(&e, "f.txt", b"base");
+    let id = file_sync(&mut e);
+    sync(&mut e, id);
+    put_local(&e, "f.txt", b"local edit");
+    e.platform.put_cloud("f.txt", b"cloud edit");
+    // The conflict moves the local edit aside; an editor saves right then.
+    e.platform.0.borrow_mut().after_move_away = Some(("cloud/f.txt".into(), b"saved meanwhile".to_vec()));
+    sync(&mut e, id);
+    assert!(e.platform.0.borrow().after_move_away.is_none(), "the save happened");
+    let held: Vec<Vec<u8>> = app_files(&e).into_values().collect();
+    for version in [&b"local edit"[..], b"cloud edit", b"saved meanwhile"] {
+        assert!(
+            held.iter().any(|h| h == version),
+            "{:?} kept",
+            String::from_utf8_lossy(version)
+        );
+    }
+    assert_eq!(local(&e, "f.txt").as_deref(), Some(&b"cloud edit"[..]));
+}
+
+#[test]
 fn edits_and_deletes_on_either_side_propagate() {
     let mut e = engine();
     for p in ["a", "b", "c", "d", "e", "f", "g", "h", "i"] {
@@ -473,6 +496,35 @@ fn start_while_running_queues_one_more_run_and_late_listeners_get_the_state() {
     let events = drain(&mut e);
     let terminals = events.iter().filter(|p| p.state == SyncState::Completed).count();
     assert_eq!(terminals, 2 * 2, "two runs, each seen by two listeners");
+}
+
+#[test]
+fn a_run_that_fails_as_a_whole_names_every_file_it_gives_up_on() {
+    let mut e = engine();
+    e.platform.0.borrow_mut().chunk = 2;
+    for name in ["a", "b", "c"] {
+        e.platform.put_cloud(name, b"0123456789");
+    }
+    put_local(&e, "up", b"to go up");
+    e.platform.0.borrow_mut().fail_next = Some((4, CloudError::new(CloudErrorKind::Network, "cut")));
+    let id = file_sync(&mut e);
+    sync(&mut e, id);
+    let r = e.syncs.report(id).unwrap();
+    let named: Vec<&str> = r.failures.iter().map(|(p, _)| p.as_str()).collect();
+    for name in ["a", "b", "c"] {
+        assert!(named.contains(&name), "{name} not named: {:?}", r.failures);
+    }
+    assert!(
+        r.failures.iter().any(|(_, why)| why.contains("the run ended")),
+        "{:?}",
+        r.failures
+    );
+    // The push never started: the upload is counted as not made.
+    assert!(
+        r.notes.iter().any(|n| n.contains("1 more changes were not made")),
+        "{:?}",
+        r.notes
+    );
 }
 
 #[test]

@@ -155,6 +155,25 @@ fn guards_refuse_what_looks_like_mass_deletion() {
         plan(&lt, &RemoteTree::new(), &st, false),
         Err(Refusal::SideLooksEmpty { side: Side::Cloud, .. })
     ));
+    // One stray new file does not make an emptied side look full, and
+    // confirming deletions does not confirm an emptied side.
+    let stray_local: LocalTree = [("new".to_string(), local(99, "h99"))].into();
+    let stray_remote: RemoteTree = [("new".to_string(), remote("e99", None))].into();
+    let deletions_only = Options {
+        confirm: Confirm {
+            deletions: true,
+            ..Confirm::default()
+        },
+        ..Options::default()
+    };
+    assert!(matches!(
+        plan_with(&stray_local, &rt, &st, &Blocked::new(), deletions_only),
+        Err(Refusal::SideLooksEmpty { side: Side::Local, .. })
+    ));
+    assert!(matches!(
+        plan_with(&lt, &stray_remote, &st, &Blocked::new(), deletions_only),
+        Err(Refusal::SideLooksEmpty { side: Side::Cloud, .. })
+    ));
     let mostly_gone: LocalTree = lt.iter().take(2).map(|(k, v)| (k.clone(), v.clone())).collect();
     assert!(matches!(
         plan(&mostly_gone, &rt, &st, false),
