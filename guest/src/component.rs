@@ -354,9 +354,24 @@ impl Platform for WitPlatform {
         let mode = match mode {
             e::MoveMode::Replace => storage::MoveMode::Replace,
             e::MoveMode::NoReplace => storage::MoveMode::NoReplace,
-            e::MoveMode::Exchange => storage::MoveMode::Exchange,
         };
         storage::move_file(bundle, from, to, mode, durable).map_err(io_error)
+    }
+
+    fn swap_if_unchanged(
+        &self,
+        bundle: &str,
+        from: &str,
+        to: &str,
+        expect: crate::engine::records::LocalStamp,
+        durable: bool,
+    ) -> Result<e::SwapOutcome, e::IoError> {
+        let outcome = storage::swap_if_unchanged(bundle, from, to, stamp(expect), durable).map_err(io_error)?;
+        Ok(match outcome {
+            storage::SwapOutcome::Clean => e::SwapOutcome::Clean,
+            storage::SwapOutcome::InUse => e::SwapOutcome::InUse,
+            storage::SwapOutcome::Changed => e::SwapOutcome::Changed,
+        })
     }
 
     fn flush(&self, bundle: &str) -> Result<(), e::IoError> {

@@ -405,6 +405,20 @@ impl Fake {
         self.0.borrow_mut().local.remove(&(APP.to_string(), path.to_string()));
     }
 
+    /// Notes a lazy move, which a power cut may undo until a flush.
+    fn unflushed(&self, bundle: &str, from: &str, to: &str, displaced: Option<LocalFile>, exchanged: bool) {
+        let mut s = self.0.borrow_mut();
+        let ctime = s.local[&(bundle.to_string(), to.to_string())].ctime_ns;
+        s.unflushed_renames.push(Unflushed {
+            bundle: bundle.into(),
+            from: from.into(),
+            to: to.into(),
+            displaced,
+            ctime,
+            exchanged,
+        });
+    }
+
     fn tick_clock(&self) -> u64 {
         let mut s = self.0.borrow_mut();
         s.clock_ns += 1;
@@ -886,62 +900,69 @@ impl Platform for Fake {
     }
     fn move_file(&self, bundle: &str, from: &str, to: &str, mode: MoveMode, durable: bool) -> Result<(), IoError> {
         let to_key = (bundle.to_string(), to.to_string());
-        let from_key = (bundle.to_string(), from.to_string());
         let (displaced, folder_there) = {
             let s = self.0.borrow();
             (s.local.get(&to_key).cloned(), Self::is_local_dir(&s, bundle, to))
         };
-        let exchanged = mode == MoveMode::Exchange;
-        match mode {
-            MoveMode::NoReplace if displaced.is_some() || folder_there => {
-                return Err(IoError::new(IoErrorKind::AlreadyExists, format!("{to} exists")))
-            }
-            MoveMode::Exchange => {
-                if !self.alive() {
-                    return Err(power_cut());
-                }
-                if folder_there {
-                    return Err(IoError::new(IoErrorKind::NotSupported, "the fake swaps files only"));
-                }
-                let Some(there) = displaced.clone() else {
+        if mode == MoveMode::NoReplace && (displaced.is_some() || folder_there) {
+            return Err(IoError::new(IoErrorKind::AlreadyExists, format!("{to} exists")));
+        }
+        self.rename(bundle, from, to)?;
+        if !durable {
+            self.unflushed(bundle, from, to, displaced, false);
+        }
+        Ok(())
+    }
+    fn swap_if_unchanged(
+        &self,
+        bundle: &str,
+        from: &str,
+        to: &str,
+        expect: LocalStamp,
+        durable: bool,
+    ) -> Result<SwapOutcome, IoError> {
+        if !self.alive() {
+            return Err(power_cut());
+        }
+        let to_key = (bundle.to_string(), to.to_string());
+        let from_key = (bundle.to_string(), from.to_string());
+        let in_use = {
+            let s = self.0.borrow();
+            match s.local.get(&to_key) {
+                None if Self::is_local_dir(&s, bundle, to) => return Ok(SwapOutcome::Changed),
+                None => {
                     return Err(IoError::new(
                         IoErrorKind::NotFound,
                         format!("{to}: nothing to swap with"),
-                    ));
-                };
-                let clock = self.tick_clock();
-                let mut s = self.0.borrow_mut();
-                let mut f = s
-                    .local
-                    .remove(&from_key)
-                    .ok_or_else(|| IoError::new(IoErrorKind::NotFound, from))?;
-                f.ctime_ns = clock;
-                let mut there = there;
-                there.ctime_ns = clock;
-                s.local.insert(from_key.clone(), there);
-                s.local.insert(to_key.clone(), f);
-                if s.after_rename.as_ref().is_some_and(|(p, _)| p == to) {
-                    let (_, data) = s.after_rename.take().expect("checked");
-                    let f = s.local.get_mut(&to_key).expect("placed");
-                    f.data = data;
-                    f.mtime_ns = clock;
+                    ))
                 }
+                Some(f) if f.kind != FileKind::File || f.stamp() != expect => return Ok(SwapOutcome::Changed),
+                Some(_) => s.open_files.contains(to),
             }
-            _ => self.rename(bundle, from, to)?,
+        };
+        let clock = self.tick_clock();
+        {
+            let mut s = self.0.borrow_mut();
+            let mut f = s
+                .local
+                .remove(&from_key)
+                .ok_or_else(|| IoError::new(IoErrorKind::NotFound, from))?;
+            let mut old = s.local.remove(&to_key).expect("checked");
+            f.ctime_ns = clock;
+            old.ctime_ns = clock;
+            s.local.insert(from_key, old);
+            s.local.insert(to_key.clone(), f);
+            if s.after_rename.as_ref().is_some_and(|(p, _)| p == to) {
+                let (_, data) = s.after_rename.take().expect("checked");
+                let f = s.local.get_mut(&to_key).expect("placed");
+                f.data = data;
+                f.mtime_ns = clock;
+            }
         }
         if !durable {
-            let mut s = self.0.borrow_mut();
-            let ctime = s.local[&to_key].ctime_ns;
-            s.unflushed_renames.push(Unflushed {
-                bundle: bundle.into(),
-                from: from.into(),
-                to: to.into(),
-                displaced: if exchanged { None } else { displaced },
-                ctime,
-                exchanged,
-            });
+            self.unflushed(bundle, from, to, None, true);
         }
-        Ok(())
+        Ok(if in_use { SwapOutcome::InUse } else { SwapOutcome::Clean })
     }
     fn flush(&self, _bundle: &str) -> Result<(), IoError> {
         if !self.alive() {

@@ -3,7 +3,7 @@
 //! a visible conflict copy, and rename the temp into place atomically.
 
 use super::records::LocalStamp;
-use super::{CloudError, CloudErrorKind, DownloadErrorType, IoError, IoErrorKind, MoveMode, Platform};
+use super::{CloudError, CloudErrorKind, DownloadErrorType, IoError, IoErrorKind, MoveMode, Platform, SwapOutcome};
 
 /// Files up to this size are hashed when placed (when the cloud gave no
 /// hash), so that a later same-size edit within the clock's resolution can
@@ -139,27 +139,27 @@ pub fn verify_and_place(
     let mv = |from: &str, to: &str, mode| platform.move_file(bundle, from, to, mode, durable);
     let mut in_place = false;
     if let Some(expected) = may_replace {
-        match mv(a.temp, target, MoveMode::Exchange) {
-            Ok(()) => {
+        // Swapped in only if the target is still what was checked, under a
+        // write lease from the check to the swap: an editor opening it in
+        // between, or holding it open, is seen, and the old file is then
+        // kept as a conflict copy rather than removed under its writes.
+        match platform.swap_if_unchanged(bundle, a.temp, target, expected, durable) {
+            Ok(SwapOutcome::Clean) => {
                 in_place = true;
-                // The temp's name now holds what the target held.
-                match platform.stat(bundle, a.temp).map_err(|e| Failure::io(&e))? {
-                    Some(old) if old.is_dir() => {
-                        let _ = mv(a.temp, target, MoveMode::Exchange);
-                        return Err(Failure::unknown(format!("a folder is in the way at {target}")));
-                    }
-                    // The swap moved its ctime; the rest must be as checked.
-                    Some(old)
-                        if (old.inode, old.size, old.mtime_ns)
-                            == (expected.inode, expected.size, expected.mtime_ns) =>
-                    {
-                        let _ = platform.remove_file(bundle, a.temp);
-                    }
-                    // Written since it was checked: the user's, kept.
-                    Some(_) => conflict_copy = Some(move_aside_from(platform, bundle, a.temp, target)?),
-                    None => {}
-                }
+                let _ = platform.remove_file(bundle, a.temp);
             }
+            Ok(SwapOutcome::InUse) => {
+                in_place = true;
+                conflict_copy = Some(move_aside_from(platform, bundle, a.temp, target)?);
+            }
+            // Written since it was checked: the user's, kept.
+            Ok(SwapOutcome::Changed) => match platform.stat(bundle, target).map_err(|e| Failure::io(&e))? {
+                Some(now) if now.is_dir() => {
+                    return Err(Failure::unknown(format!("a folder is in the way at {target}")))
+                }
+                Some(_) => conflict_copy = Some(move_aside(platform, bundle, target)?),
+                None => {}
+            },
             // Gone meanwhile: placed below, replacing nothing.
             Err(e) if e.kind == IoErrorKind::NotFound => {}
             Err(e) if e.kind == IoErrorKind::NotSupported => {}

@@ -22,8 +22,18 @@ pub enum MoveMode {
     Replace,
     /// `AlreadyExists` if anything is there.
     NoReplace,
-    /// Swap the two (`NotFound` when the target is missing).
-    Exchange,
+}
+
+/// What a [`Platform::swap_if_unchanged`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SwapOutcome {
+    /// Swapped; the old file, now at the source's name, is exactly the one
+    /// expected and nobody opened it from the check to the swap.
+    Clean,
+    /// Swapped; another process had the old file open: it may hold writes.
+    InUse,
+    /// Not swapped: the target is no longer the expected file.
+    Changed,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -222,6 +232,17 @@ pub trait Platform {
     /// An atomic rename as `mode` says; unless `durable`, durable only after
     /// the next [`flush`](Self::flush).
     fn move_file(&self, bundle: &str, from: &str, to: &str, mode: MoveMode, durable: bool) -> Result<(), IoError>;
+    /// Swaps `from` and `to` if `to` is still `expect`, seeing any process
+    /// that has or opens it from the check to the swap (`NotFound` when `to`
+    /// is missing, `NotSupported` where no atomic swap exists).
+    fn swap_if_unchanged(
+        &self,
+        bundle: &str,
+        from: &str,
+        to: &str,
+        expect: super::records::LocalStamp,
+        durable: bool,
+    ) -> Result<SwapOutcome, IoError>;
     /// Makes every write so far in the area's file system durable.
     fn flush(&self, bundle: &str) -> Result<(), IoError>;
     fn remove_file(&self, bundle: &str, path: &str) -> Result<(), IoError>;

@@ -288,7 +288,6 @@ impl storage::Host for HostState {
             let flags = match mode {
                 storage::MoveMode::Replace => RenameFlags::empty(),
                 storage::MoveMode::NoReplace => RenameFlags::NOREPLACE,
-                storage::MoveMode::Exchange => RenameFlags::EXCHANGE,
             };
             let moved = if durable {
                 area.rename_with(&from, &to, flags)
@@ -302,6 +301,36 @@ impl storage::Host for HostState {
                 }
                 _ => path_error(e),
             })
+        })
+    }
+
+    fn swap_if_unchanged(
+        &mut self,
+        bundle: String,
+        from: String,
+        to: String,
+        expect: storage::LocalStamp,
+        durable: bool,
+    ) -> Result<storage::SwapOutcome, storage::IoError> {
+        self.timed(|s| {
+            let area = s.area_for(&bundle, &[&from, &to], true)?.expect("made");
+            let expect = Stamp {
+                size: expect.size,
+                mtime_ns: expect.mtime_ns,
+                ctime_ns: expect.ctime_ns,
+                inode: expect.inode,
+            };
+            match crate::storage::swap_if_unchanged(&area, &from, &to, expect, durable) {
+                Ok(crate::storage::Swap::Clean) => Ok(storage::SwapOutcome::Clean),
+                Ok(crate::storage::Swap::InUse) => Ok(storage::SwapOutcome::InUse),
+                Ok(crate::storage::Swap::Changed) => Ok(storage::SwapOutcome::Changed),
+                // A file system without renameat2's exchange.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Err(io_error(
+                    storage::IoErrorKind::NotSupported,
+                    format!("{to}: no atomic swap here"),
+                )),
+                Err(e) => Err(path_error(e)),
+            }
         })
     }
 

@@ -32,6 +32,110 @@ pub enum EvictError {
 
 static IGNORE_SIGIO: std::sync::Once = std::sync::Once::new();
 
+/// A lease break is signalled with SIGIO, whose default action ends the
+/// process: the host ignores it (it never uses SIGIO otherwise).
+fn ignore_sigio() {
+    IGNORE_SIGIO.call_once(|| {
+        // SAFETY: setting a signal's disposition to SIG_IGN.
+        unsafe {
+            libc::signal(libc::SIGIO, libc::SIG_IGN);
+        }
+    });
+}
+
+/// A write lease on `file`: `Ok(true)` held, `Ok(false)` refused because
+/// another descriptor of the file is open, `Err` where leases do not work.
+fn take_lease(file: &std::fs::File) -> std::io::Result<bool> {
+    ignore_sigio();
+    // SAFETY: fcntl on a descriptor we own; no memory is passed.
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLEASE, libc::F_WRLCK) } == 0 {
+        return Ok(true);
+    }
+    let err = std::io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EAGAIN) | Some(libc::EBUSY) => Ok(false),
+        _ => Err(err),
+    }
+}
+
+/// Gives the lease back; whether it was still whole (nobody opened the
+/// file meanwhile: an open breaks it, and waits for this).
+fn release_lease(file: &std::fs::File) -> bool {
+    // SAFETY: as in `take_lease`.
+    let still = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETLEASE) } == libc::F_WRLCK;
+    unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLEASE, libc::F_UNLCK) };
+    still
+}
+
+/// What [`swap_if_unchanged`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Swap {
+    /// Swapped; `from` now names exactly the file checked, which no other
+    /// process had or opened from the check to the swap.
+    Clean,
+    /// Swapped; what `from` names may hold another process's writes.
+    InUse,
+    /// Not swapped: `to` is no longer `expect`.
+    Changed,
+}
+
+/// Swaps `from` and `to` (`renameat2(RENAME_EXCHANGE)`) if `to` is still
+/// the file `expect` names, holding a write lease on it from the check to
+/// the swap: a process that has it open, or opens it in between, is seen
+/// (the lease cannot be had, or breaks). A save by rename in between is
+/// seen too: the file swapped out is then not the one checked.
+pub fn swap_if_unchanged(
+    area: &Root,
+    from: &str,
+    to: &str,
+    expect: Stamp,
+    durable: bool,
+) -> Result<Swap, BeneathError> {
+    let st = area.lstat(to)?.ok_or_else(|| {
+        BeneathError::io(
+            to,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "nothing to swap with"),
+        )
+    })?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile || Stamp::of(&st) != expect {
+        return Ok(Swap::Changed);
+    }
+    let file = area.open_read(to)?;
+    let stamp_now = |f: &std::fs::File| Stamp::of_file(f).map_err(|e| BeneathError::io(to, e));
+    if stamp_now(&file)? != expect {
+        return Ok(Swap::Changed);
+    }
+    let leased = take_lease(&file);
+    let mut in_use = match &leased {
+        Ok(held) => !held,
+        Err(_) => maybe_open_elsewhere(&area.path().join(to)),
+    };
+    let leased = leased.unwrap_or(false);
+    let release = |in_use: &mut bool| {
+        if leased && !release_lease(&file) {
+            *in_use = true;
+        }
+    };
+    // Written between the open and the lease?
+    if stamp_now(&file)? != expect {
+        release(&mut in_use);
+        return Ok(Swap::Changed);
+    }
+    let swapped = if durable {
+        area.rename_with(from, to, RenameFlags::EXCHANGE)
+    } else {
+        area.rename_lazily(from, to, RenameFlags::EXCHANGE)
+    };
+    if let Err(e) = swapped {
+        release(&mut in_use);
+        return Err(e);
+    }
+    let out = area.lstat(from)?;
+    let same = out.is_some_and(|m| m.st_ino == st.st_ino && m.st_dev == st.st_dev);
+    release(&mut in_use);
+    Ok(if same && !in_use { Swap::Clean } else { Swap::InUse })
+}
+
 /// Removes `rel` in `area` if it is still `expect` and nobody has it open,
 /// setting it aside at `aside` first. Once the file is removed this
 /// succeeds, whatever happens after.
@@ -46,14 +150,7 @@ pub fn evict(area: &Root, rel: &str, expect: Stamp, aside: &str) -> Result<(), E
     if now != expect {
         return Err(EvictError::Changed);
     }
-    // A lease break is signalled with SIGIO, whose default action ends the
-    // process: the host ignores it (it never uses SIGIO otherwise).
-    IGNORE_SIGIO.call_once(|| {
-        // SAFETY: setting a signal's disposition to SIG_IGN.
-        unsafe {
-            libc::signal(libc::SIGIO, libc::SIG_IGN);
-        }
-    });
+    ignore_sigio();
     // SAFETY: fcntl on a descriptor we own; no memory is passed.
     let leased = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLEASE, libc::F_WRLCK) } == 0;
     if !leased {
@@ -123,6 +220,50 @@ mod tests {
 
     fn stamp_of(area: &Root, rel: &str) -> Stamp {
         Stamp::of(&area.lstat(rel).unwrap().unwrap())
+    }
+
+    #[test]
+    fn swaps_only_an_unchanged_file_and_says_when_another_process_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let area = Root::open(dir.path()).unwrap();
+        let (old, new) = (dir.path().join("f"), dir.path().join("t"));
+        std::fs::write(&old, b"old").unwrap();
+        std::fs::write(&new, b"new").unwrap();
+        let checked = stamp_of(&area, "f");
+        assert_eq!(swap_if_unchanged(&area, "t", "f", checked, true).unwrap(), Swap::Clean);
+        assert_eq!(
+            (std::fs::read(&old).unwrap(), std::fs::read(&new).unwrap()),
+            (b"new".to_vec(), b"old".to_vec())
+        );
+        // Changed since it was checked: nothing is swapped.
+        let checked = stamp_of(&area, "f");
+        std::fs::write(&old, b"edited").unwrap();
+        assert_eq!(
+            swap_if_unchanged(&area, "t", "f", checked, true).unwrap(),
+            Swap::Changed
+        );
+        assert_eq!(std::fs::read(&old).unwrap(), b"edited");
+        // Held open by another process: swapped, but said to be in use.
+        let checked = stamp_of(&area, "f");
+        let mut holder = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("exec 3<>'{}'; exec sleep 5", old.display()))
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert_eq!(swap_if_unchanged(&area, "t", "f", checked, false).unwrap(), Swap::InUse);
+        holder.kill().unwrap();
+        holder.wait().unwrap();
+        assert_eq!(
+            std::fs::read(&new).unwrap(),
+            b"edited",
+            "the held file is at the other name"
+        );
+        // Nothing to swap with.
+        std::fs::remove_file(&old).unwrap();
+        assert!(swap_if_unchanged(&area, "t", "f", checked, true)
+            .unwrap_err()
+            .is_not_found());
     }
 
     #[test]

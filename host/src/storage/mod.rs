@@ -5,6 +5,6 @@ mod evict;
 mod meta;
 mod sandbox;
 
-pub use evict::{evict, EvictError};
+pub use evict::{evict, swap_if_unchanged, EvictError, Swap};
 pub use meta::{MetaError, MetaStore};
 pub use sandbox::{AppAreas, SandboxError};

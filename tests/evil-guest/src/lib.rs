@@ -191,7 +191,7 @@ impl file_cache::GuestCloudFileCache for Cache {
                     &me,
                     "cloud/mine",
                     "cloud/out/planted",
-                    storage::MoveMode::Exchange,
+                    storage::MoveMode::NoReplace,
                     false,
                 )
                 .is_ok(),

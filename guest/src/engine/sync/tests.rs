@@ -171,6 +171,25 @@ fn a_write_landing_between_a_placement_and_its_stat_goes_up() {
 }
 
 #[test]
+fn a_file_held_open_elsewhere_is_kept_when_the_cloud_replaces_it() {
+    let mut e = engine();
+    put_local(&e, "f.txt", b"v1");
+    let id = file_sync(&mut e);
+    sync(&mut e, id);
+    e.platform.put_cloud("f.txt", b"v2 from the cloud");
+    // An editor has it open: its next write would land in the old file.
+    e.platform.0.borrow_mut().open_files.insert("cloud/f.txt".into());
+    sync(&mut e, id);
+    assert_eq!(local(&e, "f.txt").as_deref(), Some(&b"v2 from the cloud"[..]));
+    let copies: Vec<_> = app_files(&e)
+        .into_iter()
+        .filter(|(p, _)| p.contains("conflict"))
+        .collect();
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert_eq!(copies[0].1, b"v1");
+}
+
+#[test]
 fn a_file_saved_the_moment_its_old_version_moves_aside_is_kept() {
     let mut e = engine();
     put_local(&e, "f.txt", b"base");
