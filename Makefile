@@ -64,9 +64,9 @@ campaigns: setup servers
 	CAMPAIGN_SCALE=5 $(CARGO) test -p cloudsync --test campaigns -- --test-threads 1
 	RACE_ROUNDS=60 $(CARGO) test -p cloudsync-tests --test backends racing
 
-# What the sync benchmark compares against: rclone (above) and unison.
+# What the sync benchmark compares against: rclone (above), rsync and unison.
 bench-tools:
-	@command -v unison >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq unison >/dev/null; }
+	@{ command -v unison && command -v rsync; } >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq unison rsync >/dev/null; }
 
 bench: setup servers bench-tools build
 	$(CARGO) bench -p cloudsync-tests

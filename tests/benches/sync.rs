@@ -1,7 +1,10 @@
-//! `make bench` (third part): two-way sync of 10,000 files / 1 GiB with a
-//! local-folder cloud — the initial sync, a re-sync with nothing changed,
-//! and a re-sync after 100 files changed — with the `cloudsync` command
-//! line beside `rclone sync` and `unison` on the same data in the same run.
+//! `make bench` (third part): sync of 10,000 files / 1 GiB with a
+//! local-folder cloud, in both directions — up (the device holds the files)
+//! and a first download (the cloud does) — each as the initial sync, a
+//! re-sync with nothing changed right after it, and a re-sync after 100
+//! files changed, with the `cloudsync` command line beside `rclone sync`
+//! (alone, and followed by `sync` for the same durability), `rsync` and
+//! `unison` on the same data in the same run.
 //! Each tool runs as its own process; its peak memory is the maximum
 //! resident set size the kernel reports for it (wait4).
 //!
@@ -19,52 +22,104 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     make_data(&data, files, size);
-    println!(
-        "sync of {files} files × {size} bytes ({} MiB), local-folder cloud, one process per run",
-        (files * size) >> 20
-    );
-    println!("| tool | initial sync | no-change re-sync | 100 files changed | peak memory |");
-    println!("|---|---|---|---|---|");
-
-    // cloudsync: the app's folder is the source; the cloud starts empty.
-    let root = dir.path().join("cs-device");
-    let cloud = dir.path().join("cs-cloud");
-    let src = root.join("apps/cloudsync.cli/cloud");
-    copy_tree(&data, &src);
-    std::fs::create_dir_all(&cloud).unwrap();
     warm_up(&cli, dir.path());
+    for direction in [Direction::Up, Direction::Down] {
+        println!();
+        println!(
+            "{} of {files} files × {size} bytes ({} MiB), local-folder cloud, one process per run",
+            match direction {
+                Direction::Up => "sync up (the device holds the files, the cloud is empty)",
+                Direction::Down => "first download (the cloud holds the files, the device is empty)",
+            },
+            (files * size) >> 20
+        );
+        println!("| tool | initial sync | no-change re-sync right after | 100 files changed | peak memory |");
+        println!("|---|---|---|---|---|");
+        bench_direction(&cli, dir.path(), &data, direction);
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    /// The files start on the side that syncs (the device).
+    Up,
+    /// The files start on the other side (the cloud): a first download.
+    Down,
+}
+
+fn bench_direction(cli: &Path, dir: &Path, data: &Path, direction: Direction) {
+    let tag = if direction == Direction::Up { "up" } else { "down" };
+    // cloudsync: the app's folder and the cloud; changes are made on the
+    // side that held the files.
+    let root = dir.join(format!("cs-{tag}-device"));
+    let cloud = dir.join(format!("cs-{tag}-cloud"));
+    let local = root.join("apps/cloudsync.cli/cloud");
+    let remote = cloud.join("cloudsync.cli");
+    let (full, empty) = match direction {
+        Direction::Up => (&local, &remote),
+        Direction::Down => (&remote, &local),
+    };
+    copy_tree(data, full);
+    std::fs::create_dir_all(&cloud).unwrap();
+    let _ = empty;
     let cs = |_: &Path| {
-        let mut c = Command::new(&cli);
+        let mut c = Command::new(cli);
         c.arg("--root").arg(&root);
         c.arg("--cloud").arg(format!("dir://{}", cloud.display()));
         c.args(["--app", "cloudsync.cli", "sync"]);
         c.env_remove("CLOUDSYNC_CONFIG").env_remove("CLOUDSYNC_POLICY");
         c
     };
-    let row = measure_tool(&src, &cs);
-    verify_same(&src, &cloud.join("cloudsync.cli"));
-    print_row("cloudsync sync", row);
+    let row = measure_tool(full, &cs);
+    verify_same(&local, &remote);
+    print_row("cloudsync sync (durable)", row);
 
-    // rclone sync (one way, local → local), as a user would run it.
-    let src = dir.path().join("rc-src");
-    let dst = dir.path().join("rc-dst");
-    copy_tree(&data, &src);
-    let rc = |src: &Path| {
-        let mut c = Command::new("rclone");
-        c.arg("sync").arg(src).arg(&dst);
-        c.args(["--config", "/dev/null"]);
-        c
+    // The one-way peers: what starts full is their source.
+    let src = dir.join(format!("peer-{tag}-src"));
+    let dst = dir.join(format!("peer-{tag}-dst"));
+    let fresh = |src: &Path, dst: &Path| {
+        let _ = std::fs::remove_dir_all(src);
+        let _ = std::fs::remove_dir_all(dst);
+        copy_tree(data, src);
+        // Written long ago, as a user's files are; then out of the cache's
+        // favour no more than cloudsync's were.
+        sync_disks();
     };
-    let row = measure_tool(&src, &rc);
+    let rclone = |durable: bool| {
+        let (src, dst) = (src.clone(), dst.clone());
+        move |_: &Path| {
+            let mut c = Command::new("sh");
+            let then = if durable { " && sync" } else { "" };
+            c.arg("-c").arg(format!(
+                "rclone sync '{}' '{}' --config /dev/null{then}",
+                src.display(),
+                dst.display()
+            ));
+            c
+        }
+    };
+    fresh(&src, &dst);
+    let row = measure_tool(&src, &rclone(false));
     verify_same(&src, &dst);
     print_row("rclone sync", row);
+    fresh(&src, &dst);
+    let row = measure_tool(&src, &rclone(true));
+    verify_same(&src, &dst);
+    print_row("rclone sync && sync (durable)", row);
+    fresh(&src, &dst);
+    let rsync = |src: &Path| {
+        let mut c = Command::new("rsync");
+        c.arg("-a").arg("--delete").arg(format!("{}/", src.display())).arg(&dst);
+        c
+    };
+    let row = measure_tool(&src, &rsync);
+    verify_same(&src, &dst);
+    print_row("rsync -a --delete", row);
 
     // unison (two ways), batch mode, its archive in a folder of its own.
-    let src = dir.path().join("un-src");
-    let dst = dir.path().join("un-dst");
-    let home = dir.path().join("un-home");
-    copy_tree(&data, &src);
+    fresh(&src, &dst);
     std::fs::create_dir_all(&dst).unwrap();
+    let home = dir.join(format!("un-{tag}-home"));
     std::fs::create_dir_all(&home).unwrap();
     let un = |src: &Path| {
         let mut c = Command::new("unison");
@@ -76,6 +131,10 @@ fn main() {
     let row = measure_tool(&src, &un);
     verify_same(&src, &dst);
     print_row("unison", row);
+}
+
+fn sync_disks() {
+    let _ = Command::new("sync").status();
 }
 
 struct Row {
