@@ -394,17 +394,23 @@ impl Platform for WitPlatform {
         storage::fine_stamps(bundle)
     }
 
+    fn walk_page(
+        &self,
+        bundle: &str,
+        dir: &str,
+        after: Option<&str>,
+        max: u32,
+    ) -> Result<Option<(Vec<e::TreeEntry>, Option<String>)>, e::IoError> {
+        let page = storage::walk_page(bundle, dir, after, max).map_err(io_error)?;
+        Ok(page.map(|page| {
+            let entries = page.entries.into_iter().map(tree_entry).collect();
+            (entries, page.next)
+        }))
+    }
+
     fn scan_tree(&self, bundle: &str, dir: &str) -> Result<Option<Vec<e::TreeEntry>>, e::IoError> {
         let entries = storage::scan_tree(bundle, dir).map_err(io_error)?;
-        Ok(entries.map(|list| {
-            list.into_iter()
-                .map(|t| e::TreeEntry {
-                    path: t.path,
-                    stat: file_stat(t.stat),
-                    problem: t.problem,
-                })
-                .collect()
-        }))
+        Ok(entries.map(|list| list.into_iter().map(tree_entry).collect()))
     }
 
     fn evict(
@@ -423,6 +429,15 @@ impl Platform for WitPlatform {
 
     fn meta_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, e::IoError> {
         storage::meta_scan(prefix).map_err(io_error)
+    }
+
+    fn meta_scan_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        max: u32,
+    ) -> Result<Vec<(String, Vec<u8>)>, e::IoError> {
+        storage::meta_scan_page(prefix, after, max).map_err(io_error)
     }
 
     fn meta_commit(&self, changes: Vec<(String, Option<Vec<u8>>)>) -> Result<(), e::IoError> {
@@ -447,6 +462,21 @@ impl Platform for WitPlatform {
             objects: listing.objects.into_iter().map(cloud_object).collect(),
             skipped: listing.skipped.into_iter().map(|u| (u.path, u.reason)).collect(),
         })
+    }
+
+    fn cloud_list_page(
+        &self,
+        bundle: &str,
+        prefix: &str,
+        after: Option<&str>,
+        max: u32,
+    ) -> Result<(e::CloudListing, Option<String>), e::CloudError> {
+        let page = cloud::list_page(bundle, prefix, after, max).map_err(cloud_error)?;
+        let listing = e::CloudListing {
+            objects: page.objects.into_iter().map(cloud_object).collect(),
+            skipped: page.skipped.into_iter().map(|u| (u.path, u.reason)).collect(),
+        };
+        Ok((listing, page.next))
     }
 
     fn cloud_delete(&self, bundle: &str, path: &str, if_match: Option<&str>) -> Result<(), e::CloudError> {
@@ -597,6 +627,14 @@ fn file_stat(s: storage::FileStat) -> e::FileStat {
         ctime_ns: s.ctime_ns,
         inode: s.inode,
         atime_ns: s.atime_ns,
+    }
+}
+
+fn tree_entry(t: storage::TreeEntry) -> e::TreeEntry {
+    e::TreeEntry {
+        path: t.path,
+        stat: file_stat(t.stat),
+        problem: t.problem,
     }
 }
 

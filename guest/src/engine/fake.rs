@@ -196,6 +196,9 @@ pub struct State_ {
     /// Files (inodes) non-durable downloads wrote since the last flush: a
     /// power cut leaves them torn (empty), under whichever name they have.
     pub unflushed_data: BTreeSet<u64>,
+    /// Pages the host answers are at most this long (a host may page as it
+    /// likes; small pages test the callers' paging).
+    pub page_cap: Option<u32>,
     /// How many flushes were asked for.
     pub flushes: u64,
     /// The ctime each local file had when it was last stat'ed.
@@ -298,6 +301,7 @@ impl Fake {
             unflushed_renames: Vec::new(),
             unflushed_data: BTreeSet::new(),
             flushes: 0,
+            page_cap: None,
             queried: BTreeMap::new(),
             local: BTreeMap::new(),
             dirs: BTreeSet::new(),
@@ -1092,6 +1096,23 @@ impl Platform for Fake {
         let exists = !entries.is_empty() || s.made_dirs.contains(&(bundle.into(), dir.into()));
         Ok(exists.then_some(entries))
     }
+    fn walk_page(
+        &self,
+        bundle: &str,
+        dir: &str,
+        after: Option<&str>,
+        max: u32,
+    ) -> Result<Option<(Vec<TreeEntry>, Option<String>)>, IoError> {
+        let max = self.0.borrow().page_cap.map_or(max, |c| c.min(max));
+        let Some(mut all) = self.scan_tree(bundle, dir)? else {
+            return Ok(None);
+        };
+        all.retain(|e| after.is_none_or(|a| e.path.as_str() > a));
+        let more = all.len() > max as usize;
+        all.truncate(max as usize);
+        let next = more.then(|| all.last().map(|e| e.path.clone())).flatten();
+        Ok(Some((all, next)))
+    }
     fn fine_stamps(&self, _bundle: &str) -> bool {
         self.0.borrow().fine_stamps
     }
@@ -1119,6 +1140,15 @@ impl Platform for Fake {
     }
     fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, IoError> {
         Ok(self.0.borrow().meta.get(key).cloned())
+    }
+    fn meta_scan_page(&self, prefix: &str, after: Option<&str>, max: u32) -> Result<Vec<(String, Vec<u8>)>, IoError> {
+        let max = self.0.borrow().page_cap.map_or(max, |c| c.min(max));
+        let rows = self.meta_scan(prefix)?;
+        Ok(rows
+            .into_iter()
+            .filter(|(k, _)| after.is_none_or(|a| k.as_str() > a))
+            .take(max as usize)
+            .collect())
     }
     fn meta_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, IoError> {
         let s = self.0.borrow();
@@ -1167,6 +1197,37 @@ impl Platform for Fake {
         } else {
             Err(CloudError::new(CloudErrorKind::Unauthorized, "not signed in"))
         }
+    }
+    fn cloud_list_page(
+        &self,
+        bundle: &str,
+        prefix: &str,
+        after: Option<&str>,
+        max: u32,
+    ) -> Result<(CloudListing, Option<String>), CloudError> {
+        let max = self.0.borrow().page_cap.map_or(max, |c| c.min(max));
+        // The whole listing, then the page of it (the fake's clouds are small).
+        let all = self.cloud_list(bundle, prefix)?;
+        let mut names: Vec<(String, Option<CloudObject>, Option<String>)> = all
+            .objects
+            .into_iter()
+            .map(|o| (o.path.clone(), Some(o), None))
+            .chain(all.skipped.into_iter().map(|(p, why)| (p, None, Some(why))))
+            .filter(|(p, _, _)| after.is_none_or(|a| p.as_str() > a))
+            .collect();
+        names.sort_by(|a, b| a.0.cmp(&b.0));
+        let more = names.len() > max as usize;
+        names.truncate(max as usize);
+        let next = more.then(|| names.last().map(|n| n.0.clone())).flatten();
+        let mut page = CloudListing::default();
+        for (path, object, why) in names {
+            match (object, why) {
+                (Some(o), _) => page.objects.push(o),
+                (None, Some(why)) => page.skipped.push((path, why)),
+                (None, None) => {}
+            }
+        }
+        Ok((page, next))
     }
     fn cloud_list(&self, bundle: &str, prefix: &str) -> Result<CloudListing, CloudError> {
         let s = self.0.borrow();

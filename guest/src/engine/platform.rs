@@ -260,6 +260,16 @@ pub trait Platform {
     /// special files (never followed), and empty or unreadable folders.
     /// `None` when `dir` is missing.
     fn scan_tree(&self, bundle: &str, dir: &str) -> Result<Option<Vec<TreeEntry>>, IoError>;
+    /// A page of `scan_tree` in path order: at most `max` entries after
+    /// `after`, and where the next page starts (`None`: the end).
+    #[allow(clippy::type_complexity)]
+    fn walk_page(
+        &self,
+        bundle: &str,
+        dir: &str,
+        after: Option<&str>,
+        max: u32,
+    ) -> Result<Option<(Vec<TreeEntry>, Option<String>)>, IoError>;
     /// Removes a file durably, only if it is still `expect` and no process
     /// has it open (`WouldBlock` then). The file is first renamed to
     /// `aside` (in the staging area); a crash may leave it there.
@@ -268,6 +278,8 @@ pub trait Platform {
     // durable metadata
     fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, IoError>;
     fn meta_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, IoError>;
+    /// At most `max` keys with `prefix` after `after`, in key order.
+    fn meta_scan_page(&self, prefix: &str, after: Option<&str>, max: u32) -> Result<Vec<(String, Vec<u8>)>, IoError>;
     fn meta_commit(&self, changes: Vec<(String, Option<Vec<u8>>)>) -> Result<(), IoError>;
 
     // cloud
@@ -275,6 +287,15 @@ pub trait Platform {
     /// Whether the app may sync now: signed in, the app's cloud switch on.
     fn cloud_ready(&self, bundle: &str) -> Result<(), CloudError>;
     fn cloud_list(&self, bundle: &str, prefix: &str) -> Result<CloudListing, CloudError>;
+    /// A page of `cloud_list` in path order: at most `max` names after
+    /// `after`, and where the next page starts (`None`: the end).
+    fn cloud_list_page(
+        &self,
+        bundle: &str,
+        prefix: &str,
+        after: Option<&str>,
+        max: u32,
+    ) -> Result<(CloudListing, Option<String>), CloudError>;
     fn cloud_delete(&self, bundle: &str, path: &str, if_match: Option<&str>) -> Result<(), CloudError>;
 
     // media

@@ -90,6 +90,10 @@ pub struct HostState {
     pub(crate) call_wall_limit: Duration,
     /// Per bundle: whether its area's file system has fine stamps.
     fine_stamps: HashMap<String, bool>,
+    /// The walk and the listing being paged out, so that each page goes on
+    /// from the last instead of walking again.
+    walk_pages: Pages<storage::TreeEntry>,
+    list_pages: Pages<Listed>,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -118,6 +122,8 @@ impl HostState {
             call_budget,
             call_wall_limit,
             fine_stamps: HashMap::new(),
+            walk_pages: Pages::default(),
+            list_pages: Pages::default(),
             wasi,
             table: ResourceTable::new(),
         }
@@ -142,6 +148,35 @@ impl HostState {
     /// What the guest wrote to stderr (a panic message, say).
     pub fn stderr_text(&self) -> String {
         String::from_utf8_lossy(&self.stderr.contents()).trim().to_string()
+    }
+
+    /// The cloud's listing of `bundle` under `prefix`, as the engine sees it.
+    fn list_now(&mut self, bundle: &str, prefix: &str) -> Result<cloud::Listing, cloud::CloudError> {
+        {
+            let (s, bundle, prefix) = (&mut *self, bundle.to_string(), prefix.to_string());
+            s.grant(&bundle)
+                .map_err(|e| wit_cloud_error_kind(cloud::CloudErrorKind::Unauthorized, e.message))?;
+            // A prefix is a key's beginning: no `.`, `..` or empty parts
+            // (a trailing `/` aside), so a listing never leaves the bundle.
+            let parts = prefix.strip_suffix('/').unwrap_or(&prefix);
+            if !parts.is_empty() {
+                crate::cloud::check_key(parts).map_err(wit_cloud_error)?;
+            }
+            let key_prefix = format!("{bundle}/{prefix}");
+            let listing = s.block(s.b.cloud.list(&key_prefix)).map_err(wit_cloud_error)?;
+            let strip = |k: String| k.strip_prefix(&format!("{bundle}/")).map(str::to_string).unwrap_or(k);
+            Ok(cloud::Listing {
+                objects: listing.objects.into_iter().map(|o| wit_object(&bundle, o)).collect(),
+                skipped: listing
+                    .skipped
+                    .into_iter()
+                    .map(|(path, reason)| cloud::Unlisted {
+                        path: strip(path),
+                        reason,
+                    })
+                    .collect(),
+            })
+        }
     }
 
     fn timed<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
@@ -417,6 +452,31 @@ impl storage::Host for HostState {
         })
     }
 
+    fn walk_page(
+        &mut self,
+        bundle: String,
+        dir: String,
+        after: Option<String>,
+        max: u32,
+    ) -> Result<Option<storage::TreePage>, storage::IoError> {
+        self.timed(|s| {
+            let key = (bundle.clone(), dir.clone());
+            if !s.walk_pages.continues(&key, after.as_deref()) {
+                let Some(area) = s.area_for(&bundle, &[&dir], false)? else {
+                    return Ok(None);
+                };
+                let Some(root) = area.dir(&dir).map_err(path_error)? else {
+                    return Ok(None);
+                };
+                let mut items = Vec::new();
+                walk_tree(&root, "", &mut items).map_err(path_error)?;
+                s.walk_pages.start(key, items, after.as_deref());
+            }
+            let (entries, next) = s.walk_pages.next(max);
+            Ok(Some(storage::TreePage { entries, next }))
+        })
+    }
+
     fn evict(
         &mut self,
         bundle: String,
@@ -455,6 +515,19 @@ impl storage::Host for HostState {
         self.timed(|s| {
             s.grant_key(&prefix)?;
             s.b.meta.scan(&prefix).map_err(meta_error)
+        })
+    }
+
+    fn meta_scan_page(
+        &mut self,
+        prefix: String,
+        after: Option<String>,
+        max: u32,
+    ) -> Result<Vec<(String, Vec<u8>)>, storage::IoError> {
+        self.timed(|s| {
+            s.grant_key(&prefix)?;
+            let max = (max as usize).clamp(1, 65_536);
+            s.b.meta.scan_page(&prefix, after.as_deref(), max).map_err(meta_error)
         })
     }
 
@@ -504,32 +577,43 @@ impl cloud::Host for HostState {
     }
 
     fn list(&mut self, bundle: String, prefix: String) -> Result<cloud::Listing, cloud::CloudError> {
-        self.timed(|s| {
-            s.grant(&bundle)
-                .map_err(|e| wit_cloud_error_kind(cloud::CloudErrorKind::Unauthorized, e.message))?;
-            // A prefix is a key's beginning: no `.`, `..` or empty parts
-            // (a trailing `/` aside), so a listing never leaves the bundle.
-            let parts = prefix.strip_suffix('/').unwrap_or(&prefix);
-            if !parts.is_empty() {
-                crate::cloud::check_key(parts).map_err(wit_cloud_error)?;
-            }
-            let key_prefix = format!("{bundle}/{prefix}");
-            let listing = s.block(s.b.cloud.list(&key_prefix)).map_err(wit_cloud_error)?;
-            let strip = |k: String| k.strip_prefix(&format!("{bundle}/")).map(str::to_string).unwrap_or(k);
-            Ok(cloud::Listing {
-                objects: listing.objects.into_iter().map(|o| wit_object(&bundle, o)).collect(),
-                skipped: listing
-                    .skipped
-                    .into_iter()
-                    .map(|(path, reason)| cloud::Unlisted {
-                        path: strip(path),
-                        reason,
-                    })
-                    .collect(),
-            })
-        })
+        self.timed(|s| s.list_now(&bundle, &prefix))
     }
 
+    fn list_page(
+        &mut self,
+        bundle: String,
+        prefix: String,
+        after: Option<String>,
+        max: u32,
+    ) -> Result<cloud::ListingPage, cloud::CloudError> {
+        self.timed(|s| {
+            let key = (bundle.clone(), prefix.clone());
+            if !s.list_pages.continues(&key, after.as_deref()) {
+                let listing = s.list_now(&bundle, &prefix)?;
+                let items = listing
+                    .objects
+                    .into_iter()
+                    .map(Listed::Object)
+                    .chain(listing.skipped.into_iter().map(Listed::Skipped))
+                    .collect();
+                s.list_pages.start(key, items, after.as_deref());
+            }
+            let (items, next) = s.list_pages.next(max);
+            let mut page = cloud::ListingPage {
+                objects: Vec::new(),
+                skipped: Vec::new(),
+                next,
+            };
+            for item in items {
+                match item {
+                    Listed::Object(o) => page.objects.push(o),
+                    Listed::Skipped(u) => page.skipped.push(u),
+                }
+            }
+            Ok(page)
+        })
+    }
     fn read(&mut self, bundle: String, path: String, offset: u64, len: u32) -> Result<Vec<u8>, cloud::CloudError> {
         self.timed(|s| {
             let key = s.cloud_key(&bundle, &path)?;
@@ -836,6 +920,78 @@ fn file_stat(st: &rustix::fs::Stat) -> storage::FileStat {
 
 /// Every name under an opened folder: files, symlinks and special files
 /// (never followed), empty folders, and folders that cannot be read.
+/// A name of a cloud listing: an object, or one that is none.
+enum Listed {
+    Object(cloud::Object),
+    Skipped(cloud::Unlisted),
+}
+
+trait HasPath {
+    fn path(&self) -> &str;
+}
+
+impl HasPath for Listed {
+    fn path(&self) -> &str {
+        match self {
+            Listed::Object(o) => &o.path,
+            Listed::Skipped(u) => &u.path,
+        }
+    }
+}
+
+impl HasPath for storage::TreeEntry {
+    fn path(&self) -> &str {
+        &self.path
+    }
+}
+
+/// A walk or listing handed out a page at a time, in path order: a page
+/// asked for after the last one given goes on from there; any other is
+/// answered from a fresh walk. (Today the walk is made whole and paged
+/// out: the host holds it, the guest a page.)
+struct Pages<T> {
+    key: Option<(String, String)>,
+    items: std::collections::VecDeque<T>,
+    last: Option<String>,
+}
+
+impl<T> Default for Pages<T> {
+    fn default() -> Self {
+        Pages {
+            key: None,
+            items: Default::default(),
+            last: None,
+        }
+    }
+}
+
+impl<T: HasPath> Pages<T> {
+    fn continues(&self, key: &(String, String), after: Option<&str>) -> bool {
+        after.is_some() && self.key.as_ref() == Some(key) && self.last.as_deref() == after
+    }
+
+    fn start(&mut self, key: (String, String), mut items: Vec<T>, after: Option<&str>) {
+        items.sort_by(|a, b| a.path().cmp(b.path()));
+        items.dedup_by(|a, b| a.path() == b.path());
+        let from = after.map_or(0, |a| items.partition_point(|i| i.path() <= a));
+        self.items = items.into_iter().skip(from).collect();
+        self.key = Some(key);
+        self.last = after.map(str::to_string);
+    }
+
+    /// The next page, and where the one after starts (`None`: the end).
+    fn next(&mut self, max: u32) -> (Vec<T>, Option<String>) {
+        let n = (max as usize).clamp(1, 65_536).min(self.items.len());
+        let page: Vec<T> = self.items.drain(..n).collect();
+        if self.items.is_empty() {
+            *self = Pages::default();
+            return (page, None);
+        }
+        self.last = page.last().map(|i| i.path().to_string());
+        (page, self.last.clone())
+    }
+}
+
 fn walk_tree(
     dir: &std::os::fd::OwnedFd,
     prefix: &str,

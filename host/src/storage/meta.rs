@@ -106,6 +106,32 @@ impl MetaStore {
         Ok(out)
     }
 
+    /// At most `max` keys with `prefix` after `after` (from the first with
+    /// `prefix` when none), in key order.
+    pub fn scan_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        max: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, MetaError> {
+        use std::ops::Bound;
+        let txn = self.db.begin_read().map_err(err)?;
+        let table = txn.open_table(TABLE).map_err(err)?;
+        let start = match after {
+            Some(a) if a >= prefix => Bound::Excluded(a),
+            _ => Bound::Included(prefix),
+        };
+        let mut out = Vec::new();
+        for row in table.range::<&str>((start, Bound::Unbounded)).map_err(err)? {
+            let (k, v) = row.map_err(err)?;
+            if !k.value().starts_with(prefix) || out.len() == max {
+                break;
+            }
+            out.push((k.value().to_string(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
     /// Applies all changes in one durable transaction.
     pub fn commit(&self, changes: &[(String, Option<Vec<u8>>)]) -> Result<(), MetaError> {
         let txn = self.db.begin_write().map_err(err)?;
@@ -210,6 +236,31 @@ fn write_id(file: &Path, id: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pages_go_on_after_the_last_key_and_stay_in_the_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetaStore::open_checked(&dir.path().join("meta.redb")).unwrap().store;
+        let mut changes: Vec<(String, Option<Vec<u8>>)> = (0..25)
+            .map(|i| (format!("synced/a/f{i:02}"), Some(vec![i as u8])))
+            .collect();
+        changes.push(("synced/b/x".into(), Some(vec![9])));
+        changes.push(("synced/a".into(), Some(vec![8])));
+        store.commit(&changes).unwrap();
+        let mut seen = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = store.scan_page("synced/a/", after.as_deref(), 10).unwrap();
+            if page.is_empty() {
+                break;
+            }
+            assert!(page.len() <= 10);
+            after = page.last().map(|(k, _)| k.clone());
+            seen.extend(page.into_iter().map(|(k, _)| k));
+        }
+        let want: Vec<String> = (0..25).map(|i| format!("synced/a/f{i:02}")).collect();
+        assert_eq!(seen, want);
+    }
 
     #[test]
     fn commits_scans_and_survives_reopening() {

@@ -17,7 +17,9 @@ use std::collections::BTreeMap;
 use super::planner::{Blocked, LocalFile, LocalTree, RemoteFile, RemoteTree, SyncedFile, SyncedTree};
 use crate::engine::records::{self, GuardRecord, LocalStamp, SyncedRecord, RUN, SYNCED};
 use crate::engine::uri::{check_relative_path, LOCAL_CLOUD_DIR};
-use crate::engine::{ApiError, CloudError, FileKind, FileStat, IoError, IoErrorKind, Platform};
+use crate::engine::{
+    ApiError, CloudError, CloudListing, FileKind, FileStat, IoError, IoErrorKind, Platform, TreeEntry,
+};
 
 /// A record written this close (ms) after the file's last change may have
 /// missed an edit made in the same clock tick; such files are hashed once.
@@ -75,101 +77,115 @@ fn kind_reason(kind: FileKind) -> &'static str {
     }
 }
 
+/// Entries, records or cloud names asked of the host per call: however
+/// large the folder, no call moves more than a page through the guest.
+const PAGE: u32 = 1024;
+
+/// Visits the local walk of `dir` a page at a time; `false` when there is
+/// no such folder.
+fn walk_pages(
+    platform: &impl Platform,
+    bundle: &str,
+    dir: &str,
+    mut visit: impl FnMut(Vec<TreeEntry>),
+) -> Result<bool, IoError> {
+    let mut after: Option<String> = None;
+    loop {
+        let Some((page, next)) = platform.walk_page(bundle, dir, after.as_deref(), PAGE)? else {
+            return Ok(false);
+        };
+        visit(page);
+        match next {
+            Some(n) => after = Some(n),
+            None => return Ok(true),
+        }
+    }
+}
+
+/// Visits the cloud's listing of `bundle` a page at a time.
+fn list_pages(platform: &impl Platform, bundle: &str, mut visit: impl FnMut(CloudListing)) -> Result<(), CloudError> {
+    let mut after: Option<String> = None;
+    loop {
+        let (page, next) = platform.cloud_list_page(bundle, "", after.as_deref(), PAGE)?;
+        visit(page);
+        match next {
+            Some(n) => after = Some(n),
+            None => return Ok(()),
+        }
+    }
+}
+
 pub fn scan(platform: &impl Platform, bundle: &str) -> Result<Trees, ScanError> {
     let prefix = format!("{SYNCED}/{bundle}/");
-    let rows = platform
-        .meta_scan(&prefix)
-        .map_err(|e| ScanError::Meta(ApiError::service(format!("metadata scan failed: {e}"))))?;
     let mut bad_records = 0;
     let mut records: BTreeMap<String, SyncedRecord> = BTreeMap::new();
-    for (key, value) in rows {
-        let Some(path) = key.strip_prefix(&prefix) else {
-            continue;
-        };
-        match serde_json::from_slice::<SyncedRecord>(&value) {
-            Ok(r) if check_relative_path(path).is_ok() => {
-                records.insert(path.to_string(), r);
+    // Decoded a page at a time: the raw records of a large folder never
+    // sit in memory all at once.
+    let mut after: Option<String> = None;
+    loop {
+        let rows = platform
+            .meta_scan_page(&prefix, after.as_deref(), PAGE)
+            .map_err(|e| ScanError::Meta(ApiError::service(format!("metadata scan failed: {e}"))))?;
+        // A host may answer shorter pages than asked: only none is the end.
+        if rows.is_empty() {
+            break;
+        }
+        after = rows.last().map(|(k, _)| k.clone());
+        for (key, value) in rows {
+            let Some(path) = key.strip_prefix(&prefix) else {
+                continue;
+            };
+            match serde_json::from_slice::<SyncedRecord>(&value) {
+                Ok(r) if check_relative_path(path).is_ok() => {
+                    records.insert(path.to_string(), r);
+                }
+                _ => bad_records += 1,
             }
-            _ => bad_records += 1,
         }
     }
     let guard = records::get::<GuardRecord>(platform, &guard_key(bundle)).map_err(ScanError::Meta)?;
-    let listed = match platform.scan_tree(bundle, LOCAL_CLOUD_DIR).map_err(ScanError::Local)? {
-        Some(entries) => entries,
-        None if records.is_empty() => {
-            // First sync: the folder is made. With records, a missing
-            // folder is left missing and reads as an empty side (refused).
-            platform
-                .create_dir_all(bundle, LOCAL_CLOUD_DIR)
-                .map_err(ScanError::Local)?;
-            Vec::new()
-        }
-        None => Vec::new(),
-    };
-    let listing = platform.cloud_list(bundle, "").map_err(ScanError::Cloud)?;
 
     let mut blocked = Blocked::new();
     let mut skipped = Vec::new();
     let mut remote = RemoteTree::new();
-    for (path, why) in listing.skipped {
-        skipped.push((path.clone(), format!("in the cloud: {why}")));
-        blocked.insert(path);
-    }
-    for o in listing.objects {
-        if o.path.ends_with('/') {
-            continue; // a folder marker (S3): no file of its own
-        }
-        if let Err(why) = check_relative_path(&o.path) {
-            skipped.push((o.path.clone(), format!("in the cloud: not a usable file name: {why}")));
-            continue;
-        }
-        let hash = o
-            .content_hash
-            .as_deref()
-            .and_then(|h| h.strip_prefix("sha256:"))
-            .map(str::to_ascii_lowercase);
-        remote.insert(
-            o.path,
-            RemoteFile {
-                etag: o.etag,
-                size: o.size,
-                hash,
-            },
-        );
-    }
-
-    let mut files = Vec::new();
-    for entry in listed {
-        let path = entry.path;
-        if let Some(problem) = entry.problem {
-            skipped.push((path.clone(), format!("on the device: {problem}")));
+    list_pages(platform, bundle, |page| {
+        for (path, why) in page.skipped {
+            skipped.push((path.clone(), format!("in the cloud: {why}")));
             blocked.insert(path);
-            continue;
         }
-        if check_relative_path(&path).is_err() {
-            skipped.push((path.clone(), "on the device: not a usable file name".into()));
-            blocked.insert(path);
-            continue;
-        }
-        match entry.stat.kind {
-            FileKind::File => files.push((path, entry.stat)),
-            FileKind::Folder => skipped.push((
-                path,
-                "on the device: an empty folder (folders are synced through the files in them)".into(),
-            )),
-            kind => {
-                skipped.push((path.clone(), format!("on the device: {}", kind_reason(kind))));
-                blocked.insert(path);
+        for o in page.objects {
+            if o.path.ends_with('/') {
+                continue; // a folder marker (S3): no file of its own
             }
+            if let Err(why) = check_relative_path(&o.path) {
+                skipped.push((o.path.clone(), format!("in the cloud: not a usable file name: {why}")));
+                continue;
+            }
+            let hash = o
+                .content_hash
+                .as_deref()
+                .and_then(|h| h.strip_prefix("sha256:"))
+                .map(str::to_ascii_lowercase);
+            remote.insert(
+                o.path,
+                RemoteFile {
+                    etag: o.etag,
+                    size: o.size,
+                    hash,
+                },
+            );
         }
-    }
+    })
+    .map_err(ScanError::Cloud)?;
 
     let now = platform.now_ms();
     let fine = platform.fine_stamps(bundle);
     let mut local = LocalTree::new();
     let mut refresh = Vec::new();
     let mut unreadable = Vec::new();
-    for (path, stat) in files {
+    // Each file is looked at as its page comes: a large folder's walk is
+    // never held whole.
+    let mut file_seen = |path: String, stat: FileStat, blocked: &mut Blocked| {
         let stamp = LocalStamp::from(stat);
         let local_path = format!("{LOCAL_CLOUD_DIR}/{path}");
         let hash_it = || platform.hash_file(bundle, &local_path);
@@ -193,13 +209,13 @@ pub fn scan(platform: &impl Platform, bundle: &str) -> Result<Trees, ScanError> 
             match hash_it() {
                 Ok(h) => file.hash = Some(h),
                 // Gone since the walk: the next scan sees it missing.
-                Err(e) if e.kind == IoErrorKind::NotFound => continue,
+                Err(e) if e.kind == IoErrorKind::NotFound => return,
                 // Unreadable: it fails alone and is never taken for a
                 // deleted file (its path is blocked).
                 Err(e) => {
                     unreadable.push((path.clone(), format!("cannot read it: {e}")));
                     blocked.insert(path);
-                    continue;
+                    return;
                 }
             }
         }
@@ -221,21 +237,58 @@ pub fn scan(platform: &impl Platform, bundle: &str) -> Result<Trees, ScanError> 
                         refresh.push((key, Some(records::encode(&fresh))));
                     }
                 }
-                (None, _) => file.hash = rec.hash.clone(),
+                // Unchanged by its stamp: the planner needs no hash of it
+                // (the record's is the base), so none is copied.
+                (None, _) => {}
             }
         }
         local.insert(path, file);
+    };
+    let found = walk_pages(platform, bundle, LOCAL_CLOUD_DIR, |page| {
+        for entry in page {
+            let path = entry.path;
+            if let Some(problem) = entry.problem {
+                skipped.push((path.clone(), format!("on the device: {problem}")));
+                blocked.insert(path);
+                continue;
+            }
+            if check_relative_path(&path).is_err() {
+                skipped.push((path.clone(), "on the device: not a usable file name".into()));
+                blocked.insert(path);
+                continue;
+            }
+            match entry.stat.kind {
+                FileKind::File => file_seen(path, entry.stat, &mut blocked),
+                FileKind::Folder => skipped.push((
+                    path,
+                    "on the device: an empty folder (folders are synced through the files in them)".into(),
+                )),
+                kind => {
+                    skipped.push((path.clone(), format!("on the device: {}", kind_reason(kind))));
+                    blocked.insert(path);
+                }
+            }
+        }
+    })
+    .map_err(ScanError::Local)?;
+    if !found && records.is_empty() {
+        // First sync: the folder is made. With records, a missing folder
+        // is left missing and reads as an empty side (refused).
+        platform
+            .create_dir_all(bundle, LOCAL_CLOUD_DIR)
+            .map_err(ScanError::Local)?;
     }
 
+    // Moved, not copied: a large folder's records are held once.
     let synced = records
-        .iter()
+        .into_iter()
         .map(|(p, r)| {
             (
-                p.clone(),
+                p,
                 SyncedFile {
-                    etag: r.etag.clone(),
+                    etag: r.etag,
                     local: r.local,
-                    hash: r.hash.clone(),
+                    hash: r.hash,
                     cloud_only: r.cloud_only,
                     first_ms: r.first_ms,
                 },

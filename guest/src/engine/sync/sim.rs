@@ -114,6 +114,7 @@ impl World {
                     s.now_ms = if racy { 0 } else { 1_700_000_000_000 };
                     // Multigrain stamps: a same-tick edit only before any stat.
                     s.fine_stamps = rng.chance(50);
+                    s.page_cap = rng.chance(30).then(|| 1 + rng.below(3) as u32);
                     s.chunk = 1 + rng.below(8);
                     s.upload_polls = rng.below(3) as u32;
                 }
