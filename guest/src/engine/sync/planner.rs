@@ -193,15 +193,6 @@ pub enum Refusal {
     },
 }
 
-/// Files held on the device that a deletion guard counts (cloud-only ones
-/// cannot be deleted here and must not dilute the share).
-pub fn held(synced: &SyncedTree, blocked: &Blocked) -> usize {
-    synced
-        .iter()
-        .filter(|(p, s)| !s.cloud_only && !is_blocked(blocked, p))
-        .count()
-}
-
 /// Whether `path` or a folder above it is blocked.
 pub fn is_blocked(blocked: &Blocked, path: &str) -> bool {
     if blocked.is_empty() {
@@ -211,6 +202,156 @@ pub fn is_blocked(blocked: &Blocked, path: &str) -> bool {
         return true;
     }
     path.match_indices('/').any(|(i, _)| blocked.contains(&path[..i]))
+}
+
+/// What the guards need to know of the whole tree, gathered as paths pass
+/// (a plan never needs the trees themselves, only these and its ops).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Files in sync and held on the device (not cloud-only, not blocked).
+    pub held: usize,
+    /// Files in sync, not blocked.
+    pub synced_visible: usize,
+    /// Some file in sync and held is still on the device.
+    pub local_kept: bool,
+    /// Some file in sync is still in the cloud.
+    pub cloud_kept: bool,
+    /// Held files that were in sync when deletions were last confirmed.
+    pub in_baseline: u64,
+    pub deletes: usize,
+    /// Deletions of files in sync when deletions were last confirmed.
+    pub baseline_deletes: usize,
+    /// Files this plan brings into sync that were not.
+    pub new_files: u64,
+}
+
+/// A plan made path by path, in path order: the merge of the three trees
+/// feeds it one path at a time, so no tree is ever held whole.
+pub struct Planner {
+    o: Options,
+    tally: Tally,
+    ops: Vec<Op>,
+}
+
+/// A plan and what the guards counted.
+#[derive(Debug)]
+pub struct Plan {
+    pub ops: Vec<Op>,
+    pub tally: Tally,
+    /// The guard as this run sees it ([`settled`]).
+    pub guard: GuardRecord,
+}
+
+impl Planner {
+    pub fn new(o: Options) -> Self {
+        Planner {
+            o,
+            tally: Tally::default(),
+            ops: Vec::new(),
+        }
+    }
+
+    /// One path, as each tree shows it; `blocked` when it or a folder
+    /// above is blocked (nothing is planned for it).
+    pub fn path(
+        &mut self,
+        path: &str,
+        l: Option<&LocalFile>,
+        r: Option<&RemoteFile>,
+        s: Option<&SyncedFile>,
+        blocked: bool,
+    ) {
+        if blocked {
+            return;
+        }
+        let t = &mut self.tally;
+        if let Some(s) = s {
+            t.synced_visible += 1;
+            t.cloud_kept |= r.is_some();
+            if !s.cloud_only {
+                t.held += 1;
+                t.local_kept |= l.is_some();
+                if s.first_ms <= self.o.guard.since_ms {
+                    t.in_baseline += 1;
+                }
+            }
+        }
+        let Some(op) = plan_path(path, l, r, s, self.o.placeholders) else {
+            return;
+        };
+        if op.is_delete() {
+            t.deletes += 1;
+            if s.is_some_and(|s| s.first_ms <= self.o.guard.since_ms) {
+                t.baseline_deletes += 1;
+            }
+        }
+        let brings_in = matches!(
+            op,
+            Op::Upload { .. } | Op::Download { .. } | Op::RecordSynced { .. } | Op::KeepBoth { .. }
+        );
+        if brings_in && s.is_none() {
+            t.new_files += 1;
+        }
+        self.ops.push(op);
+    }
+
+    /// Ops planned so far.
+    pub fn op_count(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// The plan, or why it is refused.
+    pub fn finish(self) -> Result<Plan, Refusal> {
+        let (o, t) = (self.o, self.tally);
+        // A side "looks empty" when it holds none of the files in sync,
+        // even if it holds new ones: an unmounted drive an app wrote one
+        // file into, a moved cloud folder someone put a file in, are still
+        // emptied sides.
+        if t.held > 0 && !o.confirm.empty_local && !t.local_kept {
+            return Err(Refusal::SideLooksEmpty {
+                side: Side::Local,
+                synced: t.held,
+            });
+        }
+        if t.synced_visible > 0 && !o.confirm.empty_cloud && !t.cloud_kept {
+            return Err(Refusal::SideLooksEmpty {
+                side: Side::Cloud,
+                synced: t.synced_visible,
+            });
+        }
+        // The baseline also counts the files first recorded in the round
+        // that set it (a first sync records its files as it goes, so they
+        // are only known the run after).
+        let g = GuardRecord {
+            baseline: o.guard.baseline.max(t.in_baseline),
+            ..o.guard
+        };
+        if !o.confirm.deletions && t.deletes > 0 {
+            if t.held >= 4 && t.deletes * 2 > t.held {
+                return Err(Refusal::MassDeletion {
+                    deletes: t.deletes,
+                    synced: t.held,
+                    since: None,
+                });
+            }
+            // Counted from what is left, not from what runs planned: a
+            // deletion that failed and is planned again counts once.
+            let deleted = g.baseline.saturating_sub(t.in_baseline);
+            let more = t.baseline_deletes as u64;
+            if g.baseline >= MIN_BASELINE && (deleted + more) * 2 > g.baseline {
+                return Err(Refusal::MassDeletion {
+                    deletes: t.deletes,
+                    synced: t.held,
+                    since: Some((deleted, g.baseline)),
+                });
+            }
+        }
+        Ok(Plan {
+            ops: self.ops,
+            tally: t,
+            guard: g,
+        })
+    }
 }
 
 /// Plans one round with nothing blocked; `confirmed` confirms every case.
@@ -229,7 +370,8 @@ pub fn plan(local: &LocalTree, remote: &RemoteTree, synced: &SyncedTree, confirm
     )
 }
 
-/// [`plan`], with blocked paths and every option.
+/// [`plan`], with blocked paths and every option: the trees merged in path
+/// order through a [`Planner`], as the scan's streams are.
 pub fn plan_with(
     local: &LocalTree,
     remote: &RemoteTree,
@@ -237,103 +379,17 @@ pub fn plan_with(
     blocked: &Blocked,
     o: Options,
 ) -> Result<Vec<Op>, Refusal> {
-    let held = held(synced, blocked);
-    let visible = |p: &&String| !is_blocked(blocked, p);
-    // A side "looks empty" when it holds none of the files in sync, even if
-    // it holds new ones: an unmounted drive an app wrote one file into, a
-    // moved cloud folder someone put a file in, are still emptied sides.
-    let local_kept = synced
-        .iter()
-        .any(|(p, s)| !s.cloud_only && visible(&p) && local.contains_key(p));
-    if held > 0 && !o.confirm.empty_local && !local_kept {
-        return Err(Refusal::SideLooksEmpty {
-            side: Side::Local,
-            synced: held,
-        });
-    }
-    let synced_visible = synced.keys().filter(visible).count();
-    let cloud_kept = synced.keys().filter(visible).any(|p| remote.contains_key(p));
-    if synced_visible > 0 && !o.confirm.empty_cloud && !cloud_kept {
-        return Err(Refusal::SideLooksEmpty {
-            side: Side::Cloud,
-            synced: synced_visible,
-        });
-    }
     let paths: BTreeSet<&String> = local.keys().chain(remote.keys()).chain(synced.keys()).collect();
-    let ops: Vec<Op> = paths
-        .into_iter()
-        .filter(visible)
-        .filter_map(|p| plan_path(p, local.get(p), remote.get(p), synced.get(p), o.placeholders))
-        .collect();
-    let deletes = ops.iter().filter(|o| o.is_delete()).count();
-    if !o.confirm.deletions && deletes > 0 {
-        if held >= 4 && deletes * 2 > held {
-            return Err(Refusal::MassDeletion {
-                deletes,
-                synced: held,
-                since: None,
-            });
-        }
-        // Counted from what is left, not from what runs planned: a deletion
-        // that failed and is planned again counts once.
-        let g = o.guard;
-        let deleted = g.baseline.saturating_sub(in_baseline(&g, synced, blocked));
-        let more = baseline_deletes(&ops, synced, &g) as u64;
-        if g.baseline >= MIN_BASELINE && (deleted + more) * 2 > g.baseline {
-            return Err(Refusal::MassDeletion {
-                deletes,
-                synced: held,
-                since: Some((deleted, g.baseline)),
-            });
-        }
+    let mut planner = Planner::new(o);
+    for p in paths {
+        planner.path(p, local.get(p), remote.get(p), synced.get(p), is_blocked(blocked, p));
     }
-    Ok(ops)
+    planner.finish().map(|plan| plan.ops)
 }
 
 /// Below this many files in sync at the last confirmation, only the
 /// per-run share guards deletions.
 pub const MIN_BASELINE: u64 = 10;
-
-/// The files held now that were in sync when deletions were last confirmed.
-fn in_baseline(g: &GuardRecord, synced: &SyncedTree, blocked: &Blocked) -> u64 {
-    synced
-        .iter()
-        .filter(|(p, s)| !s.cloud_only && !is_blocked(blocked, p) && s.first_ms <= g.since_ms)
-        .count() as u64
-}
-
-/// The guard as this run sees it: its baseline also counts the files first
-/// recorded in the round that set it (a first sync records its files as it
-/// goes, so they are only known the run after).
-pub fn settled(g: GuardRecord, synced: &SyncedTree, blocked: &Blocked) -> GuardRecord {
-    GuardRecord {
-        baseline: g.baseline.max(in_baseline(&g, synced, blocked)),
-        ..g
-    }
-}
-
-/// Files this plan brings into sync that were not (uploads, downloads and
-/// matches of new paths).
-pub fn new_files(ops: &[Op], synced: &SyncedTree) -> u64 {
-    ops.iter()
-        .filter(|op| {
-            matches!(
-                op,
-                Op::Upload { .. } | Op::Download { .. } | Op::RecordSynced { .. } | Op::KeepBoth { .. }
-            )
-        })
-        .filter(|op| !synced.contains_key(op.path()))
-        .count() as u64
-}
-
-/// Deletions in `ops` of files that were in sync when deletions were last
-/// confirmed (files first synced since come and go freely).
-pub fn baseline_deletes(ops: &[Op], synced: &SyncedTree, g: &GuardRecord) -> usize {
-    ops.iter()
-        .filter(|op| op.is_delete())
-        .filter(|op| synced.get(op.path()).is_some_and(|s| s.first_ms <= g.since_ms))
-        .count()
-}
 
 /// Content known equal on both sides: hashes that match.
 fn same_content(l: &LocalFile, r: &RemoteFile) -> bool {

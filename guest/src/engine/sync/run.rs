@@ -24,6 +24,10 @@ use crate::engine::{
 
 /// Transfers one run keeps in flight (the host bounds real concurrency).
 const MAX_ACTIVE: usize = 16;
+/// Paths a scan merges per tick: a large folder's scan spans ticks, so no
+/// call nears the engine's time budget.
+/// (A few in tests, so that scans span ticks and the world moves meanwhile.)
+const SCAN_PATHS_PER_TICK: usize = if cfg!(test) { 3 } else { 8192 };
 /// Downloads placed as one batch at most (one flush for all their bytes).
 const PLACE_BATCH: usize = 64;
 /// Operations without a transfer carried out per tick.
@@ -134,6 +138,8 @@ pub struct Run {
     /// Files were placed with lazy renames: a flush must come before the
     /// records that name them are committed.
     placed_lazily: bool,
+    /// The round's scan, when it takes more than one tick.
+    scanning: Option<scan::ScanState>,
     changes: Vec<(String, Option<Vec<u8>>)>,
     /// Files whose records wait in `changes`: their in-run state stands
     /// until the records are durable.
@@ -178,6 +184,7 @@ impl Run {
             arrived: Vec::new(),
             arrived_ms: 0,
             placed_lazily: false,
+            scanning: None,
             changes: Vec::new(),
             settled: Vec::new(),
             last_flush_ms: 0,
@@ -277,10 +284,30 @@ impl Run {
     }
 
     fn scan(&mut self, p: &impl Platform, out: &mut Vec<SyncProgress>) -> Tick {
-        self.round += 1;
-        self.replan = false;
-        let trees = match scan::scan(p, &self.bundle) {
-            Ok(t) => t,
+        let stepped = match self.scanning.take() {
+            Some(state) => Ok(state),
+            None => {
+                self.round += 1;
+                self.replan = false;
+                let options = planner::Options {
+                    confirm: self.confirm,
+                    placeholders: self.placeholders,
+                    guard: GuardRecord::default(),
+                };
+                scan::ScanState::start(p, &self.bundle, options)
+            }
+        }
+        .and_then(|mut state| match state.step(p, &self.bundle, SCAN_PATHS_PER_TICK)? {
+            Some(scanned) => Ok(Some(scanned)),
+            None => {
+                // More paths than a tick takes: the merge goes on next tick.
+                self.scanning = Some(state);
+                Ok(None)
+            }
+        });
+        let scanned = match stepped {
+            Ok(Some(t)) => t,
+            Ok(None) => return Tick::More,
             Err(e) => {
                 let (error, reason) = match e {
                     ScanError::Cloud(c) => (
@@ -296,8 +323,8 @@ impl Run {
                 return Tick::More;
             }
         };
-        self.changes.extend(trees.refresh);
-        for (path, why) in trees.skipped {
+        self.changes.extend(scanned.refresh);
+        for (path, why) in scanned.skipped {
             if self.reported.insert(path.clone()) {
                 self.report.skipped_total += 1;
                 if self.report.skipped.len() < MAX_LISTED {
@@ -305,24 +332,18 @@ impl Run {
                 }
             }
         }
-        for (path, why) in trees.unreadable {
+        for (path, why) in scanned.unreadable {
             self.note_failure(p, &path, &why, true);
         }
-        if trees.bad_records > 0 && self.round == 1 {
+        if scanned.bad_records > 0 && self.round == 1 {
             self.report.notes.push(format!(
                 "{} sync records could not be read and were set aside: their files are compared afresh \
                  (a difference is kept as a conflict copy or downloaded; nothing is deleted for want of a record)",
-                trees.bad_records
+                scanned.bad_records
             ));
         }
-        let stored = trees.guard.map(|g| planner::settled(g, &trees.synced, &trees.blocked));
-        let options = planner::Options {
-            confirm: self.confirm,
-            placeholders: self.placeholders,
-            guard: stored.unwrap_or_default(),
-        };
-        let ops = match planner::plan_with(&trees.local, &trees.remote, &trees.synced, &trees.blocked, options) {
-            Ok(ops) => ops,
+        let plan = match scanned.plan {
+            Ok(plan) => plan,
             Err(refusal) => {
                 self.report.refusal = Some(describe(&refusal));
                 self.refused = true;
@@ -335,37 +356,31 @@ impl Run {
         // again from what it leaves; a folder that this run brings to twice
         // its baseline, losing none of those files, counts from its new size.
         // Files first recorded in this round join the baseline next run
-        // ([`planner::settled`]), so an upload that fails is no deletion.
+        // (the planner's settled guard), so an upload that fails is no deletion.
         self.round_ms = p.now_ms();
-        let held = planner::held(&trees.synced, &trees.blocked) as u64;
-        let deletes = ops.iter().filter(|o| o.is_delete()).count() as u64;
+        let t = plan.tally;
+        let held = t.held as u64;
+        let deletes = t.deletes as u64;
         let after = held.saturating_sub(deletes);
         let fresh = GuardRecord {
             since_ms: self.round_ms,
             baseline: after,
         };
-        let guard = match stored {
+        let guard = match scanned.guard.map(|_| plan.guard) {
             None => fresh,
             Some(_) if self.confirm.deletions && deletes > 0 => fresh,
-            Some(g)
-                if planner::baseline_deletes(&ops, &trees.synced, &g) == 0
-                    && after + planner::new_files(&ops, &trees.synced) >= 2 * g.baseline.max(planner::MIN_BASELINE) =>
-            {
+            Some(g) if t.baseline_deletes == 0 && after + t.new_files >= 2 * g.baseline.max(planner::MIN_BASELINE) => {
                 fresh
             }
             Some(g) => g,
         };
-        if Some(guard) != trees.guard {
+        if Some(guard) != scanned.guard {
             self.changes
                 .push((scan::guard_key(&self.bundle), Some(records::encode(&guard))));
         }
-        self.first = trees
-            .synced
-            .iter()
-            .filter(|(_, s)| s.first_ms > 0)
-            .map(|(p, s)| (p.clone(), s.first_ms))
-            .collect();
-        self.remote = trees.remote;
+        self.first = scanned.first;
+        self.remote = scanned.remote;
+        let ops = plan.ops;
         for op in ops {
             match op {
                 Op::Upload { .. } | Op::DeleteRemote { .. } => {
