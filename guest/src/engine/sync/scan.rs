@@ -43,6 +43,9 @@ pub fn guard_key(bundle: &str) -> String {
     format!("{RUN}/{bundle}/guard")
 }
 
+/// A record to write (`Some`) or remove (`None`), by key.
+type MetaChange = (String, Option<Vec<u8>>);
+
 /// What a scan found and planned.
 pub struct Scanned {
     /// The plan, or the guard's refusal.
@@ -438,7 +441,7 @@ fn look_at(
     remote: Option<&RemoteFile>,
     fine: bool,
     now: u64,
-) -> Result<(LocalFile, Option<(String, Option<Vec<u8>>)>), IoError> {
+) -> Result<(LocalFile, Option<MetaChange>), IoError> {
     let stamp = LocalStamp::from(stat);
     let mut file = LocalFile {
         stamp,
