@@ -1103,15 +1103,59 @@ impl Platform for Fake {
         after: Option<&str>,
         max: u32,
     ) -> Result<Option<(Vec<TreeEntry>, Option<String>)>, IoError> {
-        let max = self.0.borrow().page_cap.map_or(max, |c| c.min(max));
-        let Some(mut all) = self.scan_tree(bundle, dir)? else {
-            return Ok(None);
+        use std::ops::Bound;
+        let max = self.0.borrow().page_cap.map_or(max, |c| c.min(max)) as usize;
+        let prefix = format!("{dir}/");
+        let mut s = self.0.borrow_mut();
+        // A range of the (sorted) files, so that paging a large folder costs
+        // what a page holds; the few empty folders are looked at whole.
+        let start = match after {
+            Some(a) => Bound::Excluded((bundle.to_string(), format!("{prefix}{a}"))),
+            None => Bound::Included((bundle.to_string(), prefix.clone())),
         };
-        all.retain(|e| after.is_none_or(|a| e.path.as_str() > a));
-        let more = all.len() > max as usize;
-        all.truncate(max as usize);
-        let next = more.then(|| all.last().map(|e| e.path.clone())).flatten();
-        Ok(Some((all, next)))
+        let files: Vec<(String, LocalFile)> = s
+            .local
+            .range((start, Bound::Unbounded))
+            .take_while(|((b, p), _)| b == bundle && p.starts_with(&prefix))
+            .take(max + 1)
+            .map(|((_, p), f)| (p.clone(), f.clone()))
+            .collect();
+        for (p, f) in &files {
+            s.queried.insert((bundle.to_string(), p.clone()), f.ctime_ns);
+        }
+        let mut entries: Vec<TreeEntry> = files
+            .into_iter()
+            .map(|(p, f)| TreeEntry {
+                path: p[prefix.len()..].to_string(),
+                stat: f.stat(),
+                problem: f.bad_name.then(|| "the name is not valid UTF-8".to_string()),
+            })
+            .collect();
+        for (b, d) in s.dirs.iter().chain(s.made_dirs.iter()) {
+            if b == bundle && d.starts_with(&prefix) && !Self::has_children(&s, bundle, d) {
+                let path = d[prefix.len()..].to_string();
+                if after.is_none_or(|a| path.as_str() > a) {
+                    entries.push(TreeEntry {
+                        path,
+                        stat: FOLDER,
+                        problem: None,
+                    });
+                }
+            }
+        }
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        entries.dedup_by(|a, b| a.path == b.path);
+        let exists = after.is_some()
+            || !entries.is_empty()
+            || s.made_dirs.contains(&(bundle.into(), dir.into()))
+            || Self::has_children(&s, bundle, dir);
+        if !exists {
+            return Ok(None);
+        }
+        let more = entries.len() > max;
+        entries.truncate(max);
+        let next = more.then(|| entries.last().map(|e| e.path.clone())).flatten();
+        Ok(Some((entries, next)))
     }
     fn fine_stamps(&self, _bundle: &str) -> bool {
         self.0.borrow().fine_stamps
@@ -1142,12 +1186,18 @@ impl Platform for Fake {
         Ok(self.0.borrow().meta.get(key).cloned())
     }
     fn meta_scan_page(&self, prefix: &str, after: Option<&str>, max: u32) -> Result<Vec<(String, Vec<u8>)>, IoError> {
+        use std::ops::Bound;
         let max = self.0.borrow().page_cap.map_or(max, |c| c.min(max));
-        let rows = self.meta_scan(prefix)?;
-        Ok(rows
-            .into_iter()
-            .filter(|(k, _)| after.is_none_or(|a| k.as_str() > a))
+        let s = self.0.borrow();
+        let start = match after {
+            Some(a) if a >= prefix => Bound::Excluded(a.to_string()),
+            _ => Bound::Included(prefix.to_string()),
+        };
+        Ok(s.meta
+            .range((start, Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
             .take(max as usize)
+            .map(|(k, v)| (k.clone(), v.clone()))
             .collect())
     }
     fn meta_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, IoError> {
@@ -1205,29 +1255,59 @@ impl Platform for Fake {
         after: Option<&str>,
         max: u32,
     ) -> Result<(CloudListing, Option<String>), CloudError> {
-        let max = self.0.borrow().page_cap.map_or(max, |c| c.min(max));
-        // The whole listing, then the page of it (the fake's clouds are small).
-        let all = self.cloud_list(bundle, prefix)?;
-        let mut names: Vec<(String, Option<CloudObject>, Option<String>)> = all
-            .objects
-            .into_iter()
-            .map(|o| (o.path.clone(), Some(o), None))
-            .chain(all.skipped.into_iter().map(|(p, why)| (p, None, Some(why))))
-            .filter(|(p, _, _)| after.is_none_or(|a| p.as_str() > a))
-            .collect();
-        names.sort_by(|a, b| a.0.cmp(&b.0));
-        let more = names.len() > max as usize;
-        names.truncate(max as usize);
-        let next = more.then(|| names.last().map(|n| n.0.clone())).flatten();
-        let mut page = CloudListing::default();
-        for (path, object, why) in names {
-            match (object, why) {
-                (Some(o), _) => page.objects.push(o),
-                (None, Some(why)) => page.skipped.push((path, why)),
-                (None, None) => {}
-            }
+        use std::ops::Bound;
+        let max = self.0.borrow().page_cap.map_or(max, |c| c.min(max)) as usize;
+        let s = self.0.borrow();
+        if let Some(e) = &s.cloud_error {
+            return Err(e.clone());
         }
-        Ok((page, next))
+        let cloud = s.cloud.borrow();
+        // What a link in the cloud hides (a folder cloud never follows one):
+        // a path below a special object, looked up folder by folder.
+        let under_link = |p: &str| {
+            p.match_indices('/').any(|(i, _)| {
+                cloud
+                    .objects
+                    .get(&(bundle.to_string(), p[..i].to_string()))
+                    .is_some_and(|o| o.special)
+            })
+        };
+        let start = match after {
+            Some(a) => Bound::Excluded((bundle.to_string(), a.to_string())),
+            None => Bound::Included((bundle.to_string(), prefix.to_string())),
+        };
+        let mut page = CloudListing::default();
+        let mut taken = 0;
+        let mut last = None;
+        let mut more = false;
+        for ((b, p), o) in cloud.objects.range((start, Bound::Unbounded)) {
+            if b != bundle || !p.starts_with(prefix) {
+                break;
+            }
+            if under_link(p) {
+                continue;
+            }
+            if taken == max {
+                more = true;
+                break;
+            }
+            taken += 1;
+            last = Some(p.clone());
+            if o.special {
+                page.skipped
+                    .push((p.clone(), "a symlink in the cloud folder (never followed)".into()));
+                continue;
+            }
+            page.objects.push(CloudObject {
+                path: p.clone(),
+                size: o.data.len() as u64,
+                etag: o.etag.clone(),
+                version: None,
+                content_hash: None,
+                modified_ms: 0,
+            });
+        }
+        Ok((page, if more { last } else { None }))
     }
     fn cloud_list(&self, bundle: &str, prefix: &str) -> Result<CloudListing, CloudError> {
         let s = self.0.borrow();

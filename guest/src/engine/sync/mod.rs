@@ -77,6 +77,8 @@ pub struct Syncs {
     runs: BTreeMap<String, Run>,
     reports: BTreeMap<String, Report>,
     recovered: BTreeSet<String>,
+    /// Paths a scan merges per tick (`None`: the engine's own slice).
+    pub scan_slice: Option<usize>,
 }
 
 impl Syncs {
@@ -182,6 +184,9 @@ impl Syncs {
     /// `{DOWNLOADING}` goes out now.
     fn begin(&mut self, p: &impl Platform, bundle: &str, confirm: Confirm) {
         let mut run = Run::new(bundle, confirm);
+        if let Some(n) = self.scan_slice {
+            run.scan_slice = n;
+        }
         let mut out = Vec::new();
         run.announce(&mut out);
         self.runs.insert(bundle.to_string(), run);

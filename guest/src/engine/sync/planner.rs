@@ -403,7 +403,6 @@ fn plan_path(
     s: Option<&SyncedFile>,
     placeholders: bool,
 ) -> Option<Op> {
-    let path = path.to_string();
     let local_changed = match (l, s) {
         // A file where a placeholder was: new local content.
         // Where a placeholder was, a file with the evicted copy's stamp is
@@ -431,7 +430,7 @@ fn plan_path(
             match (l, r, s) {
                 (Some(l), Some(r), Some(s)) if l.stamp != s.local || r.etag != s.etag || s.cloud_only => {
                     Some(Op::RecordSynced {
-                        path,
+                        path: path.to_string(),
                         etag: r.etag.clone(),
                         local: l.stamp,
                         hash: l.hash.clone().or_else(|| s.hash.clone()),
@@ -444,12 +443,12 @@ fn plan_path(
         // "unchanged" side may differ from the record in metadata only.
         (true, false) => match (l, r) {
             (Some(l), r) => Some(Op::Upload {
-                path,
+                path: path.to_string(),
                 expect_local: l.stamp,
                 if_match: r.map(|r| r.etag.clone()),
             }),
             (None, Some(r)) => Some(Op::DeleteRemote {
-                path,
+                path: path.to_string(),
                 etag: r.etag.clone(),
             }),
             (None, None) => None,
@@ -457,50 +456,50 @@ fn plan_path(
         (false, true) => match (r, l) {
             // A cloud-only file stays cloud-only when the cloud changes it.
             (Some(r), None) if placeholders || s.is_some_and(|s| s.cloud_only) => Some(Op::Placeholder {
-                path,
+                path: path.to_string(),
                 etag: r.etag.clone(),
                 size: r.size,
             }),
             (Some(r), l) => Some(Op::Download {
-                path,
+                path: path.to_string(),
                 etag: r.etag.clone(),
                 expect_local: l.map(|l| l.stamp),
                 base_hash: s.and_then(|s| s.hash.clone()).filter(|_| l.is_some()),
             }),
             (None, Some(l)) => Some(Op::DeleteLocal {
-                path,
+                path: path.to_string(),
                 expect_local: l.stamp,
             }),
             // A placeholder whose cloud file is gone.
-            (None, None) => s.map(|_| Op::ForgetSynced { path }),
+            (None, None) => s.map(|_| Op::ForgetSynced { path: path.to_string() }),
         },
         (true, true) => match (l, r) {
-            (None, None) => Some(Op::ForgetSynced { path }),
+            (None, None) => Some(Op::ForgetSynced { path: path.to_string() }),
             // An edit beats a delete, on either side.
             (None, Some(r)) if placeholders => Some(Op::Placeholder {
-                path,
+                path: path.to_string(),
                 etag: r.etag.clone(),
                 size: r.size,
             }),
             (None, Some(r)) => Some(Op::Download {
-                path,
+                path: path.to_string(),
                 etag: r.etag.clone(),
                 expect_local: None,
                 base_hash: None,
             }),
             (Some(l), None) => Some(Op::Upload {
-                path,
+                path: path.to_string(),
                 expect_local: l.stamp,
                 if_match: None,
             }),
             (Some(l), Some(r)) if same_content(l, r) => Some(Op::RecordSynced {
-                path,
+                path: path.to_string(),
                 etag: r.etag.clone(),
                 local: l.stamp,
                 hash: l.hash.clone(),
             }),
             (Some(l), Some(r)) => Some(Op::KeepBoth {
-                path,
+                path: path.to_string(),
                 expect_local: l.stamp,
                 etag: r.etag.clone(),
                 // Only a base the local file moved away from: a new file

@@ -18,8 +18,8 @@ use crate::engine::records::{
 };
 use crate::engine::uri::{uri_of, LOCAL_CLOUD_DIR};
 use crate::engine::{
-    AppFile, CloudErrorKind, DownloadRequest, ErrorType, FileSyncState, Platform, SyncProgress, SyncState, Tick,
-    TransferId, TransferState, UploadRequest, WritePrecondition,
+    AppFile, CloudErrorKind, DownloadRequest, ErrorType, FileSyncState, IoErrorKind, Platform, SyncProgress, SyncState,
+    Tick, TransferId, TransferState, UploadRequest, WritePrecondition,
 };
 
 /// Transfers one run keeps in flight (the host bounds real concurrency).
@@ -140,6 +140,8 @@ pub struct Run {
     placed_lazily: bool,
     /// The round's scan, when it takes more than one tick.
     scanning: Option<scan::ScanState>,
+    /// Paths the scan merges per tick.
+    pub scan_slice: usize,
     changes: Vec<(String, Option<Vec<u8>>)>,
     /// Files whose records wait in `changes`: their in-run state stands
     /// until the records are durable.
@@ -185,6 +187,7 @@ impl Run {
             arrived_ms: 0,
             placed_lazily: false,
             scanning: None,
+            scan_slice: SCAN_PATHS_PER_TICK,
             changes: Vec::new(),
             settled: Vec::new(),
             last_flush_ms: 0,
@@ -297,7 +300,7 @@ impl Run {
                 scan::ScanState::start(p, &self.bundle, options)
             }
         }
-        .and_then(|mut state| match state.step(p, &self.bundle, SCAN_PATHS_PER_TICK)? {
+        .and_then(|mut state| match state.step(p, &self.bundle, self.scan_slice)? {
             Some(scanned) => Ok(Some(scanned)),
             None => {
                 // More paths than a tick takes: the merge goes on next tick.
@@ -1006,16 +1009,28 @@ impl Run {
         self.report.done += 1;
     }
 
+    /// Deletes the local file only if it is still the version the plan saw
+    /// and no process has it open: the host sets it aside under a write
+    /// lease and removes it only if it is the very file checked, so an edit
+    /// landing between the check and the removal is never lost.
     fn delete_local(&mut self, p: &impl Platform, path: &str, expect_local: LocalStamp) {
-        if !self.local_is(p, path, Some(expect_local)) {
-            self.replan = true;
-            return;
-        }
-        match p.remove_file(&self.bundle, &local_path(path)) {
+        self.seq += 1;
+        let aside = format!("{STAGING_DIR}/delete-{:x}-{}-{}", fnv(path), p.now_ms(), self.seq);
+        match p.evict(&self.bundle, &local_path(path), expect_local, &aside) {
             Ok(()) => {
                 self.report.deleted_local += 1;
                 self.forget(path);
                 self.prune_empty_folders(p, path);
+            }
+            // Changed since the scan, gone, or open in another process:
+            // kept, and looked at again.
+            Err(e)
+                if matches!(
+                    e.kind,
+                    IoErrorKind::Other | IoErrorKind::NotFound | IoErrorKind::WouldBlock
+                ) =>
+            {
+                self.replan = true;
             }
             Err(e) => self.file_failed(p, path, &Failure::io(&e), false),
         }

@@ -272,23 +272,32 @@ impl ScanState {
 
     /// Plans the next path in order; `false` when there is none.
     fn next_path(&mut self, platform: &impl Platform, bundle: &str) -> Result<bool, ScanError> {
-        let l = self
-            .local
-            .head(platform, bundle)
-            .map_err(ScanError::Local)?
-            .map(|e| e.path.clone());
-        let r = self
-            .remote
-            .head(platform, bundle)
-            .map_err(ScanError::Cloud)?
-            .map(str::to_string);
-        let s = self.synced.head(platform).map_err(ScanError::Meta)?.map(str::to_string);
-        let Some(path) = [&l, &r, &s].into_iter().flatten().min().cloned() else {
-            return Ok(false);
+        // The smallest head, and which streams hold it (no path is copied:
+        // the one taken from its stream is the path from then on).
+        let (has_l, has_r, has_s) = {
+            let l = self
+                .local
+                .head(platform, bundle)
+                .map_err(ScanError::Local)?
+                .map(|e| e.path.as_str());
+            let r = self.remote.head(platform, bundle).map_err(ScanError::Cloud)?;
+            let s = self.synced.head(platform).map_err(ScanError::Meta)?;
+            let Some(min) = [l, r, s].into_iter().flatten().min() else {
+                return Ok(false);
+            };
+            (l == Some(min), r == Some(min), s == Some(min))
         };
-        let entry = (l.as_deref() == Some(&path)).then(|| self.local.buf.pop_front().expect("a head"));
-        let listed = (r.as_deref() == Some(&path)).then(|| self.remote.buf.pop_front().expect("a head").1);
-        let record = (s.as_deref() == Some(&path)).then(|| self.synced.buf.pop_front().expect("a head").1);
+        let entry = has_l.then(|| self.local.buf.pop_front().expect("a head"));
+        let listed = has_r.then(|| self.remote.buf.pop_front().expect("a head"));
+        let record = has_s.then(|| self.synced.buf.pop_front().expect("a head"));
+        let path = match (&entry, &listed, &record) {
+            (Some(e), _, _) => e.path.clone(),
+            (None, Some((p, _)), _) => p.clone(),
+            (None, None, Some((p, _))) => p.clone(),
+            (None, None, None) => unreachable!("some stream held the smallest head"),
+        };
+        let listed = listed.map(|(_, l)| l);
+        let record = record.map(|(_, r)| r);
 
         // What the cloud holds here.
         let mut remote_file = None;
@@ -374,10 +383,11 @@ impl ScanState {
             }
             _ => None,
         };
-        let synced_file = record.as_ref().map(|r| SyncedFile {
-            etag: r.etag.clone(),
+        let first_ms = record.as_ref().map_or(0, |r| r.first_ms);
+        let synced_file = record.map(|r| SyncedFile {
+            etag: r.etag,
             local: r.local,
-            hash: r.hash.clone(),
+            hash: r.hash,
             cloud_only: r.cloud_only,
             first_ms: r.first_ms,
         });
@@ -391,8 +401,7 @@ impl ScanState {
             blocked,
         );
         if planner.op_count() > ops_before {
-            let first = record.as_ref().map_or(0, |r| r.first_ms);
-            self.with_ops.push((path, remote_file, first));
+            self.with_ops.push((path, remote_file, first_ms));
         }
         Ok(true)
     }

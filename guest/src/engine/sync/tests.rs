@@ -190,6 +190,23 @@ fn a_file_held_open_elsewhere_is_kept_when_the_cloud_replaces_it() {
 }
 
 #[test]
+fn a_file_open_elsewhere_is_not_deleted_under_its_writer() {
+    let mut e = engine();
+    put_local(&e, "f.txt", b"v1");
+    put_local(&e, "g.txt", b"stays");
+    let id = file_sync(&mut e);
+    sync(&mut e, id);
+    e.platform.remove_cloud("f.txt");
+    e.platform.0.borrow_mut().open_files.insert("cloud/f.txt".into());
+    sync(&mut e, id);
+    assert_eq!(local(&e, "f.txt").as_deref(), Some(&b"v1"[..]), "kept while open");
+    e.platform.0.borrow_mut().open_files.clear();
+    sync(&mut e, id);
+    assert_eq!(local(&e, "f.txt"), None, "deleted once closed");
+    assert!(e.platform.local_paths().iter().all(|p| !p.starts_with(".staging/")));
+}
+
+#[test]
 fn a_file_saved_the_moment_its_old_version_moves_aside_is_kept() {
     let mut e = engine();
     put_local(&e, "f.txt", b"base");
@@ -747,4 +764,64 @@ fn gallery_cloud_photos_become_thumbnails_and_local_photos_go_up() {
         state(&e, "file://media/Photo/1/beach.jpg").unwrap_err().code,
         codes::NO_SUCH_FILE
     );
+}
+
+/// A million files in sync on both sides: the re-sync merges them in
+/// slices without holding any tree (the engine's part of it is a page of
+/// each stream and the counts), and moves and reads nothing.
+#[test]
+fn a_million_files_in_sync_rescan_in_slices_and_move_nothing() {
+    use crate::engine::fake::{CloudEntry, LocalFile};
+    let n: usize = std::env::var("MILLION_FILES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let mut e = engine();
+    {
+        let mut s = e.platform.0.borrow_mut();
+        s.fine_stamps = true;
+        let cloud = s.cloud.clone();
+        let mut cloud = cloud.borrow_mut();
+        for i in 0..n {
+            let path = format!("d{:03}/f{i:07}", i % 997);
+            let f = LocalFile::file(b"x", 1 + i as u64);
+            let etag = format!("e{i}");
+            let record = records::SyncedRecord {
+                etag: etag.clone(),
+                size: 1,
+                local: f.stamp(),
+                hash: None,
+                uploaded: true,
+                recorded_ms: 1_600_000_000_000,
+                cloud_only: false,
+                first_ms: 1,
+            };
+            s.meta
+                .insert(records::path_key(records::SYNCED, APP, &path), records::encode(&record));
+            cloud.objects.insert(
+                (APP.to_string(), path.clone()),
+                CloudEntry {
+                    data: b"x".to_vec(),
+                    etag,
+                    special: false,
+                },
+            );
+            s.local.insert((APP.to_string(), format!("cloud/{path}")), f);
+        }
+        s.clock_ns = 10 * n as u64;
+    }
+    e.syncs.scan_slice = Some(8192);
+    let id = file_sync(&mut e);
+    let ticks_before = std::time::Instant::now();
+    e.syncs.start(&e.platform, id, false).unwrap();
+    let mut ticks = 0;
+    while e.tick() != Tick::Idle {
+        ticks += 1;
+        assert!(ticks < 10 * n / 8192 + 100, "the scan must end");
+    }
+    let r = e.syncs.report(id).unwrap();
+    assert_eq!((r.planned, r.uploaded, r.downloaded, r.failed), (0, 0, 0, 0), "{r:?}");
+    assert!(ticks >= n / 8192, "in slices: {ticks} ticks");
+    assert_eq!(e.platform.0.borrow().reads, 0, "no content read");
+    eprintln!("{n} files re-scanned in {ticks} ticks, {:?}", ticks_before.elapsed());
 }
