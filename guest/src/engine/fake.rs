@@ -1310,38 +1310,18 @@ impl Platform for Fake {
         Ok((page, if more { last } else { None }))
     }
     fn cloud_list(&self, bundle: &str, prefix: &str) -> Result<CloudListing, CloudError> {
-        let s = self.0.borrow();
-        if let Some(e) = &s.cloud_error {
-            return Err(e.clone());
-        }
-        let cloud = s.cloud.borrow();
+        // The pages, all of them: one way of listing.
         let mut listing = CloudListing::default();
-        let links: Vec<String> = cloud
-            .objects
-            .iter()
-            .filter(|((b, _), o)| b == bundle && o.special)
-            .map(|((_, p), _)| format!("{p}/"))
-            .collect();
-        for ((b, p), o) in &cloud.objects {
-            if b != bundle || !p.starts_with(prefix) || links.iter().any(|l| p.starts_with(l.as_str())) {
-                continue;
+        let mut after: Option<String> = None;
+        loop {
+            let (page, next) = self.cloud_list_page(bundle, prefix, after.as_deref(), u32::MAX)?;
+            listing.objects.extend(page.objects);
+            listing.skipped.extend(page.skipped);
+            match next {
+                Some(n) => after = Some(n),
+                None => return Ok(listing),
             }
-            if o.special {
-                listing
-                    .skipped
-                    .push((p.clone(), "a symlink in the cloud folder (never followed)".into()));
-                continue;
-            }
-            listing.objects.push(CloudObject {
-                path: p.clone(),
-                size: o.data.len() as u64,
-                etag: o.etag.clone(),
-                version: None,
-                content_hash: None,
-                modified_ms: 0,
-            });
         }
-        Ok(listing)
     }
     fn cloud_delete(&self, bundle: &str, path: &str, if_match: Option<&str>) -> Result<(), CloudError> {
         if !self.alive() {
