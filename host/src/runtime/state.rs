@@ -92,7 +92,7 @@ pub struct HostState {
     fine_stamps: HashMap<String, bool>,
     /// The walk and the listing being paged out, so that each page goes on
     /// from the last instead of walking again.
-    walk_pages: Pages<storage::TreeEntry>,
+    walk_pages: Option<WalkPages>,
     list_pages: Pages<Listed>,
     wasi: WasiCtx,
     table: ResourceTable,
@@ -122,7 +122,7 @@ impl HostState {
             call_budget,
             call_wall_limit,
             fine_stamps: HashMap::new(),
-            walk_pages: Pages::default(),
+            walk_pages: None,
             list_pages: Pages::default(),
             wasi,
             table: ResourceTable::new(),
@@ -461,18 +461,43 @@ impl storage::Host for HostState {
     ) -> Result<Option<storage::TreePage>, storage::IoError> {
         self.timed(|s| {
             let key = (bundle.clone(), dir.clone());
-            if !s.walk_pages.continues(&key, after.as_deref()) {
+            let goes_on = after.is_some()
+                && s.walk_pages
+                    .as_ref()
+                    .is_some_and(|w| w.key == key && w.last.as_deref() == after.as_deref());
+            // A fresh walk skips to `after`; one that goes on is there.
+            let mut skip_to = None;
+            if !goes_on {
+                s.walk_pages = None;
                 let Some(area) = s.area_for(&bundle, &[&dir], false)? else {
                     return Ok(None);
                 };
                 let Some(root) = area.dir(&dir).map_err(path_error)? else {
                     return Ok(None);
                 };
-                let mut items = Vec::new();
-                walk_tree(&root, "", &mut items).map_err(path_error)?;
-                s.walk_pages.start(key, items, after.as_deref());
+                let walk = crate::storage::SortedWalk::new(root).map_err(path_error)?;
+                s.walk_pages = Some(WalkPages { key, walk, last: None });
+                skip_to = after;
             }
-            let (entries, next) = s.walk_pages.next(max);
+            let w = s.walk_pages.as_mut().expect("just made");
+            let max = (max as usize).clamp(1, 65_536);
+            let mut entries = Vec::new();
+            while entries.len() < max {
+                let Some(found) = w.walk.next_entry().map_err(path_error)? else {
+                    s.walk_pages = None;
+                    return Ok(Some(storage::TreePage { entries, next: None }));
+                };
+                if skip_to.as_deref().is_some_and(|a| found.path.as_str() <= a) {
+                    continue;
+                }
+                entries.push(storage::TreeEntry {
+                    path: found.path,
+                    stat: file_stat(&found.stat),
+                    problem: found.problem,
+                });
+            }
+            w.last = entries.last().map(|e: &storage::TreeEntry| e.path.clone());
+            let next = w.last.clone();
             Ok(Some(storage::TreePage { entries, next }))
         })
     }
@@ -920,6 +945,13 @@ fn file_stat(st: &rustix::fs::Stat) -> storage::FileStat {
 
 /// Every name under an opened folder: files, symlinks and special files
 /// (never followed), empty folders, and folders that cannot be read.
+/// The walk being paged out: each page goes on from the last one given.
+struct WalkPages {
+    key: (String, String),
+    walk: crate::storage::SortedWalk,
+    last: Option<String>,
+}
+
 /// A name of a cloud listing: an object, or one that is none.
 enum Listed {
     Object(cloud::Object),
@@ -936,12 +968,6 @@ impl HasPath for Listed {
             Listed::Object(o) => &o.path,
             Listed::Skipped(u) => &u.path,
         }
-    }
-}
-
-impl HasPath for storage::TreeEntry {
-    fn path(&self) -> &str {
-        &self.path
     }
 }
 
@@ -1129,5 +1155,63 @@ fn wit_object(bundle: &str, o: CloudObject) -> cloud::Object {
         version: o.version,
         content_hash: o.content_hash,
         modified_ms: o.modified_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::ffi::OsStrExt;
+
+    use super::*;
+
+    /// The streaming walk yields what the whole walk does, in byte order of
+    /// the paths, on names that sort between a folder and its contents.
+    #[test]
+    fn the_sorted_walk_is_the_whole_walk_in_path_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for f in [
+            "a", "a.txt", "a-b", "a b", "a0", "A", "é", "日本/x", "d/c", "d/e/f", "d.txt", "d-x/y", "e/", "z/z/z/z",
+        ] {
+            let p = root.join(f);
+            if f.ends_with('/') {
+                std::fs::create_dir_all(&p).unwrap(); // an empty folder
+                continue;
+            }
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, f).unwrap();
+        }
+        std::fs::create_dir_all(root.join("q/empty")).unwrap();
+        std::os::unix::fs::symlink("/", root.join("link")).unwrap();
+        std::os::unix::fs::symlink("/", root.join("d/link")).unwrap();
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            root.join("fifo").as_path(),
+            rustix::fs::Mode::from_raw_mode(0o644),
+        )
+        .unwrap();
+        std::fs::write(root.join(std::ffi::OsStr::from_bytes(b"bad\xffname")), b"x").unwrap();
+        let open = || {
+            rustix::fs::open(
+                root,
+                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+                rustix::fs::Mode::empty(),
+            )
+            .unwrap()
+        };
+        let mut whole = Vec::new();
+        walk_tree(&open(), "", &mut whole).unwrap();
+        let mut want: Vec<(String, Option<String>)> = whole.into_iter().map(|e| (e.path, e.problem)).collect();
+        want.sort();
+        let mut walk = crate::storage::SortedWalk::new(open()).unwrap();
+        let mut got = Vec::new();
+        while let Some(f) = walk.next_entry().unwrap() {
+            got.push((f.path, f.problem));
+        }
+        let paths: Vec<&String> = got.iter().map(|(p, _)| p).collect();
+        let mut sorted = paths.clone();
+        sorted.sort();
+        assert_eq!(paths, sorted, "in byte order of the paths");
+        assert_eq!(got, want);
     }
 }

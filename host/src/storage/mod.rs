@@ -4,7 +4,9 @@
 mod evict;
 mod meta;
 mod sandbox;
+mod walk;
 
 pub use evict::{evict, swap_if_unchanged, EvictError, Swap};
 pub use meta::{MetaError, MetaStore};
 pub use sandbox::{AppAreas, SandboxError};
+pub use walk::SortedWalk;

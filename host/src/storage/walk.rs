@@ -1,0 +1,182 @@
+//! A folder's walk in byte order of the paths it yields, one entry at a
+//! time, holding only the listings of the folders it is in: what
+//! `storage.walk-page` pages out, however large the tree.
+//!
+//! Byte order of full paths is not the order a per-folder walk gives when
+//! names sort by themselves ("a.txt" < "a/b", but "a" < "a.txt"), so a
+//! folder takes two places among its siblings: at its name, where it is
+//! opened (an empty or unreadable folder is reported there), and at its
+//! name followed by `/`, where its contents come.
+
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
+
+use crate::beneath::{read_dir_fd, utf8, BeneathError};
+
+/// One name found: its path below the walked folder, its metadata (never
+/// followed), and why it cannot be used as it is.
+pub struct Found {
+    pub path: String,
+    pub stat: Stat,
+    pub problem: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// A name that is not a folder.
+    Plain,
+    /// A folder, where its own name sorts.
+    Head,
+    /// A folder's contents, where `name/` sorts.
+    Body,
+}
+
+struct Item {
+    key: Vec<u8>,
+    name: Vec<u8>,
+    place: Place,
+}
+
+struct Frame {
+    dir: OwnedFd,
+    prefix: String,
+    items: Vec<Item>,
+    at: usize,
+    /// Folders opened at their head, waiting for their body.
+    opened: HashMap<Vec<u8>, (OwnedFd, Vec<Item>)>,
+}
+
+pub struct SortedWalk {
+    stack: Vec<Frame>,
+}
+
+/// A folder's names in walk order.
+fn items_of(dir: &OwnedFd, what: &str) -> Result<Vec<Item>, BeneathError> {
+    let mut items = Vec::new();
+    for (name, kind) in read_dir_fd(dir, what)? {
+        let is_dir = match kind {
+            FileType::Directory => true,
+            FileType::Unknown => rustix::fs::statat(dir, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW)
+                .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory),
+            _ => false,
+        };
+        if is_dir {
+            let mut body = name.clone();
+            body.push(b'/');
+            items.push(Item {
+                key: name.clone(),
+                name: name.clone(),
+                place: Place::Head,
+            });
+            items.push(Item {
+                key: body,
+                name,
+                place: Place::Body,
+            });
+        } else {
+            items.push(Item {
+                key: name.clone(),
+                name,
+                place: Place::Plain,
+            });
+        }
+    }
+    items.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(items)
+}
+
+impl SortedWalk {
+    pub fn new(root: OwnedFd) -> Result<Self, BeneathError> {
+        let items = items_of(&root, "")?;
+        Ok(SortedWalk {
+            stack: vec![Frame {
+                dir: root,
+                prefix: String::new(),
+                items,
+                at: 0,
+                opened: HashMap::new(),
+            }],
+        })
+    }
+
+    /// The next name in path order; `None` at the end.
+    pub fn next_entry(&mut self) -> Result<Option<Found>, BeneathError> {
+        loop {
+            let Some(frame) = self.stack.last_mut() else {
+                return Ok(None);
+            };
+            let Some(item) = frame.items.get(frame.at) else {
+                self.stack.pop();
+                continue;
+            };
+            frame.at += 1;
+            let (name, place) = (item.name.clone(), item.place);
+            let (rel, problem) = match utf8(&name) {
+                Some(n) => (format!("{}{n}", frame.prefix), None),
+                None => (
+                    format!("{}{}", frame.prefix, String::from_utf8_lossy(&name)),
+                    Some("the name is not valid UTF-8".to_string()),
+                ),
+            };
+            if place == Place::Body {
+                if let Some((dir, items)) = frame.opened.remove(&name) {
+                    self.stack.push(Frame {
+                        dir,
+                        prefix: format!("{rel}/"),
+                        items,
+                        at: 0,
+                        opened: HashMap::new(),
+                    });
+                }
+                continue;
+            }
+            let st = match rustix::fs::statat(&frame.dir, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
+                Err(e) if e == rustix::io::Errno::NOENT => continue, // gone meanwhile
+                Err(e) => return Err(BeneathError::io(&rel, e)),
+            };
+            let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
+            if place == Place::Plain || problem.is_some() || !is_dir {
+                return Ok(Some(Found {
+                    path: rel,
+                    stat: st,
+                    problem,
+                }));
+            }
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let child = match rustix::fs::openat(&frame.dir, name.as_slice(), flags, Mode::empty()) {
+                Ok(child) => child,
+                Err(e) if e == rustix::io::Errno::NOENT => continue,
+                // Unreadable: reported (and so never read as deleted).
+                Err(e) => {
+                    return Ok(Some(Found {
+                        path: rel,
+                        stat: st,
+                        problem: Some(format!("this folder cannot be read: {e}")),
+                    }))
+                }
+            };
+            let items = match items_of(&child, &rel) {
+                Ok(items) => items,
+                Err(e) => {
+                    return Ok(Some(Found {
+                        path: rel,
+                        stat: st,
+                        problem: Some(format!("this folder cannot be read: {e}")),
+                    }))
+                }
+            };
+            if items.is_empty() {
+                // An empty folder: reported, so that it is not skipped in silence.
+                return Ok(Some(Found {
+                    path: rel,
+                    stat: st,
+                    problem: None,
+                }));
+            }
+            frame.opened.insert(name, (child, items));
+        }
+    }
+}
