@@ -446,8 +446,15 @@ impl storage::Host for HostState {
             let Some(root) = area.dir(&dir).map_err(path_error)? else {
                 return Ok(None);
             };
+            let mut walk = crate::storage::SortedWalk::new(root).map_err(path_error)?;
             let mut out = Vec::new();
-            walk_tree(&root, "", &mut out).map_err(path_error)?;
+            while let Some(found) = walk.next_entry().map_err(path_error)? {
+                out.push(storage::TreeEntry {
+                    path: found.path,
+                    stat: file_stat(&found.stat),
+                    problem: found.problem,
+                });
+            }
             Ok(Some(out))
         })
     }
@@ -1018,60 +1025,6 @@ impl<T: HasPath> Pages<T> {
     }
 }
 
-fn walk_tree(
-    dir: &std::os::fd::OwnedFd,
-    prefix: &str,
-    out: &mut Vec<storage::TreeEntry>,
-) -> Result<(), crate::beneath::BeneathError> {
-    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
-    let entries = crate::beneath::read_dir_fd(dir, prefix)?;
-    if entries.is_empty() && !prefix.is_empty() {
-        // An empty folder: reported, so that it is not skipped in silence.
-        if let Ok(st) = rustix::fs::fstat(dir) {
-            out.push(storage::TreeEntry {
-                path: prefix.trim_end_matches('/').to_string(),
-                stat: file_stat(&st),
-                problem: None,
-            });
-        }
-        return Ok(());
-    }
-    for (name, _) in entries {
-        let (rel, problem) = match crate::beneath::utf8(&name) {
-            Some(n) => (format!("{prefix}{n}"), None),
-            None => (
-                format!("{prefix}{}", String::from_utf8_lossy(&name)),
-                Some("the name is not valid UTF-8".to_string()),
-            ),
-        };
-        let st = match rustix::fs::statat(dir, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => st,
-            Err(e) if e == rustix::io::Errno::NOENT => continue, // gone meanwhile
-            Err(e) => return Err(crate::beneath::BeneathError::io(&rel, e)),
-        };
-        if problem.is_none() && FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-            match rustix::fs::openat(dir, name.as_slice(), flags, Mode::empty()) {
-                Ok(child) => walk_tree(&child, &format!("{rel}/"), out)?,
-                Err(e) if e == rustix::io::Errno::NOENT => {}
-                // Unreadable: reported (and so never read as deleted).
-                Err(e) => out.push(storage::TreeEntry {
-                    path: rel,
-                    stat: file_stat(&st),
-                    problem: Some(format!("this folder cannot be read: {e}")),
-                }),
-            }
-            continue;
-        }
-        out.push(storage::TreeEntry {
-            path: rel,
-            stat: file_stat(&st),
-            problem,
-        });
-    }
-    Ok(())
-}
-
 fn path_error(e: crate::beneath::BeneathError) -> storage::IoError {
     use crate::beneath::BeneathError as B;
     match e {
@@ -1155,63 +1108,5 @@ fn wit_object(bundle: &str, o: CloudObject) -> cloud::Object {
         version: o.version,
         content_hash: o.content_hash,
         modified_ms: o.modified_ms,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::os::unix::ffi::OsStrExt;
-
-    use super::*;
-
-    /// The streaming walk yields what the whole walk does, in byte order of
-    /// the paths, on names that sort between a folder and its contents.
-    #[test]
-    fn the_sorted_walk_is_the_whole_walk_in_path_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        for f in [
-            "a", "a.txt", "a-b", "a b", "a0", "A", "é", "日本/x", "d/c", "d/e/f", "d.txt", "d-x/y", "e/", "z/z/z/z",
-        ] {
-            let p = root.join(f);
-            if f.ends_with('/') {
-                std::fs::create_dir_all(&p).unwrap(); // an empty folder
-                continue;
-            }
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(&p, f).unwrap();
-        }
-        std::fs::create_dir_all(root.join("q/empty")).unwrap();
-        std::os::unix::fs::symlink("/", root.join("link")).unwrap();
-        std::os::unix::fs::symlink("/", root.join("d/link")).unwrap();
-        rustix::fs::mkfifoat(
-            rustix::fs::CWD,
-            root.join("fifo").as_path(),
-            rustix::fs::Mode::from_raw_mode(0o644),
-        )
-        .unwrap();
-        std::fs::write(root.join(std::ffi::OsStr::from_bytes(b"bad\xffname")), b"x").unwrap();
-        let open = || {
-            rustix::fs::open(
-                root,
-                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
-                rustix::fs::Mode::empty(),
-            )
-            .unwrap()
-        };
-        let mut whole = Vec::new();
-        walk_tree(&open(), "", &mut whole).unwrap();
-        let mut want: Vec<(String, Option<String>)> = whole.into_iter().map(|e| (e.path, e.problem)).collect();
-        want.sort();
-        let mut walk = crate::storage::SortedWalk::new(open()).unwrap();
-        let mut got = Vec::new();
-        while let Some(f) = walk.next_entry().unwrap() {
-            got.push((f.path, f.problem));
-        }
-        let paths: Vec<&String> = got.iter().map(|(p, _)| p).collect();
-        let mut sorted = paths.clone();
-        sorted.sort();
-        assert_eq!(paths, sorted, "in byte order of the paths");
-        assert_eq!(got, want);
     }
 }

@@ -180,3 +180,85 @@ impl SortedWalk {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::ffi::OsStrExt;
+
+    use super::SortedWalk;
+
+    /// The streaming walk yields what a plain recursive walk does, in byte
+    /// order of the paths, on names that sort between a folder and its
+    /// contents.
+    #[test]
+    fn the_sorted_walk_is_the_whole_walk_in_path_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for f in [
+            "a", "a.txt", "a-b", "a b", "a0", "A", "é", "日本/x", "d/c", "d/e/f", "d.txt", "d-x/y", "e/", "z/z/z/z",
+        ] {
+            let p = root.join(f);
+            if f.ends_with('/') {
+                std::fs::create_dir_all(&p).unwrap(); // an empty folder
+                continue;
+            }
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, f).unwrap();
+        }
+        std::fs::create_dir_all(root.join("q/empty")).unwrap();
+        std::os::unix::fs::symlink("/", root.join("link")).unwrap();
+        std::os::unix::fs::symlink("/", root.join("d/link")).unwrap();
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            root.join("fifo").as_path(),
+            rustix::fs::Mode::from_raw_mode(0o644),
+        )
+        .unwrap();
+        std::fs::write(root.join(std::ffi::OsStr::from_bytes(b"bad\xffname")), b"x").unwrap();
+        let open = || {
+            rustix::fs::open(
+                root,
+                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+                rustix::fs::Mode::empty(),
+            )
+            .unwrap()
+        };
+        // What a plain recursive walk finds, sorted: files, links and FIFOs
+        // as they are, empty folders themselves, names that are not UTF-8
+        // with their problem.
+        fn reference(dir: &std::path::Path, prefix: &str, out: &mut Vec<(String, Option<String>)>) {
+            let entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap()).collect();
+            if entries.is_empty() && !prefix.is_empty() {
+                out.push((prefix.trim_end_matches('/').to_string(), None));
+            }
+            for e in entries {
+                let name = e.file_name();
+                let (rel, problem) = match name.to_str() {
+                    Some(n) => (format!("{prefix}{n}"), None),
+                    None => (
+                        format!("{prefix}{}", name.to_string_lossy()),
+                        Some("the name is not valid UTF-8".to_string()),
+                    ),
+                };
+                if problem.is_none() && e.file_type().unwrap().is_dir() {
+                    reference(&e.path(), &format!("{rel}/"), out);
+                } else {
+                    out.push((rel, problem));
+                }
+            }
+        }
+        let mut want = Vec::new();
+        reference(root, "", &mut want);
+        want.sort();
+        let mut walk = SortedWalk::new(open()).unwrap();
+        let mut got = Vec::new();
+        while let Some(f) = walk.next_entry().unwrap() {
+            got.push((f.path, f.problem));
+        }
+        let paths: Vec<&String> = got.iter().map(|(p, _)| p).collect();
+        let mut sorted = paths.clone();
+        sorted.sort();
+        assert_eq!(paths, sorted, "in byte order of the paths");
+        assert_eq!(got, want);
+    }
+}
