@@ -542,8 +542,17 @@ impl WebDavCloud {
                 .timeout(REQUEST_TIMEOUT)
                 .send()
                 .await;
-            if r.is_ok_and(|r| r.status().is_success() || r.status().as_u16() == 404) {
-                return;
+            match r.map(|r| r.status().as_u16()) {
+                Ok(s) if (200..300).contains(&s) => return,
+                // No folder there: a `LOCK` that met no folder (another
+                // writer had just removed it) makes an empty file at its
+                // name on some servers (RFC 4918's lock-null); it goes too.
+                Ok(404) => {
+                    let file = held.url.trim_end_matches('/');
+                    let _ = self.request(Method::DELETE, file).timeout(REQUEST_TIMEOUT).send().await;
+                    return;
+                }
+                _ => {}
             }
         }
         let _ = self
