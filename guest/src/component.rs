@@ -456,14 +456,6 @@ impl Platform for WitPlatform {
         cloud::ready(bundle).map_err(cloud_error)
     }
 
-    fn cloud_list(&self, bundle: &str, prefix: &str) -> Result<e::CloudListing, e::CloudError> {
-        let listing = cloud::list(bundle, prefix).map_err(cloud_error)?;
-        Ok(e::CloudListing {
-            objects: listing.objects.into_iter().map(cloud_object).collect(),
-            skipped: listing.skipped.into_iter().map(|u| (u.path, u.reason)).collect(),
-        })
-    }
-
     fn cloud_list_page(
         &self,
         bundle: &str,

@@ -1060,41 +1060,19 @@ impl Platform for Fake {
         Ok(())
     }
     fn scan_tree(&self, bundle: &str, dir: &str) -> Result<Option<Vec<TreeEntry>>, IoError> {
-        let prefix = format!("{dir}/");
-        {
-            let mut s = self.0.borrow_mut();
-            let seen: Vec<_> = s
-                .local
-                .iter()
-                .filter(|((b, p), _)| b == bundle && p.starts_with(&prefix))
-                .map(|(k, f)| (k.clone(), f.ctime_ns))
-                .collect();
-            s.queried.extend(seen);
-        }
-        let s = self.0.borrow();
-        let mut entries: Vec<TreeEntry> = s
-            .local
-            .iter()
-            .filter(|((b, p), _)| b == bundle && p.starts_with(&prefix))
-            .map(|((_, p), f)| TreeEntry {
-                path: p[prefix.len()..].to_string(),
-                stat: f.stat(),
-                problem: f.bad_name.then(|| "the name is not valid UTF-8".to_string()),
-            })
-            .collect();
-        for (b, d) in s.dirs.iter().chain(s.made_dirs.iter()) {
-            if b == bundle && d.starts_with(&prefix) && !Self::has_children(&s, bundle, d) {
-                entries.push(TreeEntry {
-                    path: d[prefix.len()..].to_string(),
-                    stat: FOLDER,
-                    problem: None,
-                });
+        // The pages, all of them: one way of walking.
+        let mut entries = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let Some((page, next)) = self.walk_page(bundle, dir, after.as_deref(), u32::MAX)? else {
+                return Ok(None);
+            };
+            entries.extend(page);
+            match next {
+                Some(n) => after = Some(n),
+                None => return Ok(Some(entries)),
             }
         }
-        entries.sort_by(|a, b| a.path.cmp(&b.path));
-        entries.dedup_by(|a, b| a.path == b.path);
-        let exists = !entries.is_empty() || s.made_dirs.contains(&(bundle.into(), dir.into()));
-        Ok(exists.then_some(entries))
     }
     fn walk_page(
         &self,
@@ -1308,20 +1286,6 @@ impl Platform for Fake {
             });
         }
         Ok((page, if more { last } else { None }))
-    }
-    fn cloud_list(&self, bundle: &str, prefix: &str) -> Result<CloudListing, CloudError> {
-        // The pages, all of them: one way of listing.
-        let mut listing = CloudListing::default();
-        let mut after: Option<String> = None;
-        loop {
-            let (page, next) = self.cloud_list_page(bundle, prefix, after.as_deref(), u32::MAX)?;
-            listing.objects.extend(page.objects);
-            listing.skipped.extend(page.skipped);
-            match next {
-                Some(n) => after = Some(n),
-                None => return Ok(listing),
-            }
-        }
     }
     fn cloud_delete(&self, bundle: &str, path: &str, if_match: Option<&str>) -> Result<(), CloudError> {
         if !self.alive() {

@@ -286,9 +286,9 @@ pub trait Platform {
     fn cloud_stat(&self, bundle: &str, path: &str) -> Result<CloudObject, CloudError>;
     /// Whether the app may sync now: signed in, the app's cloud switch on.
     fn cloud_ready(&self, bundle: &str) -> Result<(), CloudError>;
-    fn cloud_list(&self, bundle: &str, prefix: &str) -> Result<CloudListing, CloudError>;
-    /// A page of `cloud_list` in path order: at most `max` names after
-    /// `after`, and where the next page starts (`None`: the end).
+    /// A page of the cloud's listing under `prefix`, in path order: at most
+    /// `max` names after `after`, and where the next page starts (`None`:
+    /// the end).
     fn cloud_list_page(
         &self,
         bundle: &str,

@@ -93,7 +93,7 @@ pub struct HostState {
     /// The walk and the listing being paged out, so that each page goes on
     /// from the last instead of walking again.
     walk_pages: Option<WalkPages>,
-    list_pages: Pages<Listed>,
+    list_pages: ListPages,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -123,7 +123,7 @@ impl HostState {
             call_wall_limit,
             fine_stamps: HashMap::new(),
             walk_pages: None,
-            list_pages: Pages::default(),
+            list_pages: ListPages::default(),
             wasi,
             table: ResourceTable::new(),
         }
@@ -151,32 +151,29 @@ impl HostState {
     }
 
     /// The cloud's listing of `bundle` under `prefix`, as the engine sees it.
-    fn list_now(&mut self, bundle: &str, prefix: &str) -> Result<cloud::Listing, cloud::CloudError> {
-        {
-            let (s, bundle, prefix) = (&mut *self, bundle.to_string(), prefix.to_string());
-            s.grant(&bundle)
-                .map_err(|e| wit_cloud_error_kind(cloud::CloudErrorKind::Unauthorized, e.message))?;
-            // A prefix is a key's beginning: no `.`, `..` or empty parts
-            // (a trailing `/` aside), so a listing never leaves the bundle.
-            let parts = prefix.strip_suffix('/').unwrap_or(&prefix);
-            if !parts.is_empty() {
-                crate::cloud::check_key(parts).map_err(wit_cloud_error)?;
-            }
-            let key_prefix = format!("{bundle}/{prefix}");
-            let listing = s.block(s.b.cloud.list(&key_prefix)).map_err(wit_cloud_error)?;
-            let strip = |k: String| k.strip_prefix(&format!("{bundle}/")).map(str::to_string).unwrap_or(k);
-            Ok(cloud::Listing {
-                objects: listing.objects.into_iter().map(|o| wit_object(&bundle, o)).collect(),
-                skipped: listing
-                    .skipped
-                    .into_iter()
-                    .map(|(path, reason)| cloud::Unlisted {
-                        path: strip(path),
-                        reason,
-                    })
-                    .collect(),
-            })
+    fn list_now(&mut self, bundle: &str, prefix: &str) -> Result<Vec<Listed>, cloud::CloudError> {
+        self.grant(bundle)
+            .map_err(|e| wit_cloud_error_kind(cloud::CloudErrorKind::Unauthorized, e.message))?;
+        // A prefix is a key's beginning: no `.`, `..` or empty parts (a
+        // trailing `/` aside), so a listing never leaves the bundle.
+        let parts = prefix.strip_suffix('/').unwrap_or(prefix);
+        if !parts.is_empty() {
+            crate::cloud::check_key(parts).map_err(wit_cloud_error)?;
         }
+        let key_prefix = format!("{bundle}/{prefix}");
+        let listing = self.block(self.b.cloud.list(&key_prefix)).map_err(wit_cloud_error)?;
+        let strip = |k: String| k.strip_prefix(&format!("{bundle}/")).map(str::to_string).unwrap_or(k);
+        let objects = listing
+            .objects
+            .into_iter()
+            .map(|o| Listed::Object(wit_object(bundle, o)));
+        let skipped = listing.skipped.into_iter().map(|(path, reason)| {
+            Listed::Skipped(cloud::Unlisted {
+                path: strip(path),
+                reason,
+            })
+        });
+        Ok(objects.chain(skipped).collect())
     }
 
     fn timed<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
@@ -608,10 +605,6 @@ impl cloud::Host for HostState {
         })
     }
 
-    fn list(&mut self, bundle: String, prefix: String) -> Result<cloud::Listing, cloud::CloudError> {
-        self.timed(|s| s.list_now(&bundle, &prefix))
-    }
-
     fn list_page(
         &mut self,
         bundle: String,
@@ -622,13 +615,7 @@ impl cloud::Host for HostState {
         self.timed(|s| {
             let key = (bundle.clone(), prefix.clone());
             if !s.list_pages.continues(&key, after.as_deref()) {
-                let listing = s.list_now(&bundle, &prefix)?;
-                let items = listing
-                    .objects
-                    .into_iter()
-                    .map(Listed::Object)
-                    .chain(listing.skipped.into_iter().map(Listed::Skipped))
-                    .collect();
+                let items = s.list_now(&bundle, &prefix)?;
                 s.list_pages.start(key, items, after.as_deref());
             }
             let (items, next) = s.list_pages.next(max);
@@ -965,11 +952,7 @@ enum Listed {
     Skipped(cloud::Unlisted),
 }
 
-trait HasPath {
-    fn path(&self) -> &str;
-}
-
-impl HasPath for Listed {
+impl Listed {
     fn path(&self) -> &str {
         match self {
             Listed::Object(o) => &o.path,
@@ -978,32 +961,23 @@ impl HasPath for Listed {
     }
 }
 
-/// A walk or listing handed out a page at a time, in path order: a page
-/// asked for after the last one given goes on from there; any other is
-/// answered from a fresh walk. (Today the walk is made whole and paged
-/// out: the host holds it, the guest a page.)
-struct Pages<T> {
+/// A listing handed out a page at a time, in path order: a page asked for
+/// after the last one given goes on from there; any other is answered from
+/// a fresh listing. (The listing is made whole and paged out: the host
+/// holds it, the guest a page.)
+#[derive(Default)]
+struct ListPages {
     key: Option<(String, String)>,
-    items: std::collections::VecDeque<T>,
+    items: std::collections::VecDeque<Listed>,
     last: Option<String>,
 }
 
-impl<T> Default for Pages<T> {
-    fn default() -> Self {
-        Pages {
-            key: None,
-            items: Default::default(),
-            last: None,
-        }
-    }
-}
-
-impl<T: HasPath> Pages<T> {
+impl ListPages {
     fn continues(&self, key: &(String, String), after: Option<&str>) -> bool {
         after.is_some() && self.key.as_ref() == Some(key) && self.last.as_deref() == after
     }
 
-    fn start(&mut self, key: (String, String), mut items: Vec<T>, after: Option<&str>) {
+    fn start(&mut self, key: (String, String), mut items: Vec<Listed>, after: Option<&str>) {
         items.sort_by(|a, b| a.path().cmp(b.path()));
         items.dedup_by(|a, b| a.path() == b.path());
         let from = after.map_or(0, |a| items.partition_point(|i| i.path() <= a));
@@ -1013,11 +987,11 @@ impl<T: HasPath> Pages<T> {
     }
 
     /// The next page, and where the one after starts (`None`: the end).
-    fn next(&mut self, max: u32) -> (Vec<T>, Option<String>) {
+    fn next(&mut self, max: u32) -> (Vec<Listed>, Option<String>) {
         let n = (max as usize).clamp(1, 65_536).min(self.items.len());
-        let page: Vec<T> = self.items.drain(..n).collect();
+        let page: Vec<Listed> = self.items.drain(..n).collect();
         if self.items.is_empty() {
-            *self = Pages::default();
+            *self = ListPages::default();
             return (page, None);
         }
         self.last = page.last().map(|i| i.path().to_string());
