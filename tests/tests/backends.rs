@@ -6,7 +6,7 @@
 
 use std::process::Command;
 
-use cloudsync::cloud::{bytes_stream, Cloud, CloudErrorKind, Precondition};
+use cloudsync::cloud::{bytes_stream, list_all, listing, Cloud, CloudErrorKind, Listed, Precondition};
 use cloudsync::State;
 use cloudsync_tests::{bytes, Backend, Harness, Recorder, APP};
 use tokio::io::AsyncReadExt;
@@ -81,8 +81,7 @@ async fn contract(backend: Backend) {
     assert_eq!(read_all(cloud, &big_key, (10 << 20) + 3).await, big[(10 << 20) + 3..]);
 
     // Listing is recursive, keyed by relative path.
-    let keys: Vec<String> = cloud
-        .list(&format!("{APP}/"))
+    let keys: Vec<String> = list_all(&h.raw, &format!("{APP}/"))
         .await
         .unwrap()
         .objects
@@ -90,7 +89,7 @@ async fn contract(backend: Backend) {
         .map(|o| o.key)
         .collect();
     assert_eq!(keys, vec![format!("{APP}/big/blob.bin"), format!("{APP}/docs/a.txt")]);
-    assert!(cloud.list(&format!("{APP}/nothing/")).await.unwrap().objects.is_empty());
+    assert!(list_all(&h.raw, &format!("{APP}/nothing/")).await.unwrap().objects.is_empty());
 
     // A folder where a file must go is left alone, whatever the condition,
     // and said so (not a race to retry). S3 has no folders.
@@ -117,6 +116,57 @@ async fn contract(backend: Backend) {
     cloud.delete(&key, Some(&v2.etag)).await.unwrap();
     assert_eq!(cloud.stat(&key).await.unwrap_err().kind, CloudErrorKind::NotFound);
     assert!(!h.cloud_file("docs/a.txt").exists());
+
+    listings_stream_in_key_order(&h).await;
+}
+
+/// A listing comes a page at a time in byte order of the keys, also where
+/// a folder's name sorts differently from its contents ("d.txt" < "d/x"
+/// but "d" < "d.txt"), and goes on after any key.
+async fn listings_stream_in_key_order(h: &Harness) {
+    let names = [
+        "order/a", "order/a b", "order/a-b", "order/a.txt", "order/a/b", "order/a/b/c", "order/a0", "order/A",
+        "order/d.txt", "order/d/x", "order/d-x/y", "order/z/z/z/z", "order/é", "order/日本/x",
+    ];
+    let mut want: Vec<String> = names
+        .iter()
+        .filter(|n| **n != "order/a" && **n != "order/a/b") // folders here
+        .map(|n| format!("{APP}/{n}"))
+        .collect();
+    want.sort();
+    for key in &want {
+        h.raw
+            .put(key, bytes_stream(key.as_bytes().to_vec()), Precondition::IfAbsent)
+            .await
+            .unwrap();
+    }
+    let pages = |after: Option<String>, max: usize| {
+        let mut cursor = listing(h.raw.clone(), &format!("{APP}/order/"), after.as_deref());
+        async move {
+            let mut got = Vec::new();
+            loop {
+                let page = cursor.next_page(max).await.unwrap();
+                if page.is_empty() {
+                    return got;
+                }
+                assert!(page.len() <= max);
+                got.extend(page.into_iter().map(|l| match l {
+                    Listed::Object(o) => o.key,
+                    Listed::Skipped { key, why } => panic!("{key} skipped: {why}"),
+                }));
+            }
+        }
+    };
+    for max in [1, 3, 1000] {
+        assert_eq!(pages(None, max).await, want, "pages of {max}");
+    }
+    for (i, after) in want.iter().enumerate() {
+        assert_eq!(pages(Some(after.clone()), 2).await, want[i + 1..], "after {after}");
+    }
+    // A key that is not there: what sorts after it.
+    let mid = format!("{APP}/order/d.u");
+    let rest: Vec<String> = want.iter().filter(|k| **k > mid).cloned().collect();
+    assert_eq!(pages(Some(mid), 4).await, rest);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -292,7 +342,7 @@ async fn concurrent_conditional_writes(backend: Backend) {
     }
     assert!(wins > 0, "{backend:?}: some round had a winner");
     // Nothing of the staging is left for other clients to see.
-    let listing = cloud.list(&format!("{APP}/")).await.unwrap();
+    let listing = list_all(&h.raw, &format!("{APP}/")).await.unwrap();
     assert!(listing
         .objects
         .iter()
@@ -350,8 +400,7 @@ async fn staging_is_swept(backend: Backend) {
     let removed = cloud.sweep_staging("me", std::time::Duration::ZERO).await.unwrap();
     assert_eq!(removed, 1, "{backend:?}: abandoned by its age");
     // The engine's folder is nobody's bundle: listings never show it.
-    assert!(cloud
-        .list("")
+    assert!(list_all(&h.raw, "")
         .await
         .unwrap()
         .objects
@@ -435,7 +484,7 @@ async fn links_in_the_folder_cloud_are_listed_as_skipped_and_never_followed() {
     std::os::unix::fs::symlink("loop", bundle.join("loop")).unwrap();
     std::fs::write(bundle.join("plain.txt"), b"plain").unwrap();
     let cloud = h.raw.as_ref();
-    let listing = cloud.list(&format!("{APP}/")).await.unwrap();
+    let listing = list_all(&h.raw, &format!("{APP}/")).await.unwrap();
     let keys: Vec<&str> = listing.objects.iter().map(|o| o.key.as_str()).collect();
     assert_eq!(keys, [format!("{APP}/plain.txt")]);
     let skipped: Vec<&str> = listing.skipped.iter().map(|(k, _)| k.as_str()).collect();
@@ -472,6 +521,6 @@ async fn links_in_the_folder_cloud_are_listed_as_skipped_and_never_followed() {
     assert_eq!(std::fs::read(outside.join("secret")).unwrap(), b"not the cloud's");
     // Another program's file with the staging prefix is just a file now.
     std::fs::write(bundle.join(".cloudsync-put-123-4"), b"a user's").unwrap();
-    let listing = cloud.list(&format!("{APP}/")).await.unwrap();
+    let listing = list_all(&h.raw, &format!("{APP}/")).await.unwrap();
     assert!(listing.objects.iter().any(|o| o.key.ends_with(".cloudsync-put-123-4")));
 }

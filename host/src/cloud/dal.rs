@@ -18,17 +18,19 @@
 //! instant, and the write reports `PreconditionFailed` (its bytes are not in
 //! the cloud) rather than success.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+use futures::TryStreamExt;
 use opendal::layers::{ConcurrentLimitLayer, RetryLayer, TimeoutLayer};
 use opendal::{EntryMode, ErrorKind, Metadata, Operator};
 use tokio::io::AsyncReadExt;
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use super::{
-    ByteStream, Cloud, CloudError, CloudErrorKind, CloudObject, Listing, Precondition, StagingNames, DEAD_WRITER_GRACE,
-    ENGINE_DIR, LOCKS_DIR, LOCK_STALE, LOCK_SWEEP_AGE, LOCK_WAIT, STAGING_DIR,
+    ByteStream, Cloud, CloudError, CloudErrorKind, CloudObject, ListCursor, Listed, Precondition, StagingNames,
+    DEAD_WRITER_GRACE, LOCKS_DIR, LOCK_STALE, LOCK_SWEEP_AGE, LOCK_WAIT, STAGING_DIR,
 };
 
 /// Upload part size: objects larger than this go up as a multipart upload.
@@ -40,6 +42,66 @@ const MAX_REQUESTS: usize = 32;
 /// How long after creating a lock object it is read back: racing creators
 /// that all passed the store's check have all written by then.
 const LOCK_SETTLE: Duration = Duration::from_millis(40);
+
+/// A store's listing, streamed: S3's ListObjectsV2 is in byte order of
+/// the keys, a page of up to 1,000 per request, and starts after a key.
+struct DalListing {
+    cloud: Arc<DalCloud>,
+    prefix: String,
+    after: Option<String>,
+    lister: Option<opendal::Lister>,
+    done: bool,
+}
+
+#[async_trait]
+impl ListCursor for DalListing {
+    async fn next_page(&mut self, max: usize) -> Result<Vec<Listed>, CloudError> {
+        let mut page = Vec::new();
+        if self.done {
+            return Ok(page);
+        }
+        if self.lister.is_none() {
+            // The folder the prefix names; the caller keeps the keys under it.
+            let dir = match self.prefix.rfind('/') {
+                Some(i) => &self.prefix[..=i],
+                None => "",
+            };
+            let mut list = self.cloud.op.lister_with(dir).recursive(true);
+            if let Some(after) = &self.after {
+                if self.cloud.op.info().capability().list_with_start_after {
+                    list = list.start_after(after);
+                }
+            }
+            match list.await {
+                Ok(lister) => self.lister = Some(lister),
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    self.done = true;
+                    return Ok(page);
+                }
+                Err(e) => return Err(error(&self.prefix, e)),
+            }
+        }
+        let lister = self.lister.as_mut().expect("made above");
+        while page.len() < max {
+            let Some(entry) = lister.try_next().await.map_err(|e| error(&self.prefix, e))? else {
+                self.done = true;
+                break;
+            };
+            let key = entry.path().trim_start_matches('/');
+            if entry.metadata().mode() != EntryMode::FILE {
+                continue;
+            }
+            let object = if entry.metadata().etag().is_some() {
+                self.cloud.object(key, entry.metadata())
+            } else {
+                // Some listings carry no etag: ask for it.
+                self.cloud.stat_file(key).await?
+            };
+            page.push(Listed::Object(object));
+        }
+        Ok(page)
+    }
+}
 
 /// An S3-compatible store reached through an OpenDAL operator.
 pub struct DalCloud {
@@ -336,36 +398,14 @@ impl Cloud for DalCloud {
         self.stat_file(key).await
     }
 
-    async fn list(&self, prefix: &str) -> Result<Listing, CloudError> {
-        // List the folder the prefix names, then keep the keys under it.
-        let dir = match prefix.rfind('/') {
-            Some(i) => &prefix[..=i],
-            None => "",
-        };
-        let entries = match self.op.list_with(dir).recursive(true).await {
-            Ok(e) => e,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Listing::default()),
-            Err(e) => return Err(error(prefix, e)),
-        };
-        let mut out = Listing::default();
-        for entry in entries {
-            let key = entry.path().trim_start_matches('/');
-            if entry.metadata().mode() != EntryMode::FILE || !key.starts_with(prefix) {
-                continue;
-            }
-            if dir.is_empty() && key.split('/').next() == Some(ENGINE_DIR) {
-                continue; // the engine's own objects
-            }
-            let meta = entry.metadata();
-            if meta.etag().is_some() {
-                out.objects.push(self.object(key, meta));
-            } else {
-                // Some listings carry no etag: ask for it.
-                out.objects.push(self.stat_file(key).await?);
-            }
-        }
-        out.objects.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(out)
+    fn list_from(self: Arc<Self>, prefix: &str, after: Option<&str>) -> Box<dyn ListCursor> {
+        Box::new(DalListing {
+            cloud: self,
+            prefix: prefix.to_string(),
+            after: after.map(str::to_string),
+            lister: None,
+            done: false,
+        })
     }
 
     async fn open(

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
-use super::{ByteStream, Cloud, CloudError, CloudErrorKind, CloudObject, Listing, Precondition};
+use super::{ByteStream, Cloud, CloudError, CloudErrorKind, CloudObject, ListCursor, Listed, Precondition};
 
 /// What to break. Offsets are positions in the object, so they hold across resumes.
 #[derive(Clone, Debug, Default)]
@@ -36,6 +36,20 @@ pub struct Faults {
     pub advertise_sha256: bool,
     /// Writes fail with this (e.g. `StorageFull`: the account is full).
     pub fail_put: Option<CloudErrorKind>,
+}
+
+/// A listing whose every page may fail as the faults say.
+struct FaultyListing {
+    cloud: Arc<FaultyCloud>,
+    inner: Box<dyn ListCursor>,
+}
+
+#[async_trait]
+impl ListCursor for FaultyListing {
+    async fn next_page(&mut self, max: usize) -> Result<Vec<Listed>, CloudError> {
+        self.cloud.check_calls()?;
+        self.inner.next_page(max).await
+    }
 }
 
 /// Wraps a cloud and breaks it as [`Faults`] say; the faults can be changed at any time.
@@ -126,9 +140,9 @@ impl Cloud for FaultyCloud {
         self.inner.etags_are_md5()
     }
 
-    async fn list(&self, prefix: &str) -> Result<Listing, CloudError> {
-        self.check_calls()?;
-        self.inner.list(prefix).await
+    fn list_from(self: Arc<Self>, prefix: &str, after: Option<&str>) -> Box<dyn ListCursor> {
+        let inner = self.inner.clone().list_from(prefix, after);
+        Box::new(FaultyListing { cloud: self, inner })
     }
 
     async fn sweep_staging(&self, device: &str, older_than: Duration) -> Result<usize, CloudError> {

@@ -18,15 +18,17 @@
 use std::io::{Seek, SeekFrom};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use rustix::fs::{AtFlags, FileType, FlockOperation, RenameFlags, Stat};
 
 use super::{
-    check_key, ByteStream, Cloud, CloudError, CloudErrorKind, CloudObject, Listing, Precondition, StagingNames,
-    ENGINE_DIR, STAGING_DIR,
+    check_key, ByteStream, Cloud, CloudError, CloudErrorKind, CloudObject, ListCursor, Listed, Precondition,
+    StagingNames, STAGING_DIR,
 };
 use crate::beneath::{self, BeneathError, Root, Stamp};
+use crate::storage::walk::{Found, SortedWalk};
 
 /// A folder playing the cloud.
 #[derive(Debug)]
@@ -85,65 +87,6 @@ impl LocalFolderCloud {
             Some(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => Ok(Self::object(key, &st)),
             _ => Err(CloudError::not_found(key)),
         }
-    }
-
-    /// Walks `dir` (a folder key, `""` for the top), adding objects and
-    /// skipped names under `prefix`.
-    fn walk(&self, fd: &OwnedFd, dir: &str, prefix: &str, out: &mut Listing) -> Result<(), CloudError> {
-        let entries = beneath::read_dir_fd(fd, dir).map_err(|e| path_error(dir, e))?;
-        for (name, _) in entries {
-            let Some(text) = beneath::utf8(&name) else {
-                let shown = format!("{dir}{}", String::from_utf8_lossy(&name));
-                if shown.starts_with(prefix) {
-                    out.skipped.push((shown, "the name is not valid UTF-8".into()));
-                }
-                continue;
-            };
-            let key = format!("{dir}{text}");
-            if dir.is_empty() && text == ENGINE_DIR {
-                continue; // the engine's own folder, no bundle's
-            }
-            // Only what lies under the prefix, or may hold something that does.
-            if !(key.starts_with(prefix) || prefix.starts_with(&format!("{key}/"))) {
-                continue;
-            }
-            let st = match rustix::fs::statat(fd, text, AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(st) => st,
-                Err(e) if e == rustix::io::Errno::NOENT => continue, // gone meanwhile
-                Err(e) => {
-                    out.skipped.push((key, format!("cannot be read: {e}")));
-                    continue;
-                }
-            };
-            match FileType::from_raw_mode(st.st_mode) {
-                FileType::RegularFile if key.starts_with(prefix) => out.objects.push(Self::object(&key, &st)),
-                FileType::RegularFile => {}
-                FileType::Directory => {
-                    let sub = format!("{key}/");
-                    match rustix::fs::openat(
-                        fd,
-                        text,
-                        rustix::fs::OFlags::RDONLY
-                            | rustix::fs::OFlags::DIRECTORY
-                            | rustix::fs::OFlags::NOFOLLOW
-                            | rustix::fs::OFlags::CLOEXEC,
-                        rustix::fs::Mode::empty(),
-                    ) {
-                        Ok(child) => self.walk(&child, &sub, prefix, out)?,
-                        Err(e) if e == rustix::io::Errno::NOENT => {}
-                        Err(e) => out.skipped.push((key, format!("this folder cannot be read: {e}"))),
-                    }
-                }
-                FileType::Symlink if key.starts_with(prefix) => out
-                    .skipped
-                    .push((key, "a symlink in the cloud folder (never followed)".into())),
-                _ if key.starts_with(prefix) => out
-                    .skipped
-                    .push((key, "a FIFO, socket or device file in the cloud folder".into())),
-                _ => {}
-            }
-        }
-        Ok(())
     }
 
     /// Moves the staged file into place as `precondition` allows, under the
@@ -253,6 +196,61 @@ impl LocalFolderCloud {
     }
 }
 
+/// The folder cloud's listing: a sorted walk of the folder the prefix
+/// names, holding only the listings of the folders it is in.
+struct FolderListing {
+    walk: Option<SortedWalk>,
+    /// The walked folder's key with its `/` (`""` for the top).
+    dir: String,
+    /// What is said before the walk (the folder is a symlink).
+    first: Vec<Listed>,
+    error: Option<CloudError>,
+}
+
+impl FolderListing {
+    fn listed(&self, found: Found) -> Option<Listed> {
+        let key = format!("{}{}", self.dir, found.path);
+        let skipped = |why: &str| Some(Listed::Skipped { key: key.clone(), why: why.to_string() });
+        if let Some(problem) = &found.problem {
+            return skipped(problem);
+        }
+        match FileType::from_raw_mode(found.stat.st_mode) {
+            FileType::RegularFile => Some(Listed::Object(LocalFolderCloud::object(&key, &found.stat))),
+            // An empty folder holds no object.
+            FileType::Directory => None,
+            FileType::Symlink => skipped("a symlink in the cloud folder (never followed)"),
+            _ => skipped("a FIFO, socket or device file in the cloud folder"),
+        }
+    }
+}
+
+#[async_trait]
+impl ListCursor for FolderListing {
+    async fn next_page(&mut self, max: usize) -> Result<Vec<Listed>, CloudError> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        let mut page = std::mem::take(&mut self.first);
+        while page.len() < max {
+            let Some(walk) = self.walk.as_mut() else { break };
+            match walk.next_entry() {
+                Ok(Some(found)) => page.extend(self.listed(found)),
+                Ok(None) => {
+                    self.walk = None;
+                    break;
+                }
+                // A name that cannot be looked at is said, and the walk goes on.
+                Err(BeneathError::Io { path, source }) => page.push(Listed::Skipped {
+                    key: format!("{}{path}", self.dir),
+                    why: format!("cannot be read: {source}"),
+                }),
+                Err(e) => return Err(path_error(&self.dir, e)),
+            }
+        }
+        Ok(page)
+    }
+}
+
 /// An exclusive lock on a folder, held by every cloudsync writer while it
 /// checks a condition and moves a file into it.
 struct DirLock<'a>(&'a OwnedFd);
@@ -318,32 +316,38 @@ impl Cloud for LocalFolderCloud {
         self.stat_sync(key)
     }
 
-    async fn list(&self, prefix: &str) -> Result<Listing, CloudError> {
-        // Walk the deepest folder the prefix names, keeping what is under the prefix.
+    fn list_from(self: Arc<Self>, prefix: &str, after: Option<&str>) -> Box<dyn ListCursor> {
+        // Walk the deepest folder the prefix names, in key order; what is
+        // beside the prefix is left to the caller.
         let dir = match prefix.rfind('/') {
-            Some(i) => {
-                check_key(&prefix[..i])?;
-                &prefix[..=i]
-            }
+            Some(i) => &prefix[..=i],
             None => "",
         };
-        let mut out = Listing::default();
-        let fd = match self.root.dir(dir.trim_end_matches('/')) {
-            Ok(Some(fd)) => fd,
-            Ok(None) => return Ok(out),
-            Err(BeneathError::Symlink(_)) => {
-                out.skipped.push((
-                    dir.trim_end_matches('/').to_string(),
-                    "a symlink in the cloud folder (never followed)".into(),
-                ));
-                return Ok(out);
-            }
-            Err(e) => return Err(path_error(prefix, e)),
+        let mut listing = FolderListing {
+            walk: None,
+            dir: dir.to_string(),
+            first: Vec::new(),
+            error: None,
         };
-        self.walk(&fd, dir, prefix, &mut out)?;
-        out.objects.sort_by(|a, b| a.key.cmp(&b.key));
-        out.skipped.sort();
-        Ok(out)
+        let folder = dir.trim_end_matches('/');
+        match self.root.dir(folder) {
+            Ok(Some(fd)) => match SortedWalk::new(fd) {
+                Ok(mut walk) => {
+                    if let Some(rest) = after.and_then(|a| a.strip_prefix(dir)) {
+                        walk.seek(rest);
+                    }
+                    listing.walk = Some(walk);
+                }
+                Err(e) => listing.error = Some(path_error(prefix, e)),
+            },
+            Ok(None) => {}
+            Err(BeneathError::Symlink(_)) => listing.first.push(Listed::Skipped {
+                key: folder.to_string(),
+                why: "a symlink in the cloud folder (never followed)".into(),
+            }),
+            Err(e) => listing.error = Some(path_error(prefix, e)),
+        }
+        Box::new(listing)
     }
 
     async fn open(

@@ -10,6 +10,7 @@ mod settings;
 mod webdav;
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio::io::AsyncRead;
@@ -79,6 +80,111 @@ pub struct Listing {
     pub skipped: Vec<(String, String)>,
 }
 
+/// One name a listing found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Listed {
+    Object(CloudObject),
+    /// A name below the prefix that is no object the engine can sync, and why.
+    Skipped { key: String, why: String },
+}
+
+impl Listed {
+    pub fn key(&self) -> &str {
+        match self {
+            Listed::Object(o) => &o.key,
+            Listed::Skipped { key, .. } => key,
+        }
+    }
+}
+
+/// A listing read a page at a time, so that no one holds a whole cloud:
+/// names in byte order of their keys.
+#[async_trait]
+pub trait ListCursor: Send {
+    /// Up to about `max` more names; an empty page is the end.
+    async fn next_page(&mut self, max: usize) -> Result<Vec<Listed>, CloudError>;
+}
+
+/// The listing of `prefix` after `after` (a key), checked: only keys under
+/// the prefix and after `after`, never the engine's own folder unless the
+/// prefix is in it, and strictly in byte order, or the page fails (a
+/// listing out of order would read as files deleted).
+pub fn listing(cloud: Arc<dyn Cloud>, prefix: &str, after: Option<&str>) -> Box<dyn ListCursor> {
+    let in_engine_dir = prefix.split('/').next() == Some(ENGINE_DIR);
+    Box::new(CheckedListing {
+        inner: cloud.list_from(prefix, after),
+        prefix: prefix.to_string(),
+        last: after.map(str::to_string),
+        passed_after: after.is_none(),
+        hide_engine_dir: !in_engine_dir,
+    })
+}
+
+/// Every name under `prefix`, gathered (for small listings and tests).
+pub async fn list_all(cloud: &Arc<dyn Cloud>, prefix: &str) -> Result<Listing, CloudError> {
+    let mut cursor = listing(cloud.clone(), prefix, None);
+    let mut out = Listing::default();
+    loop {
+        let page = cursor.next_page(1000).await?;
+        if page.is_empty() {
+            return Ok(out);
+        }
+        for item in page {
+            match item {
+                Listed::Object(o) => out.objects.push(o),
+                Listed::Skipped { key, why } => out.skipped.push((key, why)),
+            }
+        }
+    }
+}
+
+struct CheckedListing {
+    inner: Box<dyn ListCursor>,
+    prefix: String,
+    /// The last key given (or `after`, until one is).
+    last: Option<String>,
+    /// A key past `after` was given: any key not past the last is disorder.
+    passed_after: bool,
+    hide_engine_dir: bool,
+}
+
+#[async_trait]
+impl ListCursor for CheckedListing {
+    async fn next_page(&mut self, max: usize) -> Result<Vec<Listed>, CloudError> {
+        loop {
+            let page = self.inner.next_page(max).await?;
+            if page.is_empty() {
+                return Ok(page);
+            }
+            let mut out = Vec::with_capacity(page.len());
+            for item in page {
+                let key = item.key();
+                if !key.starts_with(&self.prefix)
+                    || (self.hide_engine_dir && key.split('/').next() == Some(ENGINE_DIR))
+                {
+                    continue;
+                }
+                if let Some(last) = self.last.as_deref().filter(|last| key <= *last) {
+                    // Keys up to `after` are what a backend that cannot start
+                    // there gives first; past it, the listing is out of order.
+                    if !self.passed_after {
+                        continue;
+                    }
+                    return Err(CloudError::new(
+                        CloudErrorKind::Other,
+                        format!("the cloud listed {key} after {last}: its listing is not in key order"),
+                    ));
+                }
+                self.last = Some(key.to_string());
+                self.passed_after = true;
+                out.push(item);
+            }
+            if !out.is_empty() {
+                return Ok(out);
+            }
+        }
+    }
+}
 /// Where the engine's own objects live in a cloud: a top-level folder no
 /// bundle can be named (bundle names start with a letter or digit), so no
 /// user's name ever collides with them.
@@ -151,9 +257,11 @@ pub trait Cloud: Send + Sync + 'static {
         false
     }
     async fn stat(&self, key: &str) -> Result<CloudObject, CloudError>;
-    /// Every object under `prefix` (a key prefix), recursively, and the
-    /// names below it that are not objects.
-    async fn list(&self, prefix: &str) -> Result<Listing, CloudError>;
+    /// The objects under `prefix` (a key prefix), recursively, and the
+    /// names below it that are not objects, streamed in byte order of the
+    /// keys. It may begin before `after` or give keys beside the prefix:
+    /// callers read it through [`listing`], which keeps what was asked for.
+    fn list_from(self: Arc<Self>, prefix: &str, after: Option<&str>) -> Box<dyn ListCursor>;
     /// Reads `key` from `offset`; with `if_match`, fails with
     /// `PreconditionFailed` unless the object's etag is that one.
     async fn open(

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-use super::{ByteStream, Cloud, CloudError, CloudObject, Listing, Precondition};
+use super::{ByteStream, Cloud, CloudError, CloudObject, ListCursor, Precondition};
 
 /// Reads of object content go no faster than `bytes_per_sec`, each stream.
 pub struct RateLimitedCloud {
@@ -41,8 +41,8 @@ impl Cloud for RateLimitedCloud {
     fn etags_are_md5(&self) -> bool {
         self.inner.etags_are_md5()
     }
-    async fn list(&self, prefix: &str) -> Result<Listing, CloudError> {
-        self.inner.list(prefix).await
+    fn list_from(self: Arc<Self>, prefix: &str, after: Option<&str>) -> Box<dyn ListCursor> {
+        self.inner.clone().list_from(prefix, after)
     }
     async fn sweep_staging(&self, device: &str, older_than: Duration) -> Result<usize, CloudError> {
         self.inner.sweep_staging(device, older_than).await

@@ -23,7 +23,7 @@
 //!   `PreconditionFailed`.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -33,7 +33,7 @@ use reqwest::{Method, StatusCode};
 use tokio_util::io::{ReaderStream, StreamReader};
 
 use super::{
-    check_key, ByteStream, Cloud, CloudError, CloudErrorKind, CloudObject, Listing, Precondition, StagingNames,
+    check_key, ByteStream, Cloud, CloudError, CloudErrorKind, CloudObject, ListCursor, Listed, Precondition, StagingNames,
     DEAD_WRITER_GRACE, ENGINE_DIR, LOCKS_DIR, LOCK_STALE, LOCK_SWEEP_AGE, LOCK_WAIT, STAGING_DIR,
 };
 
@@ -85,6 +85,115 @@ pub struct WebDavCloud {
     mkcol: tokio::sync::Mutex<()>,
     /// The server cannot make lock folders: writes go without them.
     no_locks: std::sync::atomic::AtomicBool,
+}
+
+/// A WebDAV listing, one collection per `PROPFIND`, in byte order of the
+/// keys (a collection's contents come where its name followed by `/`
+/// sorts), holding only the listings of the collections it is in.
+struct DavWalk {
+    prefix: String,
+    started: bool,
+    /// The collections being read, innermost last, each with its names
+    /// still to give, in key order.
+    stack: Vec<std::vec::IntoIter<DavItem>>,
+}
+
+enum DavItem {
+    Collection(String),
+    Name(Listed),
+}
+
+impl DavWalk {
+    fn new(prefix: &str) -> Self {
+        DavWalk {
+            prefix: prefix.to_string(),
+            started: false,
+            stack: Vec::new(),
+        }
+    }
+
+    async fn next_page(&mut self, dav: &WebDavCloud, max: usize) -> Result<Vec<Listed>, CloudError> {
+        if !self.started {
+            self.started = true;
+            let start = self.prefix.rfind('/').map_or("", |i| &self.prefix[..i]).to_string();
+            if !start.is_empty() {
+                check_key(&start)?;
+            }
+            self.enter(dav, &start).await?;
+        }
+        let mut page = Vec::new();
+        while page.len() < max {
+            let Some(top) = self.stack.last_mut() else { break };
+            match top.next() {
+                None => {
+                    self.stack.pop();
+                }
+                Some(DavItem::Collection(key)) => self.enter(dav, &key).await?,
+                Some(DavItem::Name(listed)) => page.push(listed),
+            }
+        }
+        Ok(page)
+    }
+
+    /// Reads the collection `dir` and puts its names on top.
+    async fn enter(&mut self, dav: &WebDavCloud, dir: &str) -> Result<(), CloudError> {
+        let Some(entries) = dav.propfind(dir, "1").await? else {
+            return Ok(()); // a collection that is not there holds nothing
+        };
+        dav.known.lock().unwrap().insert(dir.to_string());
+        let prefix = &self.prefix;
+        let mut items = Vec::new();
+        for e in entries {
+            let key = match dav.key_of(&e.href) {
+                None => continue,
+                Some(Ok(k)) => k,
+                Some(Err(lossy)) => {
+                    let why = "the name is not valid UTF-8".to_string();
+                    items.push((lossy.clone(), DavItem::Name(Listed::Skipped { key: lossy, why })));
+                    continue;
+                }
+            };
+            // Only what lies directly in this collection (some servers say more).
+            if key == dir || key.rsplit_once('/').map_or("", |(p, _)| p) != dir {
+                continue;
+            }
+            if e.collection {
+                // The engine's own folder is walked only when asked for.
+                if dir.is_empty() && key == ENGINE_DIR && !prefix.starts_with(ENGINE_DIR) {
+                    continue;
+                }
+                if key.starts_with(prefix.as_str()) || prefix.starts_with(&format!("{key}/")) {
+                    items.push((format!("{key}/"), DavItem::Collection(key)));
+                }
+            } else {
+                let listed = match check_key(&key) {
+                    Ok(()) => Listed::Object(dav.object(&key, &e)),
+                    Err(_) => Listed::Skipped {
+                        key: key.clone(),
+                        why: "not a usable file name".into(),
+                    },
+                };
+                items.push((key, DavItem::Name(listed)));
+            }
+        }
+        items.sort_by(|a, b| a.0.cmp(&b.0));
+        items.dedup_by(|a, b| a.0 == b.0);
+        self.stack
+            .push(items.into_iter().map(|(_, item)| item).collect::<Vec<_>>().into_iter());
+        Ok(())
+    }
+}
+
+struct WebDavListing {
+    dav: Arc<WebDavCloud>,
+    walk: DavWalk,
+}
+
+#[async_trait]
+impl ListCursor for WebDavListing {
+    async fn next_page(&mut self, max: usize) -> Result<Vec<Listed>, CloudError> {
+        self.walk.next_page(&self.dav, max).await
+    }
 }
 
 /// A held lock: its folder, the marker naming this writer, and the
@@ -846,54 +955,11 @@ impl Cloud for WebDavCloud {
         self.stat_file(key).await
     }
 
-    async fn list(&self, prefix: &str) -> Result<Listing, CloudError> {
-        let start = match prefix.rfind('/') {
-            Some(i) => prefix[..i].to_string(),
-            None => String::new(),
-        };
-        if !start.is_empty() {
-            check_key(&start)?;
-        }
-        let mut out = Listing::default();
-        let mut queue = vec![start];
-        while let Some(dir) = queue.pop() {
-            let Some(entries) = self.propfind(&dir, "1").await? else {
-                continue; // a folder that is not there holds nothing
-            };
-            self.known.lock().unwrap().insert(dir.clone());
-            for e in entries {
-                let key = match self.key_of(&e.href) {
-                    None => continue,
-                    Some(Ok(k)) => k,
-                    Some(Err(lossy)) => {
-                        if lossy.starts_with(prefix) {
-                            out.skipped.push((lossy, "the name is not valid UTF-8".into()));
-                        }
-                        continue;
-                    }
-                };
-                if key == dir || (dir.is_empty() && key == ENGINE_DIR) {
-                    continue;
-                }
-                // Only what lies directly in this folder (some servers say more).
-                let parent = key.rsplit_once('/').map_or("", |(p, _)| p);
-                if parent != dir {
-                    continue;
-                }
-                if e.collection {
-                    if key.starts_with(prefix) || prefix.starts_with(&format!("{key}/")) {
-                        queue.push(key);
-                    }
-                } else if key.starts_with(prefix) {
-                    match check_key(&key) {
-                        Ok(()) => out.objects.push(self.object(&key, &e)),
-                        Err(_) => out.skipped.push((key, "not a usable file name".into())),
-                    }
-                }
-            }
-        }
-        out.objects.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(out)
+    fn list_from(self: Arc<Self>, prefix: &str, _after: Option<&str>) -> Box<dyn ListCursor> {
+        Box::new(WebDavListing {
+            dav: self,
+            walk: DavWalk::new(prefix),
+        })
     }
 
     async fn open(
@@ -1009,9 +1075,20 @@ impl Cloud for WebDavCloud {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let listing = self.list(&format!("{STAGING_DIR}/")).await?;
+        let mut staged = Vec::new();
+        let mut walk = DavWalk::new(&format!("{STAGING_DIR}/"));
+        loop {
+            let page = walk.next_page(self, 1000).await?;
+            if page.is_empty() {
+                break;
+            }
+            staged.extend(page.into_iter().filter_map(|l| match l {
+                Listed::Object(o) => Some(o),
+                Listed::Skipped { .. } => None,
+            }));
+        }
         let mut removed = 0;
-        for o in listing.objects {
+        for o in staged {
             let own = o.key.strip_prefix(&format!("{STAGING_DIR}/{device}/")).is_some();
             let abandoned = o.modified_ms > 0 && now.saturating_sub(o.modified_ms) > older_than.as_millis() as u64;
             if (own || abandoned) && self.delete_raw(&o.key, None).await.is_ok_and(|s| s.is_success()) {

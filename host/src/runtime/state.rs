@@ -21,6 +21,7 @@ use super::bindings::ohos::cloudsync::{cloud, device, events, media, permission,
 use crate::api::{self, DownloadProgress, ListenerId, OptimizeSpaceProgress, SyncProgress};
 use crate::beneath::{Root, Stamp};
 use crate::cloud::{bytes_stream, Cloud, CloudError, CloudErrorKind, CloudObject, Precondition};
+use crate::cloud as cloud_backend;
 use crate::device::DeviceStatus;
 use crate::identity::Identity;
 use crate::storage::{AppAreas, MetaStore, SandboxError};
@@ -150,8 +151,14 @@ impl HostState {
         String::from_utf8_lossy(&self.stderr.contents()).trim().to_string()
     }
 
-    /// The cloud's listing of `bundle` under `prefix`, as the engine sees it.
-    fn list_now(&mut self, bundle: &str, prefix: &str) -> Result<Vec<Listed>, cloud::CloudError> {
+    /// A fresh listing of `bundle` under `prefix` after `after`, as the
+    /// engine names paths.
+    fn listing(
+        &self,
+        bundle: &str,
+        prefix: &str,
+        after: Option<&str>,
+    ) -> Result<Box<dyn cloud_backend::ListCursor>, cloud::CloudError> {
         self.grant(bundle)
             .map_err(|e| wit_cloud_error_kind(cloud::CloudErrorKind::Unauthorized, e.message))?;
         // A prefix is a key's beginning: no `.`, `..` or empty parts (a
@@ -160,20 +167,12 @@ impl HostState {
         if !parts.is_empty() {
             crate::cloud::check_key(parts).map_err(wit_cloud_error)?;
         }
-        let key_prefix = format!("{bundle}/{prefix}");
-        let listing = self.block(self.b.cloud.list(&key_prefix)).map_err(wit_cloud_error)?;
-        let strip = |k: String| k.strip_prefix(&format!("{bundle}/")).map(str::to_string).unwrap_or(k);
-        let objects = listing
-            .objects
-            .into_iter()
-            .map(|o| Listed::Object(wit_object(bundle, o)));
-        let skipped = listing.skipped.into_iter().map(|(path, reason)| {
-            Listed::Skipped(cloud::Unlisted {
-                path: strip(path),
-                reason,
-            })
-        });
-        Ok(objects.chain(skipped).collect())
+        let after = after.map(|a| format!("{bundle}/{a}"));
+        Ok(cloud_backend::listing(
+            self.b.cloud.clone(),
+            &format!("{bundle}/{prefix}"),
+            after.as_deref(),
+        ))
     }
 
     fn timed<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
@@ -469,8 +468,7 @@ impl storage::Host for HostState {
                 && s.walk_pages
                     .as_ref()
                     .is_some_and(|w| w.key == key && w.last.as_deref() == after.as_deref());
-            // A fresh walk skips to `after`; one that goes on is there.
-            let mut skip_to = None;
+            // A fresh walk seeks to `after`; one that goes on is there.
             if !goes_on {
                 s.walk_pages = None;
                 let Some(area) = s.area_for(&bundle, &[&dir], false)? else {
@@ -479,9 +477,11 @@ impl storage::Host for HostState {
                 let Some(root) = area.dir(&dir).map_err(path_error)? else {
                     return Ok(None);
                 };
-                let walk = crate::storage::SortedWalk::new(root).map_err(path_error)?;
+                let mut walk = crate::storage::SortedWalk::new(root).map_err(path_error)?;
+                if let Some(after) = &after {
+                    walk.seek(after);
+                }
                 s.walk_pages = Some(WalkPages { key, walk, last: None });
-                skip_to = after;
             }
             let w = s.walk_pages.as_mut().expect("just made");
             let max = (max as usize).clamp(1, 65_536);
@@ -491,9 +491,6 @@ impl storage::Host for HostState {
                     s.walk_pages = None;
                     return Ok(Some(storage::TreePage { entries, next: None }));
                 };
-                if skip_to.as_deref().is_some_and(|a| found.path.as_str() <= a) {
-                    continue;
-                }
                 entries.push(storage::TreeEntry {
                     path: found.path,
                     stat: file_stat(&found.stat),
@@ -614,22 +611,33 @@ impl cloud::Host for HostState {
     ) -> Result<cloud::ListingPage, cloud::CloudError> {
         self.timed(|s| {
             let key = (bundle.clone(), prefix.clone());
-            if !s.list_pages.continues(&key, after.as_deref()) {
-                let items = s.list_now(&bundle, &prefix)?;
-                s.list_pages.start(key, items, after.as_deref());
-            }
-            let (items, next) = s.list_pages.next(max);
+            let mut cursor = match s.list_pages.resume(&key, after.as_deref()) {
+                Some(cursor) => cursor,
+                None => s.listing(&bundle, &prefix, after.as_deref())?,
+            };
+            let max = (max as usize).clamp(1, 65_536);
+            let items = s.block(cursor.next_page(max)).map_err(wit_cloud_error)?;
             let mut page = cloud::ListingPage {
                 objects: Vec::new(),
                 skipped: Vec::new(),
-                next,
+                next: None,
             };
+            let Some(last) = items.last().map(|i| i.key().to_string()) else {
+                return Ok(page); // the end
+            };
+            let strip = |k: &str| k.strip_prefix(&format!("{bundle}/")).unwrap_or(k).to_string();
             for item in items {
                 match item {
-                    Listed::Object(o) => page.objects.push(o),
-                    Listed::Skipped(u) => page.skipped.push(u),
+                    cloud_backend::Listed::Object(o) => page.objects.push(wit_object(&bundle, o)),
+                    cloud_backend::Listed::Skipped { key, why } => page.skipped.push(cloud::Unlisted {
+                        path: strip(&key),
+                        reason: why,
+                    }),
                 }
             }
+            let next = strip(&last);
+            s.list_pages.keep(key, next.clone(), cursor);
+            page.next = Some(next);
             Ok(page)
         })
     }
@@ -937,8 +945,6 @@ fn file_stat(st: &rustix::fs::Stat) -> storage::FileStat {
     }
 }
 
-/// Every name under an opened folder: files, symlinks and special files
-/// (never followed), empty folders, and folders that cannot be read.
 /// The walk being paged out: each page goes on from the last one given.
 struct WalkPages {
     key: (String, String),
@@ -946,56 +952,25 @@ struct WalkPages {
     last: Option<String>,
 }
 
-/// A name of a cloud listing: an object, or one that is none.
-enum Listed {
-    Object(cloud::Object),
-    Skipped(cloud::Unlisted),
-}
-
-impl Listed {
-    fn path(&self) -> &str {
-        match self {
-            Listed::Object(o) => &o.path,
-            Listed::Skipped(u) => &u.path,
-        }
-    }
-}
-
-/// A listing handed out a page at a time, in path order: a page asked for
-/// after the last one given goes on from there; any other is answered from
-/// a fresh listing. (The listing is made whole and paged out: the host
-/// holds it, the guest a page.)
+/// The listing being paged out: a page asked for after the last one given
+/// goes on from there; any other starts a fresh listing.
 #[derive(Default)]
 struct ListPages {
-    key: Option<(String, String)>,
-    items: std::collections::VecDeque<Listed>,
-    last: Option<String>,
+    /// (bundle, prefix), the last path given, and the listing.
+    open: Option<((String, String), String, Box<dyn cloud_backend::ListCursor>)>,
 }
 
 impl ListPages {
-    fn continues(&self, key: &(String, String), after: Option<&str>) -> bool {
-        after.is_some() && self.key.as_ref() == Some(key) && self.last.as_deref() == after
-    }
-
-    fn start(&mut self, key: (String, String), mut items: Vec<Listed>, after: Option<&str>) {
-        items.sort_by(|a, b| a.path().cmp(b.path()));
-        items.dedup_by(|a, b| a.path() == b.path());
-        let from = after.map_or(0, |a| items.partition_point(|i| i.path() <= a));
-        self.items = items.into_iter().skip(from).collect();
-        self.key = Some(key);
-        self.last = after.map(str::to_string);
-    }
-
-    /// The next page, and where the one after starts (`None`: the end).
-    fn next(&mut self, max: u32) -> (Vec<Listed>, Option<String>) {
-        let n = (max as usize).clamp(1, 65_536).min(self.items.len());
-        let page: Vec<Listed> = self.items.drain(..n).collect();
-        if self.items.is_empty() {
-            *self = ListPages::default();
-            return (page, None);
+    fn resume(&mut self, key: &(String, String), after: Option<&str>) -> Option<Box<dyn cloud_backend::ListCursor>> {
+        let (k, last, _) = self.open.as_ref()?;
+        if k == key && Some(last.as_str()) == after {
+            return self.open.take().map(|(_, _, cursor)| cursor);
         }
-        self.last = page.last().map(|i| i.path().to_string());
-        (page, self.last.clone())
+        None
+    }
+
+    fn keep(&mut self, key: (String, String), last: String, cursor: Box<dyn cloud_backend::ListCursor>) {
+        self.open = Some((key, last, cursor));
     }
 }
 

@@ -18,6 +18,8 @@ const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
 /// The store's identity, also kept in a file beside it: a store that lost
 /// it (emptied, replaced) is told apart from a new one.
 const STORE_ID: &str = "host/store/id";
+/// redb's page cache, bounded so memory does not grow with the records.
+const META_CACHE: usize = 16 << 20;
 
 #[derive(Debug, thiserror::Error)]
 #[error("metadata store: {0}")]
@@ -65,7 +67,7 @@ impl MetaStore {
             (Some(known), Some(id)) if known.as_bytes() == id.as_slice() => {}
             (known, None) => {
                 // The id file says a store was here: this one lost it.
-                if warning.is_none() && known.is_some() && store.scan("synced/")?.is_empty() {
+                if warning.is_none() && known.is_some() && store.scan_page("synced/", None, 1)?.is_empty() {
                     warning = Some(format!(
                         "the metadata store {} was emptied or replaced; the next sync compares both sides \
                          afresh: every difference is kept as a conflict copy or downloaded, and nothing is \
@@ -104,6 +106,17 @@ impl MetaStore {
             out.push((k.value().to_string(), v.value().to_vec()));
         }
         Ok(out)
+    }
+
+    /// Reads every record once, holding none (opening's check).
+    fn read_through(&self) -> Result<(), MetaError> {
+        let txn = self.db.begin_read().map_err(err)?;
+        let table = txn.open_table(TABLE).map_err(err)?;
+        for row in redb::ReadableTable::iter(&table).map_err(err)? {
+            let (k, v) = row.map_err(err)?;
+            std::hint::black_box((k.value().len(), v.value().len()));
+        }
+        Ok(())
     }
 
     /// At most `max` keys with `prefix` after `after` (from the first with
@@ -169,7 +182,9 @@ fn try_open(path: &Path) -> Result<MetaStore, Damage> {
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let opened = std::panic::catch_unwind(|| -> Result<MetaStore, Damage> {
-        let mut db = Database::create(path).map_err(|e| match e {
+        // redb's read cache defaults to 1 GiB: a scan of a million records
+        // would fill it; a small one keeps memory flat (the OS caches pages).
+        let mut db = Database::builder().set_cache_size(META_CACHE).create(path).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => {
                 Damage::InUse(format!("{} is in use by another cloudsync", path.display()))
             }
@@ -185,7 +200,7 @@ fn try_open(path: &Path) -> Result<MetaStore, Damage> {
         txn.open_table(TABLE).map_err(|e| Damage::Broken(e.to_string()))?;
         txn.commit().map_err(|e| Damage::Broken(e.to_string()))?;
         let store = MetaStore { db };
-        store.scan("").map_err(|e| Damage::Broken(e.to_string()))?;
+        store.read_through().map_err(|e| Damage::Broken(e.to_string()))?;
         Ok(store)
     });
     std::panic::set_hook(hook);

@@ -4,7 +4,7 @@
 mod evict;
 mod meta;
 mod sandbox;
-mod walk;
+pub(crate) mod walk;
 
 pub use evict::{evict, swap_if_unchanged, EvictError, Swap};
 pub use meta::{MetaError, MetaStore};

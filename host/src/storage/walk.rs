@@ -46,6 +46,9 @@ struct Frame {
     at: usize,
     /// Folders opened at their head, waiting for their body.
     opened: HashMap<Vec<u8>, (OwnedFd, Vec<Item>)>,
+    /// Where a seek skipped to: folders whose heads it skipped are opened
+    /// at their bodies.
+    sought: Option<String>,
 }
 
 pub struct SortedWalk {
@@ -87,6 +90,15 @@ fn items_of(dir: &OwnedFd, what: &str) -> Result<Vec<Item>, BeneathError> {
     Ok(items)
 }
 
+/// A folder of `dir` opened for its contents: its prefix, handle and names.
+fn open_body(dir: &OwnedFd, prefix: &str, name: &[u8]) -> Option<(String, OwnedFd, Vec<Item>)> {
+    let prefix = format!("{prefix}{}/", utf8(name)?);
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let child = rustix::fs::openat(dir, name, flags, Mode::empty()).ok()?;
+    let items = items_of(&child, &prefix).ok()?;
+    Some((prefix, child, items))
+}
+
 impl SortedWalk {
     pub fn new(root: OwnedFd) -> Result<Self, BeneathError> {
         let items = items_of(&root, "")?;
@@ -97,8 +109,48 @@ impl SortedWalk {
                 items,
                 at: 0,
                 opened: HashMap::new(),
+                sought: None,
             }],
         })
+    }
+
+    /// Goes on after `after` (a path below the walked folder), skipping
+    /// what sorts before it without looking at it: only the folders on the
+    /// way to it are read.
+    pub fn seek(&mut self, after: &str) {
+        loop {
+            let Some(frame) = self.stack.last_mut() else { return };
+            let mut enter = None;
+            while let Some(item) = frame.items.get(frame.at) {
+                let mut full = frame.prefix.as_bytes().to_vec();
+                full.extend_from_slice(&item.key);
+                if item.place == Place::Body && after.as_bytes().starts_with(&full) {
+                    enter = Some(item.name.clone());
+                    frame.at += 1;
+                    break;
+                }
+                if full.as_slice() > after.as_bytes() {
+                    frame.sought = Some(after.to_string());
+                    return;
+                }
+                frame.at += 1;
+            }
+            // `after` lies inside this folder: its names before it are skipped
+            // likewise (one that cannot be read holds nothing to give).
+            frame.sought = Some(after.to_string());
+            let Some(name) = enter else { return };
+            let Some((prefix, dir, items)) = open_body(&frame.dir, &frame.prefix, &name) else {
+                return;
+            };
+            self.stack.push(Frame {
+                dir,
+                prefix,
+                items,
+                at: 0,
+                opened: HashMap::new(),
+                sought: None,
+            });
+        }
     }
 
     /// The next name in path order; `None` at the end.
@@ -121,13 +173,23 @@ impl SortedWalk {
                 ),
             };
             if place == Place::Body {
-                if let Some((dir, items)) = frame.opened.remove(&name) {
+                let head_skipped = || {
+                    let head = [frame.prefix.as_bytes(), &name].concat();
+                    frame.sought.as_deref().is_some_and(|a| head.as_slice() <= a.as_bytes())
+                };
+                let body = match frame.opened.remove(&name) {
+                    Some((dir, items)) => Some((format!("{rel}/"), dir, items)),
+                    None if head_skipped() => open_body(&frame.dir, &frame.prefix, &name),
+                    None => None,
+                };
+                if let Some((prefix, dir, items)) = body {
                     self.stack.push(Frame {
                         dir,
-                        prefix: format!("{rel}/"),
+                        prefix,
                         items,
                         at: 0,
                         opened: HashMap::new(),
+                        sought: None,
                     });
                 }
                 continue;
@@ -260,5 +322,19 @@ mod tests {
         sorted.sort();
         assert_eq!(paths, sorted, "in byte order of the paths");
         assert_eq!(got, want);
+        // A walk that seeks goes on after any path, there or not.
+        // (Not after a name that is not UTF-8: its path is a lossy copy.)
+        let mut points: Vec<String> = want.iter().filter(|(_, why)| why.is_none()).map(|(p, _)| p.clone()).collect();
+        points.extend(["", "a/", "d/d", "d/e/", "d/e/g", "q/", "zz", "日本"].map(String::from));
+        for after in points {
+            let mut walk = SortedWalk::new(open()).unwrap();
+            walk.seek(&after);
+            let mut rest = Vec::new();
+            while let Some(f) = walk.next_entry().unwrap() {
+                rest.push((f.path, f.problem));
+            }
+            let expect: Vec<_> = want.iter().filter(|(p, _)| p.as_str() > after.as_str()).cloned().collect();
+            assert_eq!(rest, expect, "after {after:?}");
+        }
     }
 }
