@@ -19,7 +19,7 @@ const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
 /// it (emptied, replaced) is told apart from a new one.
 const STORE_ID: &str = "host/store/id";
 /// redb's page cache, bounded so memory does not grow with the records.
-const META_CACHE: usize = 16 << 20;
+const META_CACHE: usize = 4 << 20;
 
 #[derive(Debug, thiserror::Error)]
 #[error("metadata store: {0}")]

@@ -148,6 +148,21 @@ pub struct Options {
     /// The deletion guard's count since deletions were last confirmed, so
     /// that many runs each deleting a little cannot erode a folder.
     pub guard: GuardRecord,
+    /// At most this many ops are kept (`None`: all); the rest of the tree
+    /// is still counted for the guards, and planned again in windows.
+    pub window: Option<usize>,
+    /// This plan goes on after an earlier window's: the guards passed on
+    /// the whole tree then, and these many deletions were counted beyond
+    /// it; more than that is refused (a folder vanished meanwhile).
+    pub allowance: Option<usize>,
+}
+
+/// Where the tree is planned on after a window, and how many deletions the
+/// whole plan counted beyond it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rest {
+    pub after: String,
+    pub deletes: usize,
 }
 
 impl Op {
@@ -182,6 +197,9 @@ pub enum Refusal {
     /// One side looks empty while the synced tree is not: a missing root or
     /// a failed listing is never read as "everything was deleted".
     SideLooksEmpty { side: Side, synced: usize },
+    /// A later window would delete more files than the whole plan counted
+    /// when the guards passed: a folder went missing while the run went on.
+    DeletionsGrew { counted: usize, now: usize },
     /// The plan would delete more than half of the synced files (`since`:
     /// none), or bring the files deleted since deletions were last
     /// confirmed to more than half of the `baseline` then (`since`: how many
@@ -231,6 +249,11 @@ pub struct Planner {
     o: Options,
     tally: Tally,
     ops: Vec<Op>,
+    /// The last path an op was kept for.
+    last_kept: Option<String>,
+    /// Ops past the window were only counted: some, and their deletions.
+    dropped: usize,
+    dropped_deletes: usize,
 }
 
 /// A plan and what the guards counted.
@@ -240,6 +263,8 @@ pub struct Plan {
     pub tally: Tally,
     /// The guard as this run sees it ([`settled`]).
     pub guard: GuardRecord,
+    /// The tree goes on past this plan's window.
+    pub rest: Option<Rest>,
 }
 
 impl Planner {
@@ -248,6 +273,9 @@ impl Planner {
             o,
             tally: Tally::default(),
             ops: Vec::new(),
+            last_kept: None,
+            dropped: 0,
+            dropped_deletes: 0,
         }
     }
 
@@ -292,12 +320,58 @@ impl Planner {
         if brings_in && s.is_none() {
             t.new_files += 1;
         }
+        if self.full() {
+            self.dropped += 1;
+            self.dropped_deletes += usize::from(op.is_delete());
+            return;
+        }
+        self.last_kept = Some(path.to_string());
         self.ops.push(op);
     }
 
     /// Ops planned so far.
     pub fn op_count(&self) -> usize {
         self.ops.len()
+    }
+
+    /// The window holds as many ops as it may.
+    pub fn full(&self) -> bool {
+        self.o.window.is_some_and(|w| self.ops.len() >= w)
+    }
+
+    /// A later window of a plan that passed the guards: the deletions it
+    /// may hold, and where the tree goes on (`stopped_at`: the scan
+    /// stopped with a full window).
+    fn go_on(self, allowance: usize, stopped: bool) -> Result<Plan, Refusal> {
+        let t = self.tally;
+        if !self.o.confirm.deletions && t.deletes > allowance {
+            return Err(Refusal::DeletionsGrew {
+                counted: allowance,
+                now: t.deletes,
+            });
+        }
+        let rest = match (stopped, self.last_kept) {
+            (true, Some(after)) => Some(Rest {
+                after,
+                deletes: allowance.saturating_sub(t.deletes),
+            }),
+            _ => None,
+        };
+        Ok(Plan {
+            ops: self.ops,
+            tally: t,
+            guard: self.o.guard,
+            rest,
+        })
+    }
+
+    /// A later window's plan: `stopped` when the scan stopped at a full
+    /// window rather than at the end of the tree.
+    pub fn finish_window(self, stopped: bool) -> Result<Plan, Refusal> {
+        match self.o.allowance {
+            Some(allowance) => self.go_on(allowance, stopped),
+            None => self.finish(),
+        }
     }
 
     /// The plan, or why it is refused.
@@ -346,10 +420,18 @@ impl Planner {
                 });
             }
         }
+        let rest = match (self.dropped, self.last_kept) {
+            (0, _) | (_, None) => None,
+            (_, Some(after)) => Some(Rest {
+                after,
+                deletes: self.dropped_deletes,
+            }),
+        };
         Ok(Plan {
             ops: self.ops,
             tally: t,
             guard: g,
+            rest,
         })
     }
 }

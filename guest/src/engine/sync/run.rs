@@ -28,6 +28,10 @@ const MAX_ACTIVE: usize = 16;
 /// call nears the engine's time budget.
 /// (A few in tests, so that scans span ticks and the world moves meanwhile.)
 const SCAN_PATHS_PER_TICK: usize = if cfg!(test) { 3 } else { 8192 };
+/// Ops planned and carried out at a time: a tree with more changes is
+/// planned whole for the guards, then carried out a window at a time, each
+/// planned afresh after the last, so memory holds one window's ops.
+const OPS_PER_WINDOW: usize = if cfg!(test) { 5 } else { 16_384 };
 /// Downloads placed as one batch at most (one flush for all their bytes).
 const PLACE_BATCH: usize = 64;
 /// Operations without a transfer carried out per tick.
@@ -142,6 +146,12 @@ pub struct Run {
     scanning: Option<scan::ScanState>,
     /// Paths the scan merges per tick.
     pub scan_slice: usize,
+    /// Ops per window ([`OPS_PER_WINDOW`]).
+    pub window: usize,
+    /// The plan goes on after the window being carried out.
+    rest: Option<planner::Rest>,
+    /// The window being carried out is a later one of its round's plan.
+    later_window: bool,
     changes: Vec<(String, Option<Vec<u8>>)>,
     /// Files whose records wait in `changes`: their in-run state stands
     /// until the records are durable.
@@ -188,6 +198,9 @@ impl Run {
             placed_lazily: false,
             scanning: None,
             scan_slice: SCAN_PATHS_PER_TICK,
+            window: OPS_PER_WINDOW,
+            rest: None,
+            later_window: false,
             changes: Vec::new(),
             settled: Vec::new(),
             last_flush_ms: 0,
@@ -264,6 +277,7 @@ impl Run {
                 self.mark_stopped(p, op.path());
             }
         }
+        self.rest = None;
         self.flush(p, true);
         self.files.clear();
         self.report.running = false;
@@ -290,14 +304,20 @@ impl Run {
         let stepped = match self.scanning.take() {
             Some(state) => Ok(state),
             None => {
-                self.round += 1;
-                self.replan = false;
+                let rest = self.rest.take();
+                self.later_window = rest.is_some();
+                if rest.is_none() {
+                    self.round += 1;
+                    self.replan = false;
+                }
                 let options = planner::Options {
                     confirm: self.confirm,
                     placeholders: self.placeholders,
                     guard: GuardRecord::default(),
+                    window: Some(self.window.max(1)),
+                    allowance: rest.as_ref().map(|r| r.deletes),
                 };
-                scan::ScanState::start(p, &self.bundle, options)
+                scan::ScanState::start(p, &self.bundle, options, rest.as_ref().map(|r| r.after.as_str()))
             }
         }
         .and_then(|mut state| match state.step(p, &self.bundle, self.scan_slice)? {
@@ -360,27 +380,32 @@ impl Run {
         // its baseline, losing none of those files, counts from its new size.
         // Files first recorded in this round join the baseline next run
         // (the planner's settled guard), so an upload that fails is no deletion.
-        self.round_ms = p.now_ms();
-        let t = plan.tally;
-        let held = t.held as u64;
-        let deletes = t.deletes as u64;
-        let after = held.saturating_sub(deletes);
-        let fresh = GuardRecord {
-            since_ms: self.round_ms,
-            baseline: after,
-        };
-        let guard = match scanned.guard.map(|_| plan.guard) {
-            None => fresh,
-            Some(_) if self.confirm.deletions && deletes > 0 => fresh,
-            Some(g) if t.baseline_deletes == 0 && after + t.new_files >= 2 * g.baseline.max(planner::MIN_BASELINE) => {
-                fresh
+        // The guard's count is kept from the first window's plan, which
+        // counted the whole tree.
+        if !self.later_window {
+            self.round_ms = p.now_ms();
+            let t = plan.tally;
+            let held = t.held as u64;
+            let deletes = t.deletes as u64;
+            let after = held.saturating_sub(deletes);
+            let fresh = GuardRecord {
+                since_ms: self.round_ms,
+                baseline: after,
+            };
+            let guard = match scanned.guard.map(|_| plan.guard) {
+                None => fresh,
+                Some(_) if self.confirm.deletions && deletes > 0 => fresh,
+                Some(g) if t.baseline_deletes == 0 && after + t.new_files >= 2 * g.baseline.max(planner::MIN_BASELINE) => {
+                    fresh
+                }
+                Some(g) => g,
+            };
+            if Some(guard) != scanned.guard {
+                self.changes
+                    .push((scan::guard_key(&self.bundle), Some(records::encode(&guard))));
             }
-            Some(g) => g,
-        };
-        if Some(guard) != scanned.guard {
-            self.changes
-                .push((scan::guard_key(&self.bundle), Some(records::encode(&guard))));
         }
+        self.rest = plan.rest;
         self.first = scanned.first;
         self.remote = scanned.remote;
         let ops = plan.ops;
@@ -398,7 +423,7 @@ impl Run {
         self.report.planned += (self.pull.len() + self.push.len()) as u64;
         self.phase = Phase::Pull;
         // The first round's DOWNLOADING went out when the run started.
-        if self.round > 1 {
+        if self.round > 1 || self.later_window {
             self.send(
                 out,
                 SyncProgress {
@@ -444,6 +469,9 @@ impl Run {
                         error: self.warning(),
                     },
                 );
+            } else if self.rest.is_some() {
+                // The next window of this round's plan.
+                self.phase = Phase::Scan;
             } else if self.replan && self.round < MAX_ROUNDS {
                 self.phase = Phase::Scan;
             } else {
@@ -1319,6 +1347,11 @@ fn describe(r: &Refusal) -> String {
             "since deletions were last confirmed, {deleted} of the {baseline} files then in sync were deleted; \
              this run would delete {deletes} more, more than half in all; nothing was deleted. Confirm to go \
              ahead (--yes)."
+        ),
+        Refusal::DeletionsGrew { counted, now } => format!(
+            "this run counted {counted} deletions still to make when it began, but the files left to sync \
+             would now delete {now}: a folder may have gone missing while it ran. It stopped there; what it \
+             synced before stands, and nothing more was deleted. Sync again to plan afresh."
         ),
         Refusal::MassDeletion { deletes, synced, .. } => format!(
             "this run would delete {deletes} of {synced} synced files (more than half); nothing was deleted. \

@@ -228,22 +228,38 @@ pub struct ScanState {
     guard: Option<GuardRecord>,
     now: u64,
     fine: bool,
+    /// A later window of a plan (it stops when its window is full).
+    windowed: bool,
 }
 
 impl ScanState {
-    pub fn start(platform: &impl Platform, bundle: &str, options: Options) -> Result<Self, ScanError> {
+    /// A scan of the whole tree, or (`after`) of what sorts after a path:
+    /// a later window of a plan.
+    pub fn start(
+        platform: &impl Platform,
+        bundle: &str,
+        options: Options,
+        after: Option<&str>,
+    ) -> Result<Self, ScanError> {
         let guard = records::get::<GuardRecord>(platform, &guard_key(bundle)).map_err(ScanError::Meta)?;
         let options = Options {
             guard: guard.unwrap_or_default(),
             ..options
         };
+        let prefix = format!("{SYNCED}/{bundle}/");
         Ok(ScanState {
-            local: LocalStream::default(),
-            remote: RemoteStream::default(),
+            local: LocalStream {
+                after: after.map(str::to_string),
+                ..LocalStream::default()
+            },
+            remote: RemoteStream {
+                after: after.map(str::to_string),
+                ..RemoteStream::default()
+            },
             synced: SyncedStream {
-                prefix: format!("{SYNCED}/{bundle}/"),
+                after: after.map(|a| format!("{prefix}{a}")),
+                prefix,
                 buf: VecDeque::new(),
-                after: None,
                 done: false,
                 bad: 0,
                 seen: 0,
@@ -257,6 +273,7 @@ impl ScanState {
             guard,
             now: platform.now_ms(),
             fine: platform.fine_stamps(bundle),
+            windowed: options.allowance.is_some(),
         })
     }
 
@@ -264,7 +281,12 @@ impl ScanState {
     pub fn step(&mut self, platform: &impl Platform, bundle: &str, paths: usize) -> Result<Option<Scanned>, ScanError> {
         for _ in 0..paths {
             if !self.next_path(platform, bundle)? {
-                return self.finish(platform, bundle).map(Some);
+                return self.finish(platform, bundle, false).map(Some);
+            }
+            // A later window stops when it is full; the first scans on,
+            // counting, for the guards.
+            if self.windowed && self.planner.as_ref().is_some_and(Planner::full) {
+                return self.finish(platform, bundle, true).map(Some);
             }
         }
         Ok(None)
@@ -406,8 +428,8 @@ impl ScanState {
         Ok(true)
     }
 
-    fn finish(&mut self, platform: &impl Platform, bundle: &str) -> Result<Scanned, ScanError> {
-        if !self.local.found && self.synced.seen == 0 {
+    fn finish(&mut self, platform: &impl Platform, bundle: &str, stopped: bool) -> Result<Scanned, ScanError> {
+        if !self.windowed && !self.local.found && self.synced.seen == 0 {
             // First sync: the folder is made. With records, a missing
             // folder is left missing and reads as an empty side (refused).
             platform
@@ -425,7 +447,7 @@ impl ScanState {
             }
         }
         Ok(Scanned {
-            plan: self.planner.take().expect("finished once").finish(),
+            plan: self.planner.take().expect("finished once").finish_window(stopped),
             remote,
             first,
             skipped: std::mem::take(&mut self.skipped),

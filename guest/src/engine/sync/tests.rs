@@ -586,6 +586,45 @@ fn a_failed_pull_skips_the_push() {
     );
 }
 
+/// A plan larger than a window is carried out a window at a time; a later
+/// window that would delete more than the whole plan counted (the folder
+/// went missing meanwhile) is refused, and nothing is deleted.
+#[test]
+fn a_folder_that_vanishes_between_windows_deletes_nothing() {
+    let mut e = engine();
+    let name = |i: usize| format!("f{i:02}");
+    for i in 0..20 {
+        put_local(&e, &name(i), b"v1");
+    }
+    let id = file_sync(&mut e);
+    assert_eq!(terminal(&sync(&mut e, id)), completed(), "more files than a window");
+    assert_eq!(cloud_files(&e).len(), 20);
+    for i in 0..12 {
+        put_local(&e, &name(i), b"v2");
+    }
+    e.syncs.start(&e.platform, id, false).unwrap();
+    // The first window's uploads land; then the rest of the folder goes.
+    let mut ticks = 0;
+    while cloud_files(&e).get(&name(4)).map(Vec::as_slice) != Some(b"v2".as_slice()) {
+        e.tick();
+        ticks += 1;
+        assert!(ticks < 10_000, "the first window is carried out");
+    }
+    assert_ne!(cloud_files(&e).get(&name(11)).map(Vec::as_slice), Some(b"v2".as_slice()), "one window at a time");
+    for i in 12..20 {
+        e.platform.remove_local(&format!("cloud/{}", name(i)));
+    }
+    let events = drain(&mut e);
+    assert_eq!(terminal(&events), stopped());
+    assert!(
+        e.syncs.report(id).unwrap().refusal.unwrap().contains("gone missing"),
+        "said why"
+    );
+    let cloud = cloud_files(&e);
+    assert_eq!(cloud.len(), 20, "nothing deleted in the cloud");
+    assert!((12..20).all(|i| cloud[&name(i)] == b"v1"));
+}
+
 #[test]
 fn battery_rules_mid_run() {
     let mut e = engine();

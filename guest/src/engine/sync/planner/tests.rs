@@ -586,3 +586,58 @@ fn thousands_of_random_histories_converge_and_lose_nothing() {
         random_run(seed);
     }
 }
+
+/// A plan larger than its window keeps the window's ops and counts the rest
+/// for the guards; a later window may delete no more than was counted.
+#[test]
+fn a_plan_past_its_window_is_counted_whole_and_goes_on_after_the_window() {
+    let window = |allowance| Options {
+        window: Some(2),
+        allowance,
+        ..Options::default()
+    };
+    // Five in sync, two deleted here (4th and 5th), two new here.
+    let mut planner = Planner::new(window(None));
+    for (i, path) in ["a", "b", "c", "d", "e", "f", "g"].iter().enumerate() {
+        let n = i as u64;
+        let s = synced(&format!("e{n}"), n, "h");
+        let l = local(n, "h");
+        let r = remote(&format!("e{n}"), None);
+        match i {
+            0 | 1 => planner.path(path, Some(&l), None, None, false), // new here
+            2 => planner.path(path, Some(&l), Some(&r), Some(&s), false),
+            3 | 4 => planner.path(path, None, Some(&r), Some(&s), false), // deleted here
+            _ => planner.path(path, Some(&l), Some(&r), Some(&s), false),
+        }
+    }
+    let plan = planner.finish().unwrap();
+    assert_eq!(plan.ops.len(), 2);
+    assert_eq!(plan.tally.deletes, 2, "the rest is counted");
+    assert_eq!(
+        plan.rest,
+        Some(Rest {
+            after: "b".into(),
+            deletes: 2
+        })
+    );
+    // The next window: within what was counted it goes; past it, refused.
+    let go = |deletes: usize| {
+        let mut planner = Planner::new(window(Some(2)));
+        for i in 0..deletes {
+            let n = i as u64;
+            planner.path(&format!("x{i}"), None, Some(&remote("e", None)), Some(&synced("e", n, "h")), false);
+        }
+        let stopped = planner.full();
+        planner.finish_window(stopped)
+    };
+    assert_eq!(go(1).unwrap().rest, None, "the end of the tree");
+    let full = go(2).unwrap();
+    assert_eq!(
+        full.rest,
+        Some(Rest {
+            after: "x1".into(),
+            deletes: 0
+        })
+    );
+    assert_eq!(go(3).unwrap_err(), Refusal::DeletionsGrew { counted: 2, now: 3 });
+}
