@@ -359,9 +359,11 @@ async fn upload(
         }
     }
     let watch = file.try_clone().map_err(local_error)?;
-    let hashes = Arc::new(Mutex::new(Some((sha2::Sha256::default(), md5::Md5::default()))));
+    // MD5 only where the store states one to check it against.
+    let md5 = cloud.etags_are_md5().then(md5::Md5::default);
+    let hashes = Arc::new(Mutex::new(Some((sha2::Sha256::default(), md5))));
     let reader = HashingReader {
-        inner: tokio::fs::File::from_std(file),
+        inner: crate::cloud::FileStream(file),
         watch,
         expect: job.expect,
         hashes: hashes.clone(),
@@ -385,8 +387,8 @@ async fn upload(
         return Err(TransferError::LocalIo("cancelled".into()));
     }
     if let Some((sha, md5)) = hashes.lock().unwrap().take() {
-        let md5 = hex(&md5::Digest::finalize(md5));
-        if let Some(stated) = etag_md5(&object.etag).filter(|_| cloud.etags_are_md5()) {
+        let md5 = md5.map(|m| hex(&md5::Digest::finalize(m)));
+        if let (Some(stated), Some(md5)) = (etag_md5(&object.etag), md5) {
             if stated != md5 {
                 return Err(CloudError::new(
                     CloudErrorKind::Other,
@@ -417,11 +419,11 @@ fn changed_locally(key: &str) -> TransferError {
 /// Counts and hashes the bytes read through it; a cancelled transfer reads
 /// nothing more.
 struct HashingReader {
-    inner: tokio::fs::File,
+    inner: crate::cloud::FileStream,
     /// The same open file, to check at the end that it did not change.
     watch: std::fs::File,
     expect: Option<Stamp>,
-    hashes: Arc<Mutex<Option<(sha2::Sha256, md5::Md5)>>>,
+    hashes: Arc<Mutex<Option<(sha2::Sha256, Option<md5::Md5>)>>>,
     shared: Arc<Shared>,
     wake: Waker,
     last_wake: Instant,
@@ -455,7 +457,9 @@ impl tokio::io::AsyncRead for HashingReader {
             }
             if let Some((sha, md5)) = this.hashes.lock().unwrap().as_mut() {
                 sha.update(new);
-                md5::Digest::update(md5, new);
+                if let Some(md5) = md5 {
+                    md5::Digest::update(md5, new);
+                }
             }
             this.shared.bytes.fetch_add(new.len() as u64, Ordering::AcqRel);
             if this.last_wake.elapsed() >= WAKE_EVERY {

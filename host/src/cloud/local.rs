@@ -18,6 +18,7 @@
 use std::io::{Seek, SeekFrom};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -35,6 +36,71 @@ use crate::storage::walk::{Found, SortedWalk};
 pub struct LocalFolderCloud {
     root: Root,
     names: StagingNames,
+    barrier: GroupSync,
+    /// New files are made unnamed and linked in ([`Self::put_new`]).
+    unnamed_ok: std::sync::atomic::AtomicBool,
+}
+
+/// Streams `data` into `file`, each write done in place (as the folder's
+/// reads are, [`super::FileStream`]).
+async fn write_all(file: &std::fs::File, data: &mut ByteStream) -> std::io::Result<()> {
+    use std::io::Write;
+    use tokio::io::AsyncBufReadExt;
+    let mut out = file;
+    let mut data = tokio::io::BufReader::with_capacity(1 << 20, data);
+    loop {
+        let chunk = data.fill_buf().await?;
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        out.write_all(chunk)?;
+        let n = chunk.len();
+        data.consume(n);
+    }
+}
+
+/// Group commit: the writes waiting at once share one `syncfs` rather than
+/// an fsync of each file and folder.
+#[derive(Debug)]
+struct GroupSync {
+    /// Tickets taken: a write done before its ticket is covered by any
+    /// `syncfs` that starts after it.
+    asked: AtomicU64,
+    /// The highest ticket a finished `syncfs` covers, or why it failed (a
+    /// lost write-back is never reported as durable to anyone after).
+    done: tokio::sync::Mutex<Result<u64, String>>,
+}
+
+impl Default for GroupSync {
+    fn default() -> Self {
+        GroupSync {
+            asked: AtomicU64::new(0),
+            done: tokio::sync::Mutex::new(Ok(0)),
+        }
+    }
+}
+
+impl GroupSync {
+    async fn wait(&self, root: &Root) -> Result<(), BeneathError> {
+        let ticket = self.asked.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut done = self.done.lock().await;
+        match &*done {
+            Err(why) => return Err(BeneathError::io("", std::io::Error::other(why.clone()))),
+            Ok(upto) if *upto >= ticket => return Ok(()),
+            Ok(_) => {}
+        }
+        let upto = self.asked.load(Ordering::SeqCst);
+        match root.flush() {
+            Ok(()) => {
+                *done = Ok(upto);
+                Ok(())
+            }
+            Err(e) => {
+                *done = Err(format!("the cloud folder's file system lost writes: {e}"));
+                Err(e)
+            }
+        }
+    }
 }
 
 impl LocalFolderCloud {
@@ -53,6 +119,8 @@ impl LocalFolderCloud {
             )
         })?;
         Ok(LocalFolderCloud {
+            barrier: GroupSync::default(),
+            unnamed_ok: std::sync::atomic::AtomicBool::new(std::path::Path::new("/proc/self/fd").is_dir()),
             root: Root::open(&root)?,
             names: StagingNames::default(),
         })
@@ -87,6 +155,65 @@ impl LocalFolderCloud {
             Some(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => Ok(Self::object(key, &st)),
             _ => Err(CloudError::not_found(key)),
         }
+    }
+
+    /// The object as this write made it (a rename or link moved its
+    /// ctime), and still there: a writer outside cloudsync replacing it in
+    /// the same instant means our bytes are not in the cloud after all.
+    fn as_written(&self, key: &str, file: &std::fs::File) -> Result<CloudObject, CloudError> {
+        let st = rustix::fs::fstat(file).map_err(|e| io_error(key, e.into()))?;
+        let object = Self::object(key, &st);
+        match self.stat_sync(key) {
+            Ok(now) if now.etag == object.etag => Ok(object),
+            _ => Err(CloudError::new(
+                CloudErrorKind::PreconditionFailed,
+                format!("{key} was replaced right after it was written"),
+            )),
+        }
+    }
+
+    /// A new object written as an unnamed file in its own folder
+    /// (`O_TMPFILE`) and linked in under its name when durable: no staging
+    /// name, nothing to sweep after a crash, no rename across folders, and
+    /// the link fails if the name was taken meanwhile. `None`: this file
+    /// system makes no unnamed files (the caller stages instead).
+    async fn put_new(&self, key: &str, data: &mut ByteStream) -> Option<Result<CloudObject, CloudError>> {
+        let (parent, name) = match self.root.parent(key, true) {
+            Ok(Some(found)) => found,
+            Ok(None) => return Some(Err(CloudError::not_found(key))),
+            Err(e) => return Some(Err(path_error(key, e))),
+        };
+        let flags = rustix::fs::OFlags::TMPFILE | rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC;
+        let Ok(fd) = rustix::fs::openat(&parent, ".", flags, rustix::fs::Mode::from_raw_mode(0o644)) else {
+            self.unnamed_ok.store(false, Ordering::Relaxed);
+            return None;
+        };
+        let file = std::fs::File::from(fd);
+        let put = async {
+            write_all(&file, data).await.map_err(|e| io_error(key, e))?;
+            self.barrier.wait(&self.root).await.map_err(|e| path_error(key, e))?;
+            let proc_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
+            match rustix::fs::linkat(rustix::fs::CWD, proc_path.as_str(), &parent, name, AtFlags::SYMLINK_FOLLOW) {
+                Ok(()) => {}
+                Err(e) if e == rustix::io::Errno::EXIST => {
+                    return Err(match rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+                        Ok(st) if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile => CloudError::new(
+                            CloudErrorKind::Other,
+                            format!("{key}: a folder or link is where the file must be; it was left alone"),
+                        ),
+                        _ => already_exists(key),
+                    })
+                }
+                Err(e) => {
+                    // No /proc to link through: later writes stage instead.
+                    self.unnamed_ok.store(false, Ordering::Relaxed);
+                    return Err(io_error(key, e.into()));
+                }
+            }
+            self.barrier.wait(&self.root).await.map_err(|e| path_error(key, e))?;
+            self.as_written(key, &file)
+        };
+        Some(put.await)
     }
 
     /// Moves the staged file into place as `precondition` allows, under the
@@ -124,7 +251,7 @@ impl LocalFolderCloud {
                     return Err(already_exists(key));
                 }
                 self.root
-                    .rename_with(staged, key, RenameFlags::NOREPLACE)
+                    .rename_lazily(staged, key, RenameFlags::NOREPLACE)
                     .map_err(|e| match e.raw_os_error() {
                         Some(libc::EEXIST) => already_exists(key),
                         _ => path_error(key, e),
@@ -142,7 +269,7 @@ impl LocalFolderCloud {
                     return Err(changed(key, &have, want));
                 }
                 self.root
-                    .rename_with(staged, key, RenameFlags::EXCHANGE)
+                    .rename_lazily(staged, key, RenameFlags::EXCHANGE)
                     .map_err(|e| path_error(key, e))?;
                 // What was displaced must be the version checked (no writer
                 // outside cloudsync slipped in); its ctime moved with the
@@ -155,7 +282,8 @@ impl LocalFolderCloud {
                         && (st.st_mtime, st.st_mtime_nsec) == (checked.st_mtime, checked.st_mtime_nsec)
                 };
                 if displaced.as_ref().is_some_and(same) {
-                    let _ = self.root.remove_file(staged);
+                    // The old version, garbage now (swept if it comes back).
+                    self.root.discard(staged, false);
                     return Ok(());
                 }
                 // Someone else's version: it goes back under the name, ours
@@ -180,7 +308,10 @@ impl LocalFolderCloud {
                     format!("{key} changed while it was being replaced"),
                 ))
             }
-            Precondition::None => self.root.rename(staged, key).map_err(|e| path_error(key, e)),
+            Precondition::None => self
+                .root
+                .rename_lazily(staged, key, RenameFlags::empty())
+                .map_err(|e| path_error(key, e)),
         }
     }
 
@@ -365,7 +496,7 @@ impl Cloud for LocalFolderCloud {
         let object = Self::object(key, &st);
         object.expect_etag(if_match)?;
         file.seek(SeekFrom::Start(offset)).map_err(|e| io_error(key, e))?;
-        Ok((object, Box::pin(tokio::fs::File::from_std(file))))
+        Ok((object, Box::pin(super::FileStream(file))))
     }
 
     async fn put(
@@ -375,40 +506,34 @@ impl Cloud for LocalFolderCloud {
         precondition: Precondition,
     ) -> Result<CloudObject, CloudError> {
         check_key(key)?;
+        if precondition == Precondition::IfAbsent && self.unnamed_ok.load(Ordering::Relaxed) {
+            if let Some(put) = self.put_new(key, &mut data).await {
+                return put;
+            }
+        }
         let staged = self.names.next();
         let file = self.root.open_write(&staged, true).map_err(|e| path_error(key, e))?;
         // Stream into the staging area, make it durable, then move it into
-        // place: other clients see the old file or the whole new one.
-        let written = async {
-            let mut out = tokio::fs::File::from_std(file.try_clone()?);
-            let mut data = tokio::io::BufReader::with_capacity(1 << 20, &mut data);
-            tokio::io::copy_buf(&mut data, &mut out).await?;
-            out.sync_all().await
-        }
-        .await;
-        if let Err(e) = written {
-            let _ = self.root.remove_file(&staged);
-            return Err(io_error(key, e));
+        // place and make that durable: other clients see the old file or
+        // the whole new one, and a crash leaves one or the other. The
+        // puts running at once share each of those two barriers.
+        let written = write_all(&file, &mut data).await;
+        let durable = match written {
+            Ok(()) => self.barrier.wait(&self.root).await.map_err(|e| path_error(key, e)),
+            Err(e) => Err(io_error(key, e)),
+        };
+        if let Err(e) = durable {
+            self.root.discard(&staged, false);
+            return Err(e);
         }
         let placed = self.place(&staged, &file, key, &precondition);
         if let Err(e) = placed {
-            let _ = self.root.remove_file(&staged);
+            self.root.discard(&staged, false);
             return Err(e);
         }
-        // The object as this write made it (the rename moved its ctime),
-        // and still there: a writer outside cloudsync replacing it in the
-        // same instant means our bytes are not in the cloud after all.
-        let st = rustix::fs::fstat(&file).map_err(|e| io_error(key, e.into()))?;
-        let object = Self::object(key, &st);
-        match self.stat_sync(key) {
-            Ok(now) if now.etag == object.etag => Ok(object),
-            _ => Err(CloudError::new(
-                CloudErrorKind::PreconditionFailed,
-                format!("{key} was replaced right after it was written"),
-            )),
-        }
+        self.barrier.wait(&self.root).await.map_err(|e| path_error(key, e))?;
+        self.as_written(key, &file)
     }
-
     async fn delete(&self, key: &str, if_match: Option<&str>) -> Result<(), CloudError> {
         check_key(key)?;
         let (parent, name) = self

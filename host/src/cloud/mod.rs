@@ -335,6 +335,29 @@ impl CloudObject {
     }
 }
 
+/// A local file read as a byte stream, each read done in place: reads of a
+/// local disk take microseconds, where handing each to a blocking thread
+/// (as `tokio::fs` does) costs more than the read.
+pub struct FileStream(pub std::fs::File);
+
+impl AsyncRead for FileStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::io::Read;
+        let n = loop {
+            match self.0.read(buf.initialize_unfilled()) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => break r?,
+            }
+        };
+        buf.advance(n);
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
 /// A byte stream over a buffer in memory.
 pub fn bytes_stream(data: Vec<u8>) -> ByteStream {
     Box::pin(std::io::Cursor::new(data))
