@@ -87,8 +87,12 @@ impl on_demand::Guest for Component {
         with_engine(|e| e.ondemand.stop_optimize(&e.platform)).map_err(error)
     }
 
-    fn list_files(gallery: bool) -> Result<on_demand::FileListing, types::Error> {
-        let listing = with_engine(|e| e.ondemand.list_files(&e.platform, gallery, &e.syncs)).map_err(error)?;
+    fn list_files(gallery: bool, after: Option<String>, max: u32) -> Result<on_demand::FileListing, types::Error> {
+        let listing = with_engine(|e| {
+            e.ondemand
+                .list_files(&e.platform, gallery, &e.syncs, after.as_deref(), max as usize)
+        })
+        .map_err(error)?;
         Ok(on_demand::FileListing {
             files: listing
                 .files
@@ -102,6 +106,7 @@ impl on_demand::Guest for Component {
                 })
                 .collect(),
             skipped: notes(listing.skipped),
+            next: listing.next,
         })
     }
 }

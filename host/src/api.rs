@@ -232,6 +232,8 @@ pub struct Confirm {
 pub struct FileListing {
     pub files: Vec<FileEntry>,
     pub skipped: Vec<FileNote>,
+    /// A page's last path: the next page goes on after it (`None`: the end).
+    pub next: Option<String>,
 }
 
 impl SyncState {

@@ -131,11 +131,33 @@ pub async fn optimize_storage(rt: &Runtime) -> Result<(), CloudSyncError> {
 
 /// Every file of the caller's folder (or the gallery's) the device knows,
 /// local or cloud-only, with size, state and last access. A system API.
-/// The names in its folder that are not synced come too, with why.
+/// The names in its folder that are not synced come too, with why. (It
+/// holds them all: [`list_files_page`] reads a folder of any size.)
 pub async fn list_files(rt: &Runtime, gallery: bool) -> Result<FileListing, CloudSyncError> {
+    let mut all = FileListing::default();
+    let mut after = None;
+    loop {
+        let page = list_files_page(rt, gallery, after, 1024).await?;
+        all.files.extend(page.files);
+        all.skipped.extend(page.skipped);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(all),
+        }
+    }
+}
+
+/// A page of [`list_files`] in path order: about `max` paths after
+/// `after`; its `next` is where the next page goes on (`None`: the end).
+pub async fn list_files_page(
+    rt: &Runtime,
+    gallery: bool,
+    after: Option<String>,
+    max: u32,
+) -> Result<FileListing, CloudSyncError> {
     let listing = rt
         .call(move |d| {
-            d.call(|b, s| b.ohos_cloudsync_on_demand().call_list_files(s, gallery))?
+            d.call(|b, s| b.ohos_cloudsync_on_demand().call_list_files(s, gallery, after.as_deref(), max))?
                 .map_err(guest_error)
         })
         .await?;
@@ -152,5 +174,6 @@ pub async fn list_files(rt: &Runtime, gallery: bool) -> Result<FileListing, Clou
             })
             .collect(),
         skipped: crate::sync::notes(listing.skipped),
+        next: listing.next,
     })
 }

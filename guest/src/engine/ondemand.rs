@@ -280,14 +280,19 @@ impl OnDemand {
         Tick::More
     }
 
-    /// Every file of the caller's folder (or the gallery) the device knows:
-    /// local files and cloud-only ones, with size, state and last access.
-    /// A system API (201, 202).
+    /// The files of the caller's folder (or the gallery) the device knows,
+    /// a page at a time in path order: local files and cloud-only ones,
+    /// with size, state and last access, and the names not synced, with
+    /// why. At most about `max` paths after `after`; `next` goes on. The
+    /// walk and the records are read as streams merged by path, so a page
+    /// costs the same in a folder of any size. A system API (201, 202).
     pub fn list_files(
         &self,
         p: &impl Platform,
         gallery: bool,
         syncs: &super::sync::Syncs,
+        after: Option<&str>,
+        max: usize,
     ) -> Result<FileListing, ApiError> {
         check_system_api(p, false)?;
         let bundle = if gallery {
@@ -295,55 +300,63 @@ impl OnDemand {
         } else {
             p.caller_bundle()
         };
-        let records: BTreeMap<String, SyncedRecord> = records::scan(p, SYNCED, &bundle)
-            .map_err(internal)?
-            .into_iter()
-            .collect();
-        let access: BTreeMap<String, u64> = records::scan(p, ACCESS, &bundle)
-            .map_err(internal)?
-            .into_iter()
-            .collect();
-        let filestates: BTreeMap<String, FileStateRecord> = records::scan(p, FILE_STATE, &bundle)
-            .map_err(internal)?
-            .into_iter()
-            .collect();
-        let local = p
-            .scan_tree(&bundle, LOCAL_CLOUD_DIR)
-            .map_err(|e| ApiError::new(codes::INTERNAL, format!("cannot read the local folder: {e}")))?
-            .unwrap_or_default();
+        let max = max.clamp(1, 4096);
+        let local_page = p
+            .walk_page(&bundle, LOCAL_CLOUD_DIR, after, max as u32)
+            .map_err(|e| ApiError::new(codes::INTERNAL, format!("cannot read the local folder: {e}")))?;
+        let (local, local_more) = match local_page {
+            Some((entries, next)) => (entries, next.is_some()),
+            None => (Vec::new(), false),
+        };
+        let synced_prefix = format!("{SYNCED}/{bundle}/");
+        let (records, records_more) = records_page(p, &synced_prefix, after, max)?;
+        // This page covers the paths up to the first stream's last one: each
+        // stream holds all of its paths up to there.
+        let bound: Option<String> = [
+            local_more.then(|| local.last().map(|e| e.path.clone())).flatten(),
+            records_more,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let within = |path: &str| bound.as_deref().is_none_or(|b| path <= b);
+        let access: BTreeMap<String, u64> = records_until(p, &format!("{ACCESS}/{bundle}/"), after, bound.as_deref())?;
+        let filestates: BTreeMap<String, FileStateRecord> =
+            records_until(p, &format!("{FILE_STATE}/{bundle}/"), after, bound.as_deref())?;
+        let records: BTreeMap<String, SyncedRecord> = records.into_iter().filter(|(path, _)| within(path)).collect();
         let mut out = BTreeMap::new();
         let mut skipped = Vec::new();
-        for entry in &local {
+        for entry in local.into_iter().filter(|e| within(&e.path)) {
             let why = match (&entry.problem, entry.stat.kind) {
                 (Some(problem), _) => problem.clone(),
-                (None, FileKind::File) => continue,
+                (None, FileKind::File) => {
+                    let (path, stat) = (entry.path, entry.stat);
+                    let file = AppFile {
+                        bundle: bundle.clone(),
+                        path: path.clone(),
+                    };
+                    // From the records already read: no I/O per file.
+                    let state = syncs.run_state(&bundle, &path).unwrap_or_else(|| {
+                        stored_state(LocalStamp::from(stat), records.get(&path), filestates.get(&path))
+                    });
+                    let last = access.get(&path).copied().unwrap_or(0).max(stat.atime_ns / 1_000_000);
+                    out.insert(
+                        path,
+                        FileEntry {
+                            uri: uri_of(&file),
+                            size: stat.size,
+                            cloud_only: false,
+                            state,
+                            last_access_ms: last,
+                        },
+                    );
+                    continue;
+                }
                 (None, FileKind::Folder) => "an empty folder (folders are synced through the files in them)".into(),
                 (None, FileKind::Symlink) => "a symlink: never followed, never synced".into(),
                 (None, FileKind::Special) => "a FIFO, socket or device file: only regular files are synced".into(),
             };
-            skipped.push((entry.path.clone(), why));
-        }
-        for entry in local.into_iter().filter(|e| e.stat.is_file() && e.problem.is_none()) {
-            let (path, stat) = (entry.path, entry.stat);
-            let file = AppFile {
-                bundle: bundle.clone(),
-                path: path.clone(),
-            };
-            // From the records already read: no I/O per file.
-            let state = syncs
-                .run_state(&bundle, &path)
-                .unwrap_or_else(|| stored_state(LocalStamp::from(stat), records.get(&path), filestates.get(&path)));
-            let last = access.get(&path).copied().unwrap_or(0).max(stat.atime_ns / 1_000_000);
-            out.insert(
-                path,
-                FileEntry {
-                    uri: uri_of(&file),
-                    size: stat.size,
-                    cloud_only: false,
-                    state,
-                    last_access_ms: last,
-                },
-            );
+            skipped.push((entry.path, why));
         }
         for (path, r) in records {
             if r.cloud_only && !out.contains_key(&path) {
@@ -367,7 +380,71 @@ impl OnDemand {
         Ok(FileListing {
             files: out.into_values().collect(),
             skipped,
+            next: bound,
         })
+    }
+}
+
+/// Up to `max` records of `prefix` after the path `after`, decoded (those
+/// that do not decode are left out), by path; and the last path read when
+/// there may be more.
+fn records_page<T: serde::de::DeserializeOwned>(
+    p: &impl Platform,
+    prefix: &str,
+    after: Option<&str>,
+    max: usize,
+) -> Result<(Vec<(String, T)>, Option<String>), ApiError> {
+    let mut out = Vec::new();
+    let mut from = after.map(|a| format!("{prefix}{a}"));
+    let mut seen = 0;
+    // A host may answer shorter pages than asked: only none is the end.
+    while seen < max {
+        let rows = p
+            .meta_scan_page(prefix, from.as_deref(), (max - seen) as u32)
+            .map_err(|e| ApiError::service(format!("metadata scan failed: {e}")))?;
+        let Some((last, _)) = rows.last() else {
+            return Ok((out, None));
+        };
+        from = Some(last.clone());
+        seen += rows.len();
+        out.extend(rows.into_iter().filter_map(|(k, v)| {
+            let path = k.strip_prefix(prefix)?.to_string();
+            Some((path, serde_json::from_slice(&v).ok()?))
+        }));
+    }
+    let last = from.and_then(|k| k.strip_prefix(prefix).map(str::to_string));
+    Ok((out, last))
+}
+
+/// The records of `prefix` after `after` up to `until` (none: to the end).
+fn records_until<T: serde::de::DeserializeOwned>(
+    p: &impl Platform,
+    prefix: &str,
+    after: Option<&str>,
+    until: Option<&str>,
+) -> Result<BTreeMap<String, T>, ApiError> {
+    let mut out = BTreeMap::new();
+    let mut from = after.map(str::to_string);
+    loop {
+        let rows = p
+            .meta_scan_page(prefix, from.as_ref().map(|a| format!("{prefix}{a}")).as_deref(), 1024)
+            .map_err(|e| ApiError::service(format!("metadata scan failed: {e}")))?;
+        let Some((last, _)) = rows.last() else {
+            return Ok(out);
+        };
+        from = last.strip_prefix(prefix).map(str::to_string);
+        for (key, value) in rows {
+            let Some(path) = key.strip_prefix(prefix) else { continue };
+            if until.is_some_and(|u| path > u) {
+                return Ok(out);
+            }
+            if let Ok(v) = serde_json::from_slice(&value) {
+                out.insert(path.to_string(), v);
+            }
+        }
+        if from.is_none() {
+            return Ok(out);
+        }
     }
 }
 
@@ -377,6 +454,9 @@ pub struct FileListing {
     pub files: Vec<FileEntry>,
     /// (path, why).
     pub skipped: Vec<(String, String)>,
+    /// The last path this page covers: the next goes on after it (`None`:
+    /// the end).
+    pub next: Option<String>,
 }
 
 impl OptimizeJob {

@@ -539,36 +539,42 @@ fn to_uri(rt: &Runtime, target: &str) -> String {
 }
 
 async fn status(rt: &Runtime, gallery: bool, json: bool) -> Result<ExitCode, Failure> {
-    let listing = cloudsync::list_files(rt, gallery).await?;
-    let files = &listing.files;
     let folder = if gallery {
         rt.app_folder("media")
     } else {
         rt.app_folder(&rt.identity().bundle)
     };
-    let mut cloud_only = 0;
-    for f in files {
-        if json {
-            println!("{}", serde_json::to_string(f).expect("entries serialize"));
-            continue;
+    // Page by page, so a folder of any size is listed in the same memory.
+    let (mut files, mut cloud_only, mut skipped) = (0usize, 0usize, 0usize);
+    let mut after = None;
+    loop {
+        let page = cloudsync::list_files_page(rt, gallery, after.take(), 1024).await?;
+        for f in &page.files {
+            files += 1;
+            cloud_only += usize::from(f.cloud_only);
+            if json {
+                println!("{}", serde_json::to_string(f).expect("entries serialize"));
+                continue;
+            }
+            let place = if f.cloud_only { "cloud-only" } else { "local" };
+            println!("{:<15} {place:<10} {:>10}  {}", f.state.name(), human(f.size), uri_path(&f.uri));
         }
-        let path = uri_path(&f.uri);
-        let place = if f.cloud_only { "cloud-only" } else { "local" };
-        cloud_only += usize::from(f.cloud_only);
-        println!("{:<15} {place:<10} {:>10}  {path}", f.state.name(), human(f.size));
-    }
-    for n in &listing.skipped {
-        if json {
-            println!("{}", serde_json::json!({ "skipped": n.path, "reason": n.reason }));
-        } else {
-            println!("{:<15} {:<10} {:>10}  {}: {}", "SKIPPED", "local", "", n.path, n.reason);
+        for n in &page.skipped {
+            skipped += 1;
+            if json {
+                println!("{}", serde_json::json!({ "skipped": n.path, "reason": n.reason }));
+            } else {
+                println!("{:<15} {:<10} {:>10}  {}: {}", "SKIPPED", "local", "", n.path, n.reason);
+            }
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
         }
     }
     if !json {
         println!(
-            "{} files ({cloud_only} only in the cloud, {} names skipped) in {}",
-            files.len(),
-            listing.skipped.len(),
+            "{files} files ({cloud_only} only in the cloud, {skipped} names skipped) in {}",
             folder.display()
         );
     }

@@ -70,7 +70,7 @@ fn clean_cache_evicts_a_synced_file_and_keeps_it_listed() {
     assert_eq!(local(&e, "b"), None);
     assert_eq!(e.platform.cloud("b").unwrap(), b"bbbbbbbbbb", "the cloud holds it");
     assert!(record(&e, "b").cloud_only);
-    let files = e.ondemand.list_files(&e.platform, false, &e.syncs).unwrap().files;
+    let files = e.ondemand.list_files(&e.platform, false, &e.syncs, None, 4096).unwrap().files;
     let b = files.iter().find(|f| f.uri == uri("b")).unwrap();
     assert!(
         b.cloud_only && b.size == 10 && b.state == FileSyncState::Completed,
@@ -287,4 +287,41 @@ fn optimize_checks_each_file_as_it_is_when_evicting() {
     assert!(local(&e, "a").is_some(), "the cloud holds another version: kept");
     assert_eq!(local(&e, "b").unwrap(), b"changed here");
     assert_eq!(local(&e, "c"), None, "the unchanged one went");
+}
+
+/// The listing comes a page at a time in path order, local files and
+/// cloud-only ones merged, and the pages together are the whole listing.
+#[test]
+fn the_file_listing_pages_are_the_whole_listing_in_path_order() {
+    let mut e = engine();
+    let names: Vec<String> = (0..23).map(|i| format!("d{}/f{i:02}", i % 3)).collect();
+    for n in &names {
+        put_local(&e, n, n.as_bytes());
+    }
+    put_local(&e, "d1/new-here", b"not synced yet");
+    assert_eq!(sync(&mut e), completed());
+    for n in names.iter().step_by(4) {
+        e.ondemand.clean_cache(&e.platform, &e.syncs, &uri(n)).unwrap();
+    }
+    put_local(&e, "d2/unsynced", b"x");
+    let whole = e.ondemand.list_files(&e.platform, false, &e.syncs, None, 4096).unwrap();
+    assert_eq!(whole.next, None);
+    assert_eq!(whole.files.len(), 25);
+    assert_eq!(whole.files.iter().filter(|f| f.cloud_only).count(), 6);
+    for max in [1, 2, 5] {
+        let mut paged = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..1000 {
+            let page = e
+                .ondemand
+                .list_files(&e.platform, false, &e.syncs, after.as_deref(), max)
+                .unwrap();
+            paged.extend(page.files);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(paged, whole.files, "pages of {max}");
+    }
 }
