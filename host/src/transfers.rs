@@ -282,7 +282,10 @@ async fn download(
         }
     }
     let quota = device.write_quota();
-    let mut buf = vec![0u8; CHUNK];
+    // No bigger than the object: a zeroed 1 MiB for each small file costs
+    // more than its bytes.
+    let left = object.size.saturating_sub(job.offset);
+    let mut buf = vec![0u8; (left as usize).saturating_add(1).clamp(8 << 10, CHUNK)];
     let mut written = 0u64;
     let mut last_wake = Instant::now();
     loop {

@@ -47,7 +47,9 @@ async fn write_all(file: &std::fs::File, data: &mut ByteStream) -> std::io::Resu
     use std::io::Write;
     use tokio::io::AsyncBufReadExt;
     let mut out = file;
-    let mut data = tokio::io::BufReader::with_capacity(1 << 20, data);
+    // 256 KiB: large enough for few writes, small enough that zeroing it
+    // for each small file costs little.
+    let mut data = tokio::io::BufReader::with_capacity(256 << 10, data);
     loop {
         let chunk = data.fill_buf().await?;
         if chunk.is_empty() {
