@@ -90,6 +90,19 @@ fn items_of(dir: &OwnedFd, what: &str) -> Result<Vec<Item>, BeneathError> {
     Ok(items)
 }
 
+impl Frame {
+    fn new(dir: OwnedFd, prefix: String, items: Vec<Item>) -> Self {
+        Frame {
+            dir,
+            prefix,
+            items,
+            at: 0,
+            opened: HashMap::new(),
+            sought: None,
+        }
+    }
+}
+
 /// A folder of `dir` opened for its contents: its prefix, handle and names.
 fn open_body(dir: &OwnedFd, prefix: &str, name: &[u8]) -> Option<(String, OwnedFd, Vec<Item>)> {
     let prefix = format!("{prefix}{}/", utf8(name)?);
@@ -103,14 +116,7 @@ impl SortedWalk {
     pub fn new(root: OwnedFd) -> Result<Self, BeneathError> {
         let items = items_of(&root, "")?;
         Ok(SortedWalk {
-            stack: vec![Frame {
-                dir: root,
-                prefix: String::new(),
-                items,
-                at: 0,
-                opened: HashMap::new(),
-                sought: None,
-            }],
+            stack: vec![Frame::new(root, String::new(), items)],
         })
     }
 
@@ -142,14 +148,7 @@ impl SortedWalk {
             let Some((prefix, dir, items)) = open_body(&frame.dir, &frame.prefix, &name) else {
                 return;
             };
-            self.stack.push(Frame {
-                dir,
-                prefix,
-                items,
-                at: 0,
-                opened: HashMap::new(),
-                sought: None,
-            });
+            self.stack.push(Frame::new(dir, prefix, items));
         }
     }
 
@@ -183,14 +182,7 @@ impl SortedWalk {
                     None => None,
                 };
                 if let Some((prefix, dir, items)) = body {
-                    self.stack.push(Frame {
-                        dir,
-                        prefix,
-                        items,
-                        at: 0,
-                        opened: HashMap::new(),
-                        sought: None,
-                    });
+                    self.stack.push(Frame::new(dir, prefix, items));
                 }
                 continue;
             }
