@@ -854,7 +854,7 @@ impl Platform for Fake {
         let mut s = self.0.borrow_mut();
         let key = (bundle.to_string(), path.to_string());
         if let Some(ctime) = s.local.get(&key).map(|f| f.ctime_ns) {
-            s.queried.insert(key, ctime);
+            s.queried.insert(key.clone(), ctime);
         }
         if s.escaping.contains(path) {
             return Err(IoError::new(IoErrorKind::EscapesSandbox, "symlink"));
@@ -866,6 +866,9 @@ impl Platform for Fake {
             return Ok(Some(f.stat()));
         }
         if Self::is_local_dir(&s, bundle, path) {
+            // A folder seen stays until it is removed, as on a disk (its
+            // last file going does not take it along).
+            s.dirs.insert(key);
             return Ok(Some(FOLDER));
         }
         match Self::local_in_the_way(&s, bundle, path) {

@@ -34,9 +34,16 @@ enum Place {
 }
 
 struct Item {
-    key: Vec<u8>,
     name: Vec<u8>,
     place: Place,
+}
+
+impl Item {
+    /// What it sorts by: its name, and `/` after a folder's body (kept
+    /// implicit: a folder of long names is held once, not twice).
+    fn key(&self) -> impl Iterator<Item = u8> + '_ {
+        self.name.iter().copied().chain((self.place == Place::Body).then_some(b'/'))
+    }
 }
 
 struct Frame {
@@ -66,27 +73,23 @@ fn items_of(dir: &OwnedFd, what: &str) -> Result<Vec<Item>, BeneathError> {
             _ => false,
         };
         if is_dir {
-            let mut body = name.clone();
-            body.push(b'/');
             items.push(Item {
-                key: name.clone(),
                 name: name.clone(),
                 place: Place::Head,
             });
             items.push(Item {
-                key: body,
                 name,
                 place: Place::Body,
             });
         } else {
             items.push(Item {
-                key: name.clone(),
                 name,
                 place: Place::Plain,
             });
         }
     }
-    items.sort_by(|a, b| a.key.cmp(&b.key));
+    items.sort_by(|a, b| a.key().cmp(b.key()));
+    items.shrink_to_fit();
     Ok(items)
 }
 
@@ -129,7 +132,7 @@ impl SortedWalk {
             let mut enter = None;
             while let Some(item) = frame.items.get(frame.at) {
                 let mut full = frame.prefix.as_bytes().to_vec();
-                full.extend_from_slice(&item.key);
+                full.extend(item.key());
                 if item.place == Place::Body && after.as_bytes().starts_with(&full) {
                     enter = Some(item.name.clone());
                     frame.at += 1;

@@ -152,6 +152,9 @@ pub struct Run {
     rest: Option<planner::Rest>,
     /// The window being carried out is a later one of its round's plan.
     later_window: bool,
+    /// The app's folder as the scan found it (its inode): one that went
+    /// away or was replaced meanwhile stops the run.
+    folder: Option<u64>,
     changes: Vec<(String, Option<Vec<u8>>)>,
     /// Files whose records wait in `changes`: their in-run state stands
     /// until the records are durable.
@@ -201,6 +204,7 @@ impl Run {
             window: OPS_PER_WINDOW,
             rest: None,
             later_window: false,
+            folder: None,
             changes: Vec::new(),
             settled: Vec::new(),
             last_flush_ms: 0,
@@ -309,6 +313,7 @@ impl Run {
                 if rest.is_none() {
                     self.round += 1;
                     self.replan = false;
+                    self.folder = folder_id(p, &self.bundle);
                 }
                 let options = planner::Options {
                     confirm: self.confirm,
@@ -346,6 +351,14 @@ impl Run {
                 return Tick::More;
             }
         };
+        // The folder the scan read must be the one there now (a first
+        // sync's was just made).
+        let now = folder_id(p, &self.bundle);
+        if self.folder.is_some() && now != self.folder {
+            self.folder_gone();
+            return Tick::More;
+        }
+        self.folder = now;
         self.changes.extend(scanned.refresh);
         for (path, why) in scanned.skipped {
             if self.reported.insert(path.clone()) {
@@ -368,7 +381,7 @@ impl Run {
         let plan = match scanned.plan {
             Ok(plan) => plan,
             Err(refusal) => {
-                self.report.refusal = Some(describe(&refusal));
+                self.report.refusal = Some(describe(&refusal, self.report.done > 0));
                 self.refused = true;
                 self.phase = Phase::Finished;
                 return Tick::More;
@@ -439,6 +452,7 @@ impl Run {
         let pushing = self.phase == Phase::Push;
         let done_before = self.report.done;
         self.poll(p);
+        self.check_sides(p);
         if self.fatal.is_none() && self.halt.is_none() && pushing {
             self.check_device(p);
         }
@@ -503,6 +517,45 @@ impl Run {
         } else {
             Tick::Waiting
         }
+    }
+
+    /// Both sides are still there: the app's folder is the one scanned, and
+    /// a cloud the plan deletes local files for is not emptied meanwhile
+    /// (a folder moved away, or a cloud folder being removed, in the middle
+    /// of a run is never carried on as deletions).
+    fn check_sides(&mut self, p: &impl Platform) {
+        if self.fatal.is_some() {
+            return;
+        }
+        if self.folder.is_some() && folder_id(p, &self.bundle) != self.folder {
+            self.folder_gone();
+            return;
+        }
+        // (An empty cloud confirmed as such is meant to empty this side.)
+        if !self.confirm.empty_cloud && self.pull.iter().any(|op| matches!(op, Op::DeleteLocal { .. })) {
+            let emptied = match p.cloud_list_page(&self.bundle, "", None, 1) {
+                Ok((page, _)) => page.objects.is_empty() && page.skipped.is_empty(),
+                Err(_) => false, // a failing cloud fails the deletions themselves
+            };
+            if emptied {
+                self.report.last_error = Some(
+                    "the cloud's folder went empty while this sync ran: no local file was deleted for it from \
+                     then on. Sync again: an empty cloud is refused unless confirmed (--confirm-empty-cloud)."
+                        .into(),
+                );
+                self.fatal = Some((SyncState::DownloadFailed, ErrorType::NoError));
+            }
+        }
+    }
+
+    fn folder_gone(&mut self) {
+        self.report.last_error = Some(
+            "the app's folder went away or was replaced while this sync ran: nothing more was changed on \
+             either side. Put it back, or sync again to compare afresh."
+                .into(),
+        );
+        self.fatal = Some((SyncState::DownloadFailed, ErrorType::NoError));
+        self.phase = Phase::Finished;
     }
 
     /// Battery and network, checked between upload batches.
@@ -1289,6 +1342,15 @@ impl Run {
     }
 }
 
+/// The app's folder's identity (its inode), `None` when it is not there.
+fn folder_id(p: &impl Platform, bundle: &str) -> Option<u64> {
+    p.stat(bundle, LOCAL_CLOUD_DIR)
+        .ok()
+        .flatten()
+        .filter(|s| s.is_dir())
+        .map(|s| s.inode)
+}
+
 fn local_path(path: &str) -> String {
     format!("{LOCAL_CLOUD_DIR}/{path}")
 }
@@ -1321,23 +1383,40 @@ fn cloud_error_type(p: &impl Platform, kind: CloudErrorKind) -> ErrorType {
     }
 }
 
-fn describe(r: &Refusal) -> String {
+/// Why a plan was refused, for people; `after_work`: this run already
+/// synced files in an earlier round or window.
+fn describe(r: &Refusal, after_work: bool) -> String {
+    let said = describe_plan(r);
+    if after_work {
+        said.replace(
+            "Nothing was changed.",
+            "What this run synced before stands; nothing more was changed.",
+        )
+        .replace("nothing was deleted", "nothing more was deleted")
+    } else {
+        said
+    }
+}
+
+fn describe_plan(r: &Refusal) -> String {
     match r {
         Refusal::SideLooksEmpty {
             side: Side::Local,
             synced,
         } => format!(
-            "the device's folder looks empty (or is missing) while {synced} files were in sync; a missing folder \
-             is never taken as \"everything was deleted\". Nothing was changed. If you emptied it on purpose, \
-             confirm that the cloud copies are to be deleted too (--confirm-empty-device)."
+            "the device's folder looks empty (or is missing): none of the {synced} files in sync is still at its \
+             path; a missing folder is never taken as \"everything was deleted\". Nothing was changed. If you \
+             emptied it, or moved its files elsewhere in it, on purpose, confirm that the cloud copies at the old \
+             paths are to be deleted (--confirm-empty-device, with --yes as that deletes more than half)."
         ),
         Refusal::SideLooksEmpty {
             side: Side::Cloud,
             synced,
         } => format!(
-            "the cloud looks empty while {synced} files were in sync; a moved folder or a failed listing is \
-             never taken as \"everything was deleted\". Nothing was changed. If you emptied it on purpose, \
-             confirm that the device's copies are to be deleted too (--confirm-empty-cloud)."
+            "the cloud looks empty: none of the {synced} files in sync is still at its path; a moved folder or a \
+             failed listing is never taken as \"everything was deleted\". Nothing was changed. If you emptied it, \
+             or moved its files elsewhere in it, on purpose, confirm that the device's copies at the old paths \
+             are to be deleted (--confirm-empty-cloud, with --yes as that deletes more than half)."
         ),
         Refusal::MassDeletion {
             deletes,

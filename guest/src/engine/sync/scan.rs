@@ -108,6 +108,14 @@ impl LocalStream {
     fn head(&mut self, platform: &impl Platform, bundle: &str) -> Result<Option<&TreeEntry>, IoError> {
         while self.buf.is_empty() && !self.done {
             match platform.walk_page(bundle, LOCAL_CLOUD_DIR, self.after.as_deref(), PAGE)? {
+                // The folder went away in the middle of the walk: the rest
+                // of it is unknown, not deleted.
+                None if self.found || self.after.is_some() => {
+                    return Err(IoError {
+                        kind: IoErrorKind::NotFound,
+                        message: "the app's folder went away while it was read".into(),
+                    })
+                }
                 None => self.done = true,
                 Some((page, next)) => {
                     self.found = true;
@@ -392,8 +400,13 @@ impl ScanState {
                         self.refresh.extend(fresh);
                         Some(file)
                     }
-                    // Gone since the walk: the next scan sees it missing.
-                    Err(e) if e.kind == IoErrorKind::NotFound => None,
+                    // Gone since the walk: nothing is planned for it now
+                    // (a folder moved away mid-scan is no deletion); the
+                    // next scan sees what is there.
+                    Err(e) if e.kind == IoErrorKind::NotFound => {
+                        self.blocks.add(path);
+                        return Ok(true);
+                    }
                     // Unreadable: it fails alone and is never taken for a
                     // deleted file (its path is blocked).
                     Err(e) => {

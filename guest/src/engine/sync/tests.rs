@@ -325,7 +325,11 @@ fn a_missing_root_or_failed_listing_is_never_everything_deleted() {
     for i in 0..6 {
         e.platform.remove_local(&format!("cloud/f{i}"));
     }
-    e.platform.0.borrow_mut().made_dirs.clear();
+    {
+        let mut s = e.platform.0.borrow_mut();
+        s.made_dirs.clear();
+        s.dirs.clear();
+    }
     let events = sync(&mut e, id);
     assert_eq!(
         terminal(&events),
@@ -623,6 +627,43 @@ fn a_folder_that_vanishes_between_windows_deletes_nothing() {
     let cloud = cloud_files(&e);
     assert_eq!(cloud.len(), 20, "nothing deleted in the cloud");
     assert!((12..20).all(|i| cloud[&name(i)] == b"v1"));
+}
+
+/// The app's folder moved away in the middle of a run (between windows
+/// here) is never carried on as deletions: the run stops, saying why.
+#[test]
+fn a_folder_moved_away_mid_run_stops_it_and_deletes_nothing() {
+    let mut e = engine();
+    let name = |i: usize| format!("f{i:02}");
+    for i in 0..20 {
+        put_local(&e, &name(i), b"v1");
+    }
+    let id = file_sync(&mut e);
+    assert_eq!(terminal(&sync(&mut e, id)), completed());
+    for i in 0..12 {
+        put_local(&e, &name(i), b"v2");
+    }
+    e.syncs.start(&e.platform, id, false).unwrap();
+    let mut ticks = 0;
+    while cloud_files(&e).get(&name(0)).map(Vec::as_slice) != Some(b"v2".as_slice()) {
+        e.tick();
+        ticks += 1;
+        assert!(ticks < 10_000, "the first uploads land");
+    }
+    {
+        let mut s = e.platform.0.borrow_mut();
+        s.local.clear();
+        s.dirs.clear();
+        s.made_dirs.clear();
+    }
+    let events = drain(&mut e);
+    assert_eq!(terminal(&events).state, SyncState::DownloadFailed);
+    assert!(
+        e.syncs.report(id).unwrap().last_error.unwrap().contains("went away"),
+        "said why"
+    );
+    assert_eq!(cloud_files(&e).len(), 20, "nothing deleted in the cloud");
+    assert!(app_files(&e).is_empty(), "and nothing put in a new folder");
 }
 
 #[test]
