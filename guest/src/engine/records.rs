@@ -141,17 +141,23 @@ pub fn scan<T: DeserializeOwned>(
     kind: &str,
     bundle: &str,
 ) -> Result<Vec<(String, T)>, ApiError> {
+    // A page at a time, so the host never gathers a whole kind at once.
     let prefix = format!("{kind}/{bundle}/");
-    let rows = platform
-        .meta_scan(&prefix)
-        .map_err(|e| ApiError::service(format!("metadata scan failed: {e}")))?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(k, v)| {
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let rows = platform
+            .meta_scan_page(&prefix, after.as_deref(), 1024)
+            .map_err(|e| ApiError::service(format!("metadata scan failed: {e}")))?;
+        let Some((last, _)) = rows.last() else {
+            return Ok(out);
+        };
+        after = Some(last.clone());
+        out.extend(rows.into_iter().filter_map(|(k, v)| {
             let path = k.strip_prefix(&prefix)?.to_string();
             Some((path, serde_json::from_slice(&v).ok()?))
-        })
-        .collect())
+        }));
+    }
 }
 
 pub fn get<T: DeserializeOwned>(platform: &impl Platform, key: &str) -> Result<Option<T>, ApiError> {
