@@ -364,7 +364,7 @@ async fn upload(
     let watch = file.try_clone().map_err(local_error)?;
     // MD5 only where the store states one to check it against.
     let md5 = cloud.etags_are_md5().then(md5::Md5::default);
-    let hashes = Arc::new(Mutex::new(Some((sha2::Sha256::default(), md5))));
+    let hashes: SharedHashes = Arc::new(Mutex::new(Some((sha2::Sha256::default(), md5))));
     let reader = HashingReader {
         inner: crate::cloud::FileStream(file),
         watch,
@@ -410,6 +410,10 @@ async fn upload(
     Ok(object)
 }
 
+/// What an upload hashes as it reads: sha256, and MD5 where the store
+/// states one; taken once the upload ends.
+type SharedHashes = Arc<Mutex<Option<(sha2::Sha256, Option<md5::Md5>)>>>;
+
 const LOCAL_CHANGE: &str = "the local file changed while it was read";
 
 fn changed_locally(key: &str) -> TransferError {
@@ -426,7 +430,7 @@ struct HashingReader {
     /// The same open file, to check at the end that it did not change.
     watch: std::fs::File,
     expect: Option<Stamp>,
-    hashes: Arc<Mutex<Option<(sha2::Sha256, Option<md5::Md5>)>>>,
+    hashes: SharedHashes,
     shared: Arc<Shared>,
     wake: Waker,
     last_wake: Instant,

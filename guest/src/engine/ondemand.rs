@@ -385,6 +385,9 @@ impl OnDemand {
     }
 }
 
+/// Records by path, and the last path read when there may be more.
+type RecordsPage<T> = (Vec<(String, T)>, Option<String>);
+
 /// Up to `max` records of `prefix` after the path `after`, decoded (those
 /// that do not decode are left out), by path; and the last path read when
 /// there may be more.
@@ -393,7 +396,7 @@ fn records_page<T: serde::de::DeserializeOwned>(
     prefix: &str,
     after: Option<&str>,
     max: usize,
-) -> Result<(Vec<(String, T)>, Option<String>), ApiError> {
+) -> Result<RecordsPage<T>, ApiError> {
     let mut out = Vec::new();
     let mut from = after.map(|a| format!("{prefix}{a}"));
     let mut seen = 0;

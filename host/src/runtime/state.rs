@@ -956,9 +956,11 @@ struct WalkPages {
 /// goes on from there; any other starts a fresh listing.
 #[derive(Default)]
 struct ListPages {
-    /// (bundle, prefix), the last path given, and the listing.
-    open: Option<((String, String), String, Box<dyn cloud_backend::ListCursor>)>,
+    open: Option<OpenListing>,
 }
+
+/// (bundle, prefix), the last path given, and the listing.
+type OpenListing = ((String, String), String, Box<dyn cloud_backend::ListCursor>);
 
 impl ListPages {
     fn resume(&mut self, key: &(String, String), after: Option<&str>) -> Option<Box<dyn cloud_backend::ListCursor>> {
