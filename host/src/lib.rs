@@ -40,7 +40,9 @@ pub use api::{
 };
 pub use cache::CloudFileCache;
 pub use identity::Identity;
-pub use ondemand::{list_files, list_files_page, optimize_storage, start_optimize_space, stop_optimize_space, Download};
+pub use ondemand::{
+    list_files, list_files_page, optimize_storage, start_optimize_space, stop_optimize_space, Download,
+};
 pub use runtime::{
     default_cache_dir, engine_component, percent_decode, percent_encode, BuildError, Runtime, RuntimeBuilder,
     SandboxLimits,

@@ -157,8 +157,11 @@ pub async fn list_files_page(
 ) -> Result<FileListing, CloudSyncError> {
     let listing = rt
         .call(move |d| {
-            d.call(|b, s| b.ohos_cloudsync_on_demand().call_list_files(s, gallery, after.as_deref(), max))?
-                .map_err(guest_error)
+            d.call(|b, s| {
+                b.ohos_cloudsync_on_demand()
+                    .call_list_files(s, gallery, after.as_deref(), max)
+            })?
+            .map_err(guest_error)
         })
         .await?;
     Ok(FileListing {

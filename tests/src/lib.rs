@@ -213,7 +213,10 @@ impl Harness {
     /// Every object of the app in the cloud, as another client reads it.
     pub fn cloud_snapshot(&self) -> BTreeMap<String, Vec<u8>> {
         let prefix = format!("{APP}/");
-        let objects = self.block(cloudsync::cloud::list_all(&self.raw, &prefix)).expect("the cloud lists").objects;
+        let objects = self
+            .block(cloudsync::cloud::list_all(&self.raw, &prefix))
+            .expect("the cloud lists")
+            .objects;
         objects
             .into_iter()
             .filter(|o| !o.key.ends_with('/'))

@@ -89,7 +89,11 @@ async fn contract(backend: Backend) {
         .map(|o| o.key)
         .collect();
     assert_eq!(keys, vec![format!("{APP}/big/blob.bin"), format!("{APP}/docs/a.txt")]);
-    assert!(list_all(&h.raw, &format!("{APP}/nothing/")).await.unwrap().objects.is_empty());
+    assert!(list_all(&h.raw, &format!("{APP}/nothing/"))
+        .await
+        .unwrap()
+        .objects
+        .is_empty());
 
     // A folder where a file must go is left alone, whatever the condition,
     // and said so (not a race to retry). S3 has no folders.
@@ -125,8 +129,20 @@ async fn contract(backend: Backend) {
 /// but "d" < "d.txt"), and goes on after any key.
 async fn listings_stream_in_key_order(h: &Harness) {
     let names = [
-        "order/a", "order/a b", "order/a-b", "order/a.txt", "order/a/b", "order/a/b/c", "order/a0", "order/A",
-        "order/d.txt", "order/d/x", "order/d-x/y", "order/z/z/z/z", "order/é", "order/日本/x",
+        "order/a",
+        "order/a b",
+        "order/a-b",
+        "order/a.txt",
+        "order/a/b",
+        "order/a/b/c",
+        "order/a0",
+        "order/A",
+        "order/d.txt",
+        "order/d/x",
+        "order/d-x/y",
+        "order/z/z/z/z",
+        "order/é",
+        "order/日本/x",
     ];
     let mut want: Vec<String> = names
         .iter()

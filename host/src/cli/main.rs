@@ -557,7 +557,12 @@ async fn status(rt: &Runtime, gallery: bool, json: bool) -> Result<ExitCode, Fai
                 continue;
             }
             let place = if f.cloud_only { "cloud-only" } else { "local" };
-            println!("{:<15} {place:<10} {:>10}  {}", f.state.name(), human(f.size), uri_path(&f.uri));
+            println!(
+                "{:<15} {place:<10} {:>10}  {}",
+                f.state.name(),
+                human(f.size),
+                uri_path(&f.uri)
+            );
         }
         for n in &page.skipped {
             skipped += 1;

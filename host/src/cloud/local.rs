@@ -195,7 +195,13 @@ impl LocalFolderCloud {
             write_all(&file, data).await.map_err(|e| io_error(key, e))?;
             self.barrier.wait(&self.root).await.map_err(|e| path_error(key, e))?;
             let proc_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
-            match rustix::fs::linkat(rustix::fs::CWD, proc_path.as_str(), &parent, name, AtFlags::SYMLINK_FOLLOW) {
+            match rustix::fs::linkat(
+                rustix::fs::CWD,
+                proc_path.as_str(),
+                &parent,
+                name,
+                AtFlags::SYMLINK_FOLLOW,
+            ) {
                 Ok(()) => {}
                 Err(e) if e == rustix::io::Errno::EXIST => {
                     return Err(match rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW) {
@@ -343,7 +349,12 @@ struct FolderListing {
 impl FolderListing {
     fn listed(&self, found: Found) -> Option<Listed> {
         let key = format!("{}{}", self.dir, found.path);
-        let skipped = |why: &str| Some(Listed::Skipped { key: key.clone(), why: why.to_string() });
+        let skipped = |why: &str| {
+            Some(Listed::Skipped {
+                key: key.clone(),
+                why: why.to_string(),
+            })
+        };
         if let Some(problem) = &found.problem {
             return skipped(problem);
         }

@@ -85,7 +85,10 @@ pub struct Listing {
 pub enum Listed {
     Object(CloudObject),
     /// A name below the prefix that is no object the engine can sync, and why.
-    Skipped { key: String, why: String },
+    Skipped {
+        key: String,
+        why: String,
+    },
 }
 
 impl Listed {
@@ -159,8 +162,7 @@ impl ListCursor for CheckedListing {
             let mut out = Vec::with_capacity(page.len());
             for item in page {
                 let key = item.key();
-                if !key.starts_with(&self.prefix)
-                    || (self.hide_engine_dir && key.split('/').next() == Some(ENGINE_DIR))
+                if !key.starts_with(&self.prefix) || (self.hide_engine_dir && key.split('/').next() == Some(ENGINE_DIR))
                 {
                     continue;
                 }

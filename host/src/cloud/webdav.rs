@@ -33,8 +33,8 @@ use reqwest::{Method, StatusCode};
 use tokio_util::io::{ReaderStream, StreamReader};
 
 use super::{
-    check_key, ByteStream, Cloud, CloudError, CloudErrorKind, CloudObject, ListCursor, Listed, Precondition, StagingNames,
-    DEAD_WRITER_GRACE, ENGINE_DIR, LOCKS_DIR, LOCK_STALE, LOCK_SWEEP_AGE, LOCK_WAIT, STAGING_DIR,
+    check_key, ByteStream, Cloud, CloudError, CloudErrorKind, CloudObject, ListCursor, Listed, Precondition,
+    StagingNames, DEAD_WRITER_GRACE, ENGINE_DIR, LOCKS_DIR, LOCK_STALE, LOCK_SWEEP_AGE, LOCK_WAIT, STAGING_DIR,
 };
 
 /// Characters escaped in a path segment.

@@ -184,12 +184,15 @@ fn try_open(path: &Path) -> Result<MetaStore, Damage> {
     let opened = std::panic::catch_unwind(|| -> Result<MetaStore, Damage> {
         // redb's read cache defaults to 1 GiB: a scan of a million records
         // would fill it; a small one keeps memory flat (the OS caches pages).
-        let mut db = Database::builder().set_cache_size(META_CACHE).create(path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => {
-                Damage::InUse(format!("{} is in use by another cloudsync", path.display()))
-            }
-            other => Damage::Broken(other.to_string()),
-        })?;
+        let mut db = Database::builder()
+            .set_cache_size(META_CACHE)
+            .create(path)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => {
+                    Damage::InUse(format!("{} is in use by another cloudsync", path.display()))
+                }
+                other => Damage::Broken(other.to_string()),
+            })?;
         // `Ok(false)`: redb found an unclean shutdown (a kill, a power cut)
         // and repaired it, which is what it is for; only what it cannot
         // repair is damage.

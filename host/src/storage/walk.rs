@@ -42,7 +42,10 @@ impl Item {
     /// What it sorts by: its name, and `/` after a folder's body (kept
     /// implicit: a folder of long names is held once, not twice).
     fn key(&self) -> impl Iterator<Item = u8> + '_ {
-        self.name.iter().copied().chain((self.place == Place::Body).then_some(b'/'))
+        self.name
+            .iter()
+            .copied()
+            .chain((self.place == Place::Body).then_some(b'/'))
     }
 }
 
@@ -319,7 +322,11 @@ mod tests {
         assert_eq!(got, want);
         // A walk that seeks goes on after any path, there or not.
         // (Not after a name that is not UTF-8: its path is a lossy copy.)
-        let mut points: Vec<String> = want.iter().filter(|(_, why)| why.is_none()).map(|(p, _)| p.clone()).collect();
+        let mut points: Vec<String> = want
+            .iter()
+            .filter(|(_, why)| why.is_none())
+            .map(|(p, _)| p.clone())
+            .collect();
         points.extend(["", "a/", "d/d", "d/e/", "d/e/g", "q/", "zz", "日本"].map(String::from));
         for after in points {
             let mut walk = SortedWalk::new(open()).unwrap();
@@ -328,7 +335,11 @@ mod tests {
             while let Some(f) = walk.next_entry().unwrap() {
                 rest.push((f.path, f.problem));
             }
-            let expect: Vec<_> = want.iter().filter(|(p, _)| p.as_str() > after.as_str()).cloned().collect();
+            let expect: Vec<_> = want
+                .iter()
+                .filter(|(p, _)| p.as_str() > after.as_str())
+                .cloned()
+                .collect();
             assert_eq!(rest, expect, "after {after:?}");
         }
     }

@@ -70,7 +70,11 @@ fn clean_cache_evicts_a_synced_file_and_keeps_it_listed() {
     assert_eq!(local(&e, "b"), None);
     assert_eq!(e.platform.cloud("b").unwrap(), b"bbbbbbbbbb", "the cloud holds it");
     assert!(record(&e, "b").cloud_only);
-    let files = e.ondemand.list_files(&e.platform, false, &e.syncs, None, 4096).unwrap().files;
+    let files = e
+        .ondemand
+        .list_files(&e.platform, false, &e.syncs, None, 4096)
+        .unwrap()
+        .files;
     let b = files.iter().find(|f| f.uri == uri("b")).unwrap();
     assert!(
         b.cloud_only && b.size == 10 && b.state == FileSyncState::Completed,

@@ -408,7 +408,9 @@ impl Run {
             let guard = match scanned.guard.map(|_| plan.guard) {
                 None => fresh,
                 Some(_) if self.confirm.deletions && deletes > 0 => fresh,
-                Some(g) if t.baseline_deletes == 0 && after + t.new_files >= 2 * g.baseline.max(planner::MIN_BASELINE) => {
+                Some(g)
+                    if t.baseline_deletes == 0 && after + t.new_files >= 2 * g.baseline.max(planner::MIN_BASELINE) =>
+                {
                     fresh
                 }
                 Some(g) => g,

@@ -614,7 +614,11 @@ fn a_folder_that_vanishes_between_windows_deletes_nothing() {
         ticks += 1;
         assert!(ticks < 10_000, "the first window is carried out");
     }
-    assert_ne!(cloud_files(&e).get(&name(11)).map(Vec::as_slice), Some(b"v2".as_slice()), "one window at a time");
+    assert_ne!(
+        cloud_files(&e).get(&name(11)).map(Vec::as_slice),
+        Some(b"v2".as_slice()),
+        "one window at a time"
+    );
     for i in 12..20 {
         e.platform.remove_local(&format!("cloud/{}", name(i)));
     }

@@ -625,7 +625,13 @@ fn a_plan_past_its_window_is_counted_whole_and_goes_on_after_the_window() {
         let mut planner = Planner::new(window(Some(2)));
         for i in 0..deletes {
             let n = i as u64;
-            planner.path(&format!("x{i}"), None, Some(&remote("e", None)), Some(&synced("e", n, "h")), false);
+            planner.path(
+                &format!("x{i}"),
+                None,
+                Some(&remote("e", None)),
+                Some(&synced("e", n, "h")),
+                false,
+            );
         }
         let stopped = planner.full();
         planner.finish_window(stopped)
