@@ -71,7 +71,53 @@ struct OptimizeJob {
     freed: u64,
     queue: VecDeque<Candidate>,
     last_percent: u32,
+    /// The candidates still being gathered, a slice of records per tick.
+    collect: Option<Collect>,
 }
+
+/// Candidates gathered from the records a page at a time. With a target,
+/// only the least recently used that reach it are kept (a heap whose
+/// newest is dropped while the rest still reach the target); with none,
+/// every candidate is evicted as it is found, so memory holds a page.
+struct Collect {
+    /// With no target, a first pass sums what the records hold (no file
+    /// looked at), so that the percentage has a goal.
+    estimating: bool,
+    all_bundles: Vec<String>,
+    bundles: VecDeque<String>,
+    /// The last path read in the first of `bundles`.
+    after: Option<String>,
+    /// Accessed at or before this (epoch ms) qualifies.
+    aged: u64,
+    picked: std::collections::BinaryHeap<Picked>,
+    picked_bytes: u64,
+}
+
+/// A candidate by when it was last used (the newest on top of the heap).
+struct Picked {
+    last: u64,
+    candidate: Candidate,
+}
+
+impl PartialEq for Picked {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
+}
+impl Eq for Picked {}
+impl PartialOrd for Picked {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Picked {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.last, &self.candidate.file).cmp(&(other.last, &other.candidate.file))
+    }
+}
+
+/// Records looked at per tick while gathering candidates (each is a stat).
+const CANDIDATES_PER_TICK: usize = if cfg!(test) { 2 } else { 1024 };
 
 #[derive(Default)]
 pub struct OnDemand {
@@ -133,51 +179,23 @@ impl OnDemand {
         }
         let now = p.now_ms();
         let aged = now.saturating_sub(u64::from(aging_days).saturating_mul(DAY_MS));
-        let mut candidates = Vec::new();
-        for bundle in bundles(p) {
-            let access: BTreeMap<String, u64> = records::scan(p, ACCESS, &bundle)
-                .map_err(internal)?
-                .into_iter()
-                .collect();
-            for (path, record) in records::scan::<SyncedRecord>(p, SYNCED, &bundle).map_err(internal)? {
-                if record.cloud_only {
-                    continue;
-                }
-                let local = format!("{LOCAL_CLOUD_DIR}/{path}");
-                let Ok(Some(stat)) = p.stat(&bundle, &local) else {
-                    continue;
-                };
-                if !stat.is_file() || stat.size != record.size {
-                    continue; // changed since it was synced: never evicted
-                }
-                if LocalStamp::from(stat) != record.local && record.hash.is_none() {
-                    continue; // touched, and nothing to prove its content by
-                }
-                let last = access.get(&path).copied().unwrap_or(0).max(stat.atime_ns / 1_000_000);
-                if last <= aged {
-                    candidates.push((
-                        last,
-                        Candidate {
-                            file: AppFile {
-                                bundle: bundle.clone(),
-                                path,
-                            },
-                            record,
-                        },
-                    ));
-                }
-            }
-        }
-        // Least recently accessed first.
-        candidates.sort_by(|a, b| (a.0, &a.1.file).cmp(&(b.0, &b.1.file)));
-        let total = candidates.iter().map(|(_, c)| c.record.size).sum();
+        // Gathered over the next ticks, so no call walks every record.
         self.job = Some(OptimizeJob {
             listener,
             target: total_size,
-            total,
+            total: 0,
             freed: 0,
-            queue: candidates.into_iter().map(|(_, c)| c).collect(),
+            queue: VecDeque::new(),
             last_percent: 0,
+            collect: Some(Collect {
+                estimating: total_size == u64::MAX,
+                all_bundles: bundles(p),
+                bundles: bundles(p).into(),
+                after: None,
+                aged,
+                picked: std::collections::BinaryHeap::new(),
+                picked_bytes: 0,
+            }),
         });
         p.emit_optimize(
             listener,
@@ -211,6 +229,11 @@ impl OnDemand {
             return Tick::Idle;
         };
         let mut failed = None;
+        if job.collect.is_some() {
+            if let Err(e) = job.gather(p) {
+                failed = Some(e.message);
+            }
+        }
         // Checked one by one against the record and the cloud as they are
         // now (the candidates were ranked at the start); removed as one
         // batch (one metadata commit). Bundles being synced wait.
@@ -241,8 +264,9 @@ impl OnDemand {
                 Err(_) => failed = Some("the metadata store refused a write".into()),
             }
         }
-        let done = job.freed >= job.target || job.queue.is_empty();
-        let percent = job.percent();
+        let done = job.freed >= job.target || (job.queue.is_empty() && job.collect.is_none());
+        // Never backwards: with no target the total grows as candidates are found.
+        let percent = job.percent().max(job.last_percent);
         let listener = job.listener;
         if failed.is_some() {
             let _ = failed;
@@ -463,7 +487,95 @@ pub struct FileListing {
 }
 
 impl OptimizeJob {
+    /// Gathers candidates from the next page of records: with no target
+    /// each goes to the queue at once (evicted in path order); with one,
+    /// the heap keeps the least recently used that reach it, queued
+    /// oldest first once every record was read.
+    fn gather(&mut self, p: &impl Platform) -> Result<(), ApiError> {
+        let Some(c) = self.collect.as_mut() else { return Ok(()) };
+        let Some(bundle) = c.bundles.front().cloned() else {
+            let picked = std::mem::take(&mut c.picked).into_sorted_vec();
+            self.total = self.total.saturating_add(c.picked_bytes);
+            self.queue.extend(picked.into_iter().map(|p| p.candidate));
+            self.collect = None;
+            return Ok(());
+        };
+        let synced_prefix = format!("{SYNCED}/{bundle}/");
+        if c.estimating {
+            let (records, more) =
+                records_page::<SyncedRecord>(p, &synced_prefix, c.after.as_deref(), 8 * CANDIDATES_PER_TICK)?;
+            let held = records.iter().filter(|(_, r)| !r.cloud_only).map(|(_, r)| r.size);
+            self.total = self.total.saturating_add(held.sum());
+            match more {
+                Some(last) => c.after = Some(last),
+                None => {
+                    c.bundles.pop_front();
+                    c.after = None;
+                    if c.bundles.is_empty() {
+                        c.estimating = false;
+                        c.bundles = c.all_bundles.clone().into();
+                    }
+                }
+            }
+            return Ok(());
+        }
+        let (records, more) = records_page::<SyncedRecord>(p, &synced_prefix, c.after.as_deref(), CANDIDATES_PER_TICK)?;
+        let access: BTreeMap<String, u64> =
+            records_until(p, &format!("{ACCESS}/{bundle}/"), c.after.as_deref(), more.as_deref())?;
+        match more {
+            Some(last) => c.after = Some(last),
+            None => {
+                c.bundles.pop_front();
+                c.after = None;
+            }
+        }
+        for (path, record) in records {
+            if record.cloud_only {
+                continue;
+            }
+            let local = format!("{LOCAL_CLOUD_DIR}/{path}");
+            let Ok(Some(stat)) = p.stat(&bundle, &local) else {
+                continue;
+            };
+            if !stat.is_file() || stat.size != record.size {
+                continue; // changed since it was synced: never evicted
+            }
+            if LocalStamp::from(stat) != record.local && record.hash.is_none() {
+                continue; // touched, and nothing to prove its content by
+            }
+            let last = access.get(&path).copied().unwrap_or(0).max(stat.atime_ns / 1_000_000);
+            if last > c.aged {
+                continue;
+            }
+            let candidate = Candidate {
+                file: AppFile {
+                    bundle: bundle.clone(),
+                    path,
+                },
+                record,
+            };
+            if self.target == u64::MAX {
+                self.queue.push_back(candidate);
+                continue;
+            }
+            c.picked_bytes = c.picked_bytes.saturating_add(candidate.record.size);
+            c.picked.push(Picked { last, candidate });
+            // The newest is dropped while the older ones still reach the target.
+            while let Some(top) = c.picked.peek() {
+                if c.picked_bytes - top.candidate.record.size < self.target {
+                    break;
+                }
+                c.picked_bytes -= top.candidate.record.size;
+                c.picked.pop();
+            }
+        }
+        Ok(())
+    }
+
     fn percent(&self) -> u32 {
+        if self.collect.as_ref().is_some_and(|c| c.estimating) {
+            return 0; // no goal yet
+        }
         let goal = if self.target == u64::MAX {
             self.total
         } else {

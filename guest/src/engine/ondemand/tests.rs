@@ -235,7 +235,14 @@ fn stop_optimize_ends_with_stopped() {
     }
     assert_eq!(sync(&mut e), completed());
     e.ondemand.start_optimize(&e.platform, u64::MAX, 0, Some(L)).unwrap();
-    e.tick();
+    // Gathered a page at a time and evicted as found: stopped part way.
+    let held = |e: &Engine<Fake>| (0..200).filter(|i| local(e, &format!("f{i:03}")).is_some()).count();
+    for _ in 0..1000 {
+        if held(&e) < 200 {
+            break;
+        }
+        e.tick();
+    }
     e.ondemand.stop_optimize(&e.platform).unwrap();
     assert_eq!(e.tick(), Tick::Idle);
     let events = std::mem::take(&mut e.platform.0.borrow_mut().optimize_events);
