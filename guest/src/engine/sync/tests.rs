@@ -593,10 +593,14 @@ fn a_failed_pull_skips_the_push() {
 /// A plan larger than a window is carried out a window at a time; a later
 /// window that would delete more than the whole plan counted (the folder
 /// went missing meanwhile) is refused, and nothing is deleted.
-#[test]
-fn a_folder_that_vanishes_between_windows_deletes_nothing() {
+fn name(i: usize) -> String {
+    format!("f{i:02}")
+}
+
+/// Twenty files in sync (more than a window), the first twelve edited
+/// here, and a sync started that runs until `f{upto}`'s edit is in the cloud.
+fn twelve_edits_under_way(upto: usize) -> (Engine<Fake>, SyncId) {
     let mut e = engine();
-    let name = |i: usize| format!("f{i:02}");
     for i in 0..20 {
         put_local(&e, &name(i), b"v1");
     }
@@ -607,13 +611,19 @@ fn a_folder_that_vanishes_between_windows_deletes_nothing() {
         put_local(&e, &name(i), b"v2");
     }
     e.syncs.start(&e.platform, id, false).unwrap();
-    // The first window's uploads land; then the rest of the folder goes.
     let mut ticks = 0;
-    while cloud_files(&e).get(&name(4)).map(Vec::as_slice) != Some(b"v2".as_slice()) {
+    while cloud_files(&e).get(&name(upto)).map(Vec::as_slice) != Some(b"v2".as_slice()) {
         e.tick();
         ticks += 1;
-        assert!(ticks < 10_000, "the first window is carried out");
+        assert!(ticks < 10_000, "the uploads land");
     }
+    (e, id)
+}
+
+#[test]
+fn a_folder_that_vanishes_between_windows_deletes_nothing() {
+    // The first window's uploads land; then the rest of the folder goes.
+    let (mut e, id) = twelve_edits_under_way(4);
     assert_ne!(
         cloud_files(&e).get(&name(11)).map(Vec::as_slice),
         Some(b"v2".as_slice()),
@@ -637,23 +647,7 @@ fn a_folder_that_vanishes_between_windows_deletes_nothing() {
 /// here) is never carried on as deletions: the run stops, saying why.
 #[test]
 fn a_folder_moved_away_mid_run_stops_it_and_deletes_nothing() {
-    let mut e = engine();
-    let name = |i: usize| format!("f{i:02}");
-    for i in 0..20 {
-        put_local(&e, &name(i), b"v1");
-    }
-    let id = file_sync(&mut e);
-    assert_eq!(terminal(&sync(&mut e, id)), completed());
-    for i in 0..12 {
-        put_local(&e, &name(i), b"v2");
-    }
-    e.syncs.start(&e.platform, id, false).unwrap();
-    let mut ticks = 0;
-    while cloud_files(&e).get(&name(0)).map(Vec::as_slice) != Some(b"v2".as_slice()) {
-        e.tick();
-        ticks += 1;
-        assert!(ticks < 10_000, "the first uploads land");
-    }
+    let (mut e, id) = twelve_edits_under_way(0);
     {
         let mut s = e.platform.0.borrow_mut();
         s.local.clear();
