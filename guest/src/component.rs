@@ -405,7 +405,7 @@ impl Platform for WitPlatform {
         dir: &str,
         after: Option<&str>,
         max: u32,
-    ) -> Result<Option<(Vec<e::TreeEntry>, Option<String>)>, e::IoError> {
+    ) -> Result<Option<e::TreePage>, e::IoError> {
         let page = storage::walk_page(bundle, dir, after, max).map_err(io_error)?;
         Ok(page.map(|page| {
             let entries = page.entries.into_iter().map(tree_entry).collect();

@@ -822,6 +822,12 @@ pub enum Keep {
     SameTick,
 }
 
+/// A number a test reads from the environment (how many seeds, files…),
+/// or `default`.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
 pub fn sha(data: &[u8]) -> String {
     // Not a real sha256: the fake only needs equal content ↔ equal digest.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -1077,13 +1083,7 @@ impl Platform for Fake {
             }
         }
     }
-    fn walk_page(
-        &self,
-        bundle: &str,
-        dir: &str,
-        after: Option<&str>,
-        max: u32,
-    ) -> Result<Option<(Vec<TreeEntry>, Option<String>)>, IoError> {
+    fn walk_page(&self, bundle: &str, dir: &str, after: Option<&str>, max: u32) -> Result<Option<TreePage>, IoError> {
         use std::ops::Bound;
         let max = self.0.borrow().page_cap.map_or(max, |c| c.min(max)) as usize;
         let prefix = format!("{dir}/");

@@ -333,7 +333,7 @@ impl OnDemand {
             None => (Vec::new(), false),
         };
         let synced_prefix = format!("{SYNCED}/{bundle}/");
-        let (records, records_more) = records_page(p, &synced_prefix, after, max)?;
+        let (records, records_more) = records::page(p, &synced_prefix, after, max)?;
         // This page covers the paths up to the first stream's last one: each
         // stream holds all of its paths up to there.
         let bound: Option<String> = [
@@ -344,9 +344,13 @@ impl OnDemand {
         .flatten()
         .min();
         let within = |path: &str| bound.as_deref().is_none_or(|b| path <= b);
-        let access: BTreeMap<String, u64> = records_until(p, &format!("{ACCESS}/{bundle}/"), after, bound.as_deref())?;
+        let access: BTreeMap<String, u64> = records::range(p, &format!("{ACCESS}/{bundle}/"), after, bound.as_deref())?
+            .into_iter()
+            .collect();
         let filestates: BTreeMap<String, FileStateRecord> =
-            records_until(p, &format!("{FILE_STATE}/{bundle}/"), after, bound.as_deref())?;
+            records::range(p, &format!("{FILE_STATE}/{bundle}/"), after, bound.as_deref())?
+                .into_iter()
+                .collect();
         let records: BTreeMap<String, SyncedRecord> = records.into_iter().filter(|(path, _)| within(path)).collect();
         let mut out = BTreeMap::new();
         let mut skipped = Vec::new();
@@ -409,72 +413,6 @@ impl OnDemand {
     }
 }
 
-/// Records by path, and the last path read when there may be more.
-type RecordsPage<T> = (Vec<(String, T)>, Option<String>);
-
-/// Up to `max` records of `prefix` after the path `after`, decoded (those
-/// that do not decode are left out), by path; and the last path read when
-/// there may be more.
-fn records_page<T: serde::de::DeserializeOwned>(
-    p: &impl Platform,
-    prefix: &str,
-    after: Option<&str>,
-    max: usize,
-) -> Result<RecordsPage<T>, ApiError> {
-    let mut out = Vec::new();
-    let mut from = after.map(|a| format!("{prefix}{a}"));
-    let mut seen = 0;
-    // A host may answer shorter pages than asked: only none is the end.
-    while seen < max {
-        let rows = p
-            .meta_scan_page(prefix, from.as_deref(), (max - seen) as u32)
-            .map_err(|e| ApiError::service(format!("metadata scan failed: {e}")))?;
-        let Some((last, _)) = rows.last() else {
-            return Ok((out, None));
-        };
-        from = Some(last.clone());
-        seen += rows.len();
-        out.extend(rows.into_iter().filter_map(|(k, v)| {
-            let path = k.strip_prefix(prefix)?.to_string();
-            Some((path, serde_json::from_slice(&v).ok()?))
-        }));
-    }
-    let last = from.and_then(|k| k.strip_prefix(prefix).map(str::to_string));
-    Ok((out, last))
-}
-
-/// The records of `prefix` after `after` up to `until` (none: to the end).
-fn records_until<T: serde::de::DeserializeOwned>(
-    p: &impl Platform,
-    prefix: &str,
-    after: Option<&str>,
-    until: Option<&str>,
-) -> Result<BTreeMap<String, T>, ApiError> {
-    let mut out = BTreeMap::new();
-    let mut from = after.map(str::to_string);
-    loop {
-        let rows = p
-            .meta_scan_page(prefix, from.as_ref().map(|a| format!("{prefix}{a}")).as_deref(), 1024)
-            .map_err(|e| ApiError::service(format!("metadata scan failed: {e}")))?;
-        let Some((last, _)) = rows.last() else {
-            return Ok(out);
-        };
-        from = last.strip_prefix(prefix).map(str::to_string);
-        for (key, value) in rows {
-            let Some(path) = key.strip_prefix(prefix) else { continue };
-            if until.is_some_and(|u| path > u) {
-                return Ok(out);
-            }
-            if let Ok(v) = serde_json::from_slice(&value) {
-                out.insert(path.to_string(), v);
-            }
-        }
-        if from.is_none() {
-            return Ok(out);
-        }
-    }
-}
-
 /// Every file the device knows, and the names in the folder it does not sync.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileListing {
@@ -503,7 +441,7 @@ impl OptimizeJob {
         let synced_prefix = format!("{SYNCED}/{bundle}/");
         if c.estimating {
             let (records, more) =
-                records_page::<SyncedRecord>(p, &synced_prefix, c.after.as_deref(), 8 * CANDIDATES_PER_TICK)?;
+                records::page::<SyncedRecord>(p, &synced_prefix, c.after.as_deref(), 8 * CANDIDATES_PER_TICK)?;
             let held = records.iter().filter(|(_, r)| !r.cloud_only).map(|(_, r)| r.size);
             self.total = self.total.saturating_add(held.sum());
             match more {
@@ -519,9 +457,12 @@ impl OptimizeJob {
             }
             return Ok(());
         }
-        let (records, more) = records_page::<SyncedRecord>(p, &synced_prefix, c.after.as_deref(), CANDIDATES_PER_TICK)?;
+        let (records, more) =
+            records::page::<SyncedRecord>(p, &synced_prefix, c.after.as_deref(), CANDIDATES_PER_TICK)?;
         let access: BTreeMap<String, u64> =
-            records_until(p, &format!("{ACCESS}/{bundle}/"), c.after.as_deref(), more.as_deref())?;
+            records::range(p, &format!("{ACCESS}/{bundle}/"), c.after.as_deref(), more.as_deref())?
+                .into_iter()
+                .collect();
         match more {
             Some(last) => c.after = Some(last),
             None => {

@@ -105,6 +105,9 @@ impl FileStat {
     }
 }
 
+/// A page of a walk: its entries, and where the next starts (`None`: the end).
+pub type TreePage = (Vec<TreeEntry>, Option<String>);
+
 /// One name found by [`Platform::scan_tree`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TreeEntry {
@@ -262,14 +265,7 @@ pub trait Platform {
     fn scan_tree(&self, bundle: &str, dir: &str) -> Result<Option<Vec<TreeEntry>>, IoError>;
     /// A page of `scan_tree` in path order: at most `max` entries after
     /// `after`, and where the next page starts (`None`: the end).
-    #[allow(clippy::type_complexity)]
-    fn walk_page(
-        &self,
-        bundle: &str,
-        dir: &str,
-        after: Option<&str>,
-        max: u32,
-    ) -> Result<Option<(Vec<TreeEntry>, Option<String>)>, IoError>;
+    fn walk_page(&self, bundle: &str, dir: &str, after: Option<&str>, max: u32) -> Result<Option<TreePage>, IoError>;
     /// Removes a file durably, only if it is still `expect` and no process
     /// has it open (`WouldBlock` then). The file is first renamed to
     /// `aside` (in the staging area); a crash may leave it there.

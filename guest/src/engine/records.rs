@@ -141,22 +141,65 @@ pub fn scan<T: DeserializeOwned>(
     kind: &str,
     bundle: &str,
 ) -> Result<Vec<(String, T)>, ApiError> {
-    // A page at a time, so the host never gathers a whole kind at once.
-    let prefix = format!("{kind}/{bundle}/");
+    range(platform, &format!("{kind}/{bundle}/"), None, None)
+}
+
+/// Records by path, and the last path read when there may be more.
+pub type Page<T> = (Vec<(String, T)>, Option<String>);
+
+/// Up to `max` records of `prefix` after the path `after`, decoded (those
+/// that do not decode are left out), by path; and the last path read when
+/// there may be more.
+pub fn page<T: DeserializeOwned>(
+    p: &impl Platform,
+    prefix: &str,
+    after: Option<&str>,
+    max: usize,
+) -> Result<Page<T>, ApiError> {
     let mut out = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let rows = platform
-            .meta_scan_page(&prefix, after.as_deref(), 1024)
+    let mut from = after.map(|a| format!("{prefix}{a}"));
+    let mut seen = 0;
+    // A host may answer shorter pages than asked: only none is the end.
+    while seen < max {
+        let rows = p
+            .meta_scan_page(prefix, from.as_deref(), (max - seen) as u32)
             .map_err(|e| ApiError::service(format!("metadata scan failed: {e}")))?;
         let Some((last, _)) = rows.last() else {
-            return Ok(out);
+            return Ok((out, None));
         };
-        after = Some(last.clone());
+        from = Some(last.clone());
+        seen += rows.len();
         out.extend(rows.into_iter().filter_map(|(k, v)| {
-            let path = k.strip_prefix(&prefix)?.to_string();
+            let path = k.strip_prefix(prefix)?.to_string();
             Some((path, serde_json::from_slice(&v).ok()?))
         }));
+    }
+    let last = from.and_then(|k| k.strip_prefix(prefix).map(str::to_string));
+    Ok((out, last))
+}
+
+/// The records of `prefix` after the path `after` up to `until` (none: to
+/// the end), a page at a time, so the host never gathers them all at once.
+pub fn range<T: DeserializeOwned>(
+    p: &impl Platform,
+    prefix: &str,
+    after: Option<&str>,
+    until: Option<&str>,
+) -> Result<Vec<(String, T)>, ApiError> {
+    let mut out = Vec::new();
+    let mut from = after.map(str::to_string);
+    loop {
+        let (rows, more) = page(p, prefix, from.as_deref(), 1024)?;
+        for (path, value) in rows {
+            if until.is_some_and(|u| path.as_str() > u) {
+                return Ok(out);
+            }
+            out.push((path, value));
+        }
+        match more {
+            Some(last) => from = Some(last),
+            None => return Ok(out),
+        }
     }
 }
 

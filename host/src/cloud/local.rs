@@ -186,9 +186,23 @@ impl LocalFolderCloud {
             Err(e) => return Some(Err(path_error(key, e))),
         };
         let flags = rustix::fs::OFlags::TMPFILE | rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC;
-        let Ok(fd) = rustix::fs::openat(&parent, ".", flags, rustix::fs::Mode::from_raw_mode(0o644)) else {
-            self.unnamed_ok.store(false, Ordering::Relaxed);
-            return None;
+        let fd = match rustix::fs::openat(&parent, ".", flags, rustix::fs::Mode::from_raw_mode(0o644)) {
+            Ok(fd) => fd,
+            // This file system makes no unnamed files: stage from now on.
+            Err(e)
+                if [
+                    rustix::io::Errno::OPNOTSUPP,
+                    rustix::io::Errno::ISDIR,
+                    rustix::io::Errno::INVAL,
+                ]
+                .contains(&e) =>
+            {
+                self.unnamed_ok.store(false, Ordering::Relaxed);
+                return None;
+            }
+            // Anything else (no room, no permission) is this folder's: the
+            // staged write meets it too and says so.
+            Err(_) => return None,
         };
         let file = std::fs::File::from(fd);
         let put = async {

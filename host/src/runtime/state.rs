@@ -93,8 +93,8 @@ pub struct HostState {
     fine_stamps: HashMap<String, bool>,
     /// The walk and the listing being paged out, so that each page goes on
     /// from the last instead of walking again.
-    walk_pages: Option<WalkPages>,
-    list_pages: ListPages,
+    walk_pages: Pages<crate::storage::SortedWalk>,
+    list_pages: Pages<Box<dyn cloud_backend::ListCursor>>,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -123,8 +123,8 @@ impl HostState {
             call_budget,
             call_wall_limit,
             fine_stamps: HashMap::new(),
-            walk_pages: None,
-            list_pages: ListPages::default(),
+            walk_pages: Pages::default(),
+            list_pages: Pages::default(),
             wasi,
             table: ResourceTable::new(),
         }
@@ -445,11 +445,7 @@ impl storage::Host for HostState {
             let mut walk = crate::storage::SortedWalk::new(root).map_err(path_error)?;
             let mut out = Vec::new();
             while let Some(found) = walk.next_entry().map_err(path_error)? {
-                out.push(storage::TreeEntry {
-                    path: found.path,
-                    stat: file_stat(&found.stat),
-                    problem: found.problem,
-                });
+                out.push(tree_entry(found));
             }
             Ok(Some(out))
         })
@@ -464,41 +460,35 @@ impl storage::Host for HostState {
     ) -> Result<Option<storage::TreePage>, storage::IoError> {
         self.timed(|s| {
             let key = (bundle.clone(), dir.clone());
-            let goes_on = after.is_some()
-                && s.walk_pages
-                    .as_ref()
-                    .is_some_and(|w| w.key == key && w.last.as_deref() == after.as_deref());
-            // A fresh walk seeks to `after`; one that goes on is there.
-            if !goes_on {
-                s.walk_pages = None;
-                let Some(area) = s.area_for(&bundle, &[&dir], false)? else {
-                    return Ok(None);
-                };
-                let Some(root) = area.dir(&dir).map_err(path_error)? else {
-                    return Ok(None);
-                };
-                let mut walk = crate::storage::SortedWalk::new(root).map_err(path_error)?;
-                if let Some(after) = &after {
-                    walk.seek(after);
+            // A walk that goes on is there; a fresh one seeks to `after`.
+            let mut walk = match s.walk_pages.resume(&key, after.as_deref()) {
+                Some(walk) => walk,
+                None => {
+                    let Some(area) = s.area_for(&bundle, &[&dir], false)? else {
+                        return Ok(None);
+                    };
+                    let Some(root) = area.dir(&dir).map_err(path_error)? else {
+                        return Ok(None);
+                    };
+                    let mut walk = crate::storage::SortedWalk::new(root).map_err(path_error)?;
+                    if let Some(after) = &after {
+                        walk.seek(after);
+                    }
+                    walk
                 }
-                s.walk_pages = Some(WalkPages { key, walk, last: None });
-            }
-            let w = s.walk_pages.as_mut().expect("just made");
+            };
             let max = (max as usize).clamp(1, 65_536);
             let mut entries = Vec::new();
             while entries.len() < max {
-                let Some(found) = w.walk.next_entry().map_err(path_error)? else {
-                    s.walk_pages = None;
+                let Some(found) = walk.next_entry().map_err(path_error)? else {
                     return Ok(Some(storage::TreePage { entries, next: None }));
                 };
-                entries.push(storage::TreeEntry {
-                    path: found.path,
-                    stat: file_stat(&found.stat),
-                    problem: found.problem,
-                });
+                entries.push(tree_entry(found));
             }
-            w.last = entries.last().map(|e: &storage::TreeEntry| e.path.clone());
-            let next = w.last.clone();
+            let next = entries.last().map(|e| e.path.clone());
+            if let Some(last) = &next {
+                s.walk_pages.keep(key, last.clone(), walk);
+            }
             Ok(Some(storage::TreePage { entries, next }))
         })
     }
@@ -945,25 +935,23 @@ fn file_stat(st: &rustix::fs::Stat) -> storage::FileStat {
     }
 }
 
-/// The walk being paged out: each page goes on from the last one given.
-struct WalkPages {
-    key: (String, String),
-    walk: crate::storage::SortedWalk,
-    last: Option<String>,
+/// A walk or listing being paged out: a page asked for after the last one
+/// given goes on from there; any other starts afresh.
+struct Pages<C> {
+    /// (bundle, folder or prefix), the last path given, and the cursor.
+    open: Option<((String, String), String, C)>,
 }
 
-/// The listing being paged out: a page asked for after the last one given
-/// goes on from there; any other starts a fresh listing.
-#[derive(Default)]
-struct ListPages {
-    open: Option<OpenListing>,
+impl<C> Default for Pages<C> {
+    fn default() -> Self {
+        Pages { open: None }
+    }
 }
 
-/// (bundle, prefix), the last path given, and the listing.
-type OpenListing = ((String, String), String, Box<dyn cloud_backend::ListCursor>);
-
-impl ListPages {
-    fn resume(&mut self, key: &(String, String), after: Option<&str>) -> Option<Box<dyn cloud_backend::ListCursor>> {
+impl<C> Pages<C> {
+    /// The cursor that goes on after `after` for `key`, if it is kept
+    /// (taken: it is kept again with the page it gives).
+    fn resume(&mut self, key: &(String, String), after: Option<&str>) -> Option<C> {
         let (k, last, _) = self.open.as_ref()?;
         if k == key && Some(last.as_str()) == after {
             return self.open.take().map(|(_, _, cursor)| cursor);
@@ -971,8 +959,16 @@ impl ListPages {
         None
     }
 
-    fn keep(&mut self, key: (String, String), last: String, cursor: Box<dyn cloud_backend::ListCursor>) {
+    fn keep(&mut self, key: (String, String), last: String, cursor: C) {
         self.open = Some((key, last, cursor));
+    }
+}
+
+fn tree_entry(found: crate::storage::Found) -> storage::TreeEntry {
+    storage::TreeEntry {
+        path: found.path,
+        stat: file_stat(&found.stat),
+        problem: found.problem,
     }
 }
 

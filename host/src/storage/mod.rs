@@ -9,4 +9,4 @@ pub(crate) mod walk;
 pub use evict::{evict, swap_if_unchanged, EvictError, Swap};
 pub use meta::{MetaError, MetaStore};
 pub use sandbox::{AppAreas, SandboxError};
-pub use walk::SortedWalk;
+pub use walk::{Found, SortedWalk};

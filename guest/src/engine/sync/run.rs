@@ -356,6 +356,7 @@ impl Run {
         let now = folder_id(p, &self.bundle);
         if self.folder.is_some() && now != self.folder {
             self.folder_gone();
+            self.phase = Phase::Finished;
             return Tick::More;
         }
         self.folder = now;
@@ -557,7 +558,6 @@ impl Run {
                 .into(),
         );
         self.fatal = Some((SyncState::DownloadFailed, ErrorType::NoError));
-        self.phase = Phase::Finished;
     }
 
     /// Battery and network, checked between upload batches.
@@ -1388,26 +1388,21 @@ fn cloud_error_type(p: &impl Platform, kind: CloudErrorKind) -> ErrorType {
 /// Why a plan was refused, for people; `after_work`: this run already
 /// synced files in an earlier round or window.
 fn describe(r: &Refusal, after_work: bool) -> String {
-    let said = describe_plan(r);
-    if after_work {
-        said.replace(
-            "Nothing was changed.",
+    let (unchanged, undeleted) = if after_work {
+        (
             "What this run synced before stands; nothing more was changed.",
+            "nothing more was deleted",
         )
-        .replace("nothing was deleted", "nothing more was deleted")
     } else {
-        said
-    }
-}
-
-fn describe_plan(r: &Refusal) -> String {
+        ("Nothing was changed.", "nothing was deleted")
+    };
     match r {
         Refusal::SideLooksEmpty {
             side: Side::Local,
             synced,
         } => format!(
             "the device's folder looks empty (or is missing): none of the {synced} files in sync is still at its \
-             path; a missing folder is never taken as \"everything was deleted\". Nothing was changed. If you \
+             path; a missing folder is never taken as \"everything was deleted\". {unchanged} If you \
              emptied it, or moved its files elsewhere in it, on purpose, confirm that the cloud copies at the old \
              paths are to be deleted (--confirm-empty-device, with --yes as that deletes more than half)."
         ),
@@ -1416,7 +1411,7 @@ fn describe_plan(r: &Refusal) -> String {
             synced,
         } => format!(
             "the cloud looks empty: none of the {synced} files in sync is still at its path; a moved folder or a \
-             failed listing is never taken as \"everything was deleted\". Nothing was changed. If you emptied it, \
+             failed listing is never taken as \"everything was deleted\". {unchanged} If you emptied it, \
              or moved its files elsewhere in it, on purpose, confirm that the device's copies at the old paths \
              are to be deleted (--confirm-empty-cloud, with --yes as that deletes more than half)."
         ),
@@ -1426,7 +1421,7 @@ fn describe_plan(r: &Refusal) -> String {
             ..
         } => format!(
             "since deletions were last confirmed, {deleted} of the {baseline} files then in sync were deleted; \
-             this run would delete {deletes} more, more than half in all; nothing was deleted. Confirm to go \
+             this run would delete {deletes} more, more than half in all; {undeleted}. Confirm to go \
              ahead (--yes)."
         ),
         Refusal::DeletionsGrew { counted, now } => format!(
@@ -1435,7 +1430,7 @@ fn describe_plan(r: &Refusal) -> String {
              synced before stands, and nothing more was deleted. Sync again to plan afresh."
         ),
         Refusal::MassDeletion { deletes, synced, .. } => format!(
-            "this run would delete {deletes} of {synced} synced files (more than half); nothing was deleted. \
+            "this run would delete {deletes} of {synced} synced files (more than half); {undeleted}. \
              Confirm to go ahead (--yes)."
         ),
     }

@@ -671,10 +671,7 @@ fn history(seed: u64) -> Vec<String> {
 
 #[test]
 fn random_worlds_of_several_devices_lose_nothing_and_converge() {
-    let seeds: u64 = std::env::var("SYNC_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10_000);
+    let seeds: u64 = crate::engine::fake::env_or("SYNC_SEEDS", 10_000);
     let only: Option<u64> = std::env::var("SYNC_SEED").ok().and_then(|s| s.parse().ok());
     for seed in only.map_or(1..=seeds, |s| s..=s) {
         let trace = history(seed);

@@ -850,10 +850,7 @@ fn gallery_cloud_photos_become_thumbnails_and_local_photos_go_up() {
 #[test]
 fn a_million_files_in_sync_rescan_in_slices_and_move_nothing() {
     use crate::engine::fake::{CloudEntry, LocalFile};
-    let n: usize = std::env::var("MILLION_FILES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
+    let n: usize = crate::engine::fake::env_or("MILLION_FILES", 1_000_000);
     let mut e = engine();
     {
         let mut s = e.platform.0.borrow_mut();

@@ -578,10 +578,7 @@ fn random_run(seed: u64) {
 
 #[test]
 fn thousands_of_random_histories_converge_and_lose_nothing() {
-    let seeds: u64 = std::env::var("PLANNER_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3000);
+    let seeds: u64 = crate::engine::fake::env_or("PLANNER_SEEDS", 3000);
     for seed in 1..=seeds {
         random_run(seed);
     }
