@@ -454,8 +454,12 @@ impl Run {
     fn work(&mut self, p: &impl Platform, out: &mut Vec<SyncProgress>) -> Tick {
         let pushing = self.phase == Phase::Push;
         let done_before = self.report.done;
-        self.poll(p);
+        // Before anything arrived is placed: a folder gone must not be made
+        // anew by the placements (a later run would read it as emptied).
         self.check_sides(p);
+        if self.fatal.is_none() {
+            self.poll(p);
+        }
         if self.fatal.is_none() && self.halt.is_none() && pushing {
             self.check_device(p);
         }
