@@ -257,30 +257,17 @@ async fn download(
     wake: &Waker,
     job: DownloadJob,
 ) -> Result<(), TransferError> {
+    if let Some(opened) = cloud.open_file(&job.key, job.offset, job.if_match.as_deref()) {
+        return download_file(shared, cloud, device, wake, job, opened?).await;
+    }
     let (object, mut stream) = cloud.open(&job.key, job.offset, job.if_match.as_deref()).await?;
     let mut file = job.local;
     file.set_len(job.offset).map_err(local_error)?;
     std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(job.offset)).map_err(local_error)?;
     // The content is hashed as it is written (resumed bytes first), so the
     // engine never reads the file again to learn it.
-    let mut hasher = Sha256::new();
-    let check_md5 = cloud.etags_are_md5() && job.offset == 0 && etag_md5(&object.etag).is_some();
-    let mut md5 = check_md5.then(<md5::Md5 as md5::Digest>::new);
-    if job.offset > 0 {
-        let mut buf = vec![0u8; CHUNK];
-        let mut at = 0;
-        while at < job.offset {
-            let want = (job.offset - at).min(CHUNK as u64) as usize;
-            let n = file.read_at(&mut buf[..want], at).map_err(local_error)?;
-            if n == 0 {
-                return Err(TransferError::LocalIo(
-                    "the kept partial data is shorter than recorded".into(),
-                ));
-            }
-            hasher.update(&buf[..n]);
-            at += n as u64;
-        }
-    }
+    let mut hashes = Hashes::new(cloud.etags_are_md5() && job.offset == 0 && etag_md5(&object.etag).is_some());
+    hash_kept(&file, job.offset, &mut hashes)?;
     let quota = device.write_quota();
     // No bigger than the object: a zeroed 1 MiB for each small file costs
     // more than its bytes.
@@ -303,10 +290,7 @@ async fn download(
             return Err(TransferError::LocalNoSpace("the app's write quota is used up".into()));
         }
         file.write_all(&buf[..n]).map_err(local_error)?;
-        hasher.update(&buf[..n]);
-        if let Some(m) = md5.as_mut() {
-            md5::Digest::update(m, &buf[..n]);
-        }
+        hashes.update(&buf[..n]);
         written += n as u64;
         shared.bytes.store(job.offset + written, Ordering::Release);
         if last_wake.elapsed() >= WAKE_EVERY {
@@ -314,32 +298,290 @@ async fn download(
             wake();
         }
     }
-    if job.durable {
+    finish_download(
+        shared,
+        cloud,
+        &job.key,
+        &file,
+        job.durable,
+        job.if_match.as_deref(),
+        &object,
+        hashes,
+    )
+    .await
+}
+
+/// What a download does once the bytes are in: flush them if asked, check
+/// them against the MD5 the store states, keep their sha256, and make sure
+/// the object read is still the version asked for.
+async fn finish_download(
+    shared: &Shared,
+    cloud: &dyn Cloud,
+    key: &str,
+    file: &std::fs::File,
+    durable: bool,
+    if_match: Option<&str>,
+    object: &CloudObject,
+    hashes: Hashes,
+) -> Result<(), TransferError> {
+    if durable {
         file.sync_all().map_err(local_error)?;
     }
-    if let (Some(m), Some(want)) = (md5, etag_md5(&object.etag)) {
+    let (sha, md5) = hashes.finish();
+    if let (Some(got), Some(want)) = (md5, etag_md5(&object.etag)) {
         // The store states the content's MD5: what arrived must be it.
-        let got = hex(&md5::Digest::finalize(m));
         if got != want {
             return Err(CloudError::new(
                 CloudErrorKind::Other,
-                format!("{}: the bytes read have MD5 {got}, the store says {want}", job.key),
+                format!("{key}: the bytes read have MD5 {got}, the store says {want}"),
             )
             .into());
         }
     }
-    *shared.sha256.lock().unwrap() = Some(format!("{:x}", hasher.finalize()));
-    if let Some(etag) = &job.if_match {
+    *shared.sha256.lock().unwrap() = Some(sha);
+    if let Some(etag) = if_match {
         // The object must still be the version we started reading: otherwise
         // the bytes may be a mix of two versions.
-        let now = cloud.stat(&job.key).await?;
-        if &now.etag != etag {
+        let now = cloud.stat(key).await?;
+        if now.etag != etag {
             return Err(CloudError::new(
                 CloudErrorKind::PreconditionFailed,
-                format!("{} changed while it was read", job.key),
+                format!("{key} changed while it was read"),
             )
             .into());
         }
+    }
+    Ok(())
+}
+
+/// A download from a cloud that keeps the object as a local file: the
+/// kernel copies it ([`copy_hashing`]).
+async fn download_file(
+    shared: &Arc<Shared>,
+    cloud: &dyn Cloud,
+    device: &dyn DeviceStatus,
+    wake: &Waker,
+    job: DownloadJob,
+    (object, from): (CloudObject, std::fs::File),
+) -> Result<(), TransferError> {
+    let file = job.local;
+    file.set_len(job.offset).map_err(local_error)?;
+    let left = object.size.saturating_sub(job.offset);
+    if device.write_quota().is_some_and(|q| left > q) {
+        return Err(TransferError::LocalNoSpace("the app's write quota is used up".into()));
+    }
+    let mut hashes = Hashes::new(false);
+    hash_kept(&file, job.offset, &mut hashes)?;
+    let mut progress = Progress::new(shared, wake, job.offset);
+    copy_hashing(&from, &file, job.offset, &mut hashes, &mut |n| progress.copied(n)).map_err(|e| {
+        if e.to_string() == CHANGED_WHILE_COPIED {
+            TransferError::Cloud(CloudError::new(
+                CloudErrorKind::PreconditionFailed,
+                format!("{} changed while it was read", job.key),
+            ))
+        } else {
+            local_error(e)
+        }
+    })?;
+    finish_download(
+        shared,
+        cloud,
+        &job.key,
+        &file,
+        job.durable,
+        job.if_match.as_deref(),
+        &object,
+        hashes,
+    )
+    .await
+}
+
+/// Hashes the bytes a resumed download kept (`len` of them).
+fn hash_kept(file: &std::fs::File, len: u64, hashes: &mut Hashes) -> Result<(), TransferError> {
+    let mut buf = vec![0u8; CHUNK.min(len as usize)];
+    let mut at = 0;
+    while at < len {
+        let want = (len - at).min(CHUNK as u64) as usize;
+        let n = file.read_at(&mut buf[..want], at).map_err(local_error)?;
+        if n == 0 {
+            return Err(TransferError::LocalIo(
+                "the kept partial data is shorter than recorded".into(),
+            ));
+        }
+        hashes.update(&buf[..n]);
+        at += n as u64;
+    }
+    Ok(())
+}
+
+/// What a transfer hashes as bytes pass: sha256 always (the engine records
+/// it), MD5 where the store states one to check against.
+struct Hashes {
+    sha: Sha256,
+    md5: Option<md5::Md5>,
+}
+
+impl Hashes {
+    fn new(md5: bool) -> Self {
+        Hashes {
+            sha: Sha256::new(),
+            md5: md5.then(<md5::Md5 as md5::Digest>::new),
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        self.sha.update(bytes);
+        if let Some(m) = self.md5.as_mut() {
+            md5::Digest::update(m, bytes);
+        }
+    }
+
+    /// The sha256 and the MD5 (if kept), lower-case hex.
+    fn finish(self) -> (String, Option<String>) {
+        (
+            format!("{:x}", self.sha.finalize()),
+            self.md5.map(|m| hex(&md5::Digest::finalize(m))),
+        )
+    }
+}
+
+/// Counts a transfer's bytes and wakes the driver now and then; a
+/// cancelled transfer stops at its next chunk.
+struct Progress<'a> {
+    shared: &'a Shared,
+    wake: &'a Waker,
+    last_wake: Instant,
+}
+
+impl<'a> Progress<'a> {
+    fn new(shared: &'a Shared, wake: &'a Waker, start: u64) -> Self {
+        shared.bytes.store(start, Ordering::Release);
+        Progress {
+            shared,
+            wake,
+            last_wake: Instant::now(),
+        }
+    }
+
+    fn copied(&mut self, n: u64) -> std::io::Result<()> {
+        if self.shared.cancelled.load(Ordering::Acquire) {
+            return Err(std::io::Error::other("cancelled"));
+        }
+        self.shared.bytes.fetch_add(n, Ordering::AcqRel);
+        if self.last_wake.elapsed() >= WAKE_EVERY {
+            self.last_wake = Instant::now();
+            (self.wake)();
+        }
+        Ok(())
+    }
+}
+
+/// The error [`copy_hashing`] gives when the source changed size under it.
+const CHANGED_WHILE_COPIED: &str = "the file changed while it was copied";
+/// Each `copy_file_range` call moves at most this much, so progress shows
+/// and a cancel stops soon.
+const COPY_CHUNK: usize = 8 << 20;
+/// Copies this large hash on a second thread while the kernel copies.
+const HASH_BESIDE_FROM: u64 = 8 << 20;
+
+/// Copies `from` from `at` to its end into `to` at the same offset, in the
+/// kernel (`copy_file_range`; reads and writes where it cannot), and feeds
+/// the bytes to `hashes`: large files are hashed on a second thread while
+/// the copy runs, read back from the page cache, so the copy costs about
+/// what `cp` does. `progress` hears of each chunk and may stop the copy.
+/// A source whose size moves during the copy fails it ([`CHANGED_WHILE_COPIED`]);
+/// callers check its version to catch same-size changes.
+fn copy_hashing(
+    from: &std::fs::File,
+    to: &std::fs::File,
+    at: u64,
+    hashes: &mut Hashes,
+    progress: &mut dyn FnMut(u64) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let end = from.metadata()?.len();
+    if end < at {
+        return Err(std::io::Error::other(CHANGED_WHILE_COPIED));
+    }
+    let copy = |progress: &mut dyn FnMut(u64) -> std::io::Result<()>| -> std::io::Result<()> {
+        let (mut pos_in, mut pos_out) = (at, at);
+        while pos_in < end {
+            let want = (end - pos_in).min(COPY_CHUNK as u64) as usize;
+            let n = match rustix::fs::copy_file_range(from, Some(&mut pos_in), to, Some(&mut pos_out), want) {
+                Ok(0) => return Err(std::io::Error::other(CHANGED_WHILE_COPIED)),
+                Ok(n) => n,
+                Err(e) if pos_in == at && kernel_cannot_copy(e) => {
+                    return copy_by_reading(from, to, at, end, progress);
+                }
+                Err(e) => return Err(e.into()),
+            };
+            progress(n as u64)?;
+        }
+        Ok(())
+    };
+    let stop = AtomicBool::new(false);
+    if end - at < HASH_BESIDE_FROM {
+        copy(progress)?;
+        hash_range(from, at, end, hashes, &stop)?;
+    } else {
+        std::thread::scope(|scope| {
+            let hasher = scope.spawn(|| hash_range(from, at, end, hashes, &stop));
+            let copied = copy(progress);
+            if copied.is_err() {
+                stop.store(true, Ordering::Release);
+            }
+            let hashed = hasher
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("the hashing thread failed")));
+            copied.and(hashed)
+        })?;
+    }
+    if from.metadata()?.len() != end {
+        return Err(std::io::Error::other(CHANGED_WHILE_COPIED));
+    }
+    Ok(())
+}
+
+/// Errors of a `copy_file_range` the kernel or file systems cannot do
+/// (another file system, an old kernel): copy through memory instead.
+fn kernel_cannot_copy(e: rustix::io::Errno) -> bool {
+    use rustix::io::Errno;
+    [Errno::XDEV, Errno::INVAL, Errno::NOSYS, Errno::OPNOTSUPP].contains(&e)
+}
+
+fn copy_by_reading(
+    from: &std::fs::File,
+    to: &std::fs::File,
+    at: u64,
+    end: u64,
+    progress: &mut dyn FnMut(u64) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let mut buf = vec![0u8; CHUNK.min((end - at) as usize)];
+    let mut pos = at;
+    while pos < end {
+        let want = (end - pos).min(CHUNK as u64) as usize;
+        let n = from.read_at(&mut buf[..want], pos)?;
+        if n == 0 {
+            return Err(std::io::Error::other(CHANGED_WHILE_COPIED));
+        }
+        to.write_all_at(&buf[..n], pos)?;
+        pos += n as u64;
+        progress(n as u64)?;
+    }
+    Ok(())
+}
+
+/// Feeds `from`'s bytes `at..end` to `hashes`, until `stop`.
+fn hash_range(from: &std::fs::File, at: u64, end: u64, hashes: &mut Hashes, stop: &AtomicBool) -> std::io::Result<()> {
+    let mut buf = vec![0u8; CHUNK.min((end - at) as usize)];
+    let mut pos = at;
+    while pos < end && !stop.load(Ordering::Acquire) {
+        let want = (end - pos).min(CHUNK as u64) as usize;
+        let n = from.read_at(&mut buf[..want], pos)?;
+        if n == 0 {
+            return Err(std::io::Error::other(CHANGED_WHILE_COPIED));
+        }
+        hashes.update(&buf[..n]);
+        pos += n as u64;
     }
     Ok(())
 }
@@ -361,36 +603,44 @@ async fn upload(
             return Err(changed_locally(&job.key));
         }
     }
-    let watch = file.try_clone().map_err(local_error)?;
     // MD5 only where the store states one to check it against.
-    let md5 = cloud.etags_are_md5().then(md5::Md5::default);
-    let hashes: SharedHashes = Arc::new(Mutex::new(Some((sha2::Sha256::default(), md5))));
-    let reader = HashingReader {
-        inner: crate::cloud::FileStream(file),
-        watch,
+    let hashes: SharedHashes = Arc::new(Mutex::new(Some(Hashes::new(cloud.etags_are_md5()))));
+    let copier = LocalCopy {
+        file: &file,
         expect: job.expect,
-        hashes: hashes.clone(),
-        shared: shared.clone(),
-        wake: wake.clone(),
-        last_wake: Instant::now(),
+        hashes: &hashes,
+        shared,
+        wake,
     };
-    let mut object = cloud
-        .put(&job.key, Box::pin(reader), job.precondition)
-        .await
-        .map_err(|e| {
-            // The reader refused to end because the file changed under it: the
-            // write was aborted, nothing half-written reached the cloud.
-            if e.message.contains(LOCAL_CHANGE) {
-                changed_locally(&job.key)
-            } else {
-                TransferError::Cloud(e)
-            }
-        })?;
+    let put = match cloud.put_file(&job.key, &copier, job.precondition.clone()).await {
+        Some(put) => put,
+        None => {
+            let reader = HashingReader {
+                watch: file.try_clone().map_err(local_error)?,
+                inner: crate::cloud::FileStream(file),
+                expect: job.expect,
+                hashes: hashes.clone(),
+                shared: shared.clone(),
+                wake: wake.clone(),
+                last_wake: Instant::now(),
+            };
+            cloud.put(&job.key, Box::pin(reader), job.precondition).await
+        }
+    };
+    let mut object = put.map_err(|e| {
+        // The reader refused to end because the file changed under it: the
+        // write was aborted, nothing half-written reached the cloud.
+        if e.message.contains(LOCAL_CHANGE) {
+            changed_locally(&job.key)
+        } else {
+            TransferError::Cloud(e)
+        }
+    })?;
     if shared.cancelled.load(Ordering::Acquire) {
         return Err(TransferError::LocalIo("cancelled".into()));
     }
-    if let Some((sha, md5)) = hashes.lock().unwrap().take() {
-        let md5 = md5.map(|m| hex(&md5::Digest::finalize(m)));
+    if let Some(taken) = hashes.lock().unwrap().take() {
+        let (hex, md5) = taken.finish();
         if let (Some(stated), Some(md5)) = (etag_md5(&object.etag), md5) {
             if stated != md5 {
                 return Err(CloudError::new(
@@ -403,16 +653,44 @@ async fn upload(
                 .into());
             }
         }
-        let hex = format!("{:x}", sha.finalize());
         object.content_hash = Some(format!("sha256:{hex}"));
         *shared.sha256.lock().unwrap() = Some(hex);
     }
     Ok(object)
 }
 
-/// What an upload hashes as it reads: sha256, and MD5 where the store
-/// states one; taken once the upload ends.
-type SharedHashes = Arc<Mutex<Option<(sha2::Sha256, Option<md5::Md5>)>>>;
+/// What an upload hashes as it reads; taken once the upload ends.
+type SharedHashes = Arc<Mutex<Option<Hashes>>>;
+
+/// An upload's file for a cloud that copies it in the kernel: hashed as it
+/// is copied, and refused at the end if it changed meanwhile (as
+/// [`HashingReader`] does for a stream).
+struct LocalCopy<'a> {
+    file: &'a std::fs::File,
+    expect: Option<Stamp>,
+    hashes: &'a SharedHashes,
+    shared: &'a Shared,
+    wake: &'a Waker,
+}
+
+impl crate::cloud::FileSource for LocalCopy<'_> {
+    fn copy_into(&self, to: &std::fs::File) -> std::io::Result<()> {
+        let mut hashes = Hashes::new(self.hashes.lock().unwrap().as_ref().is_some_and(|h| h.md5.is_some()));
+        let mut progress = Progress::new(self.shared, self.wake, 0);
+        copy_hashing(self.file, to, 0, &mut hashes, &mut |n| progress.copied(n)).map_err(|e| {
+            match e.to_string() == CHANGED_WHILE_COPIED {
+                true => std::io::Error::other(LOCAL_CHANGE),
+                false => e,
+            }
+        })?;
+        let now = Stamp::of_file(self.file)?;
+        if self.expect.is_some_and(|expect| now != expect) {
+            return Err(std::io::Error::other(LOCAL_CHANGE));
+        }
+        *self.hashes.lock().unwrap() = Some(hashes);
+        Ok(())
+    }
+}
 
 const LOCAL_CHANGE: &str = "the local file changed while it was read";
 
@@ -442,7 +720,6 @@ impl tokio::io::AsyncRead for HashingReader {
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        use sha2::Digest;
         if self.shared.cancelled.load(Ordering::Acquire) {
             // Never `Interrupted`: read loops retry that kind forever.
             return std::task::Poll::Ready(Err(std::io::Error::other("the upload was cancelled")));
@@ -462,11 +739,8 @@ impl tokio::io::AsyncRead for HashingReader {
                     }
                 }
             }
-            if let Some((sha, md5)) = this.hashes.lock().unwrap().as_mut() {
-                sha.update(new);
-                if let Some(md5) = md5 {
-                    md5::Digest::update(md5, new);
-                }
+            if let Some(hashes) = this.hashes.lock().unwrap().as_mut() {
+                hashes.update(new);
             }
             this.shared.bytes.fetch_add(new.len() as u64, Ordering::AcqRel);
             if this.last_wake.elapsed() >= WAKE_EVERY {
@@ -544,5 +818,116 @@ mod tests {
         let sent = t.sha256(id).unwrap();
         assert_eq!(sent, format!("{:x}", Sha256::digest(b"version two!")));
         assert_eq!(t.uploaded(id).unwrap().size, 12);
+    }
+
+    fn pattern(len: usize, seed: u8) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect()
+    }
+
+    #[test]
+    fn a_kernel_copy_hashes_what_it_copies_from_any_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        // Below and above the size that hashes on a second thread.
+        for len in [0, 1, 4096, HASH_BESIDE_FROM as usize + COPY_CHUNK + 12345] {
+            let data = pattern(len, 7);
+            let from_path = dir.path().join("from");
+            std::fs::write(&from_path, &data).unwrap();
+            let from = std::fs::File::open(&from_path).unwrap();
+            for at in [0, len / 3] {
+                let to_path = dir.path().join("to");
+                std::fs::write(&to_path, &data[..at]).unwrap();
+                let to = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&to_path)
+                    .unwrap();
+                let mut hashes = Hashes::new(true);
+                hashes.update(&data[..at]);
+                let mut seen = 0;
+                copy_hashing(&from, &to, at as u64, &mut hashes, &mut |n| {
+                    seen += n;
+                    Ok(())
+                })
+                .unwrap();
+                assert_eq!(seen, (len - at) as u64, "progress heard of every byte");
+                assert_eq!(std::fs::read(&to_path).unwrap(), data, "len {len} from {at}");
+                let (sha, md5) = hashes.finish();
+                assert_eq!(sha, format!("{:x}", Sha256::digest(&data)));
+                assert_eq!(md5.unwrap(), hex(&<md5::Md5 as md5::Digest>::digest(&data)));
+            }
+        }
+    }
+
+    #[test]
+    fn a_kernel_copy_fails_when_its_source_grows_or_progress_stops_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let from_path = dir.path().join("from");
+        std::fs::write(&from_path, pattern(3 * COPY_CHUNK, 1)).unwrap();
+        let from = std::fs::File::open(&from_path).unwrap();
+        let to = std::fs::File::create(dir.path().join("to")).unwrap();
+        let mut hashes = Hashes::new(false);
+        let err = copy_hashing(&from, &to, 0, &mut hashes, &mut |_| {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new().append(true).open(&from_path)?;
+            f.write_all(b"more")
+        })
+        .unwrap_err();
+        assert_eq!(err.to_string(), CHANGED_WHILE_COPIED);
+
+        let to = std::fs::File::create(dir.path().join("to2")).unwrap();
+        let mut calls = 0;
+        let err = copy_hashing(&from, &to, 0, &mut Hashes::new(false), &mut |_| {
+            calls += 1;
+            Err(std::io::Error::other("cancelled"))
+        })
+        .unwrap_err();
+        assert_eq!(err.to_string(), "cancelled");
+        assert_eq!(calls, 1, "the copy stopped at the first chunk");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn transfers_with_the_folder_cloud_copy_in_the_kernel_and_keep_the_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let cloud: Arc<dyn Cloud> = Arc::new(LocalFolderCloud::create(dir.path().join("cloud")).unwrap());
+        let data = pattern(HASH_BESIDE_FROM as usize * 2 + 3, 9);
+        let local = dir.path().join("big.bin");
+        std::fs::write(&local, &data).unwrap();
+        let mut t = Transfers::new(
+            tokio::runtime::Handle::current(),
+            cloud.clone(),
+            Arc::new(SimulatedDevice::default()),
+            2,
+            Arc::new(|| {}),
+        );
+        let file = std::fs::File::open(&local).unwrap();
+        let expect = Some(Stamp::of_file(&file).unwrap());
+        let id = t.start_upload(UploadJob {
+            key: "app/big.bin".into(),
+            local: file,
+            precondition: Precondition::IfAbsent,
+            expect,
+        });
+        assert_eq!(outcome(&t, id), Outcome::Done);
+        let want = format!("{:x}", Sha256::digest(&data));
+        assert_eq!(t.sha256(id).unwrap(), want);
+        assert_eq!(t.poll(id).unwrap().0, data.len() as u64);
+        assert_eq!(std::fs::read(dir.path().join("cloud/app/big.bin")).unwrap(), data);
+
+        // Down again, resumed after a kept part.
+        let back = dir.path().join("back.bin");
+        std::fs::write(&back, &data[..1000]).unwrap();
+        let etag = cloud.stat("app/big.bin").await.unwrap().etag;
+        let id = t.start_download(DownloadJob {
+            key: "app/big.bin".into(),
+            local: std::fs::OpenOptions::new().read(true).write(true).open(&back).unwrap(),
+            offset: 1000,
+            if_match: Some(etag),
+            durable: true,
+        });
+        assert_eq!(outcome(&t, id), Outcome::Done);
+        assert_eq!(t.sha256(id).unwrap(), want);
+        assert_eq!(std::fs::read(&back).unwrap(), data);
     }
 }

@@ -1,45 +1,122 @@
-//! `make bench` (third part): sync of 10,000 files / 1 GiB with a
-//! local-folder cloud, in both directions — up (the device holds the files)
-//! and a first download (the cloud does) — each as the initial sync, a
-//! re-sync with nothing changed right after it, and a re-sync after 100
-//! files changed, with the `cloudsync` command line beside `rclone sync`
-//! (alone, and followed by `sync` for the same durability), `rsync` and
-//! `unison` on the same data in the same run.
+//! `make bench` (third part): sync, with the `cloudsync` command line beside
+//! `rclone sync` (alone, and followed by `sync` for the same durability),
+//! `rsync` and `unison` on the same data in the same run, one table per set
+//! and direction — up (the device holds the files, the cloud is empty) and a
+//! first download (the cloud holds them, the device is empty) — each as the
+//! initial sync, a re-sync with nothing changed right after it, and a re-sync
+//! after 100 files changed on the side that held them:
+//!
+//! - `10k`: 10,000 files / 1 GiB on the folder cloud, WebDAV (Apache on
+//!   loopback) and S3 (s3s-fs on loopback); rsync and unison reach only
+//!   folders, so the servers' tables compare with rclone;
+//! - `100k`: 100,000 files × 4 KiB, folder cloud;
+//! - `1m`: 1,000,000 files × 1 KiB, folder cloud (unison left out: its
+//!   archive of a million files is a test of its own);
+//! - `big`: one 1 GiB file, folder cloud, beside `cp` (and `cp && sync`).
+//!
+//! Folder tables add a bare stat walk of both sides (`find -printf` over the
+//! device folder and the cloud folder), the floor of a no-change sync.
 //! Each tool runs as its own process; its peak memory is the maximum
 //! resident set size the kernel reports for it (wait4).
 //!
-//! `SYNC_BENCH_FILES` and `SYNC_BENCH_BYTES` change the data set.
+//! `SYNC_BENCH_SETS` picks sets (`10k,100k,1m,big` by default);
+//! `SYNC_BENCH_FILES` and `SYNC_BENCH_BYTES` run one folder set of that size
+//! instead.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use cloudsync_tests::servers::{self, Server};
+
+const APP: &str = "cloudsync.cli";
+
+/// Where the cloud is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Cloud {
+    Folder,
+    WebDav,
+    S3,
+}
+
+/// One data set on one cloud.
+struct Set {
+    files: usize,
+    bytes: u64,
+    cloud: Cloud,
+    unison: bool,
+}
+
 fn main() {
-    let files: usize = env_or("SYNC_BENCH_FILES", 10_000);
-    let total: u64 = env_or("SYNC_BENCH_BYTES", 1 << 30);
-    let size = (total / files as u64) as usize;
     let cli = cloudsync_cli();
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    make_data(&data, files, size);
-    warm_up(&cli, dir.path());
-    for direction in [Direction::Up, Direction::Down] {
-        println!();
-        println!(
-            "{} of {files} files × {size} bytes ({} MiB), local-folder cloud, one process per run",
-            match direction {
-                Direction::Up => "sync up (the device holds the files, the cloud is empty)",
-                Direction::Down => "first download (the cloud holds the files, the device is empty)",
-            },
-            (files * size) >> 20
-        );
-        println!("| tool | initial sync | no-change re-sync right after | 100 files changed | peak memory |");
-        println!("|---|---|---|---|---|");
-        bench_direction(&cli, dir.path(), &data, direction);
+    let sets: Vec<Set> = match (std::env::var("SYNC_BENCH_FILES"), std::env::var("SYNC_BENCH_BYTES")) {
+        (Err(_), Err(_)) => std::env::var("SYNC_BENCH_SETS")
+            .unwrap_or_else(|_| "10k,100k,1m,big".into())
+            .split(',')
+            .flat_map(|name| named_sets(name.trim()))
+            .collect(),
+        _ => vec![Set {
+            files: env_or("SYNC_BENCH_FILES", 10_000),
+            bytes: env_or("SYNC_BENCH_BYTES", 1 << 30),
+            cloud: Cloud::Folder,
+            unison: true,
+        }],
+    };
+    let base = std::env::var_os("SYNC_BENCH_DIR").map(PathBuf::from);
+    for set in sets {
+        let dir = match &base {
+            Some(b) => tempfile::tempdir_in(b).unwrap(),
+            None => tempfile::tempdir().unwrap(),
+        };
+        let data = dir.path().join("data");
+        let size = make_data(&data, set.files, set.bytes);
+        warm_up(&cli, dir.path());
+        for direction in [Direction::Up, Direction::Down] {
+            println!();
+            println!(
+                "{} of {} files × {size} bytes ({} MiB), {}, one process per run",
+                match direction {
+                    Direction::Up => "sync up (the device holds the files, the cloud is empty)",
+                    Direction::Down => "first download (the cloud holds the files, the device is empty)",
+                },
+                set.files,
+                (set.files as u64 * size as u64) >> 20,
+                match set.cloud {
+                    Cloud::Folder => "local-folder cloud",
+                    Cloud::WebDav => "WebDAV cloud (Apache httpd on loopback)",
+                    Cloud::S3 => "S3 cloud (s3s-fs on loopback)",
+                }
+            );
+            println!("| tool | initial sync | no-change re-sync right after | 100 files changed | peak memory |");
+            println!("|---|---|---|---|---|");
+            let scratch = dir.path().join(format!("{direction:?}"));
+            std::fs::create_dir_all(&scratch).unwrap();
+            bench_direction(&cli, &scratch, &data, &set, direction);
+            let _ = std::fs::remove_dir_all(&scratch);
+        }
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+fn named_sets(name: &str) -> Vec<Set> {
+    let set = |files, bytes, cloud, unison| Set {
+        files,
+        bytes,
+        cloud,
+        unison,
+    };
+    match name {
+        "10k" => [Cloud::Folder, Cloud::WebDav, Cloud::S3]
+            .into_iter()
+            .map(|c| set(10_000, 1 << 30, c, c == Cloud::Folder))
+            .collect(),
+        "100k" => vec![set(100_000, 100_000 * 4096, Cloud::Folder, true)],
+        "1m" => vec![set(1_000_000, 1_000_000 * 1024, Cloud::Folder, false)],
+        "big" => vec![set(1, 1 << 30, Cloud::Folder, false)],
+        other => panic!("unknown SYNC_BENCH_SETS entry {other:?} (10k, 100k, 1m, big)"),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Direction {
     /// The files start on the side that syncs (the device).
     Up,
@@ -47,90 +124,233 @@ enum Direction {
     Down,
 }
 
-fn bench_direction(cli: &Path, dir: &Path, data: &Path, direction: Direction) {
-    let tag = if direction == Direction::Up { "up" } else { "down" };
-    // cloudsync: the app's folder and the cloud; changes are made on the
-    // side that held the files.
-    let root = dir.join(format!("cs-{tag}-device"));
-    let cloud = dir.join(format!("cs-{tag}-cloud"));
-    let local = root.join("apps/cloudsync.cli/cloud");
-    let remote = cloud.join("cloudsync.cli");
-    let (full, empty) = match direction {
-        Direction::Up => (&local, &remote),
-        Direction::Down => (&remote, &local),
+/// A cloud for one tool: a folder, or a location on a server.
+struct Place {
+    /// `--cloud` for cloudsync.
+    url: String,
+    /// The same place as rclone names it.
+    remote: String,
+    /// The folder holding the tool's files, where the cloud is a folder.
+    folder: Option<PathBuf>,
+}
+
+fn bench_direction(cli: &Path, dir: &Path, data: &Path, set: &Set, direction: Direction) {
+    // One server per table, each tool in a location of its own on it.
+    let server = match set.cloud {
+        Cloud::Folder => None,
+        Cloud::WebDav => Some(servers::webdav(dir)),
+        Cloud::S3 => Some(servers::s3(dir)),
     };
-    copy_tree(data, full);
-    std::fs::create_dir_all(&cloud).unwrap();
-    let _ = empty;
-    let cs = |_: &Path| {
+    let place = |name: &str| -> Place {
+        match &server {
+            None => {
+                let folder = dir.join(name);
+                std::fs::create_dir_all(&folder).unwrap();
+                Place {
+                    url: format!("dir://{}", folder.display()),
+                    remote: folder.display().to_string(),
+                    folder: Some(folder),
+                }
+            }
+            Some(s) => Place {
+                url: with_prefix(&s.url, name),
+                remote: match s.rclone_remote.ends_with(':') {
+                    true => format!("{}{name}", s.rclone_remote),
+                    false => format!("{}/{name}", s.rclone_remote),
+                },
+                folder: None,
+            },
+        }
+    };
+    let changes = dir.join("changes");
+    changed_copies(data, 100, &changes);
+
+    // cloudsync: the app's folder and the cloud.
+    let root = dir.join("cs-device");
+    let local = root.join("apps").join(APP).join("cloud");
+    let cloud = place("cs-cloud");
+    let remote_app = format!("{}/{APP}", cloud.remote);
+    match direction {
+        Direction::Up => copy_tree(data, &local),
+        Direction::Down => put(data, &remote_app, server.as_ref()),
+    }
+    // As for each peer: the files were written long ago.
+    sync_disks();
+    let cs = || {
         let mut c = Command::new(cli);
         c.arg("--root").arg(&root);
-        c.arg("--cloud").arg(format!("dir://{}", cloud.display()));
-        c.args(["--app", "cloudsync.cli", "sync"]);
+        c.arg("--cloud").arg(&cloud.url);
+        c.args(["--app", APP, "sync"]);
         c.env_remove("CLOUDSYNC_CONFIG").env_remove("CLOUDSYNC_POLICY");
+        credentials(&mut c);
         c
     };
-    let row = measure_tool(full, &cs);
-    verify_same(&local, &remote);
+    let change = |local_side: &Path, remote_side: &str| match direction {
+        Direction::Up => overlay(&changes, local_side),
+        Direction::Down => put(&changes, remote_side, server.as_ref()),
+    };
+    let row = measure_tool(&cs, || change(&local, &remote_app));
+    verify(&local, &remote_app);
     print_row("cloudsync sync (durable)", row);
+    if let Some(folder) = &cloud.folder {
+        let mut find = Command::new("find");
+        find.arg(&local).arg(folder.join(APP)).args(["-printf", "%p %s %T@\\n"]);
+        let (walk, peak) = run(find);
+        println!(
+            "| find -printf of both sides (a bare stat walk) | — | {:.3} s | — | {:.1} MiB |",
+            walk.as_secs_f64(),
+            peak as f64 / 1024.0
+        );
+    }
+    let _ = std::fs::remove_dir_all(&root);
+    let _ = cloud.folder.as_ref().map(std::fs::remove_dir_all);
 
     // The one-way peers: what starts full is their source.
-    let src = dir.join(format!("peer-{tag}-src"));
-    let dst = dir.join(format!("peer-{tag}-dst"));
-    let fresh = |src: &Path, dst: &Path| {
-        let _ = std::fs::remove_dir_all(src);
-        let _ = std::fs::remove_dir_all(dst);
-        copy_tree(data, src);
+    let src = dir.join("peer-src");
+    let dst = dir.join("peer-dst");
+    let fresh = |place: &Place| {
+        let _ = std::fs::remove_dir_all(&src);
+        let _ = std::fs::remove_dir_all(&dst);
+        if let Some(f) = &place.folder {
+            let _ = std::fs::remove_dir_all(f);
+        }
+        match direction {
+            Direction::Up => copy_tree(data, &src),
+            Direction::Down => put(data, &place.remote, server.as_ref()),
+        }
         // Written long ago, as a user's files are; then out of the cache's
         // favour no more than cloudsync's were.
         sync_disks();
     };
-    let rclone = |durable: bool| {
-        let (src, dst) = (src.clone(), dst.clone());
-        move |_: &Path| {
+    for (name, durable) in [("rclone sync", false), ("rclone sync && sync (durable)", true)] {
+        let place = place(if durable { "rclone-durable" } else { "rclone" });
+        fresh(&place);
+        let (from, to) = match direction {
+            Direction::Up => (src.display().to_string(), place.remote.clone()),
+            Direction::Down => (place.remote.clone(), dst.display().to_string()),
+        };
+        let rclone = || {
             let mut c = Command::new("sh");
             let then = if durable { " && sync" } else { "" };
-            c.arg("-c").arg(format!(
-                "rclone sync '{}' '{}' --config /dev/null{then}",
-                src.display(),
-                dst.display()
-            ));
+            c.arg("-c")
+                .arg(format!("rclone sync \"$0\" \"$1\" --config /dev/null{then}"));
+            c.arg(&from).arg(&to);
+            clean_env(&mut c);
             c
+        };
+        let row = measure_tool(&rclone, || change(&src, &place.remote));
+        let local_side = if direction == Direction::Up { &src } else { &dst };
+        verify(local_side, &place.remote);
+        print_row(name, row);
+        if let Some(f) = &place.folder {
+            let _ = std::fs::remove_dir_all(f);
         }
+    }
+    let _ = std::fs::remove_dir_all(&src);
+    let _ = std::fs::remove_dir_all(&dst);
+    if server.is_some() {
+        return;
+    }
+    // rsync and unison reach folders: from the full one to the empty one.
+    let folder_peer = |name: &str, cmd: &dyn Fn() -> Command| {
+        let _ = std::fs::remove_dir_all(&src);
+        let _ = std::fs::remove_dir_all(&dst);
+        copy_tree(data, &src);
+        std::fs::create_dir_all(&dst).unwrap();
+        sync_disks();
+        let row = measure_tool(cmd, || overlay(&changes, &src));
+        verify(&src, &dst.display().to_string());
+        print_row(name, row);
     };
-    fresh(&src, &dst);
-    let row = measure_tool(&src, &rclone(false));
-    verify_same(&src, &dst);
-    print_row("rclone sync", row);
-    fresh(&src, &dst);
-    let row = measure_tool(&src, &rclone(true));
-    verify_same(&src, &dst);
-    print_row("rclone sync && sync (durable)", row);
-    fresh(&src, &dst);
-    let rsync = |src: &Path| {
+    folder_peer("rsync -a --delete", &|| {
         let mut c = Command::new("rsync");
         c.arg("-a").arg("--delete").arg(format!("{}/", src.display())).arg(&dst);
         c
-    };
-    let row = measure_tool(&src, &rsync);
-    verify_same(&src, &dst);
-    print_row("rsync -a --delete", row);
+    });
+    if set.unison {
+        // unison (two ways), batch mode, its archive in a folder of its own.
+        let home = dir.join("unison-home");
+        let _ = std::fs::remove_dir_all(&home);
+        std::fs::create_dir_all(&home).unwrap();
+        folder_peer("unison", &|| {
+            let mut c = Command::new("unison");
+            c.arg(&src).arg(&dst);
+            c.args(["-batch", "-auto", "-silent", "-confirmbigdel=false", "-times"]);
+            c.env("UNISON", &home);
+            c
+        });
+    } else {
+        println!("| unison | (left out of this set) | | | |");
+    }
+    if set.files == 1 {
+        // One file: the floor is a copy of it.
+        // Prepared as each tool was: a fresh copy of the data, flushed.
+        for (name, then) in [("cp", ""), ("cp && sync (durable)", " && sync")] {
+            let _ = std::fs::remove_dir_all(&src);
+            let _ = std::fs::remove_dir_all(&dst);
+            copy_tree(data, &src);
+            sync_disks();
+            let mut c = Command::new("sh");
+            c.arg("-c")
+                .arg(format!("cp -a \"$0\" \"$1\"{then}"))
+                .arg(&src)
+                .arg(&dst);
+            let (took, peak) = run(c);
+            println!(
+                "| {name} | {:.2} s | — | — | {:.1} MiB |",
+                took.as_secs_f64(),
+                peak as f64 / 1024.0
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&src);
+    let _ = std::fs::remove_dir_all(&dst);
+}
 
-    // unison (two ways), batch mode, its archive in a folder of its own.
-    fresh(&src, &dst);
-    std::fs::create_dir_all(&dst).unwrap();
-    let home = dir.join(format!("un-{tag}-home"));
-    std::fs::create_dir_all(&home).unwrap();
-    let un = |src: &Path| {
-        let mut c = Command::new("unison");
-        c.arg(src).arg(&dst);
-        c.args(["-batch", "-auto", "-silent", "-confirmbigdel=false", "-times"]);
-        c.env("UNISON", &home);
-        c
-    };
-    let row = measure_tool(&src, &un);
-    verify_same(&src, &dst);
-    print_row("unison", row);
+/// The server's `--cloud` URL with a folder of its own under it.
+fn with_prefix(url: &str, name: &str) -> String {
+    match url.split_once("/?") {
+        // s3://bucket/?endpoint=… → s3://bucket/name?endpoint=…
+        Some((base, query)) => format!("{base}/{name}?{query}"),
+        None => format!("{}/{name}", url.trim_end_matches('/')),
+    }
+}
+
+/// Copies `from`'s files into a cloud place (a folder, or a server through
+/// rclone), untimed.
+fn put(from: &Path, remote: &str, server: Option<&Server>) {
+    if server.is_none() {
+        overlay(from, Path::new(remote));
+        return;
+    }
+    let mut c = Command::new("rclone");
+    c.arg("copy").arg(from).arg(remote);
+    c.args(["--config", "/dev/null", "--transfers", "8"]);
+    clean_env(&mut c);
+    let out = c.output().expect("rclone is installed (make bench installs it)");
+    assert!(
+        out.status.success(),
+        "rclone copy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The cloud credentials of the test servers, for cloudsync.
+fn credentials(c: &mut Command) {
+    clean_env(c);
+    c.env("AWS_ACCESS_KEY_ID", servers::S3_ACCESS_KEY);
+    c.env("AWS_SECRET_ACCESS_KEY", servers::S3_SECRET_KEY);
+    c.env("CLOUDSYNC_WEBDAV_USERNAME", servers::DAV_USER);
+    c.env("CLOUDSYNC_WEBDAV_PASSWORD", servers::DAV_PASSWORD);
+}
+
+/// Nothing ambient reaches a tool.
+fn clean_env(c: &mut Command) {
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AWS_") || k.starts_with("RCLONE_") {
+            c.env_remove(k);
+        }
+    }
 }
 
 fn sync_disks() {
@@ -144,11 +364,11 @@ struct Row {
     peak_kib: u64,
 }
 
-fn measure_tool(src: &Path, command: &dyn Fn(&Path) -> Command) -> Row {
-    let (initial, m1) = run(command(src));
-    let (unchanged, m2) = run(command(src));
-    change_files(src, 100);
-    let (changed, m3) = run(command(src));
+fn measure_tool(command: &dyn Fn() -> Command, change: impl Fn()) -> Row {
+    let (initial, m1) = run(command());
+    let (unchanged, m2) = run(command());
+    change();
+    let (changed, m3) = run(command());
     Row {
         initial,
         unchanged,
@@ -202,35 +422,87 @@ fn warm_up(cli: &Path, dir: &Path) {
     assert!(status.success());
 }
 
-fn make_data(dir: &Path, files: usize, size: usize) {
+/// `files` files of random bytes, 100 to a folder, `bytes` in all; returns
+/// the size of each. Written a chunk at a time: this process's memory is
+/// what each tool it starts begins with.
+fn make_data(dir: &Path, files: usize, bytes: u64) -> usize {
+    use std::io::Write;
+    let size = (bytes / files as u64) as usize;
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut buf = vec![0u8; size];
+    let mut buf = vec![0u8; size.min(1 << 20)];
     for i in 0..files {
         let sub = dir.join(format!("d{:03}", i / 100));
-        std::fs::create_dir_all(&sub).unwrap();
-        for b in buf.chunks_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            b.copy_from_slice(&x.to_le_bytes()[..b.len()]);
+        if i % 100 == 0 {
+            std::fs::create_dir_all(&sub).unwrap();
         }
-        std::fs::write(sub.join(format!("f{i:05}.bin")), &buf).unwrap();
+        let mut out = std::fs::File::create(sub.join(format!("f{i:05}.bin"))).unwrap();
+        let mut left = size;
+        while left > 0 {
+            let n = left.min(buf.len());
+            for b in buf[..n].chunks_mut(8) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                b.copy_from_slice(&x.to_le_bytes()[..b.len()]);
+            }
+            out.write_all(&buf[..n]).unwrap();
+            left -= n;
+        }
     }
+    size
 }
 
-/// Rewrites `n` files spread over the tree (same size, new content).
-fn change_files(dir: &Path, n: usize) {
+/// Writes into `out`, at their relative paths, changed copies of `n` files
+/// of `data` spread over the tree (same size, new first 4 KiB).
+fn changed_copies(data: &Path, n: usize, out: &Path) {
+    use std::os::unix::fs::FileExt;
     let mut all = Vec::new();
-    walk(dir, &mut all);
+    walk(data, &mut all);
     all.sort();
     let step = (all.len() / n).max(1);
     for path in all.iter().step_by(step).take(n) {
-        let mut data = std::fs::read(path).unwrap();
-        for b in data.iter_mut().take(4096) {
+        let to = out.join(path.strip_prefix(data).unwrap());
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(path, &to).unwrap();
+        let file = std::fs::OpenOptions::new().read(true).write(true).open(&to).unwrap();
+        let mut head = vec![0u8; 4096];
+        let got = file.read_at(&mut head, 0).unwrap();
+        for b in &mut head[..got] {
             *b = b.wrapping_add(1);
         }
-        std::fs::write(path, data).unwrap();
+        file.write_all_at(&head[..got], 0).unwrap();
     }
+}
+
+/// Copies `from`'s contents over `to` (made if missing), in place.
+fn overlay(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    let ok = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", from.display()))
+        .arg(to)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "cp -a failed");
+}
+
+/// `local` holds what the cloud place `remote` holds: a folder compared
+/// file by file, a server through `rclone check`.
+fn verify(local: &Path, remote: &str) {
+    if !remote.starts_with(':') {
+        return verify_same(local, Path::new(remote));
+    }
+    let mut c = Command::new("rclone");
+    c.arg("check").arg(local).arg(remote).args(["--config", "/dev/null"]);
+    clean_env(&mut c);
+    let out = c.output().expect("rclone is installed");
+    assert!(
+        out.status.success(),
+        "{} and {remote} differ: {}",
+        local.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -273,12 +545,23 @@ fn verify_same(a: &Path, b: &Path) {
     assert_eq!(ra.len(), rb.len(), "{} vs {}", a.display(), b.display());
     assert_eq!(ra, rb);
     for p in ra.iter().step_by(97) {
-        assert_eq!(
-            std::fs::read(a.join(p)).unwrap(),
-            std::fs::read(b.join(p)).unwrap(),
-            "{}",
-            p.display()
-        );
+        assert!(same_bytes(&a.join(p), &b.join(p)), "{} differs", p.display());
+    }
+}
+
+/// Compared a chunk at a time (see [`make_data`]).
+fn same_bytes(a: &Path, b: &Path) -> bool {
+    use std::io::Read;
+    let (mut fa, mut fb) = (std::fs::File::open(a).unwrap(), std::fs::File::open(b).unwrap());
+    let (mut ba, mut bb) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    loop {
+        let n = fa.read(&mut ba).unwrap();
+        if fb.read_exact(&mut bb[..n]).is_err() || ba[..n] != bb[..n] {
+            return false;
+        }
+        if n == 0 {
+            return fb.read(&mut bb).unwrap() == 0;
+        }
     }
 }
 

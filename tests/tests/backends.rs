@@ -78,6 +78,7 @@ async fn contract(backend: Backend) {
         .unwrap();
     assert_eq!(o.size, big.len() as u64);
     assert_eq!(std::fs::read(h.cloud_file("big/blob.bin")).unwrap(), big);
+    assert_eq!(read_all(cloud, &big_key, 0).await, big);
     assert_eq!(read_all(cloud, &big_key, (10 << 20) + 3).await, big[(10 << 20) + 3..]);
 
     // Listing is recursive, keyed by relative path.

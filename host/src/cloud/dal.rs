@@ -37,6 +37,10 @@ use super::{
 const PART_SIZE: usize = 8 << 20;
 /// Parts uploaded at once for one object.
 const PART_CONCURRENCY: usize = 4;
+/// Large objects are read in ranges of this size, this many at once: the
+/// bytes in flight (16 MiB) stay within the memory budget.
+const READ_CHUNK: usize = 4 << 20;
+const READ_CONCURRENCY: usize = 4;
 /// Requests in flight at once against one cloud.
 const MAX_REQUESTS: usize = 32;
 /// How long after creating a lock object it is read back: racing creators
@@ -416,7 +420,11 @@ impl Cloud for DalCloud {
     ) -> Result<(CloudObject, ByteStream), CloudError> {
         let object = self.stat_file(key).await?;
         object.expect_etag(if_match)?;
-        let mut reader = self.op.reader_with(key);
+        let mut reader = self.op.reader_with(key).content_length_hint(object.size);
+        if object.size - offset.min(object.size) > READ_CHUNK as u64 {
+            // Large objects come in ranged requests running at once.
+            reader = reader.chunk(READ_CHUNK).concurrent(READ_CONCURRENCY);
+        }
         if self.op.info().capability().read_with_if_match && !object.etag.starts_with("weak:") {
             // The read itself is conditional too: a change between the stat
             // and the first byte is refused by the store.

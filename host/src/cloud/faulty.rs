@@ -2,6 +2,7 @@
 //! under bad conditions: unreachable or throttling clouds, connections that
 //! drop mid-read, truncated or corrupted content, slow reads.
 
+use std::fs::File;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,7 +14,7 @@ use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
-use super::{ByteStream, Cloud, CloudError, CloudErrorKind, CloudObject, ListCursor, Listed, Precondition};
+use super::{ByteStream, Cloud, CloudError, CloudErrorKind, CloudObject, FileSource, ListCursor, Listed, Precondition};
 
 /// What to break. Offsets are positions in the object, so they hold across resumes.
 #[derive(Clone, Debug, Default)]
@@ -190,6 +191,49 @@ impl Cloud for FaultyCloud {
             return Err(CloudError::new(kind, "injected fault"));
         }
         self.inner.put(key, data, precondition).await
+    }
+
+    async fn put_file(
+        &self,
+        key: &str,
+        source: &dyn FileSource,
+        precondition: Precondition,
+    ) -> Option<Result<CloudObject, CloudError>> {
+        if let Err(e) = self.check_calls() {
+            return Some(Err(e));
+        }
+        if let Some(kind) = self.faults().fail_put {
+            return Some(Err(CloudError::new(kind, "injected fault")));
+        }
+        self.inner.put_file(key, source, precondition).await
+    }
+
+    /// Forwarded while no fault of the byte stream is set: those need
+    /// the stream ([`Self::open`]).
+    fn open_file(
+        &self,
+        key: &str,
+        offset: u64,
+        if_match: Option<&str>,
+    ) -> Option<Result<(CloudObject, File), CloudError>> {
+        let f = self.faults();
+        let streamed = f.fail_open.is_some()
+            || f.drop_at.is_some()
+            || f.truncate_at.is_some()
+            || f.read_delay.is_some()
+            || f.bandwidth.is_some()
+            || f.corrupt_at.is_some()
+            || f.advertise_sha256;
+        if streamed {
+            return None;
+        }
+        let opened = self.inner.open_file(key, offset, if_match)?;
+        self.opens.fetch_add(1, Ordering::Relaxed);
+        *self.last_open_offset.lock().unwrap() = Some(offset);
+        if let Err(e) = self.check_calls() {
+            return Some(Err(e));
+        }
+        Some(opened)
     }
 
     async fn delete(&self, key: &str, if_match: Option<&str>) -> Result<(), CloudError> {

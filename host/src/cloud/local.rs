@@ -25,8 +25,8 @@ use async_trait::async_trait;
 use rustix::fs::{AtFlags, FileType, FlockOperation, RenameFlags, Stat};
 
 use super::{
-    check_key, ByteStream, Cloud, CloudError, CloudErrorKind, CloudObject, ListCursor, Listed, Precondition,
-    StagingNames, STAGING_DIR,
+    check_key, ByteStream, Cloud, CloudError, CloudErrorKind, CloudObject, FileSource, ListCursor, Listed,
+    Precondition, StagingNames, STAGING_DIR,
 };
 use crate::beneath::{self, BeneathError, Root, Stamp};
 use crate::storage::walk::{Found, SortedWalk};
@@ -39,6 +39,22 @@ pub struct LocalFolderCloud {
     barrier: GroupSync,
     /// New files are made unnamed and linked in ([`Self::put_new`]).
     unnamed_ok: std::sync::atomic::AtomicBool,
+}
+
+/// What a put writes: a stream, or a local file the kernel copies.
+enum Content<'a> {
+    Stream(&'a mut ByteStream),
+    File(&'a dyn FileSource),
+}
+
+impl Content<'_> {
+    /// Writes it all into `file` (new and empty).
+    async fn fill(&mut self, file: &std::fs::File) -> std::io::Result<()> {
+        match self {
+            Content::Stream(data) => write_all(file, data).await,
+            Content::File(source) => source.copy_into(file),
+        }
+    }
 }
 
 /// Streams `data` into `file`, each write done in place (as the folder's
@@ -179,7 +195,7 @@ impl LocalFolderCloud {
     /// name, nothing to sweep after a crash, no rename across folders, and
     /// the link fails if the name was taken meanwhile. `None`: this file
     /// system makes no unnamed files (the caller stages instead).
-    async fn put_new(&self, key: &str, data: &mut ByteStream) -> Option<Result<CloudObject, CloudError>> {
+    async fn put_new(&self, key: &str, data: &mut Content<'_>) -> Option<Result<CloudObject, CloudError>> {
         let (parent, name) = match self.root.parent(key, true) {
             Ok(Some(found)) => found,
             Ok(None) => return Some(Err(CloudError::not_found(key))),
@@ -206,7 +222,7 @@ impl LocalFolderCloud {
         };
         let file = std::fs::File::from(fd);
         let put = async {
-            write_all(&file, data).await.map_err(|e| io_error(key, e))?;
+            data.fill(&file).await.map_err(|e| io_error(key, e))?;
             self.barrier.wait(&self.root).await.map_err(|e| path_error(key, e))?;
             let proc_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
             match rustix::fs::linkat(
@@ -236,6 +252,55 @@ impl LocalFolderCloud {
             self.as_written(key, &file)
         };
         Some(put.await)
+    }
+
+    /// A put of either kind of content.
+    async fn put_content(
+        &self,
+        key: &str,
+        mut data: Content<'_>,
+        precondition: Precondition,
+    ) -> Result<CloudObject, CloudError> {
+        check_key(key)?;
+        if precondition == Precondition::IfAbsent && self.unnamed_ok.load(Ordering::Relaxed) {
+            if let Some(put) = self.put_new(key, &mut data).await {
+                return put;
+            }
+        }
+        let staged = self.names.next();
+        let file = self.root.open_write(&staged, true).map_err(|e| path_error(key, e))?;
+        // Stream into the staging area, make it durable, then move it into
+        // place and make that durable: other clients see the old file or
+        // the whole new one, and a crash leaves one or the other. The
+        // puts running at once share each of those two barriers.
+        let written = data.fill(&file).await;
+        let durable = match written {
+            Ok(()) => self.barrier.wait(&self.root).await.map_err(|e| path_error(key, e)),
+            Err(e) => Err(io_error(key, e)),
+        };
+        if let Err(e) = durable {
+            self.root.discard(&staged, false);
+            return Err(e);
+        }
+        let placed = self.place(&staged, &file, key, &precondition);
+        if let Err(e) = placed {
+            self.root.discard(&staged, false);
+            return Err(e);
+        }
+        self.barrier.wait(&self.root).await.map_err(|e| path_error(key, e))?;
+        self.as_written(key, &file)
+    }
+    /// The object's file, opened for reading, if it is the version `if_match` names.
+    fn open_object(&self, key: &str, if_match: Option<&str>) -> Result<(CloudObject, std::fs::File), CloudError> {
+        check_key(key)?;
+        let file = self.root.open_read(key).map_err(|e| match e {
+            BeneathError::NotAFile(_) => CloudError::not_found(key),
+            e => path_error(key, e),
+        })?;
+        let st = rustix::fs::fstat(&file).map_err(|e| io_error(key, e.into()))?;
+        let object = Self::object(key, &st);
+        object.expect_etag(if_match)?;
+        Ok((object, file))
     }
 
     /// Moves the staged file into place as `precondition` allows, under the
@@ -514,14 +579,7 @@ impl Cloud for LocalFolderCloud {
         offset: u64,
         if_match: Option<&str>,
     ) -> Result<(CloudObject, ByteStream), CloudError> {
-        check_key(key)?;
-        let mut file = self.root.open_read(key).map_err(|e| match e {
-            BeneathError::NotAFile(_) => CloudError::not_found(key),
-            e => path_error(key, e),
-        })?;
-        let st = rustix::fs::fstat(&file).map_err(|e| io_error(key, e.into()))?;
-        let object = Self::object(key, &st);
-        object.expect_etag(if_match)?;
+        let (object, mut file) = self.open_object(key, if_match)?;
         file.seek(SeekFrom::Start(offset)).map_err(|e| io_error(key, e))?;
         Ok((object, Box::pin(super::FileStream(file))))
     }
@@ -532,35 +590,27 @@ impl Cloud for LocalFolderCloud {
         mut data: ByteStream,
         precondition: Precondition,
     ) -> Result<CloudObject, CloudError> {
-        check_key(key)?;
-        if precondition == Precondition::IfAbsent && self.unnamed_ok.load(Ordering::Relaxed) {
-            if let Some(put) = self.put_new(key, &mut data).await {
-                return put;
-            }
-        }
-        let staged = self.names.next();
-        let file = self.root.open_write(&staged, true).map_err(|e| path_error(key, e))?;
-        // Stream into the staging area, make it durable, then move it into
-        // place and make that durable: other clients see the old file or
-        // the whole new one, and a crash leaves one or the other. The
-        // puts running at once share each of those two barriers.
-        let written = write_all(&file, &mut data).await;
-        let durable = match written {
-            Ok(()) => self.barrier.wait(&self.root).await.map_err(|e| path_error(key, e)),
-            Err(e) => Err(io_error(key, e)),
-        };
-        if let Err(e) = durable {
-            self.root.discard(&staged, false);
-            return Err(e);
-        }
-        let placed = self.place(&staged, &file, key, &precondition);
-        if let Err(e) = placed {
-            self.root.discard(&staged, false);
-            return Err(e);
-        }
-        self.barrier.wait(&self.root).await.map_err(|e| path_error(key, e))?;
-        self.as_written(key, &file)
+        self.put_content(key, Content::Stream(&mut data), precondition).await
     }
+
+    async fn put_file(
+        &self,
+        key: &str,
+        source: &dyn FileSource,
+        precondition: Precondition,
+    ) -> Option<Result<CloudObject, CloudError>> {
+        Some(self.put_content(key, Content::File(source), precondition).await)
+    }
+
+    fn open_file(
+        &self,
+        key: &str,
+        _offset: u64,
+        if_match: Option<&str>,
+    ) -> Option<Result<(CloudObject, std::fs::File), CloudError>> {
+        Some(self.open_object(key, if_match))
+    }
+
     async fn delete(&self, key: &str, if_match: Option<&str>) -> Result<(), CloudError> {
         check_key(key)?;
         let (parent, name) = self

@@ -9,6 +9,7 @@ mod ratelimit;
 mod settings;
 mod webdav;
 
+use std::fs::File;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -280,6 +281,29 @@ pub trait Cloud: Send + Sync + 'static {
     /// bytes are then no longer in the cloud). Returns the object as this
     /// write made it.
     async fn put(&self, key: &str, data: ByteStream, precondition: Precondition) -> Result<CloudObject, CloudError>;
+    /// [`Self::put`] of a local file's bytes, where this cloud keeps its
+    /// objects as files on this machine and can have the kernel copy them
+    /// (`source` fills the object's file); `None` where it cannot, and the
+    /// caller puts a stream instead.
+    async fn put_file(
+        &self,
+        _key: &str,
+        _source: &dyn FileSource,
+        _precondition: Precondition,
+    ) -> Option<Result<CloudObject, CloudError>> {
+        None
+    }
+    /// The object as an open local file, where this cloud keeps it as one,
+    /// for a download that copies it from `offset` in the kernel; `None`
+    /// where it does not (read [`Self::open`]). `if_match` as for `open`.
+    fn open_file(
+        &self,
+        _key: &str,
+        _offset: u64,
+        _if_match: Option<&str>,
+    ) -> Option<Result<(CloudObject, File), CloudError>> {
+        None
+    }
     /// Deletes `key`; with `if_match`, only if the current etag is that one.
     async fn delete(&self, key: &str, if_match: Option<&str>) -> Result<(), CloudError>;
     /// Removes staging objects a killed upload left: every one of `device`'s
@@ -358,6 +382,13 @@ impl AsyncRead for FileStream {
         buf.advance(n);
         std::task::Poll::Ready(Ok(()))
     }
+}
+
+/// A local file's bytes, for a cloud that copies them itself
+/// ([`Cloud::put_file`]).
+pub trait FileSource: Send + Sync {
+    /// Fills `to` (a new, empty file) with all the bytes, or fails.
+    fn copy_into(&self, to: &File) -> std::io::Result<()>;
 }
 
 /// A byte stream over a buffer in memory.

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
 use reqwest::{Method, StatusCode};
 use tokio_util::io::{ReaderStream, StreamReader};
@@ -61,6 +61,10 @@ const PROPFIND_BODY: &str = r#"<?xml version="1.0" encoding="utf-8"?><D:propfind
 /// Tries of a request that may be sent again (reads, listings, folder
 /// creation) before a network failure is reported.
 const TRIES: u32 = 4;
+/// Large objects are read in ranges of this size, [`RANGES_AT_ONCE`] at
+/// once (16 MiB in flight).
+const RANGE: u64 = 4 << 20;
+const RANGES_AT_ONCE: usize = 4;
 /// A read waiting longer than this for the next bytes fails.
 const READ_GAP: Duration = Duration::from_secs(20);
 /// Tries of a request whose answer timed out: a server that accepts and
@@ -256,6 +260,50 @@ impl WebDavCloud {
             .collect();
         out.push_str(&parts.join("/"));
         out
+    }
+
+    /// A large object's bytes `from..size`, read in ranges of [`RANGE`],
+    /// [`RANGES_AT_ONCE`] requests in flight, given in order. A range that
+    /// fails fails the read (the engine retries from what arrived).
+    fn ranged(&self, key: &str, url: String, from: u64, size: u64) -> ByteStream {
+        let starts = (from..size).step_by(RANGE as usize);
+        let (client, auth, what) = (self.client.clone(), self.auth.clone(), key.to_string());
+        let chunks = futures::stream::iter(starts)
+            .map(move |start| {
+                let last = (start + RANGE).min(size) - 1;
+                let mut r = client.get(&url).header("Range", format!("bytes={start}-{last}"));
+                if let Some((u, p)) = &auth {
+                    r = r.basic_auth(u, Some(p));
+                }
+                let what = what.clone();
+                async move {
+                    let broken = |why: String| std::io::Error::new(std::io::ErrorKind::ConnectionAborted, why);
+                    let answer = r
+                        .send()
+                        .await
+                        .map_err(|e| broken(format!("reading {what}: {}", chain(&e))))?;
+                    if answer.status() != StatusCode::PARTIAL_CONTENT {
+                        return Err(broken(format!(
+                            "reading {what} at {start}: the server answered {}",
+                            answer.status()
+                        )));
+                    }
+                    let body = answer
+                        .bytes()
+                        .await
+                        .map_err(|e| broken(format!("reading {what}: {}", chain(&e))))?;
+                    if body.len() as u64 != last - start + 1 {
+                        return Err(broken(format!(
+                            "reading {what} at {start}: {} bytes came for {}",
+                            body.len(),
+                            last - start + 1
+                        )));
+                    }
+                    Ok(body)
+                }
+            })
+            .buffered(RANGES_AT_ONCE);
+        Box::pin(StreamReader::new(chunks))
     }
 
     fn request(&self, method: Method, url: &str) -> reqwest::RequestBuilder {
@@ -972,6 +1020,10 @@ impl Cloud for WebDavCloud {
         let object = self.stat_file(key).await?;
         object.expect_etag(if_match)?;
         let url = self.url(key);
+        if object.size.saturating_sub(offset) > 2 * RANGE {
+            let stream = self.ranged(key, url, offset, object.size);
+            return Ok((object, stream));
+        }
         let r = self
             .send(key, || {
                 let r = self.request(Method::GET, &url);
