@@ -186,8 +186,16 @@ fn bench_direction(cli: &Path, dir: &Path, data: &Path, set: &Set, direction: Di
         c
     };
     let change = |local_side: &Path, remote_side: &str| match direction {
-        Direction::Up => overlay(&changes, local_side),
-        Direction::Down => put(&changes, remote_side, server.as_ref()),
+        Direction::Up => edit(&changes, local_side),
+        Direction::Down => {
+            // Changed now, as an edit on another device would be.
+            let ok = Command::new("find")
+                .arg(&changes)
+                .args(["-type", "f", "-exec", "touch", "{}", "+"])
+                .status();
+            assert!(ok.unwrap().success(), "touch failed");
+            put(&changes, remote_side, server.as_ref())
+        }
     };
     let row = measure_tool(&cs, || change(&local, &remote_app));
     verify(&local, &remote_app);
@@ -258,7 +266,7 @@ fn bench_direction(cli: &Path, dir: &Path, data: &Path, set: &Set, direction: Di
         copy_tree(data, &src);
         std::fs::create_dir_all(&dst).unwrap();
         sync_disks();
-        let row = measure_tool(cmd, || overlay(&changes, &src));
+        let row = measure_tool(cmd, || edit(&changes, &src));
         verify(&src, &dst.display().to_string());
         print_row(name, row);
     };
@@ -474,17 +482,28 @@ fn changed_copies(data: &Path, n: usize, out: &Path) {
     }
 }
 
-/// Copies `from`'s contents over `to` (made if missing), in place.
+/// Copies `from`'s contents over `to` (made if missing), in place, with
+/// their times.
 fn overlay(from: &Path, to: &Path) {
+    cp_into(from, to, "-a");
+}
+
+/// Writes `from`'s files over `to`'s as a user's edit does: in place, the
+/// time of the change their modification time.
+fn edit(from: &Path, to: &Path) {
+    cp_into(from, to, "-r");
+}
+
+fn cp_into(from: &Path, to: &Path, how: &str) {
     std::fs::create_dir_all(to).unwrap();
     let ok = Command::new("cp")
-        .arg("-a")
+        .arg(how)
         .arg(format!("{}/.", from.display()))
         .arg(to)
         .status()
         .unwrap()
         .success();
-    assert!(ok, "cp -a failed");
+    assert!(ok, "cp {how} failed");
 }
 
 /// `local` holds what the cloud place `remote` holds: a folder compared

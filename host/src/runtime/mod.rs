@@ -226,10 +226,11 @@ impl RuntimeBuilder {
         // Staging objects carry this device's id: what a killed upload of
         // this device left is removed now (the store's lock says no other
         // process of this root runs), other devices' once they are old.
-        let device_id = device_id(&self.root).map_err(|source| BuildError::Folder {
+        let (device_id, copied) = device_id(&self.root).map_err(|source| BuildError::Folder {
             path: self.root.clone(),
             source,
         })?;
+        warnings.extend(copied);
         cloud.set_device(&device_id);
         let sweep = tokio::time::timeout(
             std::time::Duration::from_secs(10),
@@ -510,13 +511,37 @@ fn refuse_links(root: &Path, names: &[&str]) -> std::io::Result<()> {
 }
 
 /// This root's device id (`<root>/device-id`, made once, random): the
-/// names of its staging objects in the cloud carry it.
-fn device_id(root: &Path) -> std::io::Result<String> {
+/// names of its staging objects in the cloud carry it, and a device sweeps
+/// all of its own. The file also names the machine and the root folder it
+/// was made for: a root copied to another machine or folder (a backup put
+/// back, a disk image) would share the id with the one it came from and
+/// sweep that device's uploads in progress, so it gets one of its own, and
+/// the second value says so.
+fn device_id(root: &Path) -> std::io::Result<(String, Option<String>)> {
     let file = root.join("device-id");
-    if let Ok(id) = std::fs::read_to_string(&file) {
-        let id = id.trim();
-        if !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-            return Ok(id.to_string());
+    let place = root_place(root)?;
+    let mut warning = None;
+    if let Ok(text) = std::fs::read_to_string(&file) {
+        let mut lines = text.lines();
+        let id = lines.next().unwrap_or("").trim();
+        let made_for = lines.next().map(str::trim);
+        let valid = !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        match made_for {
+            _ if !valid => {}
+            Some(p) if p == place => return Ok((id.to_string(), None)),
+            // Made before ids named their place: this is it.
+            None => {
+                write_device_id(root, id, &place)?;
+                return Ok((id.to_string(), None));
+            }
+            Some(_) => {
+                warning = Some(format!(
+                    "{} was made on another machine or for another folder (a copy or a restored backup): \
+                     this root gets a device id of its own, so that it never takes the other device's uploads \
+                     in progress for its own",
+                    root.display()
+                ));
+            }
         }
     }
     let mut bytes = [0u8; 8];
@@ -537,10 +562,25 @@ fn device_id(root: &Path) -> std::io::Result<String> {
         },
         bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
     );
+    write_device_id(root, &id, &place)?;
+    Ok((id, warning))
+}
+
+/// Where a root is: this machine (its machine id, else its host name) and
+/// the root folder's file system and inode.
+fn root_place(root: &Path) -> std::io::Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let machine = std::fs::read_to_string("/etc/machine-id")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .unwrap_or_default();
+    let meta = std::fs::metadata(root)?;
+    Ok(format!("made for {} {}:{}", machine.trim(), meta.dev(), meta.ino()))
+}
+
+fn write_device_id(root: &Path, id: &str, place: &str) -> std::io::Result<()> {
     let temp = root.join("device-id.tmp");
-    std::fs::write(&temp, &id)?;
-    std::fs::rename(&temp, &file)?;
-    Ok(id)
+    std::fs::write(&temp, format!("{id}\n{place}\n"))?;
+    std::fs::rename(&temp, root.join("device-id"))
 }
 
 /// Decodes `%XX` escapes; `None` when one is malformed or the result is not UTF-8.
@@ -572,4 +612,35 @@ pub fn percent_encode(path: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::device_id;
+
+    #[test]
+    fn a_root_copied_elsewhere_gets_a_device_id_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        let (id, warning) = device_id(&a).unwrap();
+        assert!(warning.is_none());
+        assert_eq!(device_id(&a).unwrap(), (id.clone(), None), "kept");
+
+        // The root copied to another folder: a new id, and the user is told.
+        std::fs::copy(a.join("device-id"), b.join("device-id")).unwrap();
+        let (copied, warning) = device_id(&b).unwrap();
+        assert_ne!(copied, id);
+        assert!(warning.unwrap().contains("another machine or for another folder"));
+        assert_eq!(device_id(&b).unwrap(), (copied, None), "then kept");
+        assert_eq!(device_id(&a).unwrap(), (id, None), "the original keeps its own");
+
+        // An id written before ids named their place is kept, and bound now.
+        std::fs::write(b.join("device-id"), "host-0011223344556677").unwrap();
+        assert_eq!(device_id(&b).unwrap(), ("host-0011223344556677".to_string(), None));
+        assert!(std::fs::read_to_string(b.join("device-id"))
+            .unwrap()
+            .contains("made for "));
+    }
 }
