@@ -24,6 +24,8 @@ pub enum BeneathError {
     Invalid(String),
     #[error("{0}: a symlink is in the way (symlinks are never followed)")]
     Symlink(String),
+    #[error("{0}: another file system is mounted there (mount points are never crossed)")]
+    Mount(String),
     #[error("{0}: a file is where a folder must be")]
     NotADir(String),
     #[error("{0} is not a regular file")]
@@ -36,7 +38,8 @@ impl BeneathError {
     pub fn io(path: &str, source: impl Into<io::Error>) -> Self {
         let source = source.into();
         match source.raw_os_error() {
-            Some(libc::ELOOP) | Some(libc::EXDEV) => BeneathError::Symlink(path.to_string()),
+            Some(libc::ELOOP) => BeneathError::Symlink(path.to_string()),
+            Some(libc::EXDEV) => BeneathError::Mount(path.to_string()),
             Some(libc::ENOTDIR) => BeneathError::NotADir(path.to_string()),
             _ => BeneathError::Io {
                 path: path.to_string(),

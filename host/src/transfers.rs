@@ -257,73 +257,32 @@ async fn download(
     wake: &Waker,
     job: DownloadJob,
 ) -> Result<(), TransferError> {
-    if let Some(opened) = cloud.open_file(&job.key, job.offset, job.if_match.as_deref()) {
-        return download_file(shared, cloud, device, wake, job, opened?).await;
-    }
-    let (object, mut stream) = cloud.open(&job.key, job.offset, job.if_match.as_deref()).await?;
-    let mut file = job.local;
-    file.set_len(job.offset).map_err(local_error)?;
-    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(job.offset)).map_err(local_error)?;
-    // The content is hashed as it is written (resumed bytes first), so the
-    // engine never reads the file again to learn it.
-    let mut hashes = Hashes::new(cloud.etags_are_md5() && job.offset == 0 && etag_md5(&object.etag).is_some());
-    hash_kept(&file, job.offset, &mut hashes)?;
-    let quota = device.write_quota();
-    // No bigger than the object: a zeroed 1 MiB for each small file costs
-    // more than its bytes.
-    let left = object.size.saturating_sub(job.offset);
-    let mut buf = vec![0u8; (left as usize).saturating_add(1).clamp(8 << 10, CHUNK)];
-    let mut written = 0u64;
-    let mut last_wake = Instant::now();
-    loop {
-        let n = stream
-            .read(&mut buf)
-            .await
-            .map_err(|e| CloudError::new(CloudErrorKind::Network, format!("reading {}: {e}", job.key)))?;
-        if n == 0 {
-            break;
+    let DownloadJob {
+        key,
+        local: mut file,
+        offset,
+        if_match,
+        durable,
+    } = job;
+    file.set_len(offset).map_err(local_error)?;
+    let (object, hashes) = match cloud.open_file(&key, offset, if_match.as_deref()) {
+        Some(opened) => copy_object(shared, device, wake, &key, &file, offset, opened?)?,
+        None => {
+            stream_object(
+                shared,
+                cloud,
+                device,
+                wake,
+                &key,
+                &mut file,
+                offset,
+                if_match.as_deref(),
+            )
+            .await?
         }
-        if shared.cancelled.load(Ordering::Acquire) {
-            return Err(TransferError::LocalIo("cancelled".into()));
-        }
-        if quota.is_some_and(|q| written + n as u64 > q) {
-            return Err(TransferError::LocalNoSpace("the app's write quota is used up".into()));
-        }
-        file.write_all(&buf[..n]).map_err(local_error)?;
-        hashes.update(&buf[..n]);
-        written += n as u64;
-        shared.bytes.store(job.offset + written, Ordering::Release);
-        if last_wake.elapsed() >= WAKE_EVERY {
-            last_wake = Instant::now();
-            wake();
-        }
-    }
-    finish_download(
-        shared,
-        cloud,
-        &job.key,
-        &file,
-        job.durable,
-        job.if_match.as_deref(),
-        &object,
-        hashes,
-    )
-    .await
-}
-
-/// What a download does once the bytes are in: flush them if asked, check
-/// them against the MD5 the store states, keep their sha256, and make sure
-/// the object read is still the version asked for.
-async fn finish_download(
-    shared: &Shared,
-    cloud: &dyn Cloud,
-    key: &str,
-    file: &std::fs::File,
-    durable: bool,
-    if_match: Option<&str>,
-    object: &CloudObject,
-    hashes: Hashes,
-) -> Result<(), TransferError> {
+    };
+    // Flushed if asked, checked against the MD5 the store states, and the
+    // object read must still be the version asked for.
     if durable {
         file.sync_all().map_err(local_error)?;
     }
@@ -339,10 +298,10 @@ async fn finish_download(
         }
     }
     *shared.sha256.lock().unwrap() = Some(sha);
-    if let Some(etag) = if_match {
+    if let Some(etag) = if_match.as_deref() {
         // The object must still be the version we started reading: otherwise
         // the bytes may be a mix of two versions.
-        let now = cloud.stat(key).await?;
+        let now = cloud.stat(&key).await?;
         if now.etag != etag {
             return Err(CloudError::new(
                 CloudErrorKind::PreconditionFailed,
@@ -354,46 +313,86 @@ async fn finish_download(
     Ok(())
 }
 
-/// A download from a cloud that keeps the object as a local file: the
-/// kernel copies it ([`copy_hashing`]).
-async fn download_file(
-    shared: &Arc<Shared>,
+/// Streams the object from `offset` into `file` (kept bytes before it).
+#[allow(clippy::too_many_arguments)]
+async fn stream_object(
+    shared: &Shared,
     cloud: &dyn Cloud,
     device: &dyn DeviceStatus,
     wake: &Waker,
-    job: DownloadJob,
+    key: &str,
+    file: &mut std::fs::File,
+    offset: u64,
+    if_match: Option<&str>,
+) -> Result<(CloudObject, Hashes), TransferError> {
+    let (object, mut stream) = cloud.open(key, offset, if_match).await?;
+    std::io::Seek::seek(file, std::io::SeekFrom::Start(offset)).map_err(local_error)?;
+    // The content is hashed as it is written (resumed bytes first), so the
+    // engine never reads the file again to learn it.
+    let mut hashes = Hashes::new(cloud.etags_are_md5() && offset == 0 && etag_md5(&object.etag).is_some());
+    hash_kept(file, offset, &mut hashes)?;
+    let quota = device.write_quota();
+    // No bigger than the object: a zeroed 1 MiB for each small file costs
+    // more than its bytes.
+    let left = object.size.saturating_sub(offset);
+    let mut buf = vec![0u8; (left as usize).saturating_add(1).clamp(8 << 10, CHUNK)];
+    let mut written = 0u64;
+    let mut last_wake = Instant::now();
+    loop {
+        let n = stream
+            .read(&mut buf)
+            .await
+            .map_err(|e| CloudError::new(CloudErrorKind::Network, format!("reading {key}: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        if shared.cancelled.load(Ordering::Acquire) {
+            return Err(TransferError::LocalIo("cancelled".into()));
+        }
+        if quota.is_some_and(|q| written + n as u64 > q) {
+            return Err(TransferError::LocalNoSpace("the app's write quota is used up".into()));
+        }
+        file.write_all(&buf[..n]).map_err(local_error)?;
+        hashes.update(&buf[..n]);
+        written += n as u64;
+        shared.bytes.store(offset + written, Ordering::Release);
+        if last_wake.elapsed() >= WAKE_EVERY {
+            last_wake = Instant::now();
+            wake();
+        }
+    }
+    Ok((object, hashes))
+}
+
+/// Copies the object, a local file of the cloud's, from `offset` into
+/// `file` in the kernel ([`copy_hashing`]).
+fn copy_object(
+    shared: &Shared,
+    device: &dyn DeviceStatus,
+    wake: &Waker,
+    key: &str,
+    file: &std::fs::File,
+    offset: u64,
     (object, from): (CloudObject, std::fs::File),
-) -> Result<(), TransferError> {
-    let file = job.local;
-    file.set_len(job.offset).map_err(local_error)?;
-    let left = object.size.saturating_sub(job.offset);
+) -> Result<(CloudObject, Hashes), TransferError> {
+    let left = object.size.saturating_sub(offset);
     if device.write_quota().is_some_and(|q| left > q) {
         return Err(TransferError::LocalNoSpace("the app's write quota is used up".into()));
     }
     let mut hashes = Hashes::new(false);
-    hash_kept(&file, job.offset, &mut hashes)?;
-    let mut progress = Progress::new(shared, wake, job.offset);
-    copy_hashing(&from, &file, job.offset, &mut hashes, &mut |n| progress.copied(n)).map_err(|e| {
+    hash_kept(file, offset, &mut hashes)?;
+    let mut progress = Progress::new(shared, wake, offset);
+    copy_hashing(&from, file, offset, &mut hashes, &mut |n| progress.copied(n)).map_err(|e| {
         if e.to_string() == CHANGED_WHILE_COPIED {
             TransferError::Cloud(CloudError::new(
                 CloudErrorKind::PreconditionFailed,
-                format!("{} changed while it was read", job.key),
+                format!("{key} changed while it was read"),
             ))
         } else {
             local_error(e)
         }
     })?;
-    finish_download(
-        shared,
-        cloud,
-        &job.key,
-        &file,
-        job.durable,
-        job.if_match.as_deref(),
-        &object,
-        hashes,
-    )
-    .await
+    Ok((object, hashes))
 }
 
 /// Hashes the bytes a resumed download kept (`len` of them).

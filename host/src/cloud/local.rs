@@ -519,7 +519,7 @@ fn io_error(key: &str, e: std::io::Error) -> CloudError {
 fn path_error(key: &str, e: BeneathError) -> CloudError {
     match e {
         BeneathError::Io { source, .. } => io_error(key, source),
-        BeneathError::Symlink(_) => CloudError::new(CloudErrorKind::Other, format!("{e}")),
+        BeneathError::Symlink(_) | BeneathError::Mount(_) => CloudError::new(CloudErrorKind::Other, format!("{e}")),
         BeneathError::NotADir(_) => CloudError::new(CloudErrorKind::Other, format!("{e}")),
         BeneathError::Invalid(_) | BeneathError::NotAFile(_) => CloudError::new(CloudErrorKind::Other, format!("{e}")),
     }
@@ -567,6 +567,10 @@ impl Cloud for LocalFolderCloud {
             Err(BeneathError::Symlink(_)) => listing.first.push(Listed::Skipped {
                 key: folder.to_string(),
                 why: "a symlink in the cloud folder (never followed)".into(),
+            }),
+            Err(BeneathError::Mount(_)) => listing.first.push(Listed::Skipped {
+                key: folder.to_string(),
+                why: "another file system mounted in the cloud folder (never crossed)".into(),
             }),
             Err(e) => listing.error = Some(path_error(prefix, e)),
         }

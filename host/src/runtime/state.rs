@@ -975,7 +975,7 @@ fn tree_entry(found: crate::storage::Found) -> storage::TreeEntry {
 fn path_error(e: crate::beneath::BeneathError) -> storage::IoError {
     use crate::beneath::BeneathError as B;
     match e {
-        B::Symlink(_) => io_error(storage::IoErrorKind::EscapesSandbox, e.to_string()),
+        B::Symlink(_) | B::Mount(_) => io_error(storage::IoErrorKind::EscapesSandbox, e.to_string()),
         B::NotADir(_) | B::NotAFile(_) => io_error(storage::IoErrorKind::NotAFile, e.to_string()),
         B::Invalid(_) => io_error(storage::IoErrorKind::PermissionDenied, e.to_string()),
         B::Io { path, source } => std_io_error(&path, source),

@@ -59,6 +59,9 @@ struct Frame {
     /// Where a seek skipped to: folders whose heads it skipped are opened
     /// at their bodies.
     sought: Option<String>,
+    /// The folder's file system: a folder on another is a mount point,
+    /// never crossed.
+    dev: Option<u64>,
 }
 
 pub struct SortedWalk {
@@ -98,6 +101,7 @@ fn items_of(dir: &OwnedFd, what: &str) -> Result<Vec<Item>, BeneathError> {
 
 impl Frame {
     fn new(dir: OwnedFd, prefix: String, items: Vec<Item>) -> Self {
+        let dev = rustix::fs::fstat(&dir).ok().map(|st| st.st_dev);
         Frame {
             dir,
             prefix,
@@ -105,6 +109,7 @@ impl Frame {
             at: 0,
             opened: HashMap::new(),
             sought: None,
+            dev,
         }
     }
 }
@@ -198,6 +203,12 @@ impl SortedWalk {
                 Err(e) => return Err(BeneathError::io(&rel, e)),
             };
             let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
+            let problem = match problem {
+                None if is_dir && frame.dev.is_some_and(|dev| dev != st.st_dev) => {
+                    Some("another file system is mounted here (mount points are never crossed)".to_string())
+                }
+                p => p,
+            };
             if place == Place::Plain || problem.is_some() || !is_dir {
                 return Ok(Some(Found {
                     path: rel,
@@ -342,5 +353,42 @@ mod tests {
                 .collect();
             assert_eq!(rest, expect, "after {after:?}");
         }
+    }
+
+    /// A file system mounted inside is reported, never walked into.
+    #[test]
+    fn a_mount_point_is_reported_and_not_crossed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("m")).unwrap();
+        std::fs::write(root.join("n.txt"), "n").unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(root.join("m"))
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("skipped: mounting a tmpfs needs root");
+            return;
+        }
+        std::fs::write(root.join("m/inside.txt"), "x").unwrap();
+        let open = || {
+            rustix::fs::open(
+                root,
+                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+                rustix::fs::Mode::empty(),
+            )
+            .unwrap()
+        };
+        let mut walk = SortedWalk::new(open()).unwrap();
+        let mut found = Vec::new();
+        while let Some(f) = walk.next_entry().unwrap() {
+            found.push((f.path, f.problem));
+        }
+        let _ = std::process::Command::new("umount").arg(root.join("m")).status();
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(found[0].0, "m");
+        assert!(found[0].1.as_deref().unwrap().contains("mounted"), "{found:?}");
+        assert_eq!(found[1], ("n.txt".to_string(), None));
     }
 }
