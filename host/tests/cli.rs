@@ -388,3 +388,47 @@ fn a_closed_stdout_stops_the_output_not_the_sync() {
     }
     assert_eq!(s.staging(), 0, "nothing half done");
 }
+
+/// The app's folder moved away and made anew (a run re-creating it, an app
+/// writing into it, a backup put back) is not the folder that was synced:
+/// what it lacks is not deleted in the cloud until the user confirms.
+#[test]
+fn a_folder_made_anew_is_not_taken_for_deletions() {
+    let s = Setup::new();
+    for i in 0..10 {
+        s.put_cloud(&format!("f{i}.txt"), format!("v{i}").as_bytes());
+    }
+    let (code, _, err) = s.run(&["sync"]);
+    assert_eq!(code, 0, "{err}");
+    let folder = s.local("");
+    std::fs::rename(&folder, s.dir.path().join("away")).unwrap();
+    std::fs::create_dir_all(&folder).unwrap();
+    // Most of the files are back, one new one came: the folder is not
+    // empty, and three deletions are fewer than the mass-deletion guard's.
+    for i in 0..7 {
+        let name = format!("f{i}.txt");
+        std::fs::copy(s.dir.path().join("away").join(&name), folder.join(&name)).unwrap();
+    }
+    std::fs::write(folder.join("new.txt"), b"new").unwrap();
+
+    let (code, lines, err) = s.run(&["--json", "sync"]);
+    assert_ne!(code, 0, "refused: {lines:?}");
+    let said = format!("{lines:?}{err}");
+    assert!(said.contains("not the one that was synced"), "{said}");
+    let cloud = std::fs::read_dir(s.cloud().join(APP)).unwrap().count();
+    assert_eq!(cloud, 10, "nothing deleted in the cloud");
+
+    // Confirmed, the deletions go ahead and the new folder is the synced one.
+    let (code, _, err) = s.run(&["sync", "--confirm-empty-device"]);
+    assert_eq!(code, 0, "{err}");
+    let mut names: Vec<String> = std::fs::read_dir(s.cloud().join(APP))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    let mut want: Vec<String> = (0..7).map(|i| format!("f{i}.txt")).collect();
+    want.push("new.txt".into());
+    assert_eq!(names, want);
+    let (code, _, err) = s.run(&["sync"]);
+    assert_eq!(code, 0, "then syncs as usual: {err}");
+}

@@ -45,6 +45,11 @@ pub struct GuardRecord {
     /// How many files were in sync then; those of them no longer in sync
     /// are the deletions since.
     pub baseline: u64,
+    /// The device folder that was synced (its inode): a folder made anew
+    /// since (moved away and re-created, restored) is another folder, and
+    /// its missing files are not deletions until confirmed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folder: Option<u64>,
 }
 
 /// A file's state that cannot be derived from the trees: its last upload

@@ -155,6 +155,8 @@ pub struct Options {
     /// the whole tree then, and these many deletions were counted beyond
     /// it; more than that is refused (a folder vanished meanwhile).
     pub allowance: Option<usize>,
+    /// The device folder now (its inode), against the guard's.
+    pub folder: Option<u64>,
 }
 
 /// Where the tree is planned on after a window, and how many deletions the
@@ -200,6 +202,9 @@ pub enum Refusal {
     /// A later window would delete more files than the whole plan counted
     /// when the guards passed: a folder went missing while the run went on.
     DeletionsGrew { counted: usize, now: usize },
+    /// The device folder is not the one synced (moved away and made anew,
+    /// restored): the files it lacks are not taken as deleted in the cloud.
+    FolderReplaced { deletes: usize },
     /// The plan would delete more than half of the synced files (`since`:
     /// none), or bring the files deleted since deletions were last
     /// confirmed to more than half of the `baseline` then (`since`: how many
@@ -237,6 +242,8 @@ pub struct Tally {
     /// Held files that were in sync when deletions were last confirmed.
     pub in_baseline: u64,
     pub deletes: usize,
+    /// Deletions in the cloud of files gone from the device.
+    pub remote_deletes: usize,
     /// Deletions of files in sync when deletions were last confirmed.
     pub baseline_deletes: usize,
     /// Files this plan brings into sync that were not.
@@ -309,6 +316,7 @@ impl Planner {
         };
         if op.is_delete() {
             t.deletes += 1;
+            t.remote_deletes += usize::from(matches!(op, Op::DeleteRemote { .. }));
             if s.is_some_and(|s| s.first_ms <= self.o.guard.since_ms) {
                 t.baseline_deletes += 1;
             }
@@ -391,6 +399,12 @@ impl Planner {
             return Err(Refusal::SideLooksEmpty {
                 side: Side::Cloud,
                 synced: t.synced_visible,
+            });
+        }
+        let replaced = matches!((o.guard.folder, o.folder), (Some(was), Some(now)) if was != now);
+        if replaced && t.remote_deletes > 0 && !o.confirm.empty_local {
+            return Err(Refusal::FolderReplaced {
+                deletes: t.remote_deletes,
             });
         }
         // The baseline also counts the files first recorded in the round

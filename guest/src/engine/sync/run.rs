@@ -321,6 +321,7 @@ impl Run {
                     guard: GuardRecord::default(),
                     window: Some(self.window.max(1)),
                     allowance: rest.as_ref().map(|r| r.deletes),
+                    folder: self.folder,
                 };
                 scan::ScanState::start(p, &self.bundle, options, rest.as_ref().map(|r| r.after.as_str()))
             }
@@ -402,9 +403,13 @@ impl Run {
             let held = t.held as u64;
             let deletes = t.deletes as u64;
             let after = held.saturating_sub(deletes);
+            // The plan passed the guards with this folder: it is the one
+            // synced from now on.
+            let folder = self.folder.or(scanned.guard.and_then(|g| g.folder));
             let fresh = GuardRecord {
                 since_ms: self.round_ms,
                 baseline: after,
+                folder,
             };
             let guard = match scanned.guard.map(|_| plan.guard) {
                 None => fresh,
@@ -414,7 +419,7 @@ impl Run {
                 {
                     fresh
                 }
-                Some(g) => g,
+                Some(g) => GuardRecord { folder, ..g },
             };
             if Some(guard) != scanned.guard {
                 self.changes
@@ -1418,6 +1423,12 @@ fn describe(r: &Refusal, after_work: bool) -> String {
              failed listing is never taken as \"everything was deleted\". {unchanged} If you emptied it, \
              or moved its files elsewhere in it, on purpose, confirm that the device's copies at the old paths \
              are to be deleted (--confirm-empty-cloud, with --yes as that deletes more than half)."
+        ),
+        Refusal::FolderReplaced { deletes } => format!(
+            "the device's folder is not the one that was synced (it was moved away and made anew, or restored): \
+             {deletes} files in sync are not in it, and their absence is not taken as \"deleted\". {unchanged} \
+             If the cloud copies are to be deleted, confirm it (--confirm-empty-device, with --yes as that deletes \
+             more than half)."
         ),
         Refusal::MassDeletion {
             deletes,
