@@ -258,6 +258,15 @@ mod tests {
 
     use super::SortedWalk;
 
+    fn open_dir(root: &std::path::Path) -> rustix::fd::OwnedFd {
+        rustix::fs::open(
+            root,
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+            rustix::fs::Mode::empty(),
+        )
+        .unwrap()
+    }
+
     /// The streaming walk yields what a plain recursive walk does, in byte
     /// order of the paths, on names that sort between a folder and its
     /// contents.
@@ -286,14 +295,7 @@ mod tests {
         )
         .unwrap();
         std::fs::write(root.join(std::ffi::OsStr::from_bytes(b"bad\xffname")), b"x").unwrap();
-        let open = || {
-            rustix::fs::open(
-                root,
-                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
-                rustix::fs::Mode::empty(),
-            )
-            .unwrap()
-        };
+        let open = || open_dir(root);
         // What a plain recursive walk finds, sorted: files, links and FIFOs
         // as they are, empty folders themselves, names that are not UTF-8
         // with their problem.
@@ -372,14 +374,7 @@ mod tests {
             return;
         }
         std::fs::write(root.join("m/inside.txt"), "x").unwrap();
-        let open = || {
-            rustix::fs::open(
-                root,
-                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
-                rustix::fs::Mode::empty(),
-            )
-            .unwrap()
-        };
+        let open = || open_dir(root);
         let mut walk = SortedWalk::new(open()).unwrap();
         let mut found = Vec::new();
         while let Some(f) = walk.next_entry().unwrap() {
