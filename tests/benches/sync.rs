@@ -21,7 +21,8 @@
 //!
 //! `SYNC_BENCH_SETS` picks sets (`10k,100k,1m,big` by default; `10k-folder`,
 //! `10k-webdav`, `10k-s3` one cloud each), `SYNC_BENCH_SERVER_FILES` a
-//! smaller count for the servers' sets (see [`server_sized`]);
+//! smaller count for the servers' sets (see [`server_sized`]),
+//! `SYNC_BENCH_DIRECTIONS` `up` or `down` only one direction;
 //! `SYNC_BENCH_FILES` and `SYNC_BENCH_BYTES` run one folder set of that size
 //! instead.
 
@@ -73,7 +74,12 @@ fn main() {
         let data = dir.path().join("data");
         let size = make_data(&data, set.files, set.bytes);
         warm_up(&cli, dir.path());
-        for direction in [Direction::Up, Direction::Down] {
+        let directions = match std::env::var("SYNC_BENCH_DIRECTIONS").as_deref() {
+            Ok("up") => vec![Direction::Up],
+            Ok("down") => vec![Direction::Down],
+            _ => vec![Direction::Up, Direction::Down],
+        };
+        for direction in directions {
             println!();
             println!(
                 "{} of {} files × {size} bytes ({} MiB), {}, one process per run",
