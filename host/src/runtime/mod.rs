@@ -567,14 +567,15 @@ fn device_id(root: &Path) -> std::io::Result<(String, Option<String>)> {
 }
 
 /// Where a root is: this machine (its machine id, else its host name) and
-/// the root folder's file system and inode.
+/// the root folder's inode (a copy has another; the device number is left
+/// out, as some file systems renumber it at each mount).
 fn root_place(root: &Path) -> std::io::Result<String> {
     use std::os::unix::fs::MetadataExt;
     let machine = std::fs::read_to_string("/etc/machine-id")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .unwrap_or_default();
     let meta = std::fs::metadata(root)?;
-    Ok(format!("made for {} {}:{}", machine.trim(), meta.dev(), meta.ino()))
+    Ok(format!("made for {} {}", machine.trim(), meta.ino()))
 }
 
 fn write_device_id(root: &Path, id: &str, place: &str) -> std::io::Result<()> {
