@@ -316,7 +316,7 @@ async fn download(
 /// Streams the object from `offset` into `file` (kept bytes before it).
 #[allow(clippy::too_many_arguments)]
 async fn stream_object(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     cloud: &dyn Cloud,
     device: &dyn DeviceStatus,
     wake: &Waker,
@@ -337,7 +337,7 @@ async fn stream_object(
     let left = object.size.saturating_sub(offset);
     let mut buf = vec![0u8; (left as usize).saturating_add(1).clamp(8 << 10, CHUNK)];
     let mut written = 0u64;
-    let mut last_wake = Instant::now();
+    let mut progress = Progress::new(shared, wake, offset);
     loop {
         let n = stream
             .read(&mut buf)
@@ -346,20 +346,13 @@ async fn stream_object(
         if n == 0 {
             break;
         }
-        if shared.cancelled.load(Ordering::Acquire) {
-            return Err(TransferError::LocalIo("cancelled".into()));
-        }
         if quota.is_some_and(|q| written + n as u64 > q) {
             return Err(TransferError::LocalNoSpace("the app's write quota is used up".into()));
         }
         file.write_all(&buf[..n]).map_err(local_error)?;
         hashes.update(&buf[..n]);
         written += n as u64;
-        shared.bytes.store(offset + written, Ordering::Release);
-        if last_wake.elapsed() >= WAKE_EVERY {
-            last_wake = Instant::now();
-            wake();
-        }
+        progress.copied(n as u64).map_err(local_error)?;
     }
     Ok((object, hashes))
 }
@@ -367,7 +360,7 @@ async fn stream_object(
 /// Copies the object, a local file of the cloud's, from `offset` into
 /// `file` in the kernel ([`copy_hashing`]).
 fn copy_object(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     device: &dyn DeviceStatus,
     wake: &Waker,
     key: &str,
@@ -446,18 +439,18 @@ impl Hashes {
 
 /// Counts a transfer's bytes and wakes the driver now and then; a
 /// cancelled transfer stops at its next chunk.
-struct Progress<'a> {
-    shared: &'a Shared,
-    wake: &'a Waker,
+struct Progress {
+    shared: Arc<Shared>,
+    wake: Waker,
     last_wake: Instant,
 }
 
-impl<'a> Progress<'a> {
-    fn new(shared: &'a Shared, wake: &'a Waker, start: u64) -> Self {
+impl Progress {
+    fn new(shared: &Arc<Shared>, wake: &Waker, start: u64) -> Self {
         shared.bytes.store(start, Ordering::Release);
         Progress {
-            shared,
-            wake,
+            shared: shared.clone(),
+            wake: wake.clone(),
             last_wake: Instant::now(),
         }
     }
@@ -619,9 +612,7 @@ async fn upload(
                 inner: crate::cloud::FileStream(file),
                 expect: job.expect,
                 hashes: hashes.clone(),
-                shared: shared.clone(),
-                wake: wake.clone(),
-                last_wake: Instant::now(),
+                progress: Progress::new(shared, wake, 0),
             };
             cloud.put(&job.key, Box::pin(reader), job.precondition).await
         }
@@ -668,7 +659,7 @@ struct LocalCopy<'a> {
     file: &'a std::fs::File,
     expect: Option<Stamp>,
     hashes: &'a SharedHashes,
-    shared: &'a Shared,
+    shared: &'a Arc<Shared>,
     wake: &'a Waker,
 }
 
@@ -708,9 +699,7 @@ struct HashingReader {
     watch: std::fs::File,
     expect: Option<Stamp>,
     hashes: SharedHashes,
-    shared: Arc<Shared>,
-    wake: Waker,
-    last_wake: Instant,
+    progress: Progress,
 }
 
 impl tokio::io::AsyncRead for HashingReader {
@@ -719,7 +708,7 @@ impl tokio::io::AsyncRead for HashingReader {
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        if self.shared.cancelled.load(Ordering::Acquire) {
+        if self.progress.shared.cancelled.load(Ordering::Acquire) {
             // Never `Interrupted`: read loops retry that kind forever.
             return std::task::Poll::Ready(Err(std::io::Error::other("the upload was cancelled")));
         }
@@ -741,10 +730,8 @@ impl tokio::io::AsyncRead for HashingReader {
             if let Some(hashes) = this.hashes.lock().unwrap().as_mut() {
                 hashes.update(new);
             }
-            this.shared.bytes.fetch_add(new.len() as u64, Ordering::AcqRel);
-            if this.last_wake.elapsed() >= WAKE_EVERY {
-                this.last_wake = Instant::now();
-                (this.wake)();
+            if let Err(e) = this.progress.copied(new.len() as u64) {
+                return std::task::Poll::Ready(Err(e));
             }
         }
         poll

@@ -271,10 +271,7 @@ impl WebDavCloud {
         let chunks = futures::stream::iter(starts)
             .map(move |start| {
                 let last = (start + RANGE).min(size) - 1;
-                let mut r = client.get(&url).header("Range", format!("bytes={start}-{last}"));
-                if let Some((u, p)) = &auth {
-                    r = r.basic_auth(u, Some(p));
-                }
+                let r = authorized(&client, &auth, Method::GET, &url).header("Range", format!("bytes={start}-{last}"));
                 let what = what.clone();
                 async move {
                     let broken = |why: String| std::io::Error::new(std::io::ErrorKind::ConnectionAborted, why);
@@ -307,11 +304,7 @@ impl WebDavCloud {
     }
 
     fn request(&self, method: Method, url: &str) -> reqwest::RequestBuilder {
-        let r = self.client.request(method, url);
-        match &self.auth {
-            Some((u, p)) => r.basic_auth(u, Some(p)),
-            None => r,
-        }
+        authorized(&self.client, &self.auth, method, url)
     }
 
     /// Sends a request that may be sent again, retrying network failures
@@ -827,6 +820,20 @@ fn chain(e: &dyn std::error::Error) -> String {
         cur = s.source();
     }
     out
+}
+
+/// A request with the account's credentials, if any.
+fn authorized(
+    client: &reqwest::Client,
+    auth: &Option<(String, String)>,
+    method: Method,
+    url: &str,
+) -> reqwest::RequestBuilder {
+    let r = client.request(method, url);
+    match auth {
+        Some((u, p)) => r.basic_auth(u, Some(p)),
+        None => r,
+    }
 }
 
 fn send_error(what: &str, e: &reqwest::Error) -> CloudError {
