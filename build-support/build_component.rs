@@ -9,15 +9,30 @@
 /// component and returns the path of the `.wasm` file.
 #[allow(dead_code)]
 fn build_component(workspace: &std::path::Path, package: &str) -> std::path::PathBuf {
+    build_component_with(workspace, package, &[], "guest")
+}
+
+/// [`build_component`] with cargo `features`, in `target/<dir>` (one
+/// directory per feature set, so that the builds do not undo each other).
+#[allow(dead_code)]
+fn build_component_with(
+    workspace: &std::path::Path,
+    package: &str,
+    features: &[&str],
+    dir: &str,
+) -> std::path::PathBuf {
     use std::process::Command;
 
-    let target_dir = workspace.join("target").join("guest");
+    let target_dir = workspace.join("target").join(dir);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace)
         .args(["build", "--package", package, "--target", "wasm32-wasip2", "--profile", "guest"])
         .arg("--target-dir")
         .arg(&target_dir);
+    if !features.is_empty() {
+        cmd.arg("--features").arg(features.join(","));
+    }
     for var in [
         "RUSTFLAGS",
         "CARGO_ENCODED_RUSTFLAGS",

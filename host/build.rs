@@ -12,6 +12,7 @@ fn main() {
         workspace.join("wit"),
         workspace.join("build-support"),
     ]);
-    let wasm = build_component(&workspace, "cloudsync-guest");
+    // The engine for the `cloudsync` world: this host gives the optional imports.
+    let wasm = build_component_with(&workspace, "cloudsync-guest", &["native"], "guest");
     println!("cargo:rustc-env=CLOUDSYNC_COMPONENT_WASM={}", wasm.display());
 }

@@ -3,23 +3,41 @@
 
 use std::cell::RefCell;
 
+use crate::engine::by_itself::{self, CorePorts};
+use crate::engine::records::LocalStamp;
 use crate::engine::sync::{Report, SyncId};
 use crate::engine::{self as e, ApiError, CacheId, Engine, Platform};
 
+#[cfg(feature = "native")]
 mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
         world: "cloudsync",
     });
 }
+#[cfg(not(feature = "native"))]
+mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "cloudsync-core",
+    });
+}
 
 use bindings::exports::ohos::cloudsync::{engine as engine_export, file_cache, on_demand, sync as sync_export};
-use bindings::ohos::cloudsync::{cloud, device, events, media, permission, storage, transfer, types};
+use bindings::ohos::cloudsync::{cloud, device, files, identity, metadata, types};
+#[cfg(feature = "native")]
+use bindings::ohos::cloudsync::{hashing, leases, thumbnails, transfers};
 
 struct Component;
 
 thread_local! {
-    static ENGINE: RefCell<Engine<WitPlatform>> = RefCell::new(Engine::new(WitPlatform));
+    static ENGINE: RefCell<Engine<WitPlatform>> = RefCell::new(Engine::new(WitPlatform::default()));
+    /// Events produced since the last tick, which hands them over.
+    static EVENTS: RefCell<Vec<engine_export::Event>> = const { RefCell::new(Vec::new()) };
+}
+
+fn emit(listener: u64, body: engine_export::EventBody) {
+    EVENTS.with(|events| events.borrow_mut().push(engine_export::Event { listener, body }));
 }
 
 fn with_engine<R>(f: impl FnOnce(&mut Engine<WitPlatform>) -> R) -> R {
@@ -31,12 +49,16 @@ impl engine_export::Guest for Component {
         with_engine(|e| e.init()).map_err(error)
     }
 
-    fn tick() -> engine_export::TickResult {
-        match with_engine(|e| e.tick()) {
+    fn tick() -> engine_export::TickOutcome {
+        let next = with_engine(|e| match e.tick() {
             e::Tick::Idle => engine_export::TickResult::Idle,
+            // Transfers the engine runs itself move on only when polled.
+            e::Tick::Waiting if e.platform.moves_bytes_itself() => engine_export::TickResult::More,
             e::Tick::Waiting => engine_export::TickResult::Waiting,
             e::Tick::More => engine_export::TickResult::More,
-        }
+        });
+        let events = EVENTS.with(|events| std::mem::take(&mut *events.borrow_mut()));
+        engine_export::TickOutcome { next, events }
     }
 }
 
@@ -297,20 +319,41 @@ fn error(e: ApiError) -> types::Error {
     }
 }
 
-/// The engine's platform, made of the component's imports.
-struct WitPlatform;
+/// The engine's platform, made of the component's imports; where the world
+/// has no optional imports, of the engine's own work (`by_itself`).
+#[derive(Default)]
+struct WitPlatform {
+    #[cfg(not(feature = "native"))]
+    transfers: by_itself::Transfers,
+}
+
+/// The core imports, as the engine's own work needs them.
+struct Core;
+
+/// Largest picture a thumbnail is made of.
+const MAX_IMAGE_BYTES: u64 = 64 << 20;
+
+impl WitPlatform {
+    /// Whether transfers run here, moving on only when polled.
+    fn moves_bytes_itself(&self) -> bool {
+        #[cfg(not(feature = "native"))]
+        return self.transfers.busy();
+        #[cfg(feature = "native")]
+        false
+    }
+}
 
 impl Platform for WitPlatform {
     fn caller_bundle(&self) -> String {
-        permission::caller_bundle()
+        identity::caller_bundle()
     }
 
     fn has_permission(&self, name: &str) -> bool {
-        permission::has_permission(name)
+        identity::has_permission(name)
     }
 
     fn is_system_app(&self) -> bool {
-        permission::is_system_app()
+        identity::is_system_app()
     }
 
     fn device_status(&self) -> e::DeviceStatus {
@@ -332,20 +375,15 @@ impl Platform for WitPlatform {
     }
 
     fn stat(&self, bundle: &str, path: &str) -> Result<Option<e::FileStat>, e::IoError> {
-        let stat = storage::stat(bundle, path).map_err(io_error)?;
-        Ok(stat.map(file_stat))
-    }
-
-    fn rename(&self, bundle: &str, from: &str, to: &str) -> Result<(), e::IoError> {
-        storage::rename(bundle, from, to).map_err(io_error)
+        Core.stat(bundle, path)
     }
 
     fn remove_file(&self, bundle: &str, path: &str) -> Result<(), e::IoError> {
-        storage::remove_file(bundle, path).map_err(io_error)
+        Core.remove_file(bundle, path)
     }
 
     fn create_dir_all(&self, bundle: &str, path: &str) -> Result<(), e::IoError> {
-        storage::create_dir_all(bundle, path).map_err(io_error)
+        files::create_dir_all(bundle, path).map_err(io_error)
     }
 
     fn move_file(
@@ -356,47 +394,67 @@ impl Platform for WitPlatform {
         mode: e::MoveMode,
         durable: bool,
     ) -> Result<(), e::IoError> {
-        let mode = match mode {
-            e::MoveMode::Replace => storage::MoveMode::Replace,
-            e::MoveMode::NoReplace => storage::MoveMode::NoReplace,
-        };
-        storage::move_file(bundle, from, to, mode, durable).map_err(io_error)
+        Core.move_file(bundle, from, to, mode, durable)
     }
 
+    #[cfg(feature = "native")]
     fn swap_if_unchanged(
         &self,
         bundle: &str,
         from: &str,
         to: &str,
-        expect: crate::engine::records::LocalStamp,
+        expect: LocalStamp,
         durable: bool,
     ) -> Result<e::SwapOutcome, e::IoError> {
-        let outcome = storage::swap_if_unchanged(bundle, from, to, stamp(expect), durable).map_err(io_error)?;
+        let outcome = leases::swap_if_unchanged(bundle, from, to, stamp(expect), durable).map_err(io_error)?;
         Ok(match outcome {
-            storage::SwapOutcome::Clean => e::SwapOutcome::Clean,
-            storage::SwapOutcome::InUse => e::SwapOutcome::InUse,
-            storage::SwapOutcome::Changed => e::SwapOutcome::Changed,
+            leases::SwapOutcome::Clean => e::SwapOutcome::Clean,
+            leases::SwapOutcome::InUse => e::SwapOutcome::InUse,
+            leases::SwapOutcome::Changed => e::SwapOutcome::Changed,
         })
     }
 
+    /// No write leases: the engine checks, then renames (see `place`).
+    #[cfg(not(feature = "native"))]
+    fn swap_if_unchanged(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: LocalStamp,
+        _: bool,
+    ) -> Result<e::SwapOutcome, e::IoError> {
+        Err(e::IoError::new(
+            e::IoErrorKind::NotSupported,
+            "this host has no write leases",
+        ))
+    }
+
     fn flush(&self, bundle: &str) -> Result<(), e::IoError> {
-        storage::flush(bundle).map_err(io_error)
+        Core.flush(bundle)
     }
 
     fn remove_dir(&self, bundle: &str, path: &str) -> Result<(), e::IoError> {
-        storage::remove_dir(bundle, path).map_err(io_error)
+        files::remove_dir(bundle, path).map_err(io_error)
     }
 
     fn free_space(&self, bundle: &str) -> Result<u64, e::IoError> {
-        storage::free_space(bundle).map_err(io_error)
+        // A host that cannot tell: no space check before a download.
+        Ok(files::free_space(bundle).map_err(io_error)?.unwrap_or(u64::MAX))
     }
 
+    #[cfg(feature = "native")]
     fn hash_file(&self, bundle: &str, path: &str) -> Result<String, e::IoError> {
-        storage::hash_file(bundle, path, "sha256").map_err(io_error)
+        hashing::hash_file(bundle, path, "sha256").map_err(io_error)
+    }
+
+    #[cfg(not(feature = "native"))]
+    fn hash_file(&self, bundle: &str, path: &str) -> Result<String, e::IoError> {
+        by_itself::hash_file(&Core, bundle, path)
     }
 
     fn fine_stamps(&self, bundle: &str) -> bool {
-        storage::fine_stamps(bundle)
+        files::fine_stamps(bundle)
     }
 
     fn walk_page(
@@ -406,34 +464,25 @@ impl Platform for WitPlatform {
         after: Option<&str>,
         max: u32,
     ) -> Result<Option<e::TreePage>, e::IoError> {
-        let page = storage::walk_page(bundle, dir, after, max).map_err(io_error)?;
+        let page = files::walk_page(bundle, dir, after, max).map_err(io_error)?;
         Ok(page.map(|page| {
             let entries = page.entries.into_iter().map(tree_entry).collect();
             (entries, page.next)
         }))
     }
 
-    fn scan_tree(&self, bundle: &str, dir: &str) -> Result<Option<Vec<e::TreeEntry>>, e::IoError> {
-        let entries = storage::scan_tree(bundle, dir).map_err(io_error)?;
-        Ok(entries.map(|list| list.into_iter().map(tree_entry).collect()))
+    #[cfg(feature = "native")]
+    fn evict(&self, bundle: &str, path: &str, expect: LocalStamp, aside: &str) -> Result<(), e::IoError> {
+        leases::evict(bundle, path, stamp(expect), aside).map_err(io_error)
     }
 
-    fn evict(
-        &self,
-        bundle: &str,
-        path: &str,
-        expect: crate::engine::records::LocalStamp,
-        aside: &str,
-    ) -> Result<(), e::IoError> {
-        storage::evict(bundle, path, stamp(expect), aside).map_err(io_error)
+    #[cfg(not(feature = "native"))]
+    fn evict(&self, bundle: &str, path: &str, expect: LocalStamp, aside: &str) -> Result<(), e::IoError> {
+        by_itself::evict(&Core, bundle, path, expect, aside)
     }
 
     fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, e::IoError> {
-        storage::meta_get(key).map_err(io_error)
-    }
-
-    fn meta_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, e::IoError> {
-        storage::meta_scan(prefix).map_err(io_error)
+        metadata::get(key).map_err(io_error)
     }
 
     fn meta_scan_page(
@@ -442,19 +491,19 @@ impl Platform for WitPlatform {
         after: Option<&str>,
         max: u32,
     ) -> Result<Vec<(String, Vec<u8>)>, e::IoError> {
-        storage::meta_scan_page(prefix, after, max).map_err(io_error)
+        metadata::scan_page(prefix, after, max).map_err(io_error)
     }
 
     fn meta_commit(&self, changes: Vec<(String, Option<Vec<u8>>)>) -> Result<(), e::IoError> {
-        let changes: Vec<storage::MetaChange> = changes
+        let changes: Vec<metadata::MetaChange> = changes
             .into_iter()
-            .map(|(key, value)| storage::MetaChange { key, value })
+            .map(|(key, value)| metadata::MetaChange { key, value })
             .collect();
-        storage::meta_commit(&changes).map_err(io_error)
+        metadata::commit(&changes).map_err(io_error)
     }
 
     fn cloud_stat(&self, bundle: &str, path: &str) -> Result<e::CloudObject, e::CloudError> {
-        cloud::stat(bundle, path).map(cloud_object).map_err(cloud_error)
+        Core.cloud_stat(bundle, path)
     }
 
     fn cloud_ready(&self, bundle: &str) -> Result<(), e::CloudError> {
@@ -480,6 +529,7 @@ impl Platform for WitPlatform {
         cloud::delete(bundle, path, if_match).map_err(cloud_error)
     }
 
+    #[cfg(feature = "native")]
     fn make_thumbnail(
         &self,
         bundle: &str,
@@ -487,44 +537,67 @@ impl Platform for WitPlatform {
         thumb_path: &str,
         max_edge: u32,
     ) -> Result<(), e::CloudError> {
-        media::make_thumbnail(bundle, cloud_path, thumb_path, max_edge).map_err(cloud_error)
+        let image = by_itself::read_object(&Core, bundle, cloud_path, MAX_IMAGE_BYTES)?;
+        let jpeg = thumbnails::make_thumbnail(&image, max_edge)
+            .map_err(|why| e::CloudError::new(e::CloudErrorKind::Other, format!("{cloud_path}: {why}")))?;
+        drop(image);
+        let temp = format!("{thumb_path}.part");
+        by_itself::write_whole(&Core, bundle, thumb_path, &temp, &jpeg)
+            .map_err(|err| e::CloudError::new(local_kind(&err), err.message))
+    }
+
+    /// No image tools: the item is listed without a picture.
+    #[cfg(not(feature = "native"))]
+    fn make_thumbnail(&self, _: &str, cloud_path: &str, _: &str, _: u32) -> Result<(), e::CloudError> {
+        let _ = MAX_IMAGE_BYTES;
+        Err(e::CloudError::new(
+            e::CloudErrorKind::Other,
+            format!("{cloud_path}: this host makes no thumbnails"),
+        ))
     }
 
     fn start_upload(&self, r: e::UploadRequest) -> Result<e::TransferId, e::CloudError> {
-        transfer::start_upload(&transfer::UploadRequest {
+        #[cfg(not(feature = "native"))]
+        return Ok(self.transfers.start_upload(r));
+        #[cfg(feature = "native")]
+        transfers::start_upload(&transfers::UploadRequest {
             bundle: r.bundle,
             local_path: r.local_path,
             cloud_path: r.cloud_path,
-            precondition: match r.precondition {
-                e::WritePrecondition::None => transfer::WritePrecondition::None,
-                e::WritePrecondition::IfMatch(etag) => transfer::WritePrecondition::IfMatch(etag),
-                e::WritePrecondition::IfAbsent => transfer::WritePrecondition::IfAbsent,
-            },
+            precondition: precondition(r.precondition),
             expect: r.expect.map(stamp),
         })
         .map_err(cloud_error)
     }
 
     fn start_download(&self, r: e::DownloadRequest) -> Result<e::TransferId, e::CloudError> {
-        transfer::start_download(&transfer::DownloadRequest {
+        if r.counted {
+            identity::admit_download().map_err(|why| e::CloudError::new(e::CloudErrorKind::Throttled, why))?;
+        }
+        #[cfg(not(feature = "native"))]
+        return Ok(self.transfers.start_download(r));
+        #[cfg(feature = "native")]
+        transfers::start_download(&transfers::DownloadRequest {
             bundle: r.bundle,
             cloud_path: r.cloud_path,
             local_path: r.local_path,
             offset: r.offset,
             if_match: r.if_match,
-            counted: r.counted,
             durable: r.durable,
         })
         .map_err(cloud_error)
     }
 
     fn poll_transfer(&self, id: e::TransferId) -> Option<e::TransferStatus> {
-        transfer::poll(id).map(|s| e::TransferStatus {
+        #[cfg(not(feature = "native"))]
+        return self.transfers.poll(&Core, id);
+        #[cfg(feature = "native")]
+        transfers::poll(id).map(|s| e::TransferStatus {
             bytes: s.bytes,
             state: match s.state {
-                transfer::TransferState::Running => e::TransferState::Running,
-                transfer::TransferState::Done => e::TransferState::Done,
-                transfer::TransferState::Failed(err) => e::TransferState::Failed(cloud_error(err)),
+                transfers::TransferState::Running => e::TransferState::Running,
+                transfers::TransferState::Done => e::TransferState::Done,
+                transfers::TransferState::Failed(err) => e::TransferState::Failed(cloud_error(err)),
             },
             uploaded: s.uploaded.map(cloud_object),
             sha256: s.sha256,
@@ -532,92 +605,182 @@ impl Platform for WitPlatform {
     }
 
     fn cancel_transfer(&self, id: e::TransferId) {
-        transfer::cancel(id)
+        #[cfg(not(feature = "native"))]
+        self.transfers.cancel(&Core, id);
+        #[cfg(feature = "native")]
+        transfers::cancel(id)
     }
 
     fn release_transfer(&self, id: e::TransferId) {
-        transfer::release(id)
+        #[cfg(not(feature = "native"))]
+        self.transfers.release(&Core, id);
+        #[cfg(feature = "native")]
+        transfers::release(id)
     }
 
     fn report_failure(&self, uri: &str, reason: &str) {
-        events::failure_reason(uri, reason)
+        emit(
+            0,
+            engine_export::EventBody::FailureReason((uri.to_string(), reason.to_string())),
+        )
     }
 
     fn emit_optimize(&self, listener: e::ListenerId, p: e::ondemand::OptimizeProgress) {
         use e::ondemand::OptimizeState as S;
-        events::emit_optimize(
-            listener,
-            types::OptimizeSpaceProgress {
-                state: match p.state {
-                    S::Running => types::OptimizeState::Running,
-                    S::Completed => types::OptimizeState::Completed,
-                    S::Failed => types::OptimizeState::Failed,
-                    S::Stopped => types::OptimizeState::Stopped,
-                },
-                progress: p.progress,
+        let progress = types::OptimizeSpaceProgress {
+            state: match p.state {
+                S::Running => types::OptimizeState::Running,
+                S::Completed => types::OptimizeState::Completed,
+                S::Failed => types::OptimizeState::Failed,
+                S::Stopped => types::OptimizeState::Stopped,
             },
-        )
+            progress: p.progress,
+        };
+        emit(listener, engine_export::EventBody::Optimize(progress))
     }
 
     fn emit_sync(&self, listener: e::ListenerId, p: e::SyncProgress) {
-        events::emit_sync(
-            listener,
-            types::SyncProgress {
-                state: match p.state {
-                    e::SyncState::Uploading => types::SyncState::Uploading,
-                    e::SyncState::UploadFailed => types::SyncState::UploadFailed,
-                    e::SyncState::Downloading => types::SyncState::Downloading,
-                    e::SyncState::DownloadFailed => types::SyncState::DownloadFailed,
-                    e::SyncState::Completed => types::SyncState::Completed,
-                    e::SyncState::Stopped => types::SyncState::Stopped,
-                },
-                error: match p.error {
-                    e::ErrorType::NoError => types::ErrorType::NoError,
-                    e::ErrorType::NetworkUnavailable => types::ErrorType::NetworkUnavailable,
-                    e::ErrorType::WifiUnavailable => types::ErrorType::WifiUnavailable,
-                    e::ErrorType::BatteryLevelLow => types::ErrorType::BatteryLevelLow,
-                    e::ErrorType::BatteryLevelWarning => types::ErrorType::BatteryLevelWarning,
-                    e::ErrorType::CloudStorageFull => types::ErrorType::CloudStorageFull,
-                    e::ErrorType::LocalStorageFull => types::ErrorType::LocalStorageFull,
-                    e::ErrorType::DeviceTemperatureTooHigh => types::ErrorType::DeviceTemperatureTooHigh,
-                },
+        let progress = types::SyncProgress {
+            state: match p.state {
+                e::SyncState::Uploading => types::SyncState::Uploading,
+                e::SyncState::UploadFailed => types::SyncState::UploadFailed,
+                e::SyncState::Downloading => types::SyncState::Downloading,
+                e::SyncState::DownloadFailed => types::SyncState::DownloadFailed,
+                e::SyncState::Completed => types::SyncState::Completed,
+                e::SyncState::Stopped => types::SyncState::Stopped,
             },
-        )
+            error: match p.error {
+                e::ErrorType::NoError => types::ErrorType::NoError,
+                e::ErrorType::NetworkUnavailable => types::ErrorType::NetworkUnavailable,
+                e::ErrorType::WifiUnavailable => types::ErrorType::WifiUnavailable,
+                e::ErrorType::BatteryLevelLow => types::ErrorType::BatteryLevelLow,
+                e::ErrorType::BatteryLevelWarning => types::ErrorType::BatteryLevelWarning,
+                e::ErrorType::CloudStorageFull => types::ErrorType::CloudStorageFull,
+                e::ErrorType::LocalStorageFull => types::ErrorType::LocalStorageFull,
+                e::ErrorType::DeviceTemperatureTooHigh => types::ErrorType::DeviceTemperatureTooHigh,
+            },
+        };
+        emit(listener, engine_export::EventBody::Sync(progress))
     }
 
     fn emit_download(&self, listener: e::ListenerId, p: &e::DownloadProgress) {
-        events::emit_download(
-            listener,
-            &types::DownloadProgress {
-                state: match p.state {
-                    e::State::Running => types::State::Running,
-                    e::State::Completed => types::State::Completed,
-                    e::State::Failed => types::State::Failed,
-                    e::State::Stopped => types::State::Stopped,
-                },
-                processed: p.processed,
-                size: p.size,
-                uri: p.uri.clone(),
-                error: match p.error {
-                    e::DownloadErrorType::NoError => types::DownloadErrorType::NoError,
-                    e::DownloadErrorType::UnknownError => types::DownloadErrorType::UnknownError,
-                    e::DownloadErrorType::NetworkUnavailable => types::DownloadErrorType::NetworkUnavailable,
-                    e::DownloadErrorType::LocalStorageFull => types::DownloadErrorType::LocalStorageFull,
-                    e::DownloadErrorType::ContentNotFound => types::DownloadErrorType::ContentNotFound,
-                    e::DownloadErrorType::FrequentUserRequests => types::DownloadErrorType::FrequentUserRequests,
-                },
+        let progress = types::DownloadProgress {
+            state: match p.state {
+                e::State::Running => types::State::Running,
+                e::State::Completed => types::State::Completed,
+                e::State::Failed => types::State::Failed,
+                e::State::Stopped => types::State::Stopped,
             },
-        )
+            processed: p.processed,
+            size: p.size,
+            uri: p.uri.clone(),
+            error: match p.error {
+                e::DownloadErrorType::NoError => types::DownloadErrorType::NoError,
+                e::DownloadErrorType::UnknownError => types::DownloadErrorType::UnknownError,
+                e::DownloadErrorType::NetworkUnavailable => types::DownloadErrorType::NetworkUnavailable,
+                e::DownloadErrorType::LocalStorageFull => types::DownloadErrorType::LocalStorageFull,
+                e::DownloadErrorType::ContentNotFound => types::DownloadErrorType::ContentNotFound,
+                e::DownloadErrorType::FrequentUserRequests => types::DownloadErrorType::FrequentUserRequests,
+            },
+        };
+        emit(listener, engine_export::EventBody::Download(progress))
     }
 }
 
-fn file_stat(s: storage::FileStat) -> e::FileStat {
+impl by_itself::CorePorts for Core {
+    fn stat(&self, bundle: &str, path: &str) -> Result<Option<e::FileStat>, e::IoError> {
+        let stat = files::stat(bundle, path).map_err(io_error)?;
+        Ok(stat.map(file_stat))
+    }
+
+    fn read_file(&self, bundle: &str, path: &str, offset: u64, len: u32) -> Result<Vec<u8>, e::IoError> {
+        files::read_file(bundle, path, offset, len).map_err(io_error)
+    }
+
+    fn write_file(&self, bundle: &str, path: &str, offset: u64, data: &[u8]) -> Result<(), e::IoError> {
+        files::write_file(bundle, path, offset, data).map_err(io_error)
+    }
+
+    fn move_file(
+        &self,
+        bundle: &str,
+        from: &str,
+        to: &str,
+        mode: e::MoveMode,
+        durable: bool,
+    ) -> Result<(), e::IoError> {
+        let mode = match mode {
+            e::MoveMode::Replace => files::MoveMode::Replace,
+            e::MoveMode::NoReplace => files::MoveMode::NoReplace,
+        };
+        files::move_file(bundle, from, to, mode, durable).map_err(io_error)
+    }
+
+    fn remove_file(&self, bundle: &str, path: &str) -> Result<(), e::IoError> {
+        files::remove_file(bundle, path).map_err(io_error)
+    }
+
+    fn flush(&self, bundle: &str) -> Result<(), e::IoError> {
+        files::flush(bundle).map_err(io_error)
+    }
+
+    fn cloud_stat(&self, bundle: &str, path: &str) -> Result<e::CloudObject, e::CloudError> {
+        cloud::stat(bundle, path).map(cloud_object).map_err(cloud_error)
+    }
+
+    fn cloud_read(
+        &self,
+        bundle: &str,
+        path: &str,
+        offset: u64,
+        len: u32,
+        if_match: Option<&str>,
+    ) -> Result<Vec<u8>, e::CloudError> {
+        cloud::read(bundle, path, offset, len, if_match).map_err(cloud_error)
+    }
+
+    fn begin_upload(
+        &self,
+        bundle: &str,
+        path: &str,
+        precondition: &e::WritePrecondition,
+    ) -> Result<u64, e::CloudError> {
+        cloud::begin_upload(bundle, path, &wit_precondition(precondition.clone())).map_err(cloud_error)
+    }
+
+    fn upload_part(&self, id: u64, data: &[u8]) -> Result<(), e::CloudError> {
+        cloud::upload_part(id, data).map_err(cloud_error)
+    }
+
+    fn finish_upload(&self, id: u64) -> Result<e::CloudObject, e::CloudError> {
+        cloud::finish_upload(id).map(cloud_object).map_err(cloud_error)
+    }
+
+    fn abort_upload(&self, id: u64) {
+        cloud::abort_upload(id)
+    }
+}
+
+fn wit_precondition(p: e::WritePrecondition) -> types::WritePrecondition {
+    match p {
+        e::WritePrecondition::None => types::WritePrecondition::None,
+        e::WritePrecondition::IfMatch(etag) => types::WritePrecondition::IfMatch(etag),
+        e::WritePrecondition::IfAbsent => types::WritePrecondition::IfAbsent,
+    }
+}
+
+#[cfg(feature = "native")]
+fn precondition(p: e::WritePrecondition) -> types::WritePrecondition {
+    wit_precondition(p)
+}
+
+fn file_stat(s: types::FileStat) -> e::FileStat {
     e::FileStat {
         kind: match s.kind {
-            storage::FileKind::File => e::FileKind::File,
-            storage::FileKind::Folder => e::FileKind::Folder,
-            storage::FileKind::Symlink => e::FileKind::Symlink,
-            storage::FileKind::Special => e::FileKind::Special,
+            types::FileKind::File => e::FileKind::File,
+            types::FileKind::Folder => e::FileKind::Folder,
+            types::FileKind::Symlink => e::FileKind::Symlink,
+            types::FileKind::Special => e::FileKind::Special,
         },
         size: s.size,
         mtime_ns: s.mtime_ns,
@@ -627,7 +790,7 @@ fn file_stat(s: storage::FileStat) -> e::FileStat {
     }
 }
 
-fn tree_entry(t: storage::TreeEntry) -> e::TreeEntry {
+fn tree_entry(t: files::TreeEntry) -> e::TreeEntry {
     e::TreeEntry {
         path: t.path,
         stat: file_stat(t.stat),
@@ -635,8 +798,9 @@ fn tree_entry(t: storage::TreeEntry) -> e::TreeEntry {
     }
 }
 
-fn stamp(s: crate::engine::records::LocalStamp) -> storage::LocalStamp {
-    storage::LocalStamp {
+#[cfg(feature = "native")]
+fn stamp(s: LocalStamp) -> types::LocalStamp {
+    types::LocalStamp {
         size: s.size,
         mtime_ns: s.mtime_ns,
         ctime_ns: s.ctime_ns,
@@ -644,7 +808,7 @@ fn stamp(s: crate::engine::records::LocalStamp) -> storage::LocalStamp {
     }
 }
 
-fn cloud_object(o: cloud::Object) -> e::CloudObject {
+fn cloud_object(o: types::Object) -> e::CloudObject {
     e::CloudObject {
         path: o.path,
         size: o.size,
@@ -655,8 +819,17 @@ fn cloud_object(o: cloud::Object) -> e::CloudObject {
     }
 }
 
-fn io_error(err: storage::IoError) -> e::IoError {
-    use storage::IoErrorKind as K;
+#[cfg(feature = "native")]
+fn local_kind(err: &e::IoError) -> e::CloudErrorKind {
+    if err.kind == e::IoErrorKind::NoSpace {
+        e::CloudErrorKind::LocalNoSpace
+    } else {
+        e::CloudErrorKind::LocalIo
+    }
+}
+
+fn io_error(err: types::IoError) -> e::IoError {
+    use types::IoErrorKind as K;
     let kind = match err.kind {
         K::NotFound => e::IoErrorKind::NotFound,
         K::AlreadyExists => e::IoErrorKind::AlreadyExists,
@@ -672,8 +845,8 @@ fn io_error(err: storage::IoError) -> e::IoError {
     e::IoError::new(kind, err.message)
 }
 
-fn cloud_error(err: cloud::CloudError) -> e::CloudError {
-    use cloud::CloudErrorKind as K;
+fn cloud_error(err: types::CloudError) -> e::CloudError {
+    use types::CloudErrorKind as K;
     let kind = match err.kind {
         K::NotFound => e::CloudErrorKind::NotFound,
         K::Network => e::CloudErrorKind::Network,

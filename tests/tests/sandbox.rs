@@ -80,7 +80,8 @@ async fn imports_keep_a_component_to_its_own_bundle() {
         err.message,
         "list-up=refused list-deep=refused meta-other=refused meta-write=refused \
          bare-key=refused files-other=refused own=allowed scan-other=refused scan-up=refused \
-         upload-other=refused ready-other=refused evict-other=refused evict-up=refused"
+         upload-other=refused ready-other=refused evict-other=refused evict-up=refused read-other=refused \
+         write-other=refused write-up=refused put-other=refused read-cloud-up=refused"
     );
 }
 
@@ -102,7 +103,7 @@ async fn no_import_reaches_outside_the_area_through_a_symlink() {
         err.message,
         "read-through=refused read-link=refused stat-through=refused mkdir-through=refused \
          remove-through=refused rename-through=refused rename-into=refused lazy-into=refused scan-through=refused \
-         write-through=refused upload-link=refused"
+         write-through=refused upload-link=refused read-file-link=refused write-file-through=refused"
     );
     let names: Vec<_> = std::fs::read_dir(&outside)
         .unwrap()

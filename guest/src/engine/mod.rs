@@ -1,5 +1,6 @@
 //! The engine in plain Rust types. The WIT layer converts to and from these.
 
+pub mod by_itself;
 mod download;
 mod error;
 pub mod ondemand;

@@ -231,7 +231,10 @@ pub trait Platform {
 
     // storage: paths are relative to the bundle's local area
     fn stat(&self, bundle: &str, path: &str) -> Result<Option<FileStat>, IoError>;
-    fn rename(&self, bundle: &str, from: &str, to: &str) -> Result<(), IoError>;
+    /// A durable rename that replaces the target.
+    fn rename(&self, bundle: &str, from: &str, to: &str) -> Result<(), IoError> {
+        self.move_file(bundle, from, to, MoveMode::Replace, true)
+    }
     /// An atomic rename as `mode` says; unless `durable`, durable only after
     /// the next [`flush`](Self::flush).
     fn move_file(&self, bundle: &str, from: &str, to: &str, mode: MoveMode, durable: bool) -> Result<(), IoError>;
@@ -262,7 +265,20 @@ pub trait Platform {
     /// Every name under `dir`, recursively: regular files, symlinks and
     /// special files (never followed), and empty or unreadable folders.
     /// `None` when `dir` is missing.
-    fn scan_tree(&self, bundle: &str, dir: &str) -> Result<Option<Vec<TreeEntry>>, IoError>;
+    fn scan_tree(&self, bundle: &str, dir: &str) -> Result<Option<Vec<TreeEntry>>, IoError> {
+        let mut entries = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let Some((page, next)) = self.walk_page(bundle, dir, after.as_deref(), 4096)? else {
+                return Ok(None);
+            };
+            entries.extend(page);
+            match next {
+                Some(n) => after = Some(n),
+                None => return Ok(Some(entries)),
+            }
+        }
+    }
     /// A page of `scan_tree` in path order: at most `max` entries after
     /// `after`, and where the next page starts (`None`: the end).
     fn walk_page(&self, bundle: &str, dir: &str, after: Option<&str>, max: u32) -> Result<Option<TreePage>, IoError>;
@@ -273,7 +289,17 @@ pub trait Platform {
 
     // durable metadata
     fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, IoError>;
-    fn meta_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, IoError>;
+    fn meta_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, IoError> {
+        let mut all: Vec<(String, Vec<u8>)> = Vec::new();
+        loop {
+            let after = all.last().map(|(k, _)| k.clone());
+            let page = self.meta_scan_page(prefix, after.as_deref(), 1024)?;
+            if page.is_empty() {
+                return Ok(all);
+            }
+            all.extend(page);
+        }
+    }
     /// At most `max` keys with `prefix` after `after`, in key order.
     fn meta_scan_page(&self, prefix: &str, after: Option<&str>, max: u32) -> Result<Vec<(String, Vec<u8>)>, IoError>;
     fn meta_commit(&self, changes: Vec<(String, Option<Vec<u8>>)>) -> Result<(), IoError>;

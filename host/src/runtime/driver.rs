@@ -137,11 +137,17 @@ impl Driver {
                 }
             }
             if self.live.is_some() {
-                self.busy = self
-                    .call(|b, s| b.ohos_cloudsync_engine().call_tick(s))
-                    .unwrap_or(TickResult::Idle);
+                self.busy = self.tick().unwrap_or(TickResult::Idle);
             }
         }
+    }
+
+    /// One tick: a slice of work, and the events it hands back delivered.
+    fn tick(&mut self) -> Result<TickResult, CloudSyncError> {
+        let outcome = self.call(|b, s| b.ohos_cloudsync_engine().call_tick(s))?;
+        let live = self.live.as_mut().expect("a tick had an instance");
+        live.store.data_mut().deliver(outcome.events);
+        Ok(outcome.next)
     }
 
     /// Starts the instance now (for start-up timing and early errors).

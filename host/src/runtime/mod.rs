@@ -2,6 +2,7 @@
 //! thread, and serves the API objects (`CloudFileCache`, ...) from it.
 
 mod driver;
+mod imports;
 mod loader;
 mod object;
 mod state;

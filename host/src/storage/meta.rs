@@ -93,21 +93,6 @@ impl MetaStore {
         Ok(table.get(key).map_err(err)?.map(|v| v.value().to_vec()))
     }
 
-    /// Every key starting with `prefix`, in order.
-    pub fn scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, MetaError> {
-        let txn = self.db.begin_read().map_err(err)?;
-        let table = txn.open_table(TABLE).map_err(err)?;
-        let mut out = Vec::new();
-        for row in table.range(prefix..).map_err(err)? {
-            let (k, v) = row.map_err(err)?;
-            if !k.value().starts_with(prefix) {
-                break;
-            }
-            out.push((k.value().to_string(), v.value().to_vec()));
-        }
-        Ok(out)
-    }
-
     /// Reads every record once, holding none (opening's check).
     fn read_through(&self) -> Result<(), MetaError> {
         let txn = self.db.begin_read().map_err(err)?;
@@ -302,7 +287,10 @@ mod tests {
         assert!(m.warning.is_none());
         let m = m.store;
         assert_eq!(m.get("a/1").unwrap(), None);
-        assert_eq!(m.scan("a/").unwrap(), vec![("a/2".to_string(), b"y".to_vec())]);
+        assert_eq!(
+            m.scan_page("a/", None, 100).unwrap(),
+            vec![("a/2".to_string(), b"y".to_vec())]
+        );
     }
 
     fn filled(path: &Path) {

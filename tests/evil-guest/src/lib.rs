@@ -17,8 +17,8 @@ mod bindings {
 }
 
 use bindings::exports::ohos::cloudsync::{engine, file_cache, on_demand, sync};
-use bindings::ohos::cloudsync::types::{Error, FileSyncState, OptimizeSpaceParam};
-use bindings::ohos::cloudsync::{cloud, permission, storage, transfer};
+use bindings::ohos::cloudsync::types::{Error, FileSyncState, LocalStamp, OptimizeSpaceParam, WritePrecondition};
+use bindings::ohos::cloudsync::{cloud, files, hashing, identity, leases, metadata, transfers};
 
 struct Evil;
 
@@ -26,8 +26,11 @@ impl engine::Guest for Evil {
     fn init() -> Result<(), Error> {
         Ok(())
     }
-    fn tick() -> engine::TickResult {
-        engine::TickResult::Idle
+    fn tick() -> engine::TickOutcome {
+        engine::TickOutcome {
+            next: engine::TickResult::Idle,
+            events: Vec::new(),
+        }
     }
 }
 
@@ -132,96 +135,107 @@ impl file_cache::GuestCloudFileCache for Cache {
             panic!("deliberate panic in the evil guest");
         }
         if uri.ends_with("/trespass") {
-            let me = permission::caller_bundle();
+            let me = identity::caller_bundle();
             let allowed = |ok: bool| if ok { "allowed" } else { "refused" };
             let list_up = allowed(cloud::list_page(&me, "../", None, 100).is_ok());
             let list_deep = allowed(cloud::list_page(&me, "a/../../", None, 100).is_ok());
-            let meta_other = allowed(storage::meta_get("partial/other.app/x").is_ok());
-            let change = storage::MetaChange {
+            let meta_other = allowed(metadata::get("partial/other.app/x").is_ok());
+            let change = metadata::MetaChange {
                 key: "partial/other.app/x".into(),
                 value: Some(b"{}".to_vec()),
             };
-            let meta_write = allowed(storage::meta_commit(&[change]).is_ok());
-            let bare_key = allowed(storage::meta_get("no-bundle").is_ok());
-            let files_other = allowed(storage::stat("other.app", "cloud/x").is_ok());
-            let own = allowed(storage::meta_get(&format!("partial/{me}/x")).is_ok());
-            let scan_other = allowed(storage::scan_tree("other.app", "cloud").is_ok());
-            let scan_up = allowed(storage::scan_tree(&me, "..").is_ok());
-            let upload = transfer::UploadRequest {
+            let meta_write = allowed(metadata::commit(&[change]).is_ok());
+            let bare_key = allowed(metadata::get("no-bundle").is_ok());
+            let files_other = allowed(files::stat("other.app", "cloud/x").is_ok());
+            let own = allowed(metadata::get(&format!("partial/{me}/x")).is_ok());
+            let scan_other = allowed(files::walk_page("other.app", "cloud", None, 100).is_ok());
+            let scan_up = allowed(files::walk_page(&me, "..", None, 100).is_ok());
+            let upload = transfers::UploadRequest {
                 bundle: "other.app".into(),
                 local_path: "cloud/x".into(),
                 cloud_path: "x".into(),
-                precondition: transfer::WritePrecondition::None,
+                precondition: WritePrecondition::None,
                 expect: None,
             };
-            let upload_other = allowed(transfer::start_upload(&upload).is_ok());
+            let upload_other = allowed(transfers::start_upload(&upload).is_ok());
             let ready_other = allowed(cloud::ready("other.app").is_ok());
-            let nothing = storage::LocalStamp {
+            let nothing = LocalStamp {
                 size: 0,
                 mtime_ns: 0,
                 ctime_ns: 0,
                 inode: 0,
             };
-            let evict_other = allowed(storage::evict("other.app", "cloud/x", nothing, ".staging/a").is_ok());
-            let evict_up = allowed(storage::evict(&me, "../other.app/cloud/x", nothing, ".staging/a").is_ok());
+            let evict_other = allowed(leases::evict("other.app", "cloud/x", nothing, ".staging/a").is_ok());
+            let evict_up = allowed(leases::evict(&me, "../other.app/cloud/x", nothing, ".staging/a").is_ok());
+            let read_other = allowed(files::read_file("other.app", "cloud/x", 0, 10).is_ok());
+            let write_other = allowed(files::write_file("other.app", "cloud/x", 0, b"mine").is_ok());
+            let write_up = allowed(files::write_file(&me, "../other.app/cloud/x", 0, b"mine").is_ok());
+            let put_other = allowed(cloud::begin_upload("other.app", "x", &WritePrecondition::None).is_ok());
+            let read_cloud_up = allowed(cloud::read(&me, "../other.app/x", 0, 10, None).is_ok());
             return Err(Error {
                 code: 1,
                 message: format!(
                     "list-up={list_up} list-deep={list_deep} meta-other={meta_other} meta-write={meta_write} \
                      bare-key={bare_key} files-other={files_other} own={own} scan-other={scan_other} \
                      scan-up={scan_up} upload-other={upload_other} ready-other={ready_other} \
-                     evict-other={evict_other} evict-up={evict_up}"
+                     evict-other={evict_other} evict-up={evict_up} read-other={read_other} \
+                     write-other={write_other} write-up={write_up} put-other={put_other} read-cloud-up={read_cloud_up}"
                 ),
             });
         }
         if uri.ends_with("/links") {
             // The test put `cloud/out` (a link to a folder outside) and
             // `cloud/file-link` (a link to a file outside) in the area.
-            let me = permission::caller_bundle();
+            let me = identity::caller_bundle();
             let allowed = |ok: bool| if ok { "allowed" } else { "refused" };
-            let read_through = allowed(storage::hash_file(&me, "cloud/out/secret", "sha256").is_ok());
-            let read_link = allowed(storage::hash_file(&me, "cloud/file-link", "sha256").is_ok());
-            let stat_through = allowed(matches!(storage::stat(&me, "cloud/out/secret"), Ok(Some(_))));
-            let mkdir_through = allowed(storage::create_dir_all(&me, "cloud/out/new").is_ok());
-            let remove_through = allowed(storage::remove_file(&me, "cloud/out/secret").is_ok());
-            let rename_through = allowed(storage::rename(&me, "cloud/out/secret", "cloud/stolen").is_ok());
-            let rename_into = allowed(storage::rename(&me, "cloud/mine", "cloud/out/planted").is_ok());
+            let read_through = allowed(hashing::hash_file(&me, "cloud/out/secret", "sha256").is_ok());
+            let read_link = allowed(hashing::hash_file(&me, "cloud/file-link", "sha256").is_ok());
+            let stat_through = allowed(matches!(files::stat(&me, "cloud/out/secret"), Ok(Some(_))));
+            let mkdir_through = allowed(files::create_dir_all(&me, "cloud/out/new").is_ok());
+            let remove_through = allowed(files::remove_file(&me, "cloud/out/secret").is_ok());
+            let rename_through = allowed(
+                files::move_file(&me, "cloud/out/secret", "cloud/stolen", files::MoveMode::Replace, true).is_ok(),
+            );
+            let rename_into = allowed(
+                files::move_file(&me, "cloud/mine", "cloud/out/planted", files::MoveMode::Replace, true).is_ok(),
+            );
             let lazy_into = allowed(
-                storage::move_file(
+                files::move_file(
                     &me,
                     "cloud/mine",
                     "cloud/out/planted",
-                    storage::MoveMode::NoReplace,
+                    files::MoveMode::NoReplace,
                     false,
                 )
                 .is_ok(),
             );
-            let scan_through = allowed(matches!(storage::scan_tree(&me, "cloud/out"), Ok(Some(_))));
-            let download = transfer::DownloadRequest {
+            let scan_through = allowed(matches!(files::walk_page(&me, "cloud/out", None, 100), Ok(Some(_))));
+            let download = transfers::DownloadRequest {
                 bundle: me.clone(),
                 cloud_path: "x".into(),
                 local_path: "cloud/out/written".into(),
                 offset: 0,
                 if_match: None,
-                counted: false,
                 durable: false,
             };
-            let write_through = allowed(transfer::start_download(&download).is_ok());
-            let upload = transfer::UploadRequest {
+            let write_through = allowed(transfers::start_download(&download).is_ok());
+            let upload = transfers::UploadRequest {
                 bundle: me.clone(),
                 local_path: "cloud/file-link".into(),
                 cloud_path: "exfiltrated".into(),
-                precondition: transfer::WritePrecondition::None,
+                precondition: WritePrecondition::None,
                 expect: None,
             };
-            let upload_link = allowed(transfer::start_upload(&upload).is_ok());
+            let upload_link = allowed(transfers::start_upload(&upload).is_ok());
+            let read_file_link = allowed(files::read_file(&me, "cloud/file-link", 0, 100).is_ok());
+            let write_file_through = allowed(files::write_file(&me, "cloud/out/written2", 0, b"x").is_ok());
             return Err(Error {
                 code: 1,
                 message: format!(
                     "read-through={read_through} read-link={read_link} stat-through={stat_through} \
                      mkdir-through={mkdir_through} remove-through={remove_through} rename-through={rename_through} \
                      rename-into={rename_into} lazy-into={lazy_into} scan-through={scan_through} write-through={write_through} \
-                     upload-link={upload_link}"
+                     upload-link={upload_link} read-file-link={read_file_link} write-file-through={write_file_through}"
                 ),
             });
         }

@@ -1,0 +1,429 @@
+//! The WIT layer: the capability check first (may the caller act for this
+//! bundle?), then the plain-Rust parts, then conversion.
+
+use std::cell::RefCell;
+
+use crate::area::Areas;
+use crate::config::Config;
+use crate::folder_cloud::{self as fc, FolderCloud};
+use crate::journal::{self, Journal};
+use crate::paths::is_bundle;
+
+mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "wasi-adapter",
+    });
+}
+
+use bindings::exports::ohos::cloudsync::{cloud, device, files, identity, metadata, types};
+
+struct Adapter;
+
+struct State {
+    config: Result<Config, String>,
+    areas: Option<Areas>,
+    cloud: Option<FolderCloud>,
+    journal: Option<Journal>,
+}
+
+thread_local! {
+    static STATE: RefCell<State> = RefCell::new(State::load());
+}
+
+impl State {
+    fn load() -> State {
+        let args: Vec<String> = std::env::args().collect();
+        let config = Config::parse(&args, &|k| std::env::var(k).ok());
+        let (areas, cloud) = match &config {
+            Ok(c) => (
+                c.root.as_deref().map(Areas::new),
+                c.cloud.as_deref().map(FolderCloud::new),
+            ),
+            Err(_) => (None, None),
+        };
+        State {
+            config,
+            areas,
+            cloud,
+            journal: None,
+        }
+    }
+
+    fn config(&self) -> Result<&Config, String> {
+        self.config.as_ref().map_err(|e| e.clone())
+    }
+
+    /// May the caller act for `bundle`?
+    fn grant(&self, bundle: &str) -> Result<(), String> {
+        let c = self.config()?;
+        if !is_bundle(bundle) {
+            return Err(format!("{bundle:?} is not a bundle name"));
+        }
+        if !c.may_act_for(bundle) {
+            return Err(format!("{} may not act for {bundle}", c.bundle));
+        }
+        Ok(())
+    }
+
+    fn areas(&mut self, bundle: &str) -> Result<&mut Areas, types::IoError> {
+        self.grant(bundle).map_err(denied)?;
+        self.areas
+            .as_mut()
+            .ok_or_else(|| denied("no device folder: pass --root (or set CLOUDSYNC_ROOT)".into()))
+    }
+
+    fn cloud(&mut self, bundle: &str) -> Result<&mut FolderCloud, types::CloudError> {
+        self.grant(bundle)
+            .map_err(|m| cloud_err(types::CloudErrorKind::Unauthorized, m))?;
+        self.cloud.as_mut().ok_or_else(|| {
+            cloud_err(
+                types::CloudErrorKind::Unauthorized,
+                "no cloud: pass --cloud dir:///path (or --root)".into(),
+            )
+        })
+    }
+
+    fn journal(&mut self, key: &str) -> Result<&mut Journal, types::IoError> {
+        let bundle = journal::bundle_of(key).map_err(io_err)?;
+        self.grant(bundle).map_err(denied)?;
+        if self.journal.is_none() {
+            let root = self.config().map_err(denied)?.root.clone();
+            let root = root.ok_or_else(|| denied("no device folder: pass --root (or set CLOUDSYNC_ROOT)".into()))?;
+            std::fs::create_dir_all(&root).map_err(|e| io_err(crate::IoError::of(&root, e)))?;
+            self.journal = Some(Journal::open(&format!("{root}/meta.journal")).map_err(io_err)?);
+        }
+        Ok(self.journal.as_mut().expect("opened"))
+    }
+}
+
+fn with<R>(f: impl FnOnce(&mut State) -> R) -> R {
+    STATE.with(|s| f(&mut s.borrow_mut()))
+}
+
+impl identity::Guest for Adapter {
+    fn caller_bundle() -> String {
+        with(|s| s.config().map(|c| c.bundle.clone()).unwrap_or_default())
+    }
+
+    fn has_permission(name: String) -> bool {
+        with(|s| s.config().is_ok_and(|c| c.has_permission(&name)))
+    }
+
+    fn is_system_app() -> bool {
+        with(|s| s.config().is_ok_and(|c| c.system_app))
+    }
+
+    /// A command runs one user's requests: no request limit.
+    fn admit_download() -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl device::Guest for Adapter {
+    /// WASI tells nothing of networks or batteries: a device that can sync.
+    fn status() -> device::DeviceStatus {
+        device::DeviceStatus {
+            network_available: true,
+            wifi_available: true,
+            battery_percent: 100,
+            charging: true,
+        }
+    }
+
+    fn now_ms() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+
+    fn device_name() -> String {
+        with(|s| {
+            s.config()
+                .map(|c| c.device_name.clone())
+                .unwrap_or_else(|_| "wasi".into())
+        })
+    }
+}
+
+impl files::Guest for Adapter {
+    fn stat(bundle: String, path: String) -> Result<Option<types::FileStat>, types::IoError> {
+        with(|s| {
+            s.areas(&bundle)?
+                .stat(&bundle, &path)
+                .map(|o| o.map(stat))
+                .map_err(io_err)
+        })
+    }
+
+    fn move_file(
+        bundle: String,
+        from: String,
+        to: String,
+        mode: files::MoveMode,
+        durable: bool,
+    ) -> Result<(), types::IoError> {
+        let no_replace = mode == files::MoveMode::NoReplace;
+        with(|s| {
+            s.areas(&bundle)?
+                .move_file(&bundle, &from, &to, no_replace, durable)
+                .map_err(io_err)
+        })
+    }
+
+    fn flush(bundle: String) -> Result<(), types::IoError> {
+        with(|s| s.areas(&bundle)?.flush(&bundle).map_err(io_err))
+    }
+
+    fn remove_file(bundle: String, path: String) -> Result<(), types::IoError> {
+        with(|s| s.areas(&bundle)?.remove_file(&bundle, &path).map_err(io_err))
+    }
+
+    fn create_dir_all(bundle: String, path: String) -> Result<(), types::IoError> {
+        with(|s| s.areas(&bundle)?.create_dir_all(&bundle, &path).map_err(io_err))
+    }
+
+    fn remove_dir(bundle: String, path: String) -> Result<(), types::IoError> {
+        with(|s| s.areas(&bundle)?.remove_dir(&bundle, &path).map_err(io_err))
+    }
+
+    /// WASI has no statvfs.
+    fn free_space(bundle: String) -> Result<Option<u64>, types::IoError> {
+        with(|s| s.areas(&bundle).map(|_| None))
+    }
+
+    /// No way to tell: recent files are hashed.
+    fn fine_stamps(_bundle: String) -> bool {
+        false
+    }
+
+    fn read_file(bundle: String, path: String, offset: u64, len: u32) -> Result<Vec<u8>, types::IoError> {
+        with(|s| s.areas(&bundle)?.read_file(&bundle, &path, offset, len).map_err(io_err))
+    }
+
+    fn write_file(bundle: String, path: String, offset: u64, data: Vec<u8>) -> Result<(), types::IoError> {
+        with(|s| {
+            s.areas(&bundle)?
+                .write_file(&bundle, &path, offset, &data)
+                .map_err(io_err)
+        })
+    }
+
+    fn walk_page(
+        bundle: String,
+        dir: String,
+        after: Option<String>,
+        max: u32,
+    ) -> Result<Option<files::TreePage>, types::IoError> {
+        with(|s| {
+            let page = s
+                .areas(&bundle)?
+                .walk_page(&bundle, &dir, after.as_deref(), max)
+                .map_err(io_err)?;
+            Ok(page.map(|(entries, next)| files::TreePage {
+                entries: entries
+                    .into_iter()
+                    .map(|e| files::TreeEntry {
+                        path: e.path,
+                        stat: stat(e.stat),
+                        problem: e.problem,
+                    })
+                    .collect(),
+                next,
+            }))
+        })
+    }
+}
+
+impl metadata::Guest for Adapter {
+    fn get(key: String) -> Result<Option<Vec<u8>>, types::IoError> {
+        with(|s| Ok(s.journal(&key)?.get(&key).cloned()))
+    }
+
+    fn scan_page(prefix: String, after: Option<String>, max: u32) -> Result<Vec<(String, Vec<u8>)>, types::IoError> {
+        let max = (max as usize).clamp(1, 65_536);
+        with(|s| Ok(s.journal(&prefix)?.scan_page(&prefix, after.as_deref(), max)))
+    }
+
+    fn commit(changes: Vec<metadata::MetaChange>) -> Result<(), types::IoError> {
+        with(|s| {
+            let Some(first) = changes.first() else { return Ok(()) };
+            let first = first.key.clone();
+            for c in &changes {
+                s.journal(&c.key)?;
+            }
+            s.journal(&first)?
+                .commit(changes.into_iter().map(|c| (c.key, c.value)).collect())
+                .map_err(io_err)
+        })
+    }
+}
+
+impl cloud::Guest for Adapter {
+    fn stat(bundle: String, path: String) -> Result<types::Object, types::CloudError> {
+        with(|s| s.cloud(&bundle)?.stat(&bundle, &path).map(object).map_err(cloud_error))
+    }
+
+    fn ready(bundle: String) -> Result<(), types::CloudError> {
+        with(|s| s.cloud(&bundle)?.ready().map_err(cloud_error))
+    }
+
+    fn list_page(
+        bundle: String,
+        prefix: String,
+        after: Option<String>,
+        max: u32,
+    ) -> Result<cloud::ListingPage, types::CloudError> {
+        with(|s| {
+            let (items, next) = s
+                .cloud(&bundle)?
+                .list_page(&bundle, &prefix, after.as_deref(), max)
+                .map_err(cloud_error)?;
+            let mut page = cloud::ListingPage {
+                objects: Vec::new(),
+                skipped: Vec::new(),
+                next,
+            };
+            for item in items {
+                match item {
+                    fc::Listed::Object(o) => page.objects.push(object(o)),
+                    fc::Listed::Skipped { path, reason } => page.skipped.push(cloud::Unlisted { path, reason }),
+                }
+            }
+            Ok(page)
+        })
+    }
+
+    fn read(
+        bundle: String,
+        path: String,
+        offset: u64,
+        len: u32,
+        if_match: Option<String>,
+    ) -> Result<Vec<u8>, types::CloudError> {
+        with(|s| {
+            s.cloud(&bundle)?
+                .read(&bundle, &path, offset, len, if_match.as_deref())
+                .map_err(cloud_error)
+        })
+    }
+
+    fn delete(bundle: String, path: String, if_match: Option<String>) -> Result<(), types::CloudError> {
+        with(|s| {
+            s.cloud(&bundle)?
+                .delete(&bundle, &path, if_match.as_deref())
+                .map_err(cloud_error)
+        })
+    }
+
+    fn begin_upload(
+        bundle: String,
+        path: String,
+        precondition: types::WritePrecondition,
+    ) -> Result<u64, types::CloudError> {
+        let precondition = match precondition {
+            types::WritePrecondition::None => fc::Precondition::None,
+            types::WritePrecondition::IfMatch(e) => fc::Precondition::IfMatch(e),
+            types::WritePrecondition::IfAbsent => fc::Precondition::IfAbsent,
+        };
+        with(|s| {
+            s.cloud(&bundle)?
+                .begin_upload(&bundle, &path, precondition)
+                .map_err(cloud_error)
+        })
+    }
+
+    fn upload_part(id: u64, data: Vec<u8>) -> Result<(), types::CloudError> {
+        with(|s| match s.cloud.as_mut() {
+            Some(c) => c.upload_part(id, &data).map_err(cloud_error),
+            None => Err(cloud_err(types::CloudErrorKind::Other, format!("no upload {id}"))),
+        })
+    }
+
+    fn finish_upload(id: u64) -> Result<types::Object, types::CloudError> {
+        with(|s| match s.cloud.as_mut() {
+            Some(c) => c.finish_upload(id).map(object).map_err(cloud_error),
+            None => Err(cloud_err(types::CloudErrorKind::Other, format!("no upload {id}"))),
+        })
+    }
+
+    fn abort_upload(id: u64) {
+        with(|s| {
+            if let Some(c) = s.cloud.as_mut() {
+                c.abort_upload(id)
+            }
+        })
+    }
+}
+
+bindings::export!(Adapter with_types_in bindings);
+
+fn stat(s: crate::Stat) -> types::FileStat {
+    types::FileStat {
+        kind: match s.kind {
+            crate::Kind::File => types::FileKind::File,
+            crate::Kind::Folder => types::FileKind::Folder,
+            crate::Kind::Symlink => types::FileKind::Symlink,
+            crate::Kind::Special => types::FileKind::Special,
+        },
+        size: s.size,
+        mtime_ns: s.mtime_ns,
+        ctime_ns: s.ctime_ns,
+        inode: s.inode,
+        atime_ns: s.atime_ns,
+    }
+}
+
+fn object(o: fc::Object) -> types::Object {
+    types::Object {
+        path: o.path,
+        size: o.size,
+        etag: o.etag,
+        version: None,
+        content_hash: None,
+        modified_ms: o.modified_ms,
+    }
+}
+
+fn denied(message: String) -> types::IoError {
+    types::IoError {
+        kind: types::IoErrorKind::PermissionDenied,
+        message,
+    }
+}
+
+fn io_err(e: crate::IoError) -> types::IoError {
+    use crate::IoErrorKind as K;
+    let kind = match e.kind {
+        K::NotFound => types::IoErrorKind::NotFound,
+        K::AlreadyExists => types::IoErrorKind::AlreadyExists,
+        K::PermissionDenied => types::IoErrorKind::PermissionDenied,
+        K::NoSpace => types::IoErrorKind::NoSpace,
+        K::Interrupted => types::IoErrorKind::Interrupted,
+        K::WouldBlock => types::IoErrorKind::WouldBlock,
+        K::NotSupported => types::IoErrorKind::NotSupported,
+        K::EscapesSandbox => types::IoErrorKind::EscapesSandbox,
+        K::NotAFile => types::IoErrorKind::NotAFile,
+        K::Other => types::IoErrorKind::Other,
+    };
+    types::IoError {
+        kind,
+        message: e.message,
+    }
+}
+
+fn cloud_err(kind: types::CloudErrorKind, message: String) -> types::CloudError {
+    types::CloudError { kind, message }
+}
+
+fn cloud_error(e: fc::CloudError) -> types::CloudError {
+    let kind = match e.kind {
+        fc::CloudErrorKind::NotFound => types::CloudErrorKind::NotFound,
+        fc::CloudErrorKind::Network => types::CloudErrorKind::Network,
+        fc::CloudErrorKind::PreconditionFailed => types::CloudErrorKind::PreconditionFailed,
+        fc::CloudErrorKind::LocalIo => types::CloudErrorKind::LocalIo,
+        fc::CloudErrorKind::Other => types::CloudErrorKind::Other,
+    };
+    cloud_err(kind, e.message)
+}

@@ -1,0 +1,135 @@
+//! Who calls and where things are, from the command's arguments and
+//! environment: the same options the native command line takes (`--root`,
+//! `--cloud`, `--app`, `--permission`, `--not-system-app`, and
+//! `CLOUDSYNC_ROOT`, `CLOUDSYNC_CLOUD`, `CLOUDSYNC_APP`). Every component of
+//! a composition sees the one set of arguments the runtime was given.
+
+/// `ohos.permission.CLOUDFILE_SYNC`: needed by the system APIs.
+pub const CLOUDFILE_SYNC: &str = "ohos.permission.CLOUDFILE_SYNC";
+/// `ohos.permission.CLOUDFILE_SYNC_MANAGER`: needed to act for another bundle.
+pub const CLOUDFILE_SYNC_MANAGER: &str = "ohos.permission.CLOUDFILE_SYNC_MANAGER";
+/// The gallery's own area.
+pub const GALLERY_BUNDLE: &str = "media";
+/// The app a command acts for when none is named.
+pub const DEFAULT_APP: &str = "cloudsync.cli";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The device side: `apps/<bundle>/` and the metadata journal.
+    pub root: Option<String>,
+    /// The folder cloud.
+    pub cloud: Option<String>,
+    pub bundle: String,
+    pub permissions: Vec<String>,
+    pub system_app: bool,
+    pub device_name: String,
+}
+
+impl Config {
+    /// From the arguments (the program name first) and `env`.
+    pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Config, String> {
+        let mut root = env("CLOUDSYNC_ROOT");
+        let mut cloud = env("CLOUDSYNC_CLOUD");
+        let mut bundle = env("CLOUDSYNC_APP");
+        let mut only: Vec<String> = Vec::new();
+        let mut system_app = true;
+        let mut i = 1;
+        while i < args.len() {
+            let arg = &args[i];
+            let (name, inline) = match arg.split_once('=') {
+                Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
+                _ => (arg.as_str(), None),
+            };
+            let mut value = || -> Result<String, String> {
+                if let Some(v) = inline.clone() {
+                    return Ok(v);
+                }
+                i += 1;
+                args.get(i).cloned().ok_or_else(|| format!("{name} needs a value"))
+            };
+            match name {
+                "--root" => root = Some(value()?),
+                "--cloud" => cloud = Some(value()?),
+                "--app" => bundle = Some(value()?),
+                "--permission" => only.push(value()?),
+                "--not-system-app" => system_app = false,
+                _ => {}
+            }
+            i += 1;
+        }
+        let cloud = match cloud {
+            Some(url) => Some(folder_of(&url)?),
+            None => root.as_ref().map(|r| format!("{}/cloud", r.trim_end_matches('/'))),
+        };
+        let permissions = if only.is_empty() {
+            vec![CLOUDFILE_SYNC.to_string(), CLOUDFILE_SYNC_MANAGER.to_string()]
+        } else {
+            only
+        };
+        Ok(Config {
+            root: root.map(|r| r.trim_end_matches('/').to_string()),
+            cloud,
+            bundle: bundle.unwrap_or_else(|| DEFAULT_APP.to_string()),
+            permissions,
+            system_app,
+            device_name: env("CLOUDSYNC_DEVICE_NAME").unwrap_or_else(|| "wasi".to_string()),
+        })
+    }
+
+    pub fn has_permission(&self, name: &str) -> bool {
+        self.permissions.iter().any(|p| p == name)
+    }
+
+    /// Whether the caller may touch `bundle`'s files: its own, any with
+    /// `CLOUDFILE_SYNC_MANAGER`, and the gallery's as a system app holding
+    /// `CLOUDFILE_SYNC`.
+    pub fn may_act_for(&self, bundle: &str) -> bool {
+        bundle == self.bundle
+            || self.has_permission(CLOUDFILE_SYNC_MANAGER)
+            || (bundle == GALLERY_BUNDLE && self.system_app && self.has_permission(CLOUDFILE_SYNC))
+    }
+}
+
+/// The folder of a `dir://` cloud URL (only folder clouds exist on WASI alone).
+fn folder_of(url: &str) -> Result<String, String> {
+    match url.strip_prefix("dir://") {
+        Some(path) if path.starts_with('/') => Ok(path.trim_end_matches('/').to_string()),
+        Some(_) => Err(format!("{url}: a dir:// cloud needs an absolute path (dir:///cloud)")),
+        None => Err(format!(
+            "{url}: on WASI alone the cloud is a folder (dir:///path); the native cloudsync also speaks s3:// and webdav://"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        std::iter::once("cloudsync")
+            .chain(list.iter().copied())
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn the_native_options_and_environment() {
+        let none = |_: &str| None;
+        let c = Config::parse(&args(&["--root", "/device/", "--cloud=dir:///cloud", "sync"]), &none).unwrap();
+        assert_eq!(c.root.as_deref(), Some("/device"));
+        assert_eq!(c.cloud.as_deref(), Some("/cloud"));
+        assert_eq!(c.bundle, DEFAULT_APP);
+        assert!(c.system_app && c.may_act_for("media") && c.may_act_for("other.app"));
+
+        let env = |k: &str| (k == "CLOUDSYNC_ROOT").then(|| "/d".to_string());
+        let c = Config::parse(
+            &args(&["--permission", CLOUDFILE_SYNC, "--not-system-app", "--app", "com.a"]),
+            &env,
+        )
+        .unwrap();
+        assert_eq!(c.cloud.as_deref(), Some("/d/cloud"));
+        assert!(!c.may_act_for("media") && !c.may_act_for("other.app") && c.may_act_for("com.a"));
+        assert!(Config::parse(&args(&["--cloud", "s3://bucket"]), &none).is_err());
+        assert!(Config::parse(&args(&["--root"]), &none).is_err());
+    }
+}

@@ -1,0 +1,266 @@
+//! The metadata store as one journal file: an ordered map in memory, and on
+//! disk a sequence of records, each one whole commit:
+//! `[body length: u32 LE][first 8 bytes of the body's sha256][body]`, the
+//! body a list of changes (`[key length: u32][key][1 = put, 0 = delete]`
+//! then for a put `[value length: u32][value]`).
+//!
+//! A commit is appended and synced before it is applied in memory, so after
+//! a crash a commit is there whole or not at all: a torn or damaged record
+//! at the end is cut off when the journal is opened (and said on stderr).
+//! When the journal holds much more than the map, it is rewritten as one
+//! record beside itself, synced, and renamed over itself.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use sha2::{Digest, Sha256};
+
+use crate::{IoError, IoErrorKind};
+
+pub type Change = (String, Option<Vec<u8>>);
+
+pub struct Journal {
+    path: String,
+    map: BTreeMap<String, Vec<u8>>,
+    file: std::fs::File,
+    /// Bytes in the file.
+    len: u64,
+    /// What the map would take as one record.
+    live: u64,
+}
+
+impl Journal {
+    /// Opens (or makes) the journal at `path`, replaying every whole record.
+    pub fn open(path: &str) -> Result<Journal, IoError> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(IoError::of(path, e)),
+        };
+        let mut map = BTreeMap::new();
+        let mut at = 0usize;
+        while let Some((changes, next)) = record_at(&bytes, at) {
+            apply(&mut map, changes);
+            at = next;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| IoError::of(path, e))?;
+        if at < bytes.len() {
+            eprintln!(
+                "cloudsync: {path}: {} bytes after the last whole commit (a torn or damaged write) were cut off",
+                bytes.len() - at
+            );
+            file.set_len(at as u64).map_err(|e| IoError::of(path, e))?;
+            file.sync_all().map_err(|e| IoError::of(path, e))?;
+        }
+        let live = size_of(&map);
+        Ok(Journal {
+            path: path.to_string(),
+            map,
+            file,
+            len: at as u64,
+            live,
+        })
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Vec<u8>> {
+        self.map.get(key)
+    }
+
+    /// At most `max` keys with `prefix` after `after`, in key order.
+    pub fn scan_page(&self, prefix: &str, after: Option<&str>, max: usize) -> Vec<(String, Vec<u8>)> {
+        use std::ops::Bound;
+        let from = match after {
+            Some(a) if a >= prefix => Bound::Excluded(a.to_string()),
+            _ => Bound::Included(prefix.to_string()),
+        };
+        self.map
+            .range((from, Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .take(max)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Applies `changes` at once, durably.
+    pub fn commit(&mut self, changes: Vec<Change>) -> Result<(), IoError> {
+        let record = encode(&changes);
+        let written = self.file.write_all(&record).and_then(|_| self.file.sync_data());
+        if let Err(e) = written {
+            // Nothing half-written stays behind to be read as a commit.
+            let _ = self.file.set_len(self.len);
+            return Err(IoError::of(&self.path, e));
+        }
+        self.len += record.len() as u64;
+        apply(&mut self.map, changes);
+        self.live = size_of(&self.map);
+        if self.len > 1 << 20 && self.len > 4 * self.live {
+            self.compact()?;
+        }
+        Ok(())
+    }
+
+    /// Rewrites the journal as one record of the whole map.
+    fn compact(&mut self) -> Result<(), IoError> {
+        let all: Vec<Change> = self.map.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
+        let record = encode(&all);
+        let temp = format!("{}.new", self.path);
+        let io = |e| IoError::of(&temp, e);
+        let mut f = std::fs::File::create(&temp).map_err(io)?;
+        f.write_all(&record).and_then(|_| f.sync_all()).map_err(io)?;
+        std::fs::rename(&temp, &self.path).map_err(io)?;
+        if let Some((dir, _)) = self.path.rsplit_once('/') {
+            crate::sync_dir(if dir.is_empty() { "/" } else { dir });
+        }
+        self.file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .map_err(|e| IoError::of(&self.path, e))?;
+        self.len = record.len() as u64;
+        Ok(())
+    }
+}
+
+fn apply(map: &mut BTreeMap<String, Vec<u8>>, changes: Vec<Change>) {
+    for (key, value) in changes {
+        match value {
+            Some(v) => map.insert(key, v),
+            None => map.remove(&key),
+        };
+    }
+}
+
+fn size_of(map: &BTreeMap<String, Vec<u8>>) -> u64 {
+    map.iter()
+        .map(|(k, v)| 9 + k.len() as u64 + v.len() as u64)
+        .sum::<u64>()
+        + 12
+}
+
+fn encode(changes: &[Change]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (key, value) in changes {
+        body.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        body.extend_from_slice(key.as_bytes());
+        match value {
+            Some(v) => {
+                body.push(1);
+                body.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                body.extend_from_slice(v);
+            }
+            None => body.push(0),
+        }
+    }
+    let mut record = Vec::with_capacity(body.len() + 12);
+    record.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    record.extend_from_slice(&Sha256::digest(&body)[..8]);
+    record.extend_from_slice(&body);
+    record
+}
+
+/// The whole record at `at` and where the next starts; `None` at the end or
+/// at a torn or damaged record.
+fn record_at(bytes: &[u8], at: usize) -> Option<(Vec<Change>, usize)> {
+    let header = bytes.get(at..at + 12)?;
+    let len = u32::from_le_bytes(header[..4].try_into().ok()?) as usize;
+    let body = bytes.get(at + 12..(at + 12).checked_add(len)?)?;
+    if Sha256::digest(body)[..8] != header[4..12] {
+        return None;
+    }
+    let mut changes = Vec::new();
+    let mut i = 0usize;
+    let mut take = |n: usize| -> Option<&[u8]> {
+        let s = body.get(i..i.checked_add(n)?)?;
+        i += n;
+        Some(s)
+    };
+    loop {
+        let Some(klen) = take(4) else { break };
+        let klen = u32::from_le_bytes(klen.try_into().ok()?) as usize;
+        let key = String::from_utf8(take(klen)?.to_vec()).ok()?;
+        let value = match take(1)?[0] {
+            1 => {
+                let vlen = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+                Some(take(vlen)?.to_vec())
+            }
+            0 => None,
+            _ => return None,
+        };
+        changes.push((key, value));
+    }
+    Some((changes, at + 12 + len))
+}
+
+/// A key is `<kind>/<bundle>/…`: an app reaches only the records of
+/// bundles it may act for.
+pub fn bundle_of(key: &str) -> Result<&str, IoError> {
+    match key.split('/').nth(1) {
+        Some(bundle) if !bundle.is_empty() && key.matches('/').count() >= 2 => Ok(bundle),
+        _ => Err(IoError::new(
+            IoErrorKind::PermissionDenied,
+            format!("metadata key {key:?} is not <kind>/<bundle>/…"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_survive_reopening_whole_and_a_torn_tail_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.journal");
+        let path = path.to_str().unwrap();
+        let mut j = Journal::open(path).unwrap();
+        j.commit(vec![
+            ("s/a/1".into(), Some(b"one".to_vec())),
+            ("s/a/2".into(), Some(b"two".to_vec())),
+        ])
+        .unwrap();
+        j.commit(vec![("s/a/1".into(), None), ("s/a/3".into(), Some(vec![]))])
+            .unwrap();
+        drop(j);
+        let good = std::fs::metadata(path).unwrap().len();
+        // A commit cut short by a power cut: half its bytes reached the disk.
+        let torn = encode(&[("s/a/4".into(), Some(vec![7; 100]))]);
+        let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+        f.write_all(&torn[..torn.len() / 2]).unwrap();
+        drop(f);
+        let mut j = Journal::open(path).unwrap();
+        assert_eq!(std::fs::metadata(path).unwrap().len(), good, "the torn tail is cut");
+        let all = j.scan_page("s/a/", None, 10);
+        assert_eq!(all, vec![("s/a/2".into(), b"two".to_vec()), ("s/a/3".into(), vec![])]);
+        assert_eq!(j.scan_page("s/a/", Some("s/a/2"), 10).len(), 1);
+        assert_eq!(j.scan_page("s/a/", None, 1).len(), 1);
+        // Damaged bytes inside the last record: it is not taken.
+        j.commit(vec![("s/a/5".into(), Some(b"five".to_vec()))]).unwrap();
+        drop(j);
+        let mut bytes = std::fs::read(path).unwrap();
+        let last = bytes.len() - 2;
+        bytes[last] ^= 0xff;
+        std::fs::write(path, &bytes).unwrap();
+        let j = Journal::open(path).unwrap();
+        assert!(j.get("s/a/5").is_none() && j.get("s/a/2").is_some());
+    }
+
+    #[test]
+    fn a_long_journal_is_rewritten_as_its_map() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.journal");
+        let path = path.to_str().unwrap();
+        let mut j = Journal::open(path).unwrap();
+        for i in 0..3000u32 {
+            j.commit(vec![("s/a/k".into(), Some(vec![i as u8; 1000]))]).unwrap();
+        }
+        assert!(std::fs::metadata(path).unwrap().len() < 1 << 21);
+        drop(j);
+        let j = Journal::open(path).unwrap();
+        assert_eq!(j.get("s/a/k"), Some(&vec![(2999u32 % 256) as u8; 1000]));
+        assert_eq!(bundle_of("s/com.a/x").unwrap(), "com.a");
+        assert!(bundle_of("nobundle").is_err());
+    }
+}

@@ -1,0 +1,150 @@
+//! The engine's core imports over WASI alone, as a component that exports
+//! them (the `wasi-adapter` world): plugged into the engine built for
+//! `cloudsync-core`, the pair needs nothing but a WASI runtime.
+//!
+//! - `files`: the app areas `<root>/apps/<bundle>/`, through wasi:filesystem
+//!   (the runtime's preopened folders bound what can be reached at all; on
+//!   top, no path with `.`/`..` is taken and no symlink is followed anywhere
+//!   in a path).
+//! - `metadata`: a journal file, `<root>/meta.journal`: each commit is one
+//!   appended, checksummed, synced record, so a crash keeps all of a commit
+//!   or none of it.
+//! - `cloud`: a folder cloud (`--cloud dir:///path`, default `<root>/cloud`),
+//!   objects as plain files at `<bundle>/<path>`, uploads staged under
+//!   `.cloudsync/staging/` and moved into place whole, the same layout the
+//!   native host's folder cloud keeps.
+//! - `identity` and `device`: from the command's arguments and environment
+//!   ([`config::Config`]).
+//!
+//! Everything but the thin WIT layer (`component`) is plain Rust over
+//! `std::fs`, tested natively.
+
+pub mod area;
+pub mod config;
+pub mod folder_cloud;
+pub mod journal;
+pub mod paths;
+
+#[cfg(target_arch = "wasm32")]
+mod component;
+
+/// A failed local operation, in the WIT's terms.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IoError {
+    pub kind: IoErrorKind,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoErrorKind {
+    NotFound,
+    AlreadyExists,
+    PermissionDenied,
+    NoSpace,
+    Interrupted,
+    WouldBlock,
+    NotSupported,
+    EscapesSandbox,
+    NotAFile,
+    Other,
+}
+
+impl IoError {
+    pub fn new(kind: IoErrorKind, message: impl Into<String>) -> Self {
+        IoError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// `e`, said of `what`.
+    pub fn of(what: &str, e: std::io::Error) -> Self {
+        use std::io::ErrorKind as E;
+        let kind = match e.kind() {
+            E::NotFound => IoErrorKind::NotFound,
+            E::AlreadyExists => IoErrorKind::AlreadyExists,
+            E::PermissionDenied => IoErrorKind::PermissionDenied,
+            E::StorageFull | E::QuotaExceeded => IoErrorKind::NoSpace,
+            E::Interrupted => IoErrorKind::Interrupted,
+            E::WouldBlock => IoErrorKind::WouldBlock,
+            E::Unsupported => IoErrorKind::NotSupported,
+            E::NotADirectory | E::IsADirectory => IoErrorKind::NotAFile,
+            _ => IoErrorKind::Other,
+        };
+        IoError::new(kind, format!("{what}: {e}"))
+    }
+}
+
+/// What a name is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Folder,
+    Symlink,
+    Special,
+}
+
+/// A name's metadata, never following a link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stat {
+    pub kind: Kind,
+    pub size: u64,
+    pub mtime_ns: u64,
+    pub ctime_ns: u64,
+    pub atime_ns: u64,
+    pub inode: u64,
+}
+
+/// The metadata of `path` itself; `None` when nothing is there.
+pub fn lstat(path: &str) -> Result<Option<Stat>, IoError> {
+    let c = std::ffi::CString::new(path)
+        .map_err(|_| IoError::new(IoErrorKind::PermissionDenied, format!("{path:?} holds a NUL")))?;
+    // SAFETY: `st` is written by lstat before it is read; `c` outlives the call.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::lstat(c.as_ptr(), &mut st) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() == std::io::ErrorKind::NotFound {
+            return Ok(None);
+        }
+        return Err(IoError::of(path, e));
+    }
+    let kind = match st.st_mode & libc::S_IFMT {
+        libc::S_IFREG => Kind::File,
+        libc::S_IFDIR => Kind::Folder,
+        libc::S_IFLNK => Kind::Symlink,
+        _ => Kind::Special,
+    };
+    #[cfg(target_os = "wasi")]
+    let times = (
+        (st.st_mtim.tv_sec, st.st_mtim.tv_nsec as i64),
+        (st.st_ctim.tv_sec, st.st_ctim.tv_nsec as i64),
+        (st.st_atim.tv_sec, st.st_atim.tv_nsec as i64),
+    );
+    #[cfg(not(target_os = "wasi"))]
+    let times = (
+        (st.st_mtime as i64, st.st_mtime_nsec as i64),
+        (st.st_ctime as i64, st.st_ctime_nsec as i64),
+        (st.st_atime as i64, st.st_atime_nsec as i64),
+    );
+    let ns = |s: i64, n: i64| {
+        (s.max(0) as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(n.max(0) as u64)
+    };
+    Ok(Some(Stat {
+        kind,
+        size: st.st_size.max(0) as u64,
+        mtime_ns: ns(times.0 .0, times.0 .1),
+        ctime_ns: ns(times.1 .0, times.1 .1),
+        atime_ns: ns(times.2 .0, times.2 .1),
+        inode: st.st_ino as u64,
+    }))
+}
+
+/// Makes a folder's entries durable. Where the runtime cannot open or sync
+/// a folder, a rename is as durable as the file system makes it.
+pub fn sync_dir(dir: &str) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
