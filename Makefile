@@ -12,9 +12,11 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 all: build
 
-# What the build needs besides the Rust toolchain: the component target.
+# What the build needs besides the Rust toolchain: the component target, and
+# wac (from crates.io), which composes the engine for WASI alone.
 setup:
 	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+	@[ -x $(TOOLS)/bin/wac ] || $(CARGO) install wac-cli --version 0.12.0 --locked --no-default-features --features wit --root $(TOOLS)
 
 # The real servers the tests start on loopback, and a third-party client:
 # Apache httpd with mod_dav (WebDAV) and rclone from Debian's packages,
@@ -25,8 +27,11 @@ servers:
 	fi
 	@[ -x $(TOOLS)/bin/s3s-fs ] || $(CARGO) install s3s-fs --version 0.14.1 --locked --features binary --root $(TOOLS)
 
+# The native command line, and target/cloudsync-wasi.wasm (the engine, the
+# WASI adapter and the command composed; tests/build.rs composes it) with
+# cloudsync-wasi-run, a runtime that links WASI and nothing else.
 build: setup
-	$(CARGO) build --release -p cloudsync
+	$(CARGO) build --release -p cloudsync -p cloudsync-tests --bin cloudsync-wasi-run
 
 # The main job on the embedded default: a local folder plays the cloud. The
 # app's folder has notes, the cloud a 128 MiB photo (read at 64 MiB/s so the
@@ -54,7 +59,7 @@ demo: build
 # tests, and the integration tests that load the real component, against the
 # local folder, WebDAV and S3 servers.
 test: setup servers
-	$(CARGO) test -p cloudsync-guest -p cloudsync -p cloudsync-tests
+	$(CARGO) test -p cloudsync-guest -p cloudsync-wasi-adapter -p cloudsync -p cloudsync-tests
 
 # Longer campaigns than `make test` runs (which has 10,000 simulated worlds,
 # 240 kills, 3 devices x 50 rounds per backend, 12 faulted rounds, 8 rounds
@@ -75,7 +80,9 @@ fmt:
 	$(CARGO) fmt --all
 
 lint: setup
-	$(CARGO) clippy -p cloudsync -p cloudsync-tests -p cloudsync-guest --all-targets -- -D warnings
+	$(CARGO) clippy -p cloudsync -p cloudsync-tests -p cloudsync-guest -p cloudsync-wasi-adapter --all-targets -- -D warnings
+	$(CARGO) clippy -p cloudsync-guest -p cloudsync-wasi-adapter -p cloudsync-wasi-command --target wasm32-wasip2 --target-dir target/guest-core -- -D warnings
+	$(CARGO) clippy -p cloudsync-guest --features native --target wasm32-wasip2 --target-dir target/guest -- -D warnings
 
 clean:
 	$(CARGO) clean

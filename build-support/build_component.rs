@@ -52,10 +52,51 @@ fn build_component_with(
              (`rustup target add wasm32-wasip2`, which `make` does)"
         );
     }
-    let file = package.replace('-', "_");
-    let wasm = target_dir.join("wasm32-wasip2").join("guest").join(format!("{file}.wasm"));
-    assert!(wasm.exists(), "{} was not produced", wasm.display());
-    wasm
+    // A library's file is named with `_`, a program's as the package.
+    let out = target_dir.join("wasm32-wasip2").join("guest");
+    let lib = out.join(format!("{}.wasm", package.replace('-', "_")));
+    let bin = out.join(format!("{package}.wasm"));
+    match [lib, bin].into_iter().find(|w| w.exists()) {
+        Some(wasm) => wasm,
+        None => panic!("the {package} component was not produced in {}", out.display()),
+    }
+}
+
+/// The engine on WASI alone, `<workspace>/target/cloudsync-wasi.wasm`: the
+/// engine built for the `cloudsync-core` world, the WASI adapter plugged
+/// into its imports and the command into its exports, composed with `wac`
+/// (`guest/cloudsync-wasi.wac`) found in `$CLOUDSYNC_TOOLS/bin` (where the
+/// Makefile installs it) or on the PATH.
+#[allow(dead_code)]
+fn compose_wasi(workspace: &std::path::Path) -> std::path::PathBuf {
+    let engine = build_component_with(workspace, "cloudsync-guest", &[], "guest-core");
+    let adapter = build_component_with(workspace, "cloudsync-wasi-adapter", &[], "guest-core");
+    let command = build_component_with(workspace, "cloudsync-wasi-command", &[], "guest-core");
+    let tools = std::env::var("CLOUDSYNC_TOOLS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/cloudsync-tools"));
+    let installed = tools.join("bin/wac");
+    let wac = if installed.exists() { installed } else { std::path::PathBuf::from("wac") };
+    let out = workspace.join("target").join("cloudsync-wasi.wasm");
+    let dep = |name: &str, path: &std::path::Path| format!("ohos:{name}={}", path.display());
+    let status = std::process::Command::new(&wac)
+        .arg("compose")
+        .arg(workspace.join("guest/cloudsync-wasi.wac"))
+        .args(["--dep", &dep("engine", &engine)])
+        .args(["--dep", &dep("wasi-adapter", &adapter)])
+        .args(["--dep", &dep("command", &command)])
+        .arg("-o")
+        .arg(&out)
+        .status();
+    match status {
+        Ok(s) if s.success() => out,
+        Ok(s) => panic!("wac compose failed ({s})"),
+        Err(e) => panic!(
+            "cannot run {} ({e}); `make setup` installs wac into {}",
+            wac.display(),
+            tools.display()
+        ),
+    }
 }
 
 /// Tells cargo to rebuild when anything under these paths changes.

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub mod servers;
+pub mod wasi;
 
 use cloudsync::cloud::{bytes_stream, Cloud, CloudSettings, FaultyCloud, Precondition};
 use cloudsync::device::SimulatedDevice;

@@ -17,6 +17,9 @@ pub struct Entry {
     pub problem: Option<String>,
 }
 
+/// A page of a walk, and where the next starts (`None`: the end).
+pub type Page = (Vec<Entry>, Option<String>);
+
 /// The areas, and what a `flush` must still make durable.
 pub struct Areas {
     root: String,
@@ -222,7 +225,7 @@ impl Areas {
         dir: &str,
         after: Option<&str>,
         max: u32,
-    ) -> Result<Option<(Vec<Entry>, Option<String>)>, IoError> {
+    ) -> Result<Option<Page>, IoError> {
         check(dir)?;
         let key = format!("{bundle}\n{dir}");
         let mut rest = match self.walk.take() {

@@ -85,6 +85,7 @@ impl State {
     }
 
     fn journal(&mut self, key: &str) -> Result<&mut Journal, types::IoError> {
+        self.config().map_err(denied)?;
         let bundle = journal::bundle_of(key).map_err(io_err)?;
         self.grant(bundle).map_err(denied)?;
         if self.journal.is_none() {

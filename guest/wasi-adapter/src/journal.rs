@@ -177,8 +177,7 @@ fn record_at(bytes: &[u8], at: usize) -> Option<(Vec<Change>, usize)> {
         i += n;
         Some(s)
     };
-    loop {
-        let Some(klen) = take(4) else { break };
+    while let Some(klen) = take(4) {
         let klen = u32::from_le_bytes(klen.try_into().ok()?) as usize;
         let key = String::from_utf8(take(klen)?.to_vec()).ok()?;
         let value = match take(1)?[0] {

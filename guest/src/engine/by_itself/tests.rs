@@ -4,6 +4,9 @@ use std::collections::BTreeMap;
 use super::*;
 use crate::engine::FileKind;
 
+/// What runs before a cloud read.
+type Hook = Option<Box<dyn FnMut(&Ports)>>;
+
 /// Local files and a cloud in memory; a file's stamp moves on every write.
 #[derive(Default)]
 struct Ports {
@@ -11,7 +14,7 @@ struct Ports {
     cloud: RefCell<BTreeMap<String, (Vec<u8>, u64)>>,
     uploads: RefCell<BTreeMap<u64, (String, Vec<u8>)>>,
     /// Called before every cloud read: lets a test change the cloud mid-way.
-    on_read: RefCell<Option<Box<dyn FnMut(&Ports)>>>,
+    on_read: RefCell<Hook>,
     version: std::cell::Cell<u64>,
 }
 

@@ -1,0 +1,99 @@
+//! A runtime that links WASI and nothing else, running the composed
+//! `cloudsync-wasi.wasm` as a command: what `wasmtime run --dir …` does.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store};
+use wasmtime_wasi::p2::bindings::sync::Command;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+/// The engine composed for WASI alone, built by this crate's build script.
+pub fn wasi_component_path() -> &'static Path {
+    Path::new(env!("CLOUDSYNC_WASI_WASM"))
+}
+
+struct Ctx {
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for Ctx {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// What a run printed and how it ended.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+fn loaded(wasm: &Path) -> &'static (Engine, Component) {
+    static LOADED: OnceLock<(Engine, Component)> = OnceLock::new();
+    LOADED.get_or_init(|| {
+        let mut config = Config::new();
+        config.concurrency_support(false);
+        let engine = Engine::new(&config).expect("an engine");
+        let component = Component::from_file(&engine, wasm).expect("the composed component loads");
+        (engine, component)
+    })
+}
+
+/// The names the component imports: `wasi:*` only, when it runs on WASI alone.
+pub fn imports(wasm: &Path) -> Vec<String> {
+    let (engine, component) = loaded(wasm);
+    component
+        .component_type()
+        .imports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect()
+}
+
+/// Runs the component with `args` (the program name first), each
+/// `(host folder, guest path)` preopened, and `env`.
+pub fn run(wasm: &Path, args: &[&str], dirs: &[(&Path, &str)], env: &[(&str, &str)]) -> wasmtime::Result<Run> {
+    let (engine, component) = loaded(wasm);
+    let stdout = MemoryOutputPipe::new(16 << 20);
+    let stderr = MemoryOutputPipe::new(16 << 20);
+    let mut builder = WasiCtxBuilder::new();
+    builder.args(args).stdout(stdout.clone()).stderr(stderr.clone());
+    for (k, v) in env {
+        builder.env(k, v);
+    }
+    for (host, guest) in dirs {
+        builder.preopened_dir(host, guest, FsPerms::ReadWrite)?;
+    }
+    let mut store = Store::new(
+        engine,
+        Ctx {
+            wasi: builder.build(),
+            table: ResourceTable::new(),
+        },
+    );
+    let mut linker: Linker<Ctx> = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    let command = Command::instantiate(&mut store, component, &linker)?;
+    let code = match command.wasi_cli_run().call_run(&mut store) {
+        Ok(Ok(())) => 0,
+        Ok(Err(())) => 1,
+        Err(e) => match e.downcast_ref::<I32Exit>() {
+            Some(exit) => exit.0,
+            None => return Err(e),
+        },
+    };
+    let text = |p: &MemoryOutputPipe| String::from_utf8_lossy(&p.contents()).into_owned();
+    Ok(Run {
+        code,
+        stdout: text(&stdout),
+        stderr: text(&stderr),
+    })
+}

@@ -1,0 +1,233 @@
+//! The engine on WASI alone: `target/cloudsync-wasi.wasm` (the engine built
+//! for `cloudsync-core`, the WASI adapter and the command, composed with
+//! wac) run by a runtime that links WASI and nothing else, as
+//! `wasmtime run --dir DEVICE::/device --dir CLOUD::/cloud cloudsync-wasi.wasm
+//! --root /device --cloud dir:///cloud sync` runs it.
+
+use std::path::{Path, PathBuf};
+
+use cloudsync::{ErrorType, FileSync, SyncProgress, SyncState};
+use cloudsync_tests::wasi::{imports, run, wasi_component_path, Run};
+use cloudsync_tests::{bytes, list_files, Harness, SyncRecorder, APP};
+
+/// One device that runs the composed component.
+struct WasiDevice {
+    root: PathBuf,
+    cloud: PathBuf,
+}
+
+impl WasiDevice {
+    fn new(root: PathBuf, cloud: &Path) -> Self {
+        std::fs::create_dir_all(root.join(format!("apps/{APP}/cloud"))).unwrap();
+        WasiDevice {
+            root,
+            cloud: cloud.to_path_buf(),
+        }
+    }
+
+    fn folder(&self) -> PathBuf {
+        self.root.join(format!("apps/{APP}/cloud"))
+    }
+
+    fn put(&self, path: &str, data: &[u8]) {
+        let p = self.folder().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    }
+
+    fn read(&self, path: &str) -> Vec<u8> {
+        std::fs::read(self.folder().join(path)).unwrap()
+    }
+
+    async fn cloudsync(&self, args: &[&str]) -> Run {
+        let (root, cloud) = (self.root.clone(), self.cloud.clone());
+        let mut all: Vec<String> = [
+            "cloudsync",
+            "--root",
+            "/device",
+            "--cloud",
+            "dir:///cloud",
+            "--app",
+            APP,
+        ]
+        .map(String::from)
+        .to_vec();
+        all.extend(args.iter().map(|a| a.to_string()));
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = all.iter().map(String::as_str).collect();
+            run(
+                wasi_component_path(),
+                &args,
+                &[(root.as_path(), "/device"), (cloud.as_path(), "/cloud")],
+                &[],
+            )
+            .expect("the component runs")
+        })
+        .await
+        .unwrap()
+    }
+
+    async fn sync(&self) -> Run {
+        let run = self.cloudsync(&["sync"]).await;
+        assert_eq!(run.code, 0, "{run:?}");
+        assert!(run.stdout.starts_with("COMPLETED"), "{run:?}");
+        run
+    }
+}
+
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    list_files(dir)
+        .into_iter()
+        .map(|p| {
+            let data = std::fs::read(dir.join(&p)).unwrap();
+            (p, data)
+        })
+        .collect()
+}
+
+async fn native_sync(h: &Harness) -> SyncProgress {
+    let sync = FileSync::new(&h.rt).await.unwrap();
+    let rec = SyncRecorder::default();
+    sync.on("progress", rec.callback()).await.unwrap();
+    sync.start().await.unwrap();
+    rec.terminal(1).await
+}
+
+const COMPLETED: SyncProgress = SyncProgress {
+    state: SyncState::Completed,
+    error: ErrorType::NoError,
+};
+
+#[test]
+fn the_composed_component_imports_wasi_only() {
+    let names = imports(wasi_component_path());
+    assert!(names.iter().any(|n| n.starts_with("wasi:filesystem/")), "{names:?}");
+    let foreign: Vec<&String> = names.iter().filter(|n| !n.starts_with("wasi:")).collect();
+    assert!(foreign.is_empty(), "imports beyond WASI: {foreign:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn it_syncs_both_ways_keeps_both_edits_and_carries_deletions() {
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = dir.path().join("cloud");
+    std::fs::create_dir_all(cloud.join(APP).join("photos")).unwrap();
+    let device = WasiDevice::new(dir.path().join("device"), &cloud);
+    device.put("notes/todo.txt", b"buy milk");
+    device.put("notes/empty", b"");
+    // Several steps of the engine's own transfers (1 MiB each).
+    let big = bytes(5 << 20 | 12345, 7);
+    std::fs::write(cloud.join(APP).join("photos/big.raw"), &big).unwrap();
+    std::fs::write(cloud.join(APP).join("plans.md"), b"# plans").unwrap();
+
+    device.sync().await;
+    assert_eq!(snapshot(&device.folder()), snapshot(&cloud.join(APP)));
+    assert_eq!(device.read("photos/big.raw"), big);
+    assert!(
+        device.root.join("meta.journal").exists(),
+        "the metadata is a journal in the root"
+    );
+
+    // No change: nothing moves.
+    let again = device.sync().await;
+    assert!(
+        again.stdout.starts_with("COMPLETED: 0 uploaded, 0 downloaded"),
+        "{again:?}"
+    );
+
+    // Both sides edited, one deleted in the cloud.
+    device.put("notes/todo.txt", b"buy oat milk");
+    std::fs::write(cloud.join(APP).join("notes/todo.txt"), b"buy milk and bread").unwrap();
+    std::fs::remove_file(cloud.join(APP).join("plans.md")).unwrap();
+    let run = device.sync().await;
+    assert!(run.stdout.contains("1 conflicts"), "{run:?}");
+    let files = snapshot(&device.folder());
+    assert_eq!(files, snapshot(&cloud.join(APP)));
+    let texts: Vec<&[u8]> = files.iter().map(|(_, d)| d.as_slice()).collect();
+    assert!(
+        texts.contains(&&b"buy oat milk"[..]) && texts.contains(&&b"buy milk and bread"[..]),
+        "both kept"
+    );
+    assert!(!device.folder().join("plans.md").exists(), "the deletion came down");
+
+    let states = device.cloudsync(&["state", "notes/todo.txt"]).await;
+    assert_eq!(states.stdout.split_whitespace().next(), Some("COMPLETED"), "{states:?}");
+    let status = device.cloudsync(&["status"]).await;
+    assert!(status.stdout.contains("photos/big.raw"), "{status:?}");
+    let nothing_staged = std::fs::read_dir(cloud.join(".cloudsync/staging/wasi"))
+        .unwrap()
+        .count();
+    assert_eq!(nothing_staged, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_native_device_and_a_wasi_device_share_one_cloud() {
+    let h = Harness::new().await;
+    h.put_local("notes/native.txt", b"from the native device");
+    assert_eq!(native_sync(&h).await, COMPLETED);
+
+    let device = WasiDevice::new(h.dir.path().join("wasi-device"), &h.cloud_dir);
+    device.put("notes/wasi.txt", b"from the WASI device");
+    device.sync().await;
+    assert_eq!(device.read("notes/native.txt"), b"from the native device");
+
+    assert_eq!(native_sync(&h).await, COMPLETED);
+    assert_eq!(
+        std::fs::read(h.local("notes/wasi.txt")).unwrap(),
+        b"from the WASI device"
+    );
+
+    // The same file edited on both devices between syncs: both versions stay.
+    h.put_local("notes/shared.txt", b"v1");
+    assert_eq!(native_sync(&h).await, COMPLETED);
+    device.sync().await;
+    h.put_local("notes/shared.txt", b"native edit");
+    device.put("notes/shared.txt", b"wasi edit");
+    assert_eq!(native_sync(&h).await, COMPLETED);
+    device.sync().await;
+    assert_eq!(native_sync(&h).await, COMPLETED);
+    let native = h.local_snapshot();
+    let wasi: std::collections::BTreeMap<String, Vec<u8>> = snapshot(&device.folder()).into_iter().collect();
+    assert_eq!(native, wasi, "both devices converge");
+    let versions: Vec<&Vec<u8>> = native.values().collect();
+    assert!(versions.contains(&&b"native edit".to_vec()) && versions.contains(&&b"wasi edit".to_vec()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_and_bad_input_change_nothing_outside() {
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = dir.path().join("cloud");
+    std::fs::create_dir_all(cloud.join(APP)).unwrap();
+    let device = WasiDevice::new(dir.path().join("device"), &cloud);
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("secret"), b"not the app's").unwrap();
+    std::os::unix::fs::symlink(&outside, device.folder().join("out")).unwrap();
+    std::os::unix::fs::symlink(&outside, cloud.join(APP).join("cloud-out")).unwrap();
+    device.put("ok.txt", b"fine");
+
+    let run = device.sync().await;
+    assert!(run.stdout.contains("skipped"), "{run:?}");
+    assert_eq!(
+        std::fs::read_dir(&outside).unwrap().count(),
+        1,
+        "nothing written outside"
+    );
+    assert!(!cloud.join(APP).join("out").exists(), "a link is never followed up");
+    assert!(!device.folder().join("cloud-out").exists(), "nor down");
+
+    // Arguments the command cannot take: usage, a failed exit (WASI 0.2's
+    // exit has only success and failure), nothing changed.
+    let bad = device.cloudsync(&["sync", "--bogus"]).await;
+    assert_eq!(bad.code, 1, "{bad:?}");
+    assert!(
+        bad.stderr.contains("sync takes no --bogus") && bad.stderr.contains("usage:"),
+        "{bad:?}"
+    );
+    let no_cloud = device.cloudsync(&["--cloud", "s3://bucket", "sync"]).await;
+    assert_ne!(no_cloud.code, 0, "{no_cloud:?}");
+    assert!(no_cloud.stderr.contains("dir://"), "{no_cloud:?}");
+    let outside_uri = device
+        .cloudsync(&["download", "file://other.app/data/storage/el2/cloud/x"])
+        .await;
+    assert_ne!(outside_uri.code, 0, "{outside_uri:?}");
+}
