@@ -267,6 +267,16 @@ async fn download_fetches_a_gallery_original_and_stop_always_cleans() {
     assert_eq!(events.terminal(uri).await.state, State::Completed);
     assert_eq!(std::fs::read(&local).unwrap(), original);
     assert_eq!(get_file_sync_state(&h.rt, uri).await.unwrap(), FileSyncState::Completed);
+    // The seed's form names an item by its id alone.
+    std::fs::remove_file(&local).unwrap();
+    let short = "file:///media/Photo/5";
+    let events = Recorder::default();
+    download.on("progress", events.callback()).await.unwrap();
+    download.start(short).await.unwrap();
+    assert_eq!(events.terminal(short).await.state, State::Completed);
+    assert_eq!(std::fs::read(&local).unwrap(), original);
+    let missing = download.start("file:///media/Photo/99").await.unwrap_err();
+    assert_eq!(missing.code, codes::NO_SUCH_FILE, "{missing}");
     // Not a gallery item: 14000002. An ordinary app: 201.
     assert_eq!(download.start(&h.uri("x")).await.unwrap_err().code, codes::INVALID_URI);
     let h = Harness::new().await;

@@ -65,6 +65,9 @@ impl Downloads {
     /// (CloudFileCache), or a gallery item (Download).
     fn parse(&self, platform: &impl Platform, cache: CacheId, uri: &str) -> Result<AppFile, ApiError> {
         if self.gallery.contains(&cache) {
+            if let Some(id) = super::uri::gallery_item_id(uri) {
+                return gallery_item(platform, uri, &id);
+            }
             let file = super::parse_uri_for(uri, &platform.caller_bundle(), false, true)?;
             if file.bundle != super::GALLERY_BUNDLE {
                 return Err(ApiError::invalid_uri(
@@ -625,6 +628,29 @@ fn emit(
         for listener in caches.get(&cache).into_iter().flatten() {
             platform.emit_download(*listener, p);
         }
+    }
+}
+
+/// The gallery item `id` (the seed's `file:///media/Photo/<id>`): the one
+/// item the gallery holds under `Photo/<id>/`.
+fn gallery_item(platform: &impl Platform, uri: &str, id: &str) -> Result<AppFile, ApiError> {
+    let prefix = records::path_key(SYNCED, super::GALLERY_BUNDLE, &format!("Photo/{id}/"));
+    let rows = platform
+        .meta_scan_page(&prefix, None, 2)
+        .map_err(|e| ApiError::service(format!("metadata scan failed: {e}")))?;
+    match rows.as_slice() {
+        [(key, _)] => Ok(AppFile {
+            bundle: super::GALLERY_BUNDLE.to_string(),
+            path: key[format!("{SYNCED}/{}/", super::GALLERY_BUNDLE).len()..].to_string(),
+        }),
+        [] => Err(ApiError::new(
+            codes::NO_SUCH_FILE,
+            format!("{uri}: the gallery has no item {id}"),
+        )),
+        _ => Err(ApiError::invalid_uri(
+            uri,
+            "the gallery holds several files under this id; name one: file://media/Photo/<id>/<name>",
+        )),
     }
 }
 

@@ -29,6 +29,17 @@ impl AppFile {
 pub const GALLERY_BUNDLE: &str = "media";
 const GALLERY_DIR: &str = "/Photo/";
 
+/// The item id of a gallery URI in the seed's short form, which names an
+/// item by its id alone: `file:///media/Photo/<id>` (or
+/// `file://media/Photo/<id>`); `None` for any other URI.
+pub fn gallery_item_id(uri: &str) -> Option<String> {
+    let rest = uri
+        .strip_prefix("file:///media/Photo/")
+        .or_else(|| uri.strip_prefix("file://media/Photo/"))?;
+    let id = percent_decode(&format!("/{rest}"))?.strip_prefix('/')?.to_string();
+    (!id.is_empty() && !id.contains('/') && id != "." && id != ".." && !uri.contains(['?', '#'])).then_some(id)
+}
+
 /// Parses an app file URI and checks that it names the caller's own bundle.
 ///
 /// Empty → 401; anything that is not a file of the caller's cloud folder → 14000002.
@@ -215,6 +226,21 @@ mod tests {
             "file://com.example.notes",
         ] {
             assert_eq!(code(uri), codes::INVALID_URI, "{uri}");
+        }
+    }
+
+    #[test]
+    fn the_seeds_short_gallery_form_names_an_item_by_its_id() {
+        assert_eq!(gallery_item_id("file:///media/Photo/1").as_deref(), Some("1"));
+        assert_eq!(gallery_item_id("file://media/Photo/a%20b").as_deref(), Some("a b"));
+        for other in [
+            "file://media/Photo/1/IMG.jpg",
+            "file:///media/Photo/",
+            "file:///media/Photo/..",
+            "file:///media/Photo/1?x",
+            "file://com.a/data/storage/el2/cloud/1",
+        ] {
+            assert_eq!(gallery_item_id(other), None, "{other}");
         }
     }
 

@@ -1,0 +1,231 @@
+// The `cloud` interface over a folder: objects are plain files at
+// `<cloud>/<bundle>/<path>`, uploads staged under `.cloudsync/staging/` and
+// moved into place whole and synced: the native folder cloud's layout.
+
+import fs from 'node:fs';
+import { cloudError, cloudFromIo } from './errors.js';
+import { IO_MAX, beneath, checkRelative, lstat, syncDir, walk } from './fsutil.js';
+
+const CLOUD_KINDS = new Set([
+  'not-found',
+  'network',
+  'throttled',
+  'storage-full',
+  'unauthorized',
+  'precondition-failed',
+  'local-no-space',
+  'local-io',
+  'other',
+]);
+const parent = (p) => p.slice(0, p.lastIndexOf('/'));
+const hex = (n) => BigInt(n).toString(16);
+const etag = (s) => `${hex(s.size)}-${hex(s.mtimeNs)}-${hex(s.ctimeNs)}-${hex(s.inode)}`;
+const object = (path, s) => ({
+  path,
+  size: s.size,
+  etag: etag(s),
+  version: undefined,
+  contentHash: undefined,
+  modifiedMs: s.mtimeNs / 1000000n,
+});
+
+export function cloud(config, grant) {
+  const dir = config.cloud;
+  const uploads = new Map();
+  let nextUpload = 0n;
+  let openListing = null;
+
+  const wrap = (f) => {
+    try {
+      return f();
+    } catch (e) {
+      if (e instanceof Error) throw cloudFromIo(e);
+      if (CLOUD_KINDS.has(e?.kind)) throw e;
+      // An io-error of the path checks, as the cloud says it.
+      const kind = e?.kind === 'permission-denied' ? 'unauthorized' : 'other';
+      throw cloudError(kind, e?.message ?? String(e));
+    }
+  };
+
+  function file(bundle, path) {
+    grant(bundle);
+    if (path === '') throw cloudError('other', 'an object needs a path');
+    return beneath(`${dir}/${bundle}`, path);
+  }
+
+  function stat(bundle, path) {
+    const s = lstat(file(bundle, path));
+    if (!s || s.kind !== 'file') throw cloudError('not-found', `${path}: no such object`);
+    return object(path, s);
+  }
+
+  function place(u) {
+    fs.fsyncSync(u.fd);
+    fs.closeSync(u.fd);
+    u.fd = undefined;
+    const target = file(u.bundle, u.path);
+    fs.mkdirSync(parent(target), { recursive: true });
+    const now = lstat(target);
+    if (now && now.kind !== 'file') {
+      throw cloudError('other', `${u.path}: a folder or link is where the file must be; it was left alone`);
+    }
+    const p = u.precondition;
+    if (p.tag === 'if-match') {
+      if (!now || etag(now) !== p.val) throw cloudError('precondition-failed', `${u.path} changed: it is not ${p.val}`);
+      fs.renameSync(u.staged, target);
+    } else if (p.tag === 'if-absent') {
+      if (now) throw cloudError('precondition-failed', `${u.path} already exists`);
+      try {
+        fs.linkSync(u.staged, target); // fails if anything got there meanwhile
+      } catch (e) {
+        if (lstat(target)) throw cloudError('precondition-failed', `${u.path} already exists`);
+        throw e;
+      }
+      fs.unlinkSync(u.staged); // before the stat: it moves the ctime
+    } else {
+      fs.renameSync(u.staged, target);
+    }
+    syncDir(parent(target));
+    return stat(u.bundle, u.path);
+  }
+
+  return {
+    stat: (bundle, path) => wrap(() => stat(bundle, path)),
+
+    ready: (bundle) =>
+      wrap(() => {
+        grant(bundle);
+        if (config.switchedOff.includes(bundle)) throw cloudError('unauthorized', `the cloud switch of ${bundle} is off`);
+        const s = lstat(dir);
+        if (!s || s.kind !== 'folder') throw cloudError('network', `the cloud folder ${dir} is not there`);
+      }),
+
+    listPage: (bundle, prefix, after, max) =>
+      wrap(() => {
+        grant(bundle);
+        const key = `${bundle}\n${prefix}`;
+        let rest;
+        if (openListing && openListing.key === key && openListing.last === after) {
+          rest = openListing.rest;
+        } else {
+          checkRelative(prefix.endsWith('/') ? prefix.slice(0, -1) : prefix);
+          const top = `${dir}/${bundle}`;
+          const s = lstat(top);
+          const all = s && s.kind === 'folder' ? walk(top) : [];
+          const a = after === undefined ? null : Buffer.from(after);
+          rest = all.filter(
+            (e) =>
+              e.path.startsWith(prefix) &&
+              (a === null || Buffer.compare(Buffer.from(e.path), a) > 0) &&
+              (e.stat.kind !== 'folder' || e.problem),
+          );
+        }
+        openListing = null;
+        const n = Math.min(Math.max(max, 1), 65536);
+        const page = rest.slice(0, n);
+        const left = rest.slice(n);
+        const objects = [];
+        const skipped = [];
+        for (const e of page) {
+          if (e.problem) skipped.push({ path: e.path, reason: e.problem });
+          else if (e.stat.kind === 'file') objects.push(object(e.path, e.stat));
+          else if (e.stat.kind === 'symlink') skipped.push({ path: e.path, reason: 'a symlink (links are never followed)' });
+          else skipped.push({ path: e.path, reason: 'not a regular file' });
+        }
+        let next;
+        if (left.length) {
+          next = page[page.length - 1].path;
+          openListing = { key, last: next, rest: left };
+        }
+        return { objects, skipped, next };
+      }),
+
+    read: (bundle, path, offset, len, ifMatch) =>
+      wrap(() => {
+        const before = stat(bundle, path);
+        const stale = () => cloudError('precondition-failed', `${path} is not the version asked for`);
+        if (ifMatch !== undefined && ifMatch !== before.etag) throw stale();
+        const fd = fs.openSync(file(bundle, path), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+        let got = 0;
+        const buf = Buffer.alloc(Math.min(len, IO_MAX));
+        try {
+          while (got < buf.length) {
+            const n = fs.readSync(fd, buf, got, buf.length - got, offset + BigInt(got));
+            if (n === 0) break;
+            got += n;
+          }
+        } finally {
+          fs.closeSync(fd);
+        }
+        if (stat(bundle, path).etag !== before.etag) throw stale();
+        return new Uint8Array(buf.buffer, buf.byteOffset, got);
+      }),
+
+    delete: (bundle, path, ifMatch) =>
+      wrap(() => {
+        const f = file(bundle, path);
+        const s = lstat(f);
+        if (!s) return;
+        if (s.kind !== 'file') throw cloudError('other', `${path} is not a file; it was left alone`);
+        if (ifMatch !== undefined && ifMatch !== etag(s)) throw cloudError('precondition-failed', `${path} changed`);
+        fs.unlinkSync(f);
+        const top = `${dir}/${bundle}`;
+        for (let d = parent(f); d.length > top.length; d = parent(d)) {
+          try {
+            fs.rmdirSync(d);
+          } catch {
+            break;
+          }
+        }
+        syncDir(parent(f));
+      }),
+
+    beginUpload: (bundle, path, precondition) =>
+      wrap(() => {
+        file(bundle, path);
+        const staging = `${dir}/.cloudsync/staging/node`;
+        fs.mkdirSync(staging, { recursive: true });
+        nextUpload += 1n;
+        const staged = `${staging}/${process.pid}-${Date.now()}-${nextUpload}`;
+        const fd = fs.openSync(staged, 'wx');
+        uploads.set(nextUpload, { bundle, path, precondition, staged, fd });
+        return nextUpload;
+      }),
+
+    uploadPart: (id, data) =>
+      wrap(() => {
+        const u = uploads.get(id);
+        if (!u) throw cloudError('other', `no upload ${id}`);
+        try {
+          let done = 0;
+          while (done < data.length) done += fs.writeSync(u.fd, data, done);
+        } catch (e) {
+          abort(id);
+          throw e;
+        }
+      }),
+
+    finishUpload: (id) =>
+      wrap(() => {
+        const u = uploads.get(id);
+        if (!u) throw cloudError('other', `no upload ${id}`);
+        uploads.delete(id);
+        try {
+          return place(u);
+        } finally {
+          if (u.fd !== undefined) fs.closeSync(u.fd);
+          fs.rmSync(u.staged, { force: true });
+        }
+      }),
+
+    abortUpload: (id) => abort(id),
+  };
+
+  function abort(id) {
+    const u = uploads.get(id);
+    if (!u) return;
+    uploads.delete(id);
+    if (u.fd !== undefined) fs.closeSync(u.fd);
+    fs.rmSync(u.staged, { force: true });
+  }
+}

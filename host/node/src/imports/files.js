@@ -1,0 +1,196 @@
+// The `files` interface over node:fs: each app's area `<root>/apps/<bundle>/`.
+
+import fs from 'node:fs';
+import { ioError, fromNode } from './errors.js';
+import { IO_MAX, beneath, checkRelative, lstat, syncDir, walk } from './fsutil.js';
+
+const parent = (p) => p.slice(0, p.lastIndexOf('/'));
+
+export function files(config, grant) {
+  const unsyncedFiles = new Set();
+  const unsyncedDirs = new Set();
+  let openWalk = null; // { key, last, rest }
+  const area = (bundle) => `${config.root}/apps/${bundle}`;
+
+  function path(bundle, rel) {
+    grant(bundle);
+    const a = area(bundle);
+    const s = lstat(a);
+    if (s && s.kind !== 'folder') throw ioError('escapes-sandbox', `${a} is not a folder`);
+    return beneath(a, rel);
+  }
+
+  function regular(bundle, rel) {
+    const p = path(bundle, rel);
+    const s = lstat(p);
+    if (!s) throw ioError('not-found', `${rel}: no such file`);
+    if (s.kind === 'symlink') throw ioError('escapes-sandbox', `${rel} is a symlink; links are never followed`);
+    if (s.kind !== 'file') throw ioError('not-a-file', `${rel} is not a file`);
+    return p;
+  }
+
+  const io = (what, f) => {
+    try {
+      return f();
+    } catch (e) {
+      throw fromNode(e, what);
+    }
+  };
+
+  return {
+    stat(bundle, rel) {
+      return lstat(path(bundle, rel));
+    },
+
+    moveFile(bundle, from, to, mode, durable) {
+      const src = path(bundle, from);
+      const dst = path(bundle, to);
+      if (!lstat(src)) throw ioError('not-found', `${from}: no such file`);
+      io(to, () => fs.mkdirSync(parent(dst), { recursive: true }));
+      if (mode === 'no-replace') {
+        // A hard link fails if anything is there; then the old name goes.
+        try {
+          fs.linkSync(src, dst);
+        } catch (e) {
+          if (e.code === 'EEXIST' || lstat(dst)) throw ioError('already-exists', `${to} exists`);
+          throw ioError('not-supported', `${to}: no rename without replacing here (${e.message})`);
+        }
+        io(from, () => fs.unlinkSync(src));
+      } else {
+        io(to, () => fs.renameSync(src, dst));
+      }
+      if (durable) {
+        syncDir(parent(dst));
+        if (parent(src) !== parent(dst)) syncDir(parent(src));
+      } else {
+        unsyncedDirs.add(parent(dst));
+        unsyncedDirs.add(parent(src));
+      }
+    },
+
+    flush(bundle) {
+      grant(bundle);
+      for (const p of unsyncedFiles) {
+        let fd;
+        try {
+          fd = fs.openSync(p, 'r+');
+          fs.fsyncSync(fd);
+        } catch (e) {
+          if (e.code !== 'ENOENT') throw fromNode(e, p);
+        } finally {
+          if (fd !== undefined) fs.closeSync(fd);
+        }
+      }
+      unsyncedFiles.clear();
+      for (const d of unsyncedDirs) syncDir(d);
+      unsyncedDirs.clear();
+    },
+
+    removeFile(bundle, rel) {
+      const p = path(bundle, rel);
+      const s = lstat(p);
+      if (!s) return;
+      if (s.kind === 'folder') throw ioError('not-a-file', `${rel} is a folder`);
+      io(rel, () => fs.unlinkSync(p));
+      unsyncedFiles.delete(p);
+    },
+
+    createDirAll(bundle, rel) {
+      const p = path(bundle, rel);
+      io(rel, () => fs.mkdirSync(p, { recursive: true }));
+    },
+
+    removeDir(bundle, rel) {
+      const p = path(bundle, rel);
+      const s = lstat(p);
+      if (!s) return;
+      if (s.kind !== 'folder') throw ioError('not-a-file', `${rel} is not a folder`);
+      io(rel, () => fs.rmdirSync(p));
+    },
+
+    freeSpace(bundle) {
+      grant(bundle);
+      const a = area(bundle);
+      try {
+        const s = fs.statfsSync(lstat(a) ? a : config.root, { bigint: true });
+        return s.bavail * s.bsize;
+      } catch {
+        return undefined;
+      }
+    },
+
+    fineStamps(_bundle) {
+      return false;
+    },
+
+    readFile(bundle, rel, offset, len) {
+      const p = regular(bundle, rel);
+      return io(rel, () => {
+        const fd = fs.openSync(p, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+        try {
+          const buf = Buffer.alloc(Math.min(len, IO_MAX));
+          let got = 0;
+          while (got < buf.length) {
+            const n = fs.readSync(fd, buf, got, buf.length - got, offset + BigInt(got));
+            if (n === 0) break;
+            got += n;
+          }
+          return new Uint8Array(buf.buffer, buf.byteOffset, got);
+        } finally {
+          fs.closeSync(fd);
+        }
+      });
+    },
+
+    writeFile(bundle, rel, offset, data) {
+      if (data.length > IO_MAX) throw ioError('other', `${rel}: more than 4 MiB in one write`);
+      const p = path(bundle, rel);
+      const s = lstat(p);
+      if (!s) io(rel, () => fs.mkdirSync(parent(p), { recursive: true }));
+      else if (s.kind !== 'file') throw ioError('not-a-file', `${rel} is not a file`);
+      io(rel, () => {
+        const { O_WRONLY, O_CREAT, O_NOFOLLOW } = fs.constants;
+        const fd = fs.openSync(p, O_WRONLY | O_CREAT | O_NOFOLLOW, 0o644);
+        try {
+          const size = fs.fstatSync(fd, { bigint: true }).size;
+          if (offset > size) throw ioError('other', `${rel}: a write at ${offset} is past its end (${size} bytes)`);
+          fs.ftruncateSync(fd, Number(offset));
+          let done = 0;
+          while (done < data.length) done += fs.writeSync(fd, data, done, data.length - done, Number(offset) + done);
+        } finally {
+          fs.closeSync(fd);
+        }
+      });
+      unsyncedFiles.add(p);
+      if (!s) unsyncedDirs.add(parent(p));
+    },
+
+    walkPage(bundle, dir, after, max) {
+      checkRelative(dir);
+      const key = `${bundle}\n${dir}`;
+      let rest;
+      if (openWalk && openWalk.key === key && openWalk.last === after) {
+        rest = openWalk.rest;
+      } else {
+        const base = path(bundle, dir);
+        const s = lstat(base);
+        if (!s) return undefined;
+        if (s.kind === 'symlink') throw ioError('escapes-sandbox', `${dir} is a symlink`);
+        if (s.kind !== 'folder') throw ioError('not-a-file', `${dir} is not a folder`);
+        rest = walk(base);
+        if (after !== undefined) {
+          const a = Buffer.from(after);
+          rest = rest.filter((e) => Buffer.compare(Buffer.from(e.path), a) > 0);
+        }
+      }
+      openWalk = null;
+      const n = Math.min(Math.max(max, 1), 65536);
+      const entries = rest.slice(0, n);
+      const left = rest.slice(n);
+      if (left.length === 0) return { entries, next: undefined };
+      const last = entries[entries.length - 1].path;
+      openWalk = { key, last, rest: left };
+      return { entries, next: last };
+    },
+  };
+}

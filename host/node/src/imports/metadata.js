@@ -1,0 +1,144 @@
+// The `metadata` interface as a journal file, `<root>/meta.journal`, in the
+// WASI adapter's format: one record per commit, `[body length: u32 LE]
+// [first 8 bytes of the body's sha256][body]`, the body a list of changes
+// (`[key length: u32][key][1 = put, 0 = delete]`, a put then `[value
+// length: u32][value]`). A commit is appended and synced before it counts;
+// a torn or damaged record at the end is cut off on opening.
+
+import fs from 'node:fs';
+import { createHash } from 'node:crypto';
+import { ioError, fromNode } from './errors.js';
+
+const digest = (body) => createHash('sha256').update(body).digest().subarray(0, 8);
+
+function encode(changes) {
+  const parts = [];
+  for (const { key, value } of changes) {
+    const k = Buffer.from(key);
+    const len = Buffer.alloc(4);
+    len.writeUInt32LE(k.length);
+    parts.push(len, k);
+    if (value === undefined || value === null) {
+      parts.push(Buffer.from([0]));
+    } else {
+      const vlen = Buffer.alloc(5);
+      vlen[0] = 1;
+      vlen.writeUInt32LE(value.length, 1);
+      parts.push(vlen, Buffer.from(value.buffer, value.byteOffset, value.length));
+    }
+  }
+  const body = Buffer.concat(parts);
+  const head = Buffer.alloc(4);
+  head.writeUInt32LE(body.length);
+  return Buffer.concat([head, digest(body), body]);
+}
+
+/** The changes of the whole record at `at`, and where the next starts; null at a torn or damaged one. */
+function recordAt(bytes, at) {
+  if (at + 12 > bytes.length) return null;
+  const len = bytes.readUInt32LE(at);
+  if (at + 12 + len > bytes.length) return null;
+  const body = bytes.subarray(at + 12, at + 12 + len);
+  if (!digest(body).equals(bytes.subarray(at + 4, at + 12))) return null;
+  const changes = [];
+  let i = 0;
+  while (i < body.length) {
+    if (i + 4 > body.length) return null;
+    const klen = body.readUInt32LE(i);
+    i += 4;
+    if (i + klen + 1 > body.length) return null;
+    const key = body.subarray(i, i + klen).toString('utf8');
+    i += klen;
+    const tag = body[i++];
+    if (tag === 0) {
+      changes.push([key, undefined]);
+    } else if (tag === 1) {
+      if (i + 4 > body.length) return null;
+      const vlen = body.readUInt32LE(i);
+      i += 4;
+      if (i + vlen > body.length) return null;
+      changes.push([key, new Uint8Array(body.subarray(i, i + vlen))]);
+      i += vlen;
+    } else return null;
+  }
+  return [changes, at + 12 + len];
+}
+
+/** A key is `<kind>/<bundle>/…`: an app reaches only the records of bundles it may act for. */
+function bundleOf(key) {
+  const parts = key.split('/');
+  if (parts.length < 3 || parts[1] === '') {
+    throw ioError('permission-denied', `metadata key ${JSON.stringify(key)} is not <kind>/<bundle>/…`);
+  }
+  return parts[1];
+}
+
+export function metadata(config, grant) {
+  let journal = null;
+
+  function open() {
+    if (journal) return journal;
+    const path = `${config.root}/meta.journal`;
+    try {
+      fs.mkdirSync(config.root, { recursive: true });
+      const bytes = fs.existsSync(path) ? fs.readFileSync(path) : Buffer.alloc(0);
+      const map = new Map();
+      let at = 0;
+      for (let r = recordAt(bytes, at); r; r = recordAt(bytes, at)) {
+        for (const [k, v] of r[0]) v === undefined ? map.delete(k) : map.set(k, v);
+        at = r[1];
+      }
+      const fd = fs.openSync(path, 'a');
+      if (at < bytes.length) {
+        console.error(`cloudsync: ${path}: ${bytes.length - at} bytes after the last whole commit were cut off`);
+        fs.ftruncateSync(fd, at);
+        fs.fsyncSync(fd);
+      }
+      journal = { path, map, fd, len: at };
+      return journal;
+    } catch (e) {
+      throw fromNode(e, path);
+    }
+  }
+
+  const check = (key) => grant(bundleOf(key));
+
+  return {
+    get(key) {
+      check(key);
+      return open().map.get(key);
+    },
+
+    scanPage(prefix, after, max) {
+      check(prefix);
+      const { map } = open();
+      const a = after === undefined ? null : Buffer.from(after);
+      const keys = [...map.keys()]
+        .filter((k) => k.startsWith(prefix) && (a === null || Buffer.compare(Buffer.from(k), a) > 0))
+        .sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)));
+      return keys.slice(0, Math.min(Math.max(max, 1), 65536)).map((k) => [k, map.get(k)]);
+    },
+
+    commit(changes) {
+      for (const c of changes) check(c.key);
+      const j = open();
+      const record = encode(changes);
+      try {
+        let done = 0;
+        while (done < record.length) done += fs.writeSync(j.fd, record, done);
+        fs.fdatasyncSync(j.fd);
+      } catch (e) {
+        // Nothing half-written stays to be read as a commit (or to hide the next).
+        try {
+          fs.ftruncateSync(j.fd, j.len);
+        } catch {}
+        throw fromNode(e, j.path);
+      }
+      j.len += record.length;
+      for (const { key, value } of changes) {
+        if (value === undefined || value === null) j.map.delete(key);
+        else j.map.set(key, value);
+      }
+    },
+  };
+}
