@@ -69,8 +69,13 @@ pub fn evict(ports: &impl CorePorts, bundle: &str, path: &str, expect: LocalStam
         _ => return Err(changed()),
     }
     ports.move_file(bundle, path, aside, MoveMode::NoReplace, true)?;
+    // The move itself gives the file a new ctime (a rename, or a link and
+    // an unlink): the same file is the same inode, size and mtime.
+    let same = |st: FileStat| {
+        st.is_file() && st.inode == expect.inode && st.size == expect.size && st.mtime_ns == expect.mtime_ns
+    };
     match ports.stat(bundle, aside)? {
-        Some(st) if st.is_file() && LocalStamp::from(st) == expect => ports.remove_file(bundle, aside),
+        Some(st) if same(st) => ports.remove_file(bundle, aside),
         _ => {
             // Saved anew between the check and the move: back it goes.
             ports.move_file(bundle, aside, path, MoveMode::NoReplace, true)?;

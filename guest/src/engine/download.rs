@@ -335,7 +335,19 @@ impl Downloads {
                 }
                 Ok(())
             }
-            None => Err(not_downloading(uri)),
+            // Nothing runs and nothing is kept: stopped already, if the
+            // file is one the device knows (else 13900002, no such file).
+            None => {
+                let known = records::get::<SyncedRecord>(platform, &records::key(SYNCED, &file))?.is_some()
+                    || platform
+                        .stat(&file.bundle, &file.local_path())
+                        .is_ok_and(|s| s.is_some());
+                if known {
+                    Ok(())
+                } else {
+                    Err(not_downloading(uri))
+                }
+            }
         }
     }
 
@@ -569,7 +581,10 @@ pub fn check_event(event: &str) -> Result<(), ApiError> {
 }
 
 fn not_downloading(uri: &str) -> ApiError {
-    ApiError::new(codes::NO_SUCH_FILE, format!("{uri}: no download of this file to stop"))
+    ApiError::new(
+        codes::NO_SUCH_FILE,
+        format!("{uri}: no such file here, and no download of it to stop"),
+    )
 }
 
 /// The local target must stay inside the sandbox and not be a directory.

@@ -10,7 +10,8 @@ type Hook = Option<Box<dyn FnMut(&Ports)>>;
 /// Local files and a cloud in memory; a file's stamp moves on every write.
 #[derive(Default)]
 struct Ports {
-    files: RefCell<BTreeMap<String, (Vec<u8>, u64)>>,
+    /// (content, mtime, ctime)
+    files: RefCell<BTreeMap<String, (Vec<u8>, u64, u64)>>,
     cloud: RefCell<BTreeMap<String, (Vec<u8>, u64)>>,
     uploads: RefCell<BTreeMap<u64, (String, Vec<u8>)>>,
     /// Called before every cloud read: lets a test change the cloud mid-way.
@@ -25,7 +26,7 @@ impl Ports {
     }
     fn put_local(&self, path: &str, data: &[u8]) {
         let v = self.tick();
-        self.files.borrow_mut().insert(path.into(), (data.to_vec(), v));
+        self.files.borrow_mut().insert(path.into(), (data.to_vec(), v, v));
     }
     fn put_cloud(&self, path: &str, data: &[u8]) {
         let v = self.tick();
@@ -49,18 +50,18 @@ fn object(path: &str, data: &[u8], v: u64) -> CloudObject {
 
 impl CorePorts for Ports {
     fn stat(&self, _: &str, path: &str) -> Result<Option<FileStat>, IoError> {
-        Ok(self.files.borrow().get(path).map(|(data, v)| FileStat {
+        Ok(self.files.borrow().get(path).map(|(data, m, c)| FileStat {
             kind: FileKind::File,
             size: data.len() as u64,
-            mtime_ns: *v,
-            ctime_ns: *v,
+            mtime_ns: *m,
+            ctime_ns: *c,
             inode: 1,
             atime_ns: 0,
         }))
     }
     fn read_file(&self, _: &str, path: &str, offset: u64, len: u32) -> Result<Vec<u8>, IoError> {
         let files = self.files.borrow();
-        let (data, _) = files.get(path).ok_or(IoError::new(IoErrorKind::NotFound, path))?;
+        let (data, _, _) = files.get(path).ok_or(IoError::new(IoErrorKind::NotFound, path))?;
         let from = (offset as usize).min(data.len());
         Ok(data[from..(from + len as usize).min(data.len())].to_vec())
     }
@@ -72,6 +73,7 @@ impl CorePorts for Ports {
         file.0.truncate(offset as usize);
         file.0.extend_from_slice(data);
         file.1 = v;
+        file.2 = v;
         Ok(())
     }
     fn move_file(&self, _: &str, from: &str, to: &str, mode: MoveMode, _: bool) -> Result<(), IoError> {
@@ -79,7 +81,9 @@ impl CorePorts for Ports {
         if mode == MoveMode::NoReplace && files.contains_key(to) {
             return Err(IoError::new(IoErrorKind::AlreadyExists, to));
         }
-        let f = files.remove(from).ok_or(IoError::new(IoErrorKind::NotFound, from))?;
+        let mut f = files.remove(from).ok_or(IoError::new(IoErrorKind::NotFound, from))?;
+        // A rename moves the ctime, as Linux's does.
+        f.2 = self.tick();
         files.insert(to.into(), f);
         Ok(())
     }

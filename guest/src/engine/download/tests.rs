@@ -179,6 +179,20 @@ fn stop_of_a_kept_partial_cleans_it_and_stop_of_nothing_is_13900002() {
     assert_no_partial(&e);
     let err = e.downloads.stop(&e.platform, c, &uri("f"), true).unwrap_err();
     assert_eq!(err.code, codes::NO_SUCH_FILE);
+    // A file the device holds, with nothing running: stopped already.
+    e.platform.put_cloud("g", &[2; 64]);
+    e.downloads.start(&e.platform, c, &uri("g")).unwrap();
+    for _ in 0..20 {
+        e.tick();
+    }
+    assert_eq!(e.platform.local("cloud/g").unwrap(), vec![2; 64], "downloaded");
+    e.downloads.stop(&e.platform, c, &uri("g"), true).unwrap();
+    e.downloads.stop(&e.platform, c, &uri("g"), false).unwrap();
+    assert_eq!(
+        e.platform.local("cloud/g").unwrap(),
+        vec![2; 64],
+        "a stop of nothing touches nothing"
+    );
 }
 
 #[test]

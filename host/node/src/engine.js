@@ -1,0 +1,185 @@
+// One engine instance per process: the core component transpiled by jco
+// (`gen/engine.js`, synchronous instantiation), its core imports made of
+// node:fs (src/imports), ticked from the event loop while it has work, its
+// events handed to the listeners registered through the API.
+
+import fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import * as shim from '@bytecodealliance/preview2-shim';
+import { fromEnv } from './config.js';
+import { files } from './imports/files.js';
+import { metadata } from './imports/metadata.js';
+import { cloud } from './imports/cloud.js';
+import { device, granter, identity } from './imports/identity.js';
+import { BusinessError } from './basic-services-kit.js';
+
+const GEN = new URL('../gen/', import.meta.url);
+/** While jobs wait on nothing the engine can do itself, tick this often. */
+const WAIT_MS = 5;
+/** The service failed (the component trapped). */
+const SERVICE_FAILED = 13600001;
+
+/** Every import under its versioned and its plain name (jco looks up either). */
+function both(map) {
+  const out = {};
+  for (const [name, value] of Object.entries(map)) {
+    out[`${name}@0.2.0`] = value;
+    out[name] = value;
+  }
+  return out;
+}
+
+function wasiImports() {
+  const { cli, io } = shim;
+  const versioned = {
+    // The engine is given no environment, arguments or folders.
+    'wasi:cli/environment': { getEnvironment: () => [], getArguments: () => [], initialCwd: () => undefined },
+    'wasi:cli/exit': cli.exit,
+    'wasi:cli/stdin': cli.stdin,
+    'wasi:cli/stdout': cli.stdout,
+    'wasi:cli/stderr': cli.stderr,
+    'wasi:cli/terminal-input': cli.terminalInput,
+    'wasi:cli/terminal-output': cli.terminalOutput,
+    'wasi:cli/terminal-stdin': cli.terminalStdin,
+    'wasi:cli/terminal-stdout': cli.terminalStdout,
+    'wasi:cli/terminal-stderr': cli.terminalStderr,
+    'wasi:io/error': io.error,
+    'wasi:io/poll': io.poll,
+    'wasi:io/streams': io.streams,
+  };
+  const out = {};
+  for (const [name, value] of Object.entries(versioned)) {
+    out[`${name}@0.2.6`] = value;
+    out[name] = value;
+  }
+  return out;
+}
+
+/** A call's error as the seed's BusinessError. */
+export function businessError(e) {
+  if (e instanceof BusinessError) return e;
+  // A result's err comes thrown as the record itself (or wrapped in `payload`).
+  const payload = e instanceof Error ? e.payload : e;
+  if (payload && typeof payload.code === 'number') return new BusinessError(payload.code, payload.message);
+  return new BusinessError(SERVICE_FAILED, `the engine component failed: ${e?.message ?? e}`);
+}
+
+export class Engine {
+  constructor(config = fromEnv()) {
+    this.config = config;
+    this.listeners = new Map(); // id → { kind, callback }
+    this.nextListener = 1n;
+    this.pending = false;
+    this.timer = null;
+    this.failureReasons = [];
+    this.generation = 0;
+    this.start();
+  }
+
+  start() {
+    const grant = granter(this.config);
+    const { instantiate } = Engine.module;
+    const core = (name) => new WebAssembly.Module(fs.readFileSync(new URL(name, GEN)));
+    this.exports = instantiate(core, {
+      ...both({
+        'ohos:cloudsync/types': {},
+        'ohos:cloudsync/identity': identity(this.config),
+        'ohos:cloudsync/device': device(this.config),
+        'ohos:cloudsync/files': files(this.config, grant),
+        'ohos:cloudsync/metadata': metadata(this.config, grant),
+        'ohos:cloudsync/cloud': cloud(this.config, grant),
+      }),
+      ...wasiImports(),
+    });
+    this.generation += 1;
+    this.exports.engine.init();
+  }
+
+  /** Calls into the component; a trap ends this instance (the next call starts a fresh one). */
+  call(f) {
+    try {
+      return f(this.exports);
+    } catch (e) {
+      if (e instanceof WebAssembly.RuntimeError) {
+        this.exports = null;
+        const err = businessError(e);
+        try {
+          this.start();
+        } catch {}
+        throw err;
+      }
+      throw businessError(e);
+    } finally {
+      this.schedule();
+    }
+  }
+
+  listen(kind, callback) {
+    const id = this.nextListener++;
+    this.listeners.set(id, { kind, callback });
+    return id;
+  }
+
+  forget(id) {
+    this.listeners.delete(id);
+  }
+
+  schedule() {
+    if (this.pending) return;
+    this.pending = true;
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    setImmediate(() => this.pump());
+  }
+
+  pump() {
+    this.pending = false;
+    if (!this.exports) return;
+    let outcome;
+    try {
+      outcome = this.exports.engine.tick();
+    } catch (e) {
+      console.error(`cloudsync: the engine component failed: ${e?.message ?? e}`);
+      this.exports = null;
+      try {
+        this.start();
+      } catch {}
+      return;
+    }
+    for (const event of outcome.events) this.deliver(event);
+    if (outcome.next === 'more') this.schedule();
+    else if (outcome.next === 'waiting') this.timer = setTimeout(() => this.pump(), WAIT_MS);
+  }
+
+  deliver({ listener, body }) {
+    if (body.tag === 'failure-reason') {
+      const [uri, reason] = body.val;
+      this.failureReasons.push({ uri, reason });
+      if (this.failureReasons.length > 100) this.failureReasons.shift();
+      return;
+    }
+    const l = this.listeners.get(listener);
+    if (!l) return;
+    try {
+      l.callback(body);
+    } catch (e) {
+      console.error(`cloudsync: a progress callback threw: ${e?.stack ?? e}`);
+    }
+  }
+}
+
+/** The transpiled component, loaded once. */
+Engine.module = await import(fileURLToPath(new URL('engine.js', GEN))).catch((e) => {
+  throw new Error(
+    `the engine component is not transpiled (${e.message}); run \`npm run build\` in host/node (make test does)`,
+  );
+});
+
+let shared = null;
+/** The process's engine, made on first use. */
+export function engine() {
+  shared ??= new Engine();
+  return shared;
+}

@@ -1,0 +1,12 @@
+// 001_b6537456dcabf801.reflowed.md, "GallerySync stop": the seed's example as written.
+import { cloudSync } from '@kit.CoreFileKit'; // the seed's "Modules to Import"
+import { BusinessError } from '@kit.BasicServicesKit';
+let gallerySync = new cloudSync.GallerySync();
+
+gallerySync.stop((err: BusinessError) => {
+if (err) {
+console.error("stop sync failed with error message: " + err.message + ", error code: " + err.code);
+} else {
+console.info("stop sync successfully");
+}
+});
