@@ -8,7 +8,7 @@ TOOLS := $(HOME)/.cache/cloudsync-tools
 export CLOUDSYNC_TOOLS := $(TOOLS)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all setup servers bench-tools build demo test campaigns bench fmt lint clean
+.PHONY: all setup node-setup servers bench-tools build demo test node-test campaigns bench fmt lint clean
 
 all: build
 
@@ -58,8 +58,21 @@ demo: build
 # Every test: the engine's native unit tests, the host's unit and command-line
 # tests, and the integration tests that load the real component, against the
 # local folder, WebDAV and S3 servers.
-test: setup servers
+test: setup servers node-setup
 	$(CARGO) test -p cloudsync-guest -p cloudsync-wasi-adapter -p cloudsync -p cloudsync-tests
+	$(MAKE) node-test
+
+# The Node package (host/node): Node and its npm packages (jco's transpiler,
+# the WASI shim, a TypeScript stripper), pinned by its package-lock.json.
+node-setup:
+	@command -v node >/dev/null && command -v npm >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm >/dev/null; }
+	cd host/node && npm ci --no-audit --no-fund --loglevel=error
+
+# The engine for the core world (built by `cargo build -p cloudsync-tests`),
+# transpiled by jco; then every seed example and the API tests in Node.
+node-test: node-setup
+	$(CARGO) build -p cloudsync-tests
+	cd host/node && node scripts/build.mjs && node --test test/*.test.mjs
 
 # Longer campaigns than `make test` runs (which has 10,000 simulated worlds,
 # 240 kills, 3 devices x 50 rounds per backend, 12 faulted rounds, 8 rounds
