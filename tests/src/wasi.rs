@@ -65,7 +65,13 @@ pub fn run(wasm: &Path, args: &[&str], dirs: &[(&Path, &str)], env: &[(&str, &st
     let stdout = MemoryOutputPipe::new(16 << 20);
     let stderr = MemoryOutputPipe::new(16 << 20);
     let mut builder = WasiCtxBuilder::new();
-    builder.args(args).stdout(stdout.clone()).stderr(stderr.clone());
+    // Synchronous embedding: file operations run on this thread, not handed
+    // to a blocking pool and back (which costs more than most of them).
+    builder
+        .args(args)
+        .stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .allow_blocking_current_thread(true);
     for (k, v) in env {
         builder.env(k, v);
     }

@@ -101,6 +101,11 @@ class EngineObject {
     this.#make = make;
   }
 
+  /** Keeps this object (and its engine resource) alive: it listens or has work going. */
+  _pin() {
+    engine().pinned.add(this);
+  }
+
   /** Calls `f(resource, exports)` on the engine's thread of control. */
   _call(f) {
     const e = engine();
@@ -128,6 +133,7 @@ class EngineObject {
     const list = this.#listeners.get(callback) ?? [];
     list.push({ event, id });
     this.#listeners.set(callback, list);
+    this._pin();
   }
 
   _off(event, callback) {
@@ -177,6 +183,7 @@ export class CloudFileCache extends EngineObject {
     return asyncForm(callback, () => {
       requireString(uri, 'uri');
       this._call((r) => r.start(uri));
+      this._pin();
     });
   }
 
@@ -215,6 +222,7 @@ export class Download extends EngineObject {
     return asyncForm(callback, () => {
       requireString(uri, 'uri');
       this._call((r) => r.start(uri));
+      this._pin();
     });
   }
 
@@ -241,6 +249,7 @@ class SyncObject extends EngineObject {
   start(callback) {
     return asyncForm(callback, () => {
       this._call((r) => r.start(NO_CONFIRMATION));
+      this._pin();
     });
   }
 

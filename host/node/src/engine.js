@@ -68,6 +68,10 @@ export class Engine {
   constructor(config = fromEnv()) {
     this.config = config;
     this.listeners = new Map(); // id → { kind, callback }
+    // Objects that listen or have started work: held here, so that the
+    // garbage collector (which would drop their engine resources, and with
+    // them their downloads) never takes an object whose work goes on.
+    this.pinned = new Set();
     this.nextListener = 1n;
     this.pending = false;
     this.timer = null;

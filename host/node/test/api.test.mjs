@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 const pkg = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 
 /** Runs `code` (TypeScript, the kits importable) with `policy` and files in the cloud; its stdout lines. */
-function run(code, { policy, cloud = {} } = {}) {
+function run(code, { policy, cloud = {}, flags = [] } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cloudsync-api-'));
   for (const [p, data] of Object.entries(cloud)) {
     fs.mkdirSync(path.dirname(path.join(dir, 'cloud', p)), { recursive: true });
@@ -25,7 +25,7 @@ function run(code, { policy, cloud = {} } = {}) {
   }
   const file = path.join(dir, 'app.ts');
   fs.writeFileSync(file, code);
-  const r = spawnSync(process.execPath, ['--import', path.join(pkg, 'register.mjs'), file], {
+  const r = spawnSync(process.execPath, [...flags, '--import', path.join(pkg, 'register.mjs'), file], {
     env,
     encoding: 'utf8',
     timeout: 60_000,
@@ -141,4 +141,25 @@ test('a FileSync run brings both sides together and says so by its events', () =
   );
   assert.deepEqual(lines, ['2 4 true']);
   assert.equal(fs.readFileSync(path.join(dir, 'device/apps/cloudsync.cli/cloud/from-cloud.txt'), 'utf8'), 'down');
+});
+
+test('an object nobody holds goes on with its run and its download (the collector takes nothing that works)', () => {
+  const cloud = {};
+  for (let i = 0; i < 300; i++) cloud[`cloudsync.cli/f${i}.bin`] = Buffer.alloc(2000, i);
+  cloud['cloudsync.cli/big.bin'] = Buffer.alloc(6 << 20, 1);
+  const { lines } = run(
+    `
+    import { cloudSync, fileUri } from '@kit.CoreFileKit';
+    const collect = setInterval(() => (globalThis as any).gc(), 1);
+    let ended = 0;
+    const end = (what: string) => { console.log(what); if (++ended === 2) clearInterval(collect); };
+    new cloudSync.FileSync().on('progress', (p) => { if (p.state === cloudSync.SyncState.COMPLETED) end('sync'); });
+    const cache = new cloudSync.CloudFileCache();
+    cache.on('progress', (p) => { if (p.state !== cloudSync.State.RUNNING) end('download ' + p.state); });
+    cache.start(fileUri.getUriFromPath('/data/storage/el2/cloud/big.bin'));
+    new cloudSync.FileSync().start();
+  `,
+    { cloud, flags: ['--expose-gc'] },
+  );
+  assert.deepEqual([...lines].sort(), ['download 1', 'sync']);
 });
