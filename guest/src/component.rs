@@ -625,7 +625,7 @@ impl Platform for WitPlatform {
         )
     }
 
-    fn emit_optimize(&self, listener: e::ListenerId, p: e::ondemand::OptimizeProgress) {
+    fn emit_optimize(&self, listener: e::ListenerId, p: e::ondemand::OptimizeSpaceProgress) {
         use e::ondemand::OptimizeState as S;
         let progress = types::OptimizeSpaceProgress {
             state: match p.state {

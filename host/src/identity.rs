@@ -2,13 +2,7 @@
 
 use std::collections::BTreeSet;
 
-/// `ohos.permission.CLOUDFILE_SYNC`: needed by the system APIs.
-pub const CLOUDFILE_SYNC: &str = "ohos.permission.CLOUDFILE_SYNC";
-/// `ohos.permission.CLOUDFILE_SYNC_MANAGER`: needed to act for another bundle.
-pub const CLOUDFILE_SYNC_MANAGER: &str = "ohos.permission.CLOUDFILE_SYNC_MANAGER";
-
-/// The gallery's own area (its items are `file://media/Photo/<id>/<name>`).
-pub const GALLERY_BUNDLE: &str = "media";
+pub use cloudsync_contract::{CLOUDFILE_SYNC, CLOUDFILE_SYNC_MANAGER, GALLERY_BUNDLE};
 
 /// The calling app and its grants; the component asks about them through
 /// the `permission` import.
@@ -55,18 +49,9 @@ impl Identity {
     }
 }
 
-/// A bundle name that is safe as a folder name: `[A-Za-z0-9._-]+`, not `.`/`..`.
+/// A bundle name that is safe as a folder name (the contract's rule).
 pub fn is_valid_bundle(bundle: &str) -> bool {
-    !bundle.is_empty()
-        && bundle != "."
-        && bundle != ".."
-        && bundle.len() <= 128
-        // Names starting otherwise (`.cloudsync`, say) are the engine's own
-        // at the cloud's top level, never an app's.
-        && bundle.as_bytes()[0].is_ascii_alphanumeric()
-        && bundle
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    cloudsync_contract::is_bundle_name(bundle)
 }
 
 /// Who calls and what the device allows, as a user writes it (TOML):

@@ -10,9 +10,15 @@ use wasmtime_wasi::p2::bindings::sync::Command;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-/// The engine composed for WASI alone, built by this crate's build script.
+/// The engine composed for WASI alone: `$CLOUDSYNC_WASI_WASM` when set,
+/// else the one this crate's build script made.
 pub fn wasi_component_path() -> &'static Path {
-    Path::new(env!("CLOUDSYNC_WASI_WASM"))
+    static PATH: OnceLock<std::path::PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        std::env::var_os("CLOUDSYNC_WASI_WASM")
+            .map(Into::into)
+            .unwrap_or_else(|| env!("CLOUDSYNC_WASI_WASM").into())
+    })
 }
 
 struct Ctx {

@@ -153,10 +153,8 @@ async fn it_syncs_both_ways_keeps_both_edits_and_carries_deletions() {
     assert_eq!(states.stdout.split_whitespace().next(), Some("COMPLETED"), "{states:?}");
     let status = device.cloudsync(&["status"]).await;
     assert!(status.stdout.contains("photos/big.raw"), "{status:?}");
-    let nothing_staged = std::fs::read_dir(cloud.join(".cloudsync/staging/wasi"))
-        .unwrap()
-        .count();
-    assert_eq!(nothing_staged, 0);
+    let staged: Vec<String> = list_files(&cloud.join(".cloudsync/staging"));
+    assert!(staged.is_empty(), "nothing staged is left: {staged:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,4 +228,86 @@ async fn links_and_bad_input_change_nothing_outside() {
         .cloudsync(&["download", "file://other.app/data/storage/el2/cloud/x"])
         .await;
     assert_ne!(outside_uri.code, 0, "{outside_uri:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_that_keeps_size_and_mtime_is_still_uploaded() {
+    // WASI gives no ctime: the engine hashes rather than trust the stamps.
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = dir.path().join("cloud");
+    std::fs::create_dir_all(cloud.join(APP)).unwrap();
+    let device = WasiDevice::new(dir.path().join("device"), &cloud);
+    device.put("doc.txt", b"AAAA version one");
+    let long_ago = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000);
+    let set_old = || {
+        let f = std::fs::File::options()
+            .write(true)
+            .open(device.folder().join("doc.txt"))
+            .unwrap();
+        f.set_modified(long_ago).unwrap();
+    };
+    set_old();
+    device.sync().await;
+    // Rewritten in place, same size, the mtime put back (cp -p, rsync -t, touch -r).
+    std::fs::write(device.folder().join("doc.txt"), b"BBBB version two").unwrap();
+    set_old();
+    let run = device.sync().await;
+    assert!(run.stdout.contains("1 uploaded"), "{run:?}");
+    assert_eq!(
+        std::fs::read(cloud.join(APP).join("doc.txt")).unwrap(),
+        b"BBBB version two"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_where_the_roots_keep_their_folders_lead_nowhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("private.txt"), b"another app's").unwrap();
+
+    // The cloud's folder of the app is a link.
+    let cloud = dir.path().join("cloud");
+    std::fs::create_dir_all(&cloud).unwrap();
+    std::os::unix::fs::symlink(&outside, cloud.join(APP)).unwrap();
+    let device = WasiDevice::new(dir.path().join("device"), &cloud);
+    device.put("up.txt", b"mine");
+    let run = device.cloudsync(&["sync"]).await;
+    assert_ne!(run.code, 0, "{run:?}");
+
+    // The journal is a link.
+    let cloud2 = dir.path().join("cloud2");
+    std::fs::create_dir_all(cloud2.join(APP)).unwrap();
+    let device2 = WasiDevice::new(dir.path().join("device2"), &cloud2);
+    std::os::unix::fs::symlink(outside.join("private.txt"), device2.root.join("meta.journal")).unwrap();
+    device2.put("x.txt", b"x");
+    let run = device2.cloudsync(&["sync"]).await;
+    assert_ne!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("not a regular file"), "{run:?}");
+
+    let names: Vec<String> = list_files(&outside);
+    assert_eq!(names, ["private.txt"], "nothing written outside");
+    assert_eq!(std::fs::read(outside.join("private.txt")).unwrap(), b"another app's");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_that_is_not_utf8_is_skipped_alone() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = dir.path().join("cloud");
+    std::fs::create_dir_all(cloud.join(APP)).unwrap();
+    let device = WasiDevice::new(dir.path().join("device"), &cloud);
+    device.put("ok.txt", b"fine");
+    std::fs::create_dir_all(device.folder().join("sub")).unwrap();
+    let bad = device
+        .folder()
+        .join("sub")
+        .join(std::ffi::OsStr::from_bytes(b"bad\xff"));
+    std::fs::write(bad, b"x").unwrap();
+    let run = device.sync().await;
+    assert!(
+        run.stdout.contains("1 uploaded") && run.stdout.contains("skipped"),
+        "{run:?}"
+    );
+    assert_eq!(std::fs::read(cloud.join(APP).join("ok.txt")).unwrap(), b"fine");
 }

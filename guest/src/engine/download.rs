@@ -7,17 +7,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::access::check_event;
+use super::layout::STAGING_DIR;
 use super::place::{error_type, verify_and_place, Arrived, Failure, Replaceable};
 use super::records::{self, LocalStamp, PartialRecord, SyncedRecord, ACCESS, PARTIAL, SYNCED};
+use super::recovery::recover_bundle;
 use super::{
     codes, parse_app_uri, ApiError, AppFile, CloudError, CloudErrorKind, DownloadErrorType, DownloadProgress,
-    DownloadRequest, IoErrorKind, ListenerId, Platform, State, TransferId, TransferState, PROGRESS_EVENT,
+    DownloadRequest, IoErrorKind, ListenerId, Platform, State, TransferId, TransferState,
 };
 
 /// Where partial downloads live in a bundle's local area (outside `cloud/`,
 /// on the same file system so that the final rename is atomic).
-pub const STAGING_DIR: &str = ".staging";
-
 /// A download whose cloud object changes under it is restarted this many times.
 const MAX_RESTARTS: u32 = 3;
 
@@ -55,7 +56,7 @@ impl Downloads {
     /// `Download()`: a system API (201, then 202) for the originals of
     /// cloud-only gallery photos.
     pub fn create_gallery_download(&mut self, platform: &impl Platform) -> Result<CacheId, ApiError> {
-        super::sync::check_system_api(platform, false)?;
+        super::access::check_system_api(platform, false)?;
         let id = self.create_cache();
         self.gallery.insert(id);
         Ok(id)
@@ -512,71 +513,6 @@ impl Downloads {
             h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
         }
         format!("{STAGING_DIR}/{h:016x}-{}-{}.part", platform.now_ms(), self.temp_seq)
-    }
-}
-
-/// Removes `bundle`'s partial downloads that a crash (or a trapped
-/// instance) left behind; those kept on purpose by `stop(uri, false)` stay.
-pub fn recover_bundle(platform: &impl Platform, bundle: &str) -> Result<(), ApiError> {
-    let mut stale = Vec::new();
-    for kind in [PARTIAL, super::records::SYNC_PARTIAL] {
-        let prefix = format!("{kind}/{bundle}/");
-        let rows = platform
-            .meta_scan(&prefix)
-            .map_err(|e| ApiError::service(format!("metadata scan failed: {e}")))?;
-        stale.extend(rows);
-    }
-    let mut changes = Vec::new();
-    // Evictions a crash cut short are settled first: what they set aside is
-    // removed or put back, never swept away unseen.
-    let mut kept_temps = super::ondemand::recover_evictions(platform, bundle)?;
-    for (key, value) in stale {
-        let record: Option<PartialRecord> = serde_json::from_slice(&value).ok();
-        if let Some(r) = record.as_ref().filter(|r| r.kept) {
-            kept_temps.insert(r.temp.clone());
-            continue;
-        }
-        // Only ever a file of ours in the staging area, whatever a
-        // record says.
-        if let Some(r) = record.filter(|r| r.temp.starts_with(&format!("{STAGING_DIR}/"))) {
-            platform
-                .remove_file(bundle, &r.temp)
-                .map_err(|e| ApiError::service(format!("cannot remove {}: {e}", r.temp)))?;
-        }
-        changes.push((key, None));
-    }
-    if !changes.is_empty() {
-        platform
-            .meta_commit(changes)
-            .map_err(|e| ApiError::service(format!("metadata write failed: {e}")))?;
-    }
-    // Temp files no record names (a power cut between a temp's creation and
-    // its record's, say): nothing refers to them, they go too.
-    let orphans = platform
-        .scan_tree(bundle, STAGING_DIR)
-        .map_err(|e| ApiError::service(format!("cannot list the staging area: {e}")))?
-        .unwrap_or_default();
-    for entry in orphans {
-        if entry.stat.is_dir() || entry.problem.is_some() {
-            continue;
-        }
-        let temp = format!("{STAGING_DIR}/{}", entry.path);
-        if !kept_temps.contains(&temp) {
-            platform
-                .remove_file(bundle, &temp)
-                .map_err(|e| ApiError::service(format!("cannot remove {temp}: {e}")))?;
-        }
-    }
-    Ok(())
-}
-
-pub fn check_event(event: &str) -> Result<(), ApiError> {
-    if event == PROGRESS_EVENT {
-        Ok(())
-    } else {
-        Err(ApiError::invalid_parameter(format!(
-            "unknown event {event:?}; the only event is \"progress\""
-        )))
     }
 }
 

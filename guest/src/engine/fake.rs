@@ -172,7 +172,7 @@ pub struct State_ {
     pub open_files: BTreeSet<String>,
     /// `evict` removes the file, then reports a failure (a failed flush).
     pub evict_fails_after_removal: bool,
-    pub optimize_events: Vec<(ListenerId, super::ondemand::OptimizeProgress)>,
+    pub optimize_events: Vec<(ListenerId, super::ondemand::OptimizeSpaceProgress)>,
     /// A power cut after this many more writes: from then on every write
     /// fails and changes nothing (the instance is then thrown away).
     pub crash_countdown: Option<u32>,
@@ -1393,7 +1393,7 @@ impl Platform for Fake {
     fn emit_download(&self, listener: ListenerId, progress: &DownloadProgress) {
         self.0.borrow_mut().events.push((listener, progress.clone()));
     }
-    fn emit_optimize(&self, listener: ListenerId, progress: super::ondemand::OptimizeProgress) {
+    fn emit_optimize(&self, listener: ListenerId, progress: super::ondemand::OptimizeSpaceProgress) {
         self.0.borrow_mut().optimize_events.push((listener, progress));
     }
     fn emit_sync(&self, listener: ListenerId, progress: SyncProgress) {

@@ -1,12 +1,15 @@
 //! The engine in plain Rust types. The WIT layer converts to and from these.
 
+mod access;
 pub mod by_itself;
 mod download;
 mod error;
+mod layout;
 pub mod ondemand;
 mod place;
 mod platform;
 pub mod records;
+mod recovery;
 pub mod sync;
 mod uri;
 
@@ -18,99 +21,9 @@ pub use error::{codes, ApiError};
 pub use platform::*;
 pub use uri::{parse_app_uri, parse_uri_for, AppFile, GALLERY_BUNDLE};
 
-/// Download state of one file (seed: `State`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum State {
-    Running,
-    Completed,
-    Failed,
-    Stopped,
-}
-
-/// Why a download failed (seed: `DownloadErrorType`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DownloadErrorType {
-    NoError,
-    UnknownError,
-    NetworkUnavailable,
-    LocalStorageFull,
-    ContentNotFound,
-    FrequentUserRequests,
-}
-
-/// One download progress event (seed: `DownloadProgress`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DownloadProgress {
-    pub state: State,
-    pub processed: u64,
-    pub size: u64,
-    pub uri: String,
-    pub error: DownloadErrorType,
-}
-
-/// State of a whole sync run (seed: `SyncState`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SyncState {
-    Uploading,
-    UploadFailed,
-    Downloading,
-    DownloadFailed,
-    Completed,
-    Stopped,
-}
-
-/// Why a sync run is held back or failed (seed: `ErrorType`), in the
-/// seed's order; [`ErrorType::priority`] ranks them for reporting.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum ErrorType {
-    NoError,
-    NetworkUnavailable,
-    WifiUnavailable,
-    BatteryLevelLow,
-    BatteryLevelWarning,
-    CloudStorageFull,
-    LocalStorageFull,
-    DeviceTemperatureTooHigh,
-}
-
-impl ErrorType {
-    /// When several errors happen, the one with the highest priority is
-    /// reported: NETWORK > WIFI > BATTERY_WARNING > BATTERY_LOW > CLOUD_FULL > LOCAL_FULL.
-    pub fn priority(self) -> u8 {
-        match self {
-            ErrorType::NetworkUnavailable => 7,
-            ErrorType::WifiUnavailable => 6,
-            ErrorType::BatteryLevelWarning => 5,
-            ErrorType::BatteryLevelLow => 4,
-            ErrorType::CloudStorageFull => 3,
-            ErrorType::LocalStorageFull => 2,
-            ErrorType::DeviceTemperatureTooHigh => 1,
-            ErrorType::NoError => 0,
-        }
-    }
-}
-
-/// One sync progress event (seed: `SyncProgress`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SyncProgress {
-    pub state: SyncState,
-    pub error: ErrorType,
-}
-
-/// Per-file sync state (seed: `FileSyncState`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum FileSyncState {
-    Uploading,
-    Downloading,
-    Completed,
-    Stopped,
-    ToBeUploaded,
-    UploadSuccess,
-    UploadFailure,
-}
-
-/// The only event name the seed defines.
-pub const PROGRESS_EVENT: &str = "progress";
+pub use cloudsync_contract::{
+    DownloadErrorType, DownloadProgress, ErrorType, FileSyncState, State, SyncProgress, SyncState, PROGRESS_EVENT,
+};
 
 /// What the engine needs after a tick (ordered: the most urgent is greatest).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -13,11 +13,13 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use super::download::STAGING_DIR;
+use super::access::{check_system_api, CLOUDFILE_SYNC_MANAGER};
+use super::layout::{thumbnail_path, STAGING_DIR, THUMBNAIL_EDGE};
 use super::records::{
     self, EvictingRecord, FileStateRecord, LocalStamp, SyncedRecord, ACCESS, EVICTING, FILE_STATE, SYNCED,
 };
-use super::sync::{check_system_api, stored_state, thumbnail_path, CLOUDFILE_SYNC_MANAGER, THUMBNAIL_EDGE};
+use super::recovery::resolve_aside;
+use super::sync::stored_state;
 use super::uri::{uri_of, LOCAL_CLOUD_DIR};
 use super::{
     codes, parse_uri_for, ApiError, AppFile, CloudErrorKind, FileKind, FileSyncState, IoErrorKind, ListenerId,
@@ -28,22 +30,7 @@ const DAY_MS: u64 = 86_400_000;
 /// Evictions carried out per tick.
 const EVICTIONS_PER_TICK: usize = 64;
 
-/// State of a space optimisation (seed: `OptimizeState`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OptimizeState {
-    Running,
-    Completed,
-    Failed,
-    Stopped,
-}
-
-/// One optimisation progress event (seed: `OptimizeSpaceProgress`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct OptimizeProgress {
-    pub state: OptimizeState,
-    /// Percent, 0..=100.
-    pub progress: u32,
-}
+pub use cloudsync_contract::{OptimizeSpaceProgress, OptimizeState};
 
 /// A file the device knows: local, or cloud-only (its placeholder).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -199,7 +186,7 @@ impl OnDemand {
         });
         p.emit_optimize(
             listener,
-            OptimizeProgress {
+            OptimizeSpaceProgress {
                 state: OptimizeState::Running,
                 progress: 0,
             },
@@ -213,7 +200,7 @@ impl OnDemand {
         if let Some(job) = self.job.take() {
             p.emit_optimize(
                 job.listener,
-                OptimizeProgress {
+                OptimizeSpaceProgress {
                     state: OptimizeState::Stopped,
                     progress: job.percent(),
                 },
@@ -273,7 +260,7 @@ impl OnDemand {
             self.job = None;
             p.emit_optimize(
                 listener,
-                OptimizeProgress {
+                OptimizeSpaceProgress {
                     state: OptimizeState::Failed,
                     progress: percent,
                 },
@@ -284,7 +271,7 @@ impl OnDemand {
             self.job = None;
             p.emit_optimize(
                 listener,
-                OptimizeProgress {
+                OptimizeSpaceProgress {
                     state: OptimizeState::Completed,
                     progress: 100,
                 },
@@ -295,7 +282,7 @@ impl OnDemand {
             job.last_percent = percent;
             p.emit_optimize(
                 listener,
-                OptimizeProgress {
+                OptimizeSpaceProgress {
                     state: OptimizeState::Running,
                     progress: percent,
                 },
@@ -690,52 +677,6 @@ fn evict_batch(p: &impl Platform, files: Vec<(AppFile, SyncedRecord)>) -> Result
         let _ = p.meta_commit(back);
     }
     Ok(results)
-}
-
-/// Settles a file an eviction set aside: the very file checked (inode, size
-/// and mtime; its ctime moved with the rename) is removed — the cloud holds
-/// it; anything else (a save that landed in the instant of the rename) goes
-/// back under its name, or beside it as a conflict copy if a new file is
-/// there already. Never removes a file that was not checked.
-fn resolve_aside(p: &impl Platform, file: &AppFile, note: &EvictingRecord) -> Result<(), super::IoError> {
-    let Some(s) = p.stat(&file.bundle, &note.aside)? else {
-        return Ok(());
-    };
-    let checked =
-        s.is_file() && s.inode == note.stamp.inode && s.size == note.stamp.size && s.mtime_ns == note.stamp.mtime_ns;
-    if checked {
-        return p.remove_file(&file.bundle, &note.aside);
-    }
-    let target = match p.stat(&file.bundle, &file.local_path())? {
-        None => file.local_path(),
-        Some(_) => super::place::conflict_copy_name(p, &file.bundle, &file.local_path()),
-    };
-    p.rename(&file.bundle, &note.aside, &target)
-}
-
-/// After a crash: every eviction that was under way is settled (see
-/// [`resolve_aside`]). Returns the files still set aside (their settling
-/// failed): they stay, and are never swept away as stray temp files.
-pub fn recover_evictions(p: &impl Platform, bundle: &str) -> Result<std::collections::BTreeSet<String>, ApiError> {
-    let mut kept = std::collections::BTreeSet::new();
-    let mut done = Vec::new();
-    for (path, note) in records::scan::<EvictingRecord>(p, EVICTING, bundle)? {
-        let file = AppFile {
-            bundle: bundle.to_string(),
-            path,
-        };
-        match resolve_aside(p, &file, &note) {
-            Ok(()) => done.push((records::key(EVICTING, &file), None)),
-            Err(_) => {
-                kept.insert(note.aside);
-            }
-        }
-    }
-    if !done.is_empty() {
-        p.meta_commit(done)
-            .map_err(|e| ApiError::service(format!("metadata write failed: {e}")))?;
-    }
-    Ok(kept)
 }
 
 fn fnv(s: &str) -> u64 {

@@ -2,7 +2,7 @@
 //! plain Rust types. The component implements them with the imports; the
 //! native tests with an in-memory fake.
 
-use super::ondemand::OptimizeProgress;
+use super::ondemand::OptimizeSpaceProgress;
 use super::{DownloadProgress, SyncProgress};
 
 pub type ListenerId = u64;
@@ -336,7 +336,7 @@ pub trait Platform {
     // events
     fn emit_download(&self, listener: ListenerId, progress: &DownloadProgress);
     fn emit_sync(&self, listener: ListenerId, progress: SyncProgress);
-    fn emit_optimize(&self, listener: ListenerId, progress: OptimizeProgress);
+    fn emit_optimize(&self, listener: ListenerId, progress: OptimizeSpaceProgress);
     /// Why the download of `uri` failed, for people; sent before its FAILED event.
     fn report_failure(&self, uri: &str, reason: &str);
 }

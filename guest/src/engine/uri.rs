@@ -2,11 +2,7 @@
 
 use super::ApiError;
 
-/// The app's cloud folder inside its sandbox, as the URIs name it.
-pub const CLOUD_DIR: &str = "/data/storage/el2/cloud/";
-
-/// Where an app's cloud files live in its local area (the host's storage).
-pub const LOCAL_CLOUD_DIR: &str = "cloud";
+pub use cloudsync_contract::{is_bundle_name, CLOUD_DIR, GALLERY_BUNDLE, LOCAL_CLOUD_DIR};
 
 /// One file of an app's cloud folder.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -24,9 +20,8 @@ impl AppFile {
     }
 }
 
-/// The gallery's own area: its items are `file://media/Photo/<id>/<displayName>`,
-/// kept at `Photo/<id>/<displayName>` in this bundle's cloud folder.
-pub const GALLERY_BUNDLE: &str = "media";
+// The gallery's items are `file://media/Photo/<id>/<displayName>`, kept at
+// `Photo/<id>/<displayName>` in its bundle's cloud folder.
 const GALLERY_DIR: &str = "/Photo/";
 
 /// The item id of a gallery URI in the seed's short form, which names an
@@ -109,20 +104,6 @@ fn parse_app_uri_inner(uri: &str, caller_bundle: &str, any_bundle: bool) -> Resu
         bundle: bundle.to_string(),
         path: relative.to_string(),
     })
-}
-
-/// `[A-Za-z0-9._-]+`, at most 128 bytes, not `.`/`..` (as the host checks).
-pub fn is_bundle_name(bundle: &str) -> bool {
-    !bundle.is_empty()
-        && bundle != "."
-        && bundle != ".."
-        && bundle.len() <= 128
-        // Names starting otherwise (`.cloudsync`, say) are the engine's own
-        // at the cloud's top level, never an app's.
-        && bundle.as_bytes()[0].is_ascii_alphanumeric()
-        && bundle
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// The URI of an app's file (the inverse of [`parse_uri_for`]).

@@ -45,17 +45,27 @@ impl Areas {
         format!("{}/apps/{bundle}", self.root)
     }
 
+    /// Resolved from the root itself: `apps` and the area are checked like
+    /// every other part (a link there would lead out of the root).
     fn path(&self, bundle: &str, rel: &str) -> Result<String, IoError> {
-        let area = self.area(bundle);
-        if let Some(s) = lstat(&area)? {
-            if s.kind != Kind::Folder {
-                return Err(IoError::new(
-                    IoErrorKind::EscapesSandbox,
-                    format!("{area} is not a folder"),
-                ));
+        check(rel)?;
+        let inside = if rel.is_empty() {
+            format!("apps/{bundle}")
+        } else {
+            format!("apps/{bundle}/{rel}")
+        };
+        let path = beneath(&self.root, &inside)?;
+        if rel.is_empty() {
+            if let Some(s) = lstat(&path)? {
+                if s.kind != Kind::Folder {
+                    return Err(IoError::new(
+                        IoErrorKind::EscapesSandbox,
+                        format!("{path} is not a folder"),
+                    ));
+                }
             }
         }
-        beneath(&area, rel)
+        Ok(path)
     }
 
     pub fn stat(&self, bundle: &str, rel: &str) -> Result<Option<Stat>, IoError> {
@@ -258,6 +268,16 @@ impl Areas {
     }
 }
 
+/// What is known of a name whose metadata cannot be read.
+const UNKNOWN: Stat = Stat {
+    kind: Kind::Special,
+    size: 0,
+    mtime_ns: 0,
+    ctime_ns: 0,
+    atime_ns: 0,
+    inode: 0,
+};
+
 /// Every name under `base` that the engine sees: files, links and special
 /// files (never followed), empty folders and folders that cannot be read,
 /// sorted by their paths' bytes.
@@ -285,7 +305,25 @@ pub fn walk(base: &str) -> Result<Vec<Entry>, IoError> {
         };
         let mut empty = true;
         for entry in entries {
-            let entry = entry.map_err(|e| IoError::of(&dir, e))?;
+            let entry = match entry {
+                Ok(entry) => entry,
+                // A name the runtime cannot give (WASI names are UTF-8):
+                // said, and the folder's other names go on.
+                Err(e) => {
+                    empty = false;
+                    let path = if rel.is_empty() {
+                        "\u{fffd}".to_string()
+                    } else {
+                        format!("{rel}/\u{fffd}")
+                    };
+                    out.push(Entry {
+                        path,
+                        stat: UNKNOWN,
+                        problem: Some(format!("a name here cannot be read: {e}")),
+                    });
+                    continue;
+                }
+            };
             empty = false;
             let raw = entry.file_name();
             let (name, problem) = match raw.to_str() {
@@ -300,8 +338,21 @@ pub fn walk(base: &str) -> Result<Vec<Entry>, IoError> {
             } else {
                 format!("{rel}/{name}")
             };
-            let Some(stat) = lstat(&format!("{dir}/{name}"))? else {
-                continue;
+            let stat = match problem {
+                // Not UTF-8: no path reaches it; what the entry tells is all.
+                Some(_) => Stat {
+                    kind: match entry.file_type() {
+                        Ok(t) if t.is_dir() => Kind::Folder,
+                        Ok(t) if t.is_file() => Kind::File,
+                        Ok(t) if t.is_symlink() => Kind::Symlink,
+                        _ => Kind::Special,
+                    },
+                    ..UNKNOWN
+                },
+                None => match lstat(&format!("{dir}/{name}"))? {
+                    Some(stat) => stat,
+                    None => continue,
+                },
             };
             if stat.kind == Kind::Folder && problem.is_none() {
                 stack.push(path);
@@ -372,5 +423,20 @@ mod tests {
         areas.remove_file("app", "cloud/a-b").unwrap();
         areas.remove_file("app", "cloud/a-b").unwrap();
         assert!(areas.remove_dir("app", "cloud/a").is_err(), "not empty");
+
+        // A link at `apps` (or at an area) leads nowhere.
+        let other = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(other.path().join("app/cloud")).unwrap();
+        std::fs::write(other.path().join("app/cloud/o.txt"), b"outside").unwrap();
+        let root2 = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(other.path(), root2.path().join("apps")).unwrap();
+        let mut linked = Areas::new(root2.path().to_str().unwrap());
+        assert_eq!(
+            linked.read_file("app", "cloud/o.txt", 0, 9).unwrap_err().kind,
+            IoErrorKind::EscapesSandbox
+        );
+        assert!(linked.write_file("app", "cloud/new", 0, b"x").is_err());
+        assert!(linked.walk_page("app", "cloud", None, 10).is_err());
+        assert!(!other.path().join("app/cloud/new").exists());
     }
 }

@@ -34,11 +34,28 @@ thread_local! {
 impl State {
     fn load() -> State {
         let args: Vec<String> = std::env::args().collect();
-        let config = Config::parse(&args, &|k| std::env::var(k).ok());
+        let mut config = Config::parse(&args, &|k| std::env::var(k).ok());
+        let device = match &config {
+            Ok(Config { root: Some(root), .. }) => match crate::device_id(root) {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    config = Err(format!("cannot keep this device's id: {}", e.message));
+                    None
+                }
+            },
+            _ => None,
+        };
+        if let (Ok(c), Some(id)) = (&mut config, &device) {
+            if std::env::var("CLOUDSYNC_DEVICE_NAME").is_err() {
+                c.device_name = format!("wasi-{}", &id[..4]);
+            }
+        }
         let (areas, cloud) = match &config {
             Ok(c) => (
                 c.root.as_deref().map(Areas::new),
-                c.cloud.as_deref().map(FolderCloud::new),
+                c.cloud
+                    .as_deref()
+                    .map(|dir| FolderCloud::new(dir, device.as_deref().unwrap_or("anon"))),
             ),
             Err(_) => (None, None),
         };

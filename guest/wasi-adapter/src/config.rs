@@ -4,12 +4,7 @@
 //! `CLOUDSYNC_ROOT`, `CLOUDSYNC_CLOUD`, `CLOUDSYNC_APP`). Every component of
 //! a composition sees the one set of arguments the runtime was given.
 
-/// `ohos.permission.CLOUDFILE_SYNC`: needed by the system APIs.
-pub const CLOUDFILE_SYNC: &str = "ohos.permission.CLOUDFILE_SYNC";
-/// `ohos.permission.CLOUDFILE_SYNC_MANAGER`: needed to act for another bundle.
-pub const CLOUDFILE_SYNC_MANAGER: &str = "ohos.permission.CLOUDFILE_SYNC_MANAGER";
-/// The gallery's own area.
-pub const GALLERY_BUNDLE: &str = "media";
+pub use cloudsync_contract::{CLOUDFILE_SYNC, CLOUDFILE_SYNC_MANAGER, GALLERY_BUNDLE};
 /// The app a command acts for when none is named.
 pub const DEFAULT_APP: &str = "cloudsync.cli";
 
@@ -57,6 +52,10 @@ impl Config {
             }
             i += 1;
         }
+        let bundle = bundle.unwrap_or_else(|| DEFAULT_APP.to_string());
+        if !cloudsync_contract::is_bundle_name(&bundle) || bundle == GALLERY_BUNDLE {
+            return Err(format!("{bundle:?} is not an app's bundle name"));
+        }
         let cloud = match cloud {
             Some(url) => Some(folder_of(&url)?),
             None => root.as_ref().map(|r| format!("{}/cloud", r.trim_end_matches('/'))),
@@ -69,7 +68,7 @@ impl Config {
         Ok(Config {
             root: root.map(|r| r.trim_end_matches('/').to_string()),
             cloud,
-            bundle: bundle.unwrap_or_else(|| DEFAULT_APP.to_string()),
+            bundle,
             permissions,
             system_app,
             device_name: env("CLOUDSYNC_DEVICE_NAME").unwrap_or_else(|| "wasi".to_string()),
@@ -131,5 +130,7 @@ mod tests {
         assert!(!c.may_act_for("media") && !c.may_act_for("other.app") && c.may_act_for("com.a"));
         assert!(Config::parse(&args(&["--cloud", "s3://bucket"]), &none).is_err());
         assert!(Config::parse(&args(&["--root"]), &none).is_err());
+        assert!(Config::parse(&args(&["--app", ""]), &none).is_err());
+        assert!(Config::parse(&args(&["--app", "media"]), &none).is_err());
     }
 }

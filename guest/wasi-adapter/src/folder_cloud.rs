@@ -60,8 +60,8 @@ pub enum Precondition {
     IfAbsent,
 }
 
-/// Where the cloud keeps its own files (hidden from listings).
-pub const ENGINE_DIR: &str = ".cloudsync";
+/// Where uploads are staged before they are moved into place.
+pub use cloudsync_contract::STAGING_DIR;
 
 struct Upload {
     bundle: String,
@@ -73,6 +73,8 @@ struct Upload {
 
 pub struct FolderCloud {
     dir: String,
+    /// This device's staging folder, relative to `dir`.
+    staging: String,
     uploads: BTreeMap<u64, Upload>,
     next_upload: u64,
     /// The listing being paged out: (bundle and prefix, last path, what is left).
@@ -96,7 +98,7 @@ impl Listed {
 }
 
 fn etag(s: &Stat) -> String {
-    format!("{:x}-{:x}-{:x}-{:x}", s.size, s.mtime_ns, s.ctime_ns, s.inode)
+    cloudsync_contract::folder_etag(s.size, s.mtime_ns, s.ctime_ns, s.inode)
 }
 
 fn object(path: &str, s: &Stat) -> Object {
@@ -109,9 +111,21 @@ fn object(path: &str, s: &Stat) -> Object {
 }
 
 impl FolderCloud {
-    pub fn new(dir: &str) -> Self {
+    /// The folder cloud at `dir`, for the device `device` (its uploads are
+    /// staged in a folder of its own; what a killed run left there goes).
+    pub fn new(dir: &str, device: &str) -> Self {
+        let staging = format!("{STAGING_DIR}/wasi-{device}");
+        if let Ok(path) = beneath(dir, &format!("{staging}/x")) {
+            let folder = &path[..path.len() - 2];
+            if lstat(folder).ok().flatten().is_some_and(|s| s.kind == Kind::Folder) {
+                for entry in std::fs::read_dir(folder).into_iter().flatten().flatten() {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
         FolderCloud {
             dir: dir.to_string(),
+            staging,
             uploads: BTreeMap::new(),
             next_upload: 0,
             listing: None,
@@ -122,7 +136,9 @@ impl FolderCloud {
         if path.is_empty() {
             return Err(CloudError::new(CloudErrorKind::Other, "an object needs a path"));
         }
-        Ok(beneath(&format!("{}/{bundle}", self.dir), path)?)
+        crate::paths::check(path)?;
+        // From the cloud folder itself: a link at `<bundle>` is refused too.
+        Ok(beneath(&self.dir, &format!("{bundle}/{path}"))?)
     }
 
     pub fn ready(&self) -> Result<(), CloudError> {
@@ -227,7 +243,13 @@ impl FolderCloud {
                 let top = format!("{}/{bundle}", self.dir);
                 let all = match lstat(&top)? {
                     Some(s) if s.kind == Kind::Folder => walk(&top)?,
-                    _ => Vec::new(),
+                    Some(_) => {
+                        return Err(CloudError::new(
+                            CloudErrorKind::Other,
+                            format!("{top} is not a folder (links are never followed)"),
+                        ))
+                    }
+                    None => Vec::new(),
                 };
                 let listed: Vec<Listed> = all
                     .into_iter()
@@ -261,8 +283,16 @@ impl FolderCloud {
 
     pub fn begin_upload(&mut self, bundle: &str, path: &str, precondition: Precondition) -> Result<u64, CloudError> {
         self.file(bundle, path)?;
-        let staging = format!("{}/{ENGINE_DIR}/staging/wasi", self.dir);
+        // Beneath the cloud folder, through no link.
+        let probe = beneath(&self.dir, &format!("{}/x", self.staging))?;
+        let staging = probe[..probe.len() - 2].to_string();
         std::fs::create_dir_all(&staging).map_err(|e| CloudError::from(IoError::of(&staging, e)))?;
+        if lstat(&staging)?.is_none_or(|s| s.kind != Kind::Folder) {
+            return Err(CloudError::new(
+                CloudErrorKind::Other,
+                format!("{staging} is not a folder (links are never followed)"),
+            ));
+        }
         self.next_upload += 1;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -377,7 +407,7 @@ mod tests {
     #[test]
     fn uploads_land_whole_and_listings_page_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        let mut cloud = FolderCloud::new(dir.path().to_str().unwrap());
+        let mut cloud = FolderCloud::new(dir.path().to_str().unwrap(), "d1");
         cloud.ready().unwrap();
         let up = cloud.begin_upload("app", "a/b", Precondition::IfAbsent).unwrap();
         cloud.upload_part(up, b"hello ").unwrap();
@@ -411,7 +441,7 @@ mod tests {
         );
         let dropped = cloud.begin_upload("app", "c", Precondition::None).unwrap();
         cloud.abort_upload(dropped);
-        let staging: Vec<_> = std::fs::read_dir(dir.path().join(".cloudsync/staging/wasi"))
+        let staging: Vec<_> = std::fs::read_dir(dir.path().join(".cloudsync/staging/wasi-d1"))
             .unwrap()
             .collect();
         assert!(staging.is_empty(), "nothing staged is left");
@@ -437,5 +467,17 @@ mod tests {
         cloud.delete("app", "a/b", Some(&o2.etag)).unwrap();
         assert!(!dir.path().join("app/a").exists(), "the emptied folder goes too");
         assert!(cloud.stat("app", "../x").is_err());
+
+        // A link at the bundle's folder leads nowhere.
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("linked")).unwrap();
+        let up = cloud.begin_upload("linked", "x", Precondition::None);
+        assert!(up.is_err() || cloud.finish_upload(up.unwrap()).is_err());
+        assert!(cloud.list_page("linked", "", None, 10).is_err());
+        assert_eq!(
+            std::fs::read_dir(outside.path()).unwrap().count(),
+            0,
+            "nothing written outside"
+        );
     }
 }

@@ -31,7 +31,23 @@ pub struct Journal {
 
 impl Journal {
     /// Opens (or makes) the journal at `path`, replaying every whole record.
+    /// A torn record at the end is cut off. Damage inside (a record whose
+    /// checksum fails with whole records after it) costs that record only:
+    /// the rest are read, the damaged file is kept beside it
+    /// (`meta.journal.damaged-<ms>`), and the journal is written anew.
     pub fn open(path: &str) -> Result<Journal, IoError> {
+        // Never through a link: a journal that is one would be written
+        // wherever it points.
+        match crate::lstat(path)? {
+            None => {}
+            Some(s) if s.kind == crate::Kind::File => {}
+            Some(_) => {
+                return Err(IoError::new(
+                    IoErrorKind::EscapesSandbox,
+                    format!("{path} is not a regular file (links are never followed)"),
+                ))
+            }
+        }
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
@@ -39,31 +55,51 @@ impl Journal {
         };
         let mut map = BTreeMap::new();
         let mut at = 0usize;
-        while let Some((changes, next)) = record_at(&bytes, at) {
-            apply(&mut map, changes);
-            at = next;
+        let mut damaged = 0usize;
+        loop {
+            if let Some((changes, next)) = record_at(&bytes, at) {
+                apply(&mut map, changes);
+                at = next;
+                continue;
+            }
+            // The next whole record after damaged bytes, if any.
+            match (at + 1..bytes.len()).find(|&k| record_at(&bytes, k).is_some()) {
+                Some(k) => {
+                    damaged += k - at;
+                    at = k;
+                }
+                None => break,
+            }
         }
+        let torn = bytes.len() - at;
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
             .map_err(|e| IoError::of(path, e))?;
-        if at < bytes.len() {
-            eprintln!(
-                "cloudsync: {path}: {} bytes after the last whole commit (a torn or damaged write) were cut off",
-                bytes.len() - at
-            );
-            file.set_len(at as u64).map_err(|e| IoError::of(path, e))?;
-            file.sync_all().map_err(|e| IoError::of(path, e))?;
-        }
         let live = size_of(&map);
-        Ok(Journal {
+        let mut journal = Journal {
             path: path.to_string(),
             map,
             file,
             len: at as u64,
             live,
-        })
+        };
+        if damaged > 0 {
+            let keep = format!("{path}.damaged-{}", now_ms());
+            std::fs::copy(path, &keep).map_err(|e| IoError::of(&keep, e))?;
+            eprintln!(
+                "cloudsync: {path}: {damaged} damaged bytes were skipped (the records after them were kept); the journal was written anew, the damaged one kept as {keep}"
+            );
+            journal.compact()?;
+        } else if torn > 0 {
+            eprintln!(
+                "cloudsync: {path}: {torn} bytes after the last whole commit (a torn or damaged write) were cut off"
+            );
+            journal.file.set_len(at as u64).map_err(|e| IoError::of(path, e))?;
+            journal.file.sync_all().map_err(|e| IoError::of(path, e))?;
+        }
+        Ok(journal)
     }
 
     pub fn get(&self, key: &str) -> Option<&Vec<u8>> {
@@ -122,6 +158,13 @@ impl Journal {
         self.len = record.len() as u64;
         Ok(())
     }
+}
+
+fn now_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
 }
 
 fn apply(map: &mut BTreeMap<String, Vec<u8>>, changes: Vec<Change>) {
@@ -244,6 +287,53 @@ mod tests {
         std::fs::write(path, &bytes).unwrap();
         let j = Journal::open(path).unwrap();
         assert!(j.get("s/a/5").is_none() && j.get("s/a/2").is_some());
+    }
+
+    #[test]
+    fn damage_inside_costs_one_commit_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.journal");
+        let path = path.to_str().unwrap();
+        let mut j = Journal::open(path).unwrap();
+        for i in 0..10u8 {
+            j.commit(vec![(format!("s/a/{i}"), Some(vec![i; 50]))]).unwrap();
+        }
+        drop(j);
+        let mut bytes = std::fs::read(path).unwrap();
+        bytes[3 * 76 + 20] ^= 0xff; // inside the fourth record's body
+        std::fs::write(path, &bytes).unwrap();
+        let j = Journal::open(path).unwrap();
+        assert!(j.get("s/a/3").is_none(), "the damaged commit is gone");
+        for i in (0..10).filter(|i| *i != 3) {
+            assert_eq!(
+                j.get(&format!("s/a/{i}")),
+                Some(&vec![i as u8; 50]),
+                "commit {i} is kept"
+            );
+        }
+        let kept: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains("damaged"))
+            .collect();
+        assert_eq!(kept.len(), 1, "the damaged journal is kept beside it");
+        drop(j);
+        // Written anew: it opens clean.
+        let j = Journal::open(path).unwrap();
+        assert_eq!(j.scan_page("s/a/", None, 100).len(), 9);
+    }
+
+    #[test]
+    fn a_journal_that_is_a_link_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("private"), b"another app's").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("private"), dir.path().join("meta.journal")).unwrap();
+        let path = dir.path().join("meta.journal");
+        assert_eq!(
+            Journal::open(path.to_str().unwrap()).err().unwrap().kind,
+            IoErrorKind::EscapesSandbox
+        );
+        assert_eq!(std::fs::read(dir.path().join("private")).unwrap(), b"another app's");
     }
 
     #[test]

@@ -114,10 +114,13 @@ pub fn lstat(path: &str) -> Result<Option<Stat>, IoError> {
         libc::S_IFLNK => Kind::Symlink,
         _ => Kind::Special,
     };
+    // WASI runtimes give no change time (wasmtime reports the birth time as
+    // the status-change time): 0 tells the engine that stamps cannot vouch
+    // for a file's content, so it hashes instead of trusting them.
     #[cfg(target_os = "wasi")]
     let times = (
         (st.st_mtim.tv_sec, st.st_mtim.tv_nsec as i64),
-        (st.st_ctim.tv_sec, st.st_ctim.tv_nsec as i64),
+        (0, 0),
         (st.st_atim.tv_sec, st.st_atim.tv_nsec as i64),
     );
     #[cfg(not(target_os = "wasi"))]
@@ -139,6 +142,44 @@ pub fn lstat(path: &str) -> Result<Option<Stat>, IoError> {
         atime_ns: ns(times.2 .0, times.2 .1),
         inode: st.st_ino as u64,
     }))
+}
+
+/// This device's id, kept in `<root>/wasi-device-id` (made on first use):
+/// its uploads are staged apart from every other device's, and its
+/// conflict copies carry part of it.
+pub fn device_id(root: &str) -> Result<String, IoError> {
+    let file = format!("{root}/wasi-device-id");
+    match lstat(&file)? {
+        Some(s) if s.kind == Kind::File => {
+            let text = std::fs::read_to_string(&file).map_err(|e| IoError::of(&file, e))?;
+            let id = text.trim();
+            if !id.is_empty() && id.len() <= 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Ok(id.to_string());
+            }
+        }
+        Some(_) => {
+            return Err(IoError::new(
+                IoErrorKind::EscapesSandbox,
+                format!("{file} is not a regular file (links are never followed)"),
+            ))
+        }
+        None => {}
+    }
+    use std::hash::{BuildHasher, Hasher};
+    // RandomState draws from the runtime's randomness (wasi:random).
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    let id = format!("{:016x}", h.finish());
+    std::fs::create_dir_all(root).map_err(|e| IoError::of(root, e))?;
+    let temp = format!("{file}.new");
+    std::fs::write(&temp, format!("{id}\n")).map_err(|e| IoError::of(&temp, e))?;
+    std::fs::rename(&temp, &file).map_err(|e| IoError::of(&file, e))?;
+    Ok(id)
 }
 
 /// Makes a folder's entries durable. Where the runtime cannot open or sync

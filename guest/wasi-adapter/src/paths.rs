@@ -54,15 +54,7 @@ pub fn beneath(base: &str, rel: &str) -> Result<String, IoError> {
     Ok(format!("{base}/{rel}"))
 }
 
-/// A bundle name that is safe as a folder name: `[A-Za-z0-9._-]+`, not
-/// `.`/`..`, and not the cloud's own `.cloudsync`.
-pub fn is_bundle(bundle: &str) -> bool {
-    !bundle.is_empty()
-        && bundle != "."
-        && bundle != ".."
-        && bundle != ".cloudsync"
-        && bundle.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-}
+pub use cloudsync_contract::is_bundle_name as is_bundle;
 
 #[cfg(test)]
 mod tests {

@@ -101,6 +101,11 @@ class EngineObject {
     this.#make = make;
   }
 
+  /** Whether it has listeners (an object that neither listens nor works may go). */
+  _listening() {
+    return this.#listeners.size > 0;
+  }
+
   /** Keeps this object (and its engine resource) alive: it listens or has work going. */
   _pin() {
     engine().pinned.add(this);

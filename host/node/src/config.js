@@ -13,31 +13,84 @@ export const CLOUDFILE_SYNC = 'ohos.permission.CLOUDFILE_SYNC';
 export const CLOUDFILE_SYNC_MANAGER = 'ohos.permission.CLOUDFILE_SYNC_MANAGER';
 export const GALLERY_BUNDLE = 'media';
 
-/** The small TOML the policy file is: `key = value`, strings, booleans, string arrays, one table. */
+/** One TOML value: a string ("…" or '…'), a boolean, or a list of strings. */
+function parseValue(text, where) {
+  const t = text.trim();
+  if (t === 'true' || t === 'false') return t === 'true';
+  if (t.startsWith("'") && t.endsWith("'") && t.length >= 2 && !t.slice(1, -1).includes("'")) return t.slice(1, -1);
+  if (t.startsWith('"')) {
+    try {
+      const v = JSON.parse(t);
+      if (typeof v === 'string') return v;
+    } catch {}
+  }
+  if (t.startsWith('[') && t.endsWith(']')) {
+    const items = [];
+    let rest = t.slice(1, -1).trim();
+    while (rest) {
+      const m = /^("(?:[^"\\]|\\.)*"|'[^']*')\s*(?:,\s*|$)/.exec(rest);
+      if (!m) throw new Error(`${where}: ${t} is not a list of strings`);
+      items.push(parseValue(m[1], where));
+      rest = rest.slice(m[0].length).trim();
+    }
+    return items;
+  }
+  throw new Error(`${where}: ${t} is not a string, boolean or list of strings`);
+}
+
+/** A line without its comment (a `#` outside quotes). */
+function uncomment(line) {
+  let quote = null;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i];
+    if (quote) {
+      if (c === '\\' && quote === '"') i++;
+      else if (c === quote) quote = null;
+    } else if (c === '"' || c === "'") quote = c;
+    else if (c === '#') return line.slice(0, i);
+  }
+  return line;
+}
+
+const POLICY_TYPES = {
+  bundle: 'string',
+  system_app: 'boolean',
+  permissions: 'list',
+  cloud_switch_off: 'list',
+};
+
+/** The policy file (TOML): `key = value` lines, and a `[request_limits]` table of rates. */
 export function parsePolicy(text, file) {
   const out = { request_limits: {} };
   let table = null;
   for (const [n, raw] of text.split('\n').entries()) {
-    const line = raw.replace(/#.*$/, '').trim();
+    const where = `${file}:${n + 1}`;
+    const line = uncomment(raw).trim();
     if (!line) continue;
     const section = line.match(/^\[([A-Za-z_]+)\]$/);
     if (section) {
-      if (section[1] !== 'request_limits') throw new Error(`${file}:${n + 1}: unknown table [${section[1]}]`);
+      if (section[1] !== 'request_limits') throw new Error(`${where}: unknown table [${section[1]}]`);
       table = out.request_limits;
       continue;
     }
     const kv = line.match(/^("?)([A-Za-z0-9._-]+)\1\s*=\s*(.+)$/);
-    if (!kv) throw new Error(`${file}:${n + 1}: not key = value: ${raw}`);
-    let value;
-    try {
-      value = JSON.parse(kv[3]);
-    } catch {
-      throw new Error(`${file}:${n + 1}: ${kv[3]} is not a string, boolean or list of strings`);
+    if (!kv) throw new Error(`${where}: not key = value: ${raw}`);
+    const [key, value] = [kv[2], parseValue(kv[3], where)];
+    const into = table ?? out;
+    if (Object.hasOwn(into, key) && !(table === null && key === 'request_limits')) {
+      throw new Error(`${where}: ${key} is given twice`);
     }
-    (table ?? out)[kv[2]] = value;
+    if (table) {
+      if (typeof value !== 'string') throw new Error(`${where}: the rate of ${key} must be a string like "20/min"`);
+      parseRate(value);
+    } else {
+      const type = POLICY_TYPES[key];
+      if (!type) throw new Error(`${where}: unknown key ${key}`);
+      const ok = type === 'list' ? Array.isArray(value) : typeof value === type;
+      if (!ok) throw new Error(`${where}: ${key} must be ${type === 'list' ? 'a list of strings' : `a ${type}`}`);
+    }
+    into[key] = value;
   }
-  const known = ['bundle', 'system_app', 'permissions', 'cloud_switch_off', 'request_limits'];
-  for (const k of Object.keys(out)) if (!known.includes(k)) throw new Error(`${file}: unknown key ${k}`);
   for (const p of out.permissions ?? []) {
     if (![CLOUDFILE_SYNC, CLOUDFILE_SYNC_MANAGER].includes(p)) throw new Error(`${file}: unknown permission ${p}`);
   }
@@ -61,11 +114,15 @@ export function fromEnv(env = process.env) {
       throw new Error(`CLOUDSYNC_CLOUD=${url}: this package's cloud is a folder (dir:///path)`);
     }
     cloud = url.slice('dir://'.length).replace(/\/+$/, '');
+    if (!cloud) throw new Error(`CLOUDSYNC_CLOUD=${url}: the cloud must be a folder, not the file system's root`);
   }
   const policy = env.CLOUDSYNC_POLICY
     ? parsePolicy(fs.readFileSync(env.CLOUDSYNC_POLICY, 'utf8'), env.CLOUDSYNC_POLICY)
     : null;
   const bundle = policy?.bundle ?? env.CLOUDSYNC_APP ?? 'cloudsync.cli';
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(bundle) || bundle === GALLERY_BUNDLE) {
+    throw new Error(`${JSON.stringify(bundle)} is not an app's bundle name`);
+  }
   return {
     root,
     cloud,

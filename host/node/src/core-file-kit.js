@@ -2,6 +2,7 @@
 
 import * as cloudSync from './cloud-sync.js';
 import { engine } from './engine.js';
+import { BusinessError } from './basic-services-kit.js';
 
 /** Percent-encodes what a URI path may not hold as it is. */
 function encodePath(path) {
@@ -14,7 +15,7 @@ function encodePath(path) {
 export const fileUri = Object.freeze({
   /** The URI of a path in the calling app's sandbox: `file://<bundle><path>`. */
   getUriFromPath(path) {
-    if (typeof path !== 'string') throw new TypeError('path must be a string');
+    if (typeof path !== 'string') throw new BusinessError(401, 'path must be a string');
     return `file://${engine().config.bundle}${encodePath(path.startsWith('/') ? path : `/${path}`)}`;
   },
 });

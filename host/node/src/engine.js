@@ -81,6 +81,10 @@ export class Engine {
   }
 
   start() {
+    if (!this.locked) {
+      lock(this.config.root);
+      this.locked = true;
+    }
     const grant = granter(this.config);
     const { instantiate } = Engine.module;
     const core = (name) => new WebAssembly.Module(fs.readFileSync(new URL(name, GEN)));
@@ -155,6 +159,8 @@ export class Engine {
     for (const event of outcome.events) this.deliver(event);
     if (outcome.next === 'more') this.schedule();
     else if (outcome.next === 'waiting') this.timer = setTimeout(() => this.pump(), WAIT_MS);
+    // Nothing runs: an object that no longer listens may go.
+    else for (const o of this.pinned) if (!o._listening()) this.pinned.delete(o);
   }
 
   deliver({ listener, body }) {
@@ -181,9 +187,63 @@ Engine.module = await import(fileURLToPath(new URL('engine.js', GEN))).catch((e)
   );
 });
 
+/**
+ * One process at a time on a root: `<root>/node.lock` names the process
+ * that holds it; one whose process is gone (killed) is taken over.
+ */
+function lock(root) {
+  fs.mkdirSync(root, { recursive: true });
+  const file = `${root}/node.lock`;
+  const found = fs.lstatSync(file, { throwIfNoEntry: false });
+  if (found && !found.isFile()) {
+    throw new BusinessError(SERVICE_FAILED, `${file} is not a regular file (links are never followed)`);
+  }
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      const fd = fs.openSync(file, 'wx');
+      fs.writeSync(fd, `${process.pid}\n`);
+      fs.closeSync(fd);
+      process.once('exit', () => {
+        try {
+          if (fs.readFileSync(file, 'utf8').trim() === String(process.pid)) fs.unlinkSync(file);
+        } catch {}
+      });
+      return;
+    } catch (e) {
+      if (e.code !== 'EEXIST') throw e;
+    }
+    let holder = NaN;
+    try {
+      holder = Number(fs.readFileSync(file, 'utf8').trim());
+    } catch {}
+    if (Number.isInteger(holder) && holder > 0 && alive(holder)) {
+      throw new BusinessError(SERVICE_FAILED, `${root} is in use by another cloudsync process (pid ${holder})`);
+    }
+    fs.rmSync(file, { force: true }); // its process is gone
+  }
+  throw new BusinessError(SERVICE_FAILED, `cannot take ${file}`);
+}
+
+function alive(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return e.code === 'EPERM';
+  }
+}
+
 let shared = null;
-/** The process's engine, made on first use. */
+/** The process's engine, made on first use (a failure to start is 13600001, on this call and the next). */
 export function engine() {
-  shared ??= new Engine();
+  if (!shared) {
+    try {
+      shared = new Engine();
+    } catch (e) {
+      if (e instanceof BusinessError) throw e;
+      const why = e instanceof Error ? e.message : (e?.message ?? JSON.stringify(e));
+      throw new BusinessError(SERVICE_FAILED, `cloudsync cannot start: ${why}`);
+    }
+  }
   return shared;
 }

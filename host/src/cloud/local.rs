@@ -492,7 +492,7 @@ impl Drop for DirLock<'_> {
 }
 
 fn etag(s: &Stamp) -> String {
-    format!("{:x}-{:x}-{:x}-{:x}", s.size, s.mtime_ns, s.ctime_ns, s.inode)
+    cloudsync_contract::folder_etag(s.size, s.mtime_ns, s.ctime_ns, s.inode)
 }
 
 fn already_exists(key: &str) -> CloudError {

@@ -188,12 +188,10 @@ impl ListCursor for CheckedListing {
         }
     }
 }
-/// Where the engine's own objects live in a cloud: a top-level folder no
-/// bundle can be named (bundle names start with a letter or digit), so no
-/// user's name ever collides with them.
-pub const ENGINE_DIR: &str = ".cloudsync";
-/// Uploads being staged, per device: `.cloudsync/staging/<device>/…`.
-pub const STAGING_DIR: &str = ".cloudsync/staging";
+/// Where the engine's own objects live in a cloud (`ENGINE_DIR`: a
+/// top-level folder no bundle can be named, so no user's name ever collides
+/// with them), and uploads being staged (`STAGING_DIR/<device>/…`).
+pub use cloudsync_contract::{ENGINE_DIR, STAGING_DIR};
 /// Staging objects of other devices older than this are abandoned: an
 /// upload in progress keeps touching its object.
 pub const STAGING_SAFE_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);

@@ -205,14 +205,14 @@ fn optimize_evicts_least_recently_used_first_within_the_budget() {
     let events = std::mem::take(&mut e.platform.0.borrow_mut().optimize_events);
     assert_eq!(
         events.first().unwrap().1,
-        OptimizeProgress {
+        OptimizeSpaceProgress {
             state: OptimizeState::Running,
             progress: 0
         }
     );
     assert_eq!(
         events.last().unwrap().1,
-        OptimizeProgress {
+        OptimizeSpaceProgress {
             state: OptimizeState::Completed,
             progress: 100
         }

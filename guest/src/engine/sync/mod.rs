@@ -13,23 +13,20 @@ mod scan;
 pub(crate) use scan::racily_clean;
 
 pub use planner::Confirm;
-pub use run::{thumbnail_path, MAX_LISTED, THUMBNAIL_EDGE};
+pub use run::MAX_LISTED;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use run::{Run, Step};
 
-use super::download::{check_event, recover_bundle};
+use super::access::{check_event, check_system_api, CLOUDFILE_SYNC_MANAGER};
 use super::records::{self, FileStateRecord, LocalStamp, SyncedRecord, FILE_STATE, RUN, SYNCED};
+use super::recovery::recover_bundle;
 use super::uri::{is_bundle_name, parse_uri_for, GALLERY_BUNDLE};
 use super::{
     codes, ApiError, AppFile, CloudErrorKind, FileSyncState, IoErrorKind, ListenerId, Platform, SyncProgress, Tick,
 };
 
-/// `ohos.permission.CLOUDFILE_SYNC`: the system APIs need it.
-pub const CLOUDFILE_SYNC: &str = "ohos.permission.CLOUDFILE_SYNC";
-/// `ohos.permission.CLOUDFILE_SYNC_MANAGER`: needed to act for another bundle.
-pub const CLOUDFILE_SYNC_MANAGER: &str = "ohos.permission.CLOUDFILE_SYNC_MANAGER";
 /// `getFileSyncState` takes at most this many URIs.
 pub const MAX_STATE_URIS: usize = 100;
 
@@ -377,30 +374,6 @@ pub(crate) fn stored_state(
         (_, Some(r)) if r.local == stamp => FileSyncState::Completed,
         _ => FileSyncState::ToBeUploaded,
     }
-}
-
-/// 201 without CLOUDFILE_SYNC (or CLOUDFILE_SYNC_MANAGER for another
-/// bundle), then 202 for an app that is not a system app.
-pub(crate) fn check_system_api(p: &impl Platform, other_bundle: bool) -> Result<(), ApiError> {
-    if !p.has_permission(CLOUDFILE_SYNC) {
-        return Err(ApiError::new(
-            codes::PERMISSION_DENIED,
-            format!("permission denied: the caller lacks {CLOUDFILE_SYNC}"),
-        ));
-    }
-    if other_bundle && !p.has_permission(CLOUDFILE_SYNC_MANAGER) {
-        return Err(ApiError::new(
-            codes::PERMISSION_DENIED,
-            format!("permission denied: acting for another bundle needs {CLOUDFILE_SYNC_MANAGER}"),
-        ));
-    }
-    if !p.is_system_app() {
-        return Err(ApiError::new(
-            codes::NOT_SYSTEM_APP,
-            "this is a system API and the caller is not a system app",
-        ));
-    }
-    Ok(())
 }
 
 fn preconditions(p: &impl Platform, bundle: &str) -> Result<(), ApiError> {

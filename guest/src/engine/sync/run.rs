@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, VecDeque};
 use super::planner::{self, Confirm, Op, Refusal, RemoteTree, Side};
 use super::scan::{self, ScanError};
 use super::Report;
-use crate::engine::download::STAGING_DIR;
+use crate::engine::layout::{thumbnail_path, STAGING_DIR, THUMBNAIL_EDGE};
 use crate::engine::place::{verify_and_place, Arrived, Failure, Replaceable};
 use crate::engine::records::{
     self, FileStateRecord, GuardRecord, LocalStamp, PartialRecord, SyncedRecord, FILE_STATE, SYNCED, SYNC_PARTIAL,
@@ -48,14 +48,6 @@ const FLUSH_CHANGES: usize = 512;
 pub const MAX_LISTED: usize = 1000;
 /// Thumbnails made per tick (each reads an image from the cloud).
 const THUMBNAILS_PER_TICK: usize = 4;
-/// The longer side of a gallery thumbnail, in pixels.
-pub const THUMBNAIL_EDGE: u32 = 256;
-/// Where a cloud-only gallery item's thumbnail lives in the bundle's area
-/// (outside the synced folder).
-pub fn thumbnail_path(path: &str) -> String {
-    format!(".thumbs/{path}.jpg")
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     Scan,

@@ -31,11 +31,15 @@ fn changed_ms(stat: &FileStat) -> u64 {
 }
 
 /// Whether a file whose stamp matches its record may still have been
-/// edited within the clock's resolution of the record being written. With
-/// `fine` stamps (any write after a stat moves ctime) never: every recorded
+/// edited unseen: within the clock's resolution of the record being
+/// written, or at any time where the host has no ctime. With `fine` stamps
+/// (any write after a stat moves ctime) and a ctime, never: every recorded
 /// stamp was taken by a stat after the file's last change.
 pub fn racily_clean(record: &SyncedRecord, stat: &FileStat, fine: bool) -> bool {
-    !fine && (record.recorded_ms == 0 || changed_ms(stat) + RACY_MS >= record.recorded_ms)
+    // A host that cannot tell a file's ctime (0: WASI runtimes give none)
+    // cannot show an edit that put the size and mtime back: its stamps never
+    // vouch for the content, which is hashed.
+    stat.ctime_ns == 0 || (!fine && (record.recorded_ms == 0 || changed_ms(stat) + RACY_MS >= record.recorded_ms))
 }
 
 /// `run/<bundle>/guard`: the deletion guard's count ([`GuardRecord`]).

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
+use crate::engine::access::{CLOUDFILE_SYNC, CLOUDFILE_SYNC_MANAGER};
 use crate::engine::fake::{uri, Fake, Keep, APP};
 use crate::engine::{CloudError, Engine, ErrorType, SyncState, GALLERY_BUNDLE};
 
@@ -309,6 +310,26 @@ fn a_same_size_edit_in_the_same_clock_tick_is_found() {
     let id = file_sync(&mut e);
     sync(&mut e, id);
     e.platform.edit_local_in_place("cloud/n.txt", b"abcd", Keep::SameTick);
+    sync(&mut e, id);
+    assert_eq!(e.platform.cloud("n.txt").unwrap(), b"abcd");
+}
+
+#[test]
+fn where_the_host_tells_no_ctime_an_edit_that_puts_the_mtime_back_is_found() {
+    // A host without ctime (WASI runtimes) says 0 for every file.
+    let no_ctime = |e: &Engine<Fake>| {
+        for f in e.platform.0.borrow_mut().local.values_mut() {
+            f.ctime_ns = 0;
+        }
+    };
+    let mut e = engine();
+    put_local(&e, "n.txt", b"1234");
+    no_ctime(&e);
+    let id = file_sync(&mut e);
+    // (The fake's clock puts every record long after the file's last change: no racy window.)
+    sync(&mut e, id);
+    e.platform.edit_local_in_place("cloud/n.txt", b"abcd", Keep::Mtime);
+    no_ctime(&e);
     sync(&mut e, id);
     assert_eq!(e.platform.cloud("n.txt").unwrap(), b"abcd");
 }

@@ -29,8 +29,35 @@ const object = (path, s) => ({
   modifiedMs: s.mtimeNs / 1000000n,
 });
 
+/** Staged uploads of processes that are gone (killed mid-upload) are removed. */
+function sweepStaging(staging) {
+  let names = [];
+  try {
+    names = fs.readdirSync(staging);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const pid = Number(name.split('-')[0]);
+    let gone = true;
+    try {
+      if (pid === process.pid) gone = false;
+      else process.kill(pid, 0), (gone = false);
+    } catch (e) {
+      gone = e.code !== 'EPERM';
+    }
+    if (gone) fs.rmSync(`${staging}/${name}`, { force: true });
+  }
+}
+
 export function cloud(config, grant) {
   const dir = config.cloud;
+  try {
+    const staging = beneath(dir, '.cloudsync/staging/node/x').slice(0, -2);
+    if (lstat(staging)?.kind === 'folder') sweepStaging(staging);
+  } catch {
+    // A link on the way: nothing is swept through it (uploads refuse it too).
+  }
   const uploads = new Map();
   let nextUpload = 0n;
   let openListing = null;
@@ -50,7 +77,9 @@ export function cloud(config, grant) {
   function file(bundle, path) {
     grant(bundle);
     if (path === '') throw cloudError('other', 'an object needs a path');
-    return beneath(`${dir}/${bundle}`, path);
+    checkRelative(path);
+    // From the cloud folder itself: a link at `<bundle>` is refused too.
+    return beneath(dir, `${bundle}/${path}`);
   }
 
   function stat(bundle, path) {
@@ -111,7 +140,8 @@ export function cloud(config, grant) {
           checkRelative(prefix.endsWith('/') ? prefix.slice(0, -1) : prefix);
           const top = `${dir}/${bundle}`;
           const s = lstat(top);
-          const all = s && s.kind === 'folder' ? walk(top) : [];
+          if (s && s.kind !== 'folder') throw cloudError('other', `${top} is not a folder (links are never followed)`);
+          const all = s ? walk(top) : [];
           const a = after === undefined ? null : Buffer.from(after);
           rest = all.filter(
             (e) =>
@@ -183,8 +213,10 @@ export function cloud(config, grant) {
     beginUpload: (bundle, path, precondition) =>
       wrap(() => {
         file(bundle, path);
-        const staging = `${dir}/.cloudsync/staging/node`;
+        // Beneath the cloud folder, through no link.
+        const staging = beneath(dir, '.cloudsync/staging/node/x').slice(0, -2);
         fs.mkdirSync(staging, { recursive: true });
+        if (lstat(staging)?.kind !== 'folder') throw cloudError('other', `${staging} is not a folder (links are never followed)`);
         nextUpload += 1n;
         const staged = `${staging}/${process.pid}-${Date.now()}-${nextUpload}`;
         const fd = fs.openSync(staged, 'wx');

@@ -8,6 +8,7 @@
 import fs from 'node:fs';
 import { createHash } from 'node:crypto';
 import { ioError, fromNode } from './errors.js';
+import { lstat, syncDir } from './fsutil.js';
 
 const digest = (body) => createHash('sha256').update(body).digest().subarray(0, 8);
 
@@ -79,26 +80,68 @@ export function metadata(config, grant) {
   function open() {
     if (journal) return journal;
     const path = `${config.root}/meta.journal`;
+    // Never through a link: a journal that is one would be written wherever it points.
+    const found = lstat(path);
+    if (found && found.kind !== 'file') {
+      throw ioError('escapes-sandbox', `${path} is not a regular file (links are never followed)`);
+    }
     try {
       fs.mkdirSync(config.root, { recursive: true });
       const bytes = fs.existsSync(path) ? fs.readFileSync(path) : Buffer.alloc(0);
       const map = new Map();
       let at = 0;
-      for (let r = recordAt(bytes, at); r; r = recordAt(bytes, at)) {
-        for (const [k, v] of r[0]) v === undefined ? map.delete(k) : map.set(k, v);
-        at = r[1];
+      let damaged = 0;
+      for (;;) {
+        const r = recordAt(bytes, at);
+        if (r) {
+          for (const [k, v] of r[0]) v === undefined ? map.delete(k) : map.set(k, v);
+          at = r[1];
+          continue;
+        }
+        // The next whole record after damaged bytes, if any: damage inside
+        // costs that record only, never the commits after it.
+        let k = at + 1;
+        while (k < bytes.length && !recordAt(bytes, k)) k++;
+        if (k >= bytes.length) break;
+        damaged += k - at;
+        at = k;
       }
       const fd = fs.openSync(path, 'a');
-      if (at < bytes.length) {
+      journal = { path, map, fd, len: at };
+      if (damaged > 0) {
+        const keep = `${path}.damaged-${Date.now()}`;
+        fs.copyFileSync(path, keep);
+        console.error(
+          `cloudsync: ${path}: ${damaged} damaged bytes were skipped (the records after them were kept); the journal was written anew, the damaged one kept as ${keep}`,
+        );
+        rewrite(journal);
+      } else if (at < bytes.length) {
         console.error(`cloudsync: ${path}: ${bytes.length - at} bytes after the last whole commit were cut off`);
         fs.ftruncateSync(fd, at);
         fs.fsyncSync(fd);
       }
-      journal = { path, map, fd, len: at };
       return journal;
     } catch (e) {
       throw fromNode(e, path);
     }
+  }
+
+  /** Writes the journal anew as one record of the whole map, beside it, then over it. */
+  function rewrite(j) {
+    const record = encode([...j.map].map(([key, value]) => ({ key, value })));
+    const temp = `${j.path}.new`;
+    const fd = fs.openSync(temp, 'w');
+    try {
+      fs.writeSync(fd, record);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(temp, j.path);
+    syncDir(config.root);
+    fs.closeSync(j.fd);
+    j.fd = fs.openSync(j.path, 'a');
+    j.len = record.length;
   }
 
   const check = (key) => grant(bundleOf(key));

@@ -1,0 +1,267 @@
+//! The contract every layer shares, written once: the seed's enums and
+//! records (`@ohos.file.cloudSync`, with the seed's numbers and names), its
+//! error codes, the URI rules' constants, and where things are kept. The
+//! engine (`guest`), the Rust host (`host`) and the WASI adapter build it
+//! for their own targets; the WIT (`wit/*.wit`) is its twin at the
+//! component boundary, converted field by field in each WIT layer.
+
+use serde::{Deserialize, Serialize};
+
+/// The seed's numeric error codes.
+pub mod codes {
+    /// The caller lacks a permission (`ohos.permission.CLOUDFILE_SYNC`, ...).
+    pub const PERMISSION_DENIED: u32 = 201;
+    /// A system API called by an app that is not a system app.
+    pub const NOT_SYSTEM_APP: u32 = 202;
+    /// Bad parameters.
+    pub const INVALID_PARAMETER: u32 = 401;
+    /// The service (the component or its host) failed.
+    pub const SERVICE_FAILED: u32 = 13_600_001;
+    /// No such file or cloud record.
+    pub const NO_SUCH_FILE: u32 = 13_900_002;
+    /// Not enough local space.
+    pub const NO_SPACE: u32 = 13_900_025;
+    /// Invalid URI.
+    pub const INVALID_URI: u32 = 14_000_002;
+    /// Cloud not ready (no account, or the app's cloud switch is off).
+    pub const CLOUD_NOT_READY: u32 = 22_400_001;
+    /// No network.
+    pub const NETWORK_UNAVAILABLE: u32 = 22_400_002;
+    /// Battery below 10 % and not charging.
+    pub const LOW_BATTERY: u32 = 22_400_003;
+    /// Internal error (metadata store failure and the like).
+    pub const INTERNAL: u32 = 22_400_005;
+    /// The same task is already running.
+    pub const ALREADY_RUNNING: u32 = 22_400_006;
+}
+
+/// `ohos.permission.CLOUDFILE_SYNC`: the system APIs need it.
+pub const CLOUDFILE_SYNC: &str = "ohos.permission.CLOUDFILE_SYNC";
+/// `ohos.permission.CLOUDFILE_SYNC_MANAGER`: needed to act for another bundle.
+pub const CLOUDFILE_SYNC_MANAGER: &str = "ohos.permission.CLOUDFILE_SYNC_MANAGER";
+/// The one event name the seed defines.
+pub const PROGRESS_EVENT: &str = "progress";
+/// The app's cloud folder inside its sandbox, as its URIs name it.
+pub const CLOUD_DIR: &str = "/data/storage/el2/cloud/";
+/// The gallery's own area: its items are `file://media/Photo/<id>/<name>`.
+pub const GALLERY_BUNDLE: &str = "media";
+/// Where an app's cloud files live in its local area.
+pub const LOCAL_CLOUD_DIR: &str = "cloud";
+/// The cloud's own folder at its top level (hidden from listings).
+pub const ENGINE_DIR: &str = ".cloudsync";
+/// Uploads being staged, per device: `.cloudsync/staging/<device>/…`.
+pub const STAGING_DIR: &str = ".cloudsync/staging";
+
+/// A bundle name: `[A-Za-z0-9._-]+`, at most 128 bytes, starting with a
+/// letter or digit (names starting otherwise, `.cloudsync` say, are the
+/// engine's own at the cloud's top level, never an app's).
+pub fn is_bundle_name(bundle: &str) -> bool {
+    !bundle.is_empty()
+        && bundle.len() <= 128
+        && bundle.as_bytes()[0].is_ascii_alphanumeric()
+        && bundle
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// A folder cloud's etag of a file: it changes with any write, even one
+/// that puts the size and mtime back (the ctime moves).
+pub fn folder_etag(size: u64, mtime_ns: u64, ctime_ns: u64, inode: u64) -> String {
+    format!("{size:x}-{mtime_ns:x}-{ctime_ns:x}-{inode:x}")
+}
+
+/// A seed enum: its cases with the seed's numbers, `name()` the seed's
+/// name, serialized by that name (and read by the case's Rust name too,
+/// as records written before kept them).
+macro_rules! seed_enum {
+    ($(#[$doc:meta])* $name:ident { $($case:ident = $n:literal $seed:literal $rust:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $(
+                #[serde(rename = $seed, alias = $rust)]
+                $case = $n,
+            )+
+        }
+
+        impl $name {
+            /// Every case, in the seed's order.
+            pub const ALL: &'static [$name] = &[$($name::$case),+];
+
+            /// The seed's name, e.g. `RUNNING`.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($name::$case => $seed,)+
+                }
+            }
+        }
+    };
+}
+
+seed_enum! {
+    /// Download state of one cloud file (seed: `State`).
+    State { Running = 0 "RUNNING" "Running", Completed = 1 "COMPLETED" "Completed", Failed = 2 "FAILED" "Failed", Stopped = 3 "STOPPED" "Stopped" }
+}
+
+seed_enum! {
+    /// Why a download failed (seed: `DownloadErrorType`).
+    DownloadErrorType {
+        NoError = 0 "NO_ERROR" "NoError",
+        UnknownError = 1 "UNKNOWN_ERROR" "UnknownError",
+        NetworkUnavailable = 2 "NETWORK_UNAVAILABLE" "NetworkUnavailable",
+        LocalStorageFull = 3 "LOCAL_STORAGE_FULL" "LocalStorageFull",
+        ContentNotFound = 4 "CONTENT_NOT_FOUND" "ContentNotFound",
+        FrequentUserRequests = 5 "FREQUENT_USER_REQUESTS" "FrequentUserRequests",
+    }
+}
+
+seed_enum! {
+    /// State of a whole sync run (seed: `SyncState`).
+    SyncState {
+        Uploading = 0 "UPLOADING" "Uploading",
+        UploadFailed = 1 "UPLOAD_FAILED" "UploadFailed",
+        Downloading = 2 "DOWNLOADING" "Downloading",
+        DownloadFailed = 3 "DOWNLOAD_FAILED" "DownloadFailed",
+        Completed = 4 "COMPLETED" "Completed",
+        Stopped = 5 "STOPPED" "Stopped",
+    }
+}
+
+seed_enum! {
+    /// Why a sync run is held back or failed (seed: `ErrorType`), in the
+    /// seed's order; [`ErrorType::priority`] ranks them for reporting.
+    ErrorType {
+        NoError = 0 "NO_ERROR" "NoError",
+        NetworkUnavailable = 1 "NETWORK_UNAVAILABLE" "NetworkUnavailable",
+        WifiUnavailable = 2 "WIFI_UNAVAILABLE" "WifiUnavailable",
+        BatteryLevelLow = 3 "BATTERY_LEVEL_LOW" "BatteryLevelLow",
+        BatteryLevelWarning = 4 "BATTERY_LEVEL_WARNING" "BatteryLevelWarning",
+        CloudStorageFull = 5 "CLOUD_STORAGE_FULL" "CloudStorageFull",
+        LocalStorageFull = 6 "LOCAL_STORAGE_FULL" "LocalStorageFull",
+        DeviceTemperatureTooHigh = 7 "DEVICE_TEMPERATURE_TOO_HIGH" "DeviceTemperatureTooHigh",
+    }
+}
+
+seed_enum! {
+    /// Per-file sync state (seed: `FileSyncState`).
+    FileSyncState {
+        Uploading = 0 "UPLOADING" "Uploading",
+        Downloading = 1 "DOWNLOADING" "Downloading",
+        Completed = 2 "COMPLETED" "Completed",
+        Stopped = 3 "STOPPED" "Stopped",
+        ToBeUploaded = 4 "TO_BE_UPLOADED" "ToBeUploaded",
+        UploadSuccess = 5 "UPLOAD_SUCCESS" "UploadSuccess",
+        UploadFailure = 6 "UPLOAD_FAILURE" "UploadFailure",
+    }
+}
+
+seed_enum! {
+    /// State of a space optimisation (seed: `OptimizeState`).
+    OptimizeState { Running = 0 "RUNNING" "Running", Completed = 1 "COMPLETED" "Completed", Failed = 2 "FAILED" "Failed", Stopped = 3 "STOPPED" "Stopped" }
+}
+
+impl ErrorType {
+    /// When several errors happen, the one with the highest priority is
+    /// reported: NETWORK > WIFI > BATTERY_WARNING > BATTERY_LOW > CLOUD_FULL > LOCAL_FULL.
+    pub fn priority(self) -> u8 {
+        match self {
+            ErrorType::NetworkUnavailable => 7,
+            ErrorType::WifiUnavailable => 6,
+            ErrorType::BatteryLevelWarning => 5,
+            ErrorType::BatteryLevelLow => 4,
+            ErrorType::CloudStorageFull => 3,
+            ErrorType::LocalStorageFull => 2,
+            ErrorType::DeviceTemperatureTooHigh => 1,
+            ErrorType::NoError => 0,
+        }
+    }
+}
+
+/// One download progress event (seed: `DownloadProgress`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DownloadProgress {
+    pub state: State,
+    /// Bytes of the file present locally so far (resumed bytes included).
+    pub processed: u64,
+    /// Size of the cloud file.
+    pub size: u64,
+    pub uri: String,
+    pub error: DownloadErrorType,
+}
+
+impl DownloadProgress {
+    /// COMPLETED, FAILED or STOPPED: the last event of a download.
+    pub fn is_terminal(&self) -> bool {
+        self.state != State::Running
+    }
+}
+
+/// One sync progress event (seed: `SyncProgress`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct SyncProgress {
+    pub state: SyncState,
+    pub error: ErrorType,
+}
+
+impl SyncProgress {
+    /// COMPLETED, STOPPED, UPLOAD_FAILED or DOWNLOAD_FAILED: the last event of a run.
+    pub fn is_terminal(&self) -> bool {
+        !matches!(self.state, SyncState::Uploading | SyncState::Downloading)
+    }
+}
+
+/// One space optimisation event (seed: `OptimizeSpaceProgress`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct OptimizeSpaceProgress {
+    pub state: OptimizeState,
+    /// Percent of the bytes to free, 0..=100.
+    pub progress: u32,
+}
+
+impl OptimizeSpaceProgress {
+    /// COMPLETED, FAILED or STOPPED: the last event of an optimisation.
+    pub fn is_terminal(&self) -> bool {
+        self.state != OptimizeState::Running
+    }
+}
+
+/// What a space optimisation may evict (seed: `OptimizeSpaceParam`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct OptimizeSpaceParam {
+    /// Bytes to free at most (`u64::MAX`: all that qualifies).
+    pub total_size: u64,
+    /// Only files not accessed for this many days.
+    pub aging_days: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seeds_numbers_and_names() {
+        assert_eq!(State::Stopped as u32, 3);
+        assert_eq!(SyncState::Completed as u32, 4);
+        assert_eq!(ErrorType::DeviceTemperatureTooHigh as u32, 7);
+        assert_eq!(FileSyncState::UploadFailure as u32, 6);
+        assert_eq!(DownloadErrorType::ALL.len(), 6);
+        assert_eq!(FileSyncState::ToBeUploaded.name(), "TO_BE_UPLOADED");
+        for (i, s) in SyncState::ALL.iter().enumerate() {
+            assert_eq!(*s as usize, i);
+        }
+        assert!(is_bundle_name("com.a-b_c") && !is_bundle_name(".cloudsync") && !is_bundle_name("a/b"));
+        assert_eq!(folder_etag(16, 255, 1, 2), "10-ff-1-2");
+    }
+
+    #[test]
+    fn written_by_the_seeds_name_and_read_by_either() {
+        assert_eq!(
+            serde_json::to_string(&FileSyncState::UploadFailure).unwrap(),
+            "\"UPLOAD_FAILURE\""
+        );
+        // Records written before the contract named cases as Rust does.
+        let old: FileSyncState = serde_json::from_str("\"UploadFailure\"").unwrap();
+        let new: FileSyncState = serde_json::from_str("\"UPLOAD_FAILURE\"").unwrap();
+        assert_eq!((old, new), (FileSyncState::UploadFailure, FileSyncState::UploadFailure));
+    }
+}
