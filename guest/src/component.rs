@@ -542,8 +542,7 @@ impl Platform for WitPlatform {
             .map_err(|why| e::CloudError::new(e::CloudErrorKind::Other, format!("{cloud_path}: {why}")))?;
         drop(image);
         let temp = format!("{thumb_path}.part");
-        by_itself::write_whole(&Core, bundle, thumb_path, &temp, &jpeg)
-            .map_err(|err| e::CloudError::new(local_kind(&err), err.message))
+        by_itself::write_whole(&Core, bundle, thumb_path, &temp, &jpeg).map_err(e::CloudError::local)
     }
 
     /// No image tools: the item is listed without a picture.
@@ -816,15 +815,6 @@ fn cloud_object(o: types::Object) -> e::CloudObject {
         version: o.version,
         content_hash: o.content_hash,
         modified_ms: o.modified_ms,
-    }
-}
-
-#[cfg(feature = "native")]
-fn local_kind(err: &e::IoError) -> e::CloudErrorKind {
-    if err.kind == e::IoErrorKind::NoSpace {
-        e::CloudErrorKind::LocalNoSpace
-    } else {
-        e::CloudErrorKind::LocalIo
     }
 }
 

@@ -266,7 +266,7 @@ impl Job {
                     let want = STEP.min((r.offset - *hashed) as u32);
                     let kept = ports
                         .read_file(&r.bundle, &r.local_path, *hashed, want)
-                        .map_err(local)?;
+                        .map_err(CloudError::local)?;
                     if kept.len() != want as usize {
                         return Err(CloudError::new(
                             CloudErrorKind::LocalIo,
@@ -284,7 +284,9 @@ impl Job {
                     Vec::new()
                 };
                 if !chunk.is_empty() || at == 0 {
-                    ports.write_file(&r.bundle, &r.local_path, at, &chunk).map_err(local)?;
+                    ports
+                        .write_file(&r.bundle, &r.local_path, at, &chunk)
+                        .map_err(CloudError::local)?;
                 }
                 self.hasher.update(&chunk);
                 self.bytes += chunk.len() as u64;
@@ -300,7 +302,7 @@ impl Job {
                     return Err(stale(&r.cloud_path));
                 }
                 if r.durable {
-                    ports.flush(&r.bundle).map_err(local)?;
+                    ports.flush(&r.bundle).map_err(CloudError::local)?;
                 }
                 self.sha256 = Some(hex(&std::mem::take(&mut self.hasher).finalize()));
                 self.state = TransferState::Done;
@@ -318,7 +320,7 @@ impl Job {
                 };
                 let chunk = ports
                     .read_file(&r.bundle, &r.local_path, self.bytes, STEP)
-                    .map_err(local)?;
+                    .map_err(CloudError::local)?;
                 if !chunk.is_empty() {
                     ports.upload_part(id, &chunk)?;
                     self.hasher.update(&chunk);
@@ -347,7 +349,7 @@ impl Job {
 
 fn check_stamp(ports: &impl CorePorts, r: &UploadRequest) -> Result<(), CloudError> {
     let Some(expect) = r.expect else { return Ok(()) };
-    match ports.stat(&r.bundle, &r.local_path).map_err(local)? {
+    match ports.stat(&r.bundle, &r.local_path).map_err(CloudError::local)? {
         Some(st) if st.is_file() && LocalStamp::from(st) == expect => Ok(()),
         _ => Err(changed_local(&r.local_path)),
     }
@@ -365,15 +367,6 @@ fn stale(path: &str) -> CloudError {
         CloudErrorKind::PreconditionFailed,
         format!("{path} changed in the cloud while it was downloaded"),
     )
-}
-
-fn local(e: IoError) -> CloudError {
-    let kind = if e.kind == IoErrorKind::NoSpace {
-        CloudErrorKind::LocalNoSpace
-    } else {
-        CloudErrorKind::LocalIo
-    };
-    CloudError::new(kind, e.message)
 }
 
 fn hex(bytes: &[u8]) -> String {

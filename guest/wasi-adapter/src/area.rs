@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::io::{Read, Seek, SeekFrom, Write};
 
 use crate::paths::{beneath, check};
-use crate::{lstat, IoError, IoErrorKind, Kind, Stat};
+use crate::{lstat, FileKind, FileStat, IoError, IoErrorKind};
 
 /// Largest read or write in one call.
 pub const IO_MAX: usize = 4 << 20;
@@ -13,7 +13,7 @@ pub const IO_MAX: usize = 4 << 20;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     pub path: String,
-    pub stat: Stat,
+    pub stat: FileStat,
     pub problem: Option<String>,
 }
 
@@ -57,7 +57,7 @@ impl Areas {
         let path = beneath(&self.root, &inside)?;
         if rel.is_empty() {
             if let Some(s) = lstat(&path)? {
-                if s.kind != Kind::Folder {
+                if s.kind != FileKind::Folder {
                     return Err(IoError::new(
                         IoErrorKind::EscapesSandbox,
                         format!("{path} is not a folder"),
@@ -68,7 +68,7 @@ impl Areas {
         Ok(path)
     }
 
-    pub fn stat(&self, bundle: &str, rel: &str) -> Result<Option<Stat>, IoError> {
+    pub fn stat(&self, bundle: &str, rel: &str) -> Result<Option<FileStat>, IoError> {
         lstat(&self.path(bundle, rel)?)
     }
 
@@ -76,8 +76,8 @@ impl Areas {
     fn regular(&self, bundle: &str, rel: &str) -> Result<String, IoError> {
         let path = self.path(bundle, rel)?;
         match lstat(&path)? {
-            Some(s) if s.kind == Kind::File => Ok(path),
-            Some(s) if s.kind == Kind::Symlink => Err(IoError::new(
+            Some(s) if s.kind == FileKind::File => Ok(path),
+            Some(s) if s.kind == FileKind::Symlink => Err(IoError::new(
                 IoErrorKind::EscapesSandbox,
                 format!("{rel} is a symlink; links are never followed"),
             )),
@@ -88,7 +88,7 @@ impl Areas {
 
     pub fn read_file(&self, bundle: &str, rel: &str, offset: u64, len: u32) -> Result<Vec<u8>, IoError> {
         let path = self.regular(bundle, rel)?;
-        let io = |e| IoError::of(rel, e);
+        let io = |e| crate::io_error(rel, e);
         let mut file = std::fs::File::open(&path).map_err(io)?;
         file.seek(SeekFrom::Start(offset)).map_err(io)?;
         let mut out = Vec::new();
@@ -109,14 +109,14 @@ impl Areas {
         match lstat(&path)? {
             None => {
                 if let Some((dir, _)) = path.rsplit_once('/') {
-                    std::fs::create_dir_all(dir).map_err(|e| IoError::of(rel, e))?;
+                    std::fs::create_dir_all(dir).map_err(|e| crate::io_error(rel, e))?;
                     self.unsynced_dirs.insert(dir.to_string());
                 }
             }
-            Some(s) if s.kind == Kind::File => {}
+            Some(s) if s.kind == FileKind::File => {}
             Some(_) => return Err(IoError::new(IoErrorKind::NotAFile, format!("{rel} is not a file"))),
         }
-        let io = |e| IoError::of(rel, e);
+        let io = |e| crate::io_error(rel, e);
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -154,7 +154,7 @@ impl Areas {
             return Err(IoError::new(IoErrorKind::NotFound, format!("{from}: no such file")));
         }
         let dst_dir = dst.rsplit_once('/').map(|(d, _)| d.to_string()).unwrap_or_default();
-        std::fs::create_dir_all(&dst_dir).map_err(|e| IoError::of(to, e))?;
+        std::fs::create_dir_all(&dst_dir).map_err(|e| crate::io_error(to, e))?;
         if no_replace {
             if let Err(e) = std::fs::hard_link(&src, &dst) {
                 return Err(match e.kind() {
@@ -168,9 +168,9 @@ impl Areas {
                     ),
                 });
             }
-            std::fs::remove_file(&src).map_err(|e| IoError::of(from, e))?;
+            std::fs::remove_file(&src).map_err(|e| crate::io_error(from, e))?;
         } else {
-            std::fs::rename(&src, &dst).map_err(|e| IoError::of(to, e))?;
+            std::fs::rename(&src, &dst).map_err(|e| crate::io_error(to, e))?;
         }
         let src_dir = src.rsplit_once('/').map(|(d, _)| d.to_string()).unwrap_or_default();
         if durable {
@@ -189,10 +189,10 @@ impl Areas {
     pub fn flush(&mut self, _bundle: &str) -> Result<(), IoError> {
         for path in std::mem::take(&mut self.unsynced_files) {
             match std::fs::OpenOptions::new().write(true).open(&path) {
-                Ok(f) => f.sync_all().map_err(|e| IoError::of(&path, e))?,
+                Ok(f) => f.sync_all().map_err(|e| crate::io_error(&path, e))?,
                 // Moved or removed since: its new name's folder is synced below.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(IoError::of(&path, e)),
+                Err(e) => return Err(crate::io_error(&path, e)),
             }
         }
         for dir in std::mem::take(&mut self.unsynced_dirs) {
@@ -205,9 +205,11 @@ impl Areas {
         let path = self.path(bundle, rel)?;
         match lstat(&path)? {
             None => Ok(()),
-            Some(s) if s.kind == Kind::Folder => Err(IoError::new(IoErrorKind::NotAFile, format!("{rel} is a folder"))),
+            Some(s) if s.kind == FileKind::Folder => {
+                Err(IoError::new(IoErrorKind::NotAFile, format!("{rel} is a folder")))
+            }
             Some(_) => {
-                std::fs::remove_file(&path).map_err(|e| IoError::of(rel, e))?;
+                std::fs::remove_file(&path).map_err(|e| crate::io_error(rel, e))?;
                 self.unsynced_files.remove(&path);
                 Ok(())
             }
@@ -216,14 +218,14 @@ impl Areas {
 
     pub fn create_dir_all(&self, bundle: &str, rel: &str) -> Result<(), IoError> {
         let path = self.path(bundle, rel)?;
-        std::fs::create_dir_all(&path).map_err(|e| IoError::of(rel, e))
+        std::fs::create_dir_all(&path).map_err(|e| crate::io_error(rel, e))
     }
 
     pub fn remove_dir(&self, bundle: &str, rel: &str) -> Result<(), IoError> {
         let path = self.path(bundle, rel)?;
         match lstat(&path)? {
             None => Ok(()),
-            Some(s) if s.kind == Kind::Folder => std::fs::remove_dir(&path).map_err(|e| IoError::of(rel, e)),
+            Some(s) if s.kind == FileKind::Folder => std::fs::remove_dir(&path).map_err(|e| crate::io_error(rel, e)),
             Some(_) => Err(IoError::new(IoErrorKind::NotAFile, format!("{rel} is not a folder"))),
         }
     }
@@ -243,8 +245,8 @@ impl Areas {
             _ => {
                 let base = self.path(bundle, dir)?;
                 match lstat(&base)? {
-                    Some(s) if s.kind == Kind::Folder => {}
-                    Some(s) if s.kind == Kind::Symlink => {
+                    Some(s) if s.kind == FileKind::Folder => {}
+                    Some(s) if s.kind == FileKind::Symlink => {
                         return Err(IoError::new(IoErrorKind::EscapesSandbox, format!("{dir} is a symlink")))
                     }
                     Some(_) => return Err(IoError::new(IoErrorKind::NotAFile, format!("{dir} is not a folder"))),
@@ -269,8 +271,8 @@ impl Areas {
 }
 
 /// What is known of a name whose metadata cannot be read.
-const UNKNOWN: Stat = Stat {
-    kind: Kind::Special,
+const UNKNOWN: FileStat = FileStat {
+    kind: FileKind::Special,
     size: 0,
     mtime_ns: 0,
     ctime_ns: 0,
@@ -301,7 +303,7 @@ pub fn walk(base: &str) -> Result<Vec<Entry>, IoError> {
                 });
                 continue;
             }
-            Err(e) => return Err(IoError::of(base, e)),
+            Err(e) => return Err(crate::io_error(base, e)),
         };
         let mut empty = true;
         for entry in entries {
@@ -340,12 +342,12 @@ pub fn walk(base: &str) -> Result<Vec<Entry>, IoError> {
             };
             let stat = match problem {
                 // Not UTF-8: no path reaches it; what the entry tells is all.
-                Some(_) => Stat {
+                Some(_) => FileStat {
                     kind: match entry.file_type() {
-                        Ok(t) if t.is_dir() => Kind::Folder,
-                        Ok(t) if t.is_file() => Kind::File,
-                        Ok(t) if t.is_symlink() => Kind::Symlink,
-                        _ => Kind::Special,
+                        Ok(t) if t.is_dir() => FileKind::Folder,
+                        Ok(t) if t.is_file() => FileKind::File,
+                        Ok(t) if t.is_symlink() => FileKind::Symlink,
+                        _ => FileKind::Special,
                     },
                     ..UNKNOWN
                 },
@@ -354,7 +356,7 @@ pub fn walk(base: &str) -> Result<Vec<Entry>, IoError> {
                     None => continue,
                 },
             };
-            if stat.kind == Kind::Folder && problem.is_none() {
+            if stat.kind == FileKind::Folder && problem.is_none() {
                 stack.push(path);
             } else {
                 out.push(Entry { path, stat, problem });

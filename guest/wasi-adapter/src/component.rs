@@ -108,7 +108,7 @@ impl State {
         if self.journal.is_none() {
             let root = self.config().map_err(denied)?.root.clone();
             let root = root.ok_or_else(|| denied("no device folder: pass --root (or set CLOUDSYNC_ROOT)".into()))?;
-            std::fs::create_dir_all(&root).map_err(|e| io_err(crate::IoError::of(&root, e)))?;
+            std::fs::create_dir_all(&root).map_err(|e| io_err(crate::io_error(&root, e)))?;
             self.journal = Some(Journal::open(&format!("{root}/meta.journal")).map_err(io_err)?);
         }
         Ok(self.journal.as_mut().expect("opened"))
@@ -377,13 +377,13 @@ impl cloud::Guest for Adapter {
 
 bindings::export!(Adapter with_types_in bindings);
 
-fn stat(s: crate::Stat) -> types::FileStat {
+fn stat(s: crate::FileStat) -> types::FileStat {
     types::FileStat {
         kind: match s.kind {
-            crate::Kind::File => types::FileKind::File,
-            crate::Kind::Folder => types::FileKind::Folder,
-            crate::Kind::Symlink => types::FileKind::Symlink,
-            crate::Kind::Special => types::FileKind::Special,
+            crate::FileKind::File => types::FileKind::File,
+            crate::FileKind::Folder => types::FileKind::Folder,
+            crate::FileKind::Symlink => types::FileKind::Symlink,
+            crate::FileKind::Special => types::FileKind::Special,
         },
         size: s.size,
         mtime_ns: s.mtime_ns,
@@ -398,8 +398,8 @@ fn object(o: fc::Object) -> types::Object {
         path: o.path,
         size: o.size,
         etag: o.etag,
-        version: None,
-        content_hash: None,
+        version: o.version,
+        content_hash: o.content_hash,
         modified_ms: o.modified_ms,
     }
 }
@@ -439,7 +439,11 @@ fn cloud_error(e: fc::CloudError) -> types::CloudError {
     let kind = match e.kind {
         fc::CloudErrorKind::NotFound => types::CloudErrorKind::NotFound,
         fc::CloudErrorKind::Network => types::CloudErrorKind::Network,
+        fc::CloudErrorKind::Throttled => types::CloudErrorKind::Throttled,
+        fc::CloudErrorKind::StorageFull => types::CloudErrorKind::StorageFull,
+        fc::CloudErrorKind::Unauthorized => types::CloudErrorKind::Unauthorized,
         fc::CloudErrorKind::PreconditionFailed => types::CloudErrorKind::PreconditionFailed,
+        fc::CloudErrorKind::LocalNoSpace => types::CloudErrorKind::LocalNoSpace,
         fc::CloudErrorKind::LocalIo => types::CloudErrorKind::LocalIo,
         fc::CloudErrorKind::Other => types::CloudErrorKind::Other,
     };

@@ -8,49 +8,17 @@ use std::io::{Read, Seek, SeekFrom, Write};
 
 use crate::area::{walk, IO_MAX};
 use crate::paths::beneath;
-use crate::{lstat, IoError, Kind, Stat};
+use crate::{lstat, FileKind, FileStat, IoError};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CloudErrorKind {
-    NotFound,
-    Network,
-    PreconditionFailed,
-    LocalIo,
-    Other,
-}
+pub use cloudsync_contract::{CloudError, CloudErrorKind, CloudObject as Object};
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CloudError {
-    pub kind: CloudErrorKind,
-    pub message: String,
-}
-
-impl CloudError {
-    fn new(kind: CloudErrorKind, message: impl Into<String>) -> Self {
-        CloudError {
-            kind,
-            message: message.into(),
-        }
-    }
-}
-
-impl From<IoError> for CloudError {
-    fn from(e: IoError) -> Self {
-        let kind = match e.kind {
-            crate::IoErrorKind::NotFound => CloudErrorKind::NotFound,
-            _ => CloudErrorKind::Other,
-        };
-        CloudError::new(kind, e.message)
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Object {
-    /// Relative to the bundle's folder.
-    pub path: String,
-    pub size: u64,
-    pub etag: String,
-    pub modified_ms: u64,
+/// A failure of the cloud folder's file system, as the cloud says it.
+fn cloud_side(e: IoError) -> CloudError {
+    let kind = match e.kind {
+        crate::IoErrorKind::NotFound => CloudErrorKind::NotFound,
+        _ => CloudErrorKind::Other,
+    };
+    CloudError::new(kind, e.message)
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,15 +65,17 @@ impl Listed {
     }
 }
 
-fn etag(s: &Stat) -> String {
+fn etag(s: &FileStat) -> String {
     cloudsync_contract::folder_etag(s.size, s.mtime_ns, s.ctime_ns, s.inode)
 }
 
-fn object(path: &str, s: &Stat) -> Object {
+fn object(path: &str, s: &FileStat) -> Object {
     Object {
         path: path.to_string(),
         size: s.size,
         etag: etag(s),
+        version: None,
+        content_hash: None,
         modified_ms: s.mtime_ns / 1_000_000,
     }
 }
@@ -117,7 +87,7 @@ impl FolderCloud {
         let staging = format!("{STAGING_DIR}/wasi-{device}");
         if let Ok(path) = beneath(dir, &format!("{staging}/x")) {
             let folder = &path[..path.len() - 2];
-            if lstat(folder).ok().flatten().is_some_and(|s| s.kind == Kind::Folder) {
+            if lstat(folder).ok().flatten().is_some_and(|s| s.kind == FileKind::Folder) {
                 for entry in std::fs::read_dir(folder).into_iter().flatten().flatten() {
                     let _ = std::fs::remove_file(entry.path());
                 }
@@ -136,14 +106,14 @@ impl FolderCloud {
         if path.is_empty() {
             return Err(CloudError::new(CloudErrorKind::Other, "an object needs a path"));
         }
-        crate::paths::check(path)?;
+        crate::paths::check(path).map_err(cloud_side)?;
         // From the cloud folder itself: a link at `<bundle>` is refused too.
-        Ok(beneath(&self.dir, &format!("{bundle}/{path}"))?)
+        beneath(&self.dir, &format!("{bundle}/{path}")).map_err(cloud_side)
     }
 
     pub fn ready(&self) -> Result<(), CloudError> {
-        match lstat(&self.dir)? {
-            Some(s) if s.kind == Kind::Folder => Ok(()),
+        match lstat(&self.dir).map_err(cloud_side)? {
+            Some(s) if s.kind == FileKind::Folder => Ok(()),
             _ => Err(CloudError::new(
                 CloudErrorKind::Network,
                 format!("the cloud folder {} is not there", self.dir),
@@ -152,8 +122,8 @@ impl FolderCloud {
     }
 
     pub fn stat(&self, bundle: &str, path: &str) -> Result<Object, CloudError> {
-        match lstat(&self.file(bundle, path)?)? {
-            Some(s) if s.kind == Kind::File => Ok(object(path, &s)),
+        match lstat(&self.file(bundle, path)?).map_err(cloud_side)? {
+            Some(s) if s.kind == FileKind::File => Ok(object(path, &s)),
             _ => Err(CloudError::new(
                 CloudErrorKind::NotFound,
                 format!("{path}: no such object"),
@@ -181,7 +151,7 @@ impl FolderCloud {
         if if_match.is_some_and(|e| e != before.etag) {
             return Err(stale());
         }
-        let io = |e| CloudError::from(IoError::of(path, e));
+        let io = |e| cloud_side(crate::io_error(path, e));
         let mut f = std::fs::File::open(self.file(bundle, path)?).map_err(io)?;
         f.seek(SeekFrom::Start(offset)).map_err(io)?;
         let mut out = Vec::new();
@@ -196,9 +166,9 @@ impl FolderCloud {
 
     pub fn delete(&self, bundle: &str, path: &str, if_match: Option<&str>) -> Result<(), CloudError> {
         let file = self.file(bundle, path)?;
-        match lstat(&file)? {
+        match lstat(&file).map_err(cloud_side)? {
             None => return Ok(()),
-            Some(s) if s.kind != Kind::File => {
+            Some(s) if s.kind != FileKind::File => {
                 return Err(CloudError::new(
                     CloudErrorKind::Other,
                     format!("{path} is not a file; it was left alone"),
@@ -212,7 +182,7 @@ impl FolderCloud {
             }
             Some(_) => {}
         }
-        std::fs::remove_file(&file).map_err(|e| CloudError::from(IoError::of(path, e)))?;
+        std::fs::remove_file(&file).map_err(|e| cloud_side(crate::io_error(path, e)))?;
         // Folders left empty go too, up to the bundle's.
         let top = format!("{}/{bundle}", self.dir);
         let mut dir = file.rsplit_once('/').map(|(d, _)| d.to_string());
@@ -239,10 +209,10 @@ impl FolderCloud {
             Some((k, last, rest)) if k == key && Some(last.as_str()) == after => rest,
             _ => {
                 let parts = prefix.strip_suffix('/').unwrap_or(prefix);
-                crate::paths::check(parts)?;
+                crate::paths::check(parts).map_err(cloud_side)?;
                 let top = format!("{}/{bundle}", self.dir);
-                let all = match lstat(&top)? {
-                    Some(s) if s.kind == Kind::Folder => walk(&top)?,
+                let all = match lstat(&top).map_err(cloud_side)? {
+                    Some(s) if s.kind == FileKind::Folder => walk(&top).map_err(cloud_side)?,
                     Some(_) => {
                         return Err(CloudError::new(
                             CloudErrorKind::Other,
@@ -254,11 +224,11 @@ impl FolderCloud {
                 let listed: Vec<Listed> = all
                     .into_iter()
                     .filter(|e| e.path.starts_with(prefix) && after.is_none_or(|a| e.path.as_str() > a))
-                    .filter(|e| e.stat.kind != Kind::Folder || e.problem.is_some())
+                    .filter(|e| e.stat.kind != FileKind::Folder || e.problem.is_some())
                     .map(|e| match (e.problem, e.stat.kind) {
                         (Some(reason), _) => Listed::Skipped { path: e.path, reason },
-                        (None, Kind::File) => Listed::Object(object(&e.path, &e.stat)),
-                        (None, Kind::Symlink) => Listed::Skipped {
+                        (None, FileKind::File) => Listed::Object(object(&e.path, &e.stat)),
+                        (None, FileKind::Symlink) => Listed::Skipped {
                             path: e.path,
                             reason: "a symlink (links are never followed)".into(),
                         },
@@ -284,10 +254,13 @@ impl FolderCloud {
     pub fn begin_upload(&mut self, bundle: &str, path: &str, precondition: Precondition) -> Result<u64, CloudError> {
         self.file(bundle, path)?;
         // Beneath the cloud folder, through no link.
-        let probe = beneath(&self.dir, &format!("{}/x", self.staging))?;
+        let probe = beneath(&self.dir, &format!("{}/x", self.staging)).map_err(cloud_side)?;
         let staging = probe[..probe.len() - 2].to_string();
-        std::fs::create_dir_all(&staging).map_err(|e| CloudError::from(IoError::of(&staging, e)))?;
-        if lstat(&staging)?.is_none_or(|s| s.kind != Kind::Folder) {
+        std::fs::create_dir_all(&staging).map_err(|e| cloud_side(crate::io_error(&staging, e)))?;
+        if lstat(&staging)
+            .map_err(cloud_side)?
+            .is_none_or(|s| s.kind != FileKind::Folder)
+        {
             return Err(CloudError::new(
                 CloudErrorKind::Other,
                 format!("{staging} is not a folder (links are never followed)"),
@@ -303,7 +276,7 @@ impl FolderCloud {
             .write(true)
             .create_new(true)
             .open(&staged)
-            .map_err(|e| CloudError::from(IoError::of(&staged, e)))?;
+            .map_err(|e| cloud_side(crate::io_error(&staged, e)))?;
         self.uploads.insert(
             self.next_upload,
             Upload {
@@ -325,7 +298,7 @@ impl FolderCloud {
         if let Err(e) = upload.file.write_all(data) {
             let path = upload.path.clone();
             self.abort_upload(id);
-            return Err(IoError::of(&path, e).into());
+            return Err(cloud_side(crate::io_error(&path, e)));
         }
         Ok(())
     }
@@ -348,13 +321,13 @@ impl FolderCloud {
     }
 
     fn place(&self, u: &Upload) -> Result<Object, CloudError> {
-        let io = |e| CloudError::from(IoError::of(&u.path, e));
+        let io = |e| cloud_side(crate::io_error(&u.path, e));
         u.file.sync_all().map_err(io)?;
         let target = self.file(&u.bundle, &u.path)?;
         let dir = target.rsplit_once('/').map(|(d, _)| d.to_string()).unwrap_or_default();
         std::fs::create_dir_all(&dir).map_err(io)?;
-        let now = lstat(&target)?;
-        if now.is_some_and(|s| s.kind != Kind::File) {
+        let now = lstat(&target).map_err(cloud_side)?;
+        if now.is_some_and(|s| s.kind != FileKind::File) {
             return Err(CloudError::new(
                 CloudErrorKind::Other,
                 format!(
@@ -387,7 +360,7 @@ impl FolderCloud {
                 match std::fs::hard_link(&u.staged, &target) {
                     // Unlinked before the object is stat'ed: that moves its ctime.
                     Ok(()) => std::fs::remove_file(&u.staged).map_err(io)?,
-                    Err(_) if lstat(&target)?.is_some() => return Err(exists()),
+                    Err(_) if lstat(&target).map_err(cloud_side)?.is_some() => return Err(exists()),
                     Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
                         std::fs::rename(&u.staged, &target).map_err(io)?
                     }

@@ -40,7 +40,7 @@ impl Journal {
         // wherever it points.
         match crate::lstat(path)? {
             None => {}
-            Some(s) if s.kind == crate::Kind::File => {}
+            Some(s) if s.kind == crate::FileKind::File => {}
             Some(_) => {
                 return Err(IoError::new(
                     IoErrorKind::EscapesSandbox,
@@ -51,7 +51,7 @@ impl Journal {
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(IoError::of(path, e)),
+            Err(e) => return Err(crate::io_error(path, e)),
         };
         let mut map = BTreeMap::new();
         let mut at = 0usize;
@@ -76,7 +76,7 @@ impl Journal {
             .create(true)
             .append(true)
             .open(path)
-            .map_err(|e| IoError::of(path, e))?;
+            .map_err(|e| crate::io_error(path, e))?;
         let live = size_of(&map);
         let mut journal = Journal {
             path: path.to_string(),
@@ -87,7 +87,7 @@ impl Journal {
         };
         if damaged > 0 {
             let keep = format!("{path}.damaged-{}", now_ms());
-            std::fs::copy(path, &keep).map_err(|e| IoError::of(&keep, e))?;
+            std::fs::copy(path, &keep).map_err(|e| crate::io_error(&keep, e))?;
             eprintln!(
                 "cloudsync: {path}: {damaged} damaged bytes were skipped (the records after them were kept); the journal was written anew, the damaged one kept as {keep}"
             );
@@ -96,8 +96,8 @@ impl Journal {
             eprintln!(
                 "cloudsync: {path}: {torn} bytes after the last whole commit (a torn or damaged write) were cut off"
             );
-            journal.file.set_len(at as u64).map_err(|e| IoError::of(path, e))?;
-            journal.file.sync_all().map_err(|e| IoError::of(path, e))?;
+            journal.file.set_len(at as u64).map_err(|e| crate::io_error(path, e))?;
+            journal.file.sync_all().map_err(|e| crate::io_error(path, e))?;
         }
         Ok(journal)
     }
@@ -128,7 +128,7 @@ impl Journal {
         if let Err(e) = written {
             // Nothing half-written stays behind to be read as a commit.
             let _ = self.file.set_len(self.len);
-            return Err(IoError::of(&self.path, e));
+            return Err(crate::io_error(&self.path, e));
         }
         self.len += record.len() as u64;
         apply(&mut self.map, changes);
@@ -144,7 +144,7 @@ impl Journal {
         let all: Vec<Change> = self.map.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
         let record = encode(&all);
         let temp = format!("{}.new", self.path);
-        let io = |e| IoError::of(&temp, e);
+        let io = |e| crate::io_error(&temp, e);
         let mut f = std::fs::File::create(&temp).map_err(io)?;
         f.write_all(&record).and_then(|_| f.sync_all()).map_err(io)?;
         std::fs::rename(&temp, &self.path).map_err(io)?;
@@ -154,7 +154,7 @@ impl Journal {
         self.file = std::fs::OpenOptions::new()
             .append(true)
             .open(&self.path)
-            .map_err(|e| IoError::of(&self.path, e))?;
+            .map_err(|e| crate::io_error(&self.path, e))?;
         self.len = record.len() as u64;
         Ok(())
     }

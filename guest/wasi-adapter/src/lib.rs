@@ -28,75 +28,27 @@ pub mod paths;
 #[cfg(target_arch = "wasm32")]
 mod component;
 
-/// A failed local operation, in the WIT's terms.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IoError {
-    pub kind: IoErrorKind,
-    pub message: String,
-}
+pub use cloudsync_contract::{FileKind, FileStat, IoError, IoErrorKind};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum IoErrorKind {
-    NotFound,
-    AlreadyExists,
-    PermissionDenied,
-    NoSpace,
-    Interrupted,
-    WouldBlock,
-    NotSupported,
-    EscapesSandbox,
-    NotAFile,
-    Other,
-}
-
-impl IoError {
-    pub fn new(kind: IoErrorKind, message: impl Into<String>) -> Self {
-        IoError {
-            kind,
-            message: message.into(),
-        }
-    }
-
-    /// `e`, said of `what`.
-    pub fn of(what: &str, e: std::io::Error) -> Self {
-        use std::io::ErrorKind as E;
-        let kind = match e.kind() {
-            E::NotFound => IoErrorKind::NotFound,
-            E::AlreadyExists => IoErrorKind::AlreadyExists,
-            E::PermissionDenied => IoErrorKind::PermissionDenied,
-            E::StorageFull | E::QuotaExceeded => IoErrorKind::NoSpace,
-            E::Interrupted => IoErrorKind::Interrupted,
-            E::WouldBlock => IoErrorKind::WouldBlock,
-            E::Unsupported => IoErrorKind::NotSupported,
-            E::NotADirectory | E::IsADirectory => IoErrorKind::NotAFile,
-            _ => IoErrorKind::Other,
-        };
-        IoError::new(kind, format!("{what}: {e}"))
-    }
-}
-
-/// What a name is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    File,
-    Folder,
-    Symlink,
-    Special,
-}
-
-/// A name's metadata, never following a link.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Stat {
-    pub kind: Kind,
-    pub size: u64,
-    pub mtime_ns: u64,
-    pub ctime_ns: u64,
-    pub atime_ns: u64,
-    pub inode: u64,
+/// `e`, said of `what`.
+pub fn io_error(what: &str, e: std::io::Error) -> IoError {
+    use std::io::ErrorKind as E;
+    let kind = match e.kind() {
+        E::NotFound => IoErrorKind::NotFound,
+        E::AlreadyExists => IoErrorKind::AlreadyExists,
+        E::PermissionDenied => IoErrorKind::PermissionDenied,
+        E::StorageFull | E::QuotaExceeded => IoErrorKind::NoSpace,
+        E::Interrupted => IoErrorKind::Interrupted,
+        E::WouldBlock => IoErrorKind::WouldBlock,
+        E::Unsupported => IoErrorKind::NotSupported,
+        E::NotADirectory | E::IsADirectory => IoErrorKind::NotAFile,
+        _ => IoErrorKind::Other,
+    };
+    IoError::new(kind, format!("{what}: {e}"))
 }
 
 /// The metadata of `path` itself; `None` when nothing is there.
-pub fn lstat(path: &str) -> Result<Option<Stat>, IoError> {
+pub fn lstat(path: &str) -> Result<Option<FileStat>, IoError> {
     let c = std::ffi::CString::new(path)
         .map_err(|_| IoError::new(IoErrorKind::PermissionDenied, format!("{path:?} holds a NUL")))?;
     // SAFETY: `st` is written by lstat before it is read; `c` outlives the call.
@@ -106,13 +58,13 @@ pub fn lstat(path: &str) -> Result<Option<Stat>, IoError> {
         if e.kind() == std::io::ErrorKind::NotFound {
             return Ok(None);
         }
-        return Err(IoError::of(path, e));
+        return Err(crate::io_error(path, e));
     }
     let kind = match st.st_mode & libc::S_IFMT {
-        libc::S_IFREG => Kind::File,
-        libc::S_IFDIR => Kind::Folder,
-        libc::S_IFLNK => Kind::Symlink,
-        _ => Kind::Special,
+        libc::S_IFREG => FileKind::File,
+        libc::S_IFDIR => FileKind::Folder,
+        libc::S_IFLNK => FileKind::Symlink,
+        _ => FileKind::Special,
     };
     // WASI runtimes give no change time (wasmtime reports the birth time as
     // the status-change time): 0 tells the engine that stamps cannot vouch
@@ -134,7 +86,7 @@ pub fn lstat(path: &str) -> Result<Option<Stat>, IoError> {
             .saturating_mul(1_000_000_000)
             .saturating_add(n.max(0) as u64)
     };
-    Ok(Some(Stat {
+    Ok(Some(FileStat {
         kind,
         size: st.st_size.max(0) as u64,
         mtime_ns: ns(times.0 .0, times.0 .1),
@@ -150,8 +102,8 @@ pub fn lstat(path: &str) -> Result<Option<Stat>, IoError> {
 pub fn device_id(root: &str) -> Result<String, IoError> {
     let file = format!("{root}/wasi-device-id");
     match lstat(&file)? {
-        Some(s) if s.kind == Kind::File => {
-            let text = std::fs::read_to_string(&file).map_err(|e| IoError::of(&file, e))?;
+        Some(s) if s.kind == FileKind::File => {
+            let text = std::fs::read_to_string(&file).map_err(|e| crate::io_error(&file, e))?;
             let id = text.trim();
             if !id.is_empty() && id.len() <= 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Ok(id.to_string());
@@ -175,10 +127,10 @@ pub fn device_id(root: &str) -> Result<String, IoError> {
             .unwrap_or(0),
     );
     let id = format!("{:016x}", h.finish());
-    std::fs::create_dir_all(root).map_err(|e| IoError::of(root, e))?;
+    std::fs::create_dir_all(root).map_err(|e| crate::io_error(root, e))?;
     let temp = format!("{file}.new");
-    std::fs::write(&temp, format!("{id}\n")).map_err(|e| IoError::of(&temp, e))?;
-    std::fs::rename(&temp, &file).map_err(|e| IoError::of(&file, e))?;
+    std::fs::write(&temp, format!("{id}\n")).map_err(|e| crate::io_error(&temp, e))?;
+    std::fs::rename(&temp, &file).map_err(|e| crate::io_error(&file, e))?;
     Ok(id)
 }
 

@@ -1,7 +1,7 @@
 //! Paths the engine names, resolved beneath a folder: no `.`/`..` or empty
 //! parts, no absolute path, and no symlink followed anywhere in a path.
 
-use crate::{lstat, IoError, IoErrorKind, Kind};
+use crate::{lstat, FileKind, IoError, IoErrorKind};
 
 /// Checks a relative, `/`-separated path (an empty one names the folder itself).
 pub fn check(rel: &str) -> Result<(), IoError> {
@@ -36,8 +36,8 @@ pub fn beneath(base: &str, rel: &str) -> Result<String, IoError> {
         at.push_str(part);
         match lstat(&at)? {
             None => break, // the rest is missing: nothing to follow
-            Some(s) if s.kind == Kind::Folder => {}
-            Some(s) if s.kind == Kind::Symlink => {
+            Some(s) if s.kind == FileKind::Folder => {}
+            Some(s) if s.kind == FileKind::Symlink => {
                 return Err(IoError::new(
                     IoErrorKind::EscapesSandbox,
                     format!("{rel}: {part} is a symlink; links are never followed"),

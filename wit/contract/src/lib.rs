@@ -70,6 +70,128 @@ pub fn folder_etag(size: u64, mtime_ns: u64, ctime_ns: u64, inode: u64) -> Strin
     format!("{size:x}-{mtime_ns:x}-{ctime_ns:x}-{inode:x}")
 }
 
+// What the engine and its hosts say to each other of files and the cloud
+// (the WIT's `types` interface, in Rust).
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoErrorKind {
+    NotFound,
+    AlreadyExists,
+    PermissionDenied,
+    NoSpace,
+    Interrupted,
+    WouldBlock,
+    NotSupported,
+    EscapesSandbox,
+    NotAFile,
+    Other,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IoError {
+    pub kind: IoErrorKind,
+    pub message: String,
+}
+
+impl IoError {
+    pub fn new(kind: IoErrorKind, message: impl Into<String>) -> Self {
+        IoError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for IoError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}: {}", self.kind, self.message)
+    }
+}
+
+/// What a name in a folder is. Only regular files are synced; the host
+/// never follows a symlink.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    File,
+    Folder,
+    Symlink,
+    /// A FIFO, socket or device.
+    Special,
+}
+
+/// What the engine compares to tell whether a local file changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileStat {
+    pub kind: FileKind,
+    pub size: u64,
+    pub mtime_ns: u64,
+    /// Status change time: moves on every write, even when a tool puts the
+    /// mtime back (`touch -r`, archivers, cameras).
+    pub ctime_ns: u64,
+    pub inode: u64,
+    /// Last access, where the file system keeps it (0 when it does not).
+    pub atime_ns: u64,
+}
+
+impl FileStat {
+    pub fn is_dir(&self) -> bool {
+        self.kind == FileKind::Folder
+    }
+    pub fn is_file(&self) -> bool {
+        self.kind == FileKind::File
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloudErrorKind {
+    NotFound,
+    Network,
+    Throttled,
+    StorageFull,
+    Unauthorized,
+    PreconditionFailed,
+    LocalNoSpace,
+    LocalIo,
+    Other,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CloudError {
+    pub kind: CloudErrorKind,
+    pub message: String,
+}
+
+impl CloudError {
+    pub fn new(kind: CloudErrorKind, message: impl Into<String>) -> Self {
+        CloudError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CloudObject {
+    pub path: String,
+    pub size: u64,
+    pub etag: String,
+    pub version: Option<String>,
+    pub content_hash: Option<String>,
+    pub modified_ms: u64,
+}
+
+impl CloudError {
+    /// Local trouble while moving cloud data: no space, or another failure.
+    pub fn local(e: IoError) -> Self {
+        let kind = if e.kind == IoErrorKind::NoSpace {
+            CloudErrorKind::LocalNoSpace
+        } else {
+            CloudErrorKind::LocalIo
+        };
+        CloudError::new(kind, e.message)
+    }
+}
+
 /// A seed enum: its cases with the seed's numbers, `name()` the seed's
 /// name, serialized by that name (and read by the case's Rust name too,
 /// as records written before kept them).

@@ -4,14 +4,16 @@ use std::collections::BTreeMap;
 use super::*;
 use crate::engine::FileKind;
 
+/// A local file: (content, mtime, ctime).
+type LocalFile = (Vec<u8>, u64, u64);
+
 /// What runs before a cloud read.
 type Hook = Option<Box<dyn FnMut(&Ports)>>;
 
 /// Local files and a cloud in memory; a file's stamp moves on every write.
 #[derive(Default)]
 struct Ports {
-    /// (content, mtime, ctime)
-    files: RefCell<BTreeMap<String, (Vec<u8>, u64, u64)>>,
+    files: RefCell<BTreeMap<String, LocalFile>>,
     cloud: RefCell<BTreeMap<String, (Vec<u8>, u64)>>,
     uploads: RefCell<BTreeMap<u64, (String, Vec<u8>)>>,
     /// Called before every cloud read: lets a test change the cloud mid-way.
