@@ -54,6 +54,54 @@ pub fn is_valid_bundle(bundle: &str) -> bool {
     cloudsync_contract::is_bundle_name(bundle)
 }
 
+/// The policy every import consults: who calls, whom it may act for,
+/// which apps may sync now, and how often a user may start downloads. The
+/// [`Granted`] default is what the [`RuntimeBuilder`](crate::RuntimeBuilder)
+/// was given; an embedder with its own rules (a store of grants, a
+/// per-user quota, a parental switch) gives its own through
+/// `RuntimeBuilder::hooks`.
+pub trait Hooks: Send + Sync {
+    /// The calling app and its grants.
+    fn caller(&self) -> &Identity;
+    /// Whether the caller may touch `bundle`'s files and records.
+    fn may_act_for(&self, bundle: &str) -> bool {
+        self.caller().may_act_for(bundle)
+    }
+    /// Whether `bundle`'s cloud switch is on (off: its runs get 22400001).
+    fn cloud_switch_on(&self, bundle: &str) -> bool;
+    /// Counts one download the user asked for; an error saying the limit
+    /// when it is used up (FREQUENT_USER_REQUESTS).
+    fn admit_download(&self) -> Result<(), String>;
+}
+
+/// The default [`Hooks`]: a fixed caller, the apps whose switch is off, and
+/// per-app download rates.
+pub struct Granted {
+    pub identity: Identity,
+    pub switched_off: BTreeSet<String>,
+    pub limits: RequestLimits,
+}
+
+impl Hooks for Granted {
+    fn caller(&self) -> &Identity {
+        &self.identity
+    }
+
+    fn cloud_switch_on(&self, bundle: &str) -> bool {
+        !self.switched_off.contains(bundle)
+    }
+
+    fn admit_download(&self) -> Result<(), String> {
+        let caller = &self.identity.bundle;
+        self.limits.take(caller).map_err(|limit| {
+            format!(
+                "{caller} may start {} downloads per {:?}; try again later",
+                limit.count, limit.window
+            )
+        })
+    }
+}
+
 /// Who calls and what the device allows, as a user writes it (TOML):
 ///
 /// ```toml

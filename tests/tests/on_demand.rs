@@ -313,3 +313,57 @@ async fn the_per_app_request_limit_fails_with_frequent_user_requests_until_the_w
     cache.start(&h.uri("2.txt")).await.unwrap();
     assert_eq!(rec2.terminal(&h.uri("2.txt")).await.state, State::Completed);
 }
+
+/// An embedder's own policy: one download per run of the app, and the
+/// app's cloud switch off.
+struct Quota {
+    caller: cloudsync::Identity,
+    left: std::sync::atomic::AtomicU32,
+}
+
+impl cloudsync::identity::Hooks for Quota {
+    fn caller(&self) -> &cloudsync::Identity {
+        &self.caller
+    }
+    fn cloud_switch_on(&self, _bundle: &str) -> bool {
+        false
+    }
+    fn admit_download(&self) -> Result<(), String> {
+        use std::sync::atomic::Ordering;
+        match self
+            .left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        {
+            Ok(_) => Ok(()),
+            Err(_) => Err("this app's quota is used up".into()),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedders_hooks_decide_rates_and_switches() {
+    let hooks = std::sync::Arc::new(Quota {
+        caller: cloudsync::Identity::app(APP),
+        left: 1.into(),
+    });
+    let h = Harness::with(|b| b.hooks(hooks)).await;
+    h.put_cloud("a.txt", b"first");
+    h.put_cloud("b.txt", b"second");
+    let cache = h.cache().await;
+    let (rec, _) = Recorder::attach(&cache).await;
+    cache.start(&h.uri("a.txt")).await.unwrap();
+    assert_eq!(rec.terminal(&h.uri("a.txt")).await.state, State::Completed);
+    cache.start(&h.uri("b.txt")).await.unwrap();
+    let refused = rec.terminal(&h.uri("b.txt")).await;
+    assert_eq!(
+        (refused.state, refused.error),
+        (State::Failed, DownloadErrorType::FrequentUserRequests)
+    );
+    assert!(h
+        .rt
+        .failure_reason(&h.uri("b.txt"))
+        .unwrap_or_default()
+        .contains("quota"));
+    let sync = cloudsync::FileSync::new(&h.rt).await.unwrap();
+    assert_eq!(sync.start().await.unwrap_err().code, codes::CLOUD_NOT_READY);
+}

@@ -117,6 +117,7 @@ pub struct RuntimeBuilder {
     cache_dir: Option<PathBuf>,
     switched_off: std::collections::BTreeSet<String>,
     request_limits: std::collections::BTreeMap<String, crate::identity::RequestLimit>,
+    hooks: Option<Arc<dyn crate::identity::Hooks>>,
 }
 
 impl RuntimeBuilder {
@@ -138,6 +139,13 @@ impl RuntimeBuilder {
                 self.request_limits.insert(bundle.clone(), limit);
             }
         }
+        self
+    }
+
+    /// Puts the embedder's own policy in place of the identity, switches and
+    /// rates given here: every import consults it first.
+    pub fn hooks(mut self, hooks: Arc<dyn crate::identity::Hooks>) -> Self {
+        self.hooks = Some(hooks);
         self
     }
 
@@ -187,8 +195,18 @@ impl RuntimeBuilder {
     /// Loads the component, opens the metadata store and starts the
     /// engine's instance. Must be called inside a multi-thread tokio
     /// runtime, which then runs the transfers.
-    pub async fn build(self) -> Result<Runtime, BuildError> {
+    pub async fn build(mut self) -> Result<Runtime, BuildError> {
         let handle = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoTokioRuntime)?;
+        let hooks = match self.hooks.take() {
+            Some(hooks) => hooks,
+            None => Arc::new(crate::identity::Granted {
+                identity: self.identity.clone(),
+                switched_off: std::mem::take(&mut self.switched_off),
+                limits: crate::identity::RequestLimits::new(std::mem::take(&mut self.request_limits)),
+            }),
+        };
+        // The caller, as the policy in force says.
+        self.identity = hooks.caller().clone();
         if self.identity.bundle == crate::identity::GALLERY_BUNDLE {
             // An app named so would own the gallery without any permission.
             return Err(BuildError::ReservedBundle(self.identity.bundle));
@@ -281,14 +299,12 @@ impl RuntimeBuilder {
             })?;
 
         let backends = Backends {
-            identity: self.identity.clone(),
             areas: areas.clone(),
             meta,
             cloud,
             device: self.device,
             device_tag: device_id[device_id.len().saturating_sub(4)..].to_string(),
-            switched_off: Arc::new(self.switched_off),
-            request_limits: Arc::new(crate::identity::RequestLimits::new(self.request_limits)),
+            hooks,
             handle,
             events: events_tx,
         };
@@ -384,6 +400,7 @@ impl Runtime {
             cache_dir: default_cache_dir(),
             switched_off: Default::default(),
             request_limits: Default::default(),
+            hooks: None,
         }
     }
 

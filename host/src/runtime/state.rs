@@ -18,7 +18,6 @@ use crate::beneath::{Root, Stamp};
 use crate::cloud as cloud_backend;
 use crate::cloud::{Cloud, CloudError, CloudErrorKind, CloudObject, Precondition};
 use crate::device::DeviceStatus;
-use crate::identity::Identity;
 use crate::storage::{AppAreas, MetaStore, SandboxError};
 use crate::transfers::{TransferError, Transfers};
 
@@ -53,7 +52,6 @@ pub enum HostEvent {
 /// Backends shared by every instance of one runtime.
 #[derive(Clone)]
 pub struct Backends {
-    pub identity: Identity,
     pub areas: AppAreas,
     pub meta: Arc<MetaStore>,
     pub cloud: Arc<dyn Cloud>,
@@ -61,10 +59,8 @@ pub struct Backends {
     /// A few characters of this root's device id: conflict copies name the
     /// device by its name and these, since two devices may share a name.
     pub device_tag: String,
-    /// Apps whose cloud switch is off: they may not sync (22400001).
-    pub switched_off: Arc<std::collections::BTreeSet<String>>,
-    /// Per-app download rates the policy sets.
-    pub request_limits: Arc<crate::identity::RequestLimits>,
+    /// Who calls, whom it may act for, which apps may sync, download rates.
+    pub hooks: Arc<dyn crate::identity::Hooks>,
     pub handle: tokio::runtime::Handle,
     pub events: EventSink,
 }
@@ -184,12 +180,12 @@ impl HostState {
     }
 
     pub(crate) fn grant(&self, bundle: &str) -> Result<(), types::IoError> {
-        if self.b.identity.may_act_for(bundle) {
+        if self.b.hooks.may_act_for(bundle) {
             Ok(())
         } else {
             Err(io_error(
                 types::IoErrorKind::PermissionDenied,
-                format!("{} may not act for {bundle}", self.b.identity.bundle),
+                format!("{} may not act for {bundle}", self.b.hooks.caller().bundle),
             ))
         }
     }

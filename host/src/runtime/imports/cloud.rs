@@ -18,7 +18,7 @@ impl cloud::Host for HostState {
         self.timed(|s| {
             s.grant(&bundle)
                 .map_err(|e| wit_cloud_error_kind(types::CloudErrorKind::Unauthorized, e.message))?;
-            if s.b.switched_off.contains(&bundle) {
+            if !s.b.hooks.cloud_switch_on(&bundle) {
                 return Err(wit_cloud_error_kind(
                     types::CloudErrorKind::Unauthorized,
                     format!("the cloud switch of {bundle} is off"),
