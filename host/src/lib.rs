@@ -44,7 +44,7 @@ pub use ondemand::{
     list_files, list_files_page, optimize_storage, start_optimize_space, stop_optimize_space, Download,
 };
 pub use runtime::{
-    default_cache_dir, engine_component, percent_decode, percent_encode, BuildError, Runtime, RuntimeBuilder,
-    SandboxLimits,
+    compiled_component, default_cache_dir, engine_component, percent_decode, percent_encode, BuildError, Runtime,
+    RuntimeBuilder, SandboxLimits,
 };
 pub use sync::{get_file_sync_state, get_file_sync_states, FileSync, GallerySync};

@@ -49,7 +49,11 @@ fn loaded(wasm: &Path) -> &'static (Engine, Component) {
         let mut config = Config::new();
         config.concurrency_support(false);
         let engine = Engine::new(&config).expect("an engine");
-        let component = Component::from_file(&engine, wasm).expect("the composed component loads");
+        // Compiled once per machine (the host's cache, keyed on the bytes,
+        // wasmtime and this Config), not on every run.
+        let bytes = std::fs::read(wasm).expect("the composed component is there");
+        let component = cloudsync::compiled_component(&engine, &bytes, cloudsync::default_cache_dir().as_deref())
+            .expect("the composed component loads");
         (engine, component)
     })
 }

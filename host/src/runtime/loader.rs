@@ -93,6 +93,13 @@ pub fn instance_pre(wasm: &[u8], cache_dir: Option<&Path>) -> anyhow::Result<Clo
     Ok(pre)
 }
 
+/// `wasm` compiled for `engine`, from (and into) the cache in `cache_dir`
+/// when there is one: for other embedders of a cloudsync component (the
+/// WASI runner), keyed like the host's own.
+pub fn compiled_component(engine: &Engine, wasm: &[u8], cache_dir: Option<&Path>) -> anyhow::Result<Component> {
+    load_component(engine, wasm, &cache_key(engine, wasm), cache_dir)
+}
+
 fn load_component(engine: &Engine, wasm: &[u8], key: &str, cache_dir: Option<&Path>) -> anyhow::Result<Component> {
     let Some(dir) = cache_dir else {
         return ctx(Component::new(engine, wasm), "compiling the component");

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 pub use driver::SandboxLimits;
 pub(crate) use driver::{guest_error, Driver, Msg, ObjectId, ObjectKind};
-pub use loader::{default_cache_dir, embedded_component as engine_component};
+pub use loader::{compiled_component, default_cache_dir, embedded_component as engine_component};
 pub(crate) use object::ObjectHandle;
 
 use crate::api::{CloudSyncError, DownloadProgress, ListenerId, OptimizeSpaceProgress, SyncProgress};
