@@ -122,8 +122,9 @@ fn ctrl_c_during_an_upload_stops_promptly_and_leaves_nothing_half_written() {
     assert_eq!(
         result(&out)["result"]["state"],
         "COMPLETED",
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        "{}{}",
+        String::from_utf8_lossy(&out.stderr),
+        result(&out)["report"]
     );
     assert_eq!(cloud.staging(), Vec::<String>::new());
     assert_eq!(cloud.files()["video.bin"].len(), 768 << 20);

@@ -291,23 +291,34 @@ async fn links_where_the_roots_keep_their_folders_lead_nowhere() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_name_that_is_not_utf8_is_skipped_alone() {
+async fn a_name_that_is_not_utf8_leaves_its_folder_alone_and_the_rest_syncs() {
     use std::os::unix::ffi::OsStrExt;
     let dir = tempfile::tempdir().unwrap();
     let cloud = dir.path().join("cloud");
     std::fs::create_dir_all(cloud.join(APP)).unwrap();
     let device = WasiDevice::new(dir.path().join("device"), &cloud);
+    for i in 0..20 {
+        device.put(&format!("sub/f{i:02}.txt"), b"synced");
+    }
+    device.sync().await;
     device.put("ok.txt", b"fine");
-    std::fs::create_dir_all(device.folder().join("sub")).unwrap();
     let bad = device
         .folder()
         .join("sub")
         .join(std::ffi::OsStr::from_bytes(b"bad\xff"));
     std::fs::write(bad, b"x").unwrap();
+    // WASI cannot give the name, and a listing ends at it: the folder is
+    // left alone (never read as emptied), the rest syncs.
     let run = device.sync().await;
     assert!(
-        run.stdout.contains("1 uploaded") && run.stdout.contains("skipped"),
+        run.stdout.contains("1 uploaded") && run.stdout.contains("0 deleted in the cloud"),
         "{run:?}"
     );
+    assert!(run.stdout.contains("skipped"), "{run:?}");
     assert_eq!(std::fs::read(cloud.join(APP).join("ok.txt")).unwrap(), b"fine");
+    assert_eq!(
+        list_files(&cloud.join(APP).join("sub")).len(),
+        20,
+        "nothing under it deleted"
+    );
 }

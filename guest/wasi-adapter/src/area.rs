@@ -305,28 +305,21 @@ pub fn walk(base: &str) -> Result<Vec<Entry>, IoError> {
             }
             Err(e) => return Err(crate::io_error(base, e)),
         };
-        let mut empty = true;
+        // A folder's names are kept only once all were read: a runtime that
+        // cannot give one name (WASI's names are UTF-8) ends the listing
+        // there, and a folder read in part would look as if the rest were
+        // deleted. Such a folder is reported as unreadable, whole.
+        let mut found: Vec<Entry> = Vec::new();
+        let mut folders: Vec<String> = Vec::new();
+        let mut unreadable = None;
         for entry in entries {
             let entry = match entry {
                 Ok(entry) => entry,
-                // A name the runtime cannot give (WASI names are UTF-8):
-                // said, and the folder's other names go on.
                 Err(e) => {
-                    empty = false;
-                    let path = if rel.is_empty() {
-                        "\u{fffd}".to_string()
-                    } else {
-                        format!("{rel}/\u{fffd}")
-                    };
-                    out.push(Entry {
-                        path,
-                        stat: UNKNOWN,
-                        problem: Some(format!("a name here cannot be read: {e}")),
-                    });
-                    continue;
+                    unreadable = Some(e);
+                    break;
                 }
             };
-            empty = false;
             let raw = entry.file_name();
             let (name, problem) = match raw.to_str() {
                 Some(n) => (n.to_string(), None),
@@ -357,11 +350,27 @@ pub fn walk(base: &str) -> Result<Vec<Entry>, IoError> {
                 },
             };
             if stat.kind == FileKind::Folder && problem.is_none() {
-                stack.push(path);
+                folders.push(path);
             } else {
-                out.push(Entry { path, stat, problem });
+                found.push(Entry { path, stat, problem });
             }
         }
+        if let Some(e) = unreadable {
+            let why = format!("a name in this folder cannot be read here ({e}); the folder is left alone");
+            if rel.is_empty() {
+                return Err(IoError::new(IoErrorKind::Other, format!("{base}: {why}")));
+            }
+            let stat = lstat(&dir)?.expect("just listed");
+            out.push(Entry {
+                path: rel,
+                stat,
+                problem: Some(why),
+            });
+            continue;
+        }
+        let empty = found.is_empty() && folders.is_empty();
+        out.extend(found);
+        stack.extend(folders);
         if empty && !rel.is_empty() {
             let stat = lstat(&dir)?.expect("just listed");
             out.push(Entry {

@@ -216,6 +216,8 @@ function lock(root) {
     try {
       holder = Number(fs.readFileSync(file, 'utf8').trim());
     } catch {}
+    // Ours already: an engine of this process that failed to start took it.
+    if (holder === process.pid) return;
     if (Number.isInteger(holder) && holder > 0 && alive(holder)) {
       throw new BusinessError(SERVICE_FAILED, `${root} is in use by another cloudsync process (pid ${holder})`);
     }

@@ -1,6 +1,6 @@
 // The seed's API as an ArkTS developer meets it in Node: numbers, forms,
 // codes and where they come from.
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -8,11 +8,18 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
+/** Folders the tests made: removed when they are done. */
+const made = [];
+after(() => {
+  for (const dir of made) fs.rmSync(dir, { recursive: true, force: true });
+});
+
 const pkg = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 
 /** Runs `code` (TypeScript, the kits importable) with `policy` and files in the cloud; its stdout lines. */
 function run(code, { policy, cloud = {}, flags = [] } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cloudsync-api-'));
+  made.push(dir);
   for (const [p, data] of Object.entries(cloud)) {
     fs.mkdirSync(path.dirname(path.join(dir, 'cloud', p)), { recursive: true });
     fs.writeFileSync(path.join(dir, 'cloud', p), data);

@@ -1,7 +1,7 @@
 // What hostile users did to the package, kept as tests: links where the
 // roots' folders are, a second process on one root, a damaged journal,
 // objects made and dropped in a loop, policies that are not what they seem.
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -9,11 +9,18 @@ import path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
+/** Folders the tests made: removed when they are done. */
+const made = [];
+after(() => {
+  for (const dir of made) fs.rmSync(dir, { recursive: true, force: true });
+});
+
 const pkg = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 const APP = 'cloudsync.cli';
 
 function setup() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cloudsync-hostile-'));
+  made.push(dir);
   fs.mkdirSync(path.join(dir, 'device'), { recursive: true });
   fs.mkdirSync(path.join(dir, 'cloud'), { recursive: true });
   fs.mkdirSync(path.join(dir, 'outside'), { recursive: true });
@@ -94,6 +101,21 @@ test('a second process on the same root is refused while the first works, and a 
   const third = run(dir, `import { cloudSync } from '@kit.CoreFileKit';
     new cloudSync.CloudFileCache(); console.log('started');`);
   assert.match(third.out, /started/, third.out);
+});
+
+test('a start that failed can be tried again in the same process', () => {
+  const dir = setup();
+  fs.writeFileSync(path.join(dir, 'outside/v'), 'O');
+  fs.symlinkSync(path.join(dir, 'outside/v'), path.join(dir, 'device/meta.journal'));
+  const r = run(
+    dir,
+    `import { cloudSync } from '@kit.CoreFileKit';
+     import fs from 'node:fs';
+     try { new cloudSync.CloudFileCache(); } catch (e) { console.log('first', e.code); }
+     fs.unlinkSync(process.env.CLOUDSYNC_ROOT + '/meta.journal');
+     try { new cloudSync.CloudFileCache(); console.log('again ok'); } catch (e) { console.log('again', e.code, e.message); }`,
+  );
+  assert.match(r.out, /first 13600001[\s\S]*again ok/, r.out);
 });
 
 test('damage inside the journal costs one commit, not the ones after it', () => {
