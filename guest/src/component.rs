@@ -563,7 +563,7 @@ impl Platform for WitPlatform {
             bundle: r.bundle,
             local_path: r.local_path,
             cloud_path: r.cloud_path,
-            precondition: precondition(r.precondition),
+            precondition: wit_precondition(r.precondition),
             expect: r.expect.map(stamp),
         })
         .map_err(cloud_error)
@@ -766,11 +766,6 @@ fn wit_precondition(p: e::WritePrecondition) -> types::WritePrecondition {
         e::WritePrecondition::IfMatch(etag) => types::WritePrecondition::IfMatch(etag),
         e::WritePrecondition::IfAbsent => types::WritePrecondition::IfAbsent,
     }
-}
-
-#[cfg(feature = "native")]
-fn precondition(p: e::WritePrecondition) -> types::WritePrecondition {
-    wit_precondition(p)
 }
 
 fn file_stat(s: types::FileStat) -> e::FileStat {

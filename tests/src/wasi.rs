@@ -43,7 +43,7 @@ pub struct Run {
     pub stderr: String,
 }
 
-fn loaded(wasm: &Path) -> &'static (Engine, Component) {
+fn loaded() -> &'static (Engine, Component) {
     static LOADED: OnceLock<(Engine, Component)> = OnceLock::new();
     LOADED.get_or_init(|| {
         let mut config = Config::new();
@@ -51,7 +51,7 @@ fn loaded(wasm: &Path) -> &'static (Engine, Component) {
         let engine = Engine::new(&config).expect("an engine");
         // Compiled once per machine (the host's cache, keyed on the bytes,
         // wasmtime and this Config), not on every run.
-        let bytes = std::fs::read(wasm).expect("the composed component is there");
+        let bytes = std::fs::read(wasi_component_path()).expect("the composed component is there");
         let component = cloudsync::compiled_component(&engine, &bytes, cloudsync::default_cache_dir().as_deref())
             .expect("the composed component loads");
         (engine, component)
@@ -59,8 +59,8 @@ fn loaded(wasm: &Path) -> &'static (Engine, Component) {
 }
 
 /// The names the component imports: `wasi:*` only, when it runs on WASI alone.
-pub fn imports(wasm: &Path) -> Vec<String> {
-    let (engine, component) = loaded(wasm);
+pub fn imports() -> Vec<String> {
+    let (engine, component) = loaded();
     component
         .component_type()
         .imports(engine)
@@ -68,10 +68,10 @@ pub fn imports(wasm: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Runs the component with `args` (the program name first), each
+/// Runs the composed component ([`wasi_component_path`]) with `args` (the program name first), each
 /// `(host folder, guest path)` preopened, and `env`.
-pub fn run(wasm: &Path, args: &[&str], dirs: &[(&Path, &str)], env: &[(&str, &str)]) -> wasmtime::Result<Run> {
-    let (engine, component) = loaded(wasm);
+pub fn run(args: &[&str], dirs: &[(&Path, &str)], env: &[(&str, &str)]) -> wasmtime::Result<Run> {
+    let (engine, component) = loaded();
     let stdout = MemoryOutputPipe::new(16 << 20);
     let stderr = MemoryOutputPipe::new(16 << 20);
     let mut builder = WasiCtxBuilder::new();

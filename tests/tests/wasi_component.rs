@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use cloudsync::{ErrorType, FileSync, SyncProgress, SyncState};
-use cloudsync_tests::wasi::{imports, run, wasi_component_path, Run};
+use cloudsync_tests::wasi::{imports, run, Run};
 use cloudsync_tests::{bytes, list_files, Harness, SyncRecorder, APP};
 
 /// One device that runs the composed component.
@@ -55,13 +55,7 @@ impl WasiDevice {
         all.extend(args.iter().map(|a| a.to_string()));
         tokio::task::spawn_blocking(move || {
             let args: Vec<&str> = all.iter().map(String::as_str).collect();
-            run(
-                wasi_component_path(),
-                &args,
-                &[(root.as_path(), "/device"), (cloud.as_path(), "/cloud")],
-                &[],
-            )
-            .expect("the component runs")
+            run(&args, &[(root.as_path(), "/device"), (cloud.as_path(), "/cloud")], &[]).expect("the component runs")
         })
         .await
         .unwrap()
@@ -100,7 +94,7 @@ const COMPLETED: SyncProgress = SyncProgress {
 
 #[test]
 fn the_composed_component_imports_wasi_only() {
-    let names = imports(wasi_component_path());
+    let names = imports();
     assert!(names.iter().any(|n| n.starts_with("wasi:filesystem/")), "{names:?}");
     let foreign: Vec<&String> = names.iter().filter(|n| !n.starts_with("wasi:")).collect();
     assert!(foreign.is_empty(), "imports beyond WASI: {foreign:?}");

@@ -69,13 +69,10 @@ pub fn evict(ports: &impl CorePorts, bundle: &str, path: &str, expect: LocalStam
         _ => return Err(changed()),
     }
     ports.move_file(bundle, path, aside, MoveMode::NoReplace, true)?;
-    // The move itself gives the file a new ctime (a rename, or a link and
-    // an unlink): the same file is the same inode, size and mtime.
-    let same = |st: FileStat| {
-        st.is_file() && st.inode == expect.inode && st.size == expect.size && st.mtime_ns == expect.mtime_ns
-    };
+    // The move itself gives the file a new ctime: the same file keeps its
+    // inode, size and mtime.
     match ports.stat(bundle, aside)? {
-        Some(st) if same(st) => ports.remove_file(bundle, aside),
+        Some(st) if expect.same_file_moved(&st) => ports.remove_file(bundle, aside),
         _ => {
             // Saved anew between the check and the move: back it goes.
             ports.move_file(bundle, aside, path, MoveMode::NoReplace, true)?;

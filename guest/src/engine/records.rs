@@ -94,6 +94,14 @@ impl From<FileStat> for LocalStamp {
     }
 }
 
+impl LocalStamp {
+    /// Whether `st` is the file this stamp was taken of, moved since: a
+    /// rename (and a link and an unlink) moves only the ctime.
+    pub fn same_file_moved(&self, st: &FileStat) -> bool {
+        st.is_file() && st.inode == self.inode && st.size == self.size && st.mtime_ns == self.mtime_ns
+    }
+}
+
 /// A download's partial data in the staging area. Written before the
 /// transfer starts, so a crash can always find (and remove) the temp file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -70,9 +70,7 @@ pub fn resolve_aside(p: &impl Platform, file: &AppFile, note: &EvictingRecord) -
     let Some(s) = p.stat(&file.bundle, &note.aside)? else {
         return Ok(());
     };
-    let checked =
-        s.is_file() && s.inode == note.stamp.inode && s.size == note.stamp.size && s.mtime_ns == note.stamp.mtime_ns;
-    if checked {
+    if note.stamp.same_file_moved(&s) {
         return p.remove_file(&file.bundle, &note.aside);
     }
     let target = match p.stat(&file.bundle, &file.local_path())? {

@@ -152,23 +152,21 @@ fn uri_of(args: &Args, target: &str) -> String {
     }
 }
 
-/// Ticks the engine until `done` says an event ended the work.
-fn drive(mut done: impl FnMut(&EventBody) -> bool) {
-    let mut finished = false;
+/// Ticks the engine until it is idle, showing each event to `seen` (and
+/// why a download failed, to people).
+fn drive(mut seen: impl FnMut(&EventBody)) {
     loop {
         let outcome = engine::tick();
         for event in &outcome.events {
             if let EventBody::FailureReason((uri, reason)) = &event.body {
                 eprintln!("cloudsync: {uri}: {reason}");
-            } else if event.listener == LISTENER && done(&event.body) {
-                finished = true;
+            } else if event.listener == LISTENER {
+                seen(&event.body);
             }
         }
         match outcome.next {
             TickResult::More => {}
             TickResult::Waiting => std::thread::sleep(WAIT),
-            TickResult::Idle if finished => return,
-            // Idle without the end: nothing more will come.
             TickResult::Idle => return,
         }
     }
@@ -209,15 +207,11 @@ fn sync(args: &Args, gallery: bool, confirm: Confirmation) -> Result<i32, types:
     }
     let mut last = None;
     drive(|body| {
-        let EventBody::Sync(p) = body else { return false };
+        let EventBody::Sync(p) = body else { return };
         if args.json {
             println!("{{\"state\":\"{}\",\"error\":\"{:?}\"}}", sync_state(p.state), p.error);
         }
         last = Some(*p);
-        matches!(
-            p.state,
-            SyncState::Completed | SyncState::Stopped | SyncState::UploadFailed | SyncState::DownloadFailed
-        )
     });
     let report = match &syncer {
         Syncer::App(s) => s.report()?,
@@ -277,7 +271,7 @@ fn download(args: &Args, target: &str) -> Result<i32, types::Error> {
     cache.start(&uri)?;
     let mut last = None;
     drive(|body| {
-        let EventBody::Download(p) = body else { return false };
+        let EventBody::Download(p) = body else { return };
         if args.json {
             println!(
                 "{{\"state\":\"{:?}\",\"processed\":{},\"size\":{},\"uri\":{:?}}}",
@@ -285,7 +279,6 @@ fn download(args: &Args, target: &str) -> Result<i32, types::Error> {
             );
         }
         last = Some(p.clone());
-        p.state != State::Running
     });
     match last {
         Some(p) if p.state == State::Completed => {

@@ -306,24 +306,36 @@ export function getFileSyncState(uris, callback) {
   });
 }
 
+/** Starts an optimisation of `param` (u64s as BigInt), its events to `onProgress` (none: no listener, 401). */
+function startOptimize(param, onProgress) {
+  const e = engine();
+  let id;
+  if (onProgress) {
+    id = e.listen('optimize', (body) => {
+      const p = optimizeProgress(body.val);
+      if (p.state !== OptimizeState.RUNNING) e.forget(id);
+      onProgress(p);
+    });
+  }
+  try {
+    e.call((x) => x.onDemand.startOptimizeSpace(param, id));
+  } catch (err) {
+    if (id !== undefined) e.forget(id);
+    throw err;
+  }
+}
+
 /** Evicts every synced file not accessed for 30 days; resolves when done. */
 export function optimizeStorage(callback) {
   return asyncForm(callback, () =>
     new Promise((resolve, reject) => {
-      const e = engine();
-      const id = e.listen('optimize', (body) => {
-        const p = optimizeProgress(body.val);
-        if (p.state === OptimizeState.RUNNING) return;
-        e.forget(id);
+      startOptimize({ totalSize: 2n ** 64n - 1n, agingDays: 30 }, (p) => {
         if (p.state === OptimizeState.COMPLETED) resolve();
-        else reject(new BusinessError(SERVICE_FAILED, `the optimisation ended ${p.state === OptimizeState.STOPPED ? 'STOPPED' : 'FAILED'}`));
+        else if (p.state !== OptimizeState.RUNNING) {
+          const how = p.state === OptimizeState.STOPPED ? 'STOPPED' : 'FAILED';
+          reject(new BusinessError(SERVICE_FAILED, `the optimisation ended ${how}`));
+        }
       });
-      try {
-        e.call((x) => x.onDemand.startOptimizeSpace({ totalSize: 2n ** 64n - 1n, agingDays: 30 }, id));
-      } catch (err) {
-        e.forget(id);
-        reject(err);
-      }
     }),
   );
 }
@@ -336,21 +348,7 @@ export function startOptimizeSpace(param, callback) {
     if (!Number.isInteger(totalSize) || totalSize < 0 || !Number.isInteger(agingDays) || agingDays < 0) {
       throw invalid('totalSize and agingDays must be integers, 0 or more');
     }
-    const e = engine();
-    let id;
-    if (typeof callback === 'function') {
-      id = e.listen('optimize', (body) => {
-        const p = optimizeProgress(body.val);
-        if (p.state !== OptimizeState.RUNNING) e.forget(id);
-        callback(p);
-      });
-    }
-    try {
-      e.call((x) => x.onDemand.startOptimizeSpace({ totalSize: BigInt(totalSize), agingDays }, id));
-    } catch (err) {
-      if (id !== undefined) e.forget(id);
-      throw err;
-    }
+    startOptimize({ totalSize: BigInt(totalSize), agingDays }, typeof callback === 'function' ? callback : undefined);
   });
 }
 

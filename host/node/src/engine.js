@@ -75,7 +75,6 @@ export class Engine {
     this.nextListener = 1n;
     this.pending = false;
     this.timer = null;
-    this.failureReasons = [];
     this.generation = 0;
     this.start();
   }
@@ -165,9 +164,10 @@ export class Engine {
 
   deliver({ listener, body }) {
     if (body.tag === 'failure-reason') {
+      // The seed's events carry only the kind of failure: the words of
+      // whoever failed go to the console, for people.
       const [uri, reason] = body.val;
-      this.failureReasons.push({ uri, reason });
-      if (this.failureReasons.length > 100) this.failureReasons.shift();
+      console.warn(`cloudsync: ${uri}: ${reason}`);
       return;
     }
     const l = this.listeners.get(listener);

@@ -24,7 +24,7 @@ fn main() {
     }
     let dirs: Vec<(&std::path::Path, &str)> = dirs.iter().map(|(h, g)| (h.as_path(), g.as_str())).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    match cloudsync_tests::wasi::run(cloudsync_tests::wasi::wasi_component_path(), &args, &dirs, &[]) {
+    match cloudsync_tests::wasi::run(&args, &dirs, &[]) {
         Ok(run) => {
             print!("{}", run.stdout);
             eprint!("{}", run.stderr);

@@ -4,7 +4,7 @@
 
 import fs from 'node:fs';
 import { cloudError, cloudFromIo } from './errors.js';
-import { IO_MAX, beneath, checkRelative, lstat, syncDir, walk } from './fsutil.js';
+import { IO_MAX, after, beneath, checkRelative, lstat, pager, syncDir, walk } from './fsutil.js';
 
 const CLOUD_KINDS = new Set([
   'not-found',
@@ -60,7 +60,7 @@ export function cloud(config, grant) {
   }
   const uploads = new Map();
   let nextUpload = 0n;
-  let openListing = null;
+  const listPages = pager();
 
   const wrap = (f) => {
     try {
@@ -129,45 +129,26 @@ export function cloud(config, grant) {
         if (!s || s.kind !== 'folder') throw cloudError('network', `the cloud folder ${dir} is not there`);
       }),
 
-    listPage: (bundle, prefix, after, max) =>
+    listPage: (bundle, prefix, since, max) =>
       wrap(() => {
         grant(bundle);
-        const key = `${bundle}\n${prefix}`;
-        let rest;
-        if (openListing && openListing.key === key && openListing.last === after) {
-          rest = openListing.rest;
-        } else {
+        const page = listPages(`${bundle}\n${prefix}`, since, max, () => {
           checkRelative(prefix.endsWith('/') ? prefix.slice(0, -1) : prefix);
           const top = `${dir}/${bundle}`;
           const s = lstat(top);
           if (s && s.kind !== 'folder') throw cloudError('other', `${top} is not a folder (links are never followed)`);
           const all = s ? walk(top) : [];
-          const a = after === undefined ? null : Buffer.from(after);
-          rest = all.filter(
-            (e) =>
-              e.path.startsWith(prefix) &&
-              (a === null || Buffer.compare(Buffer.from(e.path), a) > 0) &&
-              (e.stat.kind !== 'folder' || e.problem),
-          );
-        }
-        openListing = null;
-        const n = Math.min(Math.max(max, 1), 65536);
-        const page = rest.slice(0, n);
-        const left = rest.slice(n);
+          return after(all, since).filter((e) => e.path.startsWith(prefix) && (e.stat.kind !== 'folder' || e.problem));
+        });
         const objects = [];
         const skipped = [];
-        for (const e of page) {
+        for (const e of page.entries) {
           if (e.problem) skipped.push({ path: e.path, reason: e.problem });
           else if (e.stat.kind === 'file') objects.push(object(e.path, e.stat));
           else if (e.stat.kind === 'symlink') skipped.push({ path: e.path, reason: 'a symlink (links are never followed)' });
           else skipped.push({ path: e.path, reason: 'not a regular file' });
         }
-        let next;
-        if (left.length) {
-          next = page[page.length - 1].path;
-          openListing = { key, last: next, rest: left };
-        }
-        return { objects, skipped, next };
+        return { objects, skipped, next: page.next };
       }),
 
     read: (bundle, path, offset, len, ifMatch) =>

@@ -2,14 +2,14 @@
 
 import fs from 'node:fs';
 import { ioError, fromNode } from './errors.js';
-import { IO_MAX, beneath, checkRelative, lstat, syncDir, walk } from './fsutil.js';
+import { IO_MAX, after, beneath, checkRelative, lstat, pager, syncDir, walk } from './fsutil.js';
 
 const parent = (p) => p.slice(0, p.lastIndexOf('/'));
 
 export function files(config, grant) {
   const unsyncedFiles = new Set();
   const unsyncedDirs = new Set();
-  let openWalk = null; // { key, last, rest }
+  const walkPages = pager();
   const area = (bundle) => `${config.root}/apps/${bundle}`;
 
   // Resolved from the root itself: `apps` and the area are checked like
@@ -165,32 +165,17 @@ export function files(config, grant) {
       if (!s) unsyncedDirs.add(parent(p));
     },
 
-    walkPage(bundle, dir, after, max) {
+    walkPage(bundle, dir, since, max) {
       checkRelative(dir);
-      const key = `${bundle}\n${dir}`;
-      let rest;
-      if (openWalk && openWalk.key === key && openWalk.last === after) {
-        rest = openWalk.rest;
-      } else {
+      return walkPages(`${bundle}\n${dir}`, since, max, () => {
         const base = path(bundle, dir);
         const s = lstat(base);
         if (!s) return undefined;
         if (s.kind === 'symlink') throw ioError('escapes-sandbox', `${dir} is a symlink`);
         if (s.kind !== 'folder') throw ioError('not-a-file', `${dir} is not a folder`);
-        rest = walk(base);
-        if (after !== undefined) {
-          const a = Buffer.from(after);
-          rest = rest.filter((e) => Buffer.compare(Buffer.from(e.path), a) > 0);
-        }
-      }
-      openWalk = null;
-      const n = Math.min(Math.max(max, 1), 65536);
-      const entries = rest.slice(0, n);
-      const left = rest.slice(n);
-      if (left.length === 0) return { entries, next: undefined };
-      const last = entries[entries.length - 1].path;
-      openWalk = { key, last, rest: left };
-      return { entries, next: last };
+        return after(walk(base), since);
+      });
     },
+
   };
 }

@@ -104,3 +104,37 @@ export function walk(base) {
   }
   return out.sort(byBytes);
 }
+
+/**
+ * A walk or listing paged out: a page asked for after the last one given
+ * goes on from where that one ended; any other is made afresh by `fresh()`
+ * (the entries after `after`, in order; `undefined` when there is nothing).
+ * Returns the page's entries and where the next starts (`undefined`: the end).
+ */
+export function pager() {
+  let open = null; // { key, last, all, at }
+  return (key, after, max, fresh) => {
+    let cursor;
+    if (open && open.key === key && open.last === after) {
+      cursor = open;
+    } else {
+      const all = fresh();
+      if (all === undefined) return undefined;
+      cursor = { key, all, at: 0 };
+    }
+    open = null;
+    const end = Math.min(cursor.at + Math.min(Math.max(max, 1), 65536), cursor.all.length);
+    const entries = cursor.all.slice(cursor.at, end);
+    if (end === cursor.all.length) return { entries, next: undefined };
+    const last = entries[entries.length - 1].path;
+    open = { key, last, all: cursor.all, at: end };
+    return { entries, next: last };
+  };
+}
+
+/** Entries whose path comes after `after` in byte order (all when undefined). */
+export function after(entries, after) {
+  if (after === undefined) return entries;
+  const a = Buffer.from(after);
+  return entries.filter((e) => Buffer.compare(Buffer.from(e.path), a) > 0);
+}

@@ -154,12 +154,32 @@ export function metadata(config, grant) {
 
     scanPage(prefix, after, max) {
       check(prefix);
-      const { map } = open();
-      const a = after === undefined ? null : Buffer.from(after);
-      const keys = [...map.keys()]
-        .filter((k) => k.startsWith(prefix) && (a === null || Buffer.compare(Buffer.from(k), a) > 0))
-        .sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)));
-      return keys.slice(0, Math.min(Math.max(max, 1), 65536)).map((k) => [k, map.get(k)]);
+      const j = open();
+      // The keys in byte order, sorted once per commit, not once per page.
+      j.sorted ??= [...j.map.keys()]
+        .map((k) => [Buffer.from(k), k])
+        .sort((x, y) => Buffer.compare(x[0], y[0]));
+      const start = Buffer.from(prefix);
+      const past = after === undefined ? null : Buffer.from(after);
+      // After `after` (excluded) when it is at or past the prefix; else from the prefix on.
+      const inclusive = past === null || Buffer.compare(past, start) < 0;
+      const from = inclusive ? start : past;
+      let lo = 0;
+      let hi = j.sorted.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        const c = Buffer.compare(j.sorted[mid][0], from);
+        if (c < 0 || (c === 0 && !inclusive)) lo = mid + 1;
+        else hi = mid;
+      }
+      const out = [];
+      const n = Math.min(Math.max(max, 1), 65536);
+      for (let i = lo; i < j.sorted.length && out.length < n; i++) {
+        const key = j.sorted[i][1];
+        if (!key.startsWith(prefix)) break;
+        out.push([key, j.map.get(key)]);
+      }
+      return out;
     },
 
     commit(changes) {
@@ -182,6 +202,7 @@ export function metadata(config, grant) {
         if (value === undefined || value === null) j.map.delete(key);
         else j.map.set(key, value);
       }
+      j.sorted = null;
     },
   };
 }
