@@ -2,6 +2,8 @@
 //! Nothing here decides anything; it only converts.
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
 
 use crate::engine::by_itself::{self, CorePorts};
 use crate::engine::records::LocalStamp;
@@ -31,6 +33,10 @@ use bindings::ohos::cloudsync::{hashing, leases, thumbnails, transfers};
 struct Component;
 
 thread_local! {
+    /// The areas and buckets the host granted, per bundle: asked for once,
+    /// kept while the instance lives.
+    static AREAS: RefCell<BTreeMap<String, Rc<files::Area>>> = const { RefCell::new(BTreeMap::new()) };
+    static BUCKETS: RefCell<BTreeMap<String, Rc<cloud::Bucket>>> = const { RefCell::new(BTreeMap::new()) };
     static ENGINE: RefCell<Engine<WitPlatform>> = RefCell::new(Engine::new(WitPlatform::default()));
     /// Events produced since the last tick, which hands them over.
     static EVENTS: RefCell<Vec<engine_export::Event>> = const { RefCell::new(Vec::new()) };
@@ -38,6 +44,27 @@ thread_local! {
 
 fn emit(listener: u64, body: engine_export::EventBody) {
     EVENTS.with(|events| events.borrow_mut().push(engine_export::Event { listener, body }));
+}
+
+/// The area of `bundle`, as the host granted it (a refusal is not kept: the
+/// next call asks again).
+fn area(bundle: &str) -> Result<Rc<files::Area>, e::IoError> {
+    if let Some(area) = AREAS.with(|a| a.borrow().get(bundle).cloned()) {
+        return Ok(area);
+    }
+    let area = Rc::new(files::Area::open(bundle).map_err(io_error)?);
+    AREAS.with(|a| a.borrow_mut().insert(bundle.to_string(), area.clone()));
+    Ok(area)
+}
+
+/// The cloud bucket of `bundle`, as the host granted it.
+fn bucket(bundle: &str) -> Result<Rc<cloud::Bucket>, e::CloudError> {
+    if let Some(bucket) = BUCKETS.with(|b| b.borrow().get(bundle).cloned()) {
+        return Ok(bucket);
+    }
+    let bucket = Rc::new(cloud::Bucket::open(bundle).map_err(cloud_error)?);
+    BUCKETS.with(|b| b.borrow_mut().insert(bundle.to_string(), bucket.clone()));
+    Ok(bucket)
 }
 
 fn with_engine<R>(f: impl FnOnce(&mut Engine<WitPlatform>) -> R) -> R {
@@ -383,7 +410,7 @@ impl Platform for WitPlatform {
     }
 
     fn create_dir_all(&self, bundle: &str, path: &str) -> Result<(), e::IoError> {
-        files::create_dir_all(bundle, path).map_err(io_error)
+        area(bundle)?.create_dir_all(path).map_err(io_error)
     }
 
     fn move_file(
@@ -406,7 +433,7 @@ impl Platform for WitPlatform {
         expect: LocalStamp,
         durable: bool,
     ) -> Result<e::SwapOutcome, e::IoError> {
-        let outcome = leases::swap_if_unchanged(bundle, from, to, stamp(expect), durable).map_err(io_error)?;
+        let outcome = leases::swap_if_unchanged(&*area(bundle)?, from, to, stamp(expect), durable).map_err(io_error)?;
         Ok(match outcome {
             leases::SwapOutcome::Clean => e::SwapOutcome::Clean,
             leases::SwapOutcome::InUse => e::SwapOutcome::InUse,
@@ -435,17 +462,17 @@ impl Platform for WitPlatform {
     }
 
     fn remove_dir(&self, bundle: &str, path: &str) -> Result<(), e::IoError> {
-        files::remove_dir(bundle, path).map_err(io_error)
+        area(bundle)?.remove_dir(path).map_err(io_error)
     }
 
     fn free_space(&self, bundle: &str) -> Result<u64, e::IoError> {
         // A host that cannot tell: no space check before a download.
-        Ok(files::free_space(bundle).map_err(io_error)?.unwrap_or(u64::MAX))
+        Ok(area(bundle)?.free_space().map_err(io_error)?.unwrap_or(u64::MAX))
     }
 
     #[cfg(feature = "native")]
     fn hash_file(&self, bundle: &str, path: &str) -> Result<String, e::IoError> {
-        hashing::hash_file(bundle, path, "sha256").map_err(io_error)
+        hashing::hash_file(&*area(bundle)?, path, "sha256").map_err(io_error)
     }
 
     #[cfg(not(feature = "native"))]
@@ -454,7 +481,8 @@ impl Platform for WitPlatform {
     }
 
     fn fine_stamps(&self, bundle: &str) -> bool {
-        files::fine_stamps(bundle)
+        // An area it may not use: coarse, so that nothing is trusted.
+        area(bundle).map(|a| a.fine_stamps()).unwrap_or(false)
     }
 
     fn walk_page(
@@ -464,7 +492,7 @@ impl Platform for WitPlatform {
         after: Option<&str>,
         max: u32,
     ) -> Result<Option<e::TreePage>, e::IoError> {
-        let page = files::walk_page(bundle, dir, after, max).map_err(io_error)?;
+        let page = area(bundle)?.walk_page(dir, after, max).map_err(io_error)?;
         Ok(page.map(|page| {
             let entries = page.entries.into_iter().map(tree_entry).collect();
             (entries, page.next)
@@ -473,7 +501,7 @@ impl Platform for WitPlatform {
 
     #[cfg(feature = "native")]
     fn evict(&self, bundle: &str, path: &str, expect: LocalStamp, aside: &str) -> Result<(), e::IoError> {
-        leases::evict(bundle, path, stamp(expect), aside).map_err(io_error)
+        leases::evict(&*area(bundle)?, path, stamp(expect), aside).map_err(io_error)
     }
 
     #[cfg(not(feature = "native"))]
@@ -507,7 +535,7 @@ impl Platform for WitPlatform {
     }
 
     fn cloud_ready(&self, bundle: &str) -> Result<(), e::CloudError> {
-        cloud::ready(bundle).map_err(cloud_error)
+        bucket(bundle)?.ready().map_err(cloud_error)
     }
 
     fn cloud_list_page(
@@ -517,7 +545,7 @@ impl Platform for WitPlatform {
         after: Option<&str>,
         max: u32,
     ) -> Result<(e::CloudListing, Option<String>), e::CloudError> {
-        let page = cloud::list_page(bundle, prefix, after, max).map_err(cloud_error)?;
+        let page = bucket(bundle)?.list_page(prefix, after, max).map_err(cloud_error)?;
         let listing = e::CloudListing {
             objects: page.objects.into_iter().map(cloud_object).collect(),
             skipped: page.skipped.into_iter().map(|u| (u.path, u.reason)).collect(),
@@ -526,7 +554,7 @@ impl Platform for WitPlatform {
     }
 
     fn cloud_delete(&self, bundle: &str, path: &str, if_match: Option<&str>) -> Result<(), e::CloudError> {
-        cloud::delete(bundle, path, if_match).map_err(cloud_error)
+        bucket(bundle)?.delete(path, if_match).map_err(cloud_error)
     }
 
     #[cfg(feature = "native")]
@@ -559,13 +587,16 @@ impl Platform for WitPlatform {
         #[cfg(not(feature = "native"))]
         return Ok(self.transfers.start_upload(r));
         #[cfg(feature = "native")]
-        transfers::start_upload(&transfers::UploadRequest {
-            bundle: r.bundle,
-            local_path: r.local_path,
-            cloud_path: r.cloud_path,
-            precondition: wit_precondition(r.precondition),
-            expect: r.expect.map(stamp),
-        })
+        transfers::start_upload(
+            &*area(&r.bundle).map_err(e::CloudError::local)?,
+            &*bucket(&r.bundle)?,
+            &transfers::UploadRequest {
+                local_path: r.local_path,
+                cloud_path: r.cloud_path,
+                precondition: wit_precondition(r.precondition),
+                expect: r.expect.map(stamp),
+            },
+        )
         .map_err(cloud_error)
     }
 
@@ -576,14 +607,17 @@ impl Platform for WitPlatform {
         #[cfg(not(feature = "native"))]
         return Ok(self.transfers.start_download(r));
         #[cfg(feature = "native")]
-        transfers::start_download(&transfers::DownloadRequest {
-            bundle: r.bundle,
-            cloud_path: r.cloud_path,
-            local_path: r.local_path,
-            offset: r.offset,
-            if_match: r.if_match,
-            durable: r.durable,
-        })
+        transfers::start_download(
+            &*area(&r.bundle).map_err(e::CloudError::local)?,
+            &*bucket(&r.bundle)?,
+            &transfers::DownloadRequest {
+                cloud_path: r.cloud_path,
+                local_path: r.local_path,
+                offset: r.offset,
+                if_match: r.if_match,
+                durable: r.durable,
+            },
+        )
         .map_err(cloud_error)
     }
 
@@ -688,16 +722,16 @@ impl Platform for WitPlatform {
 
 impl by_itself::CorePorts for Core {
     fn stat(&self, bundle: &str, path: &str) -> Result<Option<e::FileStat>, e::IoError> {
-        let stat = files::stat(bundle, path).map_err(io_error)?;
+        let stat = area(bundle)?.stat(path).map_err(io_error)?;
         Ok(stat.map(file_stat))
     }
 
     fn read_file(&self, bundle: &str, path: &str, offset: u64, len: u32) -> Result<Vec<u8>, e::IoError> {
-        files::read_file(bundle, path, offset, len).map_err(io_error)
+        area(bundle)?.read_file(path, offset, len).map_err(io_error)
     }
 
     fn write_file(&self, bundle: &str, path: &str, offset: u64, data: &[u8]) -> Result<(), e::IoError> {
-        files::write_file(bundle, path, offset, data).map_err(io_error)
+        area(bundle)?.write_file(path, offset, data).map_err(io_error)
     }
 
     fn move_file(
@@ -712,19 +746,19 @@ impl by_itself::CorePorts for Core {
             e::MoveMode::Replace => files::MoveMode::Replace,
             e::MoveMode::NoReplace => files::MoveMode::NoReplace,
         };
-        files::move_file(bundle, from, to, mode, durable).map_err(io_error)
+        area(bundle)?.move_file(from, to, mode, durable).map_err(io_error)
     }
 
     fn remove_file(&self, bundle: &str, path: &str) -> Result<(), e::IoError> {
-        files::remove_file(bundle, path).map_err(io_error)
+        area(bundle)?.remove_file(path).map_err(io_error)
     }
 
     fn flush(&self, bundle: &str) -> Result<(), e::IoError> {
-        files::flush(bundle).map_err(io_error)
+        area(bundle)?.flush().map_err(io_error)
     }
 
     fn cloud_stat(&self, bundle: &str, path: &str) -> Result<e::CloudObject, e::CloudError> {
-        cloud::stat(bundle, path).map(cloud_object).map_err(cloud_error)
+        bucket(bundle)?.stat(path).map(cloud_object).map_err(cloud_error)
     }
 
     fn cloud_read(
@@ -735,7 +769,7 @@ impl by_itself::CorePorts for Core {
         len: u32,
         if_match: Option<&str>,
     ) -> Result<Vec<u8>, e::CloudError> {
-        cloud::read(bundle, path, offset, len, if_match).map_err(cloud_error)
+        bucket(bundle)?.read(path, offset, len, if_match).map_err(cloud_error)
     }
 
     fn begin_upload(
@@ -744,7 +778,9 @@ impl by_itself::CorePorts for Core {
         path: &str,
         precondition: &e::WritePrecondition,
     ) -> Result<u64, e::CloudError> {
-        cloud::begin_upload(bundle, path, &wit_precondition(precondition.clone())).map_err(cloud_error)
+        bucket(bundle)?
+            .begin_upload(path, &wit_precondition(precondition.clone()))
+            .map_err(cloud_error)
     }
 
     fn upload_part(&self, id: u64, data: &[u8]) -> Result<(), e::CloudError> {

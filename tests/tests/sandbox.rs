@@ -81,7 +81,8 @@ async fn imports_keep_a_component_to_its_own_bundle() {
         "list-up=refused list-deep=refused meta-other=refused meta-write=refused \
          bare-key=refused files-other=refused own=allowed scan-other=refused scan-up=refused \
          upload-other=refused ready-other=refused evict-other=refused evict-up=refused read-other=refused \
-         write-other=refused write-up=refused put-other=refused read-cloud-up=refused"
+         write-other=refused write-up=refused put-other=refused read-cloud-up=refused \
+         grant-flood=refused after-flood=allowed"
     );
 }
 

@@ -1,5 +1,6 @@
-//! The WIT layer: the capability check first (may the caller act for this
-//! bundle?), then the plain-Rust parts, then conversion.
+//! The WIT layer: the capability check (may the caller act for this
+//! bundle?) when an `area` or `bucket` is opened, or per key for metadata;
+//! then the plain-Rust parts, then conversion.
 
 use std::cell::RefCell;
 
@@ -83,16 +84,15 @@ impl State {
         Ok(())
     }
 
-    fn areas(&mut self, bundle: &str) -> Result<&mut Areas, types::IoError> {
-        self.grant(bundle).map_err(denied)?;
+    /// The areas; the bundle was checked when its area was opened.
+    fn areas(&mut self) -> Result<&mut Areas, types::IoError> {
         self.areas
             .as_mut()
             .ok_or_else(|| denied("no device folder: pass --root (or set CLOUDSYNC_ROOT)".into()))
     }
 
-    fn cloud(&mut self, bundle: &str) -> Result<&mut FolderCloud, types::CloudError> {
-        self.grant(bundle)
-            .map_err(|m| cloud_err(types::CloudErrorKind::Unauthorized, m))?;
+    /// The folder cloud; the bundle was checked when its bucket was opened.
+    fn cloud(&mut self) -> Result<&mut FolderCloud, types::CloudError> {
         self.cloud.as_mut().ok_or_else(|| {
             cloud_err(
                 types::CloudErrorKind::Unauthorized,
@@ -166,91 +166,91 @@ impl device::Guest for Adapter {
 }
 
 impl files::Guest for Adapter {
-    fn stat(bundle: String, path: String) -> Result<Option<types::FileStat>, types::IoError> {
+    type Area = AreaGrant;
+}
+
+/// One app's area, granted in `open`: its methods act for `bundle` unasked.
+struct AreaGrant {
+    bundle: String,
+}
+
+impl AreaGrant {
+    /// `f` on the areas, for this area's bundle.
+    fn run<R>(&self, f: impl FnOnce(&mut Areas, &str) -> Result<R, crate::IoError>) -> Result<R, types::IoError> {
+        with(|s| f(s.areas()?, &self.bundle).map_err(io_err))
+    }
+}
+
+impl files::GuestArea for AreaGrant {
+    fn open(bundle: String) -> Result<files::Area, types::IoError> {
         with(|s| {
-            s.areas(&bundle)?
-                .stat(&bundle, &path)
-                .map(|o| o.map(stat))
-                .map_err(io_err)
-        })
+            s.grant(&bundle).map_err(denied)?;
+            s.areas().map(|_| ())
+        })?;
+        Ok(files::Area::new(AreaGrant { bundle }))
     }
 
-    fn move_file(
-        bundle: String,
-        from: String,
-        to: String,
-        mode: files::MoveMode,
-        durable: bool,
-    ) -> Result<(), types::IoError> {
+    fn stat(&self, path: String) -> Result<Option<types::FileStat>, types::IoError> {
+        self.run(|a, b| a.stat(b, &path)).map(|o| o.map(stat))
+    }
+
+    fn move_file(&self, from: String, to: String, mode: files::MoveMode, durable: bool) -> Result<(), types::IoError> {
         let no_replace = mode == files::MoveMode::NoReplace;
-        with(|s| {
-            s.areas(&bundle)?
-                .move_file(&bundle, &from, &to, no_replace, durable)
-                .map_err(io_err)
-        })
+        self.run(|a, b| a.move_file(b, &from, &to, no_replace, durable))
     }
 
-    fn flush(bundle: String) -> Result<(), types::IoError> {
-        with(|s| s.areas(&bundle)?.flush(&bundle).map_err(io_err))
+    fn flush(&self) -> Result<(), types::IoError> {
+        self.run(|a, b| a.flush(b))
     }
 
-    fn remove_file(bundle: String, path: String) -> Result<(), types::IoError> {
-        with(|s| s.areas(&bundle)?.remove_file(&bundle, &path).map_err(io_err))
+    fn remove_file(&self, path: String) -> Result<(), types::IoError> {
+        self.run(|a, b| a.remove_file(b, &path))
     }
 
-    fn create_dir_all(bundle: String, path: String) -> Result<(), types::IoError> {
-        with(|s| s.areas(&bundle)?.create_dir_all(&bundle, &path).map_err(io_err))
+    fn create_dir_all(&self, path: String) -> Result<(), types::IoError> {
+        self.run(|a, b| a.create_dir_all(b, &path))
     }
 
-    fn remove_dir(bundle: String, path: String) -> Result<(), types::IoError> {
-        with(|s| s.areas(&bundle)?.remove_dir(&bundle, &path).map_err(io_err))
+    fn remove_dir(&self, path: String) -> Result<(), types::IoError> {
+        self.run(|a, b| a.remove_dir(b, &path))
     }
 
     /// WASI has no statvfs.
-    fn free_space(bundle: String) -> Result<Option<u64>, types::IoError> {
-        with(|s| s.areas(&bundle).map(|_| None))
+    fn free_space(&self) -> Result<Option<u64>, types::IoError> {
+        Ok(None)
     }
 
     /// No way to tell: recent files are hashed.
-    fn fine_stamps(_bundle: String) -> bool {
+    fn fine_stamps(&self) -> bool {
         false
     }
 
-    fn read_file(bundle: String, path: String, offset: u64, len: u32) -> Result<Vec<u8>, types::IoError> {
-        with(|s| s.areas(&bundle)?.read_file(&bundle, &path, offset, len).map_err(io_err))
+    fn read_file(&self, path: String, offset: u64, len: u32) -> Result<Vec<u8>, types::IoError> {
+        self.run(|a, b| a.read_file(b, &path, offset, len))
     }
 
-    fn write_file(bundle: String, path: String, offset: u64, data: Vec<u8>) -> Result<(), types::IoError> {
-        with(|s| {
-            s.areas(&bundle)?
-                .write_file(&bundle, &path, offset, &data)
-                .map_err(io_err)
-        })
+    fn write_file(&self, path: String, offset: u64, data: Vec<u8>) -> Result<(), types::IoError> {
+        self.run(|a, b| a.write_file(b, &path, offset, &data))
     }
 
     fn walk_page(
-        bundle: String,
+        &self,
         dir: String,
         after: Option<String>,
         max: u32,
     ) -> Result<Option<files::TreePage>, types::IoError> {
-        with(|s| {
-            let page = s
-                .areas(&bundle)?
-                .walk_page(&bundle, &dir, after.as_deref(), max)
-                .map_err(io_err)?;
-            Ok(page.map(|(entries, next)| files::TreePage {
-                entries: entries
-                    .into_iter()
-                    .map(|e| files::TreeEntry {
-                        path: e.path,
-                        stat: stat(e.stat),
-                        problem: e.problem,
-                    })
-                    .collect(),
-                next,
-            }))
-        })
+        let page = self.run(|a, b| a.walk_page(b, &dir, after.as_deref(), max))?;
+        Ok(page.map(|(entries, next)| files::TreePage {
+            entries: entries
+                .into_iter()
+                .map(|e| files::TreeEntry {
+                    path: e.path,
+                    stat: stat(e.stat),
+                    problem: e.problem,
+                })
+                .collect(),
+            next,
+        }))
     }
 }
 
@@ -279,78 +279,7 @@ impl metadata::Guest for Adapter {
 }
 
 impl cloud::Guest for Adapter {
-    fn stat(bundle: String, path: String) -> Result<types::Object, types::CloudError> {
-        with(|s| s.cloud(&bundle)?.stat(&bundle, &path).map(object).map_err(cloud_error))
-    }
-
-    fn ready(bundle: String) -> Result<(), types::CloudError> {
-        with(|s| s.cloud(&bundle)?.ready().map_err(cloud_error))
-    }
-
-    fn list_page(
-        bundle: String,
-        prefix: String,
-        after: Option<String>,
-        max: u32,
-    ) -> Result<cloud::ListingPage, types::CloudError> {
-        with(|s| {
-            let (items, next) = s
-                .cloud(&bundle)?
-                .list_page(&bundle, &prefix, after.as_deref(), max)
-                .map_err(cloud_error)?;
-            let mut page = cloud::ListingPage {
-                objects: Vec::new(),
-                skipped: Vec::new(),
-                next,
-            };
-            for item in items {
-                match item {
-                    fc::Listed::Object(o) => page.objects.push(object(o)),
-                    fc::Listed::Skipped { path, reason } => page.skipped.push(cloud::Unlisted { path, reason }),
-                }
-            }
-            Ok(page)
-        })
-    }
-
-    fn read(
-        bundle: String,
-        path: String,
-        offset: u64,
-        len: u32,
-        if_match: Option<String>,
-    ) -> Result<Vec<u8>, types::CloudError> {
-        with(|s| {
-            s.cloud(&bundle)?
-                .read(&bundle, &path, offset, len, if_match.as_deref())
-                .map_err(cloud_error)
-        })
-    }
-
-    fn delete(bundle: String, path: String, if_match: Option<String>) -> Result<(), types::CloudError> {
-        with(|s| {
-            s.cloud(&bundle)?
-                .delete(&bundle, &path, if_match.as_deref())
-                .map_err(cloud_error)
-        })
-    }
-
-    fn begin_upload(
-        bundle: String,
-        path: String,
-        precondition: types::WritePrecondition,
-    ) -> Result<u64, types::CloudError> {
-        let precondition = match precondition {
-            types::WritePrecondition::None => fc::Precondition::None,
-            types::WritePrecondition::IfMatch(e) => fc::Precondition::IfMatch(e),
-            types::WritePrecondition::IfAbsent => fc::Precondition::IfAbsent,
-        };
-        with(|s| {
-            s.cloud(&bundle)?
-                .begin_upload(&bundle, &path, precondition)
-                .map_err(cloud_error)
-        })
-    }
+    type Bucket = BucketGrant;
 
     fn upload_part(id: u64, data: Vec<u8>) -> Result<(), types::CloudError> {
         with(|s| match s.cloud.as_mut() {
@@ -372,6 +301,84 @@ impl cloud::Guest for Adapter {
                 c.abort_upload(id)
             }
         })
+    }
+}
+
+/// One app's bucket, granted in `open`: its methods act for `bundle` unasked.
+struct BucketGrant {
+    bundle: String,
+}
+
+impl BucketGrant {
+    /// `f` on the folder cloud, for this bucket's bundle.
+    fn run<R>(
+        &self,
+        f: impl FnOnce(&mut FolderCloud, &str) -> Result<R, fc::CloudError>,
+    ) -> Result<R, types::CloudError> {
+        with(|s| f(s.cloud()?, &self.bundle).map_err(cloud_error))
+    }
+}
+
+impl cloud::GuestBucket for BucketGrant {
+    fn open(bundle: String) -> Result<cloud::Bucket, types::CloudError> {
+        with(|s| {
+            s.grant(&bundle)
+                .map_err(|m| cloud_err(types::CloudErrorKind::Unauthorized, m))?;
+            s.cloud().map(|_| ())
+        })?;
+        Ok(cloud::Bucket::new(BucketGrant { bundle }))
+    }
+
+    fn ready(&self) -> Result<(), types::CloudError> {
+        self.run(|c, _| c.ready())
+    }
+
+    fn stat(&self, path: String) -> Result<types::Object, types::CloudError> {
+        self.run(|c, b| c.stat(b, &path)).map(object)
+    }
+
+    fn list_page(
+        &self,
+        prefix: String,
+        after: Option<String>,
+        max: u32,
+    ) -> Result<cloud::ListingPage, types::CloudError> {
+        let (items, next) = self.run(|c, b| c.list_page(b, &prefix, after.as_deref(), max))?;
+        let mut page = cloud::ListingPage {
+            objects: Vec::new(),
+            skipped: Vec::new(),
+            next,
+        };
+        for item in items {
+            match item {
+                fc::Listed::Object(o) => page.objects.push(object(o)),
+                fc::Listed::Skipped { path, reason } => page.skipped.push(cloud::Unlisted { path, reason }),
+            }
+        }
+        Ok(page)
+    }
+
+    fn read(
+        &self,
+        path: String,
+        offset: u64,
+        len: u32,
+        if_match: Option<String>,
+    ) -> Result<Vec<u8>, types::CloudError> {
+        self.run(|c, b| c.read(b, &path, offset, len, if_match.as_deref()))
+    }
+
+    fn delete(&self, path: String, if_match: Option<String>) -> Result<(), types::CloudError> {
+        self.run(|c, b| c.delete(b, &path, if_match.as_deref()))
+    }
+
+    fn begin_upload(&self, path: String, precondition: types::WritePrecondition) -> Result<u64, types::CloudError> {
+        let precondition = match precondition {
+            types::WritePrecondition::None => fc::Precondition::None,
+            types::WritePrecondition::IfMatch(e) => fc::Precondition::IfMatch(e),
+            types::WritePrecondition::IfAbsent => fc::Precondition::IfAbsent,
+        };
+        self.run(|c, b| c.begin_upload(b, &path, precondition))
     }
 }
 

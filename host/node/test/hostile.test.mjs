@@ -1,6 +1,7 @@
 // What hostile users did to the package, kept as tests: links where the
 // roots' folders are, a second process on one root, a damaged journal,
-// objects made and dropped in a loop, policies that are not what they seem.
+// objects made and dropped in a loop, policies that are not what they seem,
+// an engine asking for another app's files or cloud.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -162,4 +163,38 @@ test('a policy is read as written, or refused with where it is wrong', () => {
   assert.match(attempt('bundle = "../../etc"\n'), /refused 13600001 .*not an app's bundle name/);
   assert.match(attempt("bundle = 'com.a' # the app\nsystem_app = true\n"), /^ok/m);
   assert.match(attempt('bundle = "com.a"\nbundle = "com.b"\n'), /given twice/);
+});
+
+test("an engine that asks for another app's area or bucket is refused in open, and what it was granted holds it to its app", () => {
+  const dir = setup();
+  fs.mkdirSync(path.join(dir, 'device/apps/com.other.app'), { recursive: true });
+  fs.writeFileSync(path.join(dir, 'device/apps/com.other.app/secret.txt'), 'OTHER');
+  const policy = path.join(dir, 'policy.toml');
+  fs.writeFileSync(policy, 'bundle = "com.example.notes"\nsystem_app = false\npermissions = []\n');
+  const imports = (name) => path.join(pkg, 'src/imports', name);
+  const r = run(
+    dir,
+    `import { fromEnv } from '${path.join(pkg, 'src/config.js')}';
+     import { granter } from '${imports('identity.js')}';
+     import { files } from '${imports('files.js')}';
+     import { cloud } from '${imports('cloud.js')}';
+     const config = fromEnv();
+     const { Area } = files(config, granter(config));
+     const { Bucket } = cloud(config, granter(config));
+     const outcome = (f: () => unknown) => { try { f(); return 'granted'; } catch (e) { return e.kind; } };
+     for (const bundle of ['com.other.app', '../com.other.app', '']) {
+       console.log(JSON.stringify(bundle), outcome(() => Area.open(bundle)), outcome(() => Bucket.open(bundle)));
+     }
+     const area = Area.open('com.example.notes');
+     console.log('own', area instanceof Area, Bucket.open('com.example.notes') instanceof Bucket);
+     console.log('beneath', outcome(() => area.readFile('../com.other.app/secret.txt', 0n, 10)));`,
+    { CLOUDSYNC_POLICY: policy },
+  );
+  assert.deepEqual(r.out.trim().split('\n'), [
+    '"com.other.app" permission-denied unauthorized',
+    '"../com.other.app" permission-denied unauthorized',
+    '"" permission-denied unauthorized',
+    'own true true',
+    'beneath permission-denied',
+  ]);
 });

@@ -28,6 +28,10 @@ pub(crate) mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "cloudsync",
+        with: {
+            "ohos:cloudsync/files.area": super::state::AreaGrant,
+            "ohos:cloudsync/cloud.bucket": super::state::BucketGrant,
+        },
     });
 }
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{Resource, ResourceTable};
 use wasmtime::StoreLimits;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -31,6 +31,21 @@ pub(crate) const IO_MAX: usize = 4 << 20;
 /// Bytes of cloud uploads (`cloud.begin-upload`) one instance may hold at
 /// once: a component on the core imports sends whole files through them.
 const UPLOAD_BYTES_MAX: usize = 256 << 20;
+
+/// Areas and buckets one instance may hold at once: each is a row in the
+/// host's table, so a guest opening them without end is refused, not fed.
+const MAX_GRANTS: usize = 1024;
+
+/// An app's local area, granted by `files.area.open`: the bundle checked
+/// there, the only place it is.
+pub struct AreaGrant {
+    bundle: String,
+}
+
+/// An app's part of the cloud, granted by `cloud.bucket.open`.
+pub struct BucketGrant {
+    bundle: String,
+}
 
 /// Where events go: the dispatcher thread that calls the listeners.
 pub type EventSink = std::sync::mpsc::Sender<HostEvent>;
@@ -91,6 +106,8 @@ pub struct HostState {
     pub(crate) list_pages: Pages<Box<dyn cloud_backend::ListCursor>>,
     /// Cloud uploads the component sends through its memory.
     pub(crate) uploads: Uploads,
+    /// Areas and buckets granted and not dropped.
+    grants: usize,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -122,6 +139,7 @@ impl HostState {
             walk_pages: Pages::default(),
             list_pages: Pages::default(),
             uploads: Uploads::default(),
+            grants: 0,
             wasi,
             table: ResourceTable::new(),
         }
@@ -156,8 +174,6 @@ impl HostState {
         prefix: &str,
         after: Option<&str>,
     ) -> Result<Box<dyn cloud_backend::ListCursor>, types::CloudError> {
-        self.grant(bundle)
-            .map_err(|e| wit_cloud_error_kind(types::CloudErrorKind::Unauthorized, e.message))?;
         // A prefix is a key's beginning: no `.`, `..` or empty parts (a
         // trailing `/` aside), so a listing never leaves the bundle.
         let parts = prefix.strip_suffix('/').unwrap_or(prefix);
@@ -179,7 +195,98 @@ impl HostState {
         r
     }
 
+    /// Grants the area of `bundle`, if the caller may act for it.
+    pub(crate) fn open_area(&mut self, bundle: String) -> Result<Resource<AreaGrant>, types::IoError> {
+        self.grant(&bundle)?;
+        self.push_grant(AreaGrant { bundle })
+            .map_err(|why| io_error(types::IoErrorKind::Other, why))
+    }
+
+    /// Grants the cloud bucket of `bundle`, if the caller may act for it.
+    pub(crate) fn open_bucket(&mut self, bundle: String) -> Result<Resource<BucketGrant>, types::CloudError> {
+        let unauthorized = |e: types::IoError| wit_cloud_error_kind(types::CloudErrorKind::Unauthorized, e.message);
+        self.grant(&bundle).map_err(unauthorized)?;
+        self.push_grant(BucketGrant { bundle })
+            .map_err(|why| wit_cloud_error_kind(types::CloudErrorKind::Other, why))
+    }
+
+    fn push_grant<T: Send + 'static>(&mut self, grant: T) -> Result<Resource<T>, String> {
+        if self.grants >= MAX_GRANTS {
+            return Err(format!("more than {MAX_GRANTS} areas and buckets open at once"));
+        }
+        let r = self.table.push(grant).map_err(|e| e.to_string())?;
+        self.grants += 1;
+        Ok(r)
+    }
+
+    /// Ends a grant the component dropped.
+    pub(crate) fn drop_grant<T: 'static>(&mut self, r: Resource<T>) -> wasmtime::Result<()> {
+        self.table.delete(r)?;
+        self.grants -= 1;
+        Ok(())
+    }
+
+    /// Runs an area's method, timed, with the bundle it was granted for.
+    pub(crate) fn in_area<R>(
+        &mut self,
+        area: &Resource<AreaGrant>,
+        f: impl FnOnce(&mut Self, String) -> Result<R, types::IoError>,
+    ) -> Result<R, types::IoError> {
+        self.timed(|s| {
+            let bundle = s.area_bundle(area)?;
+            f(s, bundle)
+        })
+    }
+
+    /// Runs a bucket's method, timed, with the bundle it was granted for.
+    pub(crate) fn in_bucket<R>(
+        &mut self,
+        bucket: &Resource<BucketGrant>,
+        f: impl FnOnce(&mut Self, String) -> Result<R, types::CloudError>,
+    ) -> Result<R, types::CloudError> {
+        self.timed(|s| {
+            let bundle = s.bucket_bundle(bucket)?;
+            f(s, bundle)
+        })
+    }
+
+    /// The bundle `area` was granted for, when it is `bundle`: a transfer
+    /// moves bytes between one app's area and its own part of the cloud.
+    pub(crate) fn granted_same(&self, area: &Resource<AreaGrant>, bundle: &str) -> Result<String, types::IoError> {
+        let granted = self.area_bundle(area)?;
+        if granted != bundle {
+            return Err(io_error(
+                types::IoErrorKind::PermissionDenied,
+                format!("the area of {granted} and the cloud of {bundle} belong to different apps"),
+            ));
+        }
+        Ok(granted)
+    }
+
+    /// The bundle an area was granted for.
+    fn area_bundle(&self, r: &Resource<AreaGrant>) -> Result<String, types::IoError> {
+        self.table
+            .get(r)
+            .map(|g| g.bundle.clone())
+            .map_err(|e| io_error(types::IoErrorKind::Other, e.to_string()))
+    }
+
+    /// The bundle a bucket was granted for.
+    fn bucket_bundle(&self, r: &Resource<BucketGrant>) -> Result<String, types::CloudError> {
+        self.table
+            .get(r)
+            .map(|g| g.bundle.clone())
+            .map_err(|e| wit_cloud_error_kind(types::CloudErrorKind::Other, e.to_string()))
+    }
+
+    /// Whether the caller may act for `bundle`, a bundle name.
     pub(crate) fn grant(&self, bundle: &str) -> Result<(), types::IoError> {
+        if !crate::identity::is_valid_bundle(bundle) {
+            return Err(io_error(
+                types::IoErrorKind::PermissionDenied,
+                format!("{bundle:?} is not a valid bundle name"),
+            ));
+        }
         if self.b.hooks.may_act_for(bundle) {
             Ok(())
         } else {
@@ -203,10 +310,9 @@ impl HostState {
         }
     }
 
-    /// The bundle's area, after the capability check: made when `create`
-    /// (writes), `None` when missing (reads never make a folder).
+    /// A granted bundle's area: made when `create` (writes), `None` when
+    /// missing (reads never make a folder).
     pub(crate) fn area(&self, bundle: &str, create: bool) -> Result<Option<Root>, types::IoError> {
-        self.grant(bundle)?;
         self.b.areas.area(bundle, create).map_err(sandbox_error)
     }
 
@@ -238,9 +344,8 @@ impl HostState {
         })
     }
 
+    /// The cloud key of `path` in a granted bundle's part.
     pub(crate) fn cloud_key(&self, bundle: &str, path: &str) -> Result<String, types::CloudError> {
-        self.grant(bundle)
-            .map_err(|e| wit_cloud_error_kind(types::CloudErrorKind::Unauthorized, e.message))?;
         let key = format!("{bundle}/{path}");
         crate::cloud::check_key(&key).map_err(wit_cloud_error)?;
         Ok(key)

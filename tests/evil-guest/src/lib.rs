@@ -137,8 +137,16 @@ impl file_cache::GuestCloudFileCache for Cache {
         if uri.ends_with("/trespass") {
             let me = identity::caller_bundle();
             let allowed = |ok: bool| if ok { "allowed" } else { "refused" };
-            let list_up = allowed(cloud::list_page(&me, "../", None, 100).is_ok());
-            let list_deep = allowed(cloud::list_page(&me, "a/../../", None, 100).is_ok());
+            let mine = files::Area::open(&me).expect("its own area");
+            let my_cloud = cloud::Bucket::open(&me).expect("its own bucket");
+            // Another app's area or bucket is refused when asked for; every
+            // use of it below is then refused too.
+            let other = files::Area::open("other.app");
+            let other_cloud = cloud::Bucket::open("other.app");
+            let in_other = |f: &dyn Fn(&files::Area) -> bool| other.as_ref().is_ok_and(f);
+            let in_other_cloud = |f: &dyn Fn(&cloud::Bucket) -> bool| other_cloud.as_ref().is_ok_and(f);
+            let list_up = allowed(my_cloud.list_page("../", None, 100).is_ok());
+            let list_deep = allowed(my_cloud.list_page("a/../../", None, 100).is_ok());
             let meta_other = allowed(metadata::get("partial/other.app/x").is_ok());
             let change = metadata::MetaChange {
                 key: "partial/other.app/x".into(),
@@ -146,32 +154,46 @@ impl file_cache::GuestCloudFileCache for Cache {
             };
             let meta_write = allowed(metadata::commit(&[change]).is_ok());
             let bare_key = allowed(metadata::get("no-bundle").is_ok());
-            let files_other = allowed(files::stat("other.app", "cloud/x").is_ok());
+            let files_other = allowed(in_other(&|a| a.stat("cloud/x").is_ok()));
             let own = allowed(metadata::get(&format!("partial/{me}/x")).is_ok());
-            let scan_other = allowed(files::walk_page("other.app", "cloud", None, 100).is_ok());
-            let scan_up = allowed(files::walk_page(&me, "..", None, 100).is_ok());
+            let scan_other = allowed(in_other(&|a| a.walk_page("cloud", None, 100).is_ok()));
+            let scan_up = allowed(mine.walk_page("..", None, 100).is_ok());
             let upload = transfers::UploadRequest {
-                bundle: "other.app".into(),
                 local_path: "cloud/x".into(),
                 cloud_path: "x".into(),
                 precondition: WritePrecondition::None,
                 expect: None,
             };
-            let upload_other = allowed(transfers::start_upload(&upload).is_ok());
-            let ready_other = allowed(cloud::ready("other.app").is_ok());
+            let upload_other = allowed(in_other(&|a| transfers::start_upload(a, &my_cloud, &upload).is_ok()));
+            let ready_other = allowed(in_other_cloud(&|b| b.ready().is_ok()));
             let nothing = LocalStamp {
                 size: 0,
                 mtime_ns: 0,
                 ctime_ns: 0,
                 inode: 0,
             };
-            let evict_other = allowed(leases::evict("other.app", "cloud/x", nothing, ".staging/a").is_ok());
-            let evict_up = allowed(leases::evict(&me, "../other.app/cloud/x", nothing, ".staging/a").is_ok());
-            let read_other = allowed(files::read_file("other.app", "cloud/x", 0, 10).is_ok());
-            let write_other = allowed(files::write_file("other.app", "cloud/x", 0, b"mine").is_ok());
-            let write_up = allowed(files::write_file(&me, "../other.app/cloud/x", 0, b"mine").is_ok());
-            let put_other = allowed(cloud::begin_upload("other.app", "x", &WritePrecondition::None).is_ok());
-            let read_cloud_up = allowed(cloud::read(&me, "../other.app/x", 0, 10, None).is_ok());
+            let evict_other = allowed(in_other(&|a| {
+                leases::evict(a, "cloud/x", nothing, ".staging/a").is_ok()
+            }));
+            let evict_up = allowed(leases::evict(&mine, "../other.app/cloud/x", nothing, ".staging/a").is_ok());
+            let read_other = allowed(in_other(&|a| a.read_file("cloud/x", 0, 10).is_ok()));
+            let write_other = allowed(in_other(&|a| a.write_file("cloud/x", 0, b"mine").is_ok()));
+            let write_up = allowed(mine.write_file("../other.app/cloud/x", 0, b"mine").is_ok());
+            let put_other = allowed(in_other_cloud(&|b| {
+                b.begin_upload("x", &WritePrecondition::None).is_ok()
+            }));
+            let read_cloud_up = allowed(my_cloud.read("../other.app/x", 0, 10, None).is_ok());
+            // Grants without end: the host's table is bounded.
+            let mut hoard = Vec::new();
+            let flood = loop {
+                match files::Area::open(&me) {
+                    Ok(area) if hoard.len() < 100_000 => hoard.push(area),
+                    Ok(_) => break "allowed",
+                    Err(_) => break "refused",
+                }
+            };
+            drop(hoard);
+            let after_flood = allowed(files::Area::open(&me).is_ok());
             return Err(Error {
                 code: 1,
                 message: format!(
@@ -179,7 +201,8 @@ impl file_cache::GuestCloudFileCache for Cache {
                      bare-key={bare_key} files-other={files_other} own={own} scan-other={scan_other} \
                      scan-up={scan_up} upload-other={upload_other} ready-other={ready_other} \
                      evict-other={evict_other} evict-up={evict_up} read-other={read_other} \
-                     write-other={write_other} write-up={write_up} put-other={put_other} read-cloud-up={read_cloud_up}"
+                     write-other={write_other} write-up={write_up} put-other={put_other} read-cloud-up={read_cloud_up} \
+                     grant-flood={flood} after-flood={after_flood}"
                 ),
             });
         }
@@ -187,48 +210,44 @@ impl file_cache::GuestCloudFileCache for Cache {
             // The test put `cloud/out` (a link to a folder outside) and
             // `cloud/file-link` (a link to a file outside) in the area.
             let me = identity::caller_bundle();
+            let mine = files::Area::open(&me).expect("its own area");
+            let my_cloud = cloud::Bucket::open(&me).expect("its own bucket");
             let allowed = |ok: bool| if ok { "allowed" } else { "refused" };
-            let read_through = allowed(hashing::hash_file(&me, "cloud/out/secret", "sha256").is_ok());
-            let read_link = allowed(hashing::hash_file(&me, "cloud/file-link", "sha256").is_ok());
-            let stat_through = allowed(matches!(files::stat(&me, "cloud/out/secret"), Ok(Some(_))));
-            let mkdir_through = allowed(files::create_dir_all(&me, "cloud/out/new").is_ok());
-            let remove_through = allowed(files::remove_file(&me, "cloud/out/secret").is_ok());
+            let read_through = allowed(hashing::hash_file(&mine, "cloud/out/secret", "sha256").is_ok());
+            let read_link = allowed(hashing::hash_file(&mine, "cloud/file-link", "sha256").is_ok());
+            let stat_through = allowed(matches!(mine.stat("cloud/out/secret"), Ok(Some(_))));
+            let mkdir_through = allowed(mine.create_dir_all("cloud/out/new").is_ok());
+            let remove_through = allowed(mine.remove_file("cloud/out/secret").is_ok());
             let rename_through = allowed(
-                files::move_file(&me, "cloud/out/secret", "cloud/stolen", files::MoveMode::Replace, true).is_ok(),
+                mine.move_file("cloud/out/secret", "cloud/stolen", files::MoveMode::Replace, true)
+                    .is_ok(),
             );
             let rename_into = allowed(
-                files::move_file(&me, "cloud/mine", "cloud/out/planted", files::MoveMode::Replace, true).is_ok(),
+                mine.move_file("cloud/mine", "cloud/out/planted", files::MoveMode::Replace, true)
+                    .is_ok(),
             );
             let lazy_into = allowed(
-                files::move_file(
-                    &me,
-                    "cloud/mine",
-                    "cloud/out/planted",
-                    files::MoveMode::NoReplace,
-                    false,
-                )
-                .is_ok(),
+                mine.move_file("cloud/mine", "cloud/out/planted", files::MoveMode::NoReplace, false)
+                    .is_ok(),
             );
-            let scan_through = allowed(matches!(files::walk_page(&me, "cloud/out", None, 100), Ok(Some(_))));
+            let scan_through = allowed(matches!(mine.walk_page("cloud/out", None, 100), Ok(Some(_))));
             let download = transfers::DownloadRequest {
-                bundle: me.clone(),
                 cloud_path: "x".into(),
                 local_path: "cloud/out/written".into(),
                 offset: 0,
                 if_match: None,
                 durable: false,
             };
-            let write_through = allowed(transfers::start_download(&download).is_ok());
+            let write_through = allowed(transfers::start_download(&mine, &my_cloud, &download).is_ok());
             let upload = transfers::UploadRequest {
-                bundle: me.clone(),
                 local_path: "cloud/file-link".into(),
                 cloud_path: "exfiltrated".into(),
                 precondition: WritePrecondition::None,
                 expect: None,
             };
-            let upload_link = allowed(transfers::start_upload(&upload).is_ok());
-            let read_file_link = allowed(files::read_file(&me, "cloud/file-link", 0, 100).is_ok());
-            let write_file_through = allowed(files::write_file(&me, "cloud/out/written2", 0, b"x").is_ok());
+            let upload_link = allowed(transfers::start_upload(&mine, &my_cloud, &upload).is_ok());
+            let read_file_link = allowed(mine.read_file("cloud/file-link", 0, 100).is_ok());
+            let write_file_through = allowed(mine.write_file("cloud/out/written2", 0, b"x").is_ok());
             return Err(Error {
                 code: 1,
                 message: format!(

@@ -1,6 +1,8 @@
 // The `cloud` interface over a folder: objects are plain files at
 // `<cloud>/<bundle>/<path>`, uploads staged under `.cloudsync/staging/` and
-// moved into place whole and synced: the native folder cloud's layout.
+// moved into place whole and synced: the native folder cloud's layout. An
+// app's part is a `Bucket` granted in `open`, the one place a bundle name is
+// checked.
 
 import fs from 'node:fs';
 import { cloudError, cloudFromIo } from './errors.js';
@@ -75,7 +77,6 @@ export function cloud(config, grant) {
   };
 
   function file(bundle, path) {
-    grant(bundle);
     if (path === '') throw cloudError('other', 'an object needs a path');
     checkRelative(path);
     // From the cloud folder itself: a link at `<bundle>` is refused too.
@@ -118,20 +119,36 @@ export function cloud(config, grant) {
     return stat(u.bundle, u.path);
   }
 
-  return {
-    stat: (bundle, path) => wrap(() => stat(bundle, path)),
+  class Bucket {
+    #bundle;
 
-    ready: (bundle) =>
-      wrap(() => {
+    static open(bundle) {
+      return wrap(() => {
         grant(bundle);
+        return new Bucket(bundle);
+      });
+    }
+
+    constructor(bundle) {
+      this.#bundle = bundle;
+    }
+
+    stat(path) {
+      return wrap(() => stat(this.#bundle, path));
+    }
+
+    ready() {
+      const bundle = this.#bundle;
+      return wrap(() => {
         if (config.switchedOff.includes(bundle)) throw cloudError('unauthorized', `the cloud switch of ${bundle} is off`);
         const s = lstat(dir);
         if (!s || s.kind !== 'folder') throw cloudError('network', `the cloud folder ${dir} is not there`);
-      }),
+      });
+    }
 
-    listPage: (bundle, prefix, since, max) =>
-      wrap(() => {
-        grant(bundle);
+    listPage(prefix, since, max) {
+      const bundle = this.#bundle;
+      return wrap(() => {
         const page = listPages(`${bundle}\n${prefix}`, since, max, () => {
           checkRelative(prefix.endsWith('/') ? prefix.slice(0, -1) : prefix);
           const top = `${dir}/${bundle}`;
@@ -149,10 +166,12 @@ export function cloud(config, grant) {
           else skipped.push({ path: e.path, reason: 'not a regular file' });
         }
         return { objects, skipped, next: page.next };
-      }),
+      });
+    }
 
-    read: (bundle, path, offset, len, ifMatch) =>
-      wrap(() => {
+    read(path, offset, len, ifMatch) {
+      const bundle = this.#bundle;
+      return wrap(() => {
         const before = stat(bundle, path);
         const stale = () => cloudError('precondition-failed', `${path} is not the version asked for`);
         if (ifMatch !== undefined && ifMatch !== before.etag) throw stale();
@@ -170,10 +189,12 @@ export function cloud(config, grant) {
         }
         if (stat(bundle, path).etag !== before.etag) throw stale();
         return new Uint8Array(buf.buffer, buf.byteOffset, got);
-      }),
+      });
+    }
 
-    delete: (bundle, path, ifMatch) =>
-      wrap(() => {
+    delete(path, ifMatch) {
+      const bundle = this.#bundle;
+      return wrap(() => {
         const f = file(bundle, path);
         const s = lstat(f);
         if (!s) return;
@@ -189,10 +210,12 @@ export function cloud(config, grant) {
           }
         }
         syncDir(parent(f));
-      }),
+      });
+    }
 
-    beginUpload: (bundle, path, precondition) =>
-      wrap(() => {
+    beginUpload(path, precondition) {
+      const bundle = this.#bundle;
+      return wrap(() => {
         file(bundle, path);
         // Beneath the cloud folder, through no link.
         const staging = beneath(dir, '.cloudsync/staging/node/x').slice(0, -2);
@@ -203,7 +226,12 @@ export function cloud(config, grant) {
         const fd = fs.openSync(staged, 'wx');
         uploads.set(nextUpload, { bundle, path, precondition, staged, fd });
         return nextUpload;
-      }),
+      });
+    }
+  }
+
+  return {
+    Bucket,
 
     uploadPart: (id, data) =>
       wrap(() => {

@@ -1,4 +1,5 @@
-// The `files` interface over node:fs: each app's area `<root>/apps/<bundle>/`.
+// The `files` interface over node:fs: each app's area `<root>/apps/<bundle>/`,
+// an `Area` granted in `open`, the one place a bundle name is checked.
 
 import fs from 'node:fs';
 import { ioError, fromNode } from './errors.js';
@@ -6,45 +7,60 @@ import { IO_MAX, after, beneath, checkRelative, lstat, pager, syncDir, walk } fr
 
 const parent = (p) => p.slice(0, p.lastIndexOf('/'));
 
+const io = (what, f) => {
+  try {
+    return f();
+  } catch (e) {
+    throw fromNode(e, what);
+  }
+};
+
 export function files(config, grant) {
-  const unsyncedFiles = new Set();
-  const unsyncedDirs = new Set();
+  // What the next flush makes durable, per app: shared by all its areas, as
+  // a flush covers everything written in the area, through whichever handle.
+  const unsynced = new Map(); // bundle → { files, dirs }
   const walkPages = pager();
-  const area = (bundle) => `${config.root}/apps/${bundle}`;
 
-  // Resolved from the root itself: `apps` and the area are checked like
-  // every other part (a link there would lead out of the root).
-  function path(bundle, rel) {
-    grant(bundle);
-    checkRelative(rel);
-    return beneath(config.root, rel ? `apps/${bundle}/${rel}` : `apps/${bundle}`);
-  }
+  class Area {
+    #bundle;
+    #dir; // the area, from the root: `apps/<bundle>`
+    #unsynced;
 
-  function regular(bundle, rel) {
-    const p = path(bundle, rel);
-    const s = lstat(p);
-    if (!s) throw ioError('not-found', `${rel}: no such file`);
-    if (s.kind === 'symlink') throw ioError('escapes-sandbox', `${rel} is a symlink; links are never followed`);
-    if (s.kind !== 'file') throw ioError('not-a-file', `${rel} is not a file`);
-    return p;
-  }
-
-  const io = (what, f) => {
-    try {
-      return f();
-    } catch (e) {
-      throw fromNode(e, what);
+    static open(bundle) {
+      grant(bundle);
+      return new Area(bundle);
     }
-  };
 
-  return {
-    stat(bundle, rel) {
-      return lstat(path(bundle, rel));
-    },
+    constructor(bundle) {
+      this.#bundle = bundle;
+      this.#dir = `apps/${bundle}`;
+      if (!unsynced.has(bundle)) unsynced.set(bundle, { files: new Set(), dirs: new Set() });
+      this.#unsynced = unsynced.get(bundle);
+    }
 
-    moveFile(bundle, from, to, mode, durable) {
-      const src = path(bundle, from);
-      const dst = path(bundle, to);
+    // Resolved from the root itself: `apps` and the area are checked like
+    // every other part (a link there would lead out of the root).
+    #path(rel) {
+      checkRelative(rel);
+      return beneath(config.root, rel ? `${this.#dir}/${rel}` : this.#dir);
+    }
+
+    #regular(rel) {
+      const p = this.#path(rel);
+      const s = lstat(p);
+      if (!s) throw ioError('not-found', `${rel}: no such file`);
+      if (s.kind === 'symlink') throw ioError('escapes-sandbox', `${rel} is a symlink; links are never followed`);
+      if (s.kind !== 'file') throw ioError('not-a-file', `${rel} is not a file`);
+      return p;
+    }
+
+    stat(rel) {
+      return lstat(this.#path(rel));
+    }
+
+    moveFile(from, to, mode, durable) {
+      const src = this.#path(from);
+      const dst = this.#path(to);
       if (!lstat(src)) throw ioError('not-found', `${from}: no such file`);
       io(to, () => fs.mkdirSync(parent(dst), { recursive: true }));
       if (mode === 'no-replace') {
@@ -63,14 +79,14 @@ export function files(config, grant) {
         syncDir(parent(dst));
         if (parent(src) !== parent(dst)) syncDir(parent(src));
       } else {
-        unsyncedDirs.add(parent(dst));
-        unsyncedDirs.add(parent(src));
+        this.#unsynced.dirs.add(parent(dst));
+        this.#unsynced.dirs.add(parent(src));
       }
-    },
+    }
 
-    flush(bundle) {
-      grant(bundle);
-      for (const p of unsyncedFiles) {
+    flush() {
+      const { files, dirs } = this.#unsynced;
+      for (const p of files) {
         let fd;
         try {
           fd = fs.openSync(p, 'r+');
@@ -81,50 +97,49 @@ export function files(config, grant) {
           if (fd !== undefined) fs.closeSync(fd);
         }
       }
-      unsyncedFiles.clear();
-      for (const d of unsyncedDirs) syncDir(d);
-      unsyncedDirs.clear();
-    },
+      files.clear();
+      for (const d of dirs) syncDir(d);
+      dirs.clear();
+    }
 
-    removeFile(bundle, rel) {
-      const p = path(bundle, rel);
+    removeFile(rel) {
+      const p = this.#path(rel);
       const s = lstat(p);
       if (!s) return;
       if (s.kind === 'folder') throw ioError('not-a-file', `${rel} is a folder`);
       io(rel, () => fs.unlinkSync(p));
-      unsyncedFiles.delete(p);
-    },
+      this.#unsynced.files.delete(p);
+    }
 
-    createDirAll(bundle, rel) {
-      const p = path(bundle, rel);
+    createDirAll(rel) {
+      const p = this.#path(rel);
       io(rel, () => fs.mkdirSync(p, { recursive: true }));
-    },
+    }
 
-    removeDir(bundle, rel) {
-      const p = path(bundle, rel);
+    removeDir(rel) {
+      const p = this.#path(rel);
       const s = lstat(p);
       if (!s) return;
       if (s.kind !== 'folder') throw ioError('not-a-file', `${rel} is not a folder`);
       io(rel, () => fs.rmdirSync(p));
-    },
+    }
 
-    freeSpace(bundle) {
-      grant(bundle);
-      const a = area(bundle);
+    freeSpace() {
+      const a = `${config.root}/${this.#dir}`;
       try {
         const s = fs.statfsSync(lstat(a) ? a : config.root, { bigint: true });
         return s.bavail * s.bsize;
       } catch {
         return undefined;
       }
-    },
+    }
 
-    fineStamps(_bundle) {
+    fineStamps() {
       return false;
-    },
+    }
 
-    readFile(bundle, rel, offset, len) {
-      const p = regular(bundle, rel);
+    readFile(rel, offset, len) {
+      const p = this.#regular(rel);
       return io(rel, () => {
         const fd = fs.openSync(p, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
         try {
@@ -140,11 +155,11 @@ export function files(config, grant) {
           fs.closeSync(fd);
         }
       });
-    },
+    }
 
-    writeFile(bundle, rel, offset, data) {
+    writeFile(rel, offset, data) {
       if (data.length > IO_MAX) throw ioError('other', `${rel}: more than 4 MiB in one write`);
-      const p = path(bundle, rel);
+      const p = this.#path(rel);
       const s = lstat(p);
       if (!s) io(rel, () => fs.mkdirSync(parent(p), { recursive: true }));
       else if (s.kind !== 'file') throw ioError('not-a-file', `${rel} is not a file`);
@@ -161,21 +176,22 @@ export function files(config, grant) {
           fs.closeSync(fd);
         }
       });
-      unsyncedFiles.add(p);
-      if (!s) unsyncedDirs.add(parent(p));
-    },
+      this.#unsynced.files.add(p);
+      if (!s) this.#unsynced.dirs.add(parent(p));
+    }
 
-    walkPage(bundle, dir, since, max) {
+    walkPage(dir, since, max) {
       checkRelative(dir);
-      return walkPages(`${bundle}\n${dir}`, since, max, () => {
-        const base = path(bundle, dir);
+      return walkPages(`${this.#bundle}\n${dir}`, since, max, () => {
+        const base = this.#path(dir);
         const s = lstat(base);
         if (!s) return undefined;
         if (s.kind === 'symlink') throw ioError('escapes-sandbox', `${dir} is a symlink`);
         if (s.kind !== 'folder') throw ioError('not-a-file', `${dir} is not a folder`);
         return after(walk(base), since);
       });
-    },
+    }
+  }
 
-  };
+  return { Area };
 }

@@ -3,21 +3,31 @@ use tokio::io::AsyncReadExt;
 use crate::cloud as cloud_backend;
 use crate::cloud::{bytes_stream, CloudError, CloudErrorKind};
 use crate::runtime::bindings::ohos::cloudsync::{cloud, types};
-use crate::runtime::state::{precondition_of, wit_cloud_error, wit_cloud_error_kind, wit_object, HostState, IO_MAX};
+use wasmtime::component::Resource;
 
-impl cloud::Host for HostState {
-    fn stat(&mut self, bundle: String, path: String) -> Result<types::Object, types::CloudError> {
-        self.timed(|s| {
+use crate::runtime::state::{
+    precondition_of, wit_cloud_error, wit_cloud_error_kind, wit_object, BucketGrant, HostState, IO_MAX,
+};
+
+impl cloud::HostBucket for HostState {
+    fn open(&mut self, bundle: String) -> Result<Resource<BucketGrant>, types::CloudError> {
+        self.timed(|s| s.open_bucket(bundle))
+    }
+
+    fn drop(&mut self, bucket: Resource<BucketGrant>) -> wasmtime::Result<()> {
+        self.drop_grant(bucket)
+    }
+
+    fn stat(&mut self, bucket: Resource<BucketGrant>, path: String) -> Result<types::Object, types::CloudError> {
+        self.in_bucket(&bucket, |s, bundle| {
             let key = s.cloud_key(&bundle, &path)?;
             let object = s.block(s.b.cloud.stat(&key)).map_err(wit_cloud_error)?;
             Ok(wit_object(&bundle, object))
         })
     }
 
-    fn ready(&mut self, bundle: String) -> Result<(), types::CloudError> {
-        self.timed(|s| {
-            s.grant(&bundle)
-                .map_err(|e| wit_cloud_error_kind(types::CloudErrorKind::Unauthorized, e.message))?;
+    fn ready(&mut self, bucket: Resource<BucketGrant>) -> Result<(), types::CloudError> {
+        self.in_bucket(&bucket, |s, bundle| {
             if !s.b.hooks.cloud_switch_on(&bundle) {
                 return Err(wit_cloud_error_kind(
                     types::CloudErrorKind::Unauthorized,
@@ -41,12 +51,12 @@ impl cloud::Host for HostState {
 
     fn list_page(
         &mut self,
-        bundle: String,
+        bucket: Resource<BucketGrant>,
         prefix: String,
         after: Option<String>,
         max: u32,
     ) -> Result<cloud::ListingPage, types::CloudError> {
-        self.timed(|s| {
+        self.in_bucket(&bucket, |s, bundle| {
             let key = (bundle.clone(), prefix.clone());
             let mut cursor = match s.list_pages.resume(&key, after.as_deref()) {
                 Some(cursor) => cursor,
@@ -79,8 +89,13 @@ impl cloud::Host for HostState {
         })
     }
 
-    fn delete(&mut self, bundle: String, path: String, if_match: Option<String>) -> Result<(), types::CloudError> {
-        self.timed(|s| {
+    fn delete(
+        &mut self,
+        bucket: Resource<BucketGrant>,
+        path: String,
+        if_match: Option<String>,
+    ) -> Result<(), types::CloudError> {
+        self.in_bucket(&bucket, |s, bundle| {
             let key = s.cloud_key(&bundle, &path)?;
             s.block(s.b.cloud.delete(&key, if_match.as_deref()))
                 .map_err(wit_cloud_error)
@@ -89,13 +104,13 @@ impl cloud::Host for HostState {
 
     fn read(
         &mut self,
-        bundle: String,
+        bucket: Resource<BucketGrant>,
         path: String,
         offset: u64,
         len: u32,
         if_match: Option<String>,
     ) -> Result<Vec<u8>, types::CloudError> {
-        self.timed(|s| {
+        self.in_bucket(&bucket, |s, bundle| {
             let key = s.cloud_key(&bundle, &path)?;
             let len = (len as usize).min(IO_MAX);
             let cloud = s.b.cloud.clone();
@@ -115,16 +130,18 @@ impl cloud::Host for HostState {
 
     fn begin_upload(
         &mut self,
-        bundle: String,
+        bucket: Resource<BucketGrant>,
         path: String,
         precondition: types::WritePrecondition,
     ) -> Result<u64, types::CloudError> {
-        self.timed(|s| {
+        self.in_bucket(&bucket, |s, bundle| {
             let key = s.cloud_key(&bundle, &path)?;
             Ok(s.uploads.begin(bundle, key, precondition_of(precondition)))
         })
     }
+}
 
+impl cloud::Host for HostState {
     fn upload_part(&mut self, id: u64, data: Vec<u8>) -> Result<(), types::CloudError> {
         self.uploads.append(id, data)
     }

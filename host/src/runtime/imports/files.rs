@@ -1,11 +1,23 @@
 use std::os::unix::fs::FileExt;
 
 use crate::runtime::bindings::ohos::cloudsync::{files, types};
-use crate::runtime::state::{file_stat, io_error, path_error, std_io_error, tree_entry, HostState, IO_MAX};
+use wasmtime::component::Resource;
 
-impl files::Host for HostState {
-    fn stat(&mut self, bundle: String, path: String) -> Result<Option<types::FileStat>, types::IoError> {
-        self.timed(|s| {
+use crate::runtime::state::{file_stat, io_error, path_error, std_io_error, tree_entry, AreaGrant, HostState, IO_MAX};
+
+impl files::Host for HostState {}
+
+impl files::HostArea for HostState {
+    fn open(&mut self, bundle: String) -> Result<Resource<AreaGrant>, types::IoError> {
+        self.timed(|s| s.open_area(bundle))
+    }
+
+    fn drop(&mut self, area: Resource<AreaGrant>) -> wasmtime::Result<()> {
+        self.drop_grant(area)
+    }
+
+    fn stat(&mut self, area: Resource<AreaGrant>, path: String) -> Result<Option<types::FileStat>, types::IoError> {
+        self.in_area(&area, |s, bundle| {
             let Some(area) = s.area_for(&bundle, &[&path], false)? else {
                 return Ok(None);
             };
@@ -15,14 +27,14 @@ impl files::Host for HostState {
 
     fn move_file(
         &mut self,
-        bundle: String,
+        area: Resource<AreaGrant>,
         from: String,
         to: String,
         mode: files::MoveMode,
         durable: bool,
     ) -> Result<(), types::IoError> {
         use rustix::fs::RenameFlags;
-        self.timed(|s| {
+        self.in_area(&area, |s, bundle| {
             let area = s.area_for(&bundle, &[&from, &to], true)?.expect("made");
             let flags = match mode {
                 files::MoveMode::Replace => RenameFlags::empty(),
@@ -43,33 +55,33 @@ impl files::Host for HostState {
         })
     }
 
-    fn flush(&mut self, bundle: String) -> Result<(), types::IoError> {
-        self.timed(|s| s.area_w(&bundle)?.flush().map_err(path_error))
+    fn flush(&mut self, area: Resource<AreaGrant>) -> Result<(), types::IoError> {
+        self.in_area(&area, |s, bundle| s.area_w(&bundle)?.flush().map_err(path_error))
     }
 
-    fn remove_file(&mut self, bundle: String, path: String) -> Result<(), types::IoError> {
-        self.timed(|s| match s.area_for(&bundle, &[&path], false)? {
+    fn remove_file(&mut self, area: Resource<AreaGrant>, path: String) -> Result<(), types::IoError> {
+        self.in_area(&area, |s, bundle| match s.area_for(&bundle, &[&path], false)? {
             Some(area) => area.remove_file(&path).map_err(path_error),
             None => Ok(()),
         })
     }
 
-    fn create_dir_all(&mut self, bundle: String, path: String) -> Result<(), types::IoError> {
-        self.timed(|s| {
+    fn create_dir_all(&mut self, area: Resource<AreaGrant>, path: String) -> Result<(), types::IoError> {
+        self.in_area(&area, |s, bundle| {
             let area = s.area_for(&bundle, &[&path], true)?.expect("made");
             area.make_dirs(&path).map(|_| ()).map_err(path_error)
         })
     }
 
-    fn remove_dir(&mut self, bundle: String, path: String) -> Result<(), types::IoError> {
-        self.timed(|s| match s.area_for(&bundle, &[&path], false)? {
+    fn remove_dir(&mut self, area: Resource<AreaGrant>, path: String) -> Result<(), types::IoError> {
+        self.in_area(&area, |s, bundle| match s.area_for(&bundle, &[&path], false)? {
             Some(area) => area.remove_dir(&path).map_err(path_error),
             None => Ok(()),
         })
     }
 
-    fn free_space(&mut self, bundle: String) -> Result<Option<u64>, types::IoError> {
-        self.timed(|s| {
+    fn free_space(&mut self, area: Resource<AreaGrant>) -> Result<Option<u64>, types::IoError> {
+        self.in_area(&area, |s, bundle| {
             let area = s.area_w(&bundle)?;
             s.b.device
                 .free_space(area.path())
@@ -78,26 +90,27 @@ impl files::Host for HostState {
         })
     }
 
-    fn fine_stamps(&mut self, bundle: String) -> bool {
-        if let Some(&fine) = self.fine_stamps.get(&bundle) {
-            return fine;
-        }
-        // A bundle it may not act for gets no area: no probe, coarse.
-        let fine = self
-            .timed(|s| s.area_w(&bundle).map(|a| a.fine_stamps()))
-            .unwrap_or(false);
-        self.fine_stamps.insert(bundle, fine);
-        fine
+    fn fine_stamps(&mut self, area: Resource<AreaGrant>) -> bool {
+        // An area it cannot probe is coarse: nothing is trusted.
+        self.in_area(&area, |s, bundle| {
+            if let Some(&fine) = s.fine_stamps.get(&bundle) {
+                return Ok(fine);
+            }
+            let fine = s.area_w(&bundle)?.fine_stamps();
+            s.fine_stamps.insert(bundle, fine);
+            Ok(fine)
+        })
+        .unwrap_or(false)
     }
 
     fn walk_page(
         &mut self,
-        bundle: String,
+        area: Resource<AreaGrant>,
         dir: String,
         after: Option<String>,
         max: u32,
     ) -> Result<Option<files::TreePage>, types::IoError> {
-        self.timed(|s| {
+        self.in_area(&area, |s, bundle| {
             let key = (bundle.clone(), dir.clone());
             // A walk that goes on is there; a fresh one seeks to `after`.
             let mut walk = match s.walk_pages.resume(&key, after.as_deref()) {
@@ -132,8 +145,14 @@ impl files::Host for HostState {
         })
     }
 
-    fn read_file(&mut self, bundle: String, path: String, offset: u64, len: u32) -> Result<Vec<u8>, types::IoError> {
-        self.timed(|s| {
+    fn read_file(
+        &mut self,
+        area: Resource<AreaGrant>,
+        path: String,
+        offset: u64,
+        len: u32,
+    ) -> Result<Vec<u8>, types::IoError> {
+        self.in_area(&area, |s, bundle| {
             let area = s
                 .area_for(&bundle, &[&path], false)?
                 .ok_or_else(|| io_error(types::IoErrorKind::NotFound, format!("{path}: no such file")))?;
@@ -153,8 +172,14 @@ impl files::Host for HostState {
         })
     }
 
-    fn write_file(&mut self, bundle: String, path: String, offset: u64, data: Vec<u8>) -> Result<(), types::IoError> {
-        self.timed(|s| {
+    fn write_file(
+        &mut self,
+        area: Resource<AreaGrant>,
+        path: String,
+        offset: u64,
+        data: Vec<u8>,
+    ) -> Result<(), types::IoError> {
+        self.in_area(&area, |s, bundle| {
             if data.len() > IO_MAX {
                 return Err(io_error(
                     types::IoErrorKind::Other,

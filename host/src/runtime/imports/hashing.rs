@@ -1,13 +1,19 @@
 use std::io::Read;
 
 use sha2::{Digest, Sha256};
+use wasmtime::component::Resource;
 
 use crate::runtime::bindings::ohos::cloudsync::{hashing, types};
-use crate::runtime::state::{io_error, path_error, std_io_error, HostState};
+use crate::runtime::state::{io_error, path_error, std_io_error, AreaGrant, HostState};
 
 impl hashing::Host for HostState {
-    fn hash_file(&mut self, bundle: String, path: String, algorithm: String) -> Result<String, types::IoError> {
-        self.timed(|s| {
+    fn hash_file(
+        &mut self,
+        area: Resource<AreaGrant>,
+        path: String,
+        algorithm: String,
+    ) -> Result<String, types::IoError> {
+        self.in_area(&area, |s, bundle| {
             if algorithm != "sha256" {
                 return Err(io_error(
                     types::IoErrorKind::NotSupported,

@@ -1,17 +1,19 @@
+use wasmtime::component::Resource;
+
 use crate::beneath::Stamp;
 use crate::runtime::bindings::ohos::cloudsync::{leases, types};
-use crate::runtime::state::{io_error, path_error, HostState};
+use crate::runtime::state::{io_error, path_error, AreaGrant, HostState};
 
 impl leases::Host for HostState {
     fn swap_if_unchanged(
         &mut self,
-        bundle: String,
+        area: Resource<AreaGrant>,
         from: String,
         to: String,
         expect: types::LocalStamp,
         durable: bool,
     ) -> Result<leases::SwapOutcome, types::IoError> {
-        self.timed(|s| {
+        self.in_area(&area, |s, bundle| {
             let area = s.area_for(&bundle, &[&from, &to], true)?.expect("made");
             let expect = Stamp {
                 size: expect.size,
@@ -35,12 +37,12 @@ impl leases::Host for HostState {
 
     fn evict(
         &mut self,
-        bundle: String,
+        area: Resource<AreaGrant>,
         path: String,
         expect: types::LocalStamp,
         aside: String,
     ) -> Result<(), types::IoError> {
-        self.timed(|s| {
+        self.in_area(&area, |s, bundle| {
             let area = s
                 .area_for(&bundle, &[&path, &aside], false)?
                 .ok_or_else(|| io_error(types::IoErrorKind::NotFound, format!("{path}: no such file")))?;

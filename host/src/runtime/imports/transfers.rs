@@ -1,14 +1,26 @@
+use wasmtime::component::Resource;
+
 use crate::beneath::Stamp;
 use crate::runtime::bindings::ohos::cloudsync::{transfers, types};
-use crate::runtime::state::{path_error, precondition_of, transfer_error, wit_cloud_error_kind, wit_object, HostState};
+use crate::runtime::state::{
+    path_error, precondition_of, transfer_error, wit_cloud_error_kind, wit_object, AreaGrant, BucketGrant, HostState,
+};
 use crate::transfers::{DownloadJob, Outcome, UploadJob};
 
 impl transfers::Host for HostState {
-    fn start_download(&mut self, r: transfers::DownloadRequest) -> Result<u64, types::CloudError> {
-        self.timed(|s| {
-            let key = s.cloud_key(&r.bundle, &r.cloud_path)?;
+    fn start_download(
+        &mut self,
+        area: Resource<AreaGrant>,
+        bucket: Resource<BucketGrant>,
+        r: transfers::DownloadRequest,
+    ) -> Result<u64, types::CloudError> {
+        self.in_bucket(&bucket, |s, bundle| {
+            let key = s.cloud_key(&bundle, &r.cloud_path)?;
             let local_error = |e: types::IoError| wit_cloud_error_kind(types::CloudErrorKind::LocalIo, e.message);
-            let area = s.area_w(&r.bundle).map_err(local_error)?;
+            let area = s
+                .granted_same(&area, &bundle)
+                .and_then(|b| s.area_w(&b))
+                .map_err(local_error)?;
             let local = area
                 .open_write(&r.local_path, false)
                 .map_err(|e| local_error(path_error(e)))?;
@@ -22,16 +34,25 @@ impl transfers::Host for HostState {
         })
     }
 
-    fn start_upload(&mut self, r: transfers::UploadRequest) -> Result<u64, types::CloudError> {
-        self.timed(|s| {
-            let key = s.cloud_key(&r.bundle, &r.cloud_path)?;
+    fn start_upload(
+        &mut self,
+        area: Resource<AreaGrant>,
+        bucket: Resource<BucketGrant>,
+        r: transfers::UploadRequest,
+    ) -> Result<u64, types::CloudError> {
+        self.in_bucket(&bucket, |s, bundle| {
+            let key = s.cloud_key(&bundle, &r.cloud_path)?;
             let local_error = |e: types::IoError| wit_cloud_error_kind(types::CloudErrorKind::LocalIo, e.message);
-            let area = s.area(&r.bundle, false).map_err(local_error)?.ok_or_else(|| {
-                wit_cloud_error_kind(
-                    types::CloudErrorKind::LocalIo,
-                    format!("{}: no such file", r.local_path),
-                )
-            })?;
+            let area = s
+                .granted_same(&area, &bundle)
+                .and_then(|b| s.area(&b, false))
+                .map_err(local_error)?
+                .ok_or_else(|| {
+                    wit_cloud_error_kind(
+                        types::CloudErrorKind::LocalIo,
+                        format!("{}: no such file", r.local_path),
+                    )
+                })?;
             // Opened here, beneath the area, never through a link: the
             // transfer reads this very file.
             let local = area.open_read(&r.local_path).map_err(|e| local_error(path_error(e)))?;
