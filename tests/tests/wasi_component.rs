@@ -8,12 +8,14 @@ use std::path::{Path, PathBuf};
 
 use cloudsync::{ErrorType, FileSync, SyncProgress, SyncState};
 use cloudsync_tests::wasi::{imports, run, Run};
-use cloudsync_tests::{bytes, list_files, Harness, SyncRecorder, APP};
+use cloudsync_tests::{bytes, list_files, servers, Backend, Harness, SyncRecorder, APP};
 
 /// One device that runs the composed component.
 struct WasiDevice {
     root: PathBuf,
     cloud: PathBuf,
+    /// A `webdav://` cloud (through wasi:http) instead of the folder.
+    cloud_url: Option<String>,
 }
 
 impl WasiDevice {
@@ -22,7 +24,15 @@ impl WasiDevice {
         WasiDevice {
             root,
             cloud: cloud.to_path_buf(),
+            cloud_url: None,
         }
+    }
+
+    /// A device whose cloud is the WebDAV server at `url`.
+    fn on_webdav(root: PathBuf, url: &str) -> Self {
+        let mut device = Self::new(root.clone(), &root);
+        device.cloud_url = Some(url.to_string());
+        device
     }
 
     fn folder(&self) -> PathBuf {
@@ -41,21 +51,23 @@ impl WasiDevice {
 
     async fn cloudsync(&self, args: &[&str]) -> Run {
         let (root, cloud) = (self.root.clone(), self.cloud.clone());
-        let mut all: Vec<String> = [
-            "cloudsync",
-            "--root",
-            "/device",
-            "--cloud",
-            "dir:///cloud",
-            "--app",
-            APP,
-        ]
-        .map(String::from)
-        .to_vec();
+        let url = self.cloud_url.clone().unwrap_or_else(|| "dir:///cloud".into());
+        let mut all: Vec<String> = ["cloudsync", "--root", "/device", "--cloud", &url, "--app", APP]
+            .map(String::from)
+            .to_vec();
         all.extend(args.iter().map(|a| a.to_string()));
+        let web = self.cloud_url.is_some();
         tokio::task::spawn_blocking(move || {
             let args: Vec<&str> = all.iter().map(String::as_str).collect();
-            run(&args, &[(root.as_path(), "/device"), (cloud.as_path(), "/cloud")], &[]).expect("the component runs")
+            let mut dirs = vec![(root.as_path(), "/device")];
+            let mut env = Vec::new();
+            if web {
+                env.push(("CLOUDSYNC_WEBDAV_USERNAME", servers::DAV_USER));
+                env.push(("CLOUDSYNC_WEBDAV_PASSWORD", servers::DAV_PASSWORD));
+            } else {
+                dirs.push((cloud.as_path(), "/cloud"));
+            }
+            run(&args, &dirs, &env).expect("the component runs")
         })
         .await
         .unwrap()
@@ -315,4 +327,82 @@ async fn a_name_that_is_not_utf8_leaves_its_folder_alone_and_the_rest_syncs() {
         20,
         "nothing under it deleted"
     );
+}
+
+/// The WebDAV URL of a harness's server, as the WASI command takes it.
+fn webdav_url(h: &Harness) -> String {
+    let url = &h.server.as_ref().expect("a server").url;
+    url.replace("http://", "webdav://")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_native_device_and_a_wasi_device_share_a_webdav_cloud() {
+    // Apache's mod_dav and rclone's server: two WebDAV implementations.
+    for backend in [Backend::WebDav, Backend::RcloneDav] {
+        let h = Harness::on(backend).await;
+        h.put_local("notes/native.txt", b"from the native device");
+        assert_eq!(native_sync(&h).await, COMPLETED, "{backend:?}");
+
+        let device = WasiDevice::on_webdav(h.dir.path().join("wasi-device"), &webdav_url(&h));
+        // Several of the engine's 1 MiB steps, streamed to the server.
+        let big = bytes(3 << 20 | 777, 3);
+        device.put("photos/big.raw", &big);
+        device.put("notes/wasi.txt", b"from the WASI device");
+        device.put("notes/a b#1?.txt", b"an odd name");
+        let run = device.sync().await;
+        assert!(run.stdout.contains("3 uploaded, 1 downloaded"), "{backend:?}: {run:?}");
+        assert_eq!(device.read("notes/native.txt"), b"from the native device");
+
+        assert_eq!(native_sync(&h).await, COMPLETED);
+        assert_eq!(std::fs::read(h.local("photos/big.raw")).unwrap(), big, "{backend:?}");
+        assert_eq!(std::fs::read(h.local("notes/a b#1?.txt")).unwrap(), b"an odd name");
+
+        // The same file edited on both devices between syncs: both versions
+        // stay (the conditional writes take the same locks on both hosts).
+        h.put_local("notes/shared.txt", b"v1");
+        assert_eq!(native_sync(&h).await, COMPLETED);
+        device.sync().await;
+        h.put_local("notes/shared.txt", b"native edit");
+        device.put("notes/shared.txt", b"wasi edit");
+        std::fs::remove_file(device.folder().join("notes/wasi.txt")).unwrap();
+        assert_eq!(native_sync(&h).await, COMPLETED);
+        let run = device.sync().await;
+        assert!(run.stdout.contains("1 conflicts"), "{backend:?}: {run:?}");
+        assert_eq!(native_sync(&h).await, COMPLETED);
+        let native = h.local_snapshot();
+        let wasi: std::collections::BTreeMap<String, Vec<u8>> = snapshot(&device.folder()).into_iter().collect();
+        assert_eq!(native, wasi, "{backend:?}: both devices converge");
+        let versions: Vec<&Vec<u8>> = native.values().collect();
+        assert!(versions.contains(&&b"native edit".to_vec()) && versions.contains(&&b"wasi edit".to_vec()));
+        assert!(
+            !native.contains_key("notes/wasi.txt"),
+            "the deletion reached the native device"
+        );
+
+        // Nothing staged or locked is left on the server.
+        let left: Vec<String> = list_files(&h.cloud_dir.join(".cloudsync"));
+        assert!(left.is_empty(), "{backend:?}: left on the server: {left:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webdav_server_that_is_gone_fails_the_run_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let device = WasiDevice::on_webdav(dir.path().join("device"), &format!("webdav://127.0.0.1:{port}/dav"));
+    device.put("notes/todo.txt", b"buy milk");
+    let before = snapshot(&device.folder());
+    let run = device.cloudsync(&["sync"]).await;
+    assert_ne!(run.code, 0, "{run:?}");
+    assert!(!run.stdout.starts_with("COMPLETED"), "{run:?}");
+    assert!(
+        format!("{}{}", run.stdout, run.stderr).contains("refused the connection"),
+        "the reason is shown: {run:?}"
+    );
+    assert_eq!(snapshot(&device.folder()), before, "nothing changed on the device");
 }

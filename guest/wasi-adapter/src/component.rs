@@ -5,8 +5,10 @@
 use std::cell::RefCell;
 
 use crate::area::Areas;
-use crate::config::Config;
-use crate::folder_cloud::{self as fc, FolderCloud};
+use crate::cloud::{self as fc, Cloud};
+use crate::config::{CloudAt, Config};
+use crate::dav_cloud::DavCloud;
+use crate::folder_cloud::FolderCloud;
 use crate::journal::{self, Journal};
 use crate::paths::is_bundle;
 
@@ -24,7 +26,7 @@ struct Adapter;
 struct State {
     config: Result<Config, String>,
     areas: Option<Areas>,
-    cloud: Option<FolderCloud>,
+    cloud: Option<Box<dyn Cloud>>,
     journal: Option<Journal>,
 }
 
@@ -51,14 +53,24 @@ impl State {
                 c.device_name = format!("wasi-{}", &id[..4]);
             }
         }
+        let device_id = device.as_deref().unwrap_or("anon");
         let (areas, cloud) = match &config {
-            Ok(c) => (
-                c.root.as_deref().map(Areas::new),
-                c.cloud
-                    .as_deref()
-                    .map(|dir| FolderCloud::new(dir, device.as_deref().unwrap_or("anon"))),
-            ),
+            Ok(c) => (c.root.as_deref().map(Areas::new), c.cloud.clone()),
             Err(_) => (None, None),
+        };
+        let cloud: Option<Box<dyn Cloud>> = match cloud {
+            None => None,
+            Some(CloudAt::Folder(dir)) => Some(Box::new(FolderCloud::new(&dir, device_id))),
+            Some(CloudAt::WebDav { url, user }) => {
+                let auth = user.as_ref().map(|(u, p)| crate::http::basic_auth(u, p));
+                match DavCloud::new(&url, auth, device_id) {
+                    Ok(dav) => Some(Box::new(dav)),
+                    Err(why) => {
+                        config = Err(why);
+                        None
+                    }
+                }
+            }
         };
         State {
             config,
@@ -91,9 +103,9 @@ impl State {
             .ok_or_else(|| denied("no device folder: pass --root (or set CLOUDSYNC_ROOT)".into()))
     }
 
-    /// The folder cloud; the bundle was checked when its bucket was opened.
-    fn cloud(&mut self) -> Result<&mut FolderCloud, types::CloudError> {
-        self.cloud.as_mut().ok_or_else(|| {
+    /// The cloud; the bundle was checked when its bucket was opened.
+    fn cloud(&mut self) -> Result<&mut (dyn Cloud + 'static), types::CloudError> {
+        self.cloud.as_deref_mut().ok_or_else(|| {
             cloud_err(
                 types::CloudErrorKind::Unauthorized,
                 "no cloud: pass --cloud dir:///path (or --root)".into(),
@@ -310,10 +322,10 @@ struct BucketGrant {
 }
 
 impl BucketGrant {
-    /// `f` on the folder cloud, for this bucket's bundle.
+    /// `f` on the cloud, for this bucket's bundle.
     fn run<R>(
         &self,
-        f: impl FnOnce(&mut FolderCloud, &str) -> Result<R, fc::CloudError>,
+        f: impl FnOnce(&mut dyn Cloud, &str) -> Result<R, fc::CloudError>,
     ) -> Result<R, types::CloudError> {
         with(|s| f(s.cloud()?, &self.bundle).map_err(cloud_error))
     }

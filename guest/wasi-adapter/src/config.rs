@@ -8,12 +8,26 @@ pub use cloudsync_contract::{CLOUDFILE_SYNC, CLOUDFILE_SYNC_MANAGER, GALLERY_BUN
 /// The app a command acts for when none is named.
 pub const DEFAULT_APP: &str = "cloudsync.cli";
 
+/// Where the cloud is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CloudAt {
+    /// A folder (`dir:///path`).
+    Folder(String),
+    /// A WebDAV server (`webdav://host[:port]/path`, `webdavs://` for
+    /// HTTPS), reached through wasi:http, with Basic credentials from
+    /// `CLOUDSYNC_WEBDAV_USERNAME` / `CLOUDSYNC_WEBDAV_PASSWORD`.
+    WebDav {
+        url: String,
+        user: Option<(String, String)>,
+    },
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     /// The device side: `apps/<bundle>/` and the metadata journal.
     pub root: Option<String>,
-    /// The folder cloud.
-    pub cloud: Option<String>,
+    /// The cloud.
+    pub cloud: Option<CloudAt>,
     pub bundle: String,
     pub permissions: Vec<String>,
     pub system_app: bool,
@@ -57,8 +71,10 @@ impl Config {
             return Err(format!("{bundle:?} is not an app's bundle name"));
         }
         let cloud = match cloud {
-            Some(url) => Some(folder_of(&url)?),
-            None => root.as_ref().map(|r| format!("{}/cloud", r.trim_end_matches('/'))),
+            Some(url) => Some(cloud_at(&url, env)?),
+            None => root
+                .as_ref()
+                .map(|r| CloudAt::Folder(format!("{}/cloud", r.trim_end_matches('/')))),
         };
         let permissions = if only.is_empty() {
             vec![CLOUDFILE_SYNC.to_string(), CLOUDFILE_SYNC_MANAGER.to_string()]
@@ -89,15 +105,39 @@ impl Config {
     }
 }
 
-/// The folder of a `dir://` cloud URL (only folder clouds exist on WASI alone).
-fn folder_of(url: &str) -> Result<String, String> {
-    match url.strip_prefix("dir://") {
-        Some(path) if path.starts_with('/') => Ok(path.trim_end_matches('/').to_string()),
-        Some(_) => Err(format!("{url}: a dir:// cloud needs an absolute path (dir:///cloud)")),
-        None => Err(format!(
-            "{url}: on WASI alone the cloud is a folder (dir:///path); the native cloudsync also speaks s3:// and webdav://"
-        )),
+/// The cloud a URL names: `dir:///path` or `webdav(s)://host/path`.
+fn cloud_at(url: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<CloudAt, String> {
+    if let Some(path) = url.strip_prefix("dir://") {
+        return match path {
+            "/" => Err(format!("{url}: the cloud cannot be the whole file system")),
+            p if p.starts_with('/') => Ok(CloudAt::Folder(p.trim_end_matches('/').to_string())),
+            _ => Err(format!("{url}: a dir:// cloud needs an absolute path (dir:///cloud)")),
+        };
     }
+    let web = url
+        .strip_prefix("webdav://")
+        .map(|rest| ("http", rest))
+        .or_else(|| url.strip_prefix("webdavs://").map(|rest| ("https", rest)));
+    let Some((scheme, rest)) = web else {
+        return Err(format!(
+            "{url}: on WASI the cloud is a folder (dir:///path) or a WebDAV server (webdav://host/path); \
+             the native cloudsync also speaks s3://"
+        ));
+    };
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() {
+        return Err(format!("{url}: no host (webdav://host[:port]/path)"));
+    }
+    if host.contains('@') {
+        return Err(
+            "a WebDAV URL carries no credentials: set CLOUDSYNC_WEBDAV_USERNAME and CLOUDSYNC_WEBDAV_PASSWORD".into(),
+        );
+    }
+    let user = env("CLOUDSYNC_WEBDAV_USERNAME").map(|u| (u, env("CLOUDSYNC_WEBDAV_PASSWORD").unwrap_or_default()));
+    Ok(CloudAt::WebDav {
+        url: format!("{scheme}://{rest}"),
+        user,
+    })
 }
 
 #[cfg(test)]
@@ -116,7 +156,7 @@ mod tests {
         let none = |_: &str| None;
         let c = Config::parse(&args(&["--root", "/device/", "--cloud=dir:///cloud", "sync"]), &none).unwrap();
         assert_eq!(c.root.as_deref(), Some("/device"));
-        assert_eq!(c.cloud.as_deref(), Some("/cloud"));
+        assert_eq!(c.cloud, Some(CloudAt::Folder("/cloud".into())));
         assert_eq!(c.bundle, DEFAULT_APP);
         assert!(c.system_app && c.may_act_for("media") && c.may_act_for("other.app"));
 
@@ -126,9 +166,25 @@ mod tests {
             &env,
         )
         .unwrap();
-        assert_eq!(c.cloud.as_deref(), Some("/d/cloud"));
+        assert_eq!(c.cloud, Some(CloudAt::Folder("/d/cloud".into())));
         assert!(!c.may_act_for("media") && !c.may_act_for("other.app") && c.may_act_for("com.a"));
         assert!(Config::parse(&args(&["--cloud", "s3://bucket"]), &none).is_err());
+        assert!(Config::parse(&args(&["--cloud", "dir:///"]), &none).is_err());
+        assert!(Config::parse(&args(&["--cloud", "webdav://"]), &none).is_err());
+        assert!(Config::parse(&args(&["--cloud", "webdav://u:p@h/dav"]), &none).is_err());
+        let creds = |k: &str| match k {
+            "CLOUDSYNC_WEBDAV_USERNAME" => Some("me".to_string()),
+            "CLOUDSYNC_WEBDAV_PASSWORD" => Some("pw".to_string()),
+            _ => None,
+        };
+        let c = Config::parse(&args(&["--cloud", "webdavs://h:8443/dav"]), &creds).unwrap();
+        assert_eq!(
+            c.cloud,
+            Some(CloudAt::WebDav {
+                url: "https://h:8443/dav".into(),
+                user: Some(("me".into(), "pw".into())),
+            })
+        );
         assert!(Config::parse(&args(&["--root"]), &none).is_err());
         assert!(Config::parse(&args(&["--app", ""]), &none).is_err());
         assert!(Config::parse(&args(&["--app", "media"]), &none).is_err());

@@ -10,7 +10,7 @@ use crate::area::{walk, IO_MAX};
 use crate::paths::beneath;
 use crate::{lstat, FileKind, FileStat, IoError};
 
-pub use cloudsync_contract::{CloudError, CloudErrorKind, CloudObject as Object};
+use crate::cloud::{Cloud, CloudError, CloudErrorKind, Listed, Object, Precondition};
 
 /// A failure of the cloud folder's file system, as the cloud says it.
 fn cloud_side(e: IoError) -> CloudError {
@@ -19,13 +19,6 @@ fn cloud_side(e: IoError) -> CloudError {
         _ => CloudErrorKind::Other,
     };
     CloudError::new(kind, e.message)
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Precondition {
-    None,
-    IfMatch(String),
-    IfAbsent,
 }
 
 /// Where uploads are staged before they are moved into place.
@@ -47,22 +40,6 @@ pub struct FolderCloud {
     next_upload: u64,
     /// The listing being paged out: (bundle and prefix, last path, what is left).
     listing: Option<(String, String, std::vec::IntoIter<Listed>)>,
-}
-
-/// One name of a listing.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Listed {
-    Object(Object),
-    Skipped { path: String, reason: String },
-}
-
-impl Listed {
-    fn path(&self) -> &str {
-        match self {
-            Listed::Object(o) => &o.path,
-            Listed::Skipped { path, .. } => path,
-        }
-    }
 }
 
 fn etag(s: &FileStat) -> String {
@@ -111,17 +88,7 @@ impl FolderCloud {
         beneath(&self.dir, &format!("{bundle}/{path}")).map_err(cloud_side)
     }
 
-    pub fn ready(&self) -> Result<(), CloudError> {
-        match lstat(&self.dir).map_err(cloud_side)? {
-            Some(s) if s.kind == FileKind::Folder => Ok(()),
-            _ => Err(CloudError::new(
-                CloudErrorKind::Network,
-                format!("the cloud folder {} is not there", self.dir),
-            )),
-        }
-    }
-
-    pub fn stat(&self, bundle: &str, path: &str) -> Result<Object, CloudError> {
+    fn object_at(&self, bundle: &str, path: &str) -> Result<Object, CloudError> {
         match lstat(&self.file(bundle, path)?).map_err(cloud_side)? {
             Some(s) if s.kind == FileKind::File => Ok(object(path, &s)),
             _ => Err(CloudError::new(
@@ -131,9 +98,7 @@ impl FolderCloud {
         }
     }
 
-    /// Up to `len` bytes from `offset`, of the version `if_match` names:
-    /// an object replaced during the read fails it.
-    pub fn read(
+    fn read_at(
         &self,
         bundle: &str,
         path: &str,
@@ -141,7 +106,7 @@ impl FolderCloud {
         len: u32,
         if_match: Option<&str>,
     ) -> Result<Vec<u8>, CloudError> {
-        let before = self.stat(bundle, path)?;
+        let before = self.object_at(bundle, path)?;
         let stale = || {
             CloudError::new(
                 CloudErrorKind::PreconditionFailed,
@@ -158,13 +123,93 @@ impl FolderCloud {
         f.take((len as usize).min(IO_MAX) as u64)
             .read_to_end(&mut out)
             .map_err(io)?;
-        if self.stat(bundle, path)?.etag != before.etag {
+        if self.object_at(bundle, path)?.etag != before.etag {
             return Err(stale());
         }
         Ok(out)
     }
 
-    pub fn delete(&self, bundle: &str, path: &str, if_match: Option<&str>) -> Result<(), CloudError> {
+    fn place(&self, u: &Upload) -> Result<Object, CloudError> {
+        let io = |e| cloud_side(crate::io_error(&u.path, e));
+        u.file.sync_all().map_err(io)?;
+        let target = self.file(&u.bundle, &u.path)?;
+        let dir = target.rsplit_once('/').map(|(d, _)| d.to_string()).unwrap_or_default();
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let now = lstat(&target).map_err(cloud_side)?;
+        if now.is_some_and(|s| s.kind != FileKind::File) {
+            return Err(CloudError::new(
+                CloudErrorKind::Other,
+                format!(
+                    "{}: a folder or link is where the file must be; it was left alone",
+                    u.path
+                ),
+            ));
+        }
+        match &u.precondition {
+            Precondition::None => std::fs::rename(&u.staged, &target).map_err(io)?,
+            Precondition::IfMatch(want) => {
+                match now {
+                    Some(s) if etag(&s) == *want => {}
+                    _ => {
+                        return Err(CloudError::new(
+                            CloudErrorKind::PreconditionFailed,
+                            format!("{} changed: it is not {want}", u.path),
+                        ))
+                    }
+                }
+                std::fs::rename(&u.staged, &target).map_err(io)?;
+            }
+            Precondition::IfAbsent => {
+                let exists =
+                    || CloudError::new(CloudErrorKind::PreconditionFailed, format!("{} already exists", u.path));
+                if now.is_some() {
+                    return Err(exists());
+                }
+                // A link fails if anything got there meanwhile.
+                match std::fs::hard_link(&u.staged, &target) {
+                    // Unlinked before the object is stat'ed: that moves its ctime.
+                    Ok(()) => std::fs::remove_file(&u.staged).map_err(io)?,
+                    Err(_) if lstat(&target).map_err(cloud_side)?.is_some() => return Err(exists()),
+                    Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
+                        std::fs::rename(&u.staged, &target).map_err(io)?
+                    }
+                    Err(e) => return Err(io(e)),
+                }
+            }
+        }
+        crate::sync_dir(&dir);
+        self.object_at(&u.bundle, &u.path)
+    }
+}
+
+impl Cloud for FolderCloud {
+    fn ready(&mut self) -> Result<(), CloudError> {
+        match lstat(&self.dir).map_err(cloud_side)? {
+            Some(s) if s.kind == FileKind::Folder => Ok(()),
+            _ => Err(CloudError::new(
+                CloudErrorKind::Network,
+                format!("the cloud folder {} is not there", self.dir),
+            )),
+        }
+    }
+
+    fn stat(&mut self, bundle: &str, path: &str) -> Result<Object, CloudError> {
+        self.object_at(bundle, path)
+    }
+
+    /// Up to `len` bytes from `offset`, of the version `if_match` names:
+    /// an object replaced during the read fails it.
+    fn read(
+        &mut self,
+        bundle: &str,
+        path: &str,
+        offset: u64,
+        len: u32,
+        if_match: Option<&str>,
+    ) -> Result<Vec<u8>, CloudError> {
+        self.read_at(bundle, path, offset, len, if_match)
+    }
+    fn delete(&mut self, bundle: &str, path: &str, if_match: Option<&str>) -> Result<(), CloudError> {
         let file = self.file(bundle, path)?;
         match lstat(&file).map_err(cloud_side)? {
             None => return Ok(()),
@@ -197,7 +242,7 @@ impl FolderCloud {
     }
 
     /// A page of the objects under `prefix`, and the names that are none.
-    pub fn list_page(
+    fn list_page(
         &mut self,
         bundle: &str,
         prefix: &str,
@@ -251,7 +296,7 @@ impl FolderCloud {
         Ok((page, Some(last)))
     }
 
-    pub fn begin_upload(&mut self, bundle: &str, path: &str, precondition: Precondition) -> Result<u64, CloudError> {
+    fn begin_upload(&mut self, bundle: &str, path: &str, precondition: Precondition) -> Result<u64, CloudError> {
         self.file(bundle, path)?;
         // Beneath the cloud folder, through no link.
         let probe = beneath(&self.dir, &format!("{}/x", self.staging)).map_err(cloud_side)?;
@@ -290,7 +335,7 @@ impl FolderCloud {
         Ok(self.next_upload)
     }
 
-    pub fn upload_part(&mut self, id: u64, data: &[u8]) -> Result<(), CloudError> {
+    fn upload_part(&mut self, id: u64, data: &[u8]) -> Result<(), CloudError> {
         let upload = self
             .uploads
             .get_mut(&id)
@@ -303,14 +348,14 @@ impl FolderCloud {
         Ok(())
     }
 
-    pub fn abort_upload(&mut self, id: u64) {
+    fn abort_upload(&mut self, id: u64) {
         if let Some(u) = self.uploads.remove(&id) {
             let _ = std::fs::remove_file(&u.staged);
         }
     }
 
     /// Puts the staged bytes in place, as the precondition allows.
-    pub fn finish_upload(&mut self, id: u64) -> Result<Object, CloudError> {
+    fn finish_upload(&mut self, id: u64) -> Result<Object, CloudError> {
         let u = self
             .uploads
             .remove(&id)
@@ -318,58 +363,6 @@ impl FolderCloud {
         let result = self.place(&u);
         let _ = std::fs::remove_file(&u.staged);
         result
-    }
-
-    fn place(&self, u: &Upload) -> Result<Object, CloudError> {
-        let io = |e| cloud_side(crate::io_error(&u.path, e));
-        u.file.sync_all().map_err(io)?;
-        let target = self.file(&u.bundle, &u.path)?;
-        let dir = target.rsplit_once('/').map(|(d, _)| d.to_string()).unwrap_or_default();
-        std::fs::create_dir_all(&dir).map_err(io)?;
-        let now = lstat(&target).map_err(cloud_side)?;
-        if now.is_some_and(|s| s.kind != FileKind::File) {
-            return Err(CloudError::new(
-                CloudErrorKind::Other,
-                format!(
-                    "{}: a folder or link is where the file must be; it was left alone",
-                    u.path
-                ),
-            ));
-        }
-        match &u.precondition {
-            Precondition::None => std::fs::rename(&u.staged, &target).map_err(io)?,
-            Precondition::IfMatch(want) => {
-                match now {
-                    Some(s) if etag(&s) == *want => {}
-                    _ => {
-                        return Err(CloudError::new(
-                            CloudErrorKind::PreconditionFailed,
-                            format!("{} changed: it is not {want}", u.path),
-                        ))
-                    }
-                }
-                std::fs::rename(&u.staged, &target).map_err(io)?;
-            }
-            Precondition::IfAbsent => {
-                let exists =
-                    || CloudError::new(CloudErrorKind::PreconditionFailed, format!("{} already exists", u.path));
-                if now.is_some() {
-                    return Err(exists());
-                }
-                // A link fails if anything got there meanwhile.
-                match std::fs::hard_link(&u.staged, &target) {
-                    // Unlinked before the object is stat'ed: that moves its ctime.
-                    Ok(()) => std::fs::remove_file(&u.staged).map_err(io)?,
-                    Err(_) if lstat(&target).map_err(cloud_side)?.is_some() => return Err(exists()),
-                    Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
-                        std::fs::rename(&u.staged, &target).map_err(io)?
-                    }
-                    Err(e) => return Err(io(e)),
-                }
-            }
-        }
-        crate::sync_dir(&dir);
-        self.stat(&u.bundle, &u.path)
     }
 }
 

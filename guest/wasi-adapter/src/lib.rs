@@ -12,7 +12,9 @@
 //! - `cloud`: a folder cloud (`--cloud dir:///path`, default `<root>/cloud`),
 //!   objects as plain files at `<bundle>/<path>`, uploads staged under
 //!   `.cloudsync/staging/` and moved into place whole, the same layout the
-//!   native host's folder cloud keeps.
+//!   native host's folder cloud keeps; or a WebDAV server
+//!   (`--cloud webdav://host/path`) through wasi:http, spoken as the native
+//!   host speaks it (its locks included).
 //! - `identity` and `device`: from the command's arguments and environment
 //!   ([`config::Config`]).
 //!
@@ -20,8 +22,11 @@
 //! `std::fs`, tested natively.
 
 pub mod area;
+pub mod cloud;
 pub mod config;
+pub mod dav_cloud;
 pub mod folder_cloud;
+pub mod http;
 pub mod journal;
 pub mod paths;
 

@@ -35,6 +35,23 @@ pub enum CloudErrorKind {
     Other,
 }
 
+/// The contract's kinds, as a cloud backend has them (a backend's own
+/// failures are never local ones).
+impl From<cloudsync_contract::CloudErrorKind> for CloudErrorKind {
+    fn from(kind: cloudsync_contract::CloudErrorKind) -> Self {
+        use cloudsync_contract::CloudErrorKind as K;
+        match kind {
+            K::NotFound => Self::NotFound,
+            K::Network => Self::Network,
+            K::Throttled => Self::Throttled,
+            K::StorageFull => Self::StorageFull,
+            K::Unauthorized => Self::Unauthorized,
+            K::PreconditionFailed => Self::PreconditionFailed,
+            K::LocalNoSpace | K::LocalIo | K::Other => Self::Other,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{kind:?}: {message}")]
 pub struct CloudError {
@@ -195,20 +212,8 @@ pub use cloudsync_contract::{ENGINE_DIR, STAGING_DIR};
 /// Staging objects of other devices older than this are abandoned: an
 /// upload in progress keeps touching its object.
 pub const STAGING_SAFE_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
-/// Where writers of clouds without atomic conditions keep their locks.
-pub const LOCKS_DIR: &str = ".cloudsync/locks";
-/// A lock older than this was left by a killed writer.
-pub const LOCK_STALE: std::time::Duration = std::time::Duration::from_secs(30);
-/// How long a writer waits for another's lock before giving up (the
-/// engine tries again on its next round or run).
-pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(40);
-/// A lock of this device's dead process is cleared only this long after it
-/// was taken: what the process sent may still be landing on the server (a
-/// copy it started, say).
-pub const DEAD_WRITER_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
-/// Locks older than this are removed when a device starts (killed writers
-/// leave them; a writer only clears the one it meets).
-pub const LOCK_SWEEP_AGE: std::time::Duration = std::time::Duration::from_secs(600);
+/// Where and how writers of clouds without atomic conditions take locks.
+pub use cloudsync_contract::{DEAD_WRITER_GRACE, LOCKS_DIR, LOCK_STALE, LOCK_SWEEP_AGE, LOCK_WAIT};
 
 /// The device id staging names carry (set once by the runtime), and a
 /// sequence, so names never repeat.

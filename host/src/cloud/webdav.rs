@@ -27,36 +27,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use cloudsync_contract::webdav::{
+    encode_key, lock_is_stale, lock_of, lockinfo_body, marker_since, owner_marker, owner_prefix, status_kind,
+    worth_retrying, LOCKDISCOVERY_BODY, PROPFIND_BODY,
+};
+pub use cloudsync_contract::webdav::{parse_lockdiscovery, parse_multistatus, DavEntry};
 use futures::{StreamExt, TryStreamExt};
-use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
+use percent_encoding::percent_decode_str;
 use reqwest::{Method, StatusCode};
 use tokio_util::io::{ReaderStream, StreamReader};
 
 use super::{
     check_key, ByteStream, Cloud, CloudError, CloudErrorKind, CloudObject, ListCursor, Listed, Precondition,
-    StagingNames, DEAD_WRITER_GRACE, ENGINE_DIR, LOCKS_DIR, LOCK_STALE, LOCK_SWEEP_AGE, LOCK_WAIT, STAGING_DIR,
+    StagingNames, ENGINE_DIR, LOCKS_DIR, LOCK_STALE, LOCK_SWEEP_AGE, LOCK_WAIT, STAGING_DIR,
 };
-
-/// Characters escaped in a path segment.
-const SEGMENT: &AsciiSet = &CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'#')
-    .add(b'%')
-    .add(b'<')
-    .add(b'>')
-    .add(b'?')
-    .add(b'[')
-    .add(b']')
-    .add(b'\\')
-    .add(b'^')
-    .add(b'`')
-    .add(b'{')
-    .add(b'|')
-    .add(b'}')
-    .add(b'/');
-
-const PROPFIND_BODY: &str = r#"<?xml version="1.0" encoding="utf-8"?><D:propfind xmlns:D="DAV:"><D:prop><D:resourcetype/><D:getcontentlength/><D:getetag/><D:getlastmodified/></D:prop></D:propfind>"#;
 
 /// Tries of a request that may be sent again (reads, listings, folder
 /// creation) before a network failure is reported.
@@ -208,17 +192,6 @@ struct Held {
     token: Option<String>,
 }
 
-/// One `<response>` of a multistatus answer.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct DavEntry {
-    /// The href as sent (percent-encoded, maybe absolute).
-    pub href: String,
-    pub collection: bool,
-    pub size: Option<u64>,
-    pub etag: Option<String>,
-    pub modified_ms: Option<u64>,
-}
-
 impl WebDavCloud {
     /// `base`: `http(s)://host[:port]/path`.
     pub fn new(base: &str, auth: Option<(String, String)>, describe: String) -> Result<Self, String> {
@@ -253,13 +226,7 @@ impl WebDavCloud {
     }
 
     fn url(&self, key: &str) -> String {
-        let mut out = self.base.clone();
-        let parts: Vec<String> = key
-            .split('/')
-            .map(|p| utf8_percent_encode(p, SEGMENT).to_string())
-            .collect();
-        out.push_str(&parts.join("/"));
-        out
+        format!("{}{}", self.base, encode_key(key))
     }
 
     /// A large object's bytes `from..size`, read in ranges of [`RANGE`],
@@ -331,10 +298,7 @@ impl WebDavCloud {
                     }
                 }
                 // Server trouble and throttling are waited out (with backoff).
-                Ok(r)
-                    if (r.status().is_server_error() && r.status() != StatusCode::INSUFFICIENT_STORAGE)
-                        || r.status() == StatusCode::TOO_MANY_REQUESTS =>
-                {
+                Ok(r) if worth_retrying(r.status().as_u16()) => {
                     last = Some(status_error(what, r.status()));
                 }
                 Ok(r) => return Ok(r),
@@ -376,35 +340,18 @@ impl WebDavCloud {
     /// The key an href names (`None`: outside the base, or the base itself),
     /// or why it cannot be one.
     fn key_of(&self, href: &str) -> Option<Result<String, String>> {
-        let path = match reqwest::Url::parse(href) {
-            Ok(u) => u.path().to_string(),
-            Err(_) => href.to_string(),
-        };
-        let decoded = match percent_decode_str(&path).decode_utf8() {
-            Ok(d) => d.to_string(),
-            Err(_) => {
-                let lossy = percent_decode_str(&path).decode_utf8_lossy().to_string();
-                let rel = lossy.strip_prefix(&self.base_path)?.trim_end_matches('/').to_string();
-                return Some(Err(rel));
-            }
-        };
-        let rel = decoded
-            .strip_prefix(&self.base_path)
-            .or_else(|| (decoded.trim_end_matches('/') == self.base_path.trim_end_matches('/')).then_some(""))?;
-        let rel = rel.trim_end_matches('/');
-        (!rel.is_empty()).then(|| Ok(rel.to_string()))
+        cloudsync_contract::webdav::key_of(&self.base_path, href)
     }
 
     fn object(&self, key: &str, e: &DavEntry) -> CloudObject {
-        let modified_ms = e.modified_ms.unwrap_or(0);
-        let size = e.size.unwrap_or(0);
+        let o = e.object(key);
         CloudObject {
-            key: key.to_string(),
-            size,
-            etag: e.etag.clone().unwrap_or_else(|| format!("weak:{size}-{modified_ms}")),
-            version: None,
-            content_hash: None,
-            modified_ms,
+            key: o.path,
+            size: o.size,
+            etag: o.etag,
+            version: o.version,
+            content_hash: o.content_hash,
+            modified_ms: o.modified_ms,
         }
     }
 
@@ -469,18 +416,16 @@ impl WebDavCloud {
     /// lock table is atomic: rclone's). `None` when the server cannot make
     /// folders there.
     async fn lock(&self, key: &str) -> Result<Option<Held>, CloudError> {
-        use sha2::Digest;
         if self.no_locks.load(std::sync::atomic::Ordering::Relaxed) {
             return Ok(None);
         }
-        let name = format!("{:x}", sha2::Sha256::digest(key.as_bytes()));
-        let lock = format!("{LOCKS_DIR}/{}", &name[..3]);
+        let lock = lock_of(key);
         self.make_parents(&lock).await?;
         let url = format!("{}/", self.url(&lock));
         let mkcol = Method::from_bytes(b"MKCOL").expect("a method");
         let deadline = tokio::time::Instant::now() + LOCK_WAIT;
         let mut delay = Duration::from_millis(20);
-        let me = format!("{}~{}~", self.names.device(), std::process::id());
+        let me = owner_prefix(self.names.device(), &std::process::id().to_string());
         let wait = |delay: &mut Duration| {
             let d = *delay;
             *delay = (*delay * 2).min(Duration::from_millis(500));
@@ -511,14 +456,7 @@ impl WebDavCloud {
                 // long ago (both cleared), or by a live one (waited for).
                 405 | 403 | 409 | 423 => {
                     let owners = self.lock_owners(&lock).await.unwrap_or_default();
-                    let stale = owners.iter().any(|(owner, since)| {
-                        let age = Self::now_ms().saturating_sub(*since);
-                        let dead_here = owner.starts_with(&format!("{}~", self.names.device()))
-                            && !owner.starts_with(&me)
-                            && age > DEAD_WRITER_GRACE.as_millis() as u64;
-                        dead_here || age > LOCK_STALE.as_millis() as u64
-                    });
-                    if stale {
+                    if lock_is_stale(&owners, self.names.device(), &me, Self::now_ms()) {
                         self.clear_lock(&lock, &url).await;
                     } else {
                         wait(&mut delay).await;
@@ -537,11 +475,14 @@ impl WebDavCloud {
                 }
                 s => return Err(status_error(key, StatusCode::from_u16(s).expect("a status"))),
             }
-            let owner = format!(
-                "{me}{}~{}",
-                Self::now_ms(),
-                self.names.next().rsplit('-').next().unwrap_or("0")
-            );
+            let seq = self
+                .names
+                .next()
+                .rsplit('-')
+                .next()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            let owner = owner_marker(&me, Self::now_ms(), seq);
             let marker = format!("{lock}/{owner}");
             let mu = self.url(&marker);
             self.send(&marker, || self.request(Method::PUT, &mu).body(Vec::<u8>::new()))
@@ -570,9 +511,7 @@ impl WebDavCloud {
     /// when another holds it, `None` when the server has no locking.
     async fn lock_folder(&self, url: &str, owner: &str) -> Option<Result<Option<String>, ()>> {
         let method = Method::from_bytes(b"LOCK").expect("a method");
-        let body = format!(
-            r#"<?xml version="1.0" encoding="utf-8"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner>{owner}</D:owner></D:lockinfo>"#
-        );
+        let body = lockinfo_body(owner);
         for _ in 0..TRIES {
             let sent = self
                 .request(method.clone(), url)
@@ -613,7 +552,7 @@ impl WebDavCloud {
     /// Who holds WebDAV locks on `url` now, and their tokens.
     async fn lock_holders(&self, url: &str) -> Vec<(String, String)> {
         let method = Method::from_bytes(b"PROPFIND").expect("a method");
-        let body = r#"<?xml version="1.0" encoding="utf-8"?><D:propfind xmlns:D="DAV:"><D:prop><D:lockdiscovery/></D:prop></D:propfind>"#;
+        let body = LOCKDISCOVERY_BODY;
         let Ok(r) = self
             .request(method, url)
             .header("Depth", "0")
@@ -665,7 +604,7 @@ impl WebDavCloud {
                 Some(Ok(k)) if k == lock => made = e.modified_ms,
                 Some(Ok(k)) => {
                     let name = k.rsplit('/').next().unwrap_or_default().to_string();
-                    let since = name.split('~').nth(2).and_then(|t| t.parse().ok()).unwrap_or(0);
+                    let since = marker_since(&name);
                     owners.push((name, since));
                 }
                 _ => {}
@@ -846,153 +785,10 @@ fn send_error(what: &str, e: &reqwest::Error) -> CloudError {
 }
 
 fn status_error(what: &str, s: StatusCode) -> CloudError {
-    let kind = match s.as_u16() {
-        404 | 410 => CloudErrorKind::NotFound,
-        412 => CloudErrorKind::PreconditionFailed,
-        // 401: the credentials are refused (every request would be); 403:
-        // this one resource is forbidden, which fails that file alone.
-        401 => CloudErrorKind::Unauthorized,
-        507 | 413 => CloudErrorKind::StorageFull,
-        429 | 503 => CloudErrorKind::Throttled,
-        500..=599 => CloudErrorKind::Network,
-        _ => CloudErrorKind::Other,
-    };
-    CloudError::new(kind, format!("{what}: the server answered {s}"))
-}
-
-/// Reads a multistatus answer: every `<response>` with its href and, from
-/// its successful `<propstat>`, what it is. Never panics, whatever it is given.
-pub fn parse_multistatus(xml: &[u8]) -> Result<Vec<DavEntry>, String> {
-    use quick_xml::events::Event;
-    let mut reader = quick_xml::Reader::from_reader(xml);
-    reader.config_mut().trim_text(true);
-    let mut buf = Vec::new();
-    let mut out = Vec::new();
-    let mut path: Vec<String> = Vec::new();
-    let mut entry = DavEntry::default();
-    // Properties of the current propstat, kept only if its status is 2xx.
-    let mut props = DavEntry::default();
-    let mut status_ok = true;
-    let mut text = String::new();
-    loop {
-        let event = reader.read_event_into(&mut buf).map_err(|e| e.to_string())?;
-        match event {
-            Event::Start(e) => {
-                let name = String::from_utf8_lossy(e.local_name().as_ref().as_ref()).to_ascii_lowercase();
-                match name.as_str() {
-                    "response" => entry = DavEntry::default(),
-                    "propstat" => {
-                        props = DavEntry::default();
-                        status_ok = true;
-                    }
-                    _ => {}
-                }
-                path.push(name);
-                text.clear();
-            }
-            Event::Empty(e) => {
-                let name = String::from_utf8_lossy(e.local_name().as_ref().as_ref()).to_ascii_lowercase();
-                if name == "collection" && path.last().is_some_and(|p| p == "resourcetype") {
-                    props.collection = true;
-                }
-            }
-            Event::Text(t) => text.push_str(&t.xml10_content()),
-            Event::CData(t) => text.push_str(&t.into_inner()),
-            Event::GeneralRef(r) => {
-                if let Ok(Some(c)) = r.resolve_char_ref() {
-                    text.push(c);
-                } else {
-                    let c = match &*r {
-                        "amp" => '&',
-                        "lt" => '<',
-                        "gt" => '>',
-                        "quot" => '"',
-                        "apos" => '\'',
-                        _ => '\u{fffd}',
-                    };
-                    text.push(c);
-                }
-            }
-            Event::End(_) => {
-                let Some(name) = path.pop() else {
-                    return Err("a closing tag without an opening one".into());
-                };
-                let value = std::mem::take(&mut text);
-                let value = value.trim();
-                match name.as_str() {
-                    "href" if path.last().is_some_and(|p| p == "response") => entry.href = value.to_string(),
-                    "getcontentlength" => props.size = value.parse().ok(),
-                    "getetag" if !value.is_empty() => {
-                        // Apache marks an etag weak while the file's mtime is
-                        // the current second: the tag itself is what counts.
-                        props.etag = Some(value.strip_prefix("W/").unwrap_or(value).to_string());
-                    }
-                    "getlastmodified" => {
-                        props.modified_ms = jiff::fmt::rfc2822::parse(value)
-                            .ok()
-                            .map(|z| z.timestamp().as_millisecond().max(0) as u64);
-                    }
-                    "status" if path.last().is_some_and(|p| p == "propstat") => {
-                        status_ok = value.split_whitespace().nth(1).is_some_and(|c| c.starts_with('2'));
-                    }
-                    "propstat" if status_ok => {
-                        entry.collection |= props.collection;
-                        entry.size = entry.size.or(props.size);
-                        entry.etag = entry.etag.take().or(props.etag.take());
-                        entry.modified_ms = entry.modified_ms.or(props.modified_ms);
-                    }
-                    "response" if !entry.href.is_empty() => out.push(std::mem::take(&mut entry)),
-                    _ => {}
-                }
-            }
-            Event::Eof => break,
-            _ => {}
-        }
-        buf.clear();
-    }
-    Ok(out)
-}
-
-/// The active locks a `lockdiscovery` answer names: (owner text, token).
-/// Never panics, whatever it is given.
-pub fn parse_lockdiscovery(xml: &[u8]) -> Vec<(String, String)> {
-    use quick_xml::events::Event;
-    let mut reader = quick_xml::Reader::from_reader(xml);
-    reader.config_mut().trim_text(true);
-    let mut buf = Vec::new();
-    let mut path: Vec<String> = Vec::new();
-    let (mut owner, mut token) = (String::new(), String::new());
-    let mut out = Vec::new();
-    loop {
-        match reader.read_event_into(&mut buf) {
-            Ok(Event::Start(e)) => {
-                let name = String::from_utf8_lossy(e.local_name().as_ref().as_ref()).to_ascii_lowercase();
-                if name == "activelock" {
-                    owner.clear();
-                    token.clear();
-                }
-                path.push(name);
-            }
-            Ok(Event::Text(t)) => {
-                let text = t.xml10_content();
-                if path.iter().any(|p| p == "owner") {
-                    owner.push_str(text.trim());
-                } else if path.last().is_some_and(|p| p == "href") && path.iter().any(|p| p == "locktoken") {
-                    token.push_str(text.trim());
-                }
-            }
-            Ok(Event::End(_)) => {
-                let closed = path.pop();
-                if closed.as_deref() == Some("activelock") && !token.is_empty() {
-                    out.push((owner.clone(), format!("<{token}>")));
-                }
-            }
-            Ok(Event::Eof) | Err(_) => break,
-            _ => {}
-        }
-        buf.clear();
-    }
-    out
+    CloudError::new(
+        status_kind(s.as_u16()).into(),
+        format!("{what}: the server answered {s}"),
+    )
 }
 
 #[async_trait]

@@ -2,6 +2,8 @@
 //! composed for WASI alone (`target/cloudsync-wasi.wasm`) in a runtime that
 //! links WASI and nothing else, like `wasmtime run --dir HOST::GUEST
 //! cloudsync-wasi.wasm ARGS...` (for machines without the wasmtime CLI).
+//! `CLOUDSYNC_*` variables pass through to the component; with a
+//! `webdav://` cloud, wasi:http reaches that server alone.
 
 fn main() {
     let mut dirs: Vec<(std::path::PathBuf, String)> = Vec::new();
@@ -24,7 +26,10 @@ fn main() {
     }
     let dirs: Vec<(&std::path::Path, &str)> = dirs.iter().map(|(h, g)| (h.as_path(), g.as_str())).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    match cloudsync_tests::wasi::run(&args, &dirs, &[]) {
+    // The cloudsync settings pass through, as `wasmtime run --env` would.
+    let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with("CLOUDSYNC_")).collect();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    match cloudsync_tests::wasi::run(&args, &dirs, &env) {
         Ok(run) => {
             print!("{}", run.stdout);
             eprint!("{}", run.stderr);

@@ -7,6 +7,24 @@
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "webdav")]
+pub mod webdav;
+
+/// Where writers of clouds without atomic conditions keep their locks.
+pub const LOCKS_DIR: &str = ".cloudsync/locks";
+/// A lock older than this was left by a killed writer.
+pub const LOCK_STALE: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a writer waits for another's lock before giving up (the
+/// engine tries again on its next round or run).
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(40);
+/// A lock of this device's dead process is cleared only this long after it
+/// was taken: what the process sent may still be landing on the server (a
+/// copy it started, say).
+pub const DEAD_WRITER_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+/// Locks older than this are removed when a device starts (killed writers
+/// leave them; a writer only clears the one it meets).
+pub const LOCK_SWEEP_AGE: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// The seed's numeric error codes.
 pub mod codes {
     /// The caller lacks a permission (`ohos.permission.CLOUDFILE_SYNC`, ...).
