@@ -71,7 +71,7 @@ node-setup:
 
 # The engine for the core world (built by `cargo build -p cloudsync-tests`),
 # transpiled by jco; then every seed example and the API tests in Node.
-node-test: node-setup
+node-test: node-setup servers
 	$(CARGO) build -p cloudsync-tests
 	cd host/node && node scripts/build.mjs && node --test test/*.test.mjs
 

@@ -38,7 +38,13 @@ impl State {
     fn load() -> State {
         let args: Vec<String> = std::env::args().collect();
         let mut config = Config::parse(&args, &|k| std::env::var(k).ok());
+        // A host that keeps its own device id (Node, which uses only this
+        // adapter's cloud) names it; else it is kept in the root.
+        let given = std::env::var("CLOUDSYNC_DEVICE_ID")
+            .ok()
+            .filter(|id| (8..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
         let device = match &config {
+            _ if given.is_some() => given,
             Ok(Config { root: Some(root), .. }) => match crate::device_id(root) {
                 Ok(id) => Some(id),
                 Err(e) => {

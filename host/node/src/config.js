@@ -1,6 +1,7 @@
 // Where things are and who calls, configured like the native command line:
-// CLOUDSYNC_ROOT (the device side), CLOUDSYNC_CLOUD (a dir:// folder cloud;
-// default <root>/cloud), CLOUDSYNC_APP (the calling app; default
+// CLOUDSYNC_ROOT (the device side), CLOUDSYNC_CLOUD (a dir:// folder cloud,
+// default <root>/cloud, or a webdav:// server with CLOUDSYNC_WEBDAV_USERNAME
+// and CLOUDSYNC_WEBDAV_PASSWORD), CLOUDSYNC_APP (the calling app; default
 // cloudsync.cli) and CLOUDSYNC_POLICY (a TOML file: bundle, system_app,
 // permissions, cloud_switch_off, request_limits). Without a policy the
 // caller is the device's owner: a system app holding both permissions.
@@ -108,10 +109,21 @@ export function fromEnv(env = process.env) {
   const base = env.XDG_DATA_HOME || path.join(os.homedir(), '.local/share');
   const root = path.resolve(env.CLOUDSYNC_ROOT || path.join(base, 'cloudsync'));
   let cloud = path.join(root, 'cloud');
-  if (env.CLOUDSYNC_CLOUD) {
-    const url = env.CLOUDSYNC_CLOUD;
+  let webdav = null;
+  const url = env.CLOUDSYNC_CLOUD;
+  if (url && /^webdavs?:\/\//.test(url)) {
+    // Reached through the WASI adapter's WebDAV cloud (src/imports/dav-cloud.js).
+    const rest = url.replace(/^webdavs?:\/\//, '');
+    const host = rest.split('/')[0];
+    if (!host) throw new Error(`CLOUDSYNC_CLOUD=${url}: no host (webdav://host[:port]/path)`);
+    if (host.includes('@')) {
+      throw new Error('a WebDAV URL carries no credentials: set CLOUDSYNC_WEBDAV_USERNAME and CLOUDSYNC_WEBDAV_PASSWORD');
+    }
+    cloud = null;
+    webdav = { url, username: env.CLOUDSYNC_WEBDAV_USERNAME, password: env.CLOUDSYNC_WEBDAV_PASSWORD };
+  } else if (url) {
     if (!url.startsWith('dir:///')) {
-      throw new Error(`CLOUDSYNC_CLOUD=${url}: this package's cloud is a folder (dir:///path)`);
+      throw new Error(`CLOUDSYNC_CLOUD=${url}: the cloud is a folder (dir:///path) or a WebDAV server (webdav://host/path)`);
     }
     cloud = url.slice('dir://'.length).replace(/\/+$/, '');
     if (!cloud) throw new Error(`CLOUDSYNC_CLOUD=${url}: the cloud must be a folder, not the file system's root`);
@@ -126,6 +138,7 @@ export function fromEnv(env = process.env) {
   return {
     root,
     cloud,
+    webdav,
     bundle,
     permissions: policy ? (policy.permissions ?? []) : [CLOUDFILE_SYNC, CLOUDFILE_SYNC_MANAGER],
     systemApp: policy ? policy.system_app === true : true,

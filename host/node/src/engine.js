@@ -10,6 +10,7 @@ import { fromEnv } from './config.js';
 import { files } from './imports/files.js';
 import { metadata } from './imports/metadata.js';
 import { cloud } from './imports/cloud.js';
+import { davCloud } from './imports/dav-cloud.js';
 import { device, granter, identity } from './imports/identity.js';
 import { BusinessError } from './basic-services-kit.js';
 
@@ -94,7 +95,7 @@ export class Engine {
         'ohos:cloudsync/device': device(this.config),
         'ohos:cloudsync/files': files(this.config, grant),
         'ohos:cloudsync/metadata': metadata(this.config, grant),
-        'ohos:cloudsync/cloud': cloud(this.config, grant),
+        'ohos:cloudsync/cloud': this.config.webdav ? davCloud(this.config, grant) : cloud(this.config, grant),
       }),
       ...wasiImports(),
     });
