@@ -199,8 +199,7 @@ impl Drop for CacheHandle {
 }
 
 impl sync_export::Guest for Component {
-    type FileSync = FileSyncHandle;
-    type GallerySync = GalleryHandle;
+    type SyncObject = SyncHandle;
 
     fn get_file_sync_states(uris: Vec<String>) -> Result<Vec<types::FileSyncState>, types::Error> {
         let states = with_engine(|e| e.syncs.file_sync_states(&e.platform, &uris)).map_err(error)?;
@@ -217,7 +216,15 @@ impl sync_export::Guest for Component {
 /// A `FileSync` or `GallerySync` object: both are sync objects of the engine.
 struct SyncHandle(SyncId);
 
-impl SyncHandle {
+impl sync_export::GuestSyncObject for SyncHandle {
+    fn file_sync(bundle_name: Option<String>) -> Result<sync_export::SyncObject, types::Error> {
+        let id = with_engine(|e| e.syncs.create_file_sync(&e.platform, bundle_name.as_deref())).map_err(error)?;
+        Ok(sync_export::SyncObject::new(SyncHandle(id)))
+    }
+    fn gallery_sync() -> Result<sync_export::SyncObject, types::Error> {
+        let id = with_engine(|e| e.syncs.create_gallery_sync(&e.platform)).map_err(error)?;
+        Ok(sync_export::SyncObject::new(SyncHandle(id)))
+    }
     fn on(&self, event: String, listener: u64) -> Result<(), types::Error> {
         with_engine(|e| e.syncs.on(&e.platform, self.0, &event, listener)).map_err(error)
     }
@@ -235,6 +242,9 @@ impl SyncHandle {
     fn stop(&self) -> Result<(), types::Error> {
         with_engine(|e| e.syncs.stop(&e.platform, self.0)).map_err(error)
     }
+    fn get_last_sync_time(&self) -> Result<u64, types::Error> {
+        with_engine(|e| e.syncs.last_sync_time(&e.platform, self.0)).map_err(error)
+    }
     fn report(&self) -> Result<sync_export::SyncReport, types::Error> {
         with_engine(|e| e.syncs.report(self.0)).map(sync_report).map_err(error)
     }
@@ -243,57 +253,6 @@ impl SyncHandle {
 impl Drop for SyncHandle {
     fn drop(&mut self) {
         with_engine(|e| e.syncs.drop_object(self.0));
-    }
-}
-
-struct FileSyncHandle(SyncHandle);
-struct GalleryHandle(SyncHandle);
-
-impl sync_export::GuestFileSync for FileSyncHandle {
-    fn create(bundle_name: Option<String>) -> Result<sync_export::FileSync, types::Error> {
-        let id = with_engine(|e| e.syncs.create_file_sync(&e.platform, bundle_name.as_deref())).map_err(error)?;
-        Ok(sync_export::FileSync::new(FileSyncHandle(SyncHandle(id))))
-    }
-    fn on(&self, event: String, listener: u64) -> Result<(), types::Error> {
-        self.0.on(event, listener)
-    }
-    fn off(&self, event: String, listener: Option<u64>) -> Result<(), types::Error> {
-        self.0.off(event, listener)
-    }
-    fn start(&self, confirm: sync_export::Confirmation) -> Result<(), types::Error> {
-        self.0.start(confirm)
-    }
-    fn stop(&self) -> Result<(), types::Error> {
-        self.0.stop()
-    }
-    fn get_last_sync_time(&self) -> Result<u64, types::Error> {
-        let id = (self.0).0;
-        with_engine(|e| e.syncs.last_sync_time(&e.platform, id)).map_err(error)
-    }
-    fn report(&self) -> Result<sync_export::SyncReport, types::Error> {
-        self.0.report()
-    }
-}
-
-impl sync_export::GuestGallerySync for GalleryHandle {
-    fn create() -> Result<sync_export::GallerySync, types::Error> {
-        let id = with_engine(|e| e.syncs.create_gallery_sync(&e.platform)).map_err(error)?;
-        Ok(sync_export::GallerySync::new(GalleryHandle(SyncHandle(id))))
-    }
-    fn on(&self, event: String, listener: u64) -> Result<(), types::Error> {
-        self.0.on(event, listener)
-    }
-    fn off(&self, event: String, listener: Option<u64>) -> Result<(), types::Error> {
-        self.0.off(event, listener)
-    }
-    fn start(&self, confirm: sync_export::Confirmation) -> Result<(), types::Error> {
-        self.0.start(confirm)
-    }
-    fn stop(&self) -> Result<(), types::Error> {
-        self.0.stop()
-    }
-    fn report(&self) -> Result<sync_export::SyncReport, types::Error> {
-        self.0.report()
     }
 }
 

@@ -8,30 +8,24 @@ use crate::runtime::bindings::exports::ohos::cloudsync::sync as wit;
 use crate::runtime::bindings::ohos::cloudsync::types;
 use crate::runtime::{guest_error, Callback, ObjectHandle, ObjectKind, Runtime};
 
-/// What `FileSync` and `GallerySync` share: an object of the engine whose
-/// runs sync one bundle's folder.
+/// What `FileSync` and `GallerySync` share: the engine's `sync-object`,
+/// whose runs sync one bundle's folder (only how it is made differs).
 struct SyncObject {
     obj: ObjectHandle,
-    gallery: bool,
 }
 
-/// Calls one method on the object's resource, whichever kind it is.
+/// Calls one method on the object's resource.
 macro_rules! call {
     ($self:ident, |$r:ident, $s:ident| $method:ident ( $($arg:expr),* )) => {{
         let id = $self.obj.id;
-        if $self.gallery {
-            $self.obj.rt.call(move |d| d.call_gallery_sync(id, |g, $s, $r| g.$method($s, $r $(, $arg)*))).await
-        } else {
-            $self.obj.rt.call(move |d| d.call_file_sync(id, |f, $s, $r| f.$method($s, $r $(, $arg)*))).await
-        }
+        $self.obj.rt.call(move |d| d.call_sync(id, |o, $s, $r| o.$method($s, $r $(, $arg)*))).await
     }};
 }
 
 impl SyncObject {
     async fn new(rt: &Runtime, kind: ObjectKind) -> Result<Self, CloudSyncError> {
-        let gallery = kind == ObjectKind::GallerySync;
         let obj = ObjectHandle::create(rt, kind).await?;
-        Ok(SyncObject { obj, gallery })
+        Ok(SyncObject { obj })
     }
 
     async fn on(
@@ -157,12 +151,8 @@ impl FileSync {
 
     /// Epoch ms of the last run that ended COMPLETED with NO_ERROR; 0 if never.
     pub async fn get_last_sync_time(&self) -> Result<u64, CloudSyncError> {
-        let id = self.0.obj.id;
-        self.0
-            .obj
-            .rt
-            .call(move |d| d.call_file_sync(id, |f, s, r| f.call_get_last_sync_time(s, r)))
-            .await
+        let this = &self.0;
+        call!(this, |r, s| call_get_last_sync_time())
     }
 
     /// What the running (or last) run did: counts, refusal, last failure.

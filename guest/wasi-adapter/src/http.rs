@@ -156,9 +156,13 @@ impl Sending {
     /// Ends the body and reads the whole answer.
     pub fn finish(mut self) -> Result<Answer, Failure> {
         if let Some(stream) = self.stream.take() {
-            stream
-                .blocking_flush()
-                .map_err(|e| Failure(format!("sending the request broke off: {e:?}")))?;
+            // A body whose length was said closes once it is all written
+            // (`closed` then is no failure); a broken connection shows in
+            // the answer below.
+            match stream.blocking_flush() {
+                Ok(()) | Err(wasip2::io::streams::StreamError::Closed) => {}
+                Err(e) => return Err(Failure(format!("sending the request broke off: {e:?}"))),
+            }
         }
         let body = self.body.take().expect("finished once");
         OutgoingBody::finish(body, None).map_err(|e| Failure(describe(&e)))?;

@@ -10,7 +10,7 @@ mod bindings {
 use bindings::ohos::cloudsync::engine::{self, EventBody, TickResult};
 use bindings::ohos::cloudsync::file_cache::CloudFileCache;
 use bindings::ohos::cloudsync::on_demand;
-use bindings::ohos::cloudsync::sync::{self as sync_api, Confirmation, FileSync, GallerySync};
+use bindings::ohos::cloudsync::sync::{self as sync_api, Confirmation, SyncObject};
 use bindings::ohos::cloudsync::types::{self, State, SyncState};
 
 const USAGE: &str = "usage: cloudsync-wasi [--root DIR] [--cloud dir:///DIR] [--app BUNDLE] [--json] COMMAND
@@ -183,28 +183,15 @@ fn sync_state(s: SyncState) -> &'static str {
     }
 }
 
-enum Syncer {
-    App(FileSync),
-    Gallery(GallerySync),
-}
-
 fn sync(args: &Args, gallery: bool, confirm: Confirmation) -> Result<i32, types::Error> {
     let syncer = if gallery {
-        Syncer::Gallery(GallerySync::create()?)
+        SyncObject::gallery_sync()?
     } else {
-        Syncer::App(FileSync::create(None)?)
+        SyncObject::file_sync(None)?
     };
     let started = std::time::SystemTime::now();
-    match &syncer {
-        Syncer::App(s) => {
-            s.on("progress", LISTENER)?;
-            s.start(confirm)?
-        }
-        Syncer::Gallery(s) => {
-            s.on("progress", LISTENER)?;
-            s.start(confirm)?
-        }
-    }
+    syncer.on("progress", LISTENER)?;
+    syncer.start(confirm)?;
     let mut last = None;
     drive(|body| {
         let EventBody::Sync(p) = body else { return };
@@ -213,10 +200,7 @@ fn sync(args: &Args, gallery: bool, confirm: Confirmation) -> Result<i32, types:
         }
         last = Some(*p);
     });
-    let report = match &syncer {
-        Syncer::App(s) => s.report()?,
-        Syncer::Gallery(s) => s.report()?,
-    };
+    let report = syncer.report()?;
     let Some(last) = last else {
         eprintln!("cloudsync: the run ended without a final state");
         return Ok(1);

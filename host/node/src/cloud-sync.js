@@ -268,7 +268,7 @@ class SyncObject extends EngineObject {
 /** Two-way sync of the gallery with the cloud (a system API). */
 export class GallerySync extends SyncObject {
   constructor() {
-    super((x) => x.sync.GallerySync.create());
+    super((x) => x.sync.SyncObject.gallerySync());
   }
 }
 
@@ -279,7 +279,7 @@ export class FileSync extends SyncObject {
       requireString(bundleName, 'bundleName');
       if (bundleName === '') throw invalid('bundleName must not be empty');
     }
-    super((x) => x.sync.FileSync.create(bundleName));
+    super((x) => x.sync.SyncObject.fileSync(bundleName));
   }
 
   /** Epoch ms of the last run that completed with no error; 0 if never. */

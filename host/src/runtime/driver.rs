@@ -18,7 +18,7 @@ use wasmtime::{Store, StoreLimitsBuilder, UpdateDeadline};
 use super::bindings::exports::ohos::cloudsync::engine::TickResult;
 use super::bindings::exports::ohos::cloudsync::file_cache::GuestCloudFileCache;
 use super::bindings::exports::ohos::cloudsync::on_demand::GuestDownload;
-use super::bindings::exports::ohos::cloudsync::sync::{GuestFileSync, GuestGallerySync};
+use super::bindings::exports::ohos::cloudsync::sync::GuestSyncObject;
 use super::bindings::ohos::cloudsync::types::Error as GuestError;
 use super::bindings::{Cloudsync, CloudsyncPre};
 use super::state::{Backends, HostEvent, HostState};
@@ -323,10 +323,14 @@ impl Driver {
                 self.call(|b, s| b.ohos_cloudsync_file_cache().cloud_file_cache().call_constructor(s))?
             }
             ObjectKind::FileSync(bundle) => self
-                .call(|b, s| b.ohos_cloudsync_sync().file_sync().call_create(s, bundle.as_deref()))?
+                .call(|b, s| {
+                    b.ohos_cloudsync_sync()
+                        .sync_object()
+                        .call_file_sync(s, bundle.as_deref())
+                })?
                 .map_err(guest_error)?,
             ObjectKind::GallerySync => self
-                .call(|b, s| b.ohos_cloudsync_sync().gallery_sync().call_create(s))?
+                .call(|b, s| b.ohos_cloudsync_sync().sync_object().call_gallery_sync(s))?
                 .map_err(guest_error)?,
             ObjectKind::Download => self
                 .call(|b, s| b.ohos_cloudsync_on_demand().download().call_create(s))?
@@ -349,8 +353,9 @@ impl Driver {
     ) -> Result<(), CloudSyncError> {
         self.call(|b, s| match kind {
             ObjectKind::Cache => b.ohos_cloudsync_file_cache().cloud_file_cache().call_on(s, r, event, l),
-            ObjectKind::FileSync(_) => b.ohos_cloudsync_sync().file_sync().call_on(s, r, event, l),
-            ObjectKind::GallerySync => b.ohos_cloudsync_sync().gallery_sync().call_on(s, r, event, l),
+            ObjectKind::FileSync(_) | ObjectKind::GallerySync => {
+                b.ohos_cloudsync_sync().sync_object().call_on(s, r, event, l)
+            }
             ObjectKind::Download => b.ohos_cloudsync_on_demand().download().call_on(s, r, event, l),
         })?
         .map_err(guest_error)
@@ -381,8 +386,9 @@ impl Driver {
                 .ohos_cloudsync_file_cache()
                 .cloud_file_cache()
                 .call_off(s, r, event, listener),
-            ObjectKind::FileSync(_) => b.ohos_cloudsync_sync().file_sync().call_off(s, r, event, listener),
-            ObjectKind::GallerySync => b.ohos_cloudsync_sync().gallery_sync().call_off(s, r, event, listener),
+            ObjectKind::FileSync(_) | ObjectKind::GallerySync => {
+                b.ohos_cloudsync_sync().sync_object().call_off(s, r, event, listener)
+            }
             ObjectKind::Download => b.ohos_cloudsync_on_demand().download().call_off(s, r, event, listener),
         })?
         .map_err(guest_error)?;
@@ -401,14 +407,15 @@ impl Driver {
             .map_err(guest_error)
     }
 
-    /// Calls a method of object `id`'s `file-sync` resource.
-    pub fn call_file_sync<R>(
+    /// Calls a method of object `id`'s `sync-object` resource (a FileSync
+    /// or a GallerySync).
+    pub fn call_sync<R>(
         &mut self,
         id: ObjectId,
-        f: impl FnOnce(&GuestFileSync, &mut Store<HostState>, ResourceAny) -> wasmtime::Result<Result<R, GuestError>>,
+        f: impl FnOnce(&GuestSyncObject, &mut Store<HostState>, ResourceAny) -> wasmtime::Result<Result<R, GuestError>>,
     ) -> Result<R, CloudSyncError> {
         let r = self.resource(id)?;
-        self.call(|b, s| f(&b.ohos_cloudsync_sync().file_sync(), s, r))?
+        self.call(|b, s| f(&b.ohos_cloudsync_sync().sync_object(), s, r))?
             .map_err(guest_error)
     }
 
@@ -420,17 +427,6 @@ impl Driver {
     ) -> Result<R, CloudSyncError> {
         let r = self.resource(id)?;
         self.call(|b, s| f(&b.ohos_cloudsync_on_demand().download(), s, r))?
-            .map_err(guest_error)
-    }
-
-    /// Calls a method of object `id`'s `gallery-sync` resource.
-    pub fn call_gallery_sync<R>(
-        &mut self,
-        id: ObjectId,
-        f: impl FnOnce(&GuestGallerySync, &mut Store<HostState>, ResourceAny) -> wasmtime::Result<Result<R, GuestError>>,
-    ) -> Result<R, CloudSyncError> {
-        let r = self.resource(id)?;
-        self.call(|b, s| f(&b.ohos_cloudsync_sync().gallery_sync(), s, r))?
             .map_err(guest_error)
     }
 

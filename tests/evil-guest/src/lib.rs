@@ -44,8 +44,7 @@ fn no_sync<T>() -> Result<T, Error> {
 }
 
 impl sync::Guest for Evil {
-    type FileSync = NoSync;
-    type GallerySync = NoSync;
+    type SyncObject = NoSync;
     fn get_file_sync_states(_uris: Vec<String>) -> Result<Vec<FileSyncState>, Error> {
         no_sync()
     }
@@ -56,8 +55,11 @@ impl sync::Guest for Evil {
 
 struct NoSync;
 
-impl sync::GuestFileSync for NoSync {
-    fn create(_bundle: Option<String>) -> Result<sync::FileSync, Error> {
+impl sync::GuestSyncObject for NoSync {
+    fn file_sync(_bundle: Option<String>) -> Result<sync::SyncObject, Error> {
+        no_sync()
+    }
+    fn gallery_sync() -> Result<sync::SyncObject, Error> {
         no_sync()
     }
     fn on(&self, _event: String, _listener: u64) -> Result<(), Error> {
@@ -73,27 +75,6 @@ impl sync::GuestFileSync for NoSync {
         no_sync()
     }
     fn get_last_sync_time(&self) -> Result<u64, Error> {
-        no_sync()
-    }
-    fn report(&self) -> Result<sync::SyncReport, Error> {
-        no_sync()
-    }
-}
-
-impl sync::GuestGallerySync for NoSync {
-    fn create() -> Result<sync::GallerySync, Error> {
-        no_sync()
-    }
-    fn on(&self, _event: String, _listener: u64) -> Result<(), Error> {
-        no_sync()
-    }
-    fn off(&self, _event: String, _listener: Option<u64>) -> Result<(), Error> {
-        no_sync()
-    }
-    fn start(&self, _confirm: sync::Confirmation) -> Result<(), Error> {
-        no_sync()
-    }
-    fn stop(&self) -> Result<(), Error> {
         no_sync()
     }
     fn report(&self) -> Result<sync::SyncReport, Error> {
