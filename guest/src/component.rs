@@ -34,9 +34,9 @@ struct Component;
 
 thread_local! {
     /// The areas and buckets the host granted, per bundle: asked for once,
-    /// kept while the instance lives.
-    static AREAS: RefCell<BTreeMap<String, Rc<files::Area>>> = const { RefCell::new(BTreeMap::new()) };
-    static BUCKETS: RefCell<BTreeMap<String, Rc<cloud::Bucket>>> = const { RefCell::new(BTreeMap::new()) };
+    /// the recently used ones kept.
+    static AREAS: RefCell<Grants<files::Area>> = const { RefCell::new(Grants::new()) };
+    static BUCKETS: RefCell<Grants<cloud::Bucket>> = const { RefCell::new(Grants::new()) };
     static ENGINE: RefCell<Engine<WitPlatform>> = RefCell::new(Engine::new(WitPlatform::default()));
     /// Events produced since the last tick, which hands them over.
     static EVENTS: RefCell<Vec<engine_export::Event>> = const { RefCell::new(Vec::new()) };
@@ -46,25 +46,63 @@ fn emit(listener: u64, body: engine_export::EventBody) {
     EVENTS.with(|events| events.borrow_mut().push(engine_export::Event { listener, body }));
 }
 
-/// The area of `bundle`, as the host granted it (a refusal is not kept: the
-/// next call asks again).
-fn area(bundle: &str) -> Result<Rc<files::Area>, e::IoError> {
-    if let Some(area) = AREAS.with(|a| a.borrow().get(bundle).cloned()) {
-        return Ok(area);
+/// Grants of one kind kept at once: the host holds a row for each, so a
+/// manager's instance that meets thousands of bundles keeps the recent ones
+/// (a dropped one is asked for again when needed).
+const GRANTS_KEPT: usize = 64;
+
+/// The grants of one kind, by bundle, with when each was last used.
+struct Grants<T> {
+    kept: BTreeMap<String, (Rc<T>, u64)>,
+    clock: u64,
+}
+
+impl<T> Grants<T> {
+    const fn new() -> Self {
+        Grants {
+            kept: BTreeMap::new(),
+            clock: 0,
+        }
     }
-    let area = Rc::new(files::Area::open(bundle).map_err(io_error)?);
-    AREAS.with(|a| a.borrow_mut().insert(bundle.to_string(), area.clone()));
-    Ok(area)
+
+    /// The grant for `bundle`, opened if not kept (a refusal is not kept:
+    /// the next call asks again).
+    fn get<E>(&mut self, bundle: &str, open: impl FnOnce() -> Result<T, E>) -> Result<Rc<T>, E> {
+        self.clock += 1;
+        if let Some((grant, used)) = self.kept.get_mut(bundle) {
+            *used = self.clock;
+            return Ok(grant.clone());
+        }
+        let grant = Rc::new(open()?);
+        if self.kept.len() >= GRANTS_KEPT {
+            let oldest = self
+                .kept
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(b, _)| b.clone());
+            if let Some(oldest) = oldest {
+                self.kept.remove(&oldest);
+            }
+        }
+        self.kept.insert(bundle.to_string(), (grant.clone(), self.clock));
+        Ok(grant)
+    }
+}
+
+/// The area of `bundle`, as the host granted it.
+fn area(bundle: &str) -> Result<Rc<files::Area>, e::IoError> {
+    AREAS.with(|a| {
+        a.borrow_mut()
+            .get(bundle, || files::Area::open(bundle).map_err(io_error))
+    })
 }
 
 /// The cloud bucket of `bundle`, as the host granted it.
 fn bucket(bundle: &str) -> Result<Rc<cloud::Bucket>, e::CloudError> {
-    if let Some(bucket) = BUCKETS.with(|b| b.borrow().get(bundle).cloned()) {
-        return Ok(bucket);
-    }
-    let bucket = Rc::new(cloud::Bucket::open(bundle).map_err(cloud_error)?);
-    BUCKETS.with(|b| b.borrow_mut().insert(bundle.to_string(), bucket.clone()));
-    Ok(bucket)
+    BUCKETS.with(|b| {
+        b.borrow_mut()
+            .get(bundle, || cloud::Bucket::open(bundle).map_err(cloud_error))
+    })
 }
 
 fn with_engine<R>(f: impl FnOnce(&mut Engine<WitPlatform>) -> R) -> R {

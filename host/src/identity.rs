@@ -208,7 +208,7 @@ impl Policy {
     }
 
     pub fn parse(text: &str) -> Result<Self, String> {
-        let policy: Policy = toml::from_str(text).map_err(|e| e.to_string())?;
+        let policy: Policy = toml::from_str(text).map_err(|e| crate::textfile::settings_error(text, &e))?;
         for bundle in policy.bundle.iter().chain(&policy.cloud_switch_off) {
             if !is_valid_bundle(bundle) {
                 return Err(format!("{bundle:?} is not a bundle name"));

@@ -75,3 +75,29 @@ mod tests {
             .contains("regular"));
     }
 }
+
+/// A settings file's parse error, said by its line and what is wrong, never
+/// by the text there: that may be a secret (a key with its quote missing),
+/// or the whole file, when it is none (`/proc/self/environ`).
+pub fn settings_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().lines().next().unwrap_or("not valid TOML");
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("line {line}: {message}")
+        }
+        None => message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parse_errors_never_repeat_the_text() {
+        let text = "region = \"eu\"\nsecret_access_key = \"wJalrXUtnFEMI\n";
+        let e = toml::from_str::<toml::Table>(text).unwrap_err();
+        let said = super::settings_error(text, &e);
+        assert!(said.starts_with("line 2: "), "{said}");
+        assert!(!said.contains("wJalrXUtnFEMI"), "{said}");
+    }
+}

@@ -125,6 +125,11 @@ impl Transfers {
         }
     }
 
+    /// Transfers started and not released.
+    pub fn len(&self) -> usize {
+        self.live.len()
+    }
+
     pub fn start_download(&mut self, job: DownloadJob) -> u64 {
         let offset = job.offset;
         self.spawn(offset, move |shared, cloud, device, waker| {

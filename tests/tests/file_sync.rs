@@ -406,6 +406,30 @@ async fn a_manager_syncs_another_bundles_folder() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manager_that_meets_thousands_of_bundles_still_syncs() {
+    // Each bundle an instance meets is a grant the host holds: the engine
+    // keeps the recent ones, so they never fill the host's table.
+    let h = Harness::with(|b| b.identity(Identity::system("com.example.manager"))).await;
+    let uris: Vec<String> = (0..1100)
+        .map(|i| format!("file://com.example.app{i}/data/storage/el2/cloud/a.txt"))
+        .collect();
+    for chunk in uris.chunks(100) {
+        let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        let states = get_file_sync_states(&h.rt, &chunk).await;
+        assert!(
+            !matches!(&states, Err(e) if e.message.contains("at once")),
+            "{states:?}"
+        );
+    }
+    h.put_local("shared.txt", b"the app's file");
+    let sync = FileSync::for_bundle(&h.rt, APP).await.unwrap();
+    let rec = SyncRecorder::default();
+    sync.on("progress", rec.callback()).await.unwrap();
+    sync.start().await.unwrap();
+    assert_eq!(rec.terminal(1).await, COMPLETED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gallery_sync_uploads_local_photos_and_shows_cloud_ones_as_thumbnails() {
     let h = Harness::with(|b| b.identity(identity(&[CLOUDFILE_SYNC], true))).await;
     let gallery_dir = h.rt.app_folder("media");

@@ -82,7 +82,7 @@ async fn imports_keep_a_component_to_its_own_bundle() {
          bare-key=refused files-other=refused own=allowed scan-other=refused scan-up=refused \
          upload-other=refused ready-other=refused evict-other=refused evict-up=refused read-other=refused \
          write-other=refused write-up=refused put-other=refused read-cloud-up=refused \
-         grant-flood=refused after-flood=allowed"
+         grant-flood=refused after-flood=allowed upload-flood=refused transfer-flood=refused"
     );
 }
 

@@ -291,6 +291,28 @@ async fn links_where_the_roots_keep_their_folders_lead_nowhere() {
     assert_ne!(run.code, 0, "{run:?}");
     assert!(run.stderr.contains("not a regular file"), "{run:?}");
 
+    // A link where the journal's rewrite is written, when the journal is
+    // damaged: the rewrite is made there, the link gone, nothing followed.
+    let cloud3 = dir.path().join("cloud3");
+    std::fs::create_dir_all(cloud3.join(APP)).unwrap();
+    let device3 = WasiDevice::new(dir.path().join("device3"), &cloud3);
+    device3.put("a.txt", b"a");
+    device3.sync().await;
+    device3.put("b.txt", b"b");
+    device3.sync().await;
+    let journal = device3.root.join("meta.journal");
+    let mut bytes = std::fs::read(&journal).unwrap();
+    bytes[20] ^= 0xff; // inside the first commit, with whole ones after it
+    std::fs::write(&journal, &bytes).unwrap();
+    std::os::unix::fs::symlink(outside.join("private.txt"), device3.root.join("meta.journal.new")).unwrap();
+    device3.put("c.txt", b"c");
+    let run = device3.cloudsync(&["sync"]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        std::fs::symlink_metadata(&journal).unwrap().is_file(),
+        "the journal is a file"
+    );
+
     let names: Vec<String> = list_files(&outside);
     assert_eq!(names, ["private.txt"], "nothing written outside");
     assert_eq!(std::fs::read(outside.join("private.txt")).unwrap(), b"another app's");

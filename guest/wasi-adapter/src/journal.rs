@@ -87,7 +87,13 @@ impl Journal {
         };
         if damaged > 0 {
             let keep = format!("{path}.damaged-{}", now_ms());
-            std::fs::copy(path, &keep).map_err(|e| crate::io_error(&keep, e))?;
+            let mut copy = crate::fresh_file(&keep)?;
+            std::io::copy(
+                &mut std::fs::File::open(path).map_err(|e| crate::io_error(path, e))?,
+                &mut copy,
+            )
+            .and_then(|_| copy.sync_all())
+            .map_err(|e| crate::io_error(&keep, e))?;
             eprintln!(
                 "cloudsync: {path}: {damaged} damaged bytes were skipped (the records after them were kept); the journal was written anew, the damaged one kept as {keep}"
             );
@@ -146,7 +152,7 @@ impl Journal {
         let record = encode(&all);
         let temp = format!("{}.new", self.path);
         let io = |e| crate::io_error(&temp, e);
-        let mut f = std::fs::File::create(&temp).map_err(io)?;
+        let mut f = crate::fresh_file(&temp)?;
         f.write_all(&record).and_then(|_| f.sync_all()).map_err(io)?;
         std::fs::rename(&temp, &self.path).map_err(io)?;
         if let Some((dir, _)) = self.path.rsplit_once('/') {

@@ -35,6 +35,8 @@ mod component;
 
 pub use cloudsync_contract::{FileKind, FileStat, IoError, IoErrorKind};
 
+use std::io::Write;
+
 /// `e`, said of `what`.
 pub fn io_error(what: &str, e: std::io::Error) -> IoError {
     use std::io::ErrorKind as E;
@@ -133,10 +135,35 @@ pub fn device_id(root: &str) -> Result<String, IoError> {
     );
     let id = format!("{:016x}", h.finish());
     std::fs::create_dir_all(root).map_err(|e| crate::io_error(root, e))?;
-    let temp = format!("{file}.new");
-    std::fs::write(&temp, format!("{id}\n")).map_err(|e| crate::io_error(&temp, e))?;
+    // A name of this run's own: two first runs at once do not share it.
+    let temp = format!("{file}.{id}.new");
+    let mut f = fresh_file(&temp)?;
+    f.write_all(format!("{id}\n").as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(|e| crate::io_error(&temp, e))?;
     std::fs::rename(&temp, &file).map_err(|e| crate::io_error(&file, e))?;
     Ok(id)
+}
+
+/// A new, empty regular file at `path`, made there and nowhere else:
+/// whatever was at the name (a link, left by someone else, say) is removed
+/// first, never followed, and the file is created exclusively.
+pub fn fresh_file(path: &str) -> Result<std::fs::File, IoError> {
+    match lstat(path)? {
+        Some(s) if s.kind == FileKind::Folder => {
+            return Err(IoError::new(
+                IoErrorKind::NotAFile,
+                format!("{path} is a folder; a file must be made there"),
+            ))
+        }
+        Some(_) => std::fs::remove_file(path).map_err(|e| crate::io_error(path, e))?,
+        None => {}
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| crate::io_error(path, e))
 }
 
 /// Makes a folder's entries durable. Where the runtime cannot open or sync

@@ -30,13 +30,13 @@ function parseValue(text, where) {
     let rest = t.slice(1, -1).trim();
     while (rest) {
       const m = /^("(?:[^"\\]|\\.)*"|'[^']*')\s*(?:,\s*|$)/.exec(rest);
-      if (!m) throw new Error(`${where}: ${t} is not a list of strings`);
+      if (!m) throw new Error(`${where}: the value is not a list of strings`);
       items.push(parseValue(m[1], where));
       rest = rest.slice(m[0].length).trim();
     }
     return items;
   }
-  throw new Error(`${where}: ${t} is not a string, boolean or list of strings`);
+  throw new Error(`${where}: the value is not a string, boolean or list of strings`);
 }
 
 /** A line without its comment (a `#` outside quotes). */
@@ -75,7 +75,7 @@ export function parsePolicy(text, file) {
       continue;
     }
     const kv = line.match(/^("?)([A-Za-z0-9._-]+)\1\s*=\s*(.+)$/);
-    if (!kv) throw new Error(`${where}: not key = value: ${raw}`);
+    if (!kv) throw new Error(`${where}: not key = value`);
     const [key, value] = [kv[2], parseValue(kv[3], where)];
     const into = table ?? out;
     if (Object.hasOwn(into, key) && !(table === null && key === 'request_limits')) {

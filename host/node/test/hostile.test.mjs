@@ -128,7 +128,12 @@ test('damage inside the journal costs one commit, not the ones after it', () => 
   const bytes = fs.readFileSync(journal);
   bytes[Math.floor(bytes.length / 3)] ^= 0xff;
   fs.writeFileSync(journal, bytes);
+  // A link where the rewrite goes: the rewrite is made there, nothing followed.
+  fs.writeFileSync(path.join(dir, 'outside/private.txt'), 'not the journal');
+  fs.symlinkSync(path.join(dir, 'outside/private.txt'), `${journal}.new`);
   const again = run(dir, SYNC);
+  assert.equal(fs.readFileSync(path.join(dir, 'outside/private.txt'), 'utf8'), 'not the journal');
+  assert.ok(fs.lstatSync(journal).isFile(), 'the journal is a file');
   assert.match(again.out, /damaged bytes were skipped/, again.out);
   assert.match(again.out, /end 4/, again.out);
   assert.ok(fs.readdirSync(path.join(dir, 'device')).some((n) => n.startsWith('meta.journal.damaged-')));

@@ -70,7 +70,7 @@ impl ConfigFile {
 
     /// The config file's text, read (unknown keys refused).
     pub fn parse(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+        toml::from_str(text).map_err(|e| crate::textfile::settings_error(text, &e))
     }
 }
 

@@ -31,6 +31,10 @@ pub(crate) const IO_MAX: usize = 4 << 20;
 /// Bytes of cloud uploads (`cloud.begin-upload`) one instance may hold at
 /// once: a component on the core imports sends whole files through them.
 const UPLOAD_BYTES_MAX: usize = 256 << 20;
+/// Uploads through the component open at once (each holds a row here).
+const MAX_UPLOADS: usize = 64;
+/// Host transfers one instance may hold at once: each holds an open file.
+pub(crate) const MAX_TRANSFERS: usize = 1024;
 
 /// Areas and buckets one instance may hold at once: each is a row in the
 /// host's table, so a guest opening them without end is refused, not fed.
@@ -344,6 +348,18 @@ impl HostState {
         })
     }
 
+    /// Refuses a transfer beyond [`MAX_TRANSFERS`] held at once (a guest
+    /// starting them without end would use up the process's files).
+    pub(crate) fn room_for_a_transfer(&self) -> Result<(), types::CloudError> {
+        if self.transfers.len() >= MAX_TRANSFERS {
+            return Err(wit_cloud_error_kind(
+                types::CloudErrorKind::Throttled,
+                format!("more than {MAX_TRANSFERS} transfers at once"),
+            ));
+        }
+        Ok(())
+    }
+
     /// The cloud key of `path` in a granted bundle's part.
     pub(crate) fn cloud_key(&self, bundle: &str, path: &str) -> Result<String, types::CloudError> {
         let key = format!("{bundle}/{path}");
@@ -617,10 +633,18 @@ pub(crate) struct Upload {
 pub(crate) struct Uploads {
     next: u64,
     open: HashMap<u64, Upload>,
+    /// Bytes the open uploads hold together.
+    held: usize,
 }
 
 impl Uploads {
-    pub fn begin(&mut self, bundle: String, key: String, precondition: Precondition) -> u64 {
+    pub fn begin(&mut self, bundle: String, key: String, precondition: Precondition) -> Result<u64, types::CloudError> {
+        if self.open.len() >= MAX_UPLOADS {
+            return Err(wit_cloud_error_kind(
+                types::CloudErrorKind::Throttled,
+                format!("more than {MAX_UPLOADS} uploads through the component at once"),
+            ));
+        }
         self.next += 1;
         self.open.insert(
             self.next,
@@ -631,11 +655,11 @@ impl Uploads {
                 data: Vec::new(),
             },
         );
-        self.next
+        Ok(self.next)
     }
 
     pub fn append(&mut self, id: u64, data: Vec<u8>) -> Result<(), types::CloudError> {
-        let held: usize = self.open.values().map(|u| u.data.len()).sum();
+        let held = self.held;
         let Some(upload) = self.open.get_mut(&id) else {
             return Err(wit_cloud_error_kind(
                 types::CloudErrorKind::Other,
@@ -643,19 +667,23 @@ impl Uploads {
             ));
         };
         if data.len() > IO_MAX || held + data.len() > UPLOAD_BYTES_MAX {
-            self.open.remove(&id);
+            let _ = self.take(id);
             return Err(wit_cloud_error_kind(
                 types::CloudErrorKind::Other,
                 format!("uploads through the component hold at most {UPLOAD_BYTES_MAX} bytes here; this host's transfers move larger files"),
             ));
         }
         upload.data.extend_from_slice(&data);
+        self.held += data.len();
         Ok(())
     }
 
     pub fn take(&mut self, id: u64) -> Result<Upload, types::CloudError> {
-        self.open
+        let upload = self
+            .open
             .remove(&id)
-            .ok_or_else(|| wit_cloud_error_kind(types::CloudErrorKind::Other, format!("no upload {id}")))
+            .ok_or_else(|| wit_cloud_error_kind(types::CloudErrorKind::Other, format!("no upload {id}")))?;
+        self.held -= upload.data.len();
+        Ok(upload)
     }
 }

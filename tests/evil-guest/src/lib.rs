@@ -175,6 +175,37 @@ impl file_cache::GuestCloudFileCache for Cache {
             };
             drop(hoard);
             let after_flood = allowed(files::Area::open(&me).is_ok());
+            // Uploads and transfers without end: bounded too.
+            let mut uploads = Vec::new();
+            let upload_flood = loop {
+                match my_cloud.begin_upload(&format!("flood/{}", uploads.len()), &WritePrecondition::None) {
+                    Ok(id) if uploads.len() < 10_000 => uploads.push(id),
+                    Ok(_) => break "allowed",
+                    Err(_) => break "refused",
+                }
+            };
+            for id in uploads {
+                cloud::abort_upload(id);
+            }
+            let mut started = Vec::new();
+            let transfer_flood = loop {
+                let request = transfers::DownloadRequest {
+                    cloud_path: "no-such-object".into(),
+                    local_path: format!("flood/{}", started.len() % 8),
+                    offset: 0,
+                    if_match: None,
+                    durable: false,
+                };
+                match transfers::start_download(&mine, &my_cloud, &request) {
+                    Ok(id) if started.len() < 5_000 => started.push(id),
+                    Ok(_) => break "allowed",
+                    Err(_) => break "refused",
+                }
+            };
+            for id in started {
+                transfers::cancel(id);
+                transfers::release(id);
+            }
             return Err(Error {
                 code: 1,
                 message: format!(
@@ -183,7 +214,8 @@ impl file_cache::GuestCloudFileCache for Cache {
                      scan-up={scan_up} upload-other={upload_other} ready-other={ready_other} \
                      evict-other={evict_other} evict-up={evict_up} read-other={read_other} \
                      write-other={write_other} write-up={write_up} put-other={put_other} read-cloud-up={read_cloud_up} \
-                     grant-flood={flood} after-flood={after_flood}"
+                     grant-flood={flood} after-flood={after_flood} upload-flood={upload_flood} \
+                     transfer-flood={transfer_flood}"
                 ),
             });
         }

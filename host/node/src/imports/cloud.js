@@ -6,7 +6,7 @@
 
 import fs from 'node:fs';
 import { cloudError, cloudFromIo } from './errors.js';
-import { IO_MAX, after, beneath, checkRelative, lstat, pager, syncDir, walk } from './fsutil.js';
+import { IO_MAX, after, beneath, checkRelative, deviceId, lstat, pager, syncDir, walk } from './fsutil.js';
 
 const CLOUD_KINDS = new Set([
   'not-found',
@@ -31,7 +31,10 @@ const object = (path, s) => ({
   modifiedMs: s.mtimeNs / 1000000n,
 });
 
-/** Staged uploads of processes that are gone (killed mid-upload) are removed. */
+/**
+ * Staged uploads of this device's processes that are gone (killed
+ * mid-upload) are removed; other devices stage in folders of their own.
+ */
 function sweepStaging(staging) {
   let names = [];
   try {
@@ -54,8 +57,9 @@ function sweepStaging(staging) {
 
 export function cloud(config, grant) {
   const dir = config.cloud;
+  const stagingName = `.cloudsync/staging/node-${deviceId(config.root)}`;
   try {
-    const staging = beneath(dir, '.cloudsync/staging/node/x').slice(0, -2);
+    const staging = beneath(dir, `${stagingName}/x`).slice(0, -2);
     if (lstat(staging)?.kind === 'folder') sweepStaging(staging);
   } catch {
     // A link on the way: nothing is swept through it (uploads refuse it too).
@@ -218,7 +222,7 @@ export function cloud(config, grant) {
       return wrap(() => {
         file(bundle, path);
         // Beneath the cloud folder, through no link.
-        const staging = beneath(dir, '.cloudsync/staging/node/x').slice(0, -2);
+        const staging = beneath(dir, `${stagingName}/x`).slice(0, -2);
         fs.mkdirSync(staging, { recursive: true });
         if (lstat(staging)?.kind !== 'folder') throw cloudError('other', `${staging} is not a folder (links are never followed)`);
         nextUpload += 1n;

@@ -5,31 +5,14 @@
 // preview2-shim's synchronous worker; it is given no folders. Grants stay
 // here: an app's bucket is opened in the adapter only once `grant` let it.
 
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import * as shim from '@bytecodealliance/preview2-shim';
 import { cloudError } from './errors.js';
-import { beneath, lstat } from './fsutil.js';
+import { deviceId } from './fsutil.js';
 
 const GEN = new URL('../../gen/adapter/', import.meta.url);
 const adapterModule = await import(fileURLToPath(new URL('adapter.js', GEN))).catch(() => null);
-
-/** This root's device id (`<root>/node-device-id`), made once. */
-function deviceId(root) {
-  const file = beneath(root, 'node-device-id');
-  const s = lstat(file);
-  if (s && s.kind !== 'file') throw new Error(`${file} is not a file (links are never followed)`);
-  if (s) {
-    const id = fs.readFileSync(file, 'utf8').trim();
-    if (/^[0-9a-f]{16}$/.test(id)) return id;
-  }
-  const id = crypto.randomBytes(8).toString('hex');
-  const part = `${file}.part`;
-  fs.writeFileSync(part, `${id}\n`, { flag: 'w', mode: 0o644 });
-  fs.renameSync(part, file);
-  return id;
-}
 
 /** The adapter's imports: WASI from the shim, its settings as arguments and environment. */
 function adapterImports(config) {

@@ -1,6 +1,7 @@
 // What the imports share: stat as the WIT says it, paths beneath a folder
 // (no `.`/`..`, no symlink followed anywhere), and a sorted walk.
 
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { ioError, fromNode } from './errors.js';
 
@@ -57,6 +58,18 @@ export function beneath(base, rel) {
 }
 
 /** Makes a folder's entries durable. */
+/**
+ * A new, empty file at `path`, made there and nowhere else: whatever was at
+ * the name (a link someone left, say) is removed first, never followed, and
+ * the file is created exclusively. Its descriptor.
+ */
+export function freshFile(path) {
+  const s = lstat(path);
+  if (s?.kind === 'folder') throw new Error(`${path} is a folder; a file must be made there`);
+  if (s) fs.unlinkSync(path);
+  return fs.openSync(path, 'wx', 0o644);
+}
+
 export function syncDir(dir) {
   let fd;
   try {
@@ -137,4 +150,29 @@ export function after(entries, after) {
   if (after === undefined) return entries;
   const a = Buffer.from(after);
   return entries.filter((e) => Buffer.compare(Buffer.from(e.path), a) > 0);
+}
+
+/**
+ * This root's device id (`<root>/node-device-id`), made once: its staged
+ * uploads and lock markers are this device's, its conflict copies say it.
+ */
+export function deviceId(root) {
+  const file = beneath(root, 'node-device-id');
+  const s = lstat(file);
+  if (s && s.kind !== 'file') throw new Error(`${file} is not a file (links are never followed)`);
+  if (s) {
+    const id = fs.readFileSync(file, 'utf8').trim();
+    if (/^[0-9a-f]{16}$/.test(id)) return id;
+  }
+  const id = crypto.randomBytes(8).toString('hex');
+  const part = `${file}.${id}.part`;
+  const fd = freshFile(part);
+  try {
+    fs.writeSync(fd, `${id}\n`);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(part, file);
+  return id;
 }

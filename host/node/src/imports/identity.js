@@ -4,6 +4,7 @@
 import os from 'node:os';
 import { CLOUDFILE_SYNC, CLOUDFILE_SYNC_MANAGER, GALLERY_BUNDLE } from '../config.js';
 import { ioError } from './errors.js';
+import { deviceId } from './fsutil.js';
 
 const BUNDLE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
@@ -40,9 +41,12 @@ export function identity(config) {
 }
 
 export function device(config) {
+  // Conflict copies name the device by its name and a few characters of its
+  // id: two machines may share a host name.
+  const name = `${config.deviceName || os.hostname() || 'node'}-${deviceId(config.root).slice(0, 4)}`;
   return {
     status: () => ({ networkAvailable: true, wifiAvailable: true, batteryPercent: 100, charging: true }),
     nowMs: () => BigInt(Date.now()),
-    deviceName: () => config.deviceName || os.hostname() || 'node',
+    deviceName: () => name,
   };
 }

@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import { createHash } from 'node:crypto';
 import { ioError, fromNode } from './errors.js';
-import { lstat, syncDir } from './fsutil.js';
+import { freshFile, lstat, syncDir } from './fsutil.js';
 
 const digest = (body) => createHash('sha256').update(body).digest().subarray(0, 8);
 
@@ -110,7 +110,13 @@ export function metadata(config, grant) {
       journal = { path, map, fd, len: at };
       if (damaged > 0) {
         const keep = `${path}.damaged-${Date.now()}`;
-        fs.copyFileSync(path, keep);
+        const copy = freshFile(keep);
+        try {
+          fs.writeSync(copy, bytes);
+          fs.fsyncSync(copy);
+        } finally {
+          fs.closeSync(copy);
+        }
         console.error(
           `cloudsync: ${path}: ${damaged} damaged bytes were skipped (the records after them were kept); the journal was written anew, the damaged one kept as ${keep}`,
         );
@@ -130,7 +136,7 @@ export function metadata(config, grant) {
   function rewrite(j) {
     const record = encode([...j.map].map(([key, value]) => ({ key, value })));
     const temp = `${j.path}.new`;
-    const fd = fs.openSync(temp, 'w');
+    const fd = freshFile(temp);
     try {
       fs.writeSync(fd, record);
       fs.fsyncSync(fd);

@@ -136,7 +136,7 @@ impl cloud::HostBucket for HostState {
     ) -> Result<u64, types::CloudError> {
         self.in_bucket(&bucket, |s, bundle| {
             let key = s.cloud_key(&bundle, &path)?;
-            Ok(s.uploads.begin(bundle, key, precondition_of(precondition)))
+            s.uploads.begin(bundle, key, precondition_of(precondition))
         })
     }
 }

@@ -15,6 +15,7 @@ impl transfers::Host for HostState {
         r: transfers::DownloadRequest,
     ) -> Result<u64, types::CloudError> {
         self.in_bucket(&bucket, |s, bundle| {
+            s.room_for_a_transfer()?;
             let key = s.cloud_key(&bundle, &r.cloud_path)?;
             let local_error = |e: types::IoError| wit_cloud_error_kind(types::CloudErrorKind::LocalIo, e.message);
             let area = s
@@ -41,6 +42,7 @@ impl transfers::Host for HostState {
         r: transfers::UploadRequest,
     ) -> Result<u64, types::CloudError> {
         self.in_bucket(&bucket, |s, bundle| {
+            s.room_for_a_transfer()?;
             let key = s.cloud_key(&bundle, &r.cloud_path)?;
             let local_error = |e: types::IoError| wit_cloud_error_kind(types::CloudErrorKind::LocalIo, e.message);
             let area = s
