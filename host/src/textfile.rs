@@ -47,6 +47,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn parse_errors_never_repeat_the_text() {
+        let text = "region = \"eu\"\nsecret_access_key = \"wJalrXUtnFEMI\n";
+        let e = toml::from_str::<toml::Table>(text).unwrap_err();
+        let said = settings_error(text, &e);
+        assert!(said.starts_with("line 2: "), "{said}");
+        assert!(!said.contains("wJalrXUtnFEMI"), "{said}");
+    }
+
+    #[test]
     fn only_small_regular_files_are_read() {
         let dir = tempfile::tempdir().unwrap();
         let ok = dir.path().join("ok.toml");
@@ -87,17 +96,5 @@ pub fn settings_error(text: &str, e: &toml::de::Error) -> String {
             format!("line {line}: {message}")
         }
         None => message.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn parse_errors_never_repeat_the_text() {
-        let text = "region = \"eu\"\nsecret_access_key = \"wJalrXUtnFEMI\n";
-        let e = toml::from_str::<toml::Table>(text).unwrap_err();
-        let said = super::settings_error(text, &e);
-        assert!(said.starts_with("line 2: "), "{said}");
-        assert!(!said.contains("wJalrXUtnFEMI"), "{said}");
     }
 }
