@@ -270,12 +270,10 @@ impl sync_export::GuestSyncObject for SyncHandle {
         with_engine(|e| e.syncs.off(self.0, &event, listener)).map_err(error)
     }
     fn start(&self, c: sync_export::Confirmation) -> Result<(), types::Error> {
-        let confirm = e::sync::Confirm {
-            deletions: c.deletions,
-            empty_local: c.empty_device,
-            empty_cloud: c.empty_cloud,
-        };
-        with_engine(|e| e.syncs.start(&e.platform, self.0, confirm)).map_err(error)
+        with_engine(|e| e.syncs.start(&e.platform, self.0, confirm(c))).map_err(error)
+    }
+    fn plan(&self, c: sync_export::Confirmation) -> Result<(), types::Error> {
+        with_engine(|e| e.syncs.plan(&e.platform, self.0, confirm(c))).map_err(error)
     }
     fn stop(&self) -> Result<(), types::Error> {
         with_engine(|e| e.syncs.stop(&e.platform, self.0)).map_err(error)
@@ -284,13 +282,46 @@ impl sync_export::GuestSyncObject for SyncHandle {
         with_engine(|e| e.syncs.last_sync_time(&e.platform, self.0)).map_err(error)
     }
     fn report(&self) -> Result<sync_export::SyncReport, types::Error> {
-        with_engine(|e| e.syncs.report(self.0)).map(sync_report).map_err(error)
+        with_engine(|e| e.syncs.report(&e.platform, self.0))
+            .map(sync_report)
+            .map_err(error)
     }
 }
 
 impl Drop for SyncHandle {
     fn drop(&mut self) {
         with_engine(|e| e.syncs.drop_object(self.0));
+    }
+}
+
+fn sync_progress(p: e::SyncProgress) -> types::SyncProgress {
+    types::SyncProgress {
+        state: match p.state {
+            e::SyncState::Uploading => types::SyncState::Uploading,
+            e::SyncState::UploadFailed => types::SyncState::UploadFailed,
+            e::SyncState::Downloading => types::SyncState::Downloading,
+            e::SyncState::DownloadFailed => types::SyncState::DownloadFailed,
+            e::SyncState::Completed => types::SyncState::Completed,
+            e::SyncState::Stopped => types::SyncState::Stopped,
+        },
+        error: match p.error {
+            e::ErrorType::NoError => types::ErrorType::NoError,
+            e::ErrorType::NetworkUnavailable => types::ErrorType::NetworkUnavailable,
+            e::ErrorType::WifiUnavailable => types::ErrorType::WifiUnavailable,
+            e::ErrorType::BatteryLevelLow => types::ErrorType::BatteryLevelLow,
+            e::ErrorType::BatteryLevelWarning => types::ErrorType::BatteryLevelWarning,
+            e::ErrorType::CloudStorageFull => types::ErrorType::CloudStorageFull,
+            e::ErrorType::LocalStorageFull => types::ErrorType::LocalStorageFull,
+            e::ErrorType::DeviceTemperatureTooHigh => types::ErrorType::DeviceTemperatureTooHigh,
+        },
+    }
+}
+
+fn confirm(c: sync_export::Confirmation) -> e::sync::Confirm {
+    e::sync::Confirm {
+        deletions: c.deletions,
+        empty_local: c.empty_device,
+        empty_cloud: c.empty_cloud,
     }
 }
 
@@ -313,6 +344,8 @@ fn sync_report(r: Report) -> sync_export::SyncReport {
         skipped_total: r.skipped_total,
         failures: notes(r.failures),
         notes: r.notes,
+        last: r.last.map(sync_progress),
+        ended_ms: r.ended_ms,
     }
 }
 
@@ -386,6 +419,8 @@ impl Platform for WitPlatform {
             network_available: s.network_available,
             wifi_available: s.wifi_available,
             battery_percent: s.battery_percent,
+            wifi_only: s.wifi_only,
+            overheated: s.overheated,
             charging: s.charging,
         }
     }
@@ -655,6 +690,31 @@ impl Platform for WitPlatform {
         )
     }
 
+    fn note_decision(&self, d: e::SyncDecision) {
+        use e::SyncAction as A;
+        let action = match d.action {
+            A::Upload => types::SyncAction::Upload,
+            A::Download => types::SyncAction::Download,
+            A::DeleteLocal => types::SyncAction::DeleteLocal,
+            A::DeleteCloud => types::SyncAction::DeleteCloud,
+            A::Conflict => types::SyncAction::Conflict,
+            A::Record => types::SyncAction::Record,
+            A::Placeholder => types::SyncAction::Placeholder,
+            A::Forget => types::SyncAction::Forget,
+            A::Skip => types::SyncAction::Skip,
+            A::Refuse => types::SyncAction::Refuse,
+            A::Fail => types::SyncAction::Fail,
+        };
+        let decision = types::SyncDecision {
+            bundle: d.bundle,
+            path: d.path,
+            action,
+            reason: d.reason,
+            dry_run: d.dry_run,
+        };
+        emit(0, engine_export::EventBody::Decision(decision))
+    }
+
     fn emit_optimize(&self, listener: e::ListenerId, p: e::ondemand::OptimizeSpaceProgress) {
         use e::ondemand::OptimizeState as S;
         let progress = types::OptimizeSpaceProgress {
@@ -670,27 +730,7 @@ impl Platform for WitPlatform {
     }
 
     fn emit_sync(&self, listener: e::ListenerId, p: e::SyncProgress) {
-        let progress = types::SyncProgress {
-            state: match p.state {
-                e::SyncState::Uploading => types::SyncState::Uploading,
-                e::SyncState::UploadFailed => types::SyncState::UploadFailed,
-                e::SyncState::Downloading => types::SyncState::Downloading,
-                e::SyncState::DownloadFailed => types::SyncState::DownloadFailed,
-                e::SyncState::Completed => types::SyncState::Completed,
-                e::SyncState::Stopped => types::SyncState::Stopped,
-            },
-            error: match p.error {
-                e::ErrorType::NoError => types::ErrorType::NoError,
-                e::ErrorType::NetworkUnavailable => types::ErrorType::NetworkUnavailable,
-                e::ErrorType::WifiUnavailable => types::ErrorType::WifiUnavailable,
-                e::ErrorType::BatteryLevelLow => types::ErrorType::BatteryLevelLow,
-                e::ErrorType::BatteryLevelWarning => types::ErrorType::BatteryLevelWarning,
-                e::ErrorType::CloudStorageFull => types::ErrorType::CloudStorageFull,
-                e::ErrorType::LocalStorageFull => types::ErrorType::LocalStorageFull,
-                e::ErrorType::DeviceTemperatureTooHigh => types::ErrorType::DeviceTemperatureTooHigh,
-            },
-        };
-        emit(listener, engine_export::EventBody::Sync(progress))
+        emit(listener, engine_export::EventBody::Sync(sync_progress(p)))
     }
 
     fn emit_download(&self, listener: e::ListenerId, p: &e::DownloadProgress) {

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 pub use cloudsync_contract::{
     codes, DownloadErrorType, DownloadProgress, ErrorType, FileSyncState, OptimizeSpaceParam, OptimizeSpaceProgress,
-    OptimizeState, State, SyncProgress, SyncState,
+    OptimizeState, State, SyncAction, SyncDecision, SyncProgress, SyncState,
 };
 
 /// The one event name the seed defines.
@@ -62,6 +62,11 @@ pub struct SyncReport {
     pub failures: Vec<FileNote>,
     /// What else a person should know about the run.
     pub notes: Vec<String>,
+    /// The run's last event so far (its end, once it ended).
+    pub last: Option<SyncProgress>,
+    /// When it ended (epoch ms; 0 while it runs). A new process sees the
+    /// last run recorded, without its lists.
+    pub ended_ms: u64,
 }
 
 /// A file or name, and why it was skipped or failed.

@@ -9,29 +9,49 @@ use crate::runtime::{Callback, ObjectHandle, ObjectKind, Runtime};
 /// share nothing: events reach only the listeners of the instance whose
 /// download they are about. Dropping it stops its downloads and deletes
 /// their partial data.
+///
+/// ```no_run
+/// # async fn demo(rt: &cloudsync::Runtime) -> Result<(), cloudsync::CloudSyncError> {
+/// use cloudsync::{CloudFileCache, State};
+///
+/// let uri = "file://com.example.notes/data/storage/el2/cloud/report.pdf";
+/// let cache = CloudFileCache::new(rt);
+/// cache.on("progress", |p| {
+///     if p.state == State::Completed {
+///         println!("{} is here ({} bytes)", p.uri, p.size);
+///     }
+/// })?;
+/// cache.start(uri).await?;
+/// // … later, keeping what arrived so that the next start resumes:
+/// cache.stop_with(uri, false).await?;
+/// # Ok(()) }
+/// ```
 pub struct CloudFileCache {
     obj: ObjectHandle,
 }
 
 impl CloudFileCache {
-    pub async fn new(rt: &Runtime) -> Result<Self, CloudSyncError> {
-        let obj = ObjectHandle::create(rt, ObjectKind::Cache).await?;
-        Ok(CloudFileCache { obj })
+    /// `new CloudFileCache()`: never fails (what the engine refuses comes
+    /// from the methods).
+    pub fn new(rt: &Runtime) -> Self {
+        CloudFileCache {
+            obj: ObjectHandle::create(rt, ObjectKind::Cache),
+        }
     }
 
     /// Registers `callback` for `event` (only `"progress"`; else 401).
     /// Callbacks run in order on the runtime's event thread.
-    pub async fn on(
+    pub fn on(
         &self,
         event: &str,
         callback: impl Fn(DownloadProgress) + Send + Sync + 'static,
     ) -> Result<ListenerId, CloudSyncError> {
-        self.obj.on(event, Callback::Download(Arc::new(callback))).await
+        self.obj.on(event, Callback::Download(Arc::new(callback)))
     }
 
     /// Unregisters `listener`, or every listener of this instance when `None`.
-    pub async fn off(&self, event: &str, listener: Option<ListenerId>) -> Result<(), CloudSyncError> {
-        self.obj.off(event, listener).await
+    pub fn off(&self, event: &str, listener: Option<ListenerId>) -> Result<(), CloudSyncError> {
+        self.obj.off(event, listener)
     }
 
     /// Starts downloading `uri`; returns once the download is accepted.
@@ -45,11 +65,16 @@ impl CloudFileCache {
             .await
     }
 
-    /// Stops this instance's download of `uri` (a STOPPED event follows).
-    /// `need_clean` deletes the partial data (the seed's default); with
-    /// `false` it is kept and the next `start` resumes from it.
+    /// `stop(uri)`: stops this instance's download of `uri` (a STOPPED
+    /// event follows) and deletes its partial data, the seed's default.
     /// Errors: 401, 13600001, 13900002, 14000002.
-    pub async fn stop(&self, uri: &str, need_clean: bool) -> Result<(), CloudSyncError> {
+    pub async fn stop(&self, uri: &str) -> Result<(), CloudSyncError> {
+        self.stop_with(uri, true).await
+    }
+
+    /// `stop(uri, needClean)`: as [`stop`](Self::stop); with `need_clean`
+    /// false the partial data is kept and the next `start` resumes from it.
+    pub async fn stop_with(&self, uri: &str, need_clean: bool) -> Result<(), CloudSyncError> {
         let (id, uri) = (self.obj.id, uri.to_string());
         self.obj
             .rt
@@ -61,11 +86,10 @@ impl CloudFileCache {
     /// listed as cloud-only (`list_files`) and comes back on `start`. A
     /// system API. Errors: 201, 202, 401, 13900002 (no synced copy in the
     /// cloud, or unsynced local changes), 13900010 (being written), 14000002.
-    pub async fn clean_cache(&self, uri: &str) -> Result<(), CloudSyncError> {
+    pub fn clean_cache(&self, uri: &str) -> Result<(), CloudSyncError> {
         let (id, uri) = (self.obj.id, uri.to_string());
         self.obj
             .rt
-            .call(move |d| d.call_cache(id, |c, s, r| c.call_clean_cache(s, r, &uri)))
-            .await
+            .call_blocking(move |d| d.call_cache(id, |c, s, r| c.call_clean_cache(s, r, &uri)))
     }
 }

@@ -1,9 +1,9 @@
-//! The device's status: network, battery, free space, clock. Real where the
-//! machine has it, simulated for tests.
+//! The device's status: network, battery, temperature, free space, clock.
+//! Real where the machine has it, simulated for tests.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// What the engine asks about the device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -14,6 +14,10 @@ pub struct DeviceState {
     pub battery_percent: u8,
     /// Charging, or on mains power.
     pub charging: bool,
+    /// The user's setting: sync on Wi-Fi (unmetered networks) only.
+    pub wifi_only: bool,
+    /// The device is hotter than its thermal limit.
+    pub overheated: bool,
 }
 
 impl Default for DeviceState {
@@ -23,6 +27,8 @@ impl Default for DeviceState {
             wifi_available: true,
             battery_percent: 100,
             charging: true,
+            wifi_only: false,
+            overheated: false,
         }
     }
 }
@@ -45,23 +51,57 @@ pub trait DeviceStatus: Send + Sync + 'static {
     }
 }
 
-/// This machine: network from `/sys/class/net`, battery from
-/// `/sys/class/power_supply`, free space from `statvfs`.
+/// This machine: networks from `/sys/class/net`, battery from
+/// `/sys/class/power_supply`, temperature from `/sys/class/thermal`, free
+/// space from `statvfs`. `CLOUDSYNC_SYS_NET`, `CLOUDSYNC_SYS_POWER` and
+/// `CLOUDSYNC_SYS_THERMAL` name other folders laid out the same way (tests,
+/// containers that mount the host's `/sys` elsewhere).
 #[derive(Debug, Default)]
-pub struct SystemDevice;
+pub struct SystemDevice {
+    wifi_only: bool,
+    /// The last reading: the engine asks often, `/sys` is read once a second.
+    cached: Mutex<Option<(Instant, DeviceState)>>,
+}
+
+/// How long one reading of `/sys` stands.
+const READING_STANDS: Duration = Duration::from_secs(1);
+
+impl SystemDevice {
+    /// The user's setting: sync only while an unmetered network (Wi-Fi,
+    /// wired) is up; on a metered one (a mobile modem) runs fail with
+    /// WIFI_UNAVAILABLE.
+    pub fn wifi_only(wifi_only: bool) -> Self {
+        SystemDevice {
+            wifi_only,
+            ..SystemDevice::default()
+        }
+    }
+}
+
+fn sys_dir(var: &str, default: &str) -> PathBuf {
+    std::env::var_os(var).map_or_else(|| PathBuf::from(default), PathBuf::from)
+}
 
 impl DeviceStatus for SystemDevice {
     fn state(&self) -> DeviceState {
-        let network_available = network();
-        let (battery_percent, charging) = battery();
-        // A wired network is unmetered, like Wi-Fi: only a metered-only
-        // device would report WIFI_UNAVAILABLE, and a PC is not one.
-        DeviceState {
+        let mut cached = self.cached.lock().unwrap();
+        if let Some((at, state)) = *cached {
+            if at.elapsed() < READING_STANDS {
+                return state;
+            }
+        }
+        let (network_available, wifi_available) = networks(&sys_dir("CLOUDSYNC_SYS_NET", "/sys/class/net"));
+        let (battery_percent, charging) = battery(&sys_dir("CLOUDSYNC_SYS_POWER", "/sys/class/power_supply"));
+        let state = DeviceState {
             network_available,
-            wifi_available: network_available,
+            wifi_available,
             battery_percent,
             charging,
-        }
+            wifi_only: self.wifi_only,
+            overheated: overheated(&sys_dir("CLOUDSYNC_SYS_THERMAL", "/sys/class/thermal")),
+        };
+        *cached = Some((Instant::now(), state));
+        state
     }
 
     fn free_space(&self, path: &Path) -> std::io::Result<u64> {
@@ -78,29 +118,68 @@ impl DeviceStatus for SystemDevice {
     }
 }
 
-/// Any interface but loopback that is up (or reports `unknown`, as virtual
-/// ones do). Without `/sys`,
-/// the network is assumed to be there.
-fn network() -> bool {
-    let Ok(entries) = std::fs::read_dir("/sys/class/net") else {
-        return true;
+/// (any network, an unmetered one): any interface but loopback that is up
+/// (or reports `unknown`, as virtual ones do); metered are the mobile
+/// modems (`DEVTYPE=wwan`, or named `wwan…`), unmetered the rest (Wi-Fi,
+/// wired). Without `/sys`, an unmetered network is assumed to be there.
+fn networks(dir: &Path) -> (bool, bool) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return (true, true);
     };
-    let mut any = false;
+    let (mut any, mut unmetered) = (false, false);
     for entry in entries.flatten() {
         if entry.file_name() == "lo" {
             continue;
         }
         let state = std::fs::read_to_string(entry.path().join("operstate")).unwrap_or_default();
-        if matches!(state.trim(), "up" | "unknown") {
-            any = true;
+        if !matches!(state.trim(), "up" | "unknown") {
+            continue;
+        }
+        any = true;
+        let uevent = std::fs::read_to_string(entry.path().join("uevent")).unwrap_or_default();
+        let metered = uevent.lines().any(|l| l.trim() == "DEVTYPE=wwan")
+            || entry.file_name().to_string_lossy().starts_with("wwan");
+        unmetered |= !metered;
+    }
+    (any, unmetered)
+}
+
+/// A zone this hot (°C) is too hot where it names no limit of its own.
+const DEFAULT_LIMIT_C: i64 = 90;
+
+/// Whether any thermal zone is at or above its limit: its lowest `hot` or
+/// `critical` trip point (the kernel's own "too hot"), else 90 °C.
+fn overheated(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    let read = |p: PathBuf| std::fs::read_to_string(p).ok().map(|s| s.trim().to_string());
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with("thermal_zone") {
+            continue;
+        }
+        let zone = entry.path();
+        // Millidegrees Celsius.
+        let Some(temp) = read(zone.join("temp")).and_then(|t| t.parse::<i64>().ok()) else {
+            continue;
+        };
+        let limit = (0..32)
+            .map_while(|i| read(zone.join(format!("trip_point_{i}_type"))).map(|t| (i, t)))
+            .filter(|(_, t)| t == "hot" || t == "critical")
+            .filter_map(|(i, _)| read(zone.join(format!("trip_point_{i}_temp")))?.parse::<i64>().ok())
+            .filter(|t| *t > 0)
+            .min()
+            .unwrap_or(DEFAULT_LIMIT_C * 1000);
+        if temp >= limit {
+            return true;
         }
     }
-    any
+    false
 }
 
 /// The first battery's charge and whether it charges; (100, true) without one.
-fn battery() -> (u8, bool) {
-    let Ok(entries) = std::fs::read_dir("/sys/class/power_supply") else {
+fn battery(dir: &Path) -> (u8, bool) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
         return (100, true);
     };
     for entry in entries.flatten() {
@@ -176,7 +255,7 @@ impl DeviceStatus for SimulatedDevice {
     fn free_space(&self, path: &Path) -> std::io::Result<u64> {
         match self.inner.lock().unwrap().free_space {
             Some(bytes) => Ok(bytes),
-            None => SystemDevice.free_space(path),
+            None => SystemDevice::default().free_space(path),
         }
     }
     fn write_quota(&self) -> Option<u64> {
@@ -187,6 +266,57 @@ impl DeviceStatus for SimulatedDevice {
     }
     fn now_ms(&self) -> u64 {
         let fixed = self.inner.lock().unwrap().now_ms;
-        fixed.unwrap_or_else(|| SystemDevice.now_ms())
+        fixed.unwrap_or_else(|| SystemDevice::default().now_ms())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(path: &Path, text: &str) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    #[test]
+    fn a_zone_at_its_hot_trip_point_is_too_hot() {
+        let dir = tempfile::tempdir().unwrap();
+        let zone = dir.path().join("thermal_zone0");
+        write(&zone.join("temp"), "71000\n");
+        write(&zone.join("trip_point_0_type"), "passive\n");
+        write(&zone.join("trip_point_0_temp"), "50000\n");
+        write(&zone.join("trip_point_1_type"), "hot\n");
+        write(&zone.join("trip_point_1_temp"), "75000\n");
+        write(&zone.join("trip_point_2_type"), "critical\n");
+        write(&zone.join("trip_point_2_temp"), "95000\n");
+        assert!(!overheated(dir.path()), "a passive trip point only throttles");
+        write(&zone.join("temp"), "75000\n");
+        assert!(overheated(dir.path()));
+        // A zone without limits of its own: 90 °C.
+        let other = dir.path().join("thermal_zone1");
+        write(&other.join("temp"), "89000");
+        write(&zone.join("temp"), "20000");
+        assert!(!overheated(dir.path()));
+        write(&other.join("temp"), "90000");
+        assert!(overheated(dir.path()));
+        assert!(!overheated(&dir.path().join("none")));
+    }
+
+    #[test]
+    fn a_mobile_modem_is_a_metered_network() {
+        let dir = tempfile::tempdir().unwrap();
+        write(&dir.path().join("lo/operstate"), "unknown");
+        write(&dir.path().join("wwan0/operstate"), "up");
+        write(&dir.path().join("usb0/operstate"), "up");
+        write(&dir.path().join("usb0/uevent"), "INTERFACE=usb0\nDEVTYPE=wwan\n");
+        write(&dir.path().join("wlan0/operstate"), "down");
+        assert_eq!(networks(dir.path()), (true, false));
+        write(&dir.path().join("wlan0/operstate"), "up");
+        assert_eq!(networks(dir.path()), (true, true));
+        for i in ["wwan0", "usb0", "wlan0"] {
+            write(&dir.path().join(i).join("operstate"), "down");
+        }
+        assert_eq!(networks(dir.path()), (false, false));
     }
 }

@@ -5,6 +5,12 @@
 //! sync engine; this crate gives it storage, the cloud, permission checks
 //! and device status, and exposes the seed's API in Rust:
 //!
+//! The API follows the seed: what the seed makes synchronous (the
+//! constructors, `on`/`off`, the single-file `getFileSyncState`,
+//! `cleanCache`, `stopOptimizeSpace`) is a plain call here, what returns a
+//! Promise there is `async` here, and errors carry the seed's codes
+//! ([`CloudSyncError::code`]), raised by the methods whose tables list them.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use cloudsync::{CloudFileCache, Identity, Runtime};
@@ -13,8 +19,8 @@
 //!     .identity(Identity::app("com.example.notes"))
 //!     .build()
 //!     .await?;
-//! let cache = CloudFileCache::new(&rt).await?;
-//! cache.on("progress", |p| println!("{:?} {}/{}", p.state, p.processed, p.size)).await?;
+//! let cache = CloudFileCache::new(&rt);
+//! cache.on("progress", |p| println!("{:?} {}/{}", p.state, p.processed, p.size))?;
 //! cache.start("file://com.example.notes/data/storage/el2/cloud/report.pdf").await?;
 //! # Ok(()) }
 //! ```
@@ -35,8 +41,8 @@ mod transfers;
 
 pub use api::{
     codes, CloudSyncError, Confirm, DownloadErrorType, DownloadProgress, ErrorType, FileEntry, FileListing, FileNote,
-    FileSyncState, ListenerId, OptimizeSpaceParam, OptimizeSpaceProgress, OptimizeState, State, SyncProgress,
-    SyncReport, SyncState,
+    FileSyncState, ListenerId, OptimizeSpaceParam, OptimizeSpaceProgress, OptimizeState, State, SyncAction,
+    SyncDecision, SyncProgress, SyncReport, SyncState,
 };
 pub use cache::CloudFileCache;
 pub use identity::Identity;

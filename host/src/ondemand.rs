@@ -15,26 +15,38 @@ use crate::runtime::{guest_error, Callback, ObjectHandle, ObjectKind, Runtime};
 /// (`file://media/Photo/<id>/<name>`); a system API (201, 202). Events are
 /// `DownloadProgress`, as for `CloudFileCache`; `stop` always deletes the
 /// partial file.
+///
+/// ```no_run
+/// # async fn demo(rt: &cloudsync::Runtime) -> Result<(), cloudsync::CloudSyncError> {
+/// let download = cloudsync::Download::new(rt);
+/// download.on("progress", |p| println!("{:?} {}/{}", p.state, p.processed, p.size))?;
+/// download.start("file://media/Photo/1/IMG_0001.jpg").await?;
+/// # Ok(()) }
+/// ```
 pub struct Download {
     obj: ObjectHandle,
 }
 
 impl Download {
-    pub async fn new(rt: &Runtime) -> Result<Self, CloudSyncError> {
-        let obj = ObjectHandle::create(rt, ObjectKind::Download).await?;
-        Ok(Download { obj })
+    /// `new Download()`: never fails; 201 and 202 come from the methods.
+    pub fn new(rt: &Runtime) -> Self {
+        Download {
+            obj: ObjectHandle::create(rt, ObjectKind::Download),
+        }
     }
 
-    pub async fn on(
+    /// Registers `callback` for `event` (only `"progress"`; else 401); 201, 202.
+    pub fn on(
         &self,
         event: &str,
         callback: impl Fn(DownloadProgress) + Send + Sync + 'static,
     ) -> Result<ListenerId, CloudSyncError> {
-        self.obj.on(event, Callback::Download(Arc::new(callback))).await
+        self.obj.on(event, Callback::Download(Arc::new(callback)))
     }
 
-    pub async fn off(&self, event: &str, listener: Option<ListenerId>) -> Result<(), CloudSyncError> {
-        self.obj.off(event, listener).await
+    /// Unregisters `listener`, or every listener of this instance when `None`.
+    pub fn off(&self, event: &str, listener: Option<ListenerId>) -> Result<(), CloudSyncError> {
+        self.obj.off(event, listener)
     }
 
     /// Errors: 401, 13600001, 13900002, 13900025, 14000002.
@@ -90,12 +102,11 @@ pub async fn start_optimize_space(
 }
 
 /// `stopOptimizeSpace()`: the running optimisation ends with STOPPED.
-pub async fn stop_optimize_space(rt: &Runtime) -> Result<(), CloudSyncError> {
-    rt.call(|d| {
+pub fn stop_optimize_space(rt: &Runtime) -> Result<(), CloudSyncError> {
+    rt.call_blocking(|d| {
         d.call(|b, s| b.ohos_cloudsync_on_demand().call_stop_optimize_space(s))?
             .map_err(guest_error)
     })
-    .await
 }
 
 /// `optimizeStorage()`: one aging pass (30 days, no byte budget); returns

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::api::{CloudSyncError, Confirm, FileNote, FileSyncState, ListenerId, SyncProgress, SyncReport};
 use crate::runtime::bindings::exports::ohos::cloudsync::sync as wit;
 use crate::runtime::bindings::ohos::cloudsync::types;
-use crate::runtime::{guest_error, Callback, ObjectHandle, ObjectKind, Runtime};
+use crate::runtime::{guest_error, sync_progress, Callback, ObjectHandle, ObjectKind, Runtime};
 
 /// What `FileSync` and `GallerySync` share: the engine's `sync-object`,
 /// whose runs sync one bundle's folder (only how it is made differs).
@@ -23,30 +23,32 @@ macro_rules! call {
 }
 
 impl SyncObject {
-    async fn new(rt: &Runtime, kind: ObjectKind) -> Result<Self, CloudSyncError> {
-        let obj = ObjectHandle::create(rt, kind).await?;
-        Ok(SyncObject { obj })
+    fn new(rt: &Runtime, kind: ObjectKind) -> Self {
+        SyncObject {
+            obj: ObjectHandle::create(rt, kind),
+        }
     }
 
-    async fn on(
+    fn on(
         &self,
         event: &str,
         callback: impl Fn(SyncProgress) + Send + Sync + 'static,
     ) -> Result<ListenerId, CloudSyncError> {
-        self.obj.on(event, Callback::Sync(Arc::new(callback))).await
+        self.obj.on(event, Callback::Sync(Arc::new(callback)))
     }
 
-    async fn off(&self, event: &str, listener: Option<ListenerId>) -> Result<(), CloudSyncError> {
-        self.obj.off(event, listener).await
+    fn off(&self, event: &str, listener: Option<ListenerId>) -> Result<(), CloudSyncError> {
+        self.obj.off(event, listener)
     }
 
     async fn start(&self, c: Confirm) -> Result<(), CloudSyncError> {
-        let confirm = wit::Confirmation {
-            deletions: c.deletions,
-            empty_device: c.empty_device,
-            empty_cloud: c.empty_cloud,
-        };
+        let confirm = confirmation(c);
         call!(self, |r, s| call_start(confirm))
+    }
+
+    async fn plan(&self, c: Confirm) -> Result<(), CloudSyncError> {
+        let confirm = confirmation(c);
+        call!(self, |r, s| call_plan(confirm))
     }
 
     async fn stop(&self) -> Result<(), CloudSyncError> {
@@ -73,7 +75,17 @@ impl SyncObject {
             skipped_total: r.skipped_total,
             failures: notes(r.failures),
             notes: r.notes,
+            last: r.last.map(sync_progress),
+            ended_ms: r.ended_ms,
         })
+    }
+}
+
+fn confirmation(c: Confirm) -> wit::Confirmation {
+    wit::Confirmation {
+        deletions: c.deletions,
+        empty_device: c.empty_device,
+        empty_cloud: c.empty_cloud,
     }
 }
 
@@ -89,36 +101,70 @@ pub(crate) fn notes(list: Vec<types::FileNote>) -> Vec<FileNote> {
 /// Two-way sync of an app's cloud folder (seed: `FileSync`). A run pulls
 /// (cloud → device) first, then pushes; progress arrives as `SyncProgress`
 /// events. Every `FileSync` of one bundle sees the same runs.
+///
+/// ```no_run
+/// # async fn demo(rt: &cloudsync::Runtime) -> Result<(), cloudsync::CloudSyncError> {
+/// use cloudsync::{FileSync, SyncState};
+///
+/// let sync = FileSync::new(rt);
+/// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+/// sync.on("progress", move |p| {
+///     let _ = tx.send(p);
+/// })?;
+/// sync.start().await?;
+/// while let Some(p) = rx.recv().await {
+///     if p.is_terminal() {
+///         assert_eq!(p.state, SyncState::Completed);
+///         break;
+///     }
+/// }
+/// println!("last synced at {} ms", sync.get_last_sync_time().await?);
+/// # Ok(()) }
+/// ```
 pub struct FileSync(SyncObject);
 
 impl FileSync {
-    /// `FileSync()`: the caller's own folder; no permission needed.
-    pub async fn new(rt: &Runtime) -> Result<Self, CloudSyncError> {
-        SyncObject::new(rt, ObjectKind::FileSync(None)).await.map(FileSync)
+    /// `new FileSync()`: the caller's own folder; no permission needed.
+    pub fn new(rt: &Runtime) -> Self {
+        FileSync(SyncObject::new(rt, ObjectKind::FileSync(None)))
     }
 
-    /// `FileSync(bundleName)`: a system API. Errors: 201 (no
-    /// CLOUDFILE_SYNC, or another bundle without CLOUDFILE_SYNC_MANAGER),
-    /// 202 (not a system app), 401 (empty or invalid name).
-    pub async fn for_bundle(rt: &Runtime, bundle_name: &str) -> Result<Self, CloudSyncError> {
-        SyncObject::new(rt, ObjectKind::FileSync(Some(bundle_name.to_string())))
-            .await
-            .map(FileSync)
+    /// `new FileSync(bundleName)`, a system API: 401 here (an empty or
+    /// invalid name); what the engine refuses, 201 (no CLOUDFILE_SYNC, or
+    /// another bundle without CLOUDFILE_SYNC_MANAGER) and 202 (not a system
+    /// app), from the methods.
+    pub fn for_bundle(rt: &Runtime, bundle_name: &str) -> Result<Self, CloudSyncError> {
+        if bundle_name.is_empty() {
+            return Err(CloudSyncError::new(
+                crate::codes::INVALID_PARAMETER,
+                "bundleName must not be empty",
+            ));
+        }
+        if !cloudsync_contract::is_bundle_name(bundle_name) || bundle_name == cloudsync_contract::GALLERY_BUNDLE {
+            return Err(CloudSyncError::new(
+                crate::codes::INVALID_PARAMETER,
+                format!("{bundle_name:?} is not a bundle name"),
+            ));
+        }
+        Ok(FileSync(SyncObject::new(
+            rt,
+            ObjectKind::FileSync(Some(bundle_name.to_string())),
+        )))
     }
 
     /// Registers `callback` for `event` (only `"progress"`; else 401). While
     /// a run is going, it receives the current state at once.
-    pub async fn on(
+    pub fn on(
         &self,
         event: &str,
         callback: impl Fn(SyncProgress) + Send + Sync + 'static,
     ) -> Result<ListenerId, CloudSyncError> {
-        self.0.on(event, callback).await
+        self.0.on(event, callback)
     }
 
     /// Unregisters `listener`, or every listener of this object when `None`.
-    pub async fn off(&self, event: &str, listener: Option<ListenerId>) -> Result<(), CloudSyncError> {
-        self.0.off(event, listener).await
+    pub fn off(&self, event: &str, listener: Option<ListenerId>) -> Result<(), CloudSyncError> {
+        self.0.off(event, listener)
     }
 
     /// Starts a run; while one runs, queues one more.
@@ -144,6 +190,14 @@ impl FileSync {
             .await
     }
 
+    /// A dry run (not the seed's): plans as [`start_with`](Self::start_with)
+    /// would, sends each step to [`Runtime::on_decision`]'s callbacks and
+    /// ends as a run does (COMPLETED; STOPPED when a guard refuses),
+    /// changing nothing on either side. 22400006 while a run is going.
+    pub async fn plan(&self, confirm: Confirm) -> Result<(), CloudSyncError> {
+        self.0.plan(confirm).await
+    }
+
     /// Stops the run (STOPPED follows); the next `start` resumes.
     pub async fn stop(&self) -> Result<(), CloudSyncError> {
         self.0.stop().await
@@ -162,27 +216,40 @@ impl FileSync {
 }
 
 /// Two-way sync of the gallery (seed: `GallerySync`), a system API: items
-/// are `file://media/Photo/<id>/<displayName>`.
+/// are `file://media/Photo/<id>/<displayName>`, cloud-only ones shown by
+/// thumbnails. Its methods fail with 201 (no CLOUDFILE_SYNC) and 202 (not
+/// a system app).
+///
+/// ```no_run
+/// # async fn demo(rt: &cloudsync::Runtime) -> Result<(), cloudsync::CloudSyncError> {
+/// let gallery = cloudsync::GallerySync::new(rt);
+/// gallery.on("progress", |p| println!("{:?} {:?}", p.state, p.error))?;
+/// gallery.start().await?;
+/// # Ok(()) }
+/// ```
 pub struct GallerySync(SyncObject);
 
 impl GallerySync {
-    /// Errors: 201 (no CLOUDFILE_SYNC), 202 (not a system app).
-    pub async fn new(rt: &Runtime) -> Result<Self, CloudSyncError> {
-        SyncObject::new(rt, ObjectKind::GallerySync).await.map(GallerySync)
+    /// `new GallerySync()`: never fails.
+    pub fn new(rt: &Runtime) -> Self {
+        GallerySync(SyncObject::new(rt, ObjectKind::GallerySync))
     }
 
-    pub async fn on(
+    /// As [`FileSync::on`].
+    pub fn on(
         &self,
         event: &str,
         callback: impl Fn(SyncProgress) + Send + Sync + 'static,
     ) -> Result<ListenerId, CloudSyncError> {
-        self.0.on(event, callback).await
+        self.0.on(event, callback)
     }
 
-    pub async fn off(&self, event: &str, listener: Option<ListenerId>) -> Result<(), CloudSyncError> {
-        self.0.off(event, listener).await
+    /// As [`FileSync::off`].
+    pub fn off(&self, event: &str, listener: Option<ListenerId>) -> Result<(), CloudSyncError> {
+        self.0.off(event, listener)
     }
 
+    /// As [`FileSync::start`].
     pub async fn start(&self) -> Result<(), CloudSyncError> {
         self.0.start(Confirm::default()).await
     }
@@ -202,10 +269,17 @@ impl GallerySync {
             .await
     }
 
+    /// As [`FileSync::plan`].
+    pub async fn plan(&self, confirm: Confirm) -> Result<(), CloudSyncError> {
+        self.0.plan(confirm).await
+    }
+
+    /// As [`FileSync::stop`].
     pub async fn stop(&self) -> Result<(), CloudSyncError> {
         self.0.stop().await
     }
 
+    /// As [`FileSync::report`].
     pub async fn report(&self) -> Result<SyncReport, CloudSyncError> {
         self.0.report().await
     }
@@ -224,16 +298,15 @@ pub async fn get_file_sync_states(rt: &Runtime, uris: &[&str]) -> Result<Vec<Fil
     Ok(states.into_iter().map(file_sync_state).collect())
 }
 
-/// `getFileSyncState(uri)`: one file's state; file-system errors map to
-/// 13900002 / 13900004 / 13900010 / 13900012 / 13900031 / 13900042.
-pub async fn get_file_sync_state(rt: &Runtime, uri: &str) -> Result<FileSyncState, CloudSyncError> {
+/// `getFileSyncState(uri)`, synchronous as the seed's: one file's state;
+/// file-system errors map to 13900002 / 13900004 / 13900010 / 13900012 /
+/// 13900031 / 13900042.
+pub fn get_file_sync_state(rt: &Runtime, uri: &str) -> Result<FileSyncState, CloudSyncError> {
     let uri = uri.to_string();
-    let state = rt
-        .call(move |d| {
-            d.call(|b, s| b.ohos_cloudsync_sync().call_get_file_sync_state(s, &uri))?
-                .map_err(guest_error)
-        })
-        .await?;
+    let state = rt.call_blocking(move |d| {
+        d.call(|b, s| b.ohos_cloudsync_sync().call_get_file_sync_state(s, &uri))?
+            .map_err(guest_error)
+    })?;
     Ok(file_sync_state(state))
 }
 

@@ -317,6 +317,10 @@ fn gallery_sync_and_status_show_cloud_photos_by_their_thumbnails() {
     assert!(!s.root().join("apps/media/cloud/Photo/7/beach.png").exists());
     let (code, lines, err) = s.run(&["--json", "status", "--gallery"]);
     assert_eq!(code, 0, "{err}");
+    // The entries, then the summary.
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["summary"]["files"], 1, "{lines:?}");
+    let lines: Vec<_> = lines.iter().filter(|l| l.get("uri").is_some()).collect();
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(lines[0]["uri"], "file://media/Photo/7/beach.png");
     assert_eq!(lines[0]["state"], "COMPLETED");

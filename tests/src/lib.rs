@@ -200,8 +200,8 @@ impl Harness {
         assert_eq!(self.staging(), Vec::<String>::new(), "partial data was left behind");
     }
 
-    pub async fn cache(&self) -> CloudFileCache {
-        CloudFileCache::new(&self.rt).await.unwrap()
+    pub fn cache(&self) -> CloudFileCache {
+        CloudFileCache::new(&self.rt)
     }
 }
 
@@ -330,9 +330,9 @@ pub struct Recorder {
 
 impl Recorder {
     /// A recorder registered on `cache`.
-    pub async fn attach(cache: &CloudFileCache) -> (Recorder, ListenerId) {
+    pub fn attach(cache: &CloudFileCache) -> (Recorder, ListenerId) {
         let r = Recorder::default();
-        let id = cache.on("progress", r.callback()).await.unwrap();
+        let id = cache.on("progress", r.callback()).unwrap();
         (r, id)
     }
 

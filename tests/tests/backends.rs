@@ -260,8 +260,8 @@ async fn third_party_client(backend: Backend) {
         dir.path().join("theirs.bin").to_str().unwrap(),
         &format!("{remote}/{APP}/photos/theirs.bin"),
     ]);
-    let cache = h.cache().await;
-    let (rec, _) = Recorder::attach(&cache).await;
+    let cache = h.cache();
+    let (rec, _) = Recorder::attach(&cache);
     let uri = h.uri("photos/theirs.bin");
     cache.start(&uri).await.unwrap();
     assert_eq!(rec.terminal(&uri).await.state, State::Completed);

@@ -35,8 +35,8 @@ async fn downloads_a_file_with_rising_progress_then_one_completion(backend: Back
         read_delay: Some(Duration::from_millis(5)),
         ..Faults::default()
     });
-    let cache = h.cache().await;
-    let (rec, _) = Recorder::attach(&cache).await;
+    let cache = h.cache();
+    let (rec, _) = Recorder::attach(&cache);
     let uri = h.uri("docs/report.pdf");
 
     cache.start(&uri).await.unwrap();
@@ -63,8 +63,8 @@ async fn downloads_a_file_with_rising_progress_then_one_completion(backend: Back
 async fn names_with_spaces_and_unicode_round_trip(backend: Backend) {
     let h = Harness::on(backend).await;
     h.put_cloud("Fotos/été 2024/plage #1.jpg", b"sand");
-    let cache = h.cache().await;
-    let (rec, _) = Recorder::attach(&cache).await;
+    let cache = h.cache();
+    let (rec, _) = Recorder::attach(&cache);
     let uri = h.uri("Fotos/été 2024/plage #1.jpg");
     assert!(uri.contains("%20") && uri.contains("%23"), "{uri}");
     cache.start(&uri).await.unwrap();
@@ -76,8 +76,8 @@ async fn nothing_partial_is_ever_visible_under_the_files_name(backend: Backend) 
     let h = Harness::on(backend).await;
     h.put_cloud("big.bin", &bytes(4 << 20, 2));
     h.cloud.set(slow());
-    let cache = h.cache().await;
-    let (rec, _) = Recorder::attach(&cache).await;
+    let cache = h.cache();
+    let (rec, _) = Recorder::attach(&cache);
     let uri = h.uri("big.bin");
     cache.start(&uri).await.unwrap();
     rec.wait_for("progress", |ev| running(ev).iter().any(|p| *p > 0)).await;
@@ -92,10 +92,10 @@ async fn a_second_start_of_a_running_uri_is_not_a_second_transfer(backend: Backe
     let h = Harness::on(backend).await;
     h.put_cloud("a.bin", &bytes(2 << 20, 3));
     h.cloud.set(slow());
-    let cache = h.cache().await;
-    let other = h.cache().await;
-    let (rec, _) = Recorder::attach(&cache).await;
-    let (rec2, _) = Recorder::attach(&other).await;
+    let cache = h.cache();
+    let other = h.cache();
+    let (rec, _) = Recorder::attach(&cache);
+    let (rec2, _) = Recorder::attach(&other);
     let uri = h.uri("a.bin");
     cache.start(&uri).await.unwrap();
     cache.start(&uri).await.unwrap();
@@ -110,8 +110,8 @@ async fn a_second_start_of_a_running_uri_is_not_a_second_transfer(backend: Backe
 async fn an_up_to_date_file_completes_without_a_transfer(backend: Backend) {
     let h = Harness::on(backend).await;
     h.put_cloud("a.txt", b"v1");
-    let cache = h.cache().await;
-    let (rec, _) = Recorder::attach(&cache).await;
+    let cache = h.cache();
+    let (rec, _) = Recorder::attach(&cache);
     let uri = h.uri("a.txt");
     cache.start(&uri).await.unwrap();
     rec.terminal(&uri).await;
@@ -132,17 +132,17 @@ async fn on_and_off_with_and_without_a_callback_and_events_stay_with_their_insta
     h.put_cloud("a", b"1");
     h.put_cloud("b", b"2");
     h.put_cloud("c", b"3");
-    let cache = h.cache().await;
-    let other = h.cache().await;
-    let (first, first_id) = Recorder::attach(&cache).await;
-    let (second, _) = Recorder::attach(&cache).await;
-    let (stranger, _) = Recorder::attach(&other).await;
+    let cache = h.cache();
+    let other = h.cache();
+    let (first, first_id) = Recorder::attach(&cache);
+    let (second, _) = Recorder::attach(&cache);
+    let (stranger, _) = Recorder::attach(&other);
 
     cache.start(&h.uri("a")).await.unwrap();
     first.terminal(&h.uri("a")).await;
     second.terminal(&h.uri("a")).await;
 
-    cache.off("progress", Some(first_id)).await.unwrap();
+    cache.off("progress", Some(first_id)).unwrap();
     cache.start(&h.uri("b")).await.unwrap();
     second.terminal(&h.uri("b")).await;
     assert!(
@@ -150,8 +150,8 @@ async fn on_and_off_with_and_without_a_callback_and_events_stay_with_their_insta
         "a removed listener hears nothing"
     );
 
-    cache.off("progress", None).await.unwrap();
-    let (probe, _) = Recorder::attach(&other).await;
+    cache.off("progress", None).unwrap();
+    let (probe, _) = Recorder::attach(&other);
     cache.start(&h.uri("c")).await.unwrap();
     other.start(&h.uri("a")).await.unwrap();
     probe.terminal(&h.uri("a")).await;
@@ -169,12 +169,12 @@ async fn on_and_off_with_and_without_a_callback_and_events_stay_with_their_insta
 
     for bad in ["", "Progress", "batchDownload"] {
         assert_eq!(
-            cache.on(bad, |_| {}).await.unwrap_err().code,
+            cache.on(bad, |_| {}).unwrap_err().code,
             codes::INVALID_PARAMETER,
             "{bad:?}"
         );
         assert_eq!(
-            cache.off(bad, None).await.unwrap_err().code,
+            cache.off(bad, None).unwrap_err().code,
             codes::INVALID_PARAMETER,
             "{bad:?}"
         );
@@ -185,12 +185,12 @@ async fn stop_deletes_the_partial_data_by_default(backend: Backend) {
     let h = Harness::on(backend).await;
     h.put_cloud("big.bin", &bytes(8 << 20, 4));
     h.cloud.set(slow());
-    let cache = h.cache().await;
-    let (rec, _) = Recorder::attach(&cache).await;
+    let cache = h.cache();
+    let (rec, _) = Recorder::attach(&cache);
     let uri = h.uri("big.bin");
     cache.start(&uri).await.unwrap();
     rec.wait_for("progress", |ev| running(ev).iter().any(|p| *p > 0)).await;
-    cache.stop(&uri, true).await.unwrap();
+    cache.stop_with(&uri, true).await.unwrap();
     let last = rec.terminal(&uri).await;
     assert_eq!(last.state, State::Stopped);
     assert!(last.processed > 0 && last.processed < last.size);
@@ -206,19 +206,19 @@ async fn stop_keeping_the_partial_data_lets_the_next_start_resume(backend: Backe
     let content = bytes(8 << 20, 5);
     h.put_cloud("big.bin", &content);
     h.cloud.set(slow());
-    let cache = h.cache().await;
-    let (rec, _) = Recorder::attach(&cache).await;
+    let cache = h.cache();
+    let (rec, _) = Recorder::attach(&cache);
     let uri = h.uri("big.bin");
     cache.start(&uri).await.unwrap();
     rec.wait_for("progress", |ev| running(ev).iter().any(|p| *p > 0)).await;
-    cache.stop(&uri, false).await.unwrap();
+    cache.stop_with(&uri, false).await.unwrap();
     let stopped = rec.terminal(&uri).await;
     assert_eq!(stopped.state, State::Stopped);
     assert_eq!(h.staging().len(), 1, "the partial data is kept");
 
     h.cloud.set(Faults::default());
-    let again = h.cache().await;
-    let (rec2, _) = Recorder::attach(&again).await;
+    let again = h.cache();
+    let (rec2, _) = Recorder::attach(&again);
     again.start(&uri).await.unwrap();
     let last = rec2.terminal(&uri).await;
     assert_eq!(last.state, State::Completed);
@@ -243,21 +243,24 @@ async fn stop_of_kept_data_cleans_it_and_stop_of_nothing_is_13900002(backend: Ba
     let h = Harness::on(backend).await;
     h.put_cloud("big.bin", &bytes(4 << 20, 6));
     h.cloud.set(slow());
-    let cache = h.cache().await;
-    let (rec, _) = Recorder::attach(&cache).await;
+    let cache = h.cache();
+    let (rec, _) = Recorder::attach(&cache);
     let uri = h.uri("big.bin");
     cache.start(&uri).await.unwrap();
     rec.wait_for("progress", |ev| running(ev).iter().any(|p| *p > 0)).await;
-    cache.stop(&uri, false).await.unwrap();
+    cache.stop_with(&uri, false).await.unwrap();
     rec.terminal(&uri).await;
     assert_eq!(h.staging().len(), 1);
-    cache.stop(&uri, true).await.unwrap();
+    cache.stop_with(&uri, true).await.unwrap();
     h.assert_nothing_partial();
-    assert_eq!(cache.stop(&uri, true).await.unwrap_err().code, codes::NO_SUCH_FILE);
-    assert_eq!(cache.stop("", true).await.unwrap_err().code, codes::INVALID_PARAMETER);
+    assert_eq!(cache.stop_with(&uri, true).await.unwrap_err().code, codes::NO_SUCH_FILE);
+    assert_eq!(
+        cache.stop_with("", true).await.unwrap_err().code,
+        codes::INVALID_PARAMETER
+    );
     assert_eq!(
         cache
-            .stop("file://other.app/data/storage/el2/cloud/x", true)
+            .stop_with("file://other.app/data/storage/el2/cloud/x", true)
             .await
             .unwrap_err()
             .code,
@@ -274,8 +277,8 @@ async fn start_errors_come_on_the_call_in_the_seeds_order_and_change_nothing(bac
     std::fs::write(outside.join("secret"), b"do not touch").unwrap();
     std::os::unix::fs::symlink(&outside, h.local("escape")).unwrap();
     h.put_cloud("escape/secret", b"cloud copy");
-    let cache = h.cache().await;
-    let (rec, _) = Recorder::attach(&cache).await;
+    let cache = h.cache();
+    let (rec, _) = Recorder::attach(&cache);
 
     let cases = [
         (String::new(), codes::INVALID_PARAMETER),
@@ -388,8 +391,8 @@ async fn faults_end_in_failed_events_and_leave_nothing_behind(backend: Backend) 
         let content = bytes(size, 8);
         h.put_cloud("f.bin", &content);
         h.put_cloud("other.txt", b"untouched");
-        let cache = h.cache().await;
-        let (rec, _) = Recorder::attach(&cache).await;
+        let cache = h.cache();
+        let (rec, _) = Recorder::attach(&cache);
         cache.start(&h.uri("other.txt")).await.unwrap();
         rec.terminal(&h.uri("other.txt")).await;
 
@@ -429,8 +432,8 @@ async fn a_full_disk_mid_download_is_local_storage_full(backend: Backend) {
     let h = Harness::on(backend).await;
     h.put_cloud("f.bin", &bytes(4 << 20, 9));
     h.device.set_write_quota(Some(1 << 20));
-    let cache = h.cache().await;
-    let (rec, _) = Recorder::attach(&cache).await;
+    let cache = h.cache();
+    let (rec, _) = Recorder::attach(&cache);
     let uri = h.uri("f.bin");
     cache.start(&uri).await.unwrap();
     let last = rec.terminal(&uri).await;
@@ -446,8 +449,8 @@ async fn no_network_on_the_device_fails_after_acceptance(backend: Backend) {
     let h = Harness::on(backend).await;
     h.put_cloud("f.bin", b"x");
     h.device.set_network(false);
-    let cache = h.cache().await;
-    let (rec, _) = Recorder::attach(&cache).await;
+    let cache = h.cache();
+    let (rec, _) = Recorder::attach(&cache);
     let uri = h.uri("f.bin");
     cache.start(&uri).await.unwrap();
     let last = rec.terminal(&uri).await;
@@ -462,8 +465,8 @@ async fn a_cloud_change_during_the_download_restarts_it_on_the_new_version(backe
     let h = Harness::on(backend).await;
     h.put_cloud("f.bin", &bytes(4 << 20, 10));
     h.cloud.set(slow());
-    let cache = h.cache().await;
-    let (rec, _) = Recorder::attach(&cache).await;
+    let cache = h.cache();
+    let (rec, _) = Recorder::attach(&cache);
     let uri = h.uri("f.bin");
     cache.start(&uri).await.unwrap();
     rec.wait_for("progress", |ev| running(ev).iter().any(|p| *p > 0)).await;
@@ -485,8 +488,8 @@ async fn a_local_edit_is_kept_as_a_conflict_copy_not_overwritten(backend: Backen
     h.put_cloud("notes/todo.txt", b"cloud version");
     std::fs::create_dir_all(h.local("notes")).unwrap();
     std::fs::write(h.local("notes/todo.txt"), b"my local edit").unwrap();
-    let cache = h.cache().await;
-    let (rec, _) = Recorder::attach(&cache).await;
+    let cache = h.cache();
+    let (rec, _) = Recorder::attach(&cache);
     let uri = h.uri("notes/todo.txt");
     cache.start(&uri).await.unwrap();
     assert_eq!(rec.terminal(&uri).await.state, State::Completed);
@@ -511,15 +514,15 @@ async fn dropping_an_instance_stops_its_downloads_and_cleans_up(backend: Backend
     let h = Harness::on(backend).await;
     h.put_cloud("big.bin", &bytes(8 << 20, 12));
     h.cloud.set(slow());
-    let cache = h.cache().await;
-    let (rec, _) = Recorder::attach(&cache).await;
+    let cache = h.cache();
+    let (rec, _) = Recorder::attach(&cache);
     let uri = h.uri("big.bin");
     cache.start(&uri).await.unwrap();
     rec.wait_for("progress", |ev| running(ev).iter().any(|p| *p > 0)).await;
     drop(cache);
     // The next call through the runtime runs after the drop was processed.
-    let probe = h.cache().await;
-    probe.off("progress", None).await.unwrap();
+    let probe = h.cache();
+    probe.off("progress", None).unwrap();
     h.assert_nothing_partial();
     assert!(!h.local("big.bin").exists());
 }
@@ -530,13 +533,13 @@ async fn a_crash_mid_download_leaves_nothing_and_kept_data_survives_a_restart(ba
     h.put_cloud("lost.bin", &content);
     h.put_cloud("kept.bin", &content);
     h.cloud.set(slow());
-    let cache = h.cache().await;
-    let (rec, _) = Recorder::attach(&cache).await;
+    let cache = h.cache();
+    let (rec, _) = Recorder::attach(&cache);
     let (lost, kept) = (h.uri("lost.bin"), h.uri("kept.bin"));
     cache.start(&kept).await.unwrap();
     rec.wait_for("progress", |ev| ev.iter().any(|p| p.uri == kept && p.processed > 0))
         .await;
-    cache.stop(&kept, false).await.unwrap();
+    cache.stop_with(&kept, false).await.unwrap();
     cache.start(&lost).await.unwrap();
     rec.wait_for("progress", |ev| ev.iter().any(|p| p.uri == lost && p.processed > 0))
         .await;
@@ -556,8 +559,8 @@ async fn a_crash_mid_download_leaves_nothing_and_kept_data_survives_a_restart(ba
     assert!(!h.local("lost.bin").exists());
 
     h.cloud.set(Faults::default());
-    let cache = h.cache().await;
-    let (rec, _) = Recorder::attach(&cache).await;
+    let cache = h.cache();
+    let (rec, _) = Recorder::attach(&cache);
     cache.start(&kept).await.unwrap();
     assert_eq!(rec.terminal(&kept).await.state, State::Completed);
     assert!(rec.for_uri(&kept)[0].processed > 0, "resumed after the restart");

@@ -23,9 +23,9 @@ async fn synced(h: &Harness, files: &[(&str, Vec<u8>)]) {
     for (p, data) in files {
         h.put_local(p, data);
     }
-    let sync = FileSync::new(&h.rt).await.unwrap();
+    let sync = FileSync::new(&h.rt);
     let rec = SyncRecorder::default();
-    sync.on("progress", rec.callback()).await.unwrap();
+    sync.on("progress", rec.callback()).unwrap();
     sync.start().await.unwrap();
     assert_eq!(rec.terminal(1).await.state, cloudsync::SyncState::Completed);
 }
@@ -47,28 +47,25 @@ fn accessed_days_ago(path: &std::path::Path, days: u32) {
 async fn clean_cache_leaves_a_placeholder_that_comes_back_on_demand() {
     let h = Harness::with(|b| b.identity(system())).await;
     synced(&h, &[("doc.pdf", bytes(300_000, 1)), ("other.txt", b"x".to_vec())]).await;
-    let cache = h.cache().await;
+    let cache = h.cache();
     let uri = h.uri("doc.pdf");
-    cache.clean_cache(&uri).await.unwrap();
+    cache.clean_cache(&uri).unwrap();
     assert!(!h.local("doc.pdf").exists(), "evicted");
     assert_eq!(h.cloud_snapshot()["doc.pdf"], bytes(300_000, 1), "the cloud holds it");
-    cache.clean_cache(&uri).await.unwrap(); // idempotent
+    cache.clean_cache(&uri).unwrap(); // idempotent
     let files = list_files(&h.rt, false).await.unwrap().files;
     let doc = files.iter().find(|f| f.uri == uri).unwrap();
     assert!(
         doc.cloud_only && doc.size == 300_000 && doc.state == FileSyncState::Completed,
         "{doc:?}"
     );
-    assert_eq!(
-        get_file_sync_state(&h.rt, &uri).await.unwrap(),
-        FileSyncState::Completed
-    );
+    assert_eq!(get_file_sync_state(&h.rt, &uri).unwrap(), FileSyncState::Completed);
     // A sync leaves it in the cloud and cloud-only.
     synced(&h, &[]).await;
     assert!(!h.local("doc.pdf").exists());
     assert!(h.cloud_snapshot().contains_key("doc.pdf"));
     // On demand: back, whole.
-    let (rec, _) = Recorder::attach(&cache).await;
+    let (rec, _) = Recorder::attach(&cache);
     cache.start(&uri).await.unwrap();
     assert_eq!(rec.terminal(&uri).await.state, State::Completed);
     assert_eq!(std::fs::read(h.local("doc.pdf")).unwrap(), bytes(300_000, 1));
@@ -80,25 +77,24 @@ async fn clean_cache_leaves_a_placeholder_that_comes_back_on_demand() {
 async fn clean_cache_refuses_dirty_open_and_unknown_files_and_needs_the_system_api() {
     let h = Harness::with(|b| b.identity(system())).await;
     synced(&h, &[("a.txt", b"synced".to_vec()), ("b.txt", b"synced too".to_vec())]).await;
-    let cache = h.cache().await;
+    let cache = h.cache();
     h.put_local("a.txt", b"edited, not synced yet");
     assert_eq!(
-        cache.clean_cache(&h.uri("a.txt")).await.unwrap_err().code,
+        cache.clean_cache(&h.uri("a.txt")).unwrap_err().code,
         codes::NO_SUCH_FILE
     );
     h.put_local("new.txt", b"never synced");
     assert_eq!(
-        cache.clean_cache(&h.uri("new.txt")).await.unwrap_err().code,
+        cache.clean_cache(&h.uri("new.txt")).unwrap_err().code,
         codes::NO_SUCH_FILE
     );
     assert_eq!(
-        cache.clean_cache(&h.uri("gone.txt")).await.unwrap_err().code,
+        cache.clean_cache(&h.uri("gone.txt")).unwrap_err().code,
         codes::NO_SUCH_FILE
     );
     assert_eq!(
         cache
             .clean_cache("file://com.other/data/storage/el2/cloud/x")
-            .await
             .unwrap_err()
             .code,
         codes::INVALID_URI
@@ -111,27 +107,27 @@ async fn clean_cache_refuses_dirty_open_and_unknown_files_and_needs_the_system_a
         .spawn()
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(cache.clean_cache(&h.uri("b.txt")).await.unwrap_err().code, 13_900_010);
+    assert_eq!(cache.clean_cache(&h.uri("b.txt")).unwrap_err().code, 13_900_010);
     assert!(b.exists());
     writer.kill().unwrap();
     writer.wait().unwrap();
-    cache.clean_cache(&h.uri("b.txt")).await.unwrap();
+    cache.clean_cache(&h.uri("b.txt")).unwrap();
     assert!(!b.exists());
     assert_eq!(std::fs::read(h.local("a.txt")).unwrap(), b"edited, not synced yet");
 
     // An ordinary app: 201 (no permission); with it but not a system app: 202.
     let h = Harness::new().await;
-    let cache = h.cache().await;
+    let cache = h.cache();
     assert_eq!(
-        cache.clean_cache(&h.uri("a.txt")).await.unwrap_err().code,
+        cache.clean_cache(&h.uri("a.txt")).unwrap_err().code,
         codes::PERMISSION_DENIED
     );
     let mut id = Identity::app(APP);
     id.permissions = [CLOUDFILE_SYNC.to_string()].into();
     let h = Harness::with(|b| b.identity(id)).await;
-    let cache = h.cache().await;
+    let cache = h.cache();
     assert_eq!(
-        cache.clean_cache(&h.uri("a.txt")).await.unwrap_err().code,
+        cache.clean_cache(&h.uri("a.txt")).unwrap_err().code,
         codes::NOT_SYSTEM_APP
     );
 }
@@ -222,7 +218,7 @@ async fn a_second_optimisation_is_22400006_and_stop_ends_with_stopped() {
     let (cb2, _rx2) = recorder();
     let second = start_optimize_space(&h.rt, param, Some(cb2)).await;
     assert_eq!(second.unwrap_err().code, codes::ALREADY_RUNNING);
-    stop_optimize_space(&h.rt).await.unwrap();
+    stop_optimize_space(&h.rt).unwrap();
     let events = until_terminal(&mut rx).await;
     let last = *events.last().unwrap();
     assert_eq!(last.state, OptimizeState::Stopped, "{events:?}");
@@ -239,18 +235,18 @@ async fn download_fetches_a_gallery_original_and_stop_always_cleans() {
     let in_cloud = h.cloud_dir.join("media/Photo/5/raw.dng");
     std::fs::create_dir_all(in_cloud.parent().unwrap()).unwrap();
     std::fs::write(&in_cloud, &original).unwrap();
-    let gallery = GallerySync::new(&h.rt).await.unwrap();
+    let gallery = GallerySync::new(&h.rt);
     let rec = SyncRecorder::default();
-    gallery.on("progress", rec.callback()).await.unwrap();
+    gallery.on("progress", rec.callback()).unwrap();
     gallery.start().await.unwrap();
     rec.terminal(1).await;
     let local = h.rt.app_folder("media").join("Photo/5/raw.dng");
     assert!(!local.exists(), "only a placeholder after the sync");
 
     let uri = "file://media/Photo/5/raw.dng";
-    let download = Download::new(&h.rt).await.unwrap();
+    let download = Download::new(&h.rt);
     let events = Recorder::default();
-    download.on("progress", events.callback()).await.unwrap();
+    download.on("progress", events.callback()).unwrap();
     // Stopped part way: the partial file goes, always.
     h.cloud.update(|f| f.bandwidth = Some(256 << 10));
     download.start(uri).await.unwrap();
@@ -262,16 +258,16 @@ async fn download_fetches_a_gallery_original_and_stop_always_cleans() {
     h.assert_nothing_partial_in("media");
     h.cloud.set(Default::default());
     let events = Recorder::default();
-    download.on("progress", events.callback()).await.unwrap();
+    download.on("progress", events.callback()).unwrap();
     download.start(uri).await.unwrap();
     assert_eq!(events.terminal(uri).await.state, State::Completed);
     assert_eq!(std::fs::read(&local).unwrap(), original);
-    assert_eq!(get_file_sync_state(&h.rt, uri).await.unwrap(), FileSyncState::Completed);
+    assert_eq!(get_file_sync_state(&h.rt, uri).unwrap(), FileSyncState::Completed);
     // The seed's form names an item by its id alone.
     std::fs::remove_file(&local).unwrap();
     let short = "file:///media/Photo/5";
     let events = Recorder::default();
-    download.on("progress", events.callback()).await.unwrap();
+    download.on("progress", events.callback()).unwrap();
     download.start(short).await.unwrap();
     assert_eq!(events.terminal(short).await.state, State::Completed);
     assert_eq!(std::fs::read(&local).unwrap(), original);
@@ -280,7 +276,11 @@ async fn download_fetches_a_gallery_original_and_stop_always_cleans() {
     // Not a gallery item: 14000002. An ordinary app: 201.
     assert_eq!(download.start(&h.uri("x")).await.unwrap_err().code, codes::INVALID_URI);
     let h = Harness::new().await;
-    assert_eq!(Download::new(&h.rt).await.err().unwrap().code, codes::PERMISSION_DENIED);
+    // The constructor never fails; its methods say 201.
+    let download = Download::new(&h.rt);
+    let refused = download.on("progress", |_| {}).unwrap_err();
+    assert_eq!(refused.code, codes::PERMISSION_DENIED);
+    assert_eq!(download.start(uri).await.unwrap_err().code, codes::PERMISSION_DENIED);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -290,8 +290,8 @@ async fn the_per_app_request_limit_fails_with_frequent_user_requests_until_the_w
     for i in 0..3 {
         h.put_cloud(&format!("{i}.txt"), b"x");
     }
-    let cache: CloudFileCache = h.cache().await;
-    let (rec, _) = Recorder::attach(&cache).await;
+    let cache: CloudFileCache = h.cache();
+    let (rec, _) = Recorder::attach(&cache);
     for i in 0..3 {
         cache.start(&h.uri(&format!("{i}.txt"))).await.unwrap();
     }
@@ -309,7 +309,7 @@ async fn the_per_app_request_limit_fails_with_frequent_user_requests_until_the_w
         .contains("2 downloads per"));
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let rec2 = Recorder::default();
-    cache.on("progress", rec2.callback()).await.unwrap();
+    cache.on("progress", rec2.callback()).unwrap();
     cache.start(&h.uri("2.txt")).await.unwrap();
     assert_eq!(rec2.terminal(&h.uri("2.txt")).await.state, State::Completed);
 }
@@ -349,8 +349,8 @@ async fn an_embedders_hooks_decide_rates_and_switches() {
     let h = Harness::with(|b| b.hooks(hooks)).await;
     h.put_cloud("a.txt", b"first");
     h.put_cloud("b.txt", b"second");
-    let cache = h.cache().await;
-    let (rec, _) = Recorder::attach(&cache).await;
+    let cache = h.cache();
+    let (rec, _) = Recorder::attach(&cache);
     cache.start(&h.uri("a.txt")).await.unwrap();
     assert_eq!(rec.terminal(&h.uri("a.txt")).await.state, State::Completed);
     cache.start(&h.uri("b.txt")).await.unwrap();
@@ -364,6 +364,6 @@ async fn an_embedders_hooks_decide_rates_and_switches() {
         .failure_reason(&h.uri("b.txt"))
         .unwrap_or_default()
         .contains("quota"));
-    let sync = cloudsync::FileSync::new(&h.rt).await.unwrap();
+    let sync = cloudsync::FileSync::new(&h.rt);
     assert_eq!(sync.start().await.unwrap_err().code, codes::CLOUD_NOT_READY);
 }

@@ -26,7 +26,7 @@ fn uri(what: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_looping_guest_is_stopped_and_the_host_goes_on() {
     let h = evil().await;
-    let cache = CloudFileCache::new(&h.rt).await.unwrap();
+    let cache = CloudFileCache::new(&h.rt);
     let started = Instant::now();
     let err = cache.start(&uri("loop")).await.unwrap_err();
     assert_eq!(err.code, codes::SERVICE_FAILED, "{err}");
@@ -34,13 +34,13 @@ async fn a_looping_guest_is_stopped_and_the_host_goes_on() {
     assert!(started.elapsed() < Duration::from_secs(30), "stopped, not waited out");
     // A fresh instance serves the same object.
     cache.start(&uri("fine")).await.unwrap();
-    cache.on("progress", |_| {}).await.unwrap();
+    cache.on("progress", |_| {}).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guest_allocating_without_end_is_stopped_at_its_memory_limit() {
     let h = evil().await;
-    let cache = CloudFileCache::new(&h.rt).await.unwrap();
+    let cache = CloudFileCache::new(&h.rt);
     let err = cache.start(&uri("alloc")).await.unwrap_err();
     assert_eq!(err.code, codes::SERVICE_FAILED, "{err}");
     cache.start(&uri("fine")).await.unwrap();
@@ -49,8 +49,8 @@ async fn a_guest_allocating_without_end_is_stopped_at_its_memory_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_guest_is_reported_with_its_message_and_replaced() {
     let h = evil().await;
-    let cache = CloudFileCache::new(&h.rt).await.unwrap();
-    let other = CloudFileCache::new(&h.rt).await.unwrap();
+    let cache = CloudFileCache::new(&h.rt);
+    let other = CloudFileCache::new(&h.rt);
     let err = cache.start(&uri("panic")).await.unwrap_err();
     assert_eq!(err.code, codes::SERVICE_FAILED);
     assert!(
@@ -66,7 +66,7 @@ async fn a_panicking_guest_is_reported_with_its_message_and_replaced() {
 async fn the_guest_reaches_no_files_no_environment_and_no_network() {
     let h = evil().await;
     std::env::set_var("CLOUDSYNC_SECRET_FOR_TEST", "x");
-    let cache = CloudFileCache::new(&h.rt).await.unwrap();
+    let cache = CloudFileCache::new(&h.rt);
     let err = cache.start(&uri("probe")).await.unwrap_err();
     assert_eq!(err.message, "fs=denied env=0 args=0 net=denied");
 }
@@ -74,7 +74,7 @@ async fn the_guest_reaches_no_files_no_environment_and_no_network() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imports_keep_a_component_to_its_own_bundle() {
     let h = evil().await;
-    let cache = CloudFileCache::new(&h.rt).await.unwrap();
+    let cache = CloudFileCache::new(&h.rt);
     let err = cache.start(&uri("trespass")).await.unwrap_err();
     assert_eq!(
         err.message,
@@ -98,7 +98,7 @@ async fn no_import_reaches_outside_the_area_through_a_symlink() {
     std::os::unix::fs::symlink(outside.join("secret"), folder.join("file-link")).unwrap();
     std::fs::write(folder.join("mine"), b"the app's").unwrap();
     h.put_cloud("x", b"cloud bytes");
-    let cache = CloudFileCache::new(&h.rt).await.unwrap();
+    let cache = CloudFileCache::new(&h.rt);
     let err = cache.start(&uri("links")).await.unwrap_err();
     assert_eq!(
         err.message,

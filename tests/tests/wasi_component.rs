@@ -92,9 +92,9 @@ fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
 }
 
 async fn native_sync(h: &Harness) -> SyncProgress {
-    let sync = FileSync::new(&h.rt).await.unwrap();
+    let sync = FileSync::new(&h.rt);
     let rec = SyncRecorder::default();
-    sync.on("progress", rec.callback()).await.unwrap();
+    sync.on("progress", rec.callback()).unwrap();
     sync.start().await.unwrap();
     rec.terminal(1).await
 }

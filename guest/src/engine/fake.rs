@@ -224,6 +224,8 @@ pub struct State_ {
     pub fail_next: Option<(u64, CloudError)>,
     pub events: Vec<(ListenerId, DownloadProgress)>,
     pub failures: Vec<(String, String)>,
+    /// Every decision sync runs sent.
+    pub decisions: Vec<SyncDecision>,
 }
 
 pub struct Fake(pub RefCell<State_>);
@@ -291,6 +293,8 @@ impl Fake {
                 wifi_available: true,
                 battery_percent: 100,
                 charging: true,
+                wifi_only: false,
+                overheated: false,
             },
             now_ms: 1_700_000_000_000,
             clock_ns: 1,
@@ -317,6 +321,7 @@ impl Fake {
             fail_next: None,
             events: Vec::new(),
             failures: Vec::new(),
+            decisions: Vec::new(),
         }))
     }
 
@@ -375,6 +380,10 @@ impl Fake {
             s.next_transfer = old.next_transfer;
         }
         new
+    }
+
+    pub fn take_decisions(&self) -> Vec<SyncDecision> {
+        std::mem::take(&mut self.0.borrow_mut().decisions)
     }
 
     pub fn take_sync_events(&self) -> Vec<(ListenerId, SyncProgress)> {
@@ -1398,6 +1407,9 @@ impl Platform for Fake {
     }
     fn emit_sync(&self, listener: ListenerId, progress: SyncProgress) {
         self.0.borrow_mut().sync_events.push((listener, progress));
+    }
+    fn note_decision(&self, decision: SyncDecision) {
+        self.0.borrow_mut().decisions.push(decision);
     }
 }
 

@@ -22,7 +22,8 @@ pub use platform::*;
 pub use uri::{parse_app_uri, parse_uri_for, AppFile, GALLERY_BUNDLE};
 
 pub use cloudsync_contract::{
-    DownloadErrorType, DownloadProgress, ErrorType, FileSyncState, State, SyncProgress, SyncState, PROGRESS_EVENT,
+    DownloadErrorType, DownloadProgress, ErrorType, FileSyncState, State, SyncAction, SyncDecision, SyncProgress,
+    SyncState, PROGRESS_EVENT,
 };
 
 /// What the engine needs after a tick (ordered: the most urgent is greatest).

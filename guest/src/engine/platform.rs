@@ -6,7 +6,7 @@ pub use cloudsync_contract::{CloudError, CloudErrorKind, CloudObject, FileKind, 
 
 use cloudsync_contract::OptimizeSpaceProgress;
 
-use super::{DownloadProgress, SyncProgress};
+use super::{DownloadProgress, SyncDecision, SyncProgress};
 
 pub type ListenerId = u64;
 pub type TransferId = u64;
@@ -17,6 +17,10 @@ pub struct DeviceStatus {
     pub wifi_available: bool,
     pub battery_percent: u8,
     pub charging: bool,
+    /// The user's setting: sync on Wi-Fi (unmetered networks) only.
+    pub wifi_only: bool,
+    /// Hotter than the device's thermal limit.
+    pub overheated: bool,
 }
 
 /// What a [`Platform::move_file`] does with a file at its target.
@@ -235,4 +239,6 @@ pub trait Platform {
     fn emit_optimize(&self, listener: ListenerId, progress: OptimizeSpaceProgress);
     /// Why the download of `uri` failed, for people; sent before its FAILED event.
     fn report_failure(&self, uri: &str, reason: &str);
+    /// What a sync run decided for a path and why, for whoever logs.
+    fn note_decision(&self, decision: SyncDecision);
 }

@@ -157,13 +157,16 @@ impl identity::Guest for Adapter {
 }
 
 impl device::Guest for Adapter {
-    /// WASI tells nothing of networks or batteries: a device that can sync.
+    /// WASI tells nothing of networks, batteries or heat: a device that can
+    /// sync.
     fn status() -> device::DeviceStatus {
         device::DeviceStatus {
             network_available: true,
             wifi_available: true,
             battery_percent: 100,
             charging: true,
+            wifi_only: false,
+            overheated: false,
         }
     }
 

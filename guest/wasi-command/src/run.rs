@@ -13,9 +13,9 @@ use bindings::ohos::cloudsync::on_demand;
 use bindings::ohos::cloudsync::sync::{self as sync_api, Confirmation, SyncObject};
 use bindings::ohos::cloudsync::types::{self, State, SyncState};
 
-const USAGE: &str = "usage: cloudsync-wasi [--root DIR] [--cloud dir:///DIR] [--app BUNDLE] [--json] COMMAND
+const USAGE: &str = "usage: cloudsync-wasi [--root DIR] [--cloud dir:///DIR] [--app BUNDLE] [--json] [-v] COMMAND
 commands:
-  sync [--gallery] [--yes] [--confirm-empty-device] [--confirm-empty-cloud]
+  sync [--gallery] [--dry-run] [--yes] [--confirm-empty-device] [--confirm-empty-cloud]
   download URI|PATH
   status [--gallery]
   state URI|PATH...";
@@ -28,6 +28,8 @@ const WAIT: Duration = Duration::from_millis(5);
 struct Args {
     app: String,
     json: bool,
+    /// Each decision of a sync run on stderr.
+    verbose: bool,
     command: String,
     flags: Vec<String>,
     operands: Vec<String>,
@@ -37,6 +39,7 @@ fn parse() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     let mut app = std::env::var("CLOUDSYNC_APP").unwrap_or_else(|_| "cloudsync.cli".to_string());
     let mut json = false;
+    let mut verbose = false;
     let mut command = None;
     let mut flags = Vec::new();
     let mut operands = Vec::new();
@@ -54,6 +57,7 @@ fn parse() -> Result<Args, String> {
             }
             "--app" => app = inline.map_or_else(|| args.next().ok_or("--app needs a value".to_string()), Ok)?,
             "--json" => json = true,
+            "-v" | "-vv" | "--verbose" => verbose = true,
             "--not-system-app" => {}
             "-h" | "--help" => return Err(String::new()),
             f if f.starts_with("--") => flags.push(f.to_string()),
@@ -65,6 +69,7 @@ fn parse() -> Result<Args, String> {
     Ok(Args {
         app,
         json,
+        verbose,
         command,
         flags,
         operands,
@@ -86,7 +91,13 @@ pub fn main() -> i32 {
         return fail(&e);
     }
     let known: &[&str] = match args.command.as_str() {
-        "sync" => &["--gallery", "--yes", "--confirm-empty-device", "--confirm-empty-cloud"],
+        "sync" => &[
+            "--gallery",
+            "--dry-run",
+            "--yes",
+            "--confirm-empty-device",
+            "--confirm-empty-cloud",
+        ],
         "status" => &["--gallery"],
         _ => &[],
     };
@@ -99,6 +110,7 @@ pub fn main() -> i32 {
         "sync" => sync(
             &args,
             has("--gallery"),
+            has("--dry-run"),
             Confirmation {
                 deletions: has("--yes"),
                 empty_device: has("--confirm-empty-device"),
@@ -153,14 +165,14 @@ fn uri_of(args: &Args, target: &str) -> String {
 }
 
 /// Ticks the engine until it is idle, showing each event to `seen` (and
-/// why a download failed, to people).
+/// why a download failed, to people; a sync's decisions to `seen` too).
 fn drive(mut seen: impl FnMut(&EventBody)) {
     loop {
         let outcome = engine::tick();
         for event in &outcome.events {
             if let EventBody::FailureReason((uri, reason)) = &event.body {
                 eprintln!("cloudsync: {uri}: {reason}");
-            } else if event.listener == LISTENER {
+            } else if event.listener == LISTENER || matches!(event.body, EventBody::Decision(_)) {
                 seen(&event.body);
             }
         }
@@ -183,7 +195,39 @@ fn sync_state(s: SyncState) -> &'static str {
     }
 }
 
-fn sync(args: &Args, gallery: bool, confirm: Confirmation) -> Result<i32, types::Error> {
+fn sync_action(a: types::SyncAction) -> &'static str {
+    use types::SyncAction as A;
+    match a {
+        A::Upload => "upload",
+        A::Download => "download",
+        A::DeleteLocal => "delete-local",
+        A::DeleteCloud => "delete-cloud",
+        A::Conflict => "conflict",
+        A::Record => "record",
+        A::Placeholder => "placeholder",
+        A::Forget => "forget",
+        A::Skip => "skip",
+        A::Refuse => "refuse",
+        A::Fail => "fail",
+    }
+}
+
+/// A JSON string literal.
+fn quoted(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn sync(args: &Args, gallery: bool, dry_run: bool, confirm: Confirmation) -> Result<i32, types::Error> {
     let syncer = if gallery {
         SyncObject::gallery_sync()?
     } else {
@@ -191,9 +235,31 @@ fn sync(args: &Args, gallery: bool, confirm: Confirmation) -> Result<i32, types:
     };
     let started = std::time::SystemTime::now();
     syncer.on("progress", LISTENER)?;
-    syncer.start(confirm)?;
+    if dry_run {
+        syncer.plan(confirm)?;
+    } else {
+        syncer.start(confirm)?;
+    }
     let mut last = None;
+    let mut planned = 0u64;
     drive(|body| {
+        if let EventBody::Decision(d) = body {
+            let (action, path) = (sync_action(d.action), &d.path);
+            if dry_run && args.json {
+                println!(
+                    "{{\"plan\":{},\"path\":{},\"reason\":{}}}",
+                    quoted(action),
+                    quoted(path),
+                    quoted(&d.reason)
+                );
+            } else if dry_run {
+                println!("{action:<12} {path}  ({})", d.reason);
+            } else if args.verbose {
+                eprintln!("cloudsync: {action} {path}: {}", d.reason);
+            }
+            planned += u64::from(d.dry_run && d.action != types::SyncAction::Record);
+            return;
+        }
         let EventBody::Sync(p) = body else { return };
         if args.json {
             println!("{{\"state\":\"{}\",\"error\":\"{:?}\"}}", sync_state(p.state), p.error);
@@ -206,6 +272,17 @@ fn sync(args: &Args, gallery: bool, confirm: Confirmation) -> Result<i32, types:
         return Ok(1);
     };
     let refused = report.refusal.is_some() && last.state == SyncState::Stopped;
+    if dry_run {
+        match &report.refusal {
+            Some(refusal) => println!("dry run: refused, nothing would be changed: {refusal}"),
+            None => println!("dry run: {planned} steps planned; nothing was changed"),
+        }
+        return Ok(if refused {
+            3
+        } else {
+            i32::from(last.state != SyncState::Completed)
+        });
+    }
     let state = if refused { "REFUSED" } else { sync_state(last.state) };
     let error = if last.error == types::ErrorType::NoError {
         String::new()

@@ -17,6 +17,8 @@ import { BusinessError } from './basic-services-kit.js';
 const GEN = new URL('../gen/', import.meta.url);
 /** While jobs wait on nothing the engine can do itself, tick this often. */
 const WAIT_MS = 5;
+/** CLOUDSYNC_VERBOSE=1: each decision of a sync run on stderr. */
+const VERBOSE = /^(1|true|yes)$/i.test(process.env.CLOUDSYNC_VERBOSE ?? '');
 /** The service failed (the component trapped). */
 const SERVICE_FAILED = 13600001;
 
@@ -169,6 +171,12 @@ export class Engine {
       // whoever failed go to the console, for people.
       const [uri, reason] = body.val;
       console.warn(`cloudsync: ${uri}: ${reason}`);
+      return;
+    }
+    if (body.tag === 'decision') {
+      // What a sync run does about a path, and why: for logs, when asked.
+      const d = body.val;
+      if (VERBOSE) console.error(`cloudsync: ${d.action} ${d.bundle}/${d.path}: ${d.reason}`);
       return;
     }
     const l = this.listeners.get(listener);

@@ -1,7 +1,8 @@
 //! `cloudsync`: the command line.
 //!
-//! `cloudsync [--root DIR] [--cloud URL] [--app BUNDLE] [--json] <command> …`
-//! with commands `sync`, `status`, `state` and `download`.
+//! `cloudsync [--root DIR] [--cloud URL] [--app BUNDLE] [--json] [-v] <command> …`
+//! with commands `sync`, `watch`, `stop`, `status`, `state`, `last-sync`,
+//! `download`, `clean-cache`, `optimize` and `completions`.
 //!
 //! By default the command line acts for the device's owner: a system app
 //! holding every cloud-sync permission. A policy file (`--policy`) or the
@@ -15,13 +16,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use cloudsync::cloud::{ConfigFile, RateLimitedCloud};
 use cloudsync::identity::Policy;
 use cloudsync::{
     CloudFileCache, CloudSyncError, DownloadProgress, FileSync, GallerySync, Identity, Runtime, State, SyncProgress,
     SyncReport, SyncState,
 };
+use control::StopSignal;
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// stdout may be closed under the command (`… | head -1`) or full: output
@@ -30,6 +32,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 macro_rules! println {
     ($($t:tt)*) => { $crate::print_line(format_args!($($t)*)) };
 }
+
+// After the macro: the modules print through it too.
+mod control;
+mod logging;
+mod watch;
 
 static STDOUT_GONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -88,6 +95,19 @@ struct Cli {
     /// Act as an ordinary app, not a system app.
     #[arg(long, global = true)]
     not_system_app: bool,
+    /// Sync only while an unmetered network (Wi-Fi, wired) is up: on a
+    /// metered one (a mobile modem) runs fail with WIFI_UNAVAILABLE.
+    #[arg(long, env = "CLOUDSYNC_WIFI_ONLY", global = true)]
+    wifi_only: bool,
+    /// Log each decision (-v), and what is only recorded too (-vv).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Append the log to this file instead of stderr.
+    #[arg(long, env = "CLOUDSYNC_LOG_FILE", global = true)]
+    log_file: Option<PathBuf>,
+    /// The log's format: text, or one JSON object per line.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    log_format: logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -96,22 +116,40 @@ struct Cli {
 enum Command {
     /// Make the app's folder (or the gallery) and the cloud equal, both ways.
     Sync {
-        /// Sync the gallery (file://media/Photo/…) instead of the app's folder.
+        #[command(flatten)]
+        target: Target,
+        /// Print what the sync would do (up, down, deleted on which side,
+        /// conflicts) and change nothing on either side.
         #[arg(long)]
-        gallery: bool,
-        /// Carry out deletions a guard held back: more than half of the
-        /// most files held in sync since deletions were last confirmed.
-        #[arg(long)]
-        yes: bool,
-        /// The device's folder is empty (or missing) on purpose: delete the
-        /// cloud's copies too. (`--yes` never implies this.)
-        #[arg(long)]
-        confirm_empty_device: bool,
-        /// The cloud is empty on purpose: delete the device's copies too.
-        /// (`--yes` never implies this.)
-        #[arg(long)]
-        confirm_empty_cloud: bool,
+        dry_run: bool,
+        #[command(flatten)]
+        confirm: ConfirmFlags,
     },
+    /// Keep the folder in sync: local changes as they happen, the cloud's
+    /// by polling; one run at a time, until Ctrl-C or `cloudsync stop`.
+    Watch {
+        #[command(flatten)]
+        target: Target,
+        /// Look for cloud changes this often, in seconds (backing off to
+        /// 16 times that while the cloud cannot be reached).
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+        interval: u64,
+        /// Wait for this many milliseconds of quiet after a local change.
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+        debounce_ms: u64,
+        #[command(flatten)]
+        confirm: ConfirmFlags,
+    },
+    /// Stop the `sync` or `watch` running on this root (from another terminal).
+    Stop,
+    /// When the folder last synced completely (FileSync.getLastSyncTime).
+    LastSync {
+        /// Another app's folder (needs CLOUDFILE_SYNC_MANAGER).
+        #[arg(long)]
+        bundle: Option<String>,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
     /// List the app's local files with their FileSyncState.
     Status {
         #[arg(long)]
@@ -150,6 +188,45 @@ enum Command {
     },
 }
 
+/// Which folder a sync command works on.
+#[derive(clap::Args, Clone)]
+struct Target {
+    /// Sync the gallery (file://media/Photo/…) instead of the app's folder.
+    #[arg(long, conflicts_with = "bundle")]
+    gallery: bool,
+    /// Sync another app's folder (FileSync(bundleName): needs
+    /// CLOUDFILE_SYNC_MANAGER).
+    #[arg(long)]
+    bundle: Option<String>,
+}
+
+/// What the user confirmed of what a sync's guards hold back.
+#[derive(clap::Args, Clone, Copy)]
+struct ConfirmFlags {
+    /// Carry out deletions a guard held back: more than half of the
+    /// most files held in sync since deletions were last confirmed.
+    #[arg(long)]
+    yes: bool,
+    /// The device's folder is empty (or missing) on purpose: delete the
+    /// cloud's copies too. (`--yes` never implies this.)
+    #[arg(long)]
+    confirm_empty_device: bool,
+    /// The cloud is empty on purpose: delete the device's copies too.
+    /// (`--yes` never implies this.)
+    #[arg(long)]
+    confirm_empty_cloud: bool,
+}
+
+impl From<ConfirmFlags> for cloudsync::Confirm {
+    fn from(f: ConfirmFlags) -> Self {
+        cloudsync::Confirm {
+            deletions: f.yes,
+            empty_device: f.confirm_empty_device,
+            empty_cloud: f.confirm_empty_cloud,
+        }
+    }
+}
+
 /// How the command failed: exit code and what to print.
 enum Failure {
     Api(CloudSyncError),
@@ -162,49 +239,23 @@ impl From<CloudSyncError> for Failure {
     }
 }
 
-/// Whether a loop that stops its work cleanly on Ctrl-C is running.
-static STOPPABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Held while such a loop runs: a Ctrl-C then asks it to stop.
-struct Stoppable;
-
-impl Stoppable {
-    fn claim() -> Self {
-        STOPPABLE.store(true, std::sync::atomic::Ordering::SeqCst);
-        Stoppable
-    }
-}
-
-impl Drop for Stoppable {
-    fn drop(&mut self) {
-        STOPPABLE.store(false, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-/// Ctrl-C outside a stoppable loop (opening a cloud that does not answer,
-/// say), or a second one anywhere, ends the process at once: every step is
-/// crash-safe, so nothing is lost, and nobody waits on a dead server.
-fn exit_on_interrupt() {
-    tokio::spawn(async {
-        let mut seen = 0;
-        while tokio::signal::ctrl_c().await.is_ok() {
-            seen += 1;
-            if seen >= 2 || !STOPPABLE.load(std::sync::atomic::Ordering::SeqCst) {
-                eprintln!("cloudsync: interrupted");
-                std::process::exit(130);
-            }
-        }
-    });
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = cli.json;
-    exit_on_interrupt();
+    if let Command::Completions { shell } = cli.command {
+        clap_complete::generate(shell, &mut Cli::command(), "cloudsync", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
+    if let Err(e) = logging::init(cli.verbose, cli.log_file.as_deref(), cli.log_format) {
+        eprintln!("cloudsync: {e}");
+        return ExitCode::from(2);
+    }
+    control::listen_for_signals();
     match run(cli).await {
         Ok(code) => code,
         Err(Failure::Api(e)) => {
+            tracing::error!(code = e.code, "{}", e.message);
             if json {
                 println!(
                     "{}",
@@ -237,6 +288,9 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Some(r) => r,
         None => default_root().ok_or_else(|| Failure::Usage("no --root given and no HOME to default to".into()))?,
     };
+    if let Command::Stop = cli.command {
+        return stop(&root, cli.json);
+    }
     let app = cli
         .app
         .clone()
@@ -291,7 +345,11 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     if let Some(rate) = cli.bwlimit {
         cloud = Arc::new(RateLimitedCloud::new(cloud, rate));
     }
-    let builder = Runtime::builder(&root).cloud(cloud).policy(&policy, &app);
+    let device = cloudsync::device::SystemDevice::wifi_only(cli.wifi_only || config.wifi_only);
+    let builder = Runtime::builder(&root)
+        .cloud(cloud)
+        .policy(&policy, &app)
+        .device(Arc::new(device));
     let rt = builder
         .build()
         .await
@@ -305,23 +363,107 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.command {
         Command::Download { uri, keep_partial } => download(&rt, &uri, keep_partial, cli.json).await,
         Command::Sync {
-            gallery,
-            yes,
-            confirm_empty_device,
-            confirm_empty_cloud,
+            target,
+            dry_run,
+            confirm,
         } => {
-            let confirm = cloudsync::Confirm {
-                deletions: yes,
-                empty_device: confirm_empty_device,
-                empty_cloud: confirm_empty_cloud,
-            };
-            sync(&rt, gallery, confirm, cli.json).await
+            let syncer = Syncer::open(&rt, &target)?;
+            if dry_run {
+                return plan(&rt, &syncer, confirm.into(), cli.json).await;
+            }
+            let _running = pid_file(&root, "sync");
+            sync(&rt, &syncer, confirm.into(), cli.json).await
         }
+        Command::Watch {
+            target,
+            interval,
+            debounce_ms,
+            confirm,
+        } => {
+            let syncer = Syncer::open(&rt, &target)?;
+            let _running = pid_file(&root, "watch");
+            let folder = match (&target.bundle, target.gallery) {
+                (Some(b), _) => rt.app_folder(b),
+                (None, true) => rt.app_folder(cloudsync::identity::GALLERY_BUNDLE),
+                (None, false) => rt.app_folder(&rt.identity().bundle),
+            };
+            let options = watch::Options {
+                interval: std::time::Duration::from_secs(interval),
+                debounce: std::time::Duration::from_millis(debounce_ms),
+                confirm: confirm.into(),
+                json: cli.json,
+            };
+            watch::watch(&rt, &syncer, &folder, options).await
+        }
+        Command::LastSync { bundle } => last_sync(&rt, bundle.as_deref(), cli.json).await,
         Command::Status { gallery } => status(&rt, gallery, cli.json).await,
         Command::State { uris } => state(&rt, &uris, cli.json).await,
         Command::CleanCache { uri } => clean_cache(&rt, &uri, cli.json).await,
         Command::Optimize { aging_days, total_size } => optimize(&rt, aging_days, total_size, cli.json).await,
+        Command::Stop | Command::Completions { .. } => unreachable!("handled before the runtime is built"),
     }
+}
+
+/// Says which command runs on the root, for `cloudsync stop`; one that
+/// cannot be written is said, and the command goes on.
+fn pid_file(root: &Path, what: &str) -> Option<control::PidFile> {
+    control::PidFile::write(root, what)
+        .map_err(|e| {
+            tracing::warn!(
+                "cannot write {}: {e}; `cloudsync stop` will not find this {what}",
+                control::PID_FILE
+            )
+        })
+        .ok()
+}
+
+fn stop(root: &Path, json: bool) -> Result<ExitCode, Failure> {
+    let stopped = control::stop(root, std::time::Duration::from_secs(60))
+        .map_err(|e| Failure::Usage(format!("cannot stop what runs on {}: {e}", root.display())))?;
+    let (said, code) = match &stopped {
+        control::Stopped::NothingRunning => (format!("nothing runs on {}", root.display()), 1),
+        control::Stopped::Ended(what) => (format!("stopped the {what} running on {}", root.display()), 0),
+        control::Stopped::StillRunning(what) => (
+            format!(
+                "asked the {what} on {} to stop; it still runs after a minute",
+                root.display()
+            ),
+            1,
+        ),
+    };
+    if json {
+        println!("{}", serde_json::json!({ "stop": said, "stopped": code == 0 }));
+    } else {
+        println!("{said}");
+    }
+    Ok(ExitCode::from(code))
+}
+
+async fn last_sync(rt: &Runtime, bundle: Option<&str>, json: bool) -> Result<ExitCode, Failure> {
+    let sync = match bundle {
+        Some(b) => FileSync::for_bundle(rt, b)?,
+        None => FileSync::new(rt),
+    };
+    let ms = sync.get_last_sync_time().await?;
+    if json {
+        println!("{}", serde_json::json!({ "last_sync_ms": ms }));
+    } else if ms == 0 {
+        println!("never synced completely");
+    } else {
+        println!("{}", timestamp(ms));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Epoch ms in the local time zone, for people.
+fn timestamp(ms: u64) -> String {
+    jiff::Timestamp::from_millisecond(ms as i64)
+        .map(|t| {
+            t.to_zoned(jiff::tz::TimeZone::system())
+                .strftime("%Y-%m-%d %H:%M:%S %Z")
+                .to_string()
+        })
+        .unwrap_or_else(|_| ms.to_string())
 }
 
 /// Whatever fetches one file: a `CloudFileCache` or a `Download`.
@@ -331,14 +473,10 @@ enum Fetcher {
 }
 
 impl Fetcher {
-    async fn on(
-        &self,
-        event: &str,
-        cb: impl Fn(DownloadProgress) + Send + Sync + 'static,
-    ) -> Result<(), CloudSyncError> {
+    fn on(&self, event: &str, cb: impl Fn(DownloadProgress) + Send + Sync + 'static) -> Result<(), CloudSyncError> {
         match self {
-            Fetcher::App(c) => c.on(event, cb).await.map(|_| ()),
-            Fetcher::Gallery(d) => d.on(event, cb).await.map(|_| ()),
+            Fetcher::App(c) => c.on(event, cb).map(|_| ()),
+            Fetcher::Gallery(d) => d.on(event, cb).map(|_| ()),
         }
     }
     async fn start(&self, uri: &str) -> Result<(), CloudSyncError> {
@@ -350,7 +488,7 @@ impl Fetcher {
     /// `Download.stop` always deletes the partial file.
     async fn stop(&self, uri: &str, need_clean: bool) -> Result<(), CloudSyncError> {
         match self {
-            Fetcher::App(c) => c.stop(uri, need_clean).await,
+            Fetcher::App(c) => c.stop_with(uri, need_clean).await,
             Fetcher::Gallery(d) => d.stop(uri).await,
         }
     }
@@ -379,10 +517,23 @@ enum Syncer {
 }
 
 impl Syncer {
-    async fn on(&self, cb: impl Fn(SyncProgress) + Send + Sync + 'static) -> Result<(), CloudSyncError> {
+    fn open(rt: &Runtime, target: &Target) -> Result<Self, CloudSyncError> {
+        Ok(match (&target.bundle, target.gallery) {
+            (Some(b), _) => Syncer::App(FileSync::for_bundle(rt, b)?),
+            (None, true) => Syncer::Gallery(GallerySync::new(rt)),
+            (None, false) => Syncer::App(FileSync::new(rt)),
+        })
+    }
+    async fn plan(&self, confirm: cloudsync::Confirm) -> Result<(), CloudSyncError> {
         match self {
-            Syncer::App(s) => s.on("progress", cb).await.map(|_| ()),
-            Syncer::Gallery(s) => s.on("progress", cb).await.map(|_| ()),
+            Syncer::App(s) => s.plan(confirm).await,
+            Syncer::Gallery(s) => s.plan(confirm).await,
+        }
+    }
+    fn on(&self, cb: impl Fn(SyncProgress) + Send + Sync + 'static) -> Result<(), CloudSyncError> {
+        match self {
+            Syncer::App(s) => s.on("progress", cb).map(|_| ()),
+            Syncer::Gallery(s) => s.on("progress", cb).map(|_| ()),
         }
     }
     async fn start(&self, confirm: cloudsync::Confirm) -> Result<(), CloudSyncError> {
@@ -408,87 +559,39 @@ impl Syncer {
 /// Items of a list printed in a summary, at most.
 const SHOWN: usize = 20;
 
-async fn sync(rt: &Runtime, gallery: bool, confirm: cloudsync::Confirm, json: bool) -> Result<ExitCode, Failure> {
-    let syncer = if gallery {
-        Syncer::Gallery(GallerySync::new(rt).await?)
-    } else {
-        Syncer::App(FileSync::new(rt).await?)
-    };
-    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel::<SyncProgress>();
-    syncer
-        .on(move |p| {
-            let _ = tx.send(p);
-        })
-        .await?;
-    let started = std::time::Instant::now();
-    syncer.start(confirm).await?;
+/// How one run ended.
+struct Outcome {
+    last: SyncProgress,
+    report: SyncReport,
+    /// A guard held the plan back: nothing was changed.
+    refused: bool,
+    /// The user asked it to stop (Ctrl-C, `cloudsync stop`).
+    stopped: bool,
+    elapsed: std::time::Duration,
+}
 
-    let bar = (!json && std::io::stderr().is_terminal()).then(|| {
-        let bar = ProgressBar::new(0);
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} files {elapsed}")
-                .expect("a valid template")
-                .progress_chars("=> "),
-        );
-        bar
-    });
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
-    let _stoppable = Stoppable::claim();
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
-    let mut stopping = false;
-    let mut current = SyncState::Downloading;
-    let last = loop {
-        tokio::select! {
-            event = events.recv() => {
-                let Some(p) = event else {
-                    return Err(CloudSyncError::service("the engine stopped sending events").into());
-                };
-                if json {
-                    println!("{}", serde_json::to_string(&p).expect("events serialize"));
-                }
-                current = p.state;
-                if p.is_terminal() {
-                    break p;
-                }
-            }
-            _ = tick.tick(), if bar.is_some() => {
-                if let (Some(bar), Ok(r)) = (&bar, syncer.report().await) {
-                    bar.set_length(r.planned);
-                    bar.set_position(r.done);
-                    bar.set_message(current.name().to_lowercase());
-                }
-            }
-            _ = &mut ctrl_c, if !stopping => {
-                stopping = true;
-                syncer.stop().await?;
-            }
+impl Outcome {
+    fn exit_code(&self) -> ExitCode {
+        match self.last.state {
+            SyncState::Completed => ExitCode::SUCCESS,
+            SyncState::Stopped if self.refused => ExitCode::from(3),
+            SyncState::Stopped => ExitCode::from(130),
+            _ => ExitCode::from(1),
         }
-    };
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
     }
-    let mut report = syncer.report().await?;
-    if let Some(fault) = rt.last_fault() {
-        // The engine failed mid-run: its instance (and the run's counts)
-        // went with it; what it said is the reason.
-        report.last_error.get_or_insert(fault);
-    }
-    let refused = report.refusal.is_some() && last.state == SyncState::Stopped;
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({ "result": last, "refused": refused, "report": report })
-        );
-    } else {
+
+    /// `COMPLETED: 3 uploaded, …` and what went wrong, for people, the
+    /// first line after `prefix`.
+    fn print(&self, prefix: &str) {
+        let (last, report) = (&self.last, &self.report);
         let error = if last.error == cloudsync::ErrorType::NoError {
             String::new()
         } else {
             format!(" ({})", last.error.name())
         };
-        let state = if refused { "REFUSED" } else { last.state.name() };
+        let state = if self.refused { "REFUSED" } else { last.state.name() };
         println!(
-            "{state}{error}: {} uploaded, {} downloaded, {} deleted here, {} deleted in the cloud, {} conflicts, {} failed, {} skipped in {:.1?}",
+            "{prefix}{state}{error}: {} uploaded, {} downloaded, {} deleted here, {} deleted in the cloud, {} conflicts, {} failed, {} skipped in {:.1?}",
             report.uploaded,
             report.downloaded,
             report.deleted_local,
@@ -496,7 +599,7 @@ async fn sync(rt: &Runtime, gallery: bool, confirm: cloudsync::Confirm, json: bo
             report.conflicts,
             report.failed,
             report.skipped_total,
-            started.elapsed()
+            self.elapsed
         );
         if let Some(refusal) = &report.refusal {
             println!("  refused, nothing was changed: {refusal}");
@@ -522,12 +625,178 @@ async fn sync(rt: &Runtime, gallery: bool, confirm: cloudsync::Confirm, json: bo
             }
         }
     }
-    Ok(match last.state {
-        SyncState::Completed => ExitCode::SUCCESS,
-        SyncState::Stopped if refused => ExitCode::from(3),
-        SyncState::Stopped => ExitCode::from(130),
-        _ => ExitCode::from(1),
+
+    fn log(&self) {
+        let r = &self.report;
+        let (state, error) = (self.last.state.name(), self.last.error.name());
+        let fields = (
+            r.uploaded,
+            r.downloaded,
+            r.deleted_local,
+            r.deleted_remote,
+            r.conflicts,
+            r.failed,
+        );
+        if self.last.state == SyncState::Completed || self.refused || self.stopped {
+            tracing::info!(state, error, refused = self.refused, counts = ?fields, "the run ended");
+        } else {
+            tracing::warn!(state, error, counts = ?fields, last_error = r.last_error.as_deref(), "the run failed");
+        }
+    }
+}
+
+/// Runs `run` (a `start` or a `plan`) and waits for its end, with a
+/// progress bar on a terminal; a stop asked for stops the run.
+async fn run_once(
+    syncer: &Syncer,
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<SyncProgress>,
+    json: bool,
+    show_bar: bool,
+    run: impl std::future::Future<Output = Result<(), CloudSyncError>>,
+) -> Result<Outcome, Failure> {
+    let started = std::time::Instant::now();
+    // A stop asked for from here on stops this run.
+    let mut stop = StopSignal::claim();
+    run.await?;
+    let bar = (show_bar && !json && std::io::stderr().is_terminal()).then(|| {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} files {elapsed}")
+                .expect("a valid template")
+                .progress_chars("=> "),
+        );
+        bar
+    });
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    let mut stopped = false;
+    let mut current = SyncState::Downloading;
+    let last = loop {
+        tokio::select! {
+            event = events.recv() => {
+                let Some(p) = event else {
+                    return Err(CloudSyncError::service("the engine stopped sending events").into());
+                };
+                if json {
+                    println!("{}", serde_json::to_string(&p).expect("events serialize"));
+                }
+                current = p.state;
+                if p.is_terminal() {
+                    break p;
+                }
+            }
+            _ = tick.tick(), if bar.is_some() => {
+                if let (Some(bar), Ok(r)) = (&bar, syncer.report().await) {
+                    bar.set_length(r.planned);
+                    bar.set_position(r.done);
+                    bar.set_message(current.name().to_lowercase());
+                }
+            }
+            _ = stop.stopped(), if !stopped => {
+                stopped = true;
+                syncer.stop().await?;
+            }
+        }
+    };
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let report = syncer.report().await?;
+    let refused = report.refusal.is_some() && last.state == SyncState::Stopped;
+    Ok(Outcome {
+        last,
+        report,
+        refused,
+        stopped,
+        elapsed: started.elapsed(),
     })
+}
+
+/// Listens to the syncer's progress events.
+fn progress_events(syncer: &Syncer) -> Result<tokio::sync::mpsc::UnboundedReceiver<SyncProgress>, Failure> {
+    let (tx, events) = tokio::sync::mpsc::unbounded_channel::<SyncProgress>();
+    syncer.on(move |p| {
+        let _ = tx.send(p);
+    })?;
+    Ok(events)
+}
+
+async fn sync(rt: &Runtime, syncer: &Syncer, confirm: cloudsync::Confirm, json: bool) -> Result<ExitCode, Failure> {
+    let mut events = progress_events(syncer)?;
+    // Logs on stderr and a bar there would mix: a bar only without -v.
+    let show_bar = !tracing::enabled!(tracing::Level::INFO);
+    let mut outcome = run_once(syncer, &mut events, json, show_bar, syncer.start(confirm)).await?;
+    if let Some(fault) = rt.last_fault() {
+        // The engine failed mid-run: its instance (and the run's counts)
+        // went with it; what it said is the reason.
+        outcome.report.last_error.get_or_insert(fault);
+    }
+    outcome.log();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "result": outcome.last, "refused": outcome.refused, "report": outcome.report })
+        );
+    } else {
+        outcome.print("");
+    }
+    Ok(outcome.exit_code())
+}
+
+/// `sync --dry-run`: the plan, step by step, and nothing changed.
+async fn plan(rt: &Runtime, syncer: &Syncer, confirm: cloudsync::Confirm, json: bool) -> Result<ExitCode, Failure> {
+    let mut events = progress_events(syncer)?;
+    let (tx, mut steps) = tokio::sync::mpsc::unbounded_channel::<cloudsync::SyncDecision>();
+    let listener = rt.on_decision(move |d| {
+        if d.dry_run {
+            let _ = tx.send(d.clone());
+        }
+    });
+    let outcome = run_once(syncer, &mut events, json, false, syncer.plan(confirm)).await;
+    rt.off_decision(listener);
+    let outcome = outcome?;
+    let mut counts: std::collections::BTreeMap<&'static str, u64> = Default::default();
+    while let Ok(d) = steps.try_recv() {
+        *counts.entry(d.action.name()).or_default() += 1;
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({ "plan": d.action, "path": d.path, "reason": d.reason })
+            );
+        } else if d.action.changes_files()
+            || matches!(
+                d.action,
+                cloudsync::SyncAction::Refuse | cloudsync::SyncAction::Skip | cloudsync::SyncAction::Fail
+            )
+            || tracing::enabled!(tracing::Level::DEBUG)
+        {
+            let path = if d.path.is_empty() { "(the whole plan)" } else { &d.path };
+            println!("{:<12} {path}  ({})", d.action.name(), d.reason);
+        }
+    }
+    let n = |a: &str| counts.get(a).copied().unwrap_or(0);
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "dry_run": outcome.last, "refused": outcome.refused, "planned": counts })
+        );
+    } else if let Some(refusal) = &outcome.report.refusal {
+        println!("dry run: refused, a real run would change nothing: {refusal}");
+    } else {
+        println!(
+            "dry run: {} to upload, {} to download, {} to delete here, {} to delete in the cloud, {} conflicts; nothing was changed",
+            n("upload"),
+            n("download") + n("placeholder"),
+            n("delete-local"),
+            n("delete-cloud"),
+            n("conflict")
+        );
+        if outcome.last.state != SyncState::Completed {
+            if let Some(e) = &outcome.report.last_error {
+                println!("  the plan is not whole: {e}");
+            }
+        }
+    }
+    Ok(outcome.exit_code())
 }
 
 fn to_uri(rt: &Runtime, target: &str) -> String {
@@ -546,12 +815,14 @@ async fn status(rt: &Runtime, gallery: bool, json: bool) -> Result<ExitCode, Fai
     };
     // Page by page, so a folder of any size is listed in the same memory.
     let (mut files, mut cloud_only, mut skipped) = (0usize, 0usize, 0usize);
+    let mut by_state: std::collections::BTreeMap<cloudsync::FileSyncState, usize> = Default::default();
     let mut after = None;
     loop {
         let page = cloudsync::list_files_page(rt, gallery, after.take(), 1024).await?;
         for f in &page.files {
             files += 1;
             cloud_only += usize::from(f.cloud_only);
+            *by_state.entry(f.state).or_default() += 1;
             if json {
                 println!("{}", serde_json::to_string(f).expect("entries serialize"));
                 continue;
@@ -577,11 +848,59 @@ async fn status(rt: &Runtime, gallery: bool, json: bool) -> Result<ExitCode, Fai
             None => break,
         }
     }
-    if !json {
+    // The last run, as the engine recorded it (in this process or before).
+    let syncer = Syncer::open(rt, &Target { gallery, bundle: None })?;
+    let last = syncer.report().await?;
+    let last_sync_ms = match &syncer {
+        Syncer::App(s) => s.get_last_sync_time().await?,
+        Syncer::Gallery(_) => 0,
+    };
+    let counts: std::collections::BTreeMap<&str, usize> = by_state.iter().map(|(s, n)| (s.name(), *n)).collect();
+    if json {
         println!(
-            "{files} files ({cloud_only} only in the cloud, {skipped} names skipped) in {}",
-            folder.display()
+            "{}",
+            serde_json::json!({
+                "summary": { "files": files, "cloud_only": cloud_only, "skipped": skipped, "states": counts },
+                "last_run": (last.ended_ms > 0).then_some(&last),
+                "last_sync_ms": last_sync_ms,
+            })
         );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{files} files ({cloud_only} only in the cloud, {skipped} names skipped) in {}",
+        folder.display()
+    );
+    if !counts.is_empty() {
+        let list: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        println!("  {}", list.join(", "));
+    }
+    match last.last {
+        Some(end) if last.ended_ms > 0 => {
+            let error = if end.error == cloudsync::ErrorType::NoError {
+                String::new()
+            } else {
+                format!(" ({})", end.error.name())
+            };
+            println!(
+                "last run: {}{error} at {}: {} uploaded, {} downloaded, {} deleted here, {} deleted in the cloud, {} conflicts, {} failed",
+                if last.refusal.is_some() { "REFUSED" } else { end.state.name() },
+                timestamp(last.ended_ms),
+                last.uploaded,
+                last.downloaded,
+                last.deleted_local,
+                last.deleted_remote,
+                last.conflicts,
+                last.failed
+            );
+            if let Some(why) = last.refusal.as_ref().or(last.last_error.as_ref()) {
+                println!("  {why}");
+            }
+        }
+        _ => println!("last run: none recorded"),
+    }
+    if last_sync_ms > 0 {
+        println!("last complete sync: {}", timestamp(last_sync_ms));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -613,8 +932,8 @@ fn human(bytes: u64) -> String {
 
 async fn clean_cache(rt: &Runtime, target: &str, json: bool) -> Result<ExitCode, Failure> {
     let uri = to_uri(rt, target);
-    let cache = CloudFileCache::new(rt).await?;
-    cache.clean_cache(&uri).await?;
+    let cache = CloudFileCache::new(rt);
+    cache.clean_cache(&uri)?;
     if json {
         println!("{}", serde_json::json!({ "evicted": uri }));
     } else {
@@ -652,9 +971,7 @@ async fn optimize(
         );
         bar
     });
-    let _stoppable = Stoppable::claim();
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
+    let mut stop = StopSignal::claim();
     let mut stopping = false;
     let last = loop {
         tokio::select! {
@@ -672,9 +989,9 @@ async fn optimize(
                     break p;
                 }
             }
-            _ = &mut ctrl_c, if !stopping => {
+            _ = stop.stopped(), if !stopping => {
                 stopping = true;
-                cloudsync::stop_optimize_space(rt).await?;
+                cloudsync::stop_optimize_space(rt)?;
             }
         }
     };
@@ -699,7 +1016,11 @@ async fn optimize(
 async fn state(rt: &Runtime, targets: &[String], json: bool) -> Result<ExitCode, Failure> {
     let uris: Vec<String> = targets.iter().map(|t| to_uri(rt, t)).collect();
     let refs: Vec<&str> = uris.iter().map(String::as_str).collect();
-    let states = cloudsync::get_file_sync_states(rt, &refs).await?;
+    // One file: the seed's single form (its own file-system codes).
+    let states = match refs.as_slice() {
+        [one] => vec![cloudsync::get_file_sync_state(rt, one)?],
+        many => cloudsync::get_file_sync_states(rt, many).await?,
+    };
     for (uri, s) in uris.iter().zip(states) {
         if json {
             println!("{}", serde_json::json!({ "uri": uri, "state": s }));
@@ -730,16 +1051,14 @@ async fn download(rt: &Runtime, target: &str, keep_partial: bool, json: bool) ->
     // A gallery item's original comes through `Download`; an app file
     // through `CloudFileCache`.
     let cache = if uri.starts_with("file://media/") {
-        Fetcher::Gallery(cloudsync::Download::new(rt).await?)
+        Fetcher::Gallery(cloudsync::Download::new(rt))
     } else {
-        Fetcher::App(CloudFileCache::new(rt).await?)
+        Fetcher::App(CloudFileCache::new(rt))
     };
     let (tx, mut events) = tokio::sync::mpsc::unbounded_channel::<DownloadProgress>();
-    cache
-        .on("progress", move |p| {
-            let _ = tx.send(p);
-        })
-        .await?;
+    cache.on("progress", move |p| {
+        let _ = tx.send(p);
+    })?;
     cache.start(&uri).await?;
 
     let bar = (!json && std::io::stderr().is_terminal()).then(|| {
@@ -753,10 +1072,8 @@ async fn download(rt: &Runtime, target: &str, keep_partial: bool, json: bool) ->
         bar
     });
     let mut stopping = false;
-    // One signal future for the whole wait: a Ctrl-C is never missed.
-    let _stoppable = Stoppable::claim();
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
+    // One signal for the whole wait: a Ctrl-C is never missed.
+    let mut stop = StopSignal::claim();
     let last = loop {
         tokio::select! {
             event = events.recv() => {
@@ -774,7 +1091,7 @@ async fn download(rt: &Runtime, target: &str, keep_partial: bool, json: bool) ->
                     break p;
                 }
             }
-            _ = &mut ctrl_c, if !stopping => {
+            _ = stop.stopped(), if !stopping => {
                 stopping = true;
                 match cache.stop(&uri, !keep_partial).await {
                     // Finished in the meantime: its own terminal event follows.

@@ -133,7 +133,17 @@ impl DalCloud {
                     .with_max_times(4)
                     .with_min_delay(Duration::from_millis(100))
                     .with_max_delay(Duration::from_secs(5))
-                    .with_jitter(),
+                    .with_jitter()
+                    .with_notify(|e: opendal::layers::RetryEvent<'_>| {
+                        tracing::info!(
+                            target: "cloudsync::cloud",
+                            op = %e.op,
+                            attempt = e.attempt,
+                            wait_ms = e.retry_after.as_millis() as u64,
+                            "retrying: {}",
+                            e.err
+                        )
+                    }),
             )
             .layer(
                 TimeoutLayer::new()

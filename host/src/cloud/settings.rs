@@ -52,6 +52,9 @@ pub struct CloudSettings {
 pub struct ConfigFile {
     pub root: Option<String>,
     pub app: Option<String>,
+    /// Sync on Wi-Fi (unmetered networks) only.
+    #[serde(default)]
+    pub wifi_only: bool,
     #[serde(default)]
     pub cloud: CloudSettings,
 }

@@ -282,10 +282,13 @@ impl WebDavCloud {
         make: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, CloudError> {
         let mut delay = Duration::from_millis(100);
-        let mut last = None;
+        let mut last: Option<CloudError> = None;
         let mut timeouts = 0;
         for attempt in 0..TRIES {
             if attempt > 0 {
+                if let Some(why) = &last {
+                    tracing::info!(target: "cloudsync::cloud", what, attempt, wait_ms = delay.as_millis() as u64, "retrying: {}", why.message);
+                }
                 tokio::time::sleep(delay).await;
                 delay *= 4;
             }

@@ -17,11 +17,12 @@ pub(crate) use driver::{guest_error, Driver, Msg, ObjectId, ObjectKind};
 pub use loader::{compiled_component, default_cache_dir, embedded_component as engine_component};
 pub(crate) use object::ObjectHandle;
 
-use crate::api::{CloudSyncError, DownloadProgress, ListenerId, OptimizeSpaceProgress, SyncProgress};
+use crate::api::{CloudSyncError, DownloadProgress, ListenerId, OptimizeSpaceProgress, SyncDecision, SyncProgress};
 use crate::cloud::{Cloud, LocalFolderCloud};
 use crate::device::{DeviceStatus, SystemDevice};
 use crate::identity::Identity;
 use crate::storage::{AppAreas, MetaStore};
+pub(crate) use state::sync_progress;
 use state::{Backends, HostEvent};
 
 pub(crate) mod bindings {
@@ -60,6 +61,8 @@ pub(crate) enum Callback {
     Download(Arc<dyn Fn(DownloadProgress) + Send + Sync>),
     Sync(Arc<dyn Fn(SyncProgress) + Send + Sync>),
     Optimize(Arc<dyn Fn(OptimizeSpaceProgress) + Send + Sync>),
+    /// Every sync run's decisions (not the seed's: logs and dry runs).
+    Decision(Arc<dyn Fn(&SyncDecision) + Send + Sync>),
 }
 
 /// Listener callbacks by id; events name the listener they are for.
@@ -107,6 +110,31 @@ impl Listeners {
     }
     fn get(&self, id: ListenerId) -> Option<Callback> {
         self.map.lock().unwrap().get(&id).cloned()
+    }
+    fn decision_listeners(&self) -> Vec<Arc<dyn Fn(&SyncDecision) + Send + Sync>> {
+        let map = self.map.lock().unwrap();
+        map.values()
+            .filter_map(|cb| match cb {
+                Callback::Decision(f) => Some(f.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Logs a sync run's decision: what changes a file at `info` (`-v`),
+/// what only records at `debug` (`-vv`), failures and refusals as warnings.
+fn log_decision(d: &SyncDecision) {
+    use crate::api::SyncAction as A;
+    let (bundle, path, action, dry_run) = (d.bundle.as_str(), d.path.as_str(), d.action.name(), d.dry_run);
+    match d.action {
+        A::Fail | A::Refuse => {
+            tracing::warn!(target: "cloudsync::sync", bundle, path, action, dry_run, "{}", d.reason)
+        }
+        A::Record | A::Forget | A::Skip => {
+            tracing::debug!(target: "cloudsync::sync", bundle, path, action, dry_run, "{}", d.reason)
+        }
+        _ => tracing::info!(target: "cloudsync::sync", bundle, path, action, dry_run, "{}", d.reason),
     }
 }
 
@@ -292,8 +320,20 @@ impl RuntimeBuilder {
                                 cb(progress);
                             }
                         }
-                        HostEvent::FailureReason { uri, reason } => dispatch.set_failure_reason(uri, reason),
-                        HostEvent::Fault(message) => *dispatch.fault.lock().unwrap() = Some(message),
+                        HostEvent::FailureReason { uri, reason } => {
+                            tracing::warn!(target: "cloudsync::download", uri, "{reason}");
+                            dispatch.set_failure_reason(uri, reason)
+                        }
+                        HostEvent::Decision(d) => {
+                            log_decision(&d);
+                            for cb in dispatch.decision_listeners() {
+                                cb(&d);
+                            }
+                        }
+                        HostEvent::Fault(message) => {
+                            tracing::error!(target: "cloudsync::engine", "the engine component failed: {message}");
+                            *dispatch.fault.lock().unwrap() = Some(message)
+                        }
                     }
                 }
             })
@@ -398,7 +438,7 @@ impl Runtime {
             root: root.into(),
             cloud: None,
             identity: Identity::system("cloudsync.cli"),
-            device: Arc::new(SystemDevice),
+            device: Arc::new(SystemDevice::default()),
             limits: SandboxLimits::default(),
             component: None,
             cache_dir: default_cache_dir(),
@@ -476,6 +516,19 @@ impl Runtime {
         self.inner.listeners.fault.lock().unwrap().clone()
     }
 
+    /// Calls `callback` with every decision of every sync run (what it does
+    /// about a path, and why), dry runs' included, in order. Not the seed's:
+    /// for logs and plans. Each decision is also logged (`tracing`, target
+    /// `cloudsync::sync`).
+    pub fn on_decision(&self, callback: impl Fn(&SyncDecision) + Send + Sync + 'static) -> ListenerId {
+        self.inner.listeners.add(Callback::Decision(Arc::new(callback)))
+    }
+
+    /// Unregisters a callback [`on_decision`](Self::on_decision) returned.
+    pub fn off_decision(&self, listener: ListenerId) {
+        self.inner.listeners.remove(&[listener]);
+    }
+
     pub(crate) fn listeners(&self) -> &Listeners {
         &self.inner.listeners
     }
@@ -497,6 +550,21 @@ impl Runtime {
             .map_err(|_| CloudSyncError::service("the engine thread stopped"))?
     }
 
+    /// Runs `f` on the engine's thread and blocks this one for its answer:
+    /// the seed's synchronous calls (one short engine call each). Safe from
+    /// a listener callback too: the engine never waits on listeners.
+    pub(crate) fn call_blocking<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Driver) -> Result<R, CloudSyncError> + Send + 'static,
+    ) -> Result<R, CloudSyncError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.send(move |d| {
+            let _ = tx.send(f(d));
+        })?;
+        rx.recv()
+            .map_err(|_| CloudSyncError::service("the engine thread stopped"))?
+    }
+
     /// Queues `f` on the engine's thread without waiting.
     pub(crate) fn send(&self, f: impl FnOnce(&mut Driver) + Send + 'static) -> Result<(), CloudSyncError> {
         let tx = self.inner.tx.lock().unwrap();
@@ -509,13 +577,16 @@ impl Runtime {
 }
 
 /// What cloudsync keeps in a root: none of it may be a symlink.
-const ROOT_ENTRIES: [&str; 6] = [
+const ROOT_ENTRIES: [&str; 8] = [
     "apps",
     "cloud",
     "meta.redb",
     "meta.redb.id",
     "device-id",
     "device-id.tmp",
+    // The command line's: which `sync` or `watch` runs here.
+    "cloudsync.pid",
+    "cloudsync.pid.tmp",
 ];
 
 /// An error naming the first of `names` in `root` that is a symlink.

@@ -11,19 +11,20 @@ pub(crate) struct ObjectHandle {
 }
 
 impl ObjectHandle {
-    /// Makes the object's guest resource (its constructor's errors, e.g.
-    /// 201/202, come back here).
-    pub(crate) async fn create(rt: &Runtime, kind: ObjectKind) -> Result<Self, CloudSyncError> {
+    /// A new object; its guest resource is made on first use (queued now,
+    /// in order with the calls that follow), so constructing never fails.
+    pub(crate) fn create(rt: &Runtime, kind: ObjectKind) -> Self {
         let id = rt.next_object_id();
-        rt.call(move |d| d.create_object(id, kind)).await?;
-        Ok(ObjectHandle { rt: rt.clone(), id })
+        // A runtime shut down fails every later call instead.
+        let _ = rt.send(move |d| d.create_object(id, kind));
+        ObjectHandle { rt: rt.clone(), id }
     }
 
     /// Registers `callback` for `event` (only `"progress"`; else 401).
-    pub(crate) async fn on(&self, event: &str, callback: Callback) -> Result<ListenerId, CloudSyncError> {
+    pub(crate) fn on(&self, event: &str, callback: Callback) -> Result<ListenerId, CloudSyncError> {
         let listener = self.rt.listeners().add(callback);
         let (id, event) = (self.id, event.to_string());
-        let result = self.rt.call(move |d| d.object_on(id, &event, listener)).await;
+        let result = self.rt.call_blocking(move |d| d.object_on(id, &event, listener));
         if result.is_err() {
             self.rt.listeners().remove(&[listener]);
         }
@@ -31,9 +32,9 @@ impl ObjectHandle {
     }
 
     /// Unregisters `listener`, or every listener of this object when `None`.
-    pub(crate) async fn off(&self, event: &str, listener: Option<ListenerId>) -> Result<(), CloudSyncError> {
+    pub(crate) fn off(&self, event: &str, listener: Option<ListenerId>) -> Result<(), CloudSyncError> {
         let (id, event) = (self.id, event.to_string());
-        let removed = self.rt.call(move |d| d.object_off(id, &event, listener)).await?;
+        let removed = self.rt.call_blocking(move |d| d.object_off(id, &event, listener))?;
         self.rt.listeners().remove(&removed);
         Ok(())
     }

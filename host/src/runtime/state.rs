@@ -64,6 +64,8 @@ pub enum HostEvent {
         uri: String,
         reason: String,
     },
+    /// What a sync run decided for a path, and why.
+    Decision(crate::api::SyncDecision),
     /// The engine component failed (a trap): what it said, for people.
     Fault(String),
 }
@@ -368,6 +370,55 @@ impl HostState {
     }
 }
 
+/// The WIT's sync progress as the API's.
+pub(crate) fn sync_progress(p: types::SyncProgress) -> SyncProgress {
+    use api::{ErrorType as E, SyncState as S};
+    SyncProgress {
+        state: match p.state {
+            types::SyncState::Uploading => S::Uploading,
+            types::SyncState::UploadFailed => S::UploadFailed,
+            types::SyncState::Downloading => S::Downloading,
+            types::SyncState::DownloadFailed => S::DownloadFailed,
+            types::SyncState::Completed => S::Completed,
+            types::SyncState::Stopped => S::Stopped,
+        },
+        error: match p.error {
+            types::ErrorType::NoError => E::NoError,
+            types::ErrorType::NetworkUnavailable => E::NetworkUnavailable,
+            types::ErrorType::WifiUnavailable => E::WifiUnavailable,
+            types::ErrorType::BatteryLevelLow => E::BatteryLevelLow,
+            types::ErrorType::BatteryLevelWarning => E::BatteryLevelWarning,
+            types::ErrorType::CloudStorageFull => E::CloudStorageFull,
+            types::ErrorType::LocalStorageFull => E::LocalStorageFull,
+            types::ErrorType::DeviceTemperatureTooHigh => E::DeviceTemperatureTooHigh,
+        },
+    }
+}
+
+fn decision(d: types::SyncDecision) -> crate::api::SyncDecision {
+    use crate::api::SyncAction as A;
+    use types::SyncAction as W;
+    crate::api::SyncDecision {
+        bundle: d.bundle,
+        path: d.path,
+        action: match d.action {
+            W::Upload => A::Upload,
+            W::Download => A::Download,
+            W::DeleteLocal => A::DeleteLocal,
+            W::DeleteCloud => A::DeleteCloud,
+            W::Conflict => A::Conflict,
+            W::Record => A::Record,
+            W::Placeholder => A::Placeholder,
+            W::Forget => A::Forget,
+            W::Skip => A::Skip,
+            W::Refuse => A::Refuse,
+            W::Fail => A::Fail,
+        },
+        reason: d.reason,
+        dry_run: d.dry_run,
+    }
+}
+
 impl HostState {
     /// Hands the events a tick gave back to the listeners (through the
     /// dispatcher), remembering what runs in case the instance traps.
@@ -379,6 +430,9 @@ impl HostState {
                 engine::EventBody::Optimize(p) => self.on_optimize(event.listener, p),
                 engine::EventBody::FailureReason((uri, reason)) => {
                     let _ = self.b.events.send(HostEvent::FailureReason { uri, reason });
+                }
+                engine::EventBody::Decision(d) => {
+                    let _ = self.b.events.send(HostEvent::Decision(decision(d)));
                 }
             }
         }
@@ -399,27 +453,7 @@ impl HostState {
     }
 
     fn on_sync(&mut self, listener: u64, p: types::SyncProgress) {
-        use api::{ErrorType as E, SyncState as S};
-        let progress = SyncProgress {
-            state: match p.state {
-                types::SyncState::Uploading => S::Uploading,
-                types::SyncState::UploadFailed => S::UploadFailed,
-                types::SyncState::Downloading => S::Downloading,
-                types::SyncState::DownloadFailed => S::DownloadFailed,
-                types::SyncState::Completed => S::Completed,
-                types::SyncState::Stopped => S::Stopped,
-            },
-            error: match p.error {
-                types::ErrorType::NoError => E::NoError,
-                types::ErrorType::NetworkUnavailable => E::NetworkUnavailable,
-                types::ErrorType::WifiUnavailable => E::WifiUnavailable,
-                types::ErrorType::BatteryLevelLow => E::BatteryLevelLow,
-                types::ErrorType::BatteryLevelWarning => E::BatteryLevelWarning,
-                types::ErrorType::CloudStorageFull => E::CloudStorageFull,
-                types::ErrorType::LocalStorageFull => E::LocalStorageFull,
-                types::ErrorType::DeviceTemperatureTooHigh => E::DeviceTemperatureTooHigh,
-            },
-        };
+        let progress = sync_progress(p);
         if progress.is_terminal() {
             self.syncs_in_flight.remove(&listener);
         } else {

@@ -71,6 +71,9 @@ impl sync::GuestSyncObject for NoSync {
     fn start(&self, _confirm: sync::Confirmation) -> Result<(), Error> {
         no_sync()
     }
+    fn plan(&self, _confirm: sync::Confirmation) -> Result<(), Error> {
+        no_sync()
+    }
     fn stop(&self) -> Result<(), Error> {
         no_sync()
     }

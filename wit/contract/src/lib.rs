@@ -374,6 +374,79 @@ pub struct OptimizeSpaceParam {
     pub aging_days: u32,
 }
 
+/// What a sync run does about one path (or a whole plan), for its logs
+/// and for a dry run's plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SyncAction {
+    /// The local file goes up.
+    Upload,
+    /// The cloud's version comes down.
+    Download,
+    /// The local file is deleted (it was deleted in the cloud).
+    DeleteLocal,
+    /// The cloud's copy is deleted (it was deleted on this device).
+    DeleteCloud,
+    /// Both sides changed: the local version is kept as a conflict copy.
+    Conflict,
+    /// Both sides hold the same: only the record is written.
+    Record,
+    /// A cloud-only placeholder (the gallery's thumbnail) is made.
+    Placeholder,
+    /// Gone on both sides: the record is dropped.
+    Forget,
+    /// The name is not synced.
+    Skip,
+    /// A guard held the plan back: nothing is changed.
+    Refuse,
+    /// The step failed.
+    Fail,
+}
+
+impl SyncAction {
+    /// The name logs and `--json` use: `upload`, `delete-cloud`, ...
+    pub fn name(self) -> &'static str {
+        match self {
+            SyncAction::Upload => "upload",
+            SyncAction::Download => "download",
+            SyncAction::DeleteLocal => "delete-local",
+            SyncAction::DeleteCloud => "delete-cloud",
+            SyncAction::Conflict => "conflict",
+            SyncAction::Record => "record",
+            SyncAction::Placeholder => "placeholder",
+            SyncAction::Forget => "forget",
+            SyncAction::Skip => "skip",
+            SyncAction::Refuse => "refuse",
+            SyncAction::Fail => "fail",
+        }
+    }
+
+    /// Whether the step changes a file on either side.
+    pub fn changes_files(self) -> bool {
+        matches!(
+            self,
+            SyncAction::Upload
+                | SyncAction::Download
+                | SyncAction::DeleteLocal
+                | SyncAction::DeleteCloud
+                | SyncAction::Conflict
+                | SyncAction::Placeholder
+        )
+    }
+}
+
+/// One decision of a sync run: what it does about `path` (empty for the
+/// whole plan), and why. A dry run's decisions are its plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SyncDecision {
+    pub bundle: String,
+    pub path: String,
+    pub action: SyncAction,
+    pub reason: String,
+    /// Planned by a dry run: nothing was done.
+    pub dry_run: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

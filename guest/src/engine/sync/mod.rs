@@ -59,6 +59,47 @@ pub struct Report {
     pub failures: Vec<(String, String)>,
     /// Things about the run a person should know (records set aside, ...).
     pub notes: Vec<String>,
+    /// When the run ended (epoch ms; 0 while it runs).
+    pub ended_ms: u64,
+}
+
+impl Report {
+    fn record(&self) -> records::LastRunRecord {
+        records::LastRunRecord {
+            ended_ms: self.ended_ms,
+            state: self.last.map(|l| l.state),
+            error: self.last.map(|l| l.error),
+            planned: self.planned,
+            uploaded: self.uploaded,
+            downloaded: self.downloaded,
+            deleted_local: self.deleted_local,
+            deleted_remote: self.deleted_remote,
+            conflicts: self.conflicts,
+            failed: self.failed,
+            skipped_total: self.skipped_total,
+            refusal: self.refusal.clone(),
+            last_error: self.last_error.clone(),
+        }
+    }
+
+    fn from_record(r: records::LastRunRecord) -> Report {
+        Report {
+            planned: r.planned,
+            done: r.planned,
+            uploaded: r.uploaded,
+            downloaded: r.downloaded,
+            deleted_local: r.deleted_local,
+            deleted_remote: r.deleted_remote,
+            conflicts: r.conflicts,
+            failed: r.failed,
+            refusal: r.refusal,
+            last_error: r.last_error,
+            last: r.state.zip(r.error).map(|(state, error)| SyncProgress { state, error }),
+            skipped_total: r.skipped_total,
+            ended_ms: r.ended_ms,
+            ..Report::default()
+        }
+    }
 }
 
 struct SyncObject {
@@ -160,6 +201,13 @@ impl Syncs {
         let confirm = confirm.into();
         let bundle = self.object(id)?.bundle.clone();
         preconditions(p, &bundle)?;
+        // (A real run of the bundle was started here, so it is recovered
+        // already; a dry run leaves what a crash left alone.)
+        if self.recovered.insert(bundle.clone()) && bundle != p.caller_bundle() {
+            // The caller's own bundle is recovered at init; another's the
+            // first time this instance syncs it.
+            recover_bundle(p, &bundle)?;
+        }
         if let Some(run) = self.runs.get_mut(&bundle) {
             run.again = true;
             let a = &mut run.again_confirm;
@@ -168,19 +216,31 @@ impl Syncs {
             a.empty_cloud |= confirm.empty_cloud;
             return Ok(());
         }
-        if self.recovered.insert(bundle.clone()) && bundle != p.caller_bundle() {
-            // The caller's own bundle is recovered at init; another's the
-            // first time this instance syncs it.
-            recover_bundle(p, &bundle)?;
+        self.begin(p, &bundle, confirm, false);
+        Ok(())
+    }
+
+    /// A dry run: plans as `start` would and sends each step as a decision,
+    /// changing nothing (a crash's leftovers are left for a real run too).
+    /// While a run of the bundle is going: 22400006.
+    pub fn plan(&mut self, p: &impl Platform, id: SyncId, confirm: impl Into<Confirm>) -> Result<(), ApiError> {
+        let bundle = self.object(id)?.bundle.clone();
+        preconditions(p, &bundle)?;
+        if self.runs.contains_key(&bundle) {
+            return Err(ApiError::new(
+                codes::ALREADY_RUNNING,
+                format!("a sync of {bundle} is running: plan when it has ended"),
+            ));
         }
-        self.begin(p, &bundle, confirm);
+        self.begin(p, &bundle, confirm.into(), true);
         Ok(())
     }
 
     /// A new run: pulling starts (the scan is its first step), so
     /// `{DOWNLOADING}` goes out now.
-    fn begin(&mut self, p: &impl Platform, bundle: &str, confirm: Confirm) {
+    fn begin(&mut self, p: &impl Platform, bundle: &str, confirm: Confirm, dry_run: bool) {
         let mut run = Run::new(bundle, confirm);
+        run.dry_run = dry_run;
         if let Some(n) = self.scan_slice {
             run.scan_slice = n;
         }
@@ -198,7 +258,7 @@ impl Syncs {
             let mut out = Vec::new();
             run.stop(p, &mut out);
             self.emit(p, &bundle, &out);
-            self.reports.insert(bundle, run.report);
+            self.ended(p, &bundle, run, Vec::new());
         }
         Ok(())
     }
@@ -210,13 +270,37 @@ impl Syncs {
         Ok(records::get::<u64>(p, &key).map_err(internal)?.unwrap_or(0))
     }
 
-    /// The running (or last) run's counts.
-    pub fn report(&mut self, id: SyncId) -> Result<Report, ApiError> {
+    /// The running (or last) run's counts: a run of this instance, else
+    /// the last one recorded (its lists are not kept).
+    pub fn report(&mut self, p: &impl Platform, id: SyncId) -> Result<Report, ApiError> {
         let bundle = self.object(id)?.bundle.clone();
-        Ok(match self.runs.get(&bundle) {
-            Some(run) => run.report.clone(),
-            None => self.reports.get(&bundle).cloned().unwrap_or_default(),
-        })
+        if let Some(run) = self.runs.get(&bundle) {
+            return Ok(run.report.clone());
+        }
+        if let Some(r) = self.reports.get(&bundle) {
+            return Ok(r.clone());
+        }
+        let key = format!("{RUN}/{bundle}/last-run");
+        let stored = records::get::<records::LastRunRecord>(p, &key).map_err(internal)?;
+        Ok(stored.map(Report::from_record).unwrap_or_default())
+    }
+
+    /// A run ended: its report is kept (and, but for a dry run's, recorded
+    /// with `more` in one commit).
+    fn ended(&mut self, p: &impl Platform, bundle: &str, mut run: Run, mut more: Vec<(String, Option<Vec<u8>>)>) {
+        run.report.ended_ms = p.now_ms();
+        if !run.dry_run {
+            let key = format!("{RUN}/{bundle}/last-run");
+            more.push((key, Some(records::encode(&run.report.record()))));
+        }
+        if !more.is_empty() {
+            if let Err(e) = p.meta_commit(more) {
+                run.report
+                    .notes
+                    .push(format!("the run's result could not be recorded: {e}"));
+            }
+        }
+        self.reports.insert(bundle.to_string(), run.report);
     }
 
     /// `getFileSyncState(uris)`: at most 100 (else 401); 201, then 202; one
@@ -331,16 +415,18 @@ impl Syncs {
                     let clean = terminal.state == super::SyncState::Completed
                         && terminal.error == super::ErrorType::NoError
                         && run.report.failed == 0
-                        && !run.unsettled();
+                        && !run.unsettled()
+                        && !run.dry_run;
+                    let mut more = Vec::new();
                     if clean {
                         let key = format!("{RUN}/{bundle}/last-sync");
-                        let _ = p.meta_commit(vec![(key, Some(records::encode(&p.now_ms())))]);
+                        more.push((key, Some(records::encode(&p.now_ms()))));
                     }
                     let (again, confirmed) = (run.again, run.again_confirm);
-                    self.reports.insert(bundle.clone(), run.report);
+                    self.ended(p, &bundle, run, more);
                     // The queued run starts if the device still allows it.
                     if again && preconditions(p, &bundle).is_ok() {
-                        self.begin(p, &bundle, confirmed);
+                        self.begin(p, &bundle, confirmed, false);
                         result = Tick::More;
                     }
                 }

@@ -16,6 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::engine::records::{GuardRecord, LocalStamp};
+use crate::engine::SyncAction;
 
 /// A local file as scanned.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -178,6 +179,28 @@ impl Op {
             | Op::RecordSynced { path, .. }
             | Op::Placeholder { path, .. }
             | Op::ForgetSynced { path } => path,
+        }
+    }
+
+    /// What the step does and why, for logs and a dry run's plan.
+    pub fn decision(&self) -> (SyncAction, &'static str) {
+        match self {
+            Op::Upload { if_match: None, .. } => (SyncAction::Upload, "new on this device"),
+            Op::Upload { .. } => (SyncAction::Upload, "changed on this device"),
+            Op::Download { expect_local: None, .. } => (SyncAction::Download, "new in the cloud"),
+            Op::Download { .. } => (SyncAction::Download, "changed in the cloud"),
+            Op::DeleteLocal { .. } => (SyncAction::DeleteLocal, "deleted in the cloud"),
+            Op::DeleteRemote { .. } => (SyncAction::DeleteCloud, "deleted on this device"),
+            Op::KeepBoth { .. } => (
+                SyncAction::Conflict,
+                "changed on both sides: the local version is kept as a conflict copy and the cloud's comes down",
+            ),
+            Op::RecordSynced { .. } => (SyncAction::Record, "the same content on both sides"),
+            Op::Placeholder { .. } => (
+                SyncAction::Placeholder,
+                "new or changed in the cloud: shown by its placeholder",
+            ),
+            Op::ForgetSynced { .. } => (SyncAction::Forget, "gone on both sides"),
         }
     }
 

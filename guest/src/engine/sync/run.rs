@@ -18,8 +18,8 @@ use crate::engine::records::{
 };
 use crate::engine::uri::{uri_of, LOCAL_CLOUD_DIR};
 use crate::engine::{
-    AppFile, CloudErrorKind, DownloadRequest, ErrorType, FileSyncState, IoErrorKind, Platform, SyncProgress, SyncState,
-    Tick, TransferId, TransferState, UploadRequest, WritePrecondition,
+    AppFile, CloudErrorKind, DownloadRequest, ErrorType, FileSyncState, IoErrorKind, Platform, SyncAction,
+    SyncDecision, SyncProgress, SyncState, Tick, TransferId, TransferState, UploadRequest, WritePrecondition,
 };
 
 /// Transfers one run keeps in flight (the host bounds real concurrency).
@@ -114,6 +114,9 @@ pub struct Run {
     pub again_confirm: Confirm,
     /// A guard refused the plan: the run ends STOPPED, having changed nothing.
     refused: bool,
+    /// A dry run: it plans every window, sends each step as a decision and
+    /// does none of them (no file, no record).
+    pub dry_run: bool,
     /// Paths already reported as skipped this run.
     reported: std::collections::BTreeSet<String>,
     /// Paths already reported as failed this run.
@@ -180,6 +183,7 @@ impl Run {
             again: false,
             again_confirm: Confirm::default(),
             refused: false,
+            dry_run: false,
             reported: Default::default(),
             failed_paths: Default::default(),
             round_ms: 0,
@@ -286,6 +290,17 @@ impl Run {
         );
     }
 
+    /// Tells whoever logs what the run does about `path`, and why.
+    fn decide(&self, p: &impl Platform, path: &str, action: SyncAction, reason: &str) {
+        p.note_decision(SyncDecision {
+            bundle: self.bundle.clone(),
+            path: path.to_string(),
+            action,
+            reason: reason.to_string(),
+            dry_run: self.dry_run,
+        });
+    }
+
     fn mark_stopped(&mut self, p: &impl Platform, path: &str) {
         let stamp = p
             .stat(&self.bundle, &local_path(path))
@@ -297,6 +312,16 @@ impl Run {
     }
 
     fn scan(&mut self, p: &impl Platform, out: &mut Vec<SyncProgress>) -> Tick {
+        if self.scanning.is_none() {
+            // Not even a listing over a network the user did not allow, nor
+            // on a device too hot.
+            self.check_device(p, false);
+            if let Some(stop) = self.fatal.or(self.halt) {
+                self.fatal = Some(stop);
+                self.phase = Phase::Finished;
+                return Tick::More;
+            }
+        }
         let stepped = match self.scanning.take() {
             Some(state) => Ok(state),
             None => {
@@ -315,7 +340,12 @@ impl Run {
                     allowance: rest.as_ref().map(|r| r.deletes),
                     folder: self.folder,
                 };
-                scan::ScanState::start(p, &self.bundle, options, rest.as_ref().map(|r| r.after.as_str()))
+                scan::ScanState::start(p, &self.bundle, options, rest.as_ref().map(|r| r.after.as_str())).map(
+                    |mut state| {
+                        state.dry_run = self.dry_run;
+                        state
+                    },
+                )
             }
         }
         .and_then(|mut state| match state.step(p, &self.bundle, self.scan_slice)? {
@@ -353,9 +383,12 @@ impl Run {
             return Tick::More;
         }
         self.folder = now;
-        self.changes.extend(scanned.refresh);
+        if !self.dry_run {
+            self.changes.extend(scanned.refresh);
+        }
         for (path, why) in scanned.skipped {
             if self.reported.insert(path.clone()) {
+                self.decide(p, &path, SyncAction::Skip, &why);
                 self.report.skipped_total += 1;
                 if self.report.skipped.len() < MAX_LISTED {
                     self.report.skipped.push((path, why));
@@ -375,12 +408,29 @@ impl Run {
         let plan = match scanned.plan {
             Ok(plan) => plan,
             Err(refusal) => {
-                self.report.refusal = Some(describe(&refusal, self.report.done > 0));
+                let why = describe(&refusal, self.report.done > 0);
+                self.decide(p, "", SyncAction::Refuse, &why);
+                self.report.refusal = Some(why);
                 self.refused = true;
                 self.phase = Phase::Finished;
                 return Tick::More;
             }
         };
+        if self.dry_run {
+            // The plan is all a dry run makes: each step is told, none done.
+            for op in &plan.ops {
+                let (action, why) = op.decision();
+                self.decide(p, op.path(), action, why);
+            }
+            self.report.planned += plan.ops.len() as u64;
+            self.rest = plan.rest;
+            self.phase = if self.rest.is_some() {
+                Phase::Scan
+            } else {
+                Phase::Finished
+            };
+            return Tick::More;
+        }
         // The guard's count: deletions of the files in sync when deletions
         // were last confirmed. A confirmed run (or the first) starts it
         // again from what it leaves; a folder that this run brings to twice
@@ -457,8 +507,15 @@ impl Run {
         if self.fatal.is_none() {
             self.poll(p);
         }
-        if self.fatal.is_none() && self.halt.is_none() && pushing {
-            self.check_device(p);
+        // (A phase with nothing left to start is not held back by the
+        // device: the next phase's or window's own check says.)
+        let to_start = if pushing {
+            !self.push.is_empty()
+        } else {
+            !self.pull.is_empty()
+        };
+        if self.fatal.is_none() && self.halt.is_none() && to_start {
+            self.check_device(p, pushing);
         }
         if self.fatal.is_none() && self.halt.is_none() {
             self.start_ops(p, pushing);
@@ -561,13 +618,27 @@ impl Run {
         self.fatal = Some((SyncState::DownloadFailed, ErrorType::NoError));
     }
 
-    /// Battery and network, checked between upload batches.
-    fn check_device(&mut self, p: &impl Platform) {
+    /// The device, checked between batches of either phase: no network,
+    /// or only a metered one when the user allows Wi-Fi only, ends the run
+    /// at once; heat or a low battery lets the transfers under way finish
+    /// and starts no more.
+    fn check_device(&mut self, p: &impl Platform, pushing: bool) {
+        let failed = if pushing {
+            SyncState::UploadFailed
+        } else {
+            SyncState::DownloadFailed
+        };
         let d = p.device_status();
         if !d.network_available {
-            self.fatal = Some((SyncState::UploadFailed, ErrorType::NetworkUnavailable));
+            self.fatal = Some((failed, ErrorType::NetworkUnavailable));
+        } else if d.wifi_only && !d.wifi_available {
+            self.report.last_error = Some("only a metered network is up, and syncing is set to Wi-Fi only".into());
+            self.fatal = Some((failed, ErrorType::WifiUnavailable));
+        } else if d.overheated {
+            self.report.last_error = Some("the device is too hot: syncing goes on once it has cooled".into());
+            self.halt = Some((failed, ErrorType::DeviceTemperatureTooHigh));
         } else if !d.charging && d.battery_percent < 10 {
-            self.halt = Some((SyncState::UploadFailed, ErrorType::BatteryLevelLow));
+            self.halt = Some((failed, ErrorType::BatteryLevelLow));
         } else if !d.charging && d.battery_percent < 15 && !self.errors.contains(&ErrorType::BatteryLevelWarning) {
             self.errors.push(ErrorType::BatteryLevelWarning);
         }
@@ -584,6 +655,8 @@ impl Run {
             }
             let Some(op) = queue.pop_front() else { break };
             inline += 1;
+            let (action, why) = op.decision();
+            self.decide(p, op.path(), action, why);
             match op {
                 Op::Download {
                     path,
@@ -990,6 +1063,7 @@ impl Run {
             return;
         }
         self.report.failed += 1;
+        self.decide(p, path, SyncAction::Fail, reason);
         self.report.last_error = Some(format!("{path}: {reason}"));
         if self.report.failures.len() < MAX_LISTED {
             self.report.failures.push((path.to_string(), reason.to_string()));

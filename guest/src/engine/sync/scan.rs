@@ -242,6 +242,8 @@ pub struct ScanState {
     fine: bool,
     /// A later window of a plan (it stops when its window is full).
     windowed: bool,
+    /// A dry run's scan: a first sync's folder is not made.
+    pub dry_run: bool,
 }
 
 impl ScanState {
@@ -286,6 +288,7 @@ impl ScanState {
             now: platform.now_ms(),
             fine: platform.fine_stamps(bundle),
             windowed: options.allowance.is_some(),
+            dry_run: false,
         })
     }
 
@@ -446,7 +449,7 @@ impl ScanState {
     }
 
     fn finish(&mut self, platform: &impl Platform, bundle: &str, stopped: bool) -> Result<Scanned, ScanError> {
-        if !self.windowed && !self.local.found && self.synced.seen == 0 {
+        if !self.windowed && !self.local.found && self.synced.seen == 0 && !self.dry_run {
             // First sync: the folder is made. With records, a missing
             // folder is left missing and reads as an empty side (refused).
             platform

@@ -597,7 +597,7 @@ impl World {
                         break;
                     }
                 }
-                let r = dev.e.syncs.report(dev.sync).unwrap();
+                let r = dev.e.syncs.report(&dev.e.platform, dev.sync).unwrap();
                 planned += r.planned;
                 self.log(format!("converge dev{i}: {r:?}"));
                 self.settle_saves();

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use super::*;
 use crate::engine::access::{CLOUDFILE_SYNC, CLOUDFILE_SYNC_MANAGER};
 use crate::engine::fake::{uri, Fake, Keep, APP};
-use crate::engine::{CloudError, Engine, ErrorType, SyncState, GALLERY_BUNDLE};
+use crate::engine::{CloudError, Engine, ErrorType, SyncAction, SyncState, GALLERY_BUNDLE};
 
 const L: ListenerId = 7;
 
@@ -94,7 +94,7 @@ fn first_sync_makes_both_sides_equal_with_pull_then_push_events() {
     assert_eq!(states[0], SyncState::Downloading);
     assert_eq!(terminal(&events), completed());
     assert_eq!(events.iter().filter(|p| p.state == SyncState::Completed).count(), 1);
-    let r = e.syncs.report(id).unwrap();
+    let r = e.syncs.report(&e.platform, id).unwrap();
     assert_eq!((r.uploaded, r.downloaded, r.failed, r.running), (1, 1, 0, false));
     assert!(e.syncs.last_sync_time(&e.platform, id).unwrap() > 0);
 }
@@ -276,7 +276,7 @@ fn different_changes_on_both_sides_keep_both_versions() {
         .expect("a conflict copy");
     assert_eq!(copy.1, b"mine!");
     assert!(copy.0.ends_with(").txt"));
-    assert_eq!(e.syncs.report(id).unwrap().conflicts, 1);
+    assert_eq!(e.syncs.report(&e.platform, id).unwrap().conflicts, 1);
 }
 
 #[test]
@@ -357,7 +357,13 @@ fn a_missing_root_or_failed_listing_is_never_everything_deleted() {
         stopped(),
         "a refusal changes nothing and fails nothing"
     );
-    assert!(e.syncs.report(id).unwrap().refusal.unwrap().contains("looks empty"));
+    assert!(e
+        .syncs
+        .report(&e.platform, id)
+        .unwrap()
+        .refusal
+        .unwrap()
+        .contains("looks empty"));
     // Confirming deletions does not confirm that an empty side empties the other.
     e.syncs
         .start(
@@ -401,7 +407,7 @@ fn deleting_more_than_half_stops_and_says_so_until_confirmed() {
     }
     let events = sync(&mut e, id);
     assert_eq!(terminal(&events), stopped());
-    let refusal = e.syncs.report(id).unwrap().refusal.unwrap();
+    let refusal = e.syncs.report(&e.platform, id).unwrap().refusal.unwrap();
     assert!(refusal.contains("6 of 10"), "{refusal}");
     assert_eq!(cloud_files(&e).len(), 10);
     e.syncs.start(&e.platform, id, true).unwrap();
@@ -570,7 +576,7 @@ fn a_run_that_fails_as_a_whole_names_every_file_it_gives_up_on() {
     e.platform.0.borrow_mut().fail_next = Some((4, CloudError::new(CloudErrorKind::Network, "cut")));
     let id = file_sync(&mut e);
     sync(&mut e, id);
-    let r = e.syncs.report(id).unwrap();
+    let r = e.syncs.report(&e.platform, id).unwrap();
     let named: Vec<&str> = r.failures.iter().map(|(p, _)| p.as_str()).collect();
     for name in ["a", "b", "c"] {
         assert!(named.contains(&name), "{name} not named: {:?}", r.failures);
@@ -656,7 +662,12 @@ fn a_folder_that_vanishes_between_windows_deletes_nothing() {
     let events = drain(&mut e);
     assert_eq!(terminal(&events), stopped());
     assert!(
-        e.syncs.report(id).unwrap().refusal.unwrap().contains("gone missing"),
+        e.syncs
+            .report(&e.platform, id)
+            .unwrap()
+            .refusal
+            .unwrap()
+            .contains("gone missing"),
         "said why"
     );
     let cloud = cloud_files(&e);
@@ -678,7 +689,12 @@ fn a_folder_moved_away_mid_run_stops_it_and_deletes_nothing() {
     let events = drain(&mut e);
     assert_eq!(terminal(&events).state, SyncState::DownloadFailed);
     assert!(
-        e.syncs.report(id).unwrap().last_error.unwrap().contains("went away"),
+        e.syncs
+            .report(&e.platform, id)
+            .unwrap()
+            .last_error
+            .unwrap()
+            .contains("went away"),
         "said why"
     );
     assert_eq!(cloud_files(&e).len(), 20, "nothing deleted in the cloud");
@@ -694,8 +710,10 @@ fn battery_rules_mid_run() {
     let id = file_sync(&mut e);
     e.syncs.start(&e.platform, id, false).unwrap();
     // Low battery arrives once uploads are under way.
-    for _ in 0..3 {
+    let mut seen = Vec::new();
+    while !seen.iter().any(|p: &SyncProgress| p.state == SyncState::Uploading) {
         e.tick();
+        seen.extend(e.platform.take_sync_events().into_iter().map(|(_, p)| p));
     }
     {
         let mut s = e.platform.0.borrow_mut();
@@ -740,7 +758,7 @@ fn a_file_that_cannot_be_read_is_never_taken_for_a_deleted_one_and_fails_alone()
     put_local(&e, "new", b"goes up anyway");
     let events = sync(&mut e, id);
     assert_eq!(terminal(&events).state, SyncState::UploadFailed);
-    let r = e.syncs.report(id).unwrap();
+    let r = e.syncs.report(&e.platform, id).unwrap();
     assert_eq!(r.failures.len(), 1, "{r:?}");
     assert_eq!(r.failures[0].0, "f1");
     assert!(r.failures[0].1.contains("input/output error"), "{r:?}");
@@ -769,7 +787,7 @@ fn a_file_that_fails_to_come_down_fails_alone_and_the_push_goes_on() {
     assert!(events.iter().any(|p| p.state == SyncState::Uploading), "{events:?}");
     assert_eq!(e.platform.cloud("local-only").unwrap(), b"goes up");
     assert_eq!(local(&e, "fine").unwrap(), b"comes down");
-    let r = e.syncs.report(id).unwrap();
+    let r = e.syncs.report(&e.platform, id).unwrap();
     assert_eq!((r.failed, r.uploaded, r.downloaded), (1, 1, 1), "{r:?}");
     assert!(r.failures[0].1.contains("folder is in the way"), "{r:?}");
     assert_eq!(e.syncs.last_sync_time(&e.platform, id).unwrap(), 0);
@@ -845,7 +863,7 @@ fn gallery_cloud_photos_become_thumbnails_and_local_photos_go_up() {
     // Nothing changed: nothing happens; a photo deleted in the cloud loses its thumbnail.
     e.syncs.start(&e.platform, id, false).unwrap();
     drain(&mut e);
-    assert_eq!(e.syncs.report(id).unwrap().planned, 0);
+    assert_eq!(e.syncs.report(&e.platform, id).unwrap().planned, 0);
     e.platform
         .cloud_store()
         .borrow_mut()
@@ -915,9 +933,163 @@ fn a_million_files_in_sync_rescan_in_slices_and_move_nothing() {
         ticks += 1;
         assert!(ticks < 10 * n / 8192 + 100, "the scan must end");
     }
-    let r = e.syncs.report(id).unwrap();
+    let r = e.syncs.report(&e.platform, id).unwrap();
     assert_eq!((r.planned, r.uploaded, r.downloaded, r.failed), (0, 0, 0, 0), "{r:?}");
     assert!(ticks >= n / 8192, "in slices: {ticks} ticks");
     assert_eq!(e.platform.0.borrow().reads, 0, "no content read");
     eprintln!("{n} files re-scanned in {ticks} ticks, {:?}", ticks_before.elapsed());
+}
+
+#[test]
+fn battery_rules_hold_while_pulling_too() {
+    let mut e = engine();
+    for i in 0..400 {
+        e.platform.put_cloud(&format!("f{i:03}"), b"x");
+    }
+    let id = file_sync(&mut e);
+    e.syncs.start(&e.platform, id, false).unwrap();
+    while app_files(&e).is_empty() {
+        e.tick();
+    }
+    {
+        let mut s = e.platform.0.borrow_mut();
+        s.device.battery_percent = 8;
+        s.device.charging = false;
+    }
+    let events = drain(&mut e);
+    assert_eq!(
+        terminal(&events),
+        SyncProgress {
+            state: SyncState::DownloadFailed,
+            error: ErrorType::BatteryLevelLow
+        }
+    );
+    assert!(app_files(&e).len() < 400, "it stopped after the batch in flight");
+    e.platform.0.borrow_mut().device.charging = true;
+    assert_eq!(terminal(&sync(&mut e, id)), completed());
+    assert_eq!(app_files(&e).len(), 400);
+}
+
+#[test]
+fn a_hot_device_or_a_metered_network_when_wifi_only_stops_a_run_with_the_seeds_error() {
+    let mut e = engine();
+    e.platform.put_cloud("a.txt", b"a");
+    put_local(&e, "b.txt", b"b");
+    let id = file_sync(&mut e);
+    e.platform.0.borrow_mut().device.overheated = true;
+    let events = sync(&mut e, id);
+    assert_eq!(
+        terminal(&events),
+        SyncProgress {
+            state: SyncState::DownloadFailed,
+            error: ErrorType::DeviceTemperatureTooHigh
+        }
+    );
+    assert!(local(&e, "a.txt").is_none() && cloud_files(&e).get("b.txt").is_none());
+    {
+        let mut s = e.platform.0.borrow_mut();
+        s.device.overheated = false;
+        s.device.wifi_only = true;
+        s.device.wifi_available = false;
+    }
+    let events = sync(&mut e, id);
+    assert_eq!(
+        terminal(&events),
+        SyncProgress {
+            state: SyncState::DownloadFailed,
+            error: ErrorType::WifiUnavailable
+        }
+    );
+    assert!(local(&e, "a.txt").is_none());
+    // Metered is fine without the setting; so is Wi-Fi with it.
+    e.platform.0.borrow_mut().device.wifi_only = false;
+    assert_eq!(terminal(&sync(&mut e, id)), completed());
+    assert_eq!(local(&e, "a.txt").as_deref(), Some(&b"a"[..]));
+}
+
+#[test]
+fn a_dry_run_tells_every_step_and_changes_no_file_and_no_record() {
+    let mut e = engine();
+    put_local(&e, "same.txt", b"same");
+    put_local(&e, "gone-here.txt", b"x");
+    e.platform.put_cloud("gone-there.txt", b"y");
+    let id = file_sync(&mut e);
+    assert_eq!(terminal(&sync(&mut e, id)), completed());
+    put_local(&e, "new-here.txt", b"1");
+    e.platform.put_cloud("new-there.txt", b"2");
+    e.platform.remove_local("cloud/gone-here.txt");
+    e.platform.remove_cloud("gone-there.txt");
+    put_local(&e, "same.txt", b"edited here");
+    e.platform.put_cloud("same.txt", b"edited there");
+    // Many windows (5 ops each in tests): a plan larger than one.
+    for i in 0..12 {
+        put_local(&e, &format!("bulk/{i:02}"), b"b");
+    }
+    let files = app_files(&e);
+    let cloud = cloud_files(&e);
+    let meta = e.platform.0.borrow().meta.clone();
+    e.platform.take_decisions();
+    e.syncs.plan(&e.platform, id, false).unwrap();
+    let events = drain(&mut e);
+    assert_eq!(terminal(&events), completed());
+    assert_eq!((app_files(&e), cloud_files(&e)), (files, cloud), "a file changed");
+    assert_eq!(e.platform.0.borrow().meta, meta, "a record changed");
+    let plan: Vec<(SyncAction, String)> = e
+        .platform
+        .take_decisions()
+        .into_iter()
+        .inspect(|d| assert!(d.dry_run && d.bundle == APP))
+        .map(|d| (d.action, d.path))
+        .collect();
+    for (action, path) in [
+        (SyncAction::Upload, "new-here.txt"),
+        (SyncAction::Download, "new-there.txt"),
+        (SyncAction::DeleteCloud, "gone-here.txt"),
+        (SyncAction::DeleteLocal, "gone-there.txt"),
+        (SyncAction::Conflict, "same.txt"),
+        (SyncAction::Upload, "bulk/11"),
+    ] {
+        assert!(
+            plan.contains(&(action, path.to_string())),
+            "{action:?} {path}: {plan:?}"
+        );
+    }
+    assert_eq!(plan.len(), 17, "{plan:?}");
+    assert!(e.syncs.last_sync_time(&e.platform, id).unwrap() > 0);
+    // While a run goes, no plan; the real run does what the plan said, and
+    // tells it as it goes.
+    e.syncs.start(&e.platform, id, false).unwrap();
+    assert_eq!(
+        e.syncs.plan(&e.platform, id, false).unwrap_err().code,
+        codes::ALREADY_RUNNING
+    );
+    assert_eq!(terminal(&drain(&mut e)), completed());
+    let done: Vec<(SyncAction, String)> = e
+        .platform
+        .take_decisions()
+        .into_iter()
+        // (The conflict copy goes up in a round after.)
+        .filter(|d| d.action != SyncAction::Record && !d.path.starts_with("same (conflict"))
+        .map(|d| (d.action, d.path))
+        .collect();
+    assert!(done.iter().all(|step| plan.contains(step)), "{done:?} vs {plan:?}");
+    assert_eq!(done.len(), plan.len());
+    assert_eq!(local(&e, "new-there.txt").as_deref(), Some(&b"2"[..]));
+    assert!(cloud_files(&e).contains_key("bulk/11"));
+}
+
+#[test]
+fn the_last_run_is_recorded_for_a_later_instance() {
+    let mut e = engine();
+    put_local(&e, "a.txt", b"a");
+    let id = file_sync(&mut e);
+    assert_eq!(terminal(&sync(&mut e, id)), completed());
+    // A new instance over the same platform: the record tells the run.
+    let platform = std::mem::replace(&mut e.platform, Fake::new()).restarted();
+    let mut again = Engine::new(platform);
+    again.init().unwrap();
+    let id = again.syncs.create_file_sync(&again.platform, None).unwrap();
+    let r = again.syncs.report(&again.platform, id).unwrap();
+    assert_eq!((r.uploaded, r.last, r.running), (1, Some(completed()), false));
+    assert!(r.ended_ms > 0);
 }

@@ -32,7 +32,7 @@ fn sync_with(e: &mut Engine<Fake>, confirm: Confirm) -> (SyncProgress, Report) {
     e.syncs.on(&e.platform, id, "progress", 1).unwrap();
     e.syncs.start(&e.platform, id, confirm).unwrap();
     let last = *drain(e).last().expect("a terminal event");
-    let report = e.syncs.report(id).unwrap();
+    let report = e.syncs.report(&e.platform, id).unwrap();
     e.syncs.drop_object(id);
     (last, report)
 }

@@ -45,7 +45,14 @@ export function device(config) {
   // id: two machines may share a host name.
   const name = `${config.deviceName || os.hostname() || 'node'}-${deviceId(config.root).slice(0, 4)}`;
   return {
-    status: () => ({ networkAvailable: true, wifiAvailable: true, batteryPercent: 100, charging: true }),
+    status: () => ({
+      networkAvailable: true,
+      wifiAvailable: true,
+      batteryPercent: 100,
+      charging: true,
+      wifiOnly: false,
+      overheated: false,
+    }),
     nowMs: () => BigInt(Date.now()),
     deviceName: () => name,
   };

@@ -9,6 +9,8 @@ impl device::Host for HostState {
             wifi_available: s.wifi_available,
             battery_percent: s.battery_percent,
             charging: s.charging,
+            wifi_only: s.wifi_only,
+            overheated: s.overheated,
         }
     }
 
