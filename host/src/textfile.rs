@@ -42,6 +42,20 @@ fn too_big() -> std::io::Error {
     )
 }
 
+/// A settings file's parse error, said by its line and what is wrong, never
+/// by the text there: that may be a secret (a key with its quote missing),
+/// or the whole file, when it is none (`/proc/self/environ`).
+pub fn settings_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().lines().next().unwrap_or("not valid TOML");
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("line {line}: {message}")
+        }
+        None => message.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,19 +96,5 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("regular"));
-    }
-}
-
-/// A settings file's parse error, said by its line and what is wrong, never
-/// by the text there: that may be a secret (a key with its quote missing),
-/// or the whole file, when it is none (`/proc/self/environ`).
-pub fn settings_error(text: &str, e: &toml::de::Error) -> String {
-    let message = e.message().lines().next().unwrap_or("not valid TOML");
-    match e.span() {
-        Some(span) => {
-            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-            format!("line {line}: {message}")
-        }
-        None => message.to_string(),
     }
 }

@@ -54,13 +54,12 @@ async fn run(backend: Backend, big: u64) {
     ]);
     rclone(&["copy", small_dir.to_str().unwrap(), &format!("{remote}/{APP}/small")]);
 
-    let cache = CloudFileCache::new(&h.rt).await.unwrap();
+    let cache = CloudFileCache::new(&h.rt);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<DownloadProgress>();
     cache
         .on("progress", move |p| {
             let _ = tx.send(p);
         })
-        .await
         .unwrap();
 
     let t = Instant::now();

@@ -62,12 +62,11 @@ fn main() {
         for i in 0..n {
             std::fs::write(cloud_dir.join(format!("small-{i}.txt")), vec![b'x'; 4096]).unwrap();
         }
-        let c = CloudFileCache::new(&runtime).await.unwrap();
+        let c = CloudFileCache::new(&runtime);
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<DownloadProgress>();
         c.on("progress", move |p| {
             let _ = tx.send(p);
         })
-        .await
         .unwrap();
         let mut times = Vec::new();
         for i in 0..n {

@@ -77,16 +77,15 @@ fn main() {
         let big_path = folder.join("big.bin");
         write_pattern_file(&big_path, big);
         sync(&runtime).await;
-        let cache = CloudFileCache::new(&runtime).await.unwrap();
+        let cache = CloudFileCache::new(&runtime);
         let uri = runtime.uri_for("big.bin");
-        cache.clean_cache(&uri).await.unwrap();
+        cache.clean_cache(&uri).unwrap();
         assert!(!big_path.exists());
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         cache
             .on("progress", move |p| {
                 let _ = tx.send(p);
             })
-            .await
             .unwrap();
         let t = Instant::now();
         cache.start(&uri).await.unwrap();
@@ -121,12 +120,11 @@ fn main() {
 }
 
 async fn sync(rt: &Runtime) {
-    let sync = FileSync::new(rt).await.unwrap();
+    let sync = FileSync::new(rt);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<SyncProgress>();
     sync.on("progress", move |p| {
         let _ = tx.send(p);
     })
-    .await
     .unwrap();
     sync.start().await.unwrap();
     loop {

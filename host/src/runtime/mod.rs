@@ -62,8 +62,10 @@ pub(crate) enum Callback {
     Sync(Arc<dyn Fn(SyncProgress) + Send + Sync>),
     Optimize(Arc<dyn Fn(OptimizeSpaceProgress) + Send + Sync>),
     /// Every sync run's decisions (not the seed's: logs and dry runs).
-    Decision(Arc<dyn Fn(&SyncDecision) + Send + Sync>),
+    Decision(DecisionCallback),
 }
+
+pub(crate) type DecisionCallback = Arc<dyn Fn(&SyncDecision) + Send + Sync>;
 
 /// Listener callbacks by id; events name the listener they are for.
 #[derive(Default)]
@@ -111,7 +113,7 @@ impl Listeners {
     fn get(&self, id: ListenerId) -> Option<Callback> {
         self.map.lock().unwrap().get(&id).cloned()
     }
-    fn decision_listeners(&self) -> Vec<Arc<dyn Fn(&SyncDecision) + Send + Sync>> {
+    fn decision_listeners(&self) -> Vec<DecisionCallback> {
         let map = self.map.lock().unwrap();
         map.values()
             .filter_map(|cb| match cb {

@@ -985,7 +985,7 @@ fn a_hot_device_or_a_metered_network_when_wifi_only_stops_a_run_with_the_seeds_e
             error: ErrorType::DeviceTemperatureTooHigh
         }
     );
-    assert!(local(&e, "a.txt").is_none() && cloud_files(&e).get("b.txt").is_none());
+    assert!(local(&e, "a.txt").is_none() && !cloud_files(&e).contains_key("b.txt"));
     {
         let mut s = e.platform.0.borrow_mut();
         s.device.overheated = false;
