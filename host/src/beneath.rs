@@ -20,21 +20,33 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, ResolveFlags, Sta
 /// Why a path could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum BeneathError {
+    /// The path is empty or absolute, has an empty, `.` or `..` part, or holds a NUL.
     #[error("{0:?} is not a valid relative path")]
     Invalid(String),
+    /// A symlink is on the path (`ELOOP`).
     #[error("{0}: a symlink is in the way (symlinks are never followed)")]
     Symlink(String),
+    /// The path crosses into another file system (`EXDEV`).
     #[error("{0}: another file system is mounted there (mount points are never crossed)")]
     Mount(String),
+    /// A file stands where a folder of the path must be (`ENOTDIR`).
     #[error("{0}: a file is where a folder must be")]
     NotADir(String),
+    /// The path names something other than a regular file (a folder, a FIFO, a device).
     #[error("{0} is not a regular file")]
     NotAFile(String),
+    /// Any other failure of the system call.
     #[error("{path}: {source}")]
-    Io { path: String, source: io::Error },
+    Io {
+        /// The relative path being used.
+        path: String,
+        /// The system's error.
+        source: io::Error,
+    },
 }
 
 impl BeneathError {
+    /// The error for `source` on `path`, naming a symlink, a mount point or a file in the way as such.
     pub fn io(path: &str, source: impl Into<io::Error>) -> Self {
         let source = source.into();
         match source.raw_os_error() {
@@ -57,6 +69,7 @@ impl BeneathError {
         }
     }
 
+    /// The OS error number, where the system call gave one.
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
             BeneathError::Io { source, .. } => source.raw_os_error(),
@@ -64,11 +77,13 @@ impl BeneathError {
         }
     }
 
+    /// Whether nothing is at the path.
     pub fn is_not_found(&self) -> bool {
         self.kind() == io::ErrorKind::NotFound
     }
 }
 
+/// A result whose error is a [`BeneathError`].
 pub type Result<T> = std::result::Result<T, BeneathError>;
 
 /// A folder's entries: (name bytes, type).
@@ -170,10 +185,12 @@ impl Root {
         }
     }
 
+    /// The folder's path, as it was opened.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// The directory handle paths are resolved beneath.
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
@@ -513,13 +530,18 @@ pub fn epoch_ns(secs: i64, nsec: i64) -> u64 {
 /// tool sets the mtime back (ctime moves then).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Stamp {
+    /// Size in bytes.
     pub size: u64,
+    /// Modification time, ns since the epoch.
     pub mtime_ns: u64,
+    /// Status change time, ns since the epoch (moves on every write).
     pub ctime_ns: u64,
+    /// Inode number (a file put in another's place has its own).
     pub inode: u64,
 }
 
 impl Stamp {
+    /// The stamp of a file's metadata.
     pub fn of(s: &Stat) -> Stamp {
         Stamp {
             size: s.st_size as u64,
@@ -529,6 +551,7 @@ impl Stamp {
         }
     }
 
+    /// The stamp of an open file (`fstat`).
     pub fn of_file(f: &std::fs::File) -> io::Result<Stamp> {
         Ok(Stamp::of(&rustix::fs::fstat(f)?))
     }

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// What the engine asks about the device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeviceState {
+    /// Some network is up.
     pub network_available: bool,
+    /// An unmetered network (Wi-Fi, wired) is up.
     pub wifi_available: bool,
     /// Percent; 100 when the device has no battery.
     pub battery_percent: u8,
@@ -35,6 +37,7 @@ impl Default for DeviceState {
 
 /// The device as the host sees it.
 pub trait DeviceStatus: Send + Sync + 'static {
+    /// The current readings.
     fn state(&self) -> DeviceState;
     /// Bytes still free for an unprivileged writer on the file system of `path`.
     fn free_space(&self, path: &Path) -> std::io::Result<u64>;
@@ -44,6 +47,7 @@ pub trait DeviceStatus: Send + Sync + 'static {
     }
     /// A short name, used in conflict copy names.
     fn name(&self) -> String;
+    /// The time now, epoch ms (default: the system clock).
     fn now_ms(&self) -> u64 {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -120,8 +124,9 @@ impl DeviceStatus for SystemDevice {
 
 /// (any network, an unmetered one): any interface but loopback that is up
 /// (or reports `unknown`, as virtual ones do); metered are the mobile
-/// modems (`DEVTYPE=wwan`, or named `wwan…`), unmetered the rest (Wi-Fi,
-/// wired). Without `/sys`, an unmetered network is assumed to be there.
+/// modems and tethers (`DEVTYPE=wwan`, or named as Linux and phones name
+/// them: `wwan…`, `rmnet…`, `ccmni…`, `ppp…`, `usb…`), unmetered the rest
+/// (Wi-Fi, wired). Without `/sys`, an unmetered network is assumed.
 fn networks(dir: &Path) -> (bool, bool) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return (true, true);
@@ -137,8 +142,11 @@ fn networks(dir: &Path) -> (bool, bool) {
         }
         any = true;
         let uevent = std::fs::read_to_string(entry.path().join("uevent")).unwrap_or_default();
+        let name = entry.file_name().to_string_lossy().into_owned();
         let metered = uevent.lines().any(|l| l.trim() == "DEVTYPE=wwan")
-            || entry.file_name().to_string_lossy().starts_with("wwan");
+            || ["wwan", "rmnet", "ccmni", "ppp", "usb"]
+                .iter()
+                .any(|p| name.starts_with(p));
         unmetered |= !metered;
     }
     (any, unmetered)
@@ -229,9 +237,11 @@ impl Default for SimulatedDevice {
 }
 
 impl SimulatedDevice {
+    /// Sets the whole state at once.
     pub fn set_state(&self, state: DeviceState) {
         self.inner.lock().unwrap().state = state;
     }
+    /// Sets whether a network is up.
     pub fn set_network(&self, available: bool) {
         self.inner.lock().unwrap().state.network_available = available;
     }
@@ -243,6 +253,7 @@ impl SimulatedDevice {
     pub fn set_write_quota(&self, bytes: Option<u64>) {
         self.inner.lock().unwrap().write_quota = bytes;
     }
+    /// Fixes the clock at `ms` (`None`: the system clock).
     pub fn set_now_ms(&self, ms: Option<u64>) {
         self.inner.lock().unwrap().now_ms = ms;
     }
@@ -311,6 +322,10 @@ mod tests {
         write(&dir.path().join("usb0/operstate"), "up");
         write(&dir.path().join("usb0/uevent"), "INTERFACE=usb0\nDEVTYPE=wwan\n");
         write(&dir.path().join("wlan0/operstate"), "down");
+        assert_eq!(networks(dir.path()), (true, false));
+        // A phone's mobile data, by the names its kernels give it.
+        write(&dir.path().join("rmnet_data0/operstate"), "up");
+        write(&dir.path().join("ccmni0/operstate"), "up");
         assert_eq!(networks(dir.path()), (true, false));
         write(&dir.path().join("wlan0/operstate"), "up");
         assert_eq!(networks(dir.path()), (true, true));

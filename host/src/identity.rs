@@ -8,8 +8,11 @@ pub use cloudsync_contract::{CLOUDFILE_SYNC, CLOUDFILE_SYNC_MANAGER, GALLERY_BUN
 /// the `permission` import.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Identity {
+    /// The app's bundle name.
     pub bundle: String,
+    /// Permissions granted (`ohos.permission.…`).
     pub permissions: BTreeSet<String>,
+    /// Whether it is a system app (the system APIs need one).
     pub system_app: bool,
 }
 
@@ -35,6 +38,7 @@ impl Identity {
         }
     }
 
+    /// Whether the permission `name` was granted.
     pub fn has_permission(&self, name: &str) -> bool {
         self.permissions.contains(name)
     }
@@ -77,8 +81,11 @@ pub trait Hooks: Send + Sync {
 /// The default [`Hooks`]: a fixed caller, the apps whose switch is off, and
 /// per-app download rates.
 pub struct Granted {
+    /// The caller.
     pub identity: Identity,
+    /// The apps whose cloud switch is off.
     pub switched_off: BTreeSet<String>,
+    /// Downloads each app may start per window.
     pub limits: RequestLimits,
 }
 
@@ -113,11 +120,15 @@ impl Hooks for Granted {
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
+    /// The calling app (`None`: the default one).
     pub bundle: Option<String>,
+    /// Whether the caller is a system app.
     #[serde(default)]
     pub system_app: bool,
+    /// Permissions granted (only `CLOUDFILE_SYNC` and `CLOUDFILE_SYNC_MANAGER` are known).
     #[serde(default)]
     pub permissions: Vec<String>,
+    /// Apps whose cloud switch is off: their runs are refused (22400001).
     #[serde(default)]
     pub cloud_switch_off: Vec<String>,
     /// Downloads each app may start per window, e.g. `"com.a" = "20/min"`
@@ -129,7 +140,9 @@ pub struct Policy {
 /// How many downloads an app may start per window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RequestLimit {
+    /// Requests allowed per window.
     pub count: u32,
+    /// The window's length.
     pub window: std::time::Duration,
 }
 
@@ -161,6 +174,7 @@ pub struct RequestLimits {
 }
 
 impl RequestLimits {
+    /// Counters for `limits`, by bundle; a bundle not named has no limit.
     pub fn new(limits: std::collections::BTreeMap<String, RequestLimit>) -> Self {
         RequestLimits {
             limits,
@@ -187,15 +201,29 @@ impl RequestLimits {
     }
 }
 
+/// Why a policy file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
+    /// The file could not be read.
     #[error("cannot read the policy file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        /// The policy file's path.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not a valid policy (bad TOML, an unknown key, permission or bundle name).
     #[error("the policy file {path} is not valid: {message}")]
-    Invalid { path: String, message: String },
+    Invalid {
+        /// The policy file's path.
+        path: String,
+        /// What is wrong in it.
+        message: String,
+    },
 }
 
 impl Policy {
+    /// Reads and checks the policy file at `path`.
     pub fn load(path: &std::path::Path) -> Result<Self, PolicyError> {
         let text = crate::textfile::read_settings(path).map_err(|source| PolicyError::Read {
             path: path.display().to_string(),
@@ -207,6 +235,8 @@ impl Policy {
         })
     }
 
+    /// Parses and checks a policy's text: valid bundle names and rates, known
+    /// permissions, and no caller named as the gallery's area.
     pub fn parse(text: &str) -> Result<Self, String> {
         let policy: Policy = toml::from_str(text).map_err(|e| crate::textfile::settings_error(text, &e))?;
         for bundle in policy.bundle.iter().chain(&policy.cloud_switch_off) {

@@ -8,6 +8,7 @@ pub const MAX_IMAGE_BYTES: u64 = 64 << 20;
 /// Decoding may allocate at most this much (a decompression bomb stops here).
 const MAX_DECODE_ALLOC: u64 = 512 << 20;
 
+/// The bytes are no image this device can read (or decoding them would take too much memory).
 #[derive(Debug, thiserror::Error)]
 #[error("not an image this device can read: {0}")]
 pub struct NotAnImage(String);

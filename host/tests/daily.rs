@@ -178,6 +178,23 @@ fn a_watch_outlives_a_cloud_that_goes_away_and_comes_back() {
     wait_for("b.txt up once the cloud is back", Duration::from_secs(40), || {
         s.cloud("b.txt").exists()
     });
+    // The cloud folder replaced by a copy (another inode: a drive mounted
+    // again): the watch writes to the folder at the path, never the old one.
+    let copy = s.dir.path().join("copy");
+    assert!(Command::new("cp")
+        .arg("-a")
+        .arg(&cloud)
+        .arg(&copy)
+        .status()
+        .unwrap()
+        .success());
+    std::fs::rename(&cloud, &away).unwrap();
+    std::fs::rename(&copy, &cloud).unwrap();
+    put(&s.local("c.txt"), b"c");
+    wait_for("c.txt in the cloud at its path", Duration::from_secs(40), || {
+        s.cloud("c.txt").exists()
+    });
+    assert!(!away.join(APP).join("c.txt").exists(), "written to the old folder");
     // Ctrl-C ends it cleanly too.
     Command::new("kill")
         .args(["-INT", &child.id().to_string()])

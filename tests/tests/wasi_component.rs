@@ -107,6 +107,8 @@ const COMPLETED: SyncProgress = SyncProgress {
 #[test]
 fn the_composed_component_imports_wasi_only() {
     let names = imports();
+    // (Shown with --nocapture: what the closing notes quote.)
+    eprintln!("the composed component imports {names:?}");
     assert!(names.iter().any(|n| n.starts_with("wasi:filesystem/")), "{names:?}");
     let foreign: Vec<&String> = names.iter().filter(|n| !n.starts_with("wasi:")).collect();
     assert!(foreign.is_empty(), "imports beyond WASI: {foreign:?}");

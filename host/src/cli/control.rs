@@ -28,12 +28,16 @@ pub fn listen_for_signals() {
     let (tx, _) = watch::channel(0u32);
     let _ = SIGNALS.set(tx);
     tokio::spawn(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).ok();
+        // The terminal closed: as SIGTERM, so the run ends cleanly.
+        let mut hangup = signal(SignalKind::hangup()).ok();
         let mut seen = 0;
         loop {
             let name = tokio::select! {
                 r = tokio::signal::ctrl_c() => { if r.is_err() { return; } "interrupted" }
                 Some(()) = async { match term.as_mut() { Some(t) => t.recv().await, None => None } } => "stopped (SIGTERM)",
+                Some(()) = async { match hangup.as_mut() { Some(t) => t.recv().await, None => None } } => "stopped (SIGHUP)",
             };
             seen += 1;
             if seen >= 2 || STOPPABLE.load(Ordering::SeqCst) == 0 {
@@ -95,6 +99,20 @@ fn start_time(pid: u32) -> Option<u64> {
         return None;
     }
     fields.nth(18)?.parse().ok()
+}
+
+/// Whether `pid` runs this very program (its executable is ours), or one
+/// named `cloudsync` (ours was upgraded since it started).
+fn is_cloudsync(pid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let exe = |p: &str| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    if exe(&format!("/proc/{pid}/exe")).is_some_and(|e| Some(e) == exe("/proc/self/exe")) {
+        return true;
+    }
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+    let argv0: &std::ffi::OsStr = std::os::unix::ffi::OsStrExt::from_bytes(argv0);
+    Path::new(argv0).file_name() == Some("cloudsync".as_ref())
 }
 
 /// `<root>/cloudsync.pid` while this command runs; removed when dropped.
@@ -171,8 +189,13 @@ pub fn stop(root: &Path, wait: Duration) -> std::io::Result<Stopped> {
     let Some(running) = read(&root.join(PID_FILE)) else {
         return Ok(Stopped::NothingRunning);
     };
-    // A file left by a process that died (kill -9), or a pid now another's.
-    if running.pid == 0 || start_time(running.pid) != Some(running.started) || running.pid == std::process::id() {
+    // A file left by a process that died (kill -9), a pid now another's,
+    // or a file naming some other program: only a cloudsync is signalled.
+    if running.pid == 0
+        || start_time(running.pid) != Some(running.started)
+        || running.pid == std::process::id()
+        || !is_cloudsync(running.pid)
+    {
         return Ok(Stopped::NothingRunning);
     }
     // SAFETY: kill(2) with a pid checked above to be the recorded process.
@@ -207,6 +230,22 @@ mod tests {
         ));
         drop(file);
         assert!(!dir.path().join(PID_FILE).exists());
+    }
+
+    #[test]
+    fn only_a_cloudsync_is_ever_signalled() {
+        let dir = tempfile::tempdir().unwrap();
+        // A live process that is no cloudsync, named with its true start time.
+        let mut other = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let started = start_time(other.id()).unwrap();
+        std::fs::write(dir.path().join(PID_FILE), format!("{} {started} watch", other.id())).unwrap();
+        assert!(matches!(
+            stop(dir.path(), Duration::ZERO).unwrap(),
+            Stopped::NothingRunning
+        ));
+        assert!(other.try_wait().unwrap().is_none(), "the other process was signalled");
+        other.kill().unwrap();
+        other.wait().unwrap();
     }
 
     #[test]

@@ -340,26 +340,32 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             format!("dir://{}", folder.display())
         }
     };
-    let mut cloud =
-        cloudsync::cloud::open(&url, &config.cloud.clone().with_env()).map_err(|e| Failure::Usage(e.to_string()))?;
-    if let Some(rate) = cli.bwlimit {
-        cloud = Arc::new(RateLimitedCloud::new(cloud, rate));
+    let opener = Opener {
+        root: root.clone(),
+        url,
+        settings: config.cloud.clone().with_env(),
+        bwlimit: cli.bwlimit,
+        policy,
+        app,
+        wifi_only: cli.wifi_only || config.wifi_only,
+        json: cli.json,
+    };
+    if let Command::Watch {
+        target,
+        interval,
+        debounce_ms,
+        confirm,
+    } = &cli.command
+    {
+        let options = watch::Options {
+            interval: std::time::Duration::from_secs(*interval),
+            debounce: std::time::Duration::from_millis(*debounce_ms),
+            confirm: (*confirm).into(),
+            json: cli.json,
+        };
+        return watch::watch(&opener, target, options).await;
     }
-    let device = cloudsync::device::SystemDevice::wifi_only(cli.wifi_only || config.wifi_only);
-    let builder = Runtime::builder(&root)
-        .cloud(cloud)
-        .policy(&policy, &app)
-        .device(Arc::new(device));
-    let rt = builder
-        .build()
-        .await
-        .map_err(|e| Failure::Api(CloudSyncError::service(e.to_string())))?;
-    for w in rt.warnings() {
-        if cli.json {
-            println!("{}", serde_json::json!({ "warning": w }));
-        }
-        eprintln!("cloudsync: warning: {w}");
-    }
+    let rt = opener.open().await?;
     match cli.command {
         Command::Download { uri, keep_partial } => download(&rt, &uri, keep_partial, cli.json).await,
         Command::Sync {
@@ -374,33 +380,60 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             let _running = pid_file(&root, "sync");
             sync(&rt, &syncer, confirm.into(), cli.json).await
         }
-        Command::Watch {
-            target,
-            interval,
-            debounce_ms,
-            confirm,
-        } => {
-            let syncer = Syncer::open(&rt, &target)?;
-            let _running = pid_file(&root, "watch");
-            let folder = match (&target.bundle, target.gallery) {
-                (Some(b), _) => rt.app_folder(b),
-                (None, true) => rt.app_folder(cloudsync::identity::GALLERY_BUNDLE),
-                (None, false) => rt.app_folder(&rt.identity().bundle),
-            };
-            let options = watch::Options {
-                interval: std::time::Duration::from_secs(interval),
-                debounce: std::time::Duration::from_millis(debounce_ms),
-                confirm: confirm.into(),
-                json: cli.json,
-            };
-            watch::watch(&rt, &syncer, &folder, options).await
-        }
         Command::LastSync { bundle } => last_sync(&rt, bundle.as_deref(), cli.json).await,
         Command::Status { gallery } => status(&rt, gallery, cli.json).await,
         Command::State { uris } => state(&rt, &uris, cli.json).await,
         Command::CleanCache { uri } => clean_cache(&rt, &uri, cli.json).await,
         Command::Optimize { aging_days, total_size } => optimize(&rt, aging_days, total_size, cli.json).await,
-        Command::Stop | Command::Completions { .. } => unreachable!("handled before the runtime is built"),
+        Command::Stop | Command::Completions { .. } | Command::Watch { .. } => {
+            unreachable!("handled before the runtime is built")
+        }
+    }
+}
+
+/// What opens the runtime: once for a command, again whenever a `watch`
+/// needs the cloud opened afresh (its folder replaced, a drive remounted).
+struct Opener {
+    root: PathBuf,
+    url: String,
+    settings: cloudsync::cloud::CloudSettings,
+    bwlimit: Option<u64>,
+    policy: Policy,
+    app: String,
+    wifi_only: bool,
+    json: bool,
+}
+
+impl Opener {
+    async fn open(&self) -> Result<Runtime, Failure> {
+        let mut cloud = cloudsync::cloud::open(&self.url, &self.settings).map_err(|e| Failure::Usage(e.to_string()))?;
+        if let Some(rate) = self.bwlimit {
+            cloud = Arc::new(RateLimitedCloud::new(cloud, rate));
+        }
+        let device = cloudsync::device::SystemDevice::wifi_only(self.wifi_only);
+        let rt = Runtime::builder(&self.root)
+            .cloud(cloud)
+            .policy(&self.policy, &self.app)
+            .device(Arc::new(device))
+            .build()
+            .await
+            .map_err(|e| Failure::Api(CloudSyncError::service(e.to_string())))?;
+        for w in rt.warnings() {
+            if self.json {
+                println!("{}", serde_json::json!({ "warning": w }));
+            }
+            eprintln!("cloudsync: warning: {w}");
+        }
+        Ok(rt)
+    }
+
+    /// The folder a target syncs on this device.
+    fn folder(&self, rt: &Runtime, target: &Target) -> PathBuf {
+        match (&target.bundle, target.gallery) {
+            (Some(b), _) => rt.app_folder(b),
+            (None, true) => rt.app_folder(cloudsync::identity::GALLERY_BUNDLE),
+            (None, false) => rt.app_folder(&rt.identity().bundle),
+        }
     }
 }
 
@@ -769,7 +802,14 @@ async fn plan(rt: &Runtime, syncer: &Syncer, confirm: cloudsync::Confirm, json: 
             )
             || tracing::enabled!(tracing::Level::DEBUG)
         {
-            let path = if d.path.is_empty() { "(the whole plan)" } else { &d.path };
+            // A name with a newline or a tab in it stays on its line.
+            let path = if d.path.is_empty() {
+                "(the whole plan)".to_string()
+            } else if d.path.chars().any(char::is_control) {
+                format!("{:?}", d.path)
+            } else {
+                d.path.clone()
+            };
             println!("{:<12} {path}  ({})", d.action.name(), d.reason);
         }
     }

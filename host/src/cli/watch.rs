@@ -4,17 +4,20 @@
 //! time: changes seen during a run start another after it. The wall clock
 //! is checked every second, so a machine that slept polls when it wakes.
 //! Ctrl-C or `cloudsync stop` stops the running run and ends the watch.
+//! After a run that could not start or failed as a whole, the cloud is
+//! opened afresh: a folder cloud replaced or a drive remounted under the
+//! watch is the one at its path again, never the old one held open.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
 
-use cloudsync::{codes, Confirm, Runtime, SyncState};
+use cloudsync::{codes, Confirm, SyncState};
 use notify::Watcher;
 use tokio::sync::mpsc;
 
 use crate::control::StopSignal;
-use crate::{progress_events, run_once, Failure, Syncer};
+use crate::{pid_file, progress_events, run_once, Failure, Opener, Syncer, Target};
 
 pub struct Options {
     /// How often the cloud is looked at.
@@ -100,8 +103,13 @@ impl LocalChanges {
     }
 }
 
-pub async fn watch(rt: &Runtime, syncer: &Syncer, folder: &Path, o: Options) -> Result<ExitCode, Failure> {
-    let mut events = progress_events(syncer)?;
+pub async fn watch(opener: &Opener, target: &Target, o: Options) -> Result<ExitCode, Failure> {
+    let mut rt = opener.open().await?;
+    let _running = pid_file(&opener.root, "watch");
+    let mut syncer = Syncer::open(&rt, target)?;
+    let mut events = progress_events(&syncer)?;
+    let folder = &opener.folder(&rt, target);
+    let mut reopen = false;
     let mut local = LocalChanges::new(folder);
     local.arm();
     let mut stop = StopSignal::claim();
@@ -122,7 +130,13 @@ pub async fn watch(rt: &Runtime, syncer: &Syncer, folder: &Path, o: Options) -> 
             tokio::select! {
                 _ = stop.stopped() => return Ok(ExitCode::SUCCESS),
                 Some(()) = local.rx.recv() => dirty = true,
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                    // A folder that was gone is back: watch it, and sync.
+                    if local.watcher.is_none() && folder.is_dir() {
+                        local.arm();
+                        dirty = true;
+                    }
+                }
             }
         }
         if dirty {
@@ -143,7 +157,19 @@ pub async fn watch(rt: &Runtime, syncer: &Syncer, folder: &Path, o: Options) -> 
             local.drain();
         }
         dirty = false;
-        let outcome = run_once(syncer, &mut events, o.json, false, syncer.start(o.confirm)).await;
+        if reopen {
+            // The old runtime (and its hold on the root) goes first.
+            drop(events);
+            drop(syncer);
+            drop(rt);
+            rt = match reopened(opener, &mut stop, o.interval, o.json).await? {
+                Some(rt) => rt,
+                None => return Ok(ExitCode::SUCCESS),
+            };
+            syncer = Syncer::open(&rt, target)?;
+            events = progress_events(&syncer)?;
+        }
+        let outcome = run_once(&syncer, &mut events, o.json, false, syncer.start(o.confirm)).await;
         let outcome = match outcome {
             Ok(outcome) => outcome,
             // The device or the cloud is not ready: wait, and try again.
@@ -175,6 +201,7 @@ pub async fn watch(rt: &Runtime, syncer: &Syncer, folder: &Path, o: Options) -> 
                     );
                 }
                 due = SystemTime::now() + wait;
+                reopen = true;
                 continue;
             }
             Err(e) => return Err(e),
@@ -198,17 +225,54 @@ pub async fn watch(rt: &Runtime, syncer: &Syncer, folder: &Path, o: Options) -> 
         }
         // A failed pull or push of the whole run (no network) backs off;
         // a run that went through polls at the interval again.
-        backoff = if outcome.last.state == SyncState::Completed || outcome.refused {
-            1
-        } else {
-            (backoff * 2).min(MAX_BACKOFF)
-        };
+        let through = outcome.last.state == SyncState::Completed || outcome.refused;
+        backoff = if through { 1 } else { (backoff * 2).min(MAX_BACKOFF) };
+        reopen = !through;
         due = SystemTime::now() + o.interval * backoff;
         // The first run made the folder, or it was replaced meanwhile.
         local.arm();
         // Changes seen during the run (its own among them) start another;
         // one that finds nothing to do changes nothing, and it settles.
         dirty = local.drain();
+    }
+}
+
+/// The runtime opened again: the one before may take a moment to let go
+/// of the root, and a cloud that cannot be opened now (its folder gone, a
+/// drive not mounted) is waited for, backing off as a failed run does.
+/// `None`: a stop was asked for meanwhile.
+async fn reopened(
+    opener: &Opener,
+    stop: &mut StopSignal,
+    interval: Duration,
+    json: bool,
+) -> Result<Option<cloudsync::Runtime>, Failure> {
+    let mut wait = Duration::from_millis(100);
+    let mut said = false;
+    loop {
+        let why = match opener.open().await {
+            Ok(rt) => return Ok(Some(rt)),
+            Err(Failure::Usage(why)) => why,
+            Err(Failure::Api(e)) if e.message.contains("in use") => e.message,
+            Err(e) => return Err(e),
+        };
+        if !said && wait >= interval {
+            said = true;
+            tracing::warn!("cannot open the cloud: {why}; trying again");
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "warning": format!("cannot open the cloud: {why}") })
+                );
+            } else {
+                println!("{}: cannot open the cloud ({why}); trying again", now());
+            }
+        }
+        tokio::select! {
+            _ = stop.stopped() => return Ok(None),
+            _ = tokio::time::sleep(wait) => {}
+        }
+        wait = (wait * 2).min(interval * MAX_BACKOFF);
     }
 }
 

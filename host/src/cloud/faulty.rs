@@ -62,6 +62,7 @@ pub struct FaultyCloud {
 }
 
 impl FaultyCloud {
+    /// Wraps `inner`, breaking nothing yet.
     pub fn new(inner: Arc<dyn Cloud>) -> Self {
         FaultyCloud {
             inner,
@@ -81,10 +82,12 @@ impl FaultyCloud {
         *self.last_open_offset.lock().unwrap()
     }
 
+    /// Replaces the faults.
     pub fn set(&self, faults: Faults) {
         *self.faults.lock().unwrap() = faults;
     }
 
+    /// Changes the faults in place.
     pub fn update(&self, f: impl FnOnce(&mut Faults)) {
         f(&mut self.faults.lock().unwrap());
     }

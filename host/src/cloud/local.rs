@@ -151,6 +151,7 @@ impl LocalFolderCloud {
         Self::new(root)
     }
 
+    /// The cloud folder's path.
     pub fn root(&self) -> &Path {
         self.root.path()
     }
@@ -529,6 +530,29 @@ fn path_error(key: &str, e: BeneathError) -> CloudError {
 impl Cloud for LocalFolderCloud {
     fn describe(&self) -> String {
         format!("dir://{}", self.root.path().display())
+    }
+
+    /// The folder held open is still the one at its path: one moved away,
+    /// replaced or removed (a drive unmounted and mounted again) since it
+    /// was opened is refused, never written to where it went.
+    async fn check_root(&self) -> Result<(), CloudError> {
+        let path = self.root.path();
+        let held = rustix::fs::fstat(self.root.fd()).map_err(|e| io_error(".", e.into()))?;
+        let same = std::fs::metadata(path).is_ok_and(|m| {
+            use std::os::unix::fs::MetadataExt;
+            m.dev() == held.st_dev && m.ino() == held.st_ino
+        });
+        if same {
+            Ok(())
+        } else {
+            Err(CloudError::new(
+                CloudErrorKind::Unauthorized,
+                format!(
+                    "the cloud folder {} was moved, replaced or removed since it was opened: open it again",
+                    path.display()
+                ),
+            ))
+        }
     }
 
     fn set_device(&self, id: &str) {

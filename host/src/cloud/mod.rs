@@ -26,12 +26,19 @@ pub use webdav::{parse_multistatus, DavEntry, WebDavCloud};
 /// Why a cloud operation failed; the engine maps these to the seed's errors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CloudErrorKind {
+    /// No such object.
     NotFound,
+    /// The cloud cannot be reached.
     Network,
+    /// The cloud asks to slow down (HTTP 429, 503 SlowDown, a request limit).
     Throttled,
+    /// The cloud account is full.
     StorageFull,
+    /// Not signed in, or the credentials were refused.
     Unauthorized,
+    /// The object is not the version the request named (if-match, if-absent).
     PreconditionFailed,
+    /// Anything else.
     Other,
 }
 
@@ -52,20 +59,25 @@ impl From<cloudsync_contract::CloudErrorKind> for CloudErrorKind {
     }
 }
 
+/// A failed cloud operation: its kind and a message.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{kind:?}: {message}")]
 pub struct CloudError {
+    /// What kind of failure, for the engine.
     pub kind: CloudErrorKind,
+    /// What went wrong, in the cloud's words.
     pub message: String,
 }
 
 impl CloudError {
+    /// An error of `kind` with `message`.
     pub fn new(kind: CloudErrorKind, message: impl Into<String>) -> Self {
         CloudError {
             kind,
             message: message.into(),
         }
     }
+    /// `NotFound` for `key`.
     pub fn not_found(key: &str) -> Self {
         Self::new(CloudErrorKind::NotFound, format!("{key}: no such object"))
     }
@@ -76,12 +88,15 @@ impl CloudError {
 pub struct CloudObject {
     /// The object's key.
     pub key: String,
+    /// Size in bytes.
     pub size: u64,
     /// Changes whenever the content changes.
     pub etag: String,
+    /// A version id, where the cloud keeps versions.
     pub version: Option<String>,
     /// `sha256:<hex>` where the cloud knows it.
     pub content_hash: Option<String>,
+    /// Last modification, epoch ms.
     pub modified_ms: u64,
 }
 
@@ -93,6 +108,7 @@ pub type ByteStream = Pin<Box<dyn AsyncRead + Send>>;
 /// that is not UTF-8), with why. They are never read as deleted.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Listing {
+    /// The objects, in key order.
     pub objects: Vec<CloudObject>,
     /// (key, why).
     pub skipped: Vec<(String, String)>,
@@ -101,15 +117,19 @@ pub struct Listing {
 /// One name a listing found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Listed {
+    /// An object the engine can sync.
     Object(CloudObject),
     /// A name below the prefix that is no object the engine can sync, and why.
     Skipped {
+        /// The name's key.
         key: String,
+        /// Why it is skipped.
         why: String,
     },
 }
 
 impl Listed {
+    /// The key of the name, object or skipped.
     pub fn key(&self) -> &str {
         match self {
             Listed::Object(o) => &o.key,
@@ -224,10 +244,12 @@ pub struct StagingNames {
 }
 
 impl StagingNames {
+    /// Sets this device's id (the first call wins).
     pub fn set_device(&self, id: &str) {
         let _ = self.device.set(id.to_string());
     }
 
+    /// This device's id (`unnamed` until set).
     pub fn device(&self) -> &str {
         self.device.get().map_or("unnamed", String::as_str)
     }
@@ -262,6 +284,7 @@ pub trait Cloud: Send + Sync + 'static {
     fn etags_are_md5(&self) -> bool {
         false
     }
+    /// The metadata of `key`; `NotFound` when there is no such object.
     async fn stat(&self, key: &str) -> Result<CloudObject, CloudError>;
     /// The objects under `prefix` (a key prefix), recursively, and the
     /// names below it that are not objects, streamed in byte order of the

@@ -19,6 +19,7 @@ pub struct RateLimitedCloud {
 }
 
 impl RateLimitedCloud {
+    /// Wraps `inner`, each read stream limited to `bytes_per_sec` (at least 1).
     pub fn new(inner: Arc<dyn Cloud>, bytes_per_sec: u64) -> Self {
         RateLimitedCloud {
             inner,

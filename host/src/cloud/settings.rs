@@ -16,16 +16,36 @@ use serde::Deserialize;
 
 use super::{Cloud, DalCloud, LocalFolderCloud, WebDavCloud};
 
+/// Why cloud settings could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
+    /// The URL has no scheme, or one other than `dir`, `s3`, `webdav` or `webdavs`.
     #[error("unsupported cloud {0:?}: use dir:///path, s3://bucket/prefix?endpoint=… or webdav://host/path")]
     Scheme(String),
+    /// The URL is malformed (no bucket or host, a relative folder, an unknown parameter, ...).
     #[error("bad cloud URL {url:?}: {why}")]
-    Url { url: String, why: String },
+    Url {
+        /// The URL, credentials left out.
+        url: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// The config file could not be read or parsed.
     #[error("cannot read {path}: {why}")]
-    File { path: String, why: String },
+    File {
+        /// The config file's path.
+        path: String,
+        /// Why it could not be read, or what is wrong in it.
+        why: String,
+    },
+    /// The cloud could not be opened with these settings (a missing folder, half a key pair, ...).
     #[error("cannot use {url}: {why}")]
-    Open { url: String, why: String },
+    Open {
+        /// The URL, credentials left out.
+        url: String,
+        /// What failed.
+        why: String,
+    },
 }
 
 /// Settings of the `[cloud]` table of the config file; what is not set
@@ -33,16 +53,20 @@ pub enum SettingsError {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct CloudSettings {
+    /// The cloud URL (`dir://`, `s3://`, `webdav://` or `webdavs://`).
     pub url: Option<String>,
     /// S3 credentials (else `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
     /// `AWS_SESSION_TOKEN`; none at all means anonymous access).
     pub access_key_id: Option<String>,
+    /// S3 secret access key (set with `access_key_id`).
     pub secret_access_key: Option<String>,
+    /// S3 session token, for temporary credentials.
     pub session_token: Option<String>,
     /// S3 region (else `AWS_REGION`, else `us-east-1`).
     pub region: Option<String>,
     /// WebDAV credentials (else `CLOUDSYNC_WEBDAV_USERNAME`, `CLOUDSYNC_WEBDAV_PASSWORD`).
     pub username: Option<String>,
+    /// WebDAV password (needs `username`).
     pub password: Option<String>,
 }
 
@@ -50,16 +74,20 @@ pub struct CloudSettings {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
+    /// The device side's root folder (a relative one is beside the config file).
     pub root: Option<String>,
+    /// The calling app's bundle name.
     pub app: Option<String>,
     /// Sync on Wi-Fi (unmetered networks) only.
     #[serde(default)]
     pub wifi_only: bool,
+    /// The `[cloud]` table.
     #[serde(default)]
     pub cloud: CloudSettings,
 }
 
 impl ConfigFile {
+    /// Reads and parses the config file at `path` (unknown keys refused).
     pub fn load(path: &Path) -> Result<Self, SettingsError> {
         let text = crate::textfile::read_settings(path).map_err(|e| SettingsError::File {
             path: path.display().to_string(),
@@ -98,13 +126,24 @@ pub enum CloudUrl {
     Dir(std::path::PathBuf),
     /// `s3://bucket/prefix?params`.
     S3 {
+        /// `bucket/prefix` as written (it names the cloud in messages).
         location: String,
+        /// The bucket's name.
         bucket: String,
+        /// The key prefix inside the bucket (may be empty).
         prefix: String,
+        /// The query's parameters (`endpoint`, `region`, ...), checked.
         params: Vec<(String, String)>,
     },
     /// `webdav://host[:port]/path` (`https` for `webdavs://`).
-    WebDav { https: bool, host: String, path: String },
+    WebDav {
+        /// `webdavs://`: the server is reached over HTTPS.
+        https: bool,
+        /// `host[:port]`.
+        host: String,
+        /// The folder on the server (no leading `/`).
+        path: String,
+    },
 }
 
 /// Reads a cloud URL; touches nothing. Messages never show credentials.

@@ -39,18 +39,30 @@ pub(crate) mod bindings {
 /// Why a runtime could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
+    /// `build` was called outside a tokio runtime.
     #[error("cloudsync must be built inside a tokio runtime")]
     NoTokioRuntime,
+    /// The tokio runtime runs on the current thread only: the engine needs a multi-thread one.
     #[error("cloudsync needs a multi-thread tokio runtime (e.g. #[tokio::main] or #[tokio::test(flavor = \"multi_thread\")])")]
     CurrentThreadRuntime,
+    /// A folder or file in the root could not be made or used (or is a symlink), or a thread could not start.
     #[error("cannot prepare {path}: {source}")]
-    Folder { path: PathBuf, source: std::io::Error },
+    Folder {
+        /// The path concerned.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The metadata store could not be opened.
     #[error(transparent)]
     Metadata(#[from] crate::storage::MetaError),
+    /// The component could not be loaded or compiled.
     #[error("cannot load the engine component: {0:#}")]
     Component(anyhow::Error),
+    /// The component failed to start.
     #[error("the engine component failed to start: {0}")]
     Start(CloudSyncError),
+    /// The caller is named as the gallery's area (`media`), which no app may be.
     #[error("{0:?} is the gallery's own area, not an app that may call")]
     ReservedBundle(String),
 }
@@ -208,6 +220,7 @@ impl RuntimeBuilder {
         self
     }
 
+    /// The limits every engine instance runs under (memory, time per call, transfers at once).
     pub fn limits(mut self, limits: SandboxLimits) -> Self {
         self.limits = limits;
         self
@@ -323,7 +336,7 @@ impl RuntimeBuilder {
                             }
                         }
                         HostEvent::FailureReason { uri, reason } => {
-                            tracing::warn!(target: "cloudsync::download", uri, "{reason}");
+                            tracing::warn!(target: "cloudsync::engine", uri, "{reason}");
                             dispatch.set_failure_reason(uri, reason)
                         }
                         HostEvent::Decision(d) => {
@@ -450,6 +463,7 @@ impl Runtime {
         }
     }
 
+    /// The caller, as the policy in force names it.
     pub fn identity(&self) -> &Identity {
         &self.inner.identity
     }
@@ -462,6 +476,7 @@ impl Runtime {
         self.inner.shutdown();
     }
 
+    /// The root folder holding the device side.
     pub fn root(&self) -> &Path {
         &self.inner.root
     }

@@ -174,7 +174,10 @@ fn try_open(path: &Path) -> Result<MetaStore, Damage> {
             .create(path)
             .map_err(|e| match e {
                 redb::DatabaseError::DatabaseAlreadyOpen => {
-                    Damage::InUse(format!("{} is in use by another cloudsync", path.display()))
+                    Damage::InUse(format!(
+                        "{} is in use by another cloudsync (a `sync` or `watch` on this root: wait for it, or end it with `cloudsync stop`)",
+                        path.display()
+                    ))
                 }
                 other => Damage::Broken(other.to_string()),
             })?;

@@ -193,7 +193,7 @@ impl Op {
             Op::DeleteRemote { .. } => (SyncAction::DeleteCloud, "deleted on this device"),
             Op::KeepBoth { .. } => (
                 SyncAction::Conflict,
-                "changed on both sides: the local version is kept as a conflict copy and the cloud's comes down",
+                "changed on both sides: unless the contents are equal, the local version is kept as a conflict copy and the cloud's comes down",
             ),
             Op::RecordSynced { .. } => (SyncAction::Record, "the same content on both sides"),
             Op::Placeholder { .. } => (
