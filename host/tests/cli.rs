@@ -2,67 +2,15 @@
 //! events, Ctrl-C with and without `--keep-partial`, and a killed process.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 const APP: &str = "com.example.cli";
 
-struct Setup {
-    dir: tempfile::TempDir,
-}
-
-impl Setup {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("cloud")).unwrap();
-        Setup { dir }
-    }
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("device")
-    }
-    fn cloud(&self) -> PathBuf {
-        self.dir.path().join("cloud")
-    }
-    fn put_cloud(&self, path: &str, data: &[u8]) {
-        let p = self.cloud().join(APP).join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, data).unwrap();
-    }
-    fn local(&self, path: &str) -> PathBuf {
-        self.root().join("apps").join(APP).join("cloud").join(path)
-    }
-    fn staging(&self) -> usize {
-        std::fs::read_dir(self.root().join("apps").join(APP).join(".staging")).map_or(0, |d| d.count())
-    }
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_cloudsync"));
-        c.arg("--root").arg(self.root());
-        c.arg("--cloud").arg(format!("dir://{}", self.cloud().display()));
-        c.args(["--app", APP]).args(args);
-        c.env_remove("CLOUDSYNC_ROOT")
-            .env_remove("CLOUDSYNC_CLOUD")
-            .env_remove("CLOUDSYNC_APP");
-        c
-    }
-    fn run(&self, args: &[&str]) -> (i32, Vec<serde_json::Value>, String) {
-        let out = self.command(args).output().unwrap();
-        let events = parse_lines(&String::from_utf8_lossy(&out.stdout));
-        (
-            out.status.code().unwrap_or(-1),
-            events,
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-}
-
-fn parse_lines(text: &str) -> Vec<serde_json::Value> {
-    text.lines()
-        .filter(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
+#[path = "support/folder.rs"]
+mod folder;
+use folder::Setup;
 
 fn content(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 31 % 251) as u8).collect()
@@ -74,16 +22,10 @@ fn content(len: usize) -> Vec<u8> {
 fn start_slow(s: &Setup, extra: &[&str]) -> (Child, mpsc::Receiver<serde_json::Value>) {
     let mut args = vec!["--json", "--bwlimit", "1M", "download", "big.bin"];
     args.extend_from_slice(extra);
-    let mut child = s
-        .command(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
+    let (child, lines) = s.spawn_lines(&args);
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in lines {
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
                 let _ = tx.send(v);
             }
@@ -112,7 +54,7 @@ fn rest(rx: mpsc::Receiver<serde_json::Value>) -> Vec<serde_json::Value> {
 
 #[test]
 fn download_prints_json_events_and_places_the_file() {
-    let s = Setup::new();
+    let s = Setup::new(APP);
     s.put_cloud("docs/a.txt", b"hello");
     let (code, events, _) = s.run(&["--json", "download", "docs/a.txt"]);
     assert_eq!(code, 0);
@@ -129,7 +71,7 @@ fn download_prints_json_events_and_places_the_file() {
 
 #[test]
 fn failures_exit_non_zero_with_the_seeds_code() {
-    let s = Setup::new();
+    let s = Setup::new(APP);
     let (code, _, err) = s.run(&["download", "missing.txt"]);
     assert_eq!(code, 1);
     assert!(err.contains("error 13900002"), "{err}");
@@ -153,7 +95,7 @@ fn failures_exit_non_zero_with_the_seeds_code() {
 
 #[test]
 fn ctrl_c_stops_and_deletes_the_partial_data() {
-    let s = Setup::new();
+    let s = Setup::new(APP);
     s.put_cloud("big.bin", &content(8 << 20));
     let (child, rx) = start_slow(&s, &[]);
     signal(&child, "-INT");
@@ -167,7 +109,7 @@ fn ctrl_c_stops_and_deletes_the_partial_data() {
 
 #[test]
 fn ctrl_c_with_keep_partial_then_running_again_resumes() {
-    let s = Setup::new();
+    let s = Setup::new(APP);
     let data = content(8 << 20);
     s.put_cloud("big.bin", &data);
     let (child, rx) = start_slow(&s, &["--keep-partial"]);
@@ -188,7 +130,7 @@ fn ctrl_c_with_keep_partial_then_running_again_resumes() {
 
 #[test]
 fn a_killed_process_loses_nothing_and_the_next_run_completes() {
-    let s = Setup::new();
+    let s = Setup::new(APP);
     let data = content(8 << 20);
     s.put_cloud("big.bin", &data);
     std::fs::create_dir_all(s.local("")).unwrap();
@@ -207,7 +149,7 @@ fn a_killed_process_loses_nothing_and_the_next_run_completes() {
 
 #[test]
 fn sync_status_and_state_as_a_user_runs_them() {
-    let s = Setup::new();
+    let s = Setup::new(APP);
     s.put_cloud("from-cloud.txt", b"cloud");
     let local = s.local("notes/mine.txt");
     std::fs::create_dir_all(local.parent().unwrap()).unwrap();
@@ -250,7 +192,7 @@ fn sync_status_and_state_as_a_user_runs_them() {
 
 #[test]
 fn a_policy_file_or_flags_decide_who_calls() {
-    let s = Setup::new();
+    let s = Setup::new(APP);
     let policy = s.dir.path().join("policy.toml");
     std::fs::write(
         &policy,
@@ -281,7 +223,7 @@ fn a_policy_file_or_flags_decide_who_calls() {
 
 #[test]
 fn sync_refuses_mass_deletion_until_yes() {
-    let s = Setup::new();
+    let s = Setup::new(APP);
     for i in 0..6 {
         s.put_cloud(&format!("f{i}"), b"x");
     }
@@ -305,7 +247,7 @@ fn sync_refuses_mass_deletion_until_yes() {
 
 #[test]
 fn gallery_sync_and_status_show_cloud_photos_by_their_thumbnails() {
-    let s = Setup::new();
+    let s = Setup::new(APP);
     let photo = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8 * 4, y as u8 * 5, 200]));
     let in_cloud = s.cloud().join("media/Photo/7/beach.png");
     std::fs::create_dir_all(in_cloud.parent().unwrap()).unwrap();
@@ -328,7 +270,7 @@ fn gallery_sync_and_status_show_cloud_photos_by_their_thumbnails() {
 
 #[test]
 fn clean_cache_optimize_and_fetching_again_as_a_user_runs_them() {
-    let s = Setup::new();
+    let s = Setup::new(APP);
     for (name, len) in [("small.txt", 100usize), ("big.bin", 3000), ("mid.bin", 2000)] {
         s.put_cloud(name, &content(len));
     }
@@ -365,7 +307,7 @@ fn clean_cache_optimize_and_fetching_again_as_a_user_runs_them() {
 
 #[test]
 fn a_closed_stdout_stops_the_output_not_the_sync() {
-    let s = Setup::new();
+    let s = Setup::new(APP);
     for i in 0..30 {
         s.put_cloud(&format!("f{i}.txt"), format!("file {i}").as_bytes());
     }
@@ -398,7 +340,7 @@ fn a_closed_stdout_stops_the_output_not_the_sync() {
 /// what it lacks is not deleted in the cloud until the user confirms.
 #[test]
 fn a_folder_made_anew_is_not_taken_for_deletions() {
-    let s = Setup::new();
+    let s = Setup::new(APP);
     for i in 0..10 {
         s.put_cloud(&format!("f{i}.txt"), format!("v{i}").as_bytes());
     }

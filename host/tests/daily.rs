@@ -4,59 +4,16 @@
 //! another bundle's folder, the single-file state, and completions.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const APP: &str = "com.example.daily";
 
-struct Setup {
-    dir: tempfile::TempDir,
-}
-
-impl Setup {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("cloud")).unwrap();
-        Setup { dir }
-    }
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("device")
-    }
-    fn cloud(&self, path: &str) -> PathBuf {
-        self.dir.path().join("cloud").join(APP).join(path)
-    }
-    fn local(&self, path: &str) -> PathBuf {
-        self.root().join("apps").join(APP).join("cloud").join(path)
-    }
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_cloudsync"));
-        c.arg("--root").arg(self.root());
-        c.arg("--cloud")
-            .arg(format!("dir://{}", self.dir.path().join("cloud").display()));
-        c.args(["--app", APP]).args(args);
-        for v in [
-            "CLOUDSYNC_ROOT",
-            "CLOUDSYNC_CLOUD",
-            "CLOUDSYNC_APP",
-            "RUST_LOG",
-            "CLOUDSYNC_LOG_FILE",
-        ] {
-            c.env_remove(v);
-        }
-        c
-    }
-    fn run(&self, args: &[&str]) -> (i32, String, String) {
-        let out = self.command(args).output().unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-}
+#[path = "support/folder.rs"]
+mod folder;
+use folder::Setup;
 
 fn put(path: &Path, data: &[u8]) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -99,26 +56,13 @@ fn wait_for(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
 fn start_watch(s: &Setup, extra: &[&str]) -> (Child, mpsc::Receiver<String>) {
     let mut args = vec!["watch", "--interval", "1", "--debounce-ms", "100"];
     args.extend_from_slice(extra);
-    let mut child = s
-        .command(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    (child, rx)
+    s.spawn_lines(&args)
 }
 
 #[test]
 fn watch_carries_changes_both_ways_within_seconds_and_stop_ends_it() {
-    let s = Setup::new();
-    put(&s.cloud("first.txt"), b"from the cloud");
+    let s = Setup::new(APP);
+    put(&s.in_cloud("first.txt"), b"from the cloud");
     let (mut child, lines) = start_watch(&s, &["--json"]);
     wait_for("the first run's download", Duration::from_secs(30), || {
         std::fs::read(s.local("first.txt")).is_ok_and(|b| b == b"from the cloud")
@@ -126,25 +70,25 @@ fn watch_carries_changes_both_ways_within_seconds_and_stop_ends_it() {
     // A local edit goes up, by the file system's notification.
     put(&s.local("notes/new.txt"), b"written here");
     wait_for("the local file in the cloud", Duration::from_secs(10), || {
-        std::fs::read(s.cloud("notes/new.txt")).is_ok_and(|b| b == b"written here")
+        std::fs::read(s.in_cloud("notes/new.txt")).is_ok_and(|b| b == b"written here")
     });
     // A cloud change comes down by polling.
-    put(&s.cloud("later.txt"), b"put in the cloud later");
+    put(&s.in_cloud("later.txt"), b"put in the cloud later");
     wait_for("the cloud file here", Duration::from_secs(10), || {
         std::fs::read(s.local("later.txt")).is_ok_and(|b| b == b"put in the cloud later")
     });
     // A local delete is carried out in the cloud.
     std::fs::remove_file(s.local("first.txt")).unwrap();
     wait_for("the cloud copy deleted", Duration::from_secs(10), || {
-        !s.cloud("first.txt").exists()
+        !s.in_cloud("first.txt").exists()
     });
 
     // Only one command runs on a root: a second one says so.
-    let (code, _, err) = s.run(&["sync"]);
+    let (code, _, err) = s.run_text(&["sync"]);
     assert_ne!(code, 0);
     assert!(err.contains("in use by another cloudsync"), "{err}");
 
-    let (code, out, err) = s.run(&["stop"]);
+    let (code, out, err) = s.run_text(&["stop"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("stopped the watch"), "{out}");
     let status = child.wait().unwrap();
@@ -156,18 +100,18 @@ fn watch_carries_changes_both_ways_within_seconds_and_stop_ends_it() {
     assert!(results >= 3, "{lines:?}");
     assert!(lines.iter().any(|l| l.contains("\"state\":\"COMPLETED\"")), "{lines:?}");
     // Nothing runs any more.
-    let (code, out, _) = s.run(&["stop"]);
+    let (code, out, _) = s.run_text(&["stop"]);
     assert_eq!(code, 1);
     assert!(out.contains("nothing runs"), "{out}");
 }
 
 #[test]
 fn a_watch_outlives_a_cloud_that_goes_away_and_comes_back() {
-    let s = Setup::new();
-    let cloud = s.dir.path().join("cloud");
+    let s = Setup::new(APP);
+    let cloud = s.cloud();
     let (mut child, _lines) = start_watch(&s, &[]);
     put(&s.local("a.txt"), b"a");
-    wait_for("a.txt up", Duration::from_secs(15), || s.cloud("a.txt").exists());
+    wait_for("a.txt up", Duration::from_secs(15), || s.in_cloud("a.txt").exists());
     // The cloud's drive is unmounted: runs fail, the watch goes on.
     let away = s.dir.path().join("away");
     std::fs::rename(&cloud, &away).unwrap();
@@ -176,7 +120,7 @@ fn a_watch_outlives_a_cloud_that_goes_away_and_comes_back() {
     assert!(child.try_wait().unwrap().is_none(), "the watch ended");
     std::fs::rename(&away, &cloud).unwrap();
     wait_for("b.txt up once the cloud is back", Duration::from_secs(40), || {
-        s.cloud("b.txt").exists()
+        s.in_cloud("b.txt").exists()
     });
     // The cloud folder replaced by a copy (another inode: a drive mounted
     // again): the watch writes to the folder at the path, never the old one.
@@ -192,7 +136,7 @@ fn a_watch_outlives_a_cloud_that_goes_away_and_comes_back() {
     std::fs::rename(&copy, &cloud).unwrap();
     put(&s.local("c.txt"), b"c");
     wait_for("c.txt in the cloud at its path", Duration::from_secs(40), || {
-        s.cloud("c.txt").exists()
+        s.in_cloud("c.txt").exists()
     });
     assert!(!away.join(APP).join("c.txt").exists(), "written to the old folder");
     // Ctrl-C ends it cleanly too.
@@ -205,27 +149,27 @@ fn a_watch_outlives_a_cloud_that_goes_away_and_comes_back() {
 
 #[test]
 fn a_dry_run_prints_the_plan_and_changes_nothing_on_either_side() {
-    let s = Setup::new();
+    let s = Setup::new(APP);
     put(&s.local("both.txt"), b"base");
     put(&s.local("gone-here.txt"), b"x");
     put(&s.local("gone-there.txt"), b"y");
-    let (code, _, err) = s.run(&["sync"]);
+    let (code, _, err) = s.run_text(&["sync"]);
     assert_eq!(code, 0, "{err}");
     // Then on both sides: new files, an edit on each, one edit on both, a
     // delete on each.
     put(&s.local("new-here.txt"), b"new here");
-    put(&s.cloud("new-there.txt"), b"new there");
+    put(&s.in_cloud("new-there.txt"), b"new there");
     put(&s.local("both.txt"), b"edited here");
-    put(&s.cloud("both.txt"), b"edited there");
+    put(&s.in_cloud("both.txt"), b"edited there");
     std::fs::remove_file(s.local("gone-here.txt")).unwrap();
-    std::fs::remove_file(s.cloud("gone-there.txt")).unwrap();
+    std::fs::remove_file(s.in_cloud("gone-there.txt")).unwrap();
     std::thread::sleep(Duration::from_millis(20));
     // The app's area (its folder, staging, thumbnails) and the cloud.
     let area = s.root().join("apps");
     let local_before = tree(&area);
-    let cloud_before = tree(&s.dir.path().join("cloud"));
+    let cloud_before = tree(&s.cloud());
 
-    let (code, out, err) = s.run(&["sync", "--dry-run"]);
+    let (code, out, err) = s.run_text(&["sync", "--dry-run"]);
     assert_eq!(code, 0, "{err}");
     for (action, path) in [
         ("upload", "new-here.txt"),
@@ -244,11 +188,11 @@ fn a_dry_run_prints_the_plan_and_changes_nothing_on_either_side() {
         "{out}"
     );
     assert!(tree(&area) == local_before, "the device changed");
-    assert!(tree(&s.dir.path().join("cloud")) == cloud_before, "the cloud changed");
+    assert!(tree(&s.cloud()) == cloud_before, "the cloud changed");
 
     // As JSON, each step with its reason; the records are still untouched:
     // a real run after it does what the plan said.
-    let (code, out, _) = s.run(&["--json", "sync", "--dry-run"]);
+    let (code, out, _) = s.run_text(&["--json", "sync", "--dry-run"]);
     assert_eq!(code, 0);
     let steps: Vec<serde_json::Value> = out
         .lines()
@@ -260,8 +204,8 @@ fn a_dry_run_prints_the_plan_and_changes_nothing_on_either_side() {
         (upload["plan"].as_str(), upload["reason"].as_str()),
         (Some("upload"), Some("new on this device"))
     );
-    assert!(tree(&area) == local_before && tree(&s.dir.path().join("cloud")) == cloud_before);
-    let (code, out, err) = s.run(&["sync"]);
+    assert!(tree(&area) == local_before && tree(&s.cloud()) == cloud_before);
+    let (code, out, err) = s.run_text(&["sync"]);
     assert_eq!(code, 0, "{err}");
     assert!(
         out.starts_with("COMPLETED: 2 uploaded, 2 downloaded, 1 deleted here, 1 deleted in the cloud"),
@@ -271,31 +215,31 @@ fn a_dry_run_prints_the_plan_and_changes_nothing_on_either_side() {
 
 #[test]
 fn a_dry_run_of_a_first_sync_makes_no_folder_and_a_refused_plan_says_why() {
-    let s = Setup::new();
-    put(&s.cloud("a.txt"), b"a");
-    let (code, out, err) = s.run(&["sync", "--dry-run"]);
+    let s = Setup::new(APP);
+    put(&s.in_cloud("a.txt"), b"a");
+    let (code, out, err) = s.run_text(&["sync", "--dry-run"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("download") && out.contains("a.txt"), "{out}");
     assert!(!s.local("").exists(), "a dry run made the app's folder");
     // Synced, then the device's folder emptied: the guard refuses, the dry
     // run says so (exit 3) and deletes nothing.
     for i in 0..4 {
-        put(&s.cloud(&format!("f{i}.txt")), b"f");
+        put(&s.in_cloud(&format!("f{i}.txt")), b"f");
     }
-    assert_eq!(s.run(&["sync"]).0, 0);
+    assert_eq!(s.run_text(&["sync"]).0, 0);
     std::fs::remove_dir_all(s.local("")).unwrap();
-    let (code, out, _) = s.run(&["sync", "--dry-run"]);
+    let (code, out, _) = s.run_text(&["sync", "--dry-run"]);
     assert_eq!(code, 3, "{out}");
     assert!(out.contains("refused"), "{out}");
-    assert!(s.cloud("f0.txt").exists());
+    assert!(s.in_cloud("f0.txt").exists());
 }
 
 #[test]
 fn verbose_logs_say_each_decision_and_why_as_text_or_json() {
-    let s = Setup::new();
+    let s = Setup::new(APP);
     put(&s.local("up.txt"), b"up");
-    put(&s.cloud("down.txt"), b"down");
-    let (code, _, err) = s.run(&["-v", "sync"]);
+    put(&s.in_cloud("down.txt"), b"down");
+    let (code, _, err) = s.run_text(&["-v", "sync"]);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("up.txt") && err.contains("new on this device"), "{err}");
     assert!(err.contains("down.txt") && err.contains("new in the cloud"), "{err}");
@@ -303,7 +247,7 @@ fn verbose_logs_say_each_decision_and_why_as_text_or_json() {
     // To a file, as JSON lines; a failure is a warning with its reason.
     let log = s.dir.path().join("sync.log");
     std::fs::write(s.local("up.txt"), b"changed").unwrap();
-    let (code, _, err) = s.run(&[
+    let (code, _, err) = s.run_text(&[
         "-v",
         "--log-format",
         "json",
@@ -323,19 +267,19 @@ fn verbose_logs_say_each_decision_and_why_as_text_or_json() {
     assert_eq!(upload["fields"]["message"], "changed on this device");
     assert_eq!(upload["level"], "INFO");
     // Without -v only warnings: a quiet run logs nothing.
-    let (_, _, err) = s.run(&["sync"]);
+    let (_, _, err) = s.run_text(&["sync"]);
     assert!(err.is_empty(), "{err}");
 }
 
 #[test]
 fn status_last_sync_state_bundle_and_completions_from_the_command_line() {
-    let s = Setup::new();
-    let (code, out, _) = s.run(&["last-sync"]);
+    let s = Setup::new(APP);
+    let (code, out, _) = s.run_text(&["last-sync"]);
     assert_eq!((code, out.trim()), (0, "never synced completely"));
     put(&s.local("a.txt"), b"a");
     put(&s.local("b.txt"), b"b");
-    assert_eq!(s.run(&["sync"]).0, 0);
-    let (code, out, _) = s.run(&["--json", "last-sync"]);
+    assert_eq!(s.run_text(&["sync"]).0, 0);
+    let (code, out, _) = s.run_text(&["--json", "last-sync"]);
     assert_eq!(code, 0);
     let ms = serde_json::from_str::<serde_json::Value>(out.trim()).unwrap()["last_sync_ms"]
         .as_u64()
@@ -344,7 +288,7 @@ fn status_last_sync_state_bundle_and_completions_from_the_command_line() {
 
     // status: counts by state and the last run, from a new process.
     put(&s.local("c.txt"), b"c");
-    let (code, out, err) = s.run(&["status"]);
+    let (code, out, err) = s.run_text(&["status"]);
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("2 UPLOAD_SUCCESS") && out.contains("1 TO_BE_UPLOADED"),
@@ -356,23 +300,23 @@ fn status_last_sync_state_bundle_and_completions_from_the_command_line() {
     );
 
     // The single-file state, with the single form's own codes.
-    let (code, out, _) = s.run(&["state", "c.txt"]);
+    let (code, out, _) = s.run_text(&["state", "c.txt"]);
     assert_eq!((code, out.split_whitespace().next()), (0, Some("TO_BE_UPLOADED")));
     std::fs::create_dir(s.local("folder")).unwrap();
-    let (code, _, err) = s.run(&["state", "folder"]);
+    let (code, _, err) = s.run_text(&["state", "folder"]);
     assert_eq!(code, 1);
     assert!(err.contains("13900042"), "{err}");
 
     // Another app's folder, as the manager does.
     let other = "com.example.other";
-    put(&s.dir.path().join("cloud").join(other).join("o.txt"), b"other");
-    let (code, _, err) = s.run(&["sync", "--bundle", other]);
+    put(&s.cloud().join(other).join("o.txt"), b"other");
+    let (code, _, err) = s.run_text(&["sync", "--bundle", other]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(
         std::fs::read(s.root().join("apps").join(other).join("cloud/o.txt")).unwrap(),
         b"other"
     );
-    let (code, _, err) = s.run(&[
+    let (code, _, err) = s.run_text(&[
         "--permission",
         "ohos.permission.CLOUDFILE_SYNC",
         "sync",
@@ -381,7 +325,7 @@ fn status_last_sync_state_bundle_and_completions_from_the_command_line() {
     ]);
     assert_eq!(code, 1);
     assert!(err.contains("error 201"), "{err}");
-    let (code, _, err) = s.run(&["--not-system-app", "sync", "--bundle", other]);
+    let (code, _, err) = s.run_text(&["--not-system-app", "sync", "--bundle", other]);
     assert_eq!(code, 1);
     assert!(err.contains("error 202"), "{err}");
 
@@ -398,8 +342,8 @@ fn status_last_sync_state_bundle_and_completions_from_the_command_line() {
 
 #[test]
 fn device_signals_from_the_system_stop_a_run_with_the_seeds_errors() {
-    let s = Setup::new();
-    put(&s.cloud("a.txt"), b"a");
+    let s = Setup::new(APP);
+    put(&s.in_cloud("a.txt"), b"a");
     let sys = s.dir.path().join("sys");
     // Only a mobile modem is up.
     put(&sys.join("net/wwan0/operstate"), b"up\n");
