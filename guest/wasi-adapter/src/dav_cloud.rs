@@ -70,7 +70,10 @@ fn network(what: &str, f: Failure) -> CloudError {
 }
 
 fn status_error(what: &str, status: u16) -> CloudError {
-    CloudError::new(status_kind(status), format!("{what}: the server answered {status}"))
+    CloudError::new(
+        status_kind(status),
+        cloudsync_contract::webdav::status_message(what, status),
+    )
 }
 
 fn now_ms() -> u64 {

@@ -790,7 +790,7 @@ fn send_error(what: &str, e: &reqwest::Error) -> CloudError {
 fn status_error(what: &str, s: StatusCode) -> CloudError {
     CloudError::new(
         status_kind(s.as_u16()).into(),
-        format!("{what}: the server answered {s}"),
+        cloudsync_contract::webdav::status_message(what, s),
     )
 }
 

@@ -298,3 +298,12 @@ pub fn parse_lockdiscovery(xml: &[u8]) -> Vec<(String, String)> {
     }
     out
 }
+/// What a refused request says: `key: the server answered 401 …`, or, for
+/// the configured folder itself (an empty key), so in words.
+pub fn status_message(what: &str, status: impl std::fmt::Display) -> String {
+    if what.is_empty() {
+        format!("the server answered {status} for the configured folder")
+    } else {
+        format!("{what}: the server answered {status}")
+    }
+}
