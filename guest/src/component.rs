@@ -240,12 +240,12 @@ impl sync_export::Guest for Component {
     type SyncObject = SyncHandle;
 
     fn get_file_sync_states(uris: Vec<String>) -> Result<Vec<types::FileSyncState>, types::Error> {
-        let states = with_engine(|e| e.syncs.file_sync_states(&e.platform, &uris)).map_err(error)?;
+        let states = with_engine(|e| e.file_sync_states(&uris)).map_err(error)?;
         Ok(states.into_iter().map(file_sync_state).collect())
     }
 
     fn get_file_sync_state(uri: String) -> Result<types::FileSyncState, types::Error> {
-        with_engine(|e| e.syncs.file_sync_state(&e.platform, &uri))
+        with_engine(|e| e.file_sync_state(&uri))
             .map(file_sync_state)
             .map_err(error)
     }

@@ -329,7 +329,7 @@ mod tests {
         assert_eq!(networks(dir.path()), (true, false));
         write(&dir.path().join("wlan0/operstate"), "up");
         assert_eq!(networks(dir.path()), (true, true));
-        for i in ["wwan0", "usb0", "wlan0"] {
+        for i in ["wwan0", "usb0", "wlan0", "rmnet_data0", "ccmni0"] {
             write(&dir.path().join(i).join("operstate"), "down");
         }
         assert_eq!(networks(dir.path()), (false, false));

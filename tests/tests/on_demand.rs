@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use cloudsync::identity::{RequestLimit, CLOUDFILE_SYNC};
 use cloudsync::{
-    codes, get_file_sync_state, list_files, optimize_storage, start_optimize_space, stop_optimize_space,
-    CloudFileCache, Download, DownloadErrorType, FileSync, FileSyncState, GallerySync, Identity, OptimizeSpaceParam,
-    OptimizeSpaceProgress, OptimizeState, State,
+    codes, get_file_sync_state, get_file_sync_states, list_files, optimize_storage, start_optimize_space,
+    stop_optimize_space, CloudFileCache, Download, DownloadErrorType, FileSync, FileSyncState, GallerySync, Identity,
+    OptimizeSpaceParam, OptimizeSpaceProgress, OptimizeState, State,
 };
 use cloudsync_tests::{bytes, Harness, Recorder, SyncRecorder, APP};
 
@@ -366,4 +366,24 @@ async fn an_embedders_hooks_decide_rates_and_switches() {
         .contains("quota"));
     let sync = cloudsync::FileSync::new(&h.rt);
     assert_eq!(sync.start().await.unwrap_err().code, codes::CLOUD_NOT_READY);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_file_sync_state_says_downloading_while_a_cloud_file_cache_fetches_it() {
+    let h = Harness::with(|b| b.identity(system())).await;
+    h.put_cloud("big.bin", &bytes(4 << 20, 3));
+    h.cloud.update(|f| f.read_delay = Some(Duration::from_millis(40)));
+    let cache = h.cache();
+    let (rec, _) = Recorder::attach(&cache);
+    let uri = h.uri("big.bin");
+    cache.start(&uri).await.unwrap();
+    // Not at its name yet: the single form and the batch both say so.
+    assert_eq!(get_file_sync_state(&h.rt, &uri).unwrap(), FileSyncState::Downloading);
+    assert_eq!(
+        get_file_sync_states(&h.rt, &[&uri]).await.unwrap(),
+        vec![FileSyncState::Downloading]
+    );
+    h.cloud.set(Default::default());
+    assert_eq!(rec.terminal(&uri).await.state, State::Completed);
+    assert_ne!(get_file_sync_state(&h.rt, &uri).unwrap(), FileSyncState::Downloading);
 }

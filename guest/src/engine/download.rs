@@ -53,6 +53,11 @@ struct Active {
 }
 
 impl Downloads {
+    /// Whether a `CloudFileCache` or `Download` is fetching `file` now.
+    pub fn is_downloading(&self, file: &AppFile) -> bool {
+        self.active.contains_key(file)
+    }
+
     /// `Download()`: a system API (201, then 202) for the originals of
     /// cloud-only gallery photos.
     pub fn create_gallery_download(&mut self, platform: &impl Platform) -> Result<CacheId, ApiError> {

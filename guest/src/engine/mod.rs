@@ -61,6 +61,19 @@ impl<P: Platform> Engine<P> {
         self.downloads.recover(&self.platform)
     }
 
+    /// `getFileSyncState(uri)`: a sync run's state of the file, DOWNLOADING
+    /// while a `CloudFileCache` or `Download` fetches it, else its records'.
+    pub fn file_sync_state(&self, uri: &str) -> Result<FileSyncState, ApiError> {
+        self.syncs
+            .file_sync_state(&self.platform, uri, |f| self.downloads.is_downloading(f))
+    }
+
+    /// `getFileSyncState(uris)`: as [`Self::file_sync_state`], for each.
+    pub fn file_sync_states(&self, uris: &[String]) -> Result<Vec<FileSyncState>, ApiError> {
+        self.syncs
+            .file_sync_states(&self.platform, uris, |f| self.downloads.is_downloading(f))
+    }
+
     /// Advances every running job; returns whether any job is still running.
     pub fn tick(&mut self) -> Tick {
         let downloads = self.downloads.tick(&self.platform);

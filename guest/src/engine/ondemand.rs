@@ -188,7 +188,7 @@ impl OnDemand {
             listener,
             OptimizeSpaceProgress {
                 state: OptimizeState::Running,
-                progress: 0,
+                progress: 1,
             },
         );
         Ok(())
@@ -500,9 +500,10 @@ impl OptimizeJob {
         Ok(())
     }
 
+    /// The seed's range, 1 to 100: an optimisation under way has begun.
     fn percent(&self) -> u32 {
         if self.collect.as_ref().is_some_and(|c| c.estimating) {
-            return 0; // no goal yet
+            return 1; // no goal yet
         }
         let goal = if self.target == u64::MAX {
             self.total
@@ -512,7 +513,7 @@ impl OptimizeJob {
         if goal == 0 {
             return 100;
         }
-        ((u128::from(self.freed) * 100 / u128::from(goal)).min(100)) as u32
+        ((u128::from(self.freed) * 100 / u128::from(goal)).clamp(1, 100)) as u32
     }
 }
 

@@ -1,6 +1,6 @@
 use super::*;
 use crate::engine::fake::{uri, Fake, APP};
-use crate::engine::Engine;
+use crate::engine::{Engine, FileSyncState};
 
 const L1: ListenerId = 11;
 const L2: ListenerId = 22;
@@ -400,4 +400,33 @@ fn utc_formatting() {
     assert_eq!(crate::engine::place::format_utc(0), "1970-01-01 000000");
     assert_eq!(crate::engine::place::format_utc(1_700_000_000_000), "2023-11-14 221320");
     assert_eq!(crate::engine::place::format_utc(951_782_400_000), "2000-02-29 000000");
+}
+
+#[test]
+fn a_file_being_fetched_reads_downloading_then_its_state_after() {
+    let mut e = engine();
+    e.platform.put_cloud("new.bin", &[5; 3000]);
+    e.platform.put_cloud("update.bin", &[6; 3000]);
+    // One already here, in sync; one only in the cloud.
+    e.platform.put_local("cloud/update.bin", &[6; 3000]);
+    let c = e.downloads.create_cache();
+    for name in ["new.bin", "update.bin"] {
+        e.downloads.start(&e.platform, c, &uri(name)).unwrap();
+        assert_eq!(
+            e.file_sync_state(&uri(name)).unwrap(),
+            FileSyncState::Downloading,
+            "{name}"
+        );
+    }
+    let batch = e.file_sync_states(&[uri("new.bin"), uri("update.bin")]).unwrap();
+    assert_eq!(batch, vec![FileSyncState::Downloading; 2]);
+    run_to_end(&mut e);
+    assert_ne!(e.file_sync_state(&uri("new.bin")).unwrap(), FileSyncState::Downloading);
+    // Stopped, it reads as it is again.
+    e.downloads.start(&e.platform, c, &uri("update.bin")).unwrap();
+    e.downloads.stop(&e.platform, c, &uri("update.bin"), true).unwrap();
+    assert_ne!(
+        e.file_sync_state(&uri("update.bin")).unwrap(),
+        FileSyncState::Downloading
+    );
 }

@@ -80,10 +80,7 @@ fn clean_cache_evicts_a_synced_file_and_keeps_it_listed() {
         b.cloud_only && b.size == 10 && b.state == FileSyncState::Completed,
         "{b:?}"
     );
-    assert_eq!(
-        e.syncs.file_sync_state(&e.platform, &uri("b")),
-        Ok(FileSyncState::Completed)
-    );
+    assert_eq!(e.file_sync_state(&uri("b")), Ok(FileSyncState::Completed));
     // Idempotent.
     e.ondemand.clean_cache(&e.platform, &e.syncs, &uri("b")).unwrap();
     // A sync keeps it cloud-only: nothing downloaded, nothing deleted.
@@ -207,8 +204,13 @@ fn optimize_evicts_least_recently_used_first_within_the_budget() {
         events.first().unwrap().1,
         OptimizeSpaceProgress {
             state: OptimizeState::Running,
-            progress: 0
+            progress: 1
         }
+    );
+    // Every event in the seed's range, 1 to 100.
+    assert!(
+        events.iter().all(|(_, p)| (1..=100).contains(&p.progress)),
+        "{events:?}"
     );
     assert_eq!(
         events.last().unwrap().1,

@@ -305,7 +305,12 @@ impl Syncs {
 
     /// `getFileSyncState(uris)`: at most 100 (else 401); 201, then 202; one
     /// bad URI fails the whole call.
-    pub fn file_sync_states(&self, p: &impl Platform, uris: &[String]) -> Result<Vec<FileSyncState>, ApiError> {
+    pub fn file_sync_states(
+        &self,
+        p: &impl Platform,
+        uris: &[String],
+        downloading: impl Fn(&AppFile) -> bool,
+    ) -> Result<Vec<FileSyncState>, ApiError> {
         if uris.is_empty() || uris.len() > MAX_STATE_URIS {
             return Err(ApiError::invalid_parameter(format!(
                 "between 1 and {MAX_STATE_URIS} URIs, not {}",
@@ -317,17 +322,23 @@ impl Syncs {
         }
         check_system_api(p, false)?;
         let files = uris.iter().map(|u| self.parse(p, u)).collect::<Result<Vec<_>, _>>()?;
-        files.iter().map(|f| self.state_of(p, f)).collect()
+        files.iter().map(|f| self.state_of(p, f, &downloading)).collect()
     }
 
     /// `getFileSyncState(uri)`: as the batch form, for one file.
-    pub fn file_sync_state(&self, p: &impl Platform, uri: &str) -> Result<FileSyncState, ApiError> {
+    /// `downloading`: whether a `CloudFileCache` or `Download` fetches it now.
+    pub fn file_sync_state(
+        &self,
+        p: &impl Platform,
+        uri: &str,
+        downloading: impl Fn(&AppFile) -> bool,
+    ) -> Result<FileSyncState, ApiError> {
         if uri.is_empty() {
             return Err(ApiError::invalid_parameter("uri must not be empty"));
         }
         check_system_api(p, false)?;
         let file = self.parse(p, uri)?;
-        self.state_of(p, &file)
+        self.state_of(p, &file, &downloading)
     }
 
     fn parse(&self, p: &impl Platform, uri: &str) -> Result<AppFile, ApiError> {
@@ -339,9 +350,18 @@ impl Syncs {
         self.runs.contains_key(bundle)
     }
 
-    fn state_of(&self, p: &impl Platform, file: &AppFile) -> Result<FileSyncState, ApiError> {
+    fn state_of(
+        &self,
+        p: &impl Platform,
+        file: &AppFile,
+        downloading: &impl Fn(&AppFile) -> bool,
+    ) -> Result<FileSyncState, ApiError> {
         if let Some(state) = self.run_state(&file.bundle, &file.path) {
             return Ok(state);
+        }
+        // Fetched by a CloudFileCache or Download now (not yet at its name).
+        if downloading(file) {
+            return Ok(FileSyncState::Downloading);
         }
         let stat = p.stat(&file.bundle, &file.local_path()).map_err(|e| {
             let code = match e.kind {

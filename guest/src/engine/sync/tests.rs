@@ -451,7 +451,10 @@ fn permission_matrix() {
     let gallery = |syncs: &mut Syncs| syncs.create_gallery_sync(p).map(|_| ()).map_err(|e| e.code);
     let states = |syncs: &Syncs, n: usize| {
         let uris: Vec<String> = (0..n).map(|i| uri(&format!("f{i}"))).collect();
-        syncs.file_sync_states(p, &uris).map(|_| ()).map_err(|e| e.code)
+        syncs
+            .file_sync_states(p, &uris, |_| false)
+            .map(|_| ())
+            .map_err(|e| e.code)
     };
     put_local(&e, "f0", b"x");
 
@@ -480,7 +483,7 @@ fn permission_matrix() {
     let other = "file://com.other/data/storage/el2/cloud/x".to_string();
     assert_eq!(
         syncs
-            .file_sync_states(p, std::slice::from_ref(&other))
+            .file_sync_states(p, std::slice::from_ref(&other), |_| false)
             .unwrap_err()
             .code,
         14_000_002
@@ -488,7 +491,10 @@ fn permission_matrix() {
 
     set(&[CLOUDFILE_SYNC, CLOUDFILE_SYNC_MANAGER], true);
     assert_eq!(fs(&mut syncs, Some("com.other")), Ok(()));
-    assert_eq!(syncs.file_sync_states(p, &[other]).unwrap_err().code, 13_900_002);
+    assert_eq!(
+        syncs.file_sync_states(p, &[other], |_| false).unwrap_err().code,
+        13_900_002
+    );
 }
 
 #[test]
@@ -499,7 +505,7 @@ fn file_sync_states_follow_each_file() {
     put_local(&e, "fails", b"x");
     let id = file_sync(&mut e);
     sync(&mut e, id);
-    let state = |e: &Engine<Fake>, p: &str| e.syncs.file_sync_state(&e.platform, &uri(p));
+    let state = |e: &Engine<Fake>, p: &str| e.file_sync_state(&uri(p));
     assert_eq!(state(&e, "up"), Ok(FileSyncState::UploadSuccess));
     assert_eq!(state(&e, "down"), Ok(FileSyncState::Completed));
     assert_eq!(state(&e, "missing").unwrap_err().code, codes::NO_SUCH_FILE);
@@ -525,10 +531,7 @@ fn file_sync_states_follow_each_file() {
         e.tick();
     }
     assert_eq!(state(&e, "fails"), Ok(FileSyncState::Uploading));
-    let batch = e
-        .syncs
-        .file_sync_states(&e.platform, &[uri("fails"), uri("down")])
-        .unwrap();
+    let batch = e.file_sync_states(&[uri("fails"), uri("down")]).unwrap();
     assert_eq!(batch, [FileSyncState::Uploading, FileSyncState::Completed]);
     e.syncs.stop(&e.platform, id).unwrap();
     assert_eq!(state(&e, "fails"), Ok(FileSyncState::Stopped));
@@ -806,9 +809,9 @@ fn file_system_errors_map_to_the_seeds_codes() {
         (IoErrorKind::EscapesSandbox, 14_000_002),
     ] {
         e.platform.0.borrow_mut().stat_errors.insert("cloud/x".into(), kind);
-        let err = e.syncs.file_sync_state(&e.platform, &uri("x")).unwrap_err();
+        let err = e.file_sync_state(&uri("x")).unwrap_err();
         assert_eq!(err.code, code, "{kind:?}");
-        let batch = e.syncs.file_sync_states(&e.platform, &[uri("x")]).unwrap_err();
+        let batch = e.file_sync_states(&[uri("x")]).unwrap_err();
         assert_eq!(batch.code, code, "{kind:?} in a batch");
     }
 }
@@ -847,7 +850,7 @@ fn gallery_cloud_photos_become_thumbnails_and_local_photos_go_up() {
             b"IMG mine"
         );
     }
-    let state = |e: &Engine<Fake>, uri: &str| e.syncs.file_sync_state(&e.platform, uri);
+    let state = |e: &Engine<Fake>, uri: &str| e.file_sync_state(uri);
     assert_eq!(
         state(&e, "file://media/Photo/1/beach.jpg"),
         Ok(FileSyncState::Completed)
