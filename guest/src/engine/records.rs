@@ -52,25 +52,6 @@ pub struct GuardRecord {
     pub folder: Option<u64>,
 }
 
-/// `run/<bundle>/last-run`: how the bundle's last run ended, for people
-/// (`status` in a later process).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LastRunRecord {
-    pub ended_ms: u64,
-    pub state: Option<super::SyncState>,
-    pub error: Option<super::ErrorType>,
-    pub planned: u64,
-    pub uploaded: u64,
-    pub downloaded: u64,
-    pub deleted_local: u64,
-    pub deleted_remote: u64,
-    pub conflicts: u64,
-    pub failed: u64,
-    pub skipped_total: u64,
-    pub refusal: Option<String>,
-    pub last_error: Option<String>,
-}
-
 /// A file's state that cannot be derived from the trees: its last upload
 /// failed, or its sync was stopped. Holds while the local file is `stamp`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

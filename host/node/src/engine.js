@@ -11,6 +11,7 @@ import { files } from './imports/files.js';
 import { metadata } from './imports/metadata.js';
 import { cloud } from './imports/cloud.js';
 import { davCloud } from './imports/dav-cloud.js';
+import { wasiCli } from './imports/wasi-cli.js';
 import { device, granter, identity } from './imports/identity.js';
 import { BusinessError } from './basic-services-kit.js';
 
@@ -33,19 +34,10 @@ function both(map) {
 }
 
 function wasiImports() {
-  const { cli, io } = shim;
+  const { io } = shim;
   const versioned = {
     // The engine is given no environment, arguments or folders.
-    'wasi:cli/environment': { getEnvironment: () => [], getArguments: () => [], initialCwd: () => undefined },
-    'wasi:cli/exit': cli.exit,
-    'wasi:cli/stdin': cli.stdin,
-    'wasi:cli/stdout': cli.stdout,
-    'wasi:cli/stderr': cli.stderr,
-    'wasi:cli/terminal-input': cli.terminalInput,
-    'wasi:cli/terminal-output': cli.terminalOutput,
-    'wasi:cli/terminal-stdin': cli.terminalStdin,
-    'wasi:cli/terminal-stdout': cli.terminalStdout,
-    'wasi:cli/terminal-stderr': cli.terminalStderr,
+    ...wasiCli([], []),
     'wasi:io/error': io.error,
     'wasi:io/poll': io.poll,
     'wasi:io/streams': io.streams,

@@ -337,7 +337,7 @@ impl DownloadProgress {
 }
 
 /// One sync progress event (seed: `SyncProgress`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncProgress {
     pub state: SyncState,
     pub error: ErrorType,

@@ -33,7 +33,8 @@ pub const MAX_STATE_URIS: usize = 100;
 pub type SyncId = u64;
 
 /// What a run did (or is doing), for people: the command line's summary.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Report {
     pub running: bool,
     pub planned: u64,
@@ -64,40 +65,15 @@ pub struct Report {
 }
 
 impl Report {
-    fn record(&self) -> records::LastRunRecord {
-        records::LastRunRecord {
-            ended_ms: self.ended_ms,
-            state: self.last.map(|l| l.state),
-            error: self.last.map(|l| l.error),
-            planned: self.planned,
-            uploaded: self.uploaded,
-            downloaded: self.downloaded,
-            deleted_local: self.deleted_local,
-            deleted_remote: self.deleted_remote,
-            conflicts: self.conflicts,
-            failed: self.failed,
-            skipped_total: self.skipped_total,
-            refusal: self.refusal.clone(),
-            last_error: self.last_error.clone(),
-        }
-    }
-
-    fn from_record(r: records::LastRunRecord) -> Report {
+    /// What `run/<bundle>/last-run` keeps of an ended run, for `status` in
+    /// a later process: the counts and reasons, not the lists.
+    fn recorded(&self) -> Report {
         Report {
-            planned: r.planned,
-            done: r.planned,
-            uploaded: r.uploaded,
-            downloaded: r.downloaded,
-            deleted_local: r.deleted_local,
-            deleted_remote: r.deleted_remote,
-            conflicts: r.conflicts,
-            failed: r.failed,
-            refusal: r.refusal,
-            last_error: r.last_error,
-            last: r.state.zip(r.error).map(|(state, error)| SyncProgress { state, error }),
-            skipped_total: r.skipped_total,
-            ended_ms: r.ended_ms,
-            ..Report::default()
+            running: false,
+            skipped: Vec::new(),
+            failures: Vec::new(),
+            notes: Vec::new(),
+            ..self.clone()
         }
     }
 }
@@ -281,8 +257,7 @@ impl Syncs {
             return Ok(r.clone());
         }
         let key = format!("{RUN}/{bundle}/last-run");
-        let stored = records::get::<records::LastRunRecord>(p, &key).map_err(internal)?;
-        Ok(stored.map(Report::from_record).unwrap_or_default())
+        Ok(records::get::<Report>(p, &key).map_err(internal)?.unwrap_or_default())
     }
 
     /// A run ended: its report is kept (and, but for a dry run's, recorded
@@ -291,7 +266,7 @@ impl Syncs {
         run.report.ended_ms = p.now_ms();
         if !run.dry_run {
             let key = format!("{RUN}/{bundle}/last-run");
-            more.push((key, Some(records::encode(&run.report.record()))));
+            more.push((key, Some(records::encode(&run.report.recorded()))));
         }
         if !more.is_empty() {
             if let Err(e) = p.meta_commit(more) {

@@ -10,33 +10,21 @@ import { fileURLToPath } from 'node:url';
 import * as shim from '@bytecodealliance/preview2-shim';
 import { cloudError } from './errors.js';
 import { deviceId } from './fsutil.js';
+import { wasiCli } from './wasi-cli.js';
 
 const GEN = new URL('../../gen/adapter/', import.meta.url);
 const adapterModule = await import(fileURLToPath(new URL('adapter.js', GEN))).catch(() => null);
 
 /** The adapter's imports: WASI from the shim, its settings as arguments and environment. */
 function adapterImports(config) {
-  const { cli, clocks, filesystem, http, io, random } = shim;
+  const { clocks, filesystem, http, io, random } = shim;
   const env = [['CLOUDSYNC_DEVICE_ID', `node-${deviceId(config.root)}`]];
   if (config.webdav.username !== undefined) {
     env.push(['CLOUDSYNC_WEBDAV_USERNAME', config.webdav.username]);
     env.push(['CLOUDSYNC_WEBDAV_PASSWORD', config.webdav.password ?? '']);
   }
   return {
-    'wasi:cli/environment': {
-      getArguments: () => ['cloudsync', '--cloud', config.webdav.url],
-      getEnvironment: () => env,
-      initialCwd: () => undefined,
-    },
-    'wasi:cli/exit': cli.exit,
-    'wasi:cli/stdin': cli.stdin,
-    'wasi:cli/stdout': cli.stdout,
-    'wasi:cli/stderr': cli.stderr,
-    'wasi:cli/terminal-input': cli.terminalInput,
-    'wasi:cli/terminal-output': cli.terminalOutput,
-    'wasi:cli/terminal-stdin': cli.terminalStdin,
-    'wasi:cli/terminal-stdout': cli.terminalStdout,
-    'wasi:cli/terminal-stderr': cli.terminalStderr,
+    ...wasiCli(['cloudsync', '--cloud', config.webdav.url], env),
     'wasi:clocks/monotonic-clock': clocks.monotonicClock,
     'wasi:clocks/wall-clock': clocks.wallClock,
     // No folders: the adapter's files and metadata are never used here.
