@@ -60,7 +60,7 @@ demo: build
 # tests, and the integration tests that load the real component, against the
 # local folder, WebDAV and S3 servers.
 test: setup servers node-setup
-	$(CARGO) test -p cloudsync-guest -p cloudsync-wasi-adapter -p cloudsync -p cloudsync-tests
+	$(CARGO) test -p cloudsync-contract -p cloudsync-guest -p cloudsync-wasi-adapter -p cloudsync -p cloudsync-tests
 	$(MAKE) node-test
 
 # The Node package (host/node): Node and its npm packages (jco's transpiler,

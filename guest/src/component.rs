@@ -9,6 +9,7 @@ use crate::engine::by_itself::{self, CorePorts};
 use crate::engine::records::LocalStamp;
 use crate::engine::sync::{Report, SyncId};
 use crate::engine::{self as e, ApiError, CacheId, Engine, Platform};
+use cloudsync_contract::listed::Method;
 
 #[cfg(feature = "native")]
 mod bindings {
@@ -139,23 +140,23 @@ impl file_cache::GuestCloudFileCache for CacheHandle {
     }
 
     fn on(&self, event: String, listener: u64) -> Result<(), types::Error> {
-        with_engine(|e| e.downloads.on(self.0, &event, listener)).map_err(error)
+        with_engine(|e| e.downloads.on(self.0, &event, listener)).map_err(error_for(Method::CacheOn))
     }
 
     fn off(&self, event: String, listener: Option<u64>) -> Result<(), types::Error> {
-        with_engine(|e| e.downloads.off(self.0, &event, listener)).map_err(error)
+        with_engine(|e| e.downloads.off(self.0, &event, listener)).map_err(error_for(Method::CacheOff))
     }
 
     fn start(&self, uri: String) -> Result<(), types::Error> {
-        with_engine(|e| e.downloads.start(&e.platform, self.0, &uri)).map_err(error)
+        with_engine(|e| e.downloads.start(&e.platform, self.0, &uri)).map_err(error_for(Method::CacheStart))
     }
 
     fn stop(&self, uri: String, need_clean: bool) -> Result<(), types::Error> {
-        with_engine(|e| e.downloads.stop(&e.platform, self.0, &uri, need_clean)).map_err(error)
+        with_engine(|e| e.downloads.stop(&e.platform, self.0, &uri, need_clean)).map_err(error_for(Method::CacheStop))
     }
 
     fn clean_cache(&self, uri: String) -> Result<(), types::Error> {
-        with_engine(|e| e.ondemand.clean_cache(&e.platform, &e.syncs, &uri)).map_err(error)
+        with_engine(|e| e.ondemand.clean_cache(&e.platform, &e.syncs, &uri)).map_err(error_for(Method::CleanCache))
     }
 }
 
@@ -167,11 +168,15 @@ impl on_demand::Guest for Component {
             e.ondemand
                 .start_optimize(&e.platform, param.total_size, param.aging_days, listener)
         })
-        .map_err(error)
+        .map_err(error_for(Method::StartOptimizeSpace))
     }
 
     fn stop_optimize_space() -> Result<(), types::Error> {
-        with_engine(|e| e.ondemand.stop_optimize(&e.platform)).map_err(error)
+        with_engine(|e| e.ondemand.stop_optimize(&e.platform)).map_err(error_for(Method::StopOptimizeSpace))
+    }
+
+    fn optimize_storage(listener: u64) -> Result<(), types::Error> {
+        with_engine(|e| e.ondemand.optimize_storage(&e.platform, listener)).map_err(error_for(Method::OptimizeStorage))
     }
 
     fn list_files(gallery: bool, after: Option<String>, max: u32) -> Result<on_demand::FileListing, types::Error> {
@@ -203,24 +208,25 @@ struct DownloadHandle(CacheId);
 
 impl on_demand::GuestDownload for DownloadHandle {
     fn create() -> Result<on_demand::Download, types::Error> {
-        let id = with_engine(|e| e.downloads.create_gallery_download(&e.platform)).map_err(error)?;
+        let id = with_engine(|e| e.downloads.create_gallery_download(&e.platform))
+            .map_err(error_for(Method::DownloadNew))?;
         Ok(on_demand::Download::new(DownloadHandle(id)))
     }
 
     fn on(&self, event: String, listener: u64) -> Result<(), types::Error> {
-        with_engine(|e| e.downloads.on(self.0, &event, listener)).map_err(error)
+        with_engine(|e| e.downloads.on(self.0, &event, listener)).map_err(error_for(Method::DownloadOn))
     }
 
     fn off(&self, event: String, listener: Option<u64>) -> Result<(), types::Error> {
-        with_engine(|e| e.downloads.off(self.0, &event, listener)).map_err(error)
+        with_engine(|e| e.downloads.off(self.0, &event, listener)).map_err(error_for(Method::DownloadOff))
     }
 
     fn start(&self, uri: String) -> Result<(), types::Error> {
-        with_engine(|e| e.downloads.start(&e.platform, self.0, &uri)).map_err(error)
+        with_engine(|e| e.downloads.start(&e.platform, self.0, &uri)).map_err(error_for(Method::DownloadStart))
     }
 
     fn stop(&self, uri: String) -> Result<(), types::Error> {
-        with_engine(|e| e.downloads.stop(&e.platform, self.0, &uri, true)).map_err(error)
+        with_engine(|e| e.downloads.stop(&e.platform, self.0, &uri, true)).map_err(error_for(Method::DownloadStop))
     }
 }
 
@@ -240,49 +246,70 @@ impl sync_export::Guest for Component {
     type SyncObject = SyncHandle;
 
     fn get_file_sync_states(uris: Vec<String>) -> Result<Vec<types::FileSyncState>, types::Error> {
-        let states = with_engine(|e| e.file_sync_states(&uris)).map_err(error)?;
+        let states = with_engine(|e| e.file_sync_states(&uris)).map_err(error_for(Method::FileSyncStates))?;
         Ok(states.into_iter().map(file_sync_state).collect())
     }
 
     fn get_file_sync_state(uri: String) -> Result<types::FileSyncState, types::Error> {
         with_engine(|e| e.file_sync_state(&uri))
             .map(file_sync_state)
-            .map_err(error)
+            .map_err(error_for(Method::FileSyncState))
     }
 }
 
-/// A `FileSync` or `GallerySync` object: both are sync objects of the engine.
-struct SyncHandle(SyncId);
+/// A `FileSync` or `GallerySync` object: both are sync objects of the
+/// engine; which one it is decides its methods' error tables.
+struct SyncHandle {
+    id: SyncId,
+    gallery: bool,
+}
+
+impl SyncHandle {
+    /// The seed's method: the GallerySync's or the FileSync's.
+    fn method(&self, gallery: Method, file_sync: Method) -> Method {
+        if self.gallery {
+            gallery
+        } else {
+            file_sync
+        }
+    }
+}
 
 impl sync_export::GuestSyncObject for SyncHandle {
     fn file_sync(bundle_name: Option<String>) -> Result<sync_export::SyncObject, types::Error> {
-        let id = with_engine(|e| e.syncs.create_file_sync(&e.platform, bundle_name.as_deref())).map_err(error)?;
-        Ok(sync_export::SyncObject::new(SyncHandle(id)))
+        let id = with_engine(|e| e.syncs.create_file_sync(&e.platform, bundle_name.as_deref()))
+            .map_err(error_for(Method::FileSyncNew))?;
+        Ok(sync_export::SyncObject::new(SyncHandle { id, gallery: false }))
     }
     fn gallery_sync() -> Result<sync_export::SyncObject, types::Error> {
-        let id = with_engine(|e| e.syncs.create_gallery_sync(&e.platform)).map_err(error)?;
-        Ok(sync_export::SyncObject::new(SyncHandle(id)))
+        let id = with_engine(|e| e.syncs.create_gallery_sync(&e.platform)).map_err(error_for(Method::GalleryNew))?;
+        Ok(sync_export::SyncObject::new(SyncHandle { id, gallery: true }))
     }
     fn on(&self, event: String, listener: u64) -> Result<(), types::Error> {
-        with_engine(|e| e.syncs.on(&e.platform, self.0, &event, listener)).map_err(error)
+        with_engine(|e| e.syncs.on(&e.platform, self.id, &event, listener))
+            .map_err(error_for(self.method(Method::GalleryOn, Method::FileSyncOn)))
     }
     fn off(&self, event: String, listener: Option<u64>) -> Result<(), types::Error> {
-        with_engine(|e| e.syncs.off(self.0, &event, listener)).map_err(error)
+        with_engine(|e| e.syncs.off(self.id, &event, listener))
+            .map_err(error_for(self.method(Method::GalleryOff, Method::FileSyncOff)))
     }
     fn start(&self, c: sync_export::Confirmation) -> Result<(), types::Error> {
-        with_engine(|e| e.syncs.start(&e.platform, self.0, confirm(c))).map_err(error)
+        with_engine(|e| e.syncs.start(&e.platform, self.id, confirm(c)))
+            .map_err(error_for(self.method(Method::GalleryStart, Method::FileSyncStart)))
     }
     fn plan(&self, c: sync_export::Confirmation) -> Result<(), types::Error> {
-        with_engine(|e| e.syncs.plan(&e.platform, self.0, confirm(c))).map_err(error)
+        // Not the seed's: its codes as the engine gives them.
+        with_engine(|e| e.syncs.plan(&e.platform, self.id, confirm(c))).map_err(error)
     }
     fn stop(&self) -> Result<(), types::Error> {
-        with_engine(|e| e.syncs.stop(&e.platform, self.0)).map_err(error)
+        with_engine(|e| e.syncs.stop(&e.platform, self.id))
+            .map_err(error_for(self.method(Method::GalleryStop, Method::FileSyncStop)))
     }
     fn get_last_sync_time(&self) -> Result<u64, types::Error> {
-        with_engine(|e| e.syncs.last_sync_time(&e.platform, self.0)).map_err(error)
+        with_engine(|e| e.syncs.last_sync_time(&e.platform, self.id)).map_err(error_for(Method::GetLastSyncTime))
     }
     fn report(&self) -> Result<sync_export::SyncReport, types::Error> {
-        with_engine(|e| e.syncs.report(&e.platform, self.0))
+        with_engine(|e| e.syncs.report(&e.platform, self.id))
             .map(sync_report)
             .map_err(error)
     }
@@ -290,7 +317,7 @@ impl sync_export::GuestSyncObject for SyncHandle {
 
 impl Drop for SyncHandle {
     fn drop(&mut self) {
-        with_engine(|e| e.syncs.drop_object(self.0));
+        with_engine(|e| e.syncs.drop_object(self.id));
     }
 }
 
@@ -372,6 +399,14 @@ bindings::export!(Component with_types_in bindings);
 fn error(e: ApiError) -> types::Error {
     types::Error {
         code: e.code,
+        message: e.message,
+    }
+}
+
+/// A failure of the seed's `method`: its code the nearest its table lists.
+fn error_for(method: Method) -> impl Fn(ApiError) -> types::Error {
+    move |e| types::Error {
+        code: method.code_for(e.code),
         message: e.message,
     }
 }
@@ -727,6 +762,11 @@ impl Platform for WitPlatform {
             progress: p.progress,
         };
         emit(listener, engine_export::EventBody::Optimize(progress))
+    }
+
+    fn emit_optimize_failure(&self, listener: e::ListenerId, err: &ApiError) {
+        let err = error_for(Method::OptimizeStorage)(err.clone());
+        emit(listener, engine_export::EventBody::OptimizeFailure(err))
     }
 
     fn emit_sync(&self, listener: e::ListenerId, p: e::SyncProgress) {

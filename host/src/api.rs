@@ -8,6 +8,9 @@ pub use cloudsync_contract::{
     OptimizeState, State, SyncAction, SyncDecision, SyncProgress, SyncState,
 };
 
+/// Which codes each seed method lists, and where the others go.
+pub use cloudsync_contract::listed;
+
 /// The one event name the seed defines.
 pub const PROGRESS: &str = cloudsync_contract::PROGRESS_EVENT;
 
@@ -33,6 +36,16 @@ impl CloudSyncError {
     /// The component or its host failed (13600001).
     pub fn service(message: impl Into<String>) -> Self {
         Self::new(codes::SERVICE_FAILED, message)
+    }
+
+    /// This error as the seed's `method` gives it: its code the nearest
+    /// one the method's table lists (the component maps its own errors;
+    /// this maps the host's, a trap's 13600001 say).
+    pub fn for_method(self, method: cloudsync_contract::listed::Method) -> Self {
+        CloudSyncError {
+            code: method.code_for(self.code),
+            message: self.message,
+        }
     }
 }
 

@@ -120,7 +120,11 @@ fn open_beneath(dir: BorrowedFd<'_>, rel: &str, flags: OFlags, mode: Mode) -> io
     if !NO_OPENAT2.load(Ordering::Relaxed) {
         let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
         match rustix::fs::openat2(dir, rel, flags, mode, resolve) {
-            Err(e) if e == rustix::io::Errno::NOSYS || e == rustix::io::Errno::PERM => {
+            // EPERM from a sandbox that forbids openat2, not O_NOATIME's own.
+            Err(e)
+                if e == rustix::io::Errno::NOSYS
+                    || (e == rustix::io::Errno::PERM && !flags.contains(OFlags::NOATIME)) =>
+            {
                 NO_OPENAT2.store(true, Ordering::Relaxed);
             }
             Err(e) if e == rustix::io::Errno::AGAIN => {} // a racing rename: walk instead
@@ -317,11 +321,20 @@ impl Root {
     }
 
     /// Opens the regular file `rel` for reading. Never blocks on a FIFO and
-    /// never follows a link: anything but a regular file is refused.
+    /// never follows a link: anything but a regular file is refused. The
+    /// engine's reads (hashing, uploading) leave the file's access time
+    /// alone where the file system lets them (O_NOATIME: the owner's files),
+    /// so that they never count as a use that spares it from aging.
     pub fn open_read(&self, rel: &str) -> Result<std::fs::File> {
         check(rel)?;
-        let fd = open_beneath(self.fd(), rel, OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty())
-            .map_err(|e| BeneathError::io(rel, e))?;
+        let flags = OFlags::RDONLY | OFlags::NONBLOCK;
+        let fd = match open_beneath(self.fd(), rel, flags | OFlags::NOATIME, Mode::empty()) {
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::PERM.raw_os_error()) => {
+                open_beneath(self.fd(), rel, flags, Mode::empty())
+            }
+            other => other,
+        }
+        .map_err(|e| BeneathError::io(rel, e))?;
         regular(rel, fd)
     }
 

@@ -38,6 +38,8 @@ mod ondemand;
 mod runtime;
 mod storage;
 mod sync;
+
+pub use storage::{MetaError, Metadata};
 pub mod textfile;
 mod transfers;
 

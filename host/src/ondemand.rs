@@ -9,7 +9,8 @@ use crate::api::{
     CloudSyncError, DownloadProgress, FileEntry, FileListing, ListenerId, OptimizeSpaceParam, OptimizeSpaceProgress,
 };
 use crate::runtime::bindings::ohos::cloudsync::types;
-use crate::runtime::{guest_error, Callback, ObjectHandle, ObjectKind, Runtime};
+use crate::runtime::{guest_error, Callback, ObjectHandle, ObjectKind, OptimizeEvent, Runtime};
+use cloudsync_contract::listed::Method;
 
 /// Downloads the original of a cloud-only gallery photo
 /// (`file://media/Photo/<id>/<name>`); a system API (201, 202). Events are
@@ -79,7 +80,14 @@ pub async fn start_optimize_space(
     param: OptimizeSpaceParam,
     callback: Option<impl Fn(OptimizeSpaceProgress) + Send + Sync + 'static>,
 ) -> Result<(), CloudSyncError> {
-    let listener = callback.map(|cb| rt.listeners().add(Callback::Optimize(Arc::new(cb))));
+    let listener = callback.map(|cb| {
+        rt.listeners().add(Callback::Optimize(Arc::new(move |e| {
+            // The seed's callback hears progress only (failures are logged).
+            if let OptimizeEvent::Progress(p) = e {
+                cb(p)
+            }
+        })))
+    });
     let wit_param = types::OptimizeSpaceParam {
         total_size: param.total_size,
         aging_days: param.aging_days,
@@ -101,7 +109,8 @@ pub async fn start_optimize_space(
     result
 }
 
-/// `stopOptimizeSpace()`: the running optimisation ends with STOPPED.
+/// `stopOptimizeSpace()`: the running `startOptimizeSpace` task ends with
+/// STOPPED (an `optimizeStorage` pass runs on: its caller awaits it).
 pub fn stop_optimize_space(rt: &Runtime) -> Result<(), CloudSyncError> {
     rt.call_blocking(|d| {
         d.call(|b, s| b.ohos_cloudsync_on_demand().call_stop_optimize_space(s))?
@@ -109,35 +118,46 @@ pub fn stop_optimize_space(rt: &Runtime) -> Result<(), CloudSyncError> {
     })
 }
 
-/// `optimizeStorage()`: one aging pass (30 days, no byte budget); returns
-/// when it is done. Errors as for `start_optimize_space`; a run that ends
-/// FAILED or STOPPED is 13600001.
+/// `optimizeStorage()`: one pass of the engine's aging policy (files not
+/// used for 30 days; when less than 2 GiB is then left, files not used for
+/// a day, least recently used first, until 2 GiB is free); returns when it
+/// is done. While a `startOptimizeSpace` task runs, the pass waits for it.
+/// Errors: 201, 202, 13600001 (the service, the cloud or the records
+/// failed), 13900042 (the file system failed).
 pub async fn optimize_storage(rt: &Runtime) -> Result<(), CloudSyncError> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let param = OptimizeSpaceParam {
-        total_size: u64::MAX,
-        aging_days: 30,
-    };
-    start_optimize_space(
-        rt,
-        param,
-        Some(move |p: OptimizeSpaceProgress| {
-            let _ = tx.send(p);
-        }),
-    )
-    .await?;
-    while let Some(p) = rx.recv().await {
-        if p.is_terminal() {
-            return match p.state {
-                crate::api::OptimizeState::Completed => Ok(()),
-                other => Err(CloudSyncError::service(format!(
-                    "the optimisation ended {}",
-                    other.name()
-                ))),
-            };
+    let listener = rt.listeners().add(Callback::Optimize(Arc::new(move |e| {
+        let _ = tx.send(e);
+    })));
+    let started = rt
+        .call(move |d| {
+            d.call(|b, s| b.ohos_cloudsync_on_demand().call_optimize_storage(s, listener))?
+                .map_err(guest_error)
+        })
+        .await;
+    let result = match started {
+        Err(e) => Err(e),
+        Ok(()) => {
+            let mut failure = None;
+            loop {
+                match rx.recv().await {
+                    Some(OptimizeEvent::Failure(e)) => failure = Some(e),
+                    Some(OptimizeEvent::Progress(p)) if !p.is_terminal() => {}
+                    Some(OptimizeEvent::Progress(p)) => {
+                        break match p.state {
+                            crate::api::OptimizeState::Completed => Ok(()),
+                            other => Err(failure.unwrap_or_else(|| {
+                                CloudSyncError::service(format!("the optimisation ended {}", other.name()))
+                            })),
+                        }
+                    }
+                    None => break Err(CloudSyncError::service("the engine stopped sending events")),
+                }
+            }
         }
-    }
-    Err(CloudSyncError::service("the engine stopped sending events"))
+    };
+    rt.listeners().remove(&[listener]);
+    result.map_err(|e| e.for_method(Method::OptimizeStorage))
 }
 
 /// Every file of the caller's folder (or the gallery's) the device knows,

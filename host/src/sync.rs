@@ -303,10 +303,13 @@ pub async fn get_file_sync_states(rt: &Runtime, uris: &[&str]) -> Result<Vec<Fil
 /// 13900031 / 13900042.
 pub fn get_file_sync_state(rt: &Runtime, uri: &str) -> Result<FileSyncState, CloudSyncError> {
     let uri = uri.to_string();
-    let state = rt.call_blocking(move |d| {
-        d.call(|b, s| b.ohos_cloudsync_sync().call_get_file_sync_state(s, &uri))?
-            .map_err(guest_error)
-    })?;
+    let state = rt
+        .call_blocking(move |d| {
+            d.call(|b, s| b.ohos_cloudsync_sync().call_get_file_sync_state(s, &uri))?
+                .map_err(guest_error)
+        })
+        // The synchronous form lists no 13600001: a trap is 13900042 here.
+        .map_err(|e| e.for_method(cloudsync_contract::listed::Method::FileSyncState))?;
     Ok(file_sync_state(state))
 }
 

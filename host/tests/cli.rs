@@ -303,6 +303,12 @@ fn clean_cache_optimize_and_fetching_again_as_a_user_runs_them() {
     let (code, _, err) = s.run(&["download", "big.bin"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(std::fs::read(s.local("big.bin")).unwrap(), content(3000));
+    // The aging policy (optimizeStorage): nothing here is 30 days unused
+    // and the disk has room, so nothing goes.
+    let (code, lines, err) = s.run(&["--json", "optimize"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(lines.last().unwrap()["state"], "COMPLETED");
+    assert!(s.local("big.bin").exists());
 }
 
 #[test]

@@ -173,6 +173,7 @@ pub struct State_ {
     /// `evict` removes the file, then reports a failure (a failed flush).
     pub evict_fails_after_removal: bool,
     pub optimize_events: Vec<(ListenerId, super::ondemand::OptimizeSpaceProgress)>,
+    pub optimize_failures: Vec<(ListenerId, super::ApiError)>,
     /// A power cut after this many more writes: from then on every write
     /// fails and changes nothing (the instance is then thrown away).
     pub crash_countdown: Option<u32>,
@@ -214,6 +215,8 @@ pub struct State_ {
     /// `free_space` is what the local files leave of it.
     pub disk: u64,
     pub meta: BTreeMap<String, Vec<u8>>,
+    /// Every metadata call fails (a broken store).
+    pub meta_broken: bool,
     pub cloud: SharedCloud,
     /// Every cloud call of this device fails with this (its network).
     pub cloud_error: Option<CloudError>,
@@ -287,6 +290,8 @@ impl Fake {
             open_files: BTreeSet::new(),
             evict_fails_after_removal: false,
             optimize_events: Vec::new(),
+            optimize_failures: Vec::new(),
+            meta_broken: false,
             crash_countdown: None,
             device: DeviceStatus {
                 network_available: true,
@@ -471,6 +476,14 @@ impl Fake {
             f.mtime_ns = old_mtime.unwrap_or(clock);
         }
         s.local.insert(key, f);
+    }
+
+    /// A broken store fails every metadata call.
+    fn meta_ok(&self) -> Result<(), IoError> {
+        if self.0.borrow().meta_broken {
+            return Err(IoError::new(IoErrorKind::Other, "the metadata store is broken"));
+        }
+        Ok(())
     }
 
     /// Whether a write may happen (no power cut yet).
@@ -1173,10 +1186,12 @@ impl Platform for Fake {
         Ok(sha(&f.data))
     }
     fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, IoError> {
+        self.meta_ok()?;
         Ok(self.0.borrow().meta.get(key).cloned())
     }
     fn meta_scan_page(&self, prefix: &str, after: Option<&str>, max: u32) -> Result<Vec<(String, Vec<u8>)>, IoError> {
         use std::ops::Bound;
+        self.meta_ok()?;
         let max = self.0.borrow().page_cap.map_or(max, |c| c.min(max));
         let s = self.0.borrow();
         let start = match after {
@@ -1202,6 +1217,7 @@ impl Platform for Fake {
         if !self.alive() {
             return Err(power_cut());
         }
+        self.meta_ok()?;
         let mut s = self.0.borrow_mut();
         for (k, v) in changes {
             match v {
@@ -1404,6 +1420,9 @@ impl Platform for Fake {
     }
     fn emit_optimize(&self, listener: ListenerId, progress: super::ondemand::OptimizeSpaceProgress) {
         self.0.borrow_mut().optimize_events.push((listener, progress));
+    }
+    fn emit_optimize_failure(&self, listener: ListenerId, error: &super::ApiError) {
+        self.0.borrow_mut().optimize_failures.push((listener, error.clone()));
     }
     fn emit_sync(&self, listener: ListenerId, progress: SyncProgress) {
         self.0.borrow_mut().sync_events.push((listener, progress));

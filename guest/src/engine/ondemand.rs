@@ -50,7 +50,14 @@ struct Candidate {
 }
 
 struct OptimizeJob {
-    listener: ListenerId,
+    /// Who hears its events: the one caller of `startOptimizeSpace`, or
+    /// every caller of `optimizeStorage` that joined it.
+    listeners: Vec<ListenerId>,
+    /// `optimizeStorage`'s pass (its policy, its callers), not a
+    /// `startOptimizeSpace` task.
+    storage: bool,
+    /// `optimizeStorage`: whether the second step, for low space, began.
+    pressed: bool,
     /// Bytes to free at most (`u64::MAX`: everything that qualifies).
     target: u64,
     /// What all candidates hold, for the percentage when the target is "all".
@@ -78,6 +85,25 @@ struct Collect {
     aged: u64,
     picked: std::collections::BinaryHeap<Picked>,
     picked_bytes: u64,
+    /// Bytes the candidates gathered should reach (`u64::MAX`: all of them).
+    budget: u64,
+}
+
+impl Collect {
+    /// Gathers files of `bundles` not used since `aged` (epoch ms), the
+    /// least recently used reaching `budget` bytes.
+    fn new(bundles: Vec<String>, aged: u64, budget: u64) -> Self {
+        Collect {
+            estimating: budget == u64::MAX,
+            bundles: bundles.clone().into(),
+            all_bundles: bundles,
+            after: None,
+            aged,
+            picked: std::collections::BinaryHeap::new(),
+            picked_bytes: 0,
+            budget,
+        }
+    }
 }
 
 /// A candidate by when it was last used (the newest on top of the heap).
@@ -106,9 +132,25 @@ impl Ord for Picked {
 /// Records looked at per tick while gathering candidates (each is a stat).
 const CANDIDATES_PER_TICK: usize = if cfg!(test) { 2 } else { 1024 };
 
+/// `optimizeStorage`'s aging policy: files not used for 30 days go
+/// (api.md); when less than [`LOW_SPACE`] is then left on the device,
+/// files not used for a day go too, least recently used first, until that
+/// much is free again ("the automatic aging policy according to the
+/// remaining local space").
+pub const STORAGE_AGING_DAYS: u32 = 30;
+/// Below this much free local space, `optimizeStorage` ages harder.
+pub const LOW_SPACE: u64 = 2 << 30;
+/// How long a file is spared once the space runs low.
+pub const PRESSED_AGING_DAYS: u32 = 1;
+/// Callers of `optimizeStorage` that may wait for a running task.
+const MAX_WAITING: usize = 64;
+
 #[derive(Default)]
 pub struct OnDemand {
     job: Option<OptimizeJob>,
+    /// Callers of `optimizeStorage` waiting for a `startOptimizeSpace` task
+    /// to end: their pass starts then.
+    waiting: Vec<ListenerId>,
 }
 
 /// Why a file was not evicted.
@@ -146,9 +188,10 @@ impl OnDemand {
     }
 
     /// `startOptimizeSpace(param, callback)`: without a callback 401 and
-    /// nothing runs; while one runs 22400006. Evicts synced, unmodified
-    /// files not accessed for `aging_days`, least recently accessed first,
-    /// until `total_size` bytes are freed or none is left.
+    /// nothing runs; while one runs (or an `optimizeStorage` pass)
+    /// 22400006; 22400005 when the records cannot be read. Evicts synced,
+    /// unmodified files not accessed for `aging_days`, least recently
+    /// accessed first, until `total_size` bytes are freed or none is left.
     pub fn start_optimize(
         &mut self,
         p: &impl Platform,
@@ -164,47 +207,101 @@ impl OnDemand {
                 "a space optimisation is already running",
             ));
         }
-        let now = p.now_ms();
-        let aged = now.saturating_sub(u64::from(aging_days).saturating_mul(DAY_MS));
-        // Gathered over the next ticks, so no call walks every record.
-        self.job = Some(OptimizeJob {
-            listener,
-            target: total_size,
-            total: 0,
-            freed: 0,
-            queue: VecDeque::new(),
-            last_percent: 0,
-            collect: Some(Collect {
-                estimating: total_size == u64::MAX,
-                all_bundles: bundles(p),
-                bundles: bundles(p).into(),
-                after: None,
-                aged,
-                picked: std::collections::BinaryHeap::new(),
-                picked_bytes: 0,
-            }),
-        });
-        p.emit_optimize(
-            listener,
-            OptimizeSpaceProgress {
-                state: OptimizeState::Running,
-                progress: 1,
-            },
-        );
+        probe_records(p)?;
+        self.begin(p, vec![listener], false, aging_days, total_size);
         Ok(())
     }
 
-    /// `stopOptimizeSpace()`: the running task ends with STOPPED now.
-    pub fn stop_optimize(&mut self, p: &impl Platform) -> Result<(), ApiError> {
+    /// `optimizeStorage()`: one pass of the aging policy
+    /// ([`STORAGE_AGING_DAYS`], then harder below [`LOW_SPACE`]); its
+    /// events go to `listener`, the last COMPLETED, or FAILED after its
+    /// reason. A caller while a pass runs joins it; while a
+    /// `startOptimizeSpace` task runs, the pass starts when it ends.
+    pub fn optimize_storage(&mut self, p: &impl Platform, listener: ListenerId) -> Result<(), ApiError> {
         check_system_api(p, false)?;
-        if let Some(job) = self.job.take() {
+        probe_records(p)?;
+        let running = OptimizeSpaceProgress {
+            state: OptimizeState::Running,
+            progress: 1,
+        };
+        match self.job.as_mut() {
+            None => self.begin(p, vec![listener], true, STORAGE_AGING_DAYS, u64::MAX),
+            Some(job) if job.storage => {
+                if !job.listeners.contains(&listener) {
+                    job.listeners.push(listener);
+                }
+                p.emit_optimize(listener, running);
+            }
+            Some(_) => {
+                if self.waiting.len() >= MAX_WAITING {
+                    return Err(ApiError::new(
+                        codes::ALREADY_RUNNING,
+                        format!("{MAX_WAITING} storage optimisations already wait for the running one"),
+                    ));
+                }
+                if !self.waiting.contains(&listener) {
+                    self.waiting.push(listener);
+                }
+                p.emit_optimize(listener, running);
+            }
+        }
+        Ok(())
+    }
+
+    /// A new job: its candidates are gathered over the next ticks, so no
+    /// call walks every record; RUNNING (1) goes out now.
+    fn begin(&mut self, p: &impl Platform, listeners: Vec<ListenerId>, storage: bool, aging_days: u32, target: u64) {
+        let aged = p.now_ms().saturating_sub(u64::from(aging_days).saturating_mul(DAY_MS));
+        for &l in &listeners {
             p.emit_optimize(
-                job.listener,
+                l,
                 OptimizeSpaceProgress {
-                    state: OptimizeState::Stopped,
-                    progress: job.percent(),
+                    state: OptimizeState::Running,
+                    progress: 1,
                 },
             );
+        }
+        self.job = Some(OptimizeJob {
+            listeners,
+            storage,
+            pressed: false,
+            target,
+            total: 0,
+            freed: 0,
+            queue: VecDeque::new(),
+            last_percent: 1,
+            collect: Some(Collect::new(bundles(p), aged, target)),
+        });
+    }
+
+    /// The job ends: its terminal event (after the failure's reason) to
+    /// each of its listeners; an `optimizeStorage` waiting starts now.
+    fn end(&mut self, p: &impl Platform, state: OptimizeState, failure: Option<ApiError>) {
+        let Some(job) = self.job.take() else { return };
+        let progress = match state {
+            OptimizeState::Completed => 100,
+            _ => job.percent().max(job.last_percent),
+        };
+        for &l in &job.listeners {
+            if let Some(e) = &failure {
+                p.emit_optimize_failure(l, e);
+            }
+            p.emit_optimize(l, OptimizeSpaceProgress { state, progress });
+        }
+        let waiting = std::mem::take(&mut self.waiting);
+        if !waiting.is_empty() {
+            self.begin(p, waiting, true, STORAGE_AGING_DAYS, u64::MAX);
+        }
+    }
+
+    /// `stopOptimizeSpace()`: the running `startOptimizeSpace` task ends
+    /// with STOPPED now (an `optimizeStorage` pass is the caller's to
+    /// await, and runs on). Nothing here can fail but the permission checks:
+    /// the seed's 22400005 cannot arise from it.
+    pub fn stop_optimize(&mut self, p: &impl Platform) -> Result<(), ApiError> {
+        check_system_api(p, false)?;
+        if self.job.as_ref().is_some_and(|j| !j.storage) {
+            self.end(p, OptimizeState::Stopped, None);
         }
         Ok(())
     }
@@ -215,10 +312,10 @@ impl OnDemand {
         let Some(job) = self.job.as_mut() else {
             return Tick::Idle;
         };
-        let mut failed = None;
+        let mut failed: Option<ApiError> = None;
         if job.collect.is_some() {
             if let Err(e) = job.gather(p) {
-                failed = Some(e.message);
+                failed = Some(e);
             }
         }
         // Checked one by one against the record and the cloud as they are
@@ -227,7 +324,7 @@ impl OnDemand {
         let mut batch = Vec::new();
         let mut planned = job.freed;
         let mut looked = 0;
-        while looked < EVICTIONS_PER_TICK && planned < job.target {
+        while failed.is_none() && looked < EVICTIONS_PER_TICK && planned < job.target {
             let Some(c) = job.queue.pop_front() else { break };
             looked += 1;
             if syncs.is_running(&c.file.bundle) {
@@ -240,53 +337,52 @@ impl OnDemand {
                 }
                 Ok(None) | Err(Refused::Api(_)) => {} // already evicted, changed, gone: kept
                 Err(Refused::Network(m)) => {
-                    failed = Some(m);
-                    break;
+                    failed = Some(ApiError::service(m));
                 }
             }
         }
         if !batch.is_empty() {
             match evict_batch(p, batch) {
                 Ok(results) => job.freed += results.into_iter().filter_map(Result::ok).sum::<u64>(),
-                Err(_) => failed = Some("the metadata store refused a write".into()),
+                Err(Refused::Api(e)) => failed = Some(ApiError::service(e.message)),
+                Err(Refused::Network(m)) => failed = Some(ApiError::service(m)),
             }
         }
-        let done = job.freed >= job.target || (job.queue.is_empty() && job.collect.is_none());
-        // Never backwards: with no target the total grows as candidates are found.
-        let percent = job.percent().max(job.last_percent);
-        let listener = job.listener;
-        if failed.is_some() {
-            let _ = failed;
-            self.job = None;
-            p.emit_optimize(
-                listener,
-                OptimizeSpaceProgress {
-                    state: OptimizeState::Failed,
-                    progress: percent,
-                },
-            );
+        if let Some(e) = failed {
+            self.end(p, OptimizeState::Failed, Some(e));
             return Tick::Idle;
+        }
+        let mut done = job.freed >= job.target || (job.queue.is_empty() && job.collect.is_none());
+        if done && job.storage && !job.pressed {
+            // The space left decides whether the pass goes on.
+            job.pressed = true;
+            let free = p.free_space(&p.caller_bundle()).unwrap_or(u64::MAX);
+            if free < LOW_SPACE {
+                let need = LOW_SPACE - free;
+                let aged = p.now_ms().saturating_sub(u64::from(PRESSED_AGING_DAYS) * DAY_MS);
+                job.target = job.freed.saturating_add(need);
+                job.queue.clear();
+                job.collect = Some(Collect::new(bundles(p), aged, need));
+                done = false;
+            }
         }
         if done {
-            self.job = None;
-            p.emit_optimize(
-                listener,
-                OptimizeSpaceProgress {
-                    state: OptimizeState::Completed,
-                    progress: 100,
-                },
-            );
-            return Tick::Idle;
+            self.end(p, OptimizeState::Completed, None);
+            return if self.job.is_some() { Tick::More } else { Tick::Idle };
         }
+        // Never backwards: with no target the total grows as candidates are found.
+        let percent = job.percent().max(job.last_percent);
         if percent != job.last_percent {
             job.last_percent = percent;
-            p.emit_optimize(
-                listener,
-                OptimizeSpaceProgress {
-                    state: OptimizeState::Running,
-                    progress: percent,
-                },
-            );
+            for &l in &job.listeners {
+                p.emit_optimize(
+                    l,
+                    OptimizeSpaceProgress {
+                        state: OptimizeState::Running,
+                        progress: percent,
+                    },
+                );
+            }
         }
         Tick::More
     }
@@ -462,8 +558,25 @@ impl OptimizeJob {
                 continue;
             }
             let local = format!("{LOCAL_CLOUD_DIR}/{path}");
-            let Ok(Some(stat)) = p.stat(&bundle, &local) else {
-                continue;
+            let stat = match p.stat(&bundle, &local) {
+                Ok(Some(stat)) => stat,
+                // Gone, or under a link or a file now: nothing to evict.
+                Ok(None) => continue,
+                Err(e)
+                    if matches!(
+                        e.kind,
+                        IoErrorKind::NotFound | IoErrorKind::NotAFile | IoErrorKind::EscapesSandbox
+                    ) =>
+                {
+                    continue
+                }
+                // The file system fails: said, never skipped in silence.
+                Err(e) => {
+                    return Err(ApiError::new(
+                        codes::UNKNOWN,
+                        format!("cannot read {bundle}/{local}: {e}"),
+                    ))
+                }
             };
             if !stat.is_file() || stat.size != record.size {
                 continue; // changed since it was synced: never evicted
@@ -482,7 +595,7 @@ impl OptimizeJob {
                 },
                 record,
             };
-            if self.target == u64::MAX {
+            if c.budget == u64::MAX {
                 self.queue.push_back(candidate);
                 continue;
             }
@@ -490,7 +603,7 @@ impl OptimizeJob {
             c.picked.push(Picked { last, candidate });
             // The newest is dropped while the older ones still reach the target.
             while let Some(top) = c.picked.peek() {
-                if c.picked_bytes - top.candidate.record.size < self.target {
+                if c.picked_bytes - top.candidate.record.size < c.budget {
                     break;
                 }
                 c.picked_bytes -= top.candidate.record.size;
@@ -690,6 +803,15 @@ fn fnv(s: &str) -> u64 {
 
 fn internal(e: ApiError) -> ApiError {
     ApiError::new(codes::INTERNAL, e.message)
+}
+
+/// A task about to start checks that the records can be read (22400005
+/// when not), so that a broken store refuses it rather than fail it later.
+fn probe_records(p: &impl Platform) -> Result<(), ApiError> {
+    let prefix = format!("{SYNCED}/{}/", p.caller_bundle());
+    records::page::<SyncedRecord>(p, &prefix, None, 1)
+        .map(|_| ())
+        .map_err(|e| ApiError::new(codes::INTERNAL, format!("the records cannot be read: {}", e.message)))
 }
 
 #[cfg(test)]

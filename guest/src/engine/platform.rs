@@ -6,7 +6,7 @@ pub use cloudsync_contract::{CloudError, CloudErrorKind, CloudObject, FileKind, 
 
 use cloudsync_contract::OptimizeSpaceProgress;
 
-use super::{DownloadProgress, SyncDecision, SyncProgress};
+use super::{ApiError, DownloadProgress, SyncDecision, SyncProgress};
 
 pub type ListenerId = u64;
 pub type TransferId = u64;
@@ -237,6 +237,9 @@ pub trait Platform {
     fn emit_download(&self, listener: ListenerId, progress: &DownloadProgress);
     fn emit_sync(&self, listener: ListenerId, progress: SyncProgress);
     fn emit_optimize(&self, listener: ListenerId, progress: OptimizeSpaceProgress);
+    /// Why an optimisation failed (the code `optimizeStorage` rejects
+    /// with); sent to each of its listeners before its FAILED event.
+    fn emit_optimize_failure(&self, listener: ListenerId, error: &ApiError);
     /// Why the download of `uri` failed, for people; sent before its FAILED event.
     fn report_failure(&self, uri: &str, reason: &str);
     /// What a sync run decided for a path and why, for whoever logs.

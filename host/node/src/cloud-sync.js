@@ -10,6 +10,7 @@ import { engine } from './engine.js';
 
 const INVALID_PARAMETER = 401;
 const SERVICE_FAILED = 13600001;
+const UNKNOWN_ERROR = 13900042;
 
 const numbered = (names) => Object.freeze(Object.fromEntries(names.map((n, i) => [n, i])));
 export const State = numbered(['RUNNING', 'COMPLETED', 'FAILED', 'STOPPED']);
@@ -294,7 +295,14 @@ export class FileSync extends SyncObject {
  */
 export function getFileSyncState(uris, callback) {
   if (typeof uris === 'string') {
-    return fileSyncState(engine().call((x) => x.sync.getFileSyncState(uris)));
+    try {
+      return fileSyncState(engine().call((x) => x.sync.getFileSyncState(uris)));
+    } catch (err) {
+      // This form lists no 13600001: a failed engine is its 13900042 (as
+      // cloudsync_contract::listed maps it for the component's own errors).
+      if (err?.code === SERVICE_FAILED) throw new BusinessError(UNKNOWN_ERROR, err.message);
+      throw err;
+    }
   }
   return asyncForm(callback, () => {
     if (!Array.isArray(uris) || !uris.every((u) => typeof u === 'string')) {
@@ -312,6 +320,11 @@ function startOptimize(param, onProgress) {
   let id;
   if (onProgress) {
     id = e.listen('optimize', (body) => {
+      // The seed's callback hears progress; why a task failed goes to the console.
+      if (body.tag === 'optimize-failure') {
+        console.warn(`cloudsync: the space optimisation failed: ${body.val.message}`);
+        return;
+      }
       const p = optimizeProgress(body.val);
       if (p.state !== OptimizeState.RUNNING) e.forget(id);
       onProgress(p);
@@ -325,17 +338,33 @@ function startOptimize(param, onProgress) {
   }
 }
 
-/** Evicts every synced file not accessed for 30 days; resolves when done. */
+/**
+ * One pass of the engine's aging policy (files unused for 30 days; more when
+ * under 2 GiB is left); resolves when done, rejects with the failure's code
+ * (13600001, 13900042). Waits for a running startOptimizeSpace task.
+ */
 export function optimizeStorage(callback) {
   return asyncForm(callback, () =>
     new Promise((resolve, reject) => {
-      startOptimize({ totalSize: 2n ** 64n - 1n, agingDays: 30 }, (p) => {
-        if (p.state === OptimizeState.COMPLETED) resolve();
-        else if (p.state !== OptimizeState.RUNNING) {
-          const how = p.state === OptimizeState.STOPPED ? 'STOPPED' : 'FAILED';
-          reject(new BusinessError(SERVICE_FAILED, `the optimisation ended ${how}`));
+      const e = engine();
+      let failure;
+      const id = e.listen('optimize', (body) => {
+        if (body.tag === 'optimize-failure') {
+          failure = new BusinessError(body.val.code, body.val.message);
+          return;
         }
+        const p = optimizeProgress(body.val);
+        if (p.state === OptimizeState.RUNNING) return;
+        e.forget(id);
+        if (p.state === OptimizeState.COMPLETED) resolve();
+        else reject(failure ?? new BusinessError(SERVICE_FAILED, 'the optimisation ended without completing'));
       });
+      try {
+        e.call((x) => x.onDemand.optimizeStorage(id));
+      } catch (err) {
+        e.forget(id);
+        reject(err);
+      }
     }),
   );
 }

@@ -170,3 +170,27 @@ test('an object nobody holds goes on with its run and its download (the collecto
   );
   assert.deepEqual([...lines].sort(), ['download 1', 'sync']);
 });
+
+test('optimizeStorage waits for a running startOptimizeSpace; codes stay in the tables', () => {
+  const { lines } = run(`
+    import { cloudSync, fileUri } from '@kit.CoreFileKit';
+    import { BusinessError } from '@kit.BasicServicesKit';
+    const sync = new cloudSync.FileSync();
+    await new Promise<void>((resolve) => {
+      sync.on('progress', (p) => { if (p.state === cloudSync.SyncState.COMPLETED) resolve(); });
+      sync.start();
+    });
+    const task = new Promise<number>((resolve) => {
+      cloudSync.startOptimizeSpace({ totalSize: 1 << 30, agingDays: 0 }, (p) => {
+        if (p.state !== cloudSync.OptimizeState.RUNNING) resolve(p.state);
+      });
+    });
+    await cloudSync.optimizeStorage();
+    console.log('task', await task);
+    const download = new cloudSync.Download();
+    const uri = fileUri.getUriFromPath('/data/storage/el2/cloud/a.txt');
+    await download.stop(uri).catch((e: BusinessError) => console.log('stop', e.code));
+    await download.start(uri).catch((e: BusinessError) => console.log('start', e.code));
+  `, { cloud: Object.fromEntries(Array.from({ length: 50 }, (_, i) => [`cloudsync.cli/f${i}.txt`, 'x'.repeat(1000)])) });
+  assert.deepEqual(lines, ['task 1', 'stop 401', 'start 401']);
+});

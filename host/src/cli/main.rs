@@ -166,8 +166,9 @@ enum Command {
         uri: String,
     },
     /// Free space: evict synced files not used for a while, least recently
-    /// used first. Without --total-size: every file not used for 30 days
-    /// (optimizeStorage).
+    /// used first (startOptimizeSpace). With neither option: the aging
+    /// policy (optimizeStorage): files not used for 30 days, and when less
+    /// than 2 GiB is then free, files not used for a day until 2 GiB is.
     Optimize {
         /// Only files not accessed for this many days (default 30).
         #[arg(long)]
@@ -988,6 +989,9 @@ async fn optimize(
     total_size: Option<u64>,
     json: bool,
 ) -> Result<ExitCode, Failure> {
+    if aging_days.is_none() && total_size.is_none() {
+        return optimize_storage(rt, json).await;
+    }
     let param = cloudsync::OptimizeSpaceParam {
         total_size: total_size.unwrap_or(u64::MAX),
         aging_days: aging_days.unwrap_or(30),
@@ -1051,6 +1055,23 @@ async fn optimize(
         cloudsync::OptimizeState::Stopped => ExitCode::from(130),
         _ => ExitCode::from(1),
     })
+}
+
+/// `optimizeStorage`: one pass of the engine's aging policy. Ctrl-C ends the
+/// process (a pass has no stop; what it evicted stays evicted, safely).
+async fn optimize_storage(rt: &Runtime, json: bool) -> Result<ExitCode, Failure> {
+    let started = std::time::Instant::now();
+    let mut stop = StopSignal::claim();
+    tokio::select! {
+        done = cloudsync::optimize_storage(rt) => done?,
+        _ = stop.stopped() => return Ok(ExitCode::from(130)),
+    }
+    if json {
+        println!("{}", serde_json::json!({ "state": "COMPLETED", "progress": 100 }));
+    } else {
+        println!("COMPLETED (100%) in {:.1?}", started.elapsed());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn state(rt: &Runtime, targets: &[String], json: bool) -> Result<ExitCode, Failure> {

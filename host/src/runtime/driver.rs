@@ -256,7 +256,9 @@ impl Driver {
             last.error = DownloadErrorType::UnknownError;
             let _ = self.backends.events.send(HostEvent::Download(listener, last));
         }
-        if let Some((listener, mut last)) = state.optimize_in_flight {
+        for (listener, mut last) in state.optimize_in_flight {
+            let why = CloudSyncError::service(format!("the engine component failed: {trap}"));
+            let _ = self.backends.events.send(HostEvent::OptimizeFailure(listener, why));
             last.state = crate::api::OptimizeState::Failed;
             let _ = self.backends.events.send(HostEvent::Optimize(listener, last));
         }

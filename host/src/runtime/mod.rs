@@ -21,7 +21,7 @@ use crate::api::{CloudSyncError, DownloadProgress, ListenerId, OptimizeSpaceProg
 use crate::cloud::{Cloud, LocalFolderCloud};
 use crate::device::{DeviceStatus, SystemDevice};
 use crate::identity::Identity;
-use crate::storage::{AppAreas, MetaStore};
+use crate::storage::{AppAreas, MetaStore, Metadata};
 pub(crate) use state::sync_progress;
 use state::{Backends, HostEvent};
 
@@ -67,12 +67,19 @@ pub enum BuildError {
     ReservedBundle(String),
 }
 
+/// What an optimisation tells its listener.
+pub(crate) enum OptimizeEvent {
+    Progress(OptimizeSpaceProgress),
+    /// Why it failed (its FAILED progress follows).
+    Failure(CloudSyncError),
+}
+
 /// A listener: downloads and sync runs have events of their own types.
 #[derive(Clone)]
 pub(crate) enum Callback {
     Download(Arc<dyn Fn(DownloadProgress) + Send + Sync>),
     Sync(Arc<dyn Fn(SyncProgress) + Send + Sync>),
-    Optimize(Arc<dyn Fn(OptimizeSpaceProgress) + Send + Sync>),
+    Optimize(Arc<dyn Fn(OptimizeEvent) + Send + Sync>),
     /// Every sync run's decisions (not the seed's: logs and dry runs).
     Decision(DecisionCallback),
 }
@@ -152,6 +159,9 @@ fn log_decision(d: &SyncDecision) {
     }
 }
 
+/// Wraps the root's metadata store (see [`RuntimeBuilder::wrap_metadata`]).
+type MetadataLayer = Box<dyn FnOnce(Arc<dyn Metadata>) -> Arc<dyn Metadata> + Send>;
+
 /// Configures a [`Runtime`].
 pub struct RuntimeBuilder {
     root: PathBuf,
@@ -161,6 +171,7 @@ pub struct RuntimeBuilder {
     limits: SandboxLimits,
     component: Option<Vec<u8>>,
     cache_dir: Option<PathBuf>,
+    metadata_layer: Option<MetadataLayer>,
     switched_off: std::collections::BTreeSet<String>,
     request_limits: std::collections::BTreeMap<String, crate::identity::RequestLimit>,
     hooks: Option<Arc<dyn crate::identity::Hooks>>,
@@ -239,6 +250,18 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Puts a layer over the root's metadata store (`meta.redb`, which
+    /// stays the root's lock): one that mirrors the records elsewhere,
+    /// counts them, or fails on purpose to test what callers see when the
+    /// store breaks.
+    pub fn wrap_metadata(
+        mut self,
+        layer: impl FnOnce(Arc<dyn Metadata>) -> Arc<dyn Metadata> + Send + 'static,
+    ) -> Self {
+        self.metadata_layer = Some(Box::new(layer));
+        self
+    }
+
     /// Loads the component, opens the metadata store and starts the
     /// engine's instance. Must be called inside a multi-thread tokio
     /// runtime, which then runs the transfers.
@@ -281,7 +304,10 @@ impl RuntimeBuilder {
         })?;
         let opened = MetaStore::open_checked(&self.root.join("meta.redb"))?;
         let mut warnings: Vec<String> = opened.warning.into_iter().collect();
-        let meta = Arc::new(opened.store);
+        let mut meta: Arc<dyn Metadata> = Arc::new(opened.store);
+        if let Some(layer) = self.metadata_layer {
+            meta = layer(meta);
+        }
         let cloud: Arc<dyn Cloud> = match self.cloud {
             Some(c) => c,
             None => {
@@ -332,7 +358,13 @@ impl RuntimeBuilder {
                         }
                         HostEvent::Optimize(id, progress) => {
                             if let Some(Callback::Optimize(cb)) = dispatch.get(id) {
-                                cb(progress);
+                                cb(OptimizeEvent::Progress(progress));
+                            }
+                        }
+                        HostEvent::OptimizeFailure(id, error) => {
+                            tracing::warn!(target: "cloudsync::engine", "the optimisation failed: {error}");
+                            if let Some(Callback::Optimize(cb)) = dispatch.get(id) {
+                                cb(OptimizeEvent::Failure(error));
                             }
                         }
                         HostEvent::FailureReason { uri, reason } => {
@@ -457,6 +489,7 @@ impl Runtime {
             limits: SandboxLimits::default(),
             component: None,
             cache_dir: default_cache_dir(),
+            metadata_layer: None,
             switched_off: Default::default(),
             request_limits: Default::default(),
             hooks: None,

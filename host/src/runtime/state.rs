@@ -18,7 +18,7 @@ use crate::beneath::{Root, Stamp};
 use crate::cloud as cloud_backend;
 use crate::cloud::{Cloud, CloudError, CloudErrorKind, CloudObject, Precondition};
 use crate::device::DeviceStatus;
-use crate::storage::{AppAreas, MetaStore, SandboxError};
+use crate::storage::{AppAreas, Metadata, SandboxError};
 use crate::transfers::{TransferError, Transfers};
 
 /// A cloud call taking longer than this fails as a network error.
@@ -66,6 +66,8 @@ pub enum HostEvent {
     },
     /// What a sync run decided for a path, and why.
     Decision(crate::api::SyncDecision),
+    /// Why an optimisation failed; precedes its FAILED event.
+    OptimizeFailure(ListenerId, crate::api::CloudSyncError),
     /// The engine component failed (a trap): what it said, for people.
     Fault(String),
 }
@@ -74,7 +76,7 @@ pub enum HostEvent {
 #[derive(Clone)]
 pub struct Backends {
     pub areas: AppAreas,
-    pub meta: Arc<MetaStore>,
+    pub meta: Arc<dyn Metadata>,
     pub cloud: Arc<dyn Cloud>,
     pub device: Arc<dyn DeviceStatus>,
     /// A few characters of this root's device id: conflict copies name the
@@ -95,8 +97,9 @@ pub struct HostState {
     /// Sync runs that reported progress and no terminal event yet, per
     /// listener: if the instance traps they end as failed.
     pub(crate) syncs_in_flight: HashMap<ListenerId, SyncProgress>,
-    /// The running space optimisation's listener and last event.
-    pub(crate) optimize_in_flight: Option<(ListenerId, OptimizeSpaceProgress)>,
+    /// The running optimisation's listeners (a task's one, or each caller
+    /// of `optimizeStorage`) and their last events.
+    pub(crate) optimize_in_flight: HashMap<ListenerId, OptimizeSpaceProgress>,
     pub(crate) limits: StoreLimits,
     pub(crate) stderr: MemoryOutputPipe,
     pub(crate) call_started: Instant,
@@ -134,7 +137,7 @@ impl HostState {
             transfers,
             in_flight: HashMap::new(),
             syncs_in_flight: HashMap::new(),
-            optimize_in_flight: None,
+            optimize_in_flight: HashMap::new(),
             limits,
             stderr,
             call_started: Instant::now(),
@@ -434,6 +437,10 @@ impl HostState {
                 engine::EventBody::Decision(d) => {
                     let _ = self.b.events.send(HostEvent::Decision(decision(d)));
                 }
+                engine::EventBody::OptimizeFailure(e) => {
+                    let error = crate::runtime::guest_error(e);
+                    let _ = self.b.events.send(HostEvent::OptimizeFailure(event.listener, error));
+                }
             }
         }
     }
@@ -448,7 +455,11 @@ impl HostState {
             },
             progress: p.progress.min(100),
         };
-        self.optimize_in_flight = (!progress.is_terminal()).then_some((listener, progress));
+        if progress.is_terminal() {
+            self.optimize_in_flight.remove(&listener);
+        } else if self.optimize_in_flight.len() < MAX_IN_FLIGHT || self.optimize_in_flight.contains_key(&listener) {
+            self.optimize_in_flight.insert(listener, progress);
+        }
         let _ = self.b.events.send(HostEvent::Optimize(listener, progress));
     }
 

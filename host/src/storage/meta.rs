@@ -21,14 +21,48 @@ const STORE_ID: &str = "host/store/id";
 /// redb's page cache, bounded so memory does not grow with the records.
 const META_CACHE: usize = 4 << 20;
 
+/// A failure of the metadata store.
 #[derive(Debug, thiserror::Error)]
 #[error("metadata store: {0}")]
 pub struct MetaError(String);
+
+impl MetaError {
+    /// A failure, in words.
+    pub fn new(message: impl Into<String>) -> Self {
+        MetaError(message.into())
+    }
+}
+
+/// Where the engine's records are kept: keys and values, each commit all
+/// or nothing. The root's redb store ([`MetaStore`]) is one; a layer over
+/// it (see `RuntimeBuilder::wrap_metadata`) may mirror, count or fail it.
+pub trait Metadata: Send + Sync {
+    /// The value of `key`, if any.
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, MetaError>;
+    /// At most `max` keys with `prefix` after `after` (from the first with
+    /// `prefix` when none), in key order.
+    fn scan_page(&self, prefix: &str, after: Option<&str>, max: usize) -> Result<Vec<(String, Vec<u8>)>, MetaError>;
+    /// Applies all changes (`None`: remove) in one durable transaction.
+    fn commit(&self, changes: &[(String, Option<Vec<u8>>)]) -> Result<(), MetaError>;
+}
+
+impl Metadata for MetaStore {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, MetaError> {
+        MetaStore::get(self, key)
+    }
+    fn scan_page(&self, prefix: &str, after: Option<&str>, max: usize) -> Result<Vec<(String, Vec<u8>)>, MetaError> {
+        MetaStore::scan_page(self, prefix, after, max)
+    }
+    fn commit(&self, changes: &[(String, Option<Vec<u8>>)]) -> Result<(), MetaError> {
+        MetaStore::commit(self, changes)
+    }
+}
 
 fn err(e: impl std::fmt::Display) -> MetaError {
     MetaError(e.to_string())
 }
 
+/// The root's store: one redb database (`meta.redb`), held by one process.
 pub struct MetaStore {
     db: Database,
 }

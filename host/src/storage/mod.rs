@@ -7,6 +7,6 @@ mod sandbox;
 pub(crate) mod walk;
 
 pub use evict::{evict, swap_if_unchanged, EvictError, Swap};
-pub use meta::{MetaError, MetaStore};
+pub use meta::{MetaError, MetaStore, Metadata};
 pub use sandbox::{AppAreas, SandboxError};
 pub use walk::{Found, SortedWalk};

@@ -308,6 +308,9 @@ impl on_demand::Guest for Evil {
     fn stop_optimize_space() -> Result<(), Error> {
         no_sync()
     }
+    fn optimize_storage(_listener: u64) -> Result<(), Error> {
+        no_sync()
+    }
     fn list_files(_gallery: bool, _after: Option<String>, _max: u32) -> Result<on_demand::FileListing, Error> {
         no_sync()
     }

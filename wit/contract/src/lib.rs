@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod listed;
 #[cfg(feature = "webdav")]
 pub mod webdav;
 
@@ -37,6 +38,16 @@ pub mod codes {
     pub const SERVICE_FAILED: u32 = 13_600_001;
     /// No such file or cloud record.
     pub const NO_SUCH_FILE: u32 = 13_900_002;
+    /// The file system: an interrupted call (EINTR).
+    pub const INTERRUPTED: u32 = 13_900_004;
+    /// The file system: try again (EAGAIN; the file is busy).
+    pub const TRY_AGAIN: u32 = 13_900_010;
+    /// The file system refused access (EACCES).
+    pub const FS_PERMISSION_DENIED: u32 = 13_900_012;
+    /// The file system does not implement the call (ENOSYS).
+    pub const NOT_IMPLEMENTED: u32 = 13_900_031;
+    /// Any other file-system failure.
+    pub const UNKNOWN: u32 = 13_900_042;
     /// Not enough local space.
     pub const NO_SPACE: u32 = 13_900_025;
     /// Invalid URI.

@@ -338,3 +338,145 @@ fn the_file_listing_pages_are_the_whole_listing_in_path_order() {
         assert_eq!(paged, whole.files, "pages of {max}");
     }
 }
+
+/// Files synced and last used `days_ago`, `size` bytes each.
+fn aged_engine(files: &[(&str, u64, usize)]) -> Engine<Fake> {
+    let mut e = engine();
+    for (path, _, size) in files {
+        put_local(&e, path, &vec![b'x'; *size]);
+    }
+    assert_eq!(sync(&mut e), completed());
+    let now = e.platform.now_ms();
+    for (path, days_ago, _) in files {
+        e.platform
+            .meta_commit(vec![(
+                records::path_key(ACCESS, APP, path),
+                Some(records::encode(&(now - days_ago * DAY_MS))),
+            )])
+            .unwrap();
+    }
+    e
+}
+
+fn optimize_events(e: &Engine<Fake>) -> Vec<(ListenerId, OptimizeSpaceProgress)> {
+    std::mem::take(&mut e.platform.0.borrow_mut().optimize_events)
+}
+
+#[test]
+fn optimize_storage_ages_by_thirty_days_while_space_is_plenty() {
+    let mut e = aged_engine(&[("old", 40, 100), ("week", 7, 100), ("today", 0, 100)]);
+    e.platform.0.borrow_mut().free = LOW_SPACE * 4;
+    e.ondemand.optimize_storage(&e.platform, L).unwrap();
+    drain(&mut e);
+    assert_eq!(local(&e, "old"), None);
+    assert!(local(&e, "week").is_some() && local(&e, "today").is_some());
+    let events = optimize_events(&e);
+    assert_eq!(events.last().unwrap().1.state, OptimizeState::Completed);
+    assert!(events.iter().all(|(l, p)| *l == L && (1..=100).contains(&p.progress)));
+}
+
+#[test]
+fn optimize_storage_ages_harder_when_space_runs_low() {
+    // 250 bytes short of 2 GiB after the thirty-day step: the week-old
+    // file (the least recently used left) is not enough, the two-day-old
+    // one goes too.
+    let mut e = aged_engine(&[
+        ("old", 40, 100),
+        ("week", 7, 100),
+        ("two-days", 2, 100),
+        ("hours", 0, 100),
+    ]);
+    e.platform.0.borrow_mut().free = LOW_SPACE - 250;
+    e.ondemand.optimize_storage(&e.platform, L).unwrap();
+    drain(&mut e);
+    assert_eq!(local(&e, "old"), None, "thirty days: always");
+    assert_eq!(local(&e, "week"), None, "low space: least recently used first");
+    assert_eq!(local(&e, "two-days"), None, "until the space is free again");
+    assert!(local(&e, "hours").is_some(), "used within the day: spared");
+    assert_eq!(optimize_events(&e).last().unwrap().1.state, OptimizeState::Completed);
+    for p in ["old", "week", "two-days"] {
+        assert!(record(&e, p).cloud_only && e.platform.cloud(p).is_some());
+    }
+}
+
+#[test]
+fn optimize_storage_waits_for_a_space_task_and_callers_join_a_pass() {
+    let mut e = aged_engine(&[("old", 40, 100), ("new", 0, 100)]);
+    e.ondemand.start_optimize(&e.platform, u64::MAX, 365, Some(1)).unwrap();
+    e.ondemand.optimize_storage(&e.platform, 2).unwrap();
+    e.ondemand.optimize_storage(&e.platform, 3).unwrap();
+    // A space task may not start beside a waiting or running pass.
+    assert_eq!(
+        e.ondemand.start_optimize(&e.platform, 1, 0, Some(4)).unwrap_err().code,
+        codes::ALREADY_RUNNING
+    );
+    drain(&mut e);
+    assert_eq!(local(&e, "old"), None);
+    let events = optimize_events(&e);
+    for l in [1, 2, 3] {
+        let last = events.iter().rfind(|(x, _)| *x == l).unwrap().1;
+        assert_eq!(last.state, OptimizeState::Completed, "listener {l}: {events:?}");
+    }
+    // The waiting pass began after the task's end.
+    let task_end = events
+        .iter()
+        .position(|(l, p)| *l == 1 && p.state == OptimizeState::Completed);
+    let pass_end = events
+        .iter()
+        .position(|(l, p)| *l == 2 && p.state == OptimizeState::Completed);
+    assert!(task_end < pass_end, "{events:?}");
+    // stopOptimizeSpace leaves a pass alone.
+    e.ondemand.optimize_storage(&e.platform, 5).unwrap();
+    e.ondemand.stop_optimize(&e.platform).unwrap();
+    drain(&mut e);
+    assert_eq!(
+        optimize_events(&e).last().unwrap(),
+        &(
+            5,
+            OptimizeSpaceProgress {
+                state: OptimizeState::Completed,
+                progress: 100
+            }
+        )
+    );
+}
+
+#[test]
+fn optimize_failures_say_why_with_the_codes_optimize_storage_lists() {
+    // The file system fails on a candidate: 13900042, never skipped in silence.
+    let mut e = aged_engine(&[("old", 40, 100)]);
+    e.platform
+        .0
+        .borrow_mut()
+        .stat_errors
+        .insert("cloud/old".into(), IoErrorKind::Other);
+    e.ondemand.optimize_storage(&e.platform, L).unwrap();
+    drain(&mut e);
+    assert_eq!(optimize_events(&e).last().unwrap().1.state, OptimizeState::Failed);
+    let failures = std::mem::take(&mut e.platform.0.borrow_mut().optimize_failures);
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0].1.code, codes::UNKNOWN, "{failures:?}");
+    assert!(local(&e, "old").is_some());
+
+    // The cloud cannot be asked: the service failed (13600001).
+    let mut e = aged_engine(&[("old", 40, 100)]);
+    e.platform.0.borrow_mut().cloud_error = Some(crate::engine::CloudError::new(CloudErrorKind::Network, "down"));
+    e.ondemand.start_optimize(&e.platform, u64::MAX, 30, Some(L)).unwrap();
+    drain(&mut e);
+    assert_eq!(optimize_events(&e).last().unwrap().1.state, OptimizeState::Failed);
+    let failures = std::mem::take(&mut e.platform.0.borrow_mut().optimize_failures);
+    assert_eq!(failures[0].1.code, codes::SERVICE_FAILED, "{failures:?}");
+    assert!(local(&e, "old").is_some(), "nothing evicted unchecked");
+
+    // A broken store refuses the task before it starts (22400005).
+    let mut e = aged_engine(&[("old", 40, 100)]);
+    e.platform.0.borrow_mut().meta_broken = true;
+    let err = e
+        .ondemand
+        .start_optimize(&e.platform, u64::MAX, 30, Some(L))
+        .unwrap_err();
+    assert_eq!(err.code, codes::INTERNAL, "{err:?}");
+    assert!(e.ondemand.optimize_storage(&e.platform, L).is_err());
+    assert_eq!(e.tick(), Tick::Idle);
+    assert!(optimize_events(&e).is_empty(), "nothing ran");
+}
