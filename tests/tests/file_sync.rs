@@ -479,3 +479,36 @@ async fn gallery_sync_uploads_local_photos_and_shows_cloud_ones_as_thumbnails() 
     assert!(!thumb.exists());
     assert_eq!(get_file_sync_state(&h.rt, uri).unwrap_err().code, codes::NO_SUCH_FILE);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cloud_file_whose_reads_keep_breaking_fails_alone_while_the_cloud_answers() {
+    let h = Harness::new().await;
+    // First in line, and more behind it than run at once.
+    h.put_cloud("0big.bin", &bytes(1 << 20, 1));
+    for i in 0..300 {
+        h.put_cloud(&format!("small{i}.txt"), format!("small {i}").as_bytes());
+    }
+    h.put_local("mine.txt", b"goes up");
+    // Every read of the big file breaks past 64 KiB; the cloud answers.
+    h.cloud.update(|f| f.drop_at = Some(64 << 10));
+    let (sync, rec) = file_sync(&h).await;
+    let end = run(&sync, &rec).await;
+    assert_eq!(end.state, SyncState::DownloadFailed, "{:?}", rec.events());
+    assert_eq!(end.error, ErrorType::NetworkUnavailable);
+    for i in 0..300 {
+        assert_eq!(
+            std::fs::read(h.local(&format!("small{i}.txt"))).unwrap(),
+            format!("small {i}").as_bytes(),
+            "the other files came"
+        );
+    }
+    assert!(!h.local("0big.bin").exists(), "no partial file at its name");
+    let report = sync.report().await.unwrap();
+    assert_eq!(report.failed, 1, "{report:?}");
+    h.assert_nothing_partial();
+    // Mended: the next run brings it, and sends what the failed pull held back.
+    h.cloud.set(Faults::default());
+    assert_eq!(run(&sync, &rec).await, COMPLETED);
+    assert_eq!(std::fs::read(h.local("0big.bin")).unwrap(), bytes(1 << 20, 1));
+    assert_eq!(h.cloud_snapshot()["mine.txt"], b"goes up");
+}

@@ -220,11 +220,16 @@ pub struct State_ {
     pub cloud: SharedCloud,
     /// Every cloud call of this device fails with this (its network).
     pub cloud_error: Option<CloudError>,
+    /// Listings alone fail with this (the cloud answers otherwise).
+    pub list_error: Option<CloudError>,
     pub transfers: BTreeMap<TransferId, Transfer>,
     pub next_transfer: TransferId,
     pub chunk: u64,
     /// The next transfer fails with this once it has moved `fail_after` bytes.
     pub fail_next: Option<(u64, CloudError)>,
+    /// When `fail_next` fires, every later cloud call fails with it too
+    /// (the network went, rather than one connection).
+    pub fail_next_stays: bool,
     pub events: Vec<(ListenerId, DownloadProgress)>,
     pub failures: Vec<(String, String)>,
     /// Every decision sync runs sent.
@@ -320,10 +325,12 @@ impl Fake {
             meta: BTreeMap::new(),
             cloud,
             cloud_error: None,
+            list_error: None,
             transfers: BTreeMap::new(),
             next_transfer: 0,
             chunk: 4,
             fail_next: None,
+            fail_next_stays: false,
             events: Vec::new(),
             failures: Vec::new(),
             decisions: Vec::new(),
@@ -748,6 +755,9 @@ impl Fake {
         if let Some((after, e)) = s.fail_next.clone() {
             if have >= after {
                 s.fail_next = None;
+                if s.fail_next_stays {
+                    s.cloud_error = Some(e.clone());
+                }
                 return fail(&mut s, e);
             }
         }
@@ -1248,6 +1258,9 @@ impl Platform for Fake {
         })
     }
     fn cloud_ready(&self, _bundle: &str) -> Result<(), CloudError> {
+        if let Some(e) = &self.0.borrow().cloud_error {
+            return Err(e.clone());
+        }
         if self.0.borrow().cloud_ready {
             Ok(())
         } else {
@@ -1264,7 +1277,7 @@ impl Platform for Fake {
         use std::ops::Bound;
         let max = self.0.borrow().page_cap.map_or(max, |c| c.min(max)) as usize;
         let s = self.0.borrow();
-        if let Some(e) = &s.cloud_error {
+        if let Some(e) = s.cloud_error.as_ref().or(s.list_error.as_ref()) {
             return Err(e.clone());
         }
         let cloud = s.cloud.borrow();

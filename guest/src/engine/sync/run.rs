@@ -1097,8 +1097,14 @@ impl Run {
         };
         let error = match f.cloud {
             Some(CloudErrorKind::Network) => {
+                // The run ends only when every other file would meet it too
+                // (the device offline, the cloud not answering); a transfer
+                // that broke while the cloud still answers fails alone, and
+                // the next run tries it again.
                 let e = network_error_type(p);
-                self.fatal = Some((phase_failed, e));
+                if !p.device_status().network_available || p.cloud_ready(&self.bundle).is_err() {
+                    self.fatal = Some((phase_failed, e));
+                }
                 e
             }
             Some(CloudErrorKind::Unauthorized) => {

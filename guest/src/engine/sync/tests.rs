@@ -382,7 +382,7 @@ fn a_missing_root_or_failed_listing_is_never_everything_deleted() {
     for i in 0..6 {
         put_local(&e, &format!("f{i}"), b"x");
     }
-    e.platform.0.borrow_mut().cloud_error = Some(CloudError::new(CloudErrorKind::Network, "down"));
+    e.platform.0.borrow_mut().list_error = Some(CloudError::new(CloudErrorKind::Network, "reset"));
     let events = sync(&mut e, id);
     assert_eq!(
         terminal(&events),
@@ -576,7 +576,7 @@ fn a_run_that_fails_as_a_whole_names_every_file_it_gives_up_on() {
         e.platform.put_cloud(name, b"0123456789");
     }
     put_local(&e, "up", b"to go up");
-    e.platform.0.borrow_mut().fail_next = Some((4, CloudError::new(CloudErrorKind::Network, "cut")));
+    lose_network_after(&e, 4);
     let id = file_sync(&mut e);
     sync(&mut e, id);
     let r = e.syncs.report(&e.platform, id).unwrap();
@@ -584,8 +584,11 @@ fn a_run_that_fails_as_a_whole_names_every_file_it_gives_up_on() {
     for name in ["a", "b", "c"] {
         assert!(named.contains(&name), "{name} not named: {:?}", r.failures);
     }
+    // Each says why: the cut itself, or the run's end while it was moving.
     assert!(
-        r.failures.iter().any(|(_, why)| why.contains("the run ended")),
+        r.failures
+            .iter()
+            .all(|(_, why)| why.contains("cut") || why.contains("the run ended")),
         "{:?}",
         r.failures
     );
@@ -597,12 +600,54 @@ fn a_run_that_fails_as_a_whole_names_every_file_it_gives_up_on() {
     );
 }
 
+/// The network goes once a transfer has moved `bytes`, and stays gone.
+fn lose_network_after(e: &Engine<Fake>, bytes: u64) {
+    let mut s = e.platform.0.borrow_mut();
+    s.fail_next = Some((bytes, CloudError::new(CloudErrorKind::Network, "cut")));
+    s.fail_next_stays = true;
+}
+
+#[test]
+fn one_file_whose_reads_break_fails_alone_while_the_cloud_answers() {
+    let mut e = engine();
+    e.platform.0.borrow_mut().chunk = 2;
+    for name in ["a", "b", "c"] {
+        e.platform.put_cloud(name, b"0123456789");
+    }
+    put_local(&e, "up", b"to go up");
+    // One connection resets; the cloud still answers.
+    e.platform.0.borrow_mut().fail_next = Some((4, CloudError::new(CloudErrorKind::Network, "reset")));
+    let id = file_sync(&mut e);
+    let events = sync(&mut e, id);
+    let r = e.syncs.report(&e.platform, id).unwrap();
+    assert_eq!(r.failures.len(), 1, "{:?}", r.failures);
+    assert!(r.failures[0].1.contains("reset"), "{:?}", r.failures);
+    let failed = r.failures[0].0.clone();
+    for name in ["a", "b", "c"] {
+        if name != failed {
+            assert_eq!(local(&e, name).unwrap(), b"0123456789", "{name} came");
+        }
+    }
+    // It says why at the end (the network's failure), having done the rest.
+    assert_eq!(
+        terminal(&events),
+        SyncProgress {
+            state: SyncState::DownloadFailed,
+            error: ErrorType::NetworkUnavailable
+        }
+    );
+    // The next run brings the one left.
+    assert_eq!(terminal(&sync(&mut e, id)), completed());
+    assert_eq!(local(&e, &failed).unwrap(), b"0123456789");
+    assert_eq!(e.platform.cloud("up").unwrap(), b"to go up");
+}
+
 #[test]
 fn a_failed_pull_skips_the_push() {
     let mut e = engine();
     put_local(&e, "local-only", b"stay");
     e.platform.put_cloud("remote", b"0123456789");
-    e.platform.0.borrow_mut().fail_next = Some((4, CloudError::new(CloudErrorKind::Network, "cut")));
+    lose_network_after(&e, 4);
     let id = file_sync(&mut e);
     let events = sync(&mut e, id);
     assert_eq!(
