@@ -430,3 +430,51 @@ async fn a_webdav_server_that_is_gone_fails_the_run_and_changes_nothing() {
     );
     assert_eq!(snapshot(&device.folder()), before, "nothing changed on the device");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_run_at_a_time_on_a_root_and_a_killed_runs_lock_is_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = dir.path().join("cloud");
+    std::fs::create_dir_all(cloud.join(APP)).unwrap();
+    let device = WasiDevice::new(dir.path().join("device"), &cloud);
+    device.put("a.txt", b"a");
+    device.sync().await;
+    let lock = device.root.join("wasi.lock");
+    assert!(!lock.exists(), "a finished run leaves no lock");
+
+    // Another run holds the root (its lock is fresh): refused, nothing done.
+    std::fs::write(&lock, b"another run").unwrap();
+    device.put("b.txt", b"b");
+    let refused = device.cloudsync(&["sync"]).await;
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(
+        refused.stderr.contains("in use by another cloudsync run"),
+        "{refused:?}"
+    );
+    assert!(
+        !cloud.join(APP).join("b.txt").exists(),
+        "the refused run changed nothing"
+    );
+    assert_eq!(
+        std::fs::read(&lock).unwrap(),
+        b"another run",
+        "and left the holder's lock alone"
+    );
+
+    // The holder was killed a minute ago: its lock is taken over.
+    let ok = std::process::Command::new("touch")
+        .args(["-m", "-d", "1 minute ago"])
+        .arg(&lock)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    device.sync().await;
+    assert_eq!(std::fs::read(cloud.join(APP).join("b.txt")).unwrap(), b"b");
+    assert!(!lock.exists(), "released at the end");
+    let leftovers: Vec<String> = list_files(&device.root)
+        .into_iter()
+        .filter(|p| p.contains("wasi.lock"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

@@ -5,6 +5,8 @@
 //! only what it needs to print URIs.
 
 #[cfg(target_arch = "wasm32")]
+mod lock;
+#[cfg(target_arch = "wasm32")]
 mod run;
 
 #[cfg(target_arch = "wasm32")]

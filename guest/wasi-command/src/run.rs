@@ -27,6 +27,8 @@ const WAIT: Duration = Duration::from_millis(5);
 
 struct Args {
     app: String,
+    /// The device root (`--root`, else `CLOUDSYNC_ROOT`), for its lock.
+    root: Option<String>,
     json: bool,
     /// Each decision of a sync run on stderr.
     verbose: bool,
@@ -38,6 +40,7 @@ struct Args {
 fn parse() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     let mut app = std::env::var("CLOUDSYNC_APP").unwrap_or_else(|_| "cloudsync.cli".to_string());
+    let mut root = std::env::var("CLOUDSYNC_ROOT").ok();
     let mut json = false;
     let mut verbose = false;
     let mut command = None;
@@ -49,8 +52,9 @@ fn parse() -> Result<Args, String> {
             _ => (arg.clone(), None),
         };
         match name.as_str() {
-            // Read by the adapter; their values are skipped here.
-            "--root" | "--cloud" | "--permission" => {
+            // Read by the adapter (the root here too, for its lock).
+            "--root" => root = Some(inline.map_or_else(|| args.next().ok_or("--root needs a value".to_string()), Ok)?),
+            "--cloud" | "--permission" => {
                 if inline.is_none() {
                     args.next().ok_or_else(|| format!("{name} needs a value"))?;
                 }
@@ -68,6 +72,7 @@ fn parse() -> Result<Args, String> {
     let command = command.ok_or_else(|| "no command given".to_string())?;
     Ok(Args {
         app,
+        root: root.map(|r| r.trim_end_matches('/').to_string()),
         json,
         verbose,
         command,
@@ -87,6 +92,28 @@ pub fn main() -> i32 {
             return 2;
         }
     };
+    // Before the engine recovers or writes anything: one run per root.
+    match args.root.as_deref().map(crate::lock::RootLock::take) {
+        Some(Ok(lock)) => HELD.with(|h| *h.borrow_mut() = Some(lock)),
+        Some(Err(why)) => {
+            eprintln!("cloudsync: {why}");
+            return 1;
+        }
+        None => {}
+    }
+    let code = run_locked(&args);
+    if let Some(lock) = HELD.with(|h| h.borrow_mut().take()) {
+        lock.release();
+    }
+    code
+}
+
+thread_local! {
+    /// The root's lock while the command runs, refreshed as it drives the engine.
+    static HELD: std::cell::RefCell<Option<crate::lock::RootLock>> = const { std::cell::RefCell::new(None) };
+}
+
+fn run_locked(args: &Args) -> i32 {
     if let Err(e) = engine::init() {
         return fail(&e);
     }
@@ -168,6 +195,7 @@ fn uri_of(args: &Args, target: &str) -> String {
 /// why a download failed, to people; a sync's decisions to `seen` too).
 fn drive(mut seen: impl FnMut(&EventBody)) {
     loop {
+        HELD.with(|h| h.borrow_mut().as_mut().map(crate::lock::RootLock::refresh));
         let outcome = engine::tick();
         for event in &outcome.events {
             if let EventBody::FailureReason((uri, reason)) = &event.body {

@@ -264,6 +264,21 @@ class SyncObject extends EngineObject {
       this._call((r) => r.stop());
     });
   }
+
+  /**
+   * What the running or last run did (not the seed's: its events carry only
+   * states): counts, `refusal` (why a guard stopped it, having changed
+   * nothing), `lastError`, and the names skipped or failed, with why.
+   */
+  report(callback) {
+    return asyncForm(callback, () => {
+      const r = this._call((x) => x.report());
+      const out = {};
+      for (const [k, v] of Object.entries(r)) out[k] = typeof v === 'bigint' ? Number(v) : v;
+      out.last = r.last ? syncProgress(r.last) : undefined;
+      return out;
+    });
+  }
 }
 
 /** Two-way sync of the gallery with the cloud (a system API). */

@@ -168,7 +168,10 @@ export class Engine {
     if (body.tag === 'decision') {
       // What a sync run does about a path, and why: for logs, when asked.
       const d = body.val;
-      if (VERBOSE) console.error(`cloudsync: ${d.action} ${d.bundle}/${d.path}: ${d.reason}`);
+      // A refusal stops the run having changed nothing: always said, as
+      // the seed's STOPPED event cannot say why.
+      if (d.action === 'refuse') console.warn(`cloudsync: refused: ${d.bundle}/${d.path}: ${d.reason}`);
+      else if (VERBOSE) console.error(`cloudsync: ${d.action} ${d.bundle}/${d.path}: ${d.reason}`);
       return;
     }
     const l = this.listeners.get(listener);

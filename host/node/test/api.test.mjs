@@ -194,3 +194,23 @@ test('optimizeStorage waits for a running startOptimizeSpace; codes stay in the 
   `, { cloud: Object.fromEntries(Array.from({ length: 50 }, (_, i) => [`cloudsync.cli/f${i}.txt`, 'x'.repeat(1000)])) });
   assert.deepEqual(lines, ['task 1', 'stop 401', 'start 401']);
 });
+
+test('a refused run is STOPPED, and report() says why', () => {
+  const { lines } = run(`
+    import { cloudSync } from '@kit.CoreFileKit';
+    import fs from 'node:fs';
+    const sync = new cloudSync.FileSync();
+    const once = () => new Promise<number>((resolve) => {
+      const cb = (p) => { if (p.state >= cloudSync.SyncState.DOWNLOAD_FAILED || p.state === cloudSync.SyncState.COMPLETED) { sync.off('progress', cb); resolve(p.state); } };
+      sync.on('progress', cb);
+      sync.start();
+    });
+    console.log('first', await once());
+    const folder = process.env.CLOUDSYNC_ROOT + '/apps/cloudsync.cli/cloud';
+    for (const f of fs.readdirSync(folder)) fs.rmSync(folder + '/' + f, { recursive: true });
+    console.log('emptied', await once());
+    const r = await sync.report();
+    console.log(r.refusal ? 'refusal' : 'none', r.deletedRemote, r.last?.state);
+  `, { cloud: { 'cloudsync.cli/a.txt': 'a', 'cloudsync.cli/b.txt': 'b' } });
+  assert.deepEqual(lines, ['first 4', 'emptied 5', 'refusal 0 5']);
+});
