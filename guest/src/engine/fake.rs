@@ -187,6 +187,9 @@ pub struct State_ {
     /// A write that lands right after the next rename onto this path, in
     /// the same clock tick (ctime stays the rename's, mtime takes it).
     pub after_rename: Option<(String, Vec<u8>)>,
+    /// A cloud path another writer rewrites whenever a download of it
+    /// starts (it never settles while this is set).
+    pub churn: Option<String>,
     /// A file saved at this path right after the next rename away from it
     /// (an editor saving the moment sync moves the old one aside).
     pub after_move_away: Option<(String, Vec<u8>)>,
@@ -331,6 +334,7 @@ impl Fake {
             chunk: 4,
             fail_next: None,
             fail_next_stays: false,
+            churn: None,
             events: Vec::new(),
             failures: Vec::new(),
             decisions: Vec::new(),
@@ -1391,6 +1395,11 @@ impl Platform for Fake {
         Ok(id)
     }
     fn start_download(&self, request: DownloadRequest) -> Result<TransferId, CloudError> {
+        let churned = self.0.borrow().churn.clone().filter(|c| *c == request.cloud_path);
+        if let Some(path) = churned {
+            let next = self.now_ms().to_string();
+            self.put_cloud(&path, next.as_bytes());
+        }
         let mut s = self.0.borrow_mut();
         s.next_transfer += 1;
         let id = s.next_transfer;

@@ -6,7 +6,7 @@
 //! there. Operations skipped because a file changed after the scan make the
 //! run plan another round.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::planner::{self, Confirm, Op, Refusal, RemoteTree, Side};
 use super::scan::{self, ScanError};
@@ -164,6 +164,9 @@ pub struct Run {
     /// Stop starting new uploads, finish those running, then end (battery low).
     halt: Option<(SyncState, ErrorType)>,
     replan: bool,
+    /// The paths of this round that changed under it (or whose two answers
+    /// disagreed); said when the run ends with them left for the next.
+    unsettled: BTreeSet<String>,
     pub report: Report,
     /// Per-file states of this run (queued, transferring).
     pub files: BTreeMap<String, FileSyncState>,
@@ -210,6 +213,7 @@ impl Run {
             fatal: None,
             halt: None,
             replan: false,
+            unsettled: BTreeSet::new(),
             report: Report {
                 running: true,
                 ..Report::default()
@@ -244,6 +248,7 @@ impl Run {
         };
         self.flush(p, self.phase != before);
         if self.phase == Phase::Finished {
+            self.left_unsettled(p);
             let terminal = self.terminal();
             self.send(out, terminal);
             self.report.running = false;
@@ -330,6 +335,7 @@ impl Run {
                 if rest.is_none() {
                     self.round += 1;
                     self.replan = false;
+                    self.unsettled.clear();
                     self.folder = folder_id(p, &self.bundle);
                 }
                 let options = planner::Options {
@@ -822,7 +828,7 @@ impl Run {
         // Right before acting: the file must still be what the planner saw.
         if !self.local_is(p, path, Some(expect_local)) {
             self.files.remove(path);
-            self.replan = true;
+            self.changed_under_run(path);
             return;
         }
         let request = UploadRequest {
@@ -1010,7 +1016,7 @@ impl Run {
                     // what the file holds now. Recording the old stamp makes
                     // the next round send the file again.
                     self.record(p, &path, object.etag, object.size, expect_local, None, true);
-                    self.replan = true;
+                    self.changed_under_run(&path);
                 }
             }
         }
@@ -1032,19 +1038,19 @@ impl Run {
             .push((records::path_key(SYNC_PARTIAL, &self.bundle, path), None));
         let key = records::path_key(SYNCED, &self.bundle, path);
         let Ok(Some(mut rec)) = records::get::<SyncedRecord>(p, &key) else {
-            self.replan = true;
+            self.changed_under_run(path);
             return;
         };
         rec.etag = etag;
         rec.size = size;
         if keep_both {
-            self.replan = true;
+            self.changed_under_run(path);
         } else if let (Some(stamp), true) = (expect_local, self.local_is(p, path, expect_local)) {
             // The local file holds those bytes too: it is in sync as it is.
             rec.local = stamp;
             rec.cloud_only = false;
         } else {
-            self.replan = true;
+            self.changed_under_run(path);
         }
         self.changes.push((key, Some(records::encode(&rec))));
         self.settled.push(path.to_string());
@@ -1080,7 +1086,7 @@ impl Run {
             // Changed or gone since the scan: the next round sees it as it is.
             Some(CloudErrorKind::PreconditionFailed) | Some(CloudErrorKind::NotFound) => {
                 self.files.remove(path);
-                self.replan = true;
+                self.changed_under_run(path);
             }
             _ => self.file_failed(p, path, f, upload),
         }
@@ -1194,7 +1200,7 @@ impl Run {
                     IoErrorKind::Other | IoErrorKind::NotFound | IoErrorKind::WouldBlock
                 ) =>
             {
-                self.replan = true;
+                self.changed_under_run(path);
             }
             Err(e) => self.file_failed(p, path, &Failure::io(&e), false),
         }
@@ -1215,7 +1221,7 @@ impl Run {
     fn delete_remote(&mut self, p: &impl Platform, path: &str, etag: &str) {
         // Right before acting: the local file must still be gone.
         if !self.local_is(p, path, None) {
-            self.replan = true;
+            self.changed_under_run(path);
             return;
         }
         match p.cloud_delete(&self.bundle, path, Some(etag)) {
@@ -1377,6 +1383,30 @@ impl Run {
     /// Files changed under the run and were left for the next one.
     pub fn unsettled(&self) -> bool {
         self.replan
+    }
+
+    /// `path` changed between the scan and its step (or the cloud's listing
+    /// and its own answer disagree): the next round looks again.
+    fn changed_under_run(&mut self, path: &str) {
+        self.replan = true;
+        if self.unsettled.len() < MAX_LISTED {
+            self.unsettled.insert(path.to_string());
+        }
+    }
+
+    /// The run ends with files still changing after its last round: each is
+    /// said (a decision and a note), never left in silence.
+    fn left_unsettled(&mut self, p: &impl Platform) {
+        if !self.replan || self.unsettled.is_empty() {
+            return;
+        }
+        let why = "it kept changing during the run (or the cloud's listing and its own answer disagree): left for the next run";
+        for path in std::mem::take(&mut self.unsettled) {
+            self.decide(p, &path, SyncAction::Skip, why);
+            if self.report.notes.len() < MAX_LISTED {
+                self.report.notes.push(format!("{path}: {why}"));
+            }
+        }
     }
 
     fn terminal(&self) -> SyncProgress {

@@ -1141,3 +1141,40 @@ fn the_last_run_is_recorded_for_a_later_instance() {
     assert_eq!((r.uploaded, r.last, r.running), (1, Some(completed()), false));
     assert!(r.ended_ms > 0);
 }
+
+#[test]
+fn a_file_that_keeps_changing_under_the_run_is_said_when_the_run_leaves_it() {
+    let mut e = engine();
+    e.platform.put_cloud("hot", b"v0");
+    e.platform.put_cloud("calm", b"ok");
+    e.platform.0.borrow_mut().churn = Some("hot".into());
+    let id = file_sync(&mut e);
+    sync(&mut e, id);
+    assert_eq!(local(&e, "calm").unwrap(), b"ok");
+    assert!(local(&e, "hot").is_none());
+    let r = e.syncs.report(&e.platform, id).unwrap();
+    assert!(
+        r.notes.iter().any(|n| n.starts_with("hot: it kept changing")),
+        "{:?}",
+        r.notes
+    );
+    let skipped = e
+        .platform
+        .0
+        .borrow()
+        .decisions
+        .iter()
+        .any(|d| d.path == "hot" && d.action == SyncAction::Skip);
+    assert!(skipped, "said as a decision too");
+    assert_eq!(
+        e.syncs.last_sync_time(&e.platform, id).unwrap(),
+        0,
+        "not a complete sync"
+    );
+    // The writer stops: the next run brings it.
+    e.platform.0.borrow_mut().churn = None;
+    assert_eq!(terminal(&sync(&mut e, id)), completed());
+    assert!(local(&e, "hot").is_some());
+    let r = e.syncs.report(&e.platform, id).unwrap();
+    assert!(r.notes.iter().all(|n| !n.contains("kept changing")), "{:?}", r.notes);
+}
