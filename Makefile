@@ -94,7 +94,7 @@ fmt:
 	$(CARGO) fmt --all
 
 lint: setup
-	$(CARGO) clippy -p cloudsync -p cloudsync-tests -p cloudsync-guest -p cloudsync-wasi-adapter --all-targets -- -D warnings
+	$(CARGO) clippy -p cloudsync-contract -p cloudsync -p cloudsync-tests -p cloudsync-guest -p cloudsync-wasi-adapter --all-targets -- -D warnings
 	$(CARGO) clippy -p cloudsync-guest -p cloudsync-wasi-adapter -p cloudsync-wasi-command --target wasm32-wasip2 --target-dir target/guest-core -- -D warnings
 	$(CARGO) clippy -p cloudsync-guest --features native --target wasm32-wasip2 --target-dir target/guest -- -D warnings
 

@@ -135,7 +135,7 @@ fn run_locked(args: &Args) -> i32 {
     let has = |f: &str| args.flags.iter().any(|g| g == f);
     let result = match args.command.as_str() {
         "sync" => sync(
-            &args,
+            args,
             has("--gallery"),
             has("--dry-run"),
             Confirmation {
@@ -145,11 +145,11 @@ fn run_locked(args: &Args) -> i32 {
             },
         ),
         "download" => match args.operands.as_slice() {
-            [target] => download(&args, target),
+            [target] => download(args, target),
             _ => Err(usage("download takes one URI or path")),
         },
-        "status" => status(&args, has("--gallery")),
-        "state" if !args.operands.is_empty() => state(&args),
+        "status" => status(args, has("--gallery")),
+        "state" if !args.operands.is_empty() => state(args),
         "state" => Err(usage("state takes URIs or paths")),
         other => Err(usage(&format!("no command {other:?}"))),
     };
