@@ -12,7 +12,10 @@ pub mod wasi;
 
 use cloudsync::cloud::{bytes_stream, Cloud, CloudSettings, FaultyCloud, Precondition};
 use cloudsync::device::SimulatedDevice;
-use cloudsync::{CloudFileCache, DownloadProgress, Identity, ListenerId, Runtime, RuntimeBuilder, SyncProgress};
+use cloudsync::{
+    CloudFileCache, DownloadProgress, FileSync, Identity, ListenerId, OptimizeSpaceProgress, Runtime, RuntimeBuilder,
+    SyncProgress, SyncState,
+};
 
 pub const APP: &str = "com.example.notes";
 
@@ -431,4 +434,66 @@ macro_rules! on_every_backend {
             async fn $name() { super::$name($crate::Backend::S3).await })*
         }
     };
+}
+
+/// The app as a system app holding CLOUDFILE_SYNC (the system APIs' caller).
+pub fn system_app() -> Identity {
+    let mut id = Identity::app(APP);
+    id.permissions = [cloudsync::identity::CLOUDFILE_SYNC.to_string()].into();
+    id.system_app = true;
+    id
+}
+
+/// Puts `files` in the app's folder and syncs them to the cloud.
+pub async fn synced(h: &Harness, files: &[(&str, Vec<u8>)]) {
+    for (p, data) in files {
+        h.put_local(p, data);
+    }
+    let sync = FileSync::new(&h.rt);
+    let rec = SyncRecorder::default();
+    sync.on("progress", rec.callback()).unwrap();
+    sync.start().await.unwrap();
+    assert_eq!(rec.terminal(1).await.state, SyncState::Completed);
+}
+
+/// Sets a file's last access `days` ago (as the file system keeps it).
+pub fn accessed_days_ago(path: &Path, days: u32) {
+    let ok = std::process::Command::new("touch")
+        .arg("-a")
+        .arg("-d")
+        .arg(format!("{days} days ago"))
+        .arg(path)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+/// An optimisation's callback and the events it received.
+pub fn optimize_recorder() -> (
+    impl Fn(OptimizeSpaceProgress) + Send + Sync + 'static,
+    tokio::sync::mpsc::UnboundedReceiver<OptimizeSpaceProgress>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    (
+        move |p| {
+            let _ = tx.send(p);
+        },
+        rx,
+    )
+}
+
+/// The events up to the terminal one (within 60 s), each in the seed's 1..=100.
+pub async fn until_terminal(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<OptimizeSpaceProgress>,
+) -> Vec<OptimizeSpaceProgress> {
+    let mut events = Vec::new();
+    while let Ok(Some(p)) = tokio::time::timeout(Duration::from_secs(60), rx.recv()).await {
+        assert!((1..=100).contains(&p.progress), "{p:?}");
+        events.push(p);
+        if p.is_terminal() {
+            return events;
+        }
+    }
+    panic!("no terminal event: {events:?}");
 }

@@ -7,45 +7,17 @@ use std::time::Duration;
 use cloudsync::identity::{RequestLimit, CLOUDFILE_SYNC};
 use cloudsync::{
     codes, get_file_sync_state, get_file_sync_states, list_files, optimize_storage, start_optimize_space,
-    stop_optimize_space, CloudFileCache, Download, DownloadErrorType, FileSync, FileSyncState, GallerySync, Identity,
+    stop_optimize_space, CloudFileCache, Download, DownloadErrorType, FileSyncState, GallerySync, Identity,
     OptimizeSpaceParam, OptimizeSpaceProgress, OptimizeState, State,
 };
-use cloudsync_tests::{bytes, Harness, Recorder, SyncRecorder, APP};
-
-fn system() -> Identity {
-    let mut id = Identity::app(APP);
-    id.permissions = [CLOUDFILE_SYNC.to_string()].into();
-    id.system_app = true;
-    id
-}
-
-async fn synced(h: &Harness, files: &[(&str, Vec<u8>)]) {
-    for (p, data) in files {
-        h.put_local(p, data);
-    }
-    let sync = FileSync::new(&h.rt);
-    let rec = SyncRecorder::default();
-    sync.on("progress", rec.callback()).unwrap();
-    sync.start().await.unwrap();
-    assert_eq!(rec.terminal(1).await.state, cloudsync::SyncState::Completed);
-}
-
-/// Sets a file's last access `days` ago (as the file system keeps it).
-fn accessed_days_ago(path: &std::path::Path, days: u32) {
-    let ok = std::process::Command::new("touch")
-        .arg("-a")
-        .arg("-d")
-        .arg(format!("{days} days ago"))
-        .arg(path)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-}
+use cloudsync_tests::{
+    accessed_days_ago, bytes, optimize_recorder, synced, system_app, until_terminal, Harness, Recorder, SyncRecorder,
+    APP,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clean_cache_leaves_a_placeholder_that_comes_back_on_demand() {
-    let h = Harness::with(|b| b.identity(system())).await;
+    let h = Harness::with(|b| b.identity(system_app())).await;
     synced(&h, &[("doc.pdf", bytes(300_000, 1)), ("other.txt", b"x".to_vec())]).await;
     let cache = h.cache();
     let uri = h.uri("doc.pdf");
@@ -75,7 +47,7 @@ async fn clean_cache_leaves_a_placeholder_that_comes_back_on_demand() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clean_cache_refuses_dirty_open_and_unknown_files_and_needs_the_system_api() {
-    let h = Harness::with(|b| b.identity(system())).await;
+    let h = Harness::with(|b| b.identity(system_app())).await;
     synced(&h, &[("a.txt", b"synced".to_vec()), ("b.txt", b"synced too".to_vec())]).await;
     let cache = h.cache();
     h.put_local("a.txt", b"edited, not synced yet");
@@ -138,35 +110,9 @@ async fn clean_cache_refuses_dirty_open_and_unknown_files_and_needs_the_system_a
     );
 }
 
-fn recorder() -> (
-    impl Fn(OptimizeSpaceProgress) + Send + Sync + 'static,
-    tokio::sync::mpsc::UnboundedReceiver<OptimizeSpaceProgress>,
-) {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    (
-        move |p| {
-            let _ = tx.send(p);
-        },
-        rx,
-    )
-}
-
-async fn until_terminal(
-    rx: &mut tokio::sync::mpsc::UnboundedReceiver<OptimizeSpaceProgress>,
-) -> Vec<OptimizeSpaceProgress> {
-    let mut events = Vec::new();
-    while let Ok(Some(p)) = tokio::time::timeout(Duration::from_secs(60), rx.recv()).await {
-        events.push(p);
-        if p.is_terminal() {
-            return events;
-        }
-    }
-    panic!("no terminal event: {events:?}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn optimize_evicts_the_least_recently_used_within_the_budget() {
-    let h = Harness::with(|b| b.identity(system())).await;
+    let h = Harness::with(|b| b.identity(system_app())).await;
     synced(
         &h,
         &[
@@ -186,7 +132,7 @@ async fn optimize_evicts_the_least_recently_used_within_the_budget() {
         aging_days: 30,
     };
     assert_eq!(start_optimize_space(&h.rt, param, none).await.unwrap_err().code, 401);
-    let (cb, mut rx) = recorder();
+    let (cb, mut rx) = optimize_recorder();
     start_optimize_space(&h.rt, param, Some(cb)).await.unwrap();
     let events = until_terminal(&mut rx).await;
     assert_eq!(events.first().unwrap().state, OptimizeState::Running);
@@ -209,7 +155,7 @@ async fn optimize_evicts_the_least_recently_used_within_the_budget() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_optimisation_is_22400006_and_stop_ends_with_stopped() {
-    let h = Harness::with(|b| b.identity(system())).await;
+    let h = Harness::with(|b| b.identity(system_app())).await;
     let files: Vec<(String, Vec<u8>)> = (0..400).map(|i| (format!("f{i:03}.bin"), bytes(1000, i))).collect();
     let refs: Vec<(&str, Vec<u8>)> = files.iter().map(|(p, d)| (p.as_str(), d.clone())).collect();
     synced(&h, &refs).await;
@@ -219,9 +165,9 @@ async fn a_second_optimisation_is_22400006_and_stop_ends_with_stopped() {
     };
     // 400 evictions take several ticks (a durable removal each): the second
     // start and the stop land while the first runs.
-    let (cb, mut rx) = recorder();
+    let (cb, mut rx) = optimize_recorder();
     start_optimize_space(&h.rt, param, Some(cb)).await.unwrap();
-    let (cb2, _rx2) = recorder();
+    let (cb2, _rx2) = optimize_recorder();
     let second = start_optimize_space(&h.rt, param, Some(cb2)).await;
     assert_eq!(second.unwrap_err().code, codes::ALREADY_RUNNING);
     stop_optimize_space(&h.rt).unwrap();
@@ -236,7 +182,7 @@ async fn a_second_optimisation_is_22400006_and_stop_ends_with_stopped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn download_fetches_a_gallery_original_and_stop_always_cleans() {
-    let h = Harness::with(|b| b.identity(system())).await;
+    let h = Harness::with(|b| b.identity(system_app())).await;
     let original = bytes(2 << 20, 9);
     let in_cloud = h.cloud_dir.join("media/Photo/5/raw.dng");
     std::fs::create_dir_all(in_cloud.parent().unwrap()).unwrap();
@@ -379,7 +325,7 @@ async fn an_embedders_hooks_decide_rates_and_switches() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_file_sync_state_says_downloading_while_a_cloud_file_cache_fetches_it() {
-    let h = Harness::with(|b| b.identity(system())).await;
+    let h = Harness::with(|b| b.identity(system_app())).await;
     h.put_cloud("big.bin", &bytes(4 << 20, 3));
     h.cloud.update(|f| f.read_delay = Some(Duration::from_millis(40)));
     let cache = h.cache();

@@ -17,16 +17,12 @@ use cloudsync::identity::CLOUDFILE_SYNC;
 use cloudsync::{
     codes, get_file_sync_state, get_file_sync_states, optimize_storage, start_optimize_space, stop_optimize_space,
     CloudFileCache, CloudSyncError, Download, ErrorType, FileSync, FileSyncState, GallerySync, Identity, MetaError,
-    Metadata, OptimizeSpaceParam, OptimizeSpaceProgress, OptimizeState, State, SyncState,
+    Metadata, OptimizeSpaceParam, OptimizeState, State, SyncState,
 };
-use cloudsync_tests::{bytes, Harness, Recorder, SyncRecorder, APP};
-
-fn system() -> Identity {
-    let mut id = Identity::app(APP);
-    id.permissions = [CLOUDFILE_SYNC.to_string()].into();
-    id.system_app = true;
-    id
-}
+use cloudsync_tests::{
+    accessed_days_ago, bytes, optimize_recorder, synced, system_app, until_terminal, Harness, Recorder, SyncRecorder,
+    APP,
+};
 
 /// The root's store, broken on demand (a disk that fails under it).
 struct Breakable {
@@ -58,17 +54,6 @@ impl Metadata for Breakable {
     }
 }
 
-async fn synced(h: &Harness, files: &[(&str, Vec<u8>)]) {
-    for (p, data) in files {
-        h.put_local(p, data);
-    }
-    let sync = FileSync::new(&h.rt);
-    let rec = SyncRecorder::default();
-    sync.on("progress", rec.callback()).unwrap();
-    sync.start().await.unwrap();
-    assert_eq!(rec.terminal(1).await.state, SyncState::Completed);
-}
-
 /// `result` failed with `want`, a code `method`'s table allows.
 #[track_caller]
 fn fails_with<T: std::fmt::Debug>(method: Method, result: Result<T, CloudSyncError>, want: u32) {
@@ -77,48 +62,12 @@ fn fails_with<T: std::fmt::Debug>(method: Method, result: Result<T, CloudSyncErr
     assert!(method.allows(err.code), "{} may not give {}", method.name(), err.code);
 }
 
-fn optimize_recorder() -> (
-    impl Fn(OptimizeSpaceProgress) + Send + Sync + 'static,
-    tokio::sync::mpsc::UnboundedReceiver<OptimizeSpaceProgress>,
-) {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    (
-        move |p| {
-            let _ = tx.send(p);
-        },
-        rx,
-    )
-}
-
-async fn until_terminal(rx: &mut tokio::sync::mpsc::UnboundedReceiver<OptimizeSpaceProgress>) -> OptimizeSpaceProgress {
-    while let Ok(Some(p)) = tokio::time::timeout(Duration::from_secs(60), rx.recv()).await {
-        assert!((1..=100).contains(&p.progress), "{p:?}");
-        if p.is_terminal() {
-            return p;
-        }
-    }
-    panic!("no terminal optimisation event");
-}
-
-/// Sets a file's last access `days` ago (as the file system keeps it).
-fn accessed_days_ago(path: &std::path::Path, days: u32) {
-    let ok = std::process::Command::new("touch")
-        .arg("-a")
-        .arg("-d")
-        .arg(format!("{days} days ago"))
-        .arg(path)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_metadata_store_fails_each_method_with_a_code_its_table_lists() {
     let broken = Arc::new(AtomicBool::new(false));
     let layer = broken.clone();
     let h = Harness::with(move |b| {
-        b.identity(system())
+        b.identity(system_app())
             .wrap_metadata(move |inner| Arc::new(Breakable { inner, broken: layer }))
     })
     .await;
@@ -182,7 +131,7 @@ async fn a_broken_metadata_store_fails_each_method_with_a_code_its_table_lists()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn download_stop_and_start_give_401_for_a_uri_naming_nothing_they_can_act_on() {
-    let h = Harness::with(|b| b.identity(system())).await;
+    let h = Harness::with(|b| b.identity(system_app())).await;
     let download = Download::new(&h.rt);
     download.on("progress", |_| {}).unwrap();
     // Not a gallery URI (14000002 elsewhere); no such item (13900002).
@@ -218,7 +167,7 @@ async fn download_stop_and_start_give_401_for_a_uri_naming_nothing_they_can_act_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn off_with_and_without_a_callback_on_file_sync_gallery_sync_and_download() {
-    let h = Harness::with(|b| b.identity(system())).await;
+    let h = Harness::with(|b| b.identity(system_app())).await;
     h.put_local("notes.txt", b"a note");
 
     // FileSync: off(callback) silences that one; off() every one.
@@ -293,7 +242,7 @@ async fn off_with_and_without_a_callback_on_file_sync_gallery_sync_and_download(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gallery_sync_start_refuses_with_22400001_2_3_and_stop_ends_a_run_stopped() {
-    let h = Harness::with(|b| b.identity(system())).await;
+    let h = Harness::with(|b| b.identity(system_app())).await;
     let gallery = GallerySync::new(&h.rt);
     let rec = SyncRecorder::default();
     gallery.on("progress", rec.callback()).unwrap();
@@ -330,14 +279,14 @@ async fn gallery_sync_start_refuses_with_22400001_2_3_and_stop_ends_a_run_stoppe
     assert_eq!(rec.terminal(2).await.state, SyncState::Completed);
 
     // The switch of the gallery off: 22400001.
-    let h = Harness::with(|b| b.identity(system()).cloud_switch_off("media")).await;
+    let h = Harness::with(|b| b.identity(system_app()).cloud_switch_off("media")).await;
     let gallery = GallerySync::new(&h.rt);
     fails_with(Method::GalleryStart, gallery.start().await, codes::CLOUD_NOT_READY);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_optimisation_whose_cloud_is_gone_fails_and_evicts_nothing() {
-    let h = Harness::with(|b| b.identity(system())).await;
+    let h = Harness::with(|b| b.identity(system_app())).await;
     synced(&h, &[("a.bin", bytes(10_000, 1)), ("b.bin", bytes(10_000, 2))]).await;
     accessed_days_ago(&h.local("a.bin"), 60);
     accessed_days_ago(&h.local("b.bin"), 60);
@@ -348,7 +297,10 @@ async fn an_optimisation_whose_cloud_is_gone_fails_and_evicts_nothing() {
         aging_days: 30,
     };
     start_optimize_space(&h.rt, param, Some(cb)).await.unwrap();
-    assert_eq!(until_terminal(&mut rx).await.state, OptimizeState::Failed);
+    assert_eq!(
+        until_terminal(&mut rx).await.last().unwrap().state,
+        OptimizeState::Failed
+    );
     fails_with(
         Method::OptimizeStorage,
         optimize_storage(&h.rt).await,
@@ -367,7 +319,7 @@ async fn an_optimisation_whose_cloud_is_gone_fails_and_evicts_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn optimize_storage_ages_harder_when_local_space_runs_low_and_waits_for_a_running_task() {
-    let h = Harness::with(|b| b.identity(system())).await;
+    let h = Harness::with(|b| b.identity(system_app())).await;
     synced(
         &h,
         &[
@@ -409,7 +361,10 @@ async fn optimize_storage_ages_harder_when_local_space_runs_low_and_waits_for_a_
     };
     start_optimize_space(&h.rt, param, Some(cb)).await.unwrap();
     optimize_storage(&h.rt).await.unwrap();
-    assert_eq!(until_terminal(&mut rx).await.state, OptimizeState::Completed);
+    assert_eq!(
+        until_terminal(&mut rx).await.last().unwrap().state,
+        OptimizeState::Completed
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -440,7 +395,7 @@ async fn a_sync_that_cannot_fit_a_download_fails_with_local_storage_full_and_kee
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_single_get_file_sync_state_refuses_with_201_then_202() {
-    let h = Harness::with(|b| b.identity(system())).await;
+    let h = Harness::with(|b| b.identity(system_app())).await;
     synced(&h, &[("a.txt", b"x".to_vec())]).await;
     let uri = h.uri("a.txt");
     assert_eq!(get_file_sync_state(&h.rt, &uri).unwrap(), FileSyncState::UploadSuccess);

@@ -62,6 +62,27 @@ pub mod codes {
     pub const INTERNAL: u32 = 22_400_005;
     /// The same task is already running.
     pub const ALREADY_RUNNING: u32 = 22_400_006;
+
+    /// Every code above.
+    pub const ALL: [u32; 17] = [
+        PERMISSION_DENIED,
+        NOT_SYSTEM_APP,
+        INVALID_PARAMETER,
+        SERVICE_FAILED,
+        NO_SUCH_FILE,
+        INTERRUPTED,
+        TRY_AGAIN,
+        FS_PERMISSION_DENIED,
+        NOT_IMPLEMENTED,
+        UNKNOWN,
+        NO_SPACE,
+        INVALID_URI,
+        CLOUD_NOT_READY,
+        NETWORK_UNAVAILABLE,
+        LOW_BATTERY,
+        INTERNAL,
+        ALREADY_RUNNING,
+    ];
 }
 
 /// `ohos.permission.CLOUDFILE_SYNC`: the system APIs need it.
