@@ -85,7 +85,8 @@ impl CloudFileCache {
     /// `cleanCache(uri)`: evicts the local copy of a synced file; it stays
     /// listed as cloud-only (`list_files`) and comes back on `start`. A
     /// system API. Errors: 201, 202, 401, 13900002 (no synced copy in the
-    /// cloud, or unsynced local changes), 13900010 (being written), 14000002.
+    /// cloud, or unsynced local changes), 13600001 (being written, its
+    /// folder syncing, the cloud or the records unreachable), 14000002.
     pub fn clean_cache(&self, uri: &str) -> Result<(), CloudSyncError> {
         let (id, uri) = (self.obj.id, uri.to_string());
         self.obj
