@@ -155,14 +155,20 @@ impl Downloads {
 
         let object = match cloud_stat(platform, &file) {
             Ok(object) => object,
-            Err(e) if e.kind == CloudErrorKind::NotFound => {
+            // (Unless the cloud itself is not there: then it fails below.)
+            Err(e) if e.kind == CloudErrorKind::NotFound && platform.cloud_ready(&file.bundle).is_ok() => {
                 return Err(ApiError::new(
                     codes::NO_SUCH_FILE,
                     format!("{uri}: no such file in the cloud"),
                 ))
             }
             Err(e) => {
-                // Accepted, then failed: the event says why.
+                // Accepted, then failed: the event says why (for a file "not
+                // found" in a cloud that is not there, the cloud's own why).
+                let e = match e.kind {
+                    CloudErrorKind::NotFound => platform.cloud_ready(&file.bundle).err().unwrap_or(e),
+                    _ => e,
+                };
                 platform.report_failure(uri, &e.message);
                 let p = progress(uri, State::Failed, 0, 0, error_type(&e));
                 emit(platform, &self.caches, [cache], &p);
@@ -416,6 +422,11 @@ impl Downloads {
         // Overwrite only what we wrote ourselves and nobody changed since.
         let previous = records::get::<SyncedRecord>(platform, &synced_key).ok().flatten();
         let first_ms = previous.as_ref().map_or(platform.now_ms(), |r| r.first_ms);
+        // An evicted file coming back: its mark (at the stamp it had) goes.
+        let mark = previous
+            .as_ref()
+            .filter(|r| r.cloud_only)
+            .map(|r| super::layout::evicted_mark(&file.path, &r.local));
         let ours = previous.filter(|r| !r.cloud_only).map(|r| Replaceable {
             stamp: r.local,
             hash: r.hash,
@@ -450,6 +461,9 @@ impl Downloads {
             (records::key(PARTIAL, file), None),
             (records::key(ACCESS, file), Some(records::encode(&platform.now_ms()))),
         ]);
+        if let Some(mark) = mark {
+            let _ = platform.remove_dir(bundle, &mark);
+        }
         let a = self.active.remove(file).expect("present");
         let p = progress(&a.uri, State::Completed, a.size, a.size, DownloadErrorType::NoError);
         emit(platform, &self.caches, a.subscribers.iter().copied(), &p);

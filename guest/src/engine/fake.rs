@@ -172,6 +172,8 @@ pub struct State_ {
     pub open_files: BTreeSet<String>,
     /// `evict` removes the file, then reports a failure (a failed flush).
     pub evict_fails_after_removal: bool,
+    /// `evict` refuses with this, removing nothing (an immutable folder, say).
+    pub evict_error: Option<IoErrorKind>,
     pub optimize_events: Vec<(ListenerId, super::ondemand::OptimizeSpaceProgress)>,
     pub optimize_failures: Vec<(ListenerId, super::ApiError)>,
     /// A power cut after this many more writes: from then on every write
@@ -299,6 +301,7 @@ impl Fake {
             evict_fails_after_removal: false,
             optimize_events: Vec::new(),
             optimize_failures: Vec::new(),
+            evict_error: None,
             meta_broken: false,
             crash_countdown: None,
             device: DeviceStatus {
@@ -1074,6 +1077,9 @@ impl Platform for Fake {
             let s = self.0.borrow();
             if s.open_files.contains(path) {
                 return Err(IoError::new(IoErrorKind::WouldBlock, "open for writing"));
+            }
+            if let Some(kind) = s.evict_error {
+                return Err(IoError::new(kind, "operation not permitted"));
             }
             let key = (bundle.to_string(), path.to_string());
             let now = s

@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use super::access::{check_system_api, CLOUDFILE_SYNC_MANAGER};
-use super::layout::{thumbnail_path, STAGING_DIR, THUMBNAIL_EDGE};
+use super::layout::{evicted_mark, thumbnail_path, STAGING_DIR, THUMBNAIL_EDGE};
 use super::records::{
     self, EvictingRecord, FileStateRecord, LocalStamp, SyncedRecord, ACCESS, EVICTING, FILE_STATE, SYNCED,
 };
@@ -143,7 +143,7 @@ pub const LOW_SPACE: u64 = 2 << 30;
 /// How long a file is spared once the space runs low.
 pub const PRESSED_AGING_DAYS: u32 = 1;
 /// Callers of `optimizeStorage` that may wait for a running task.
-const MAX_WAITING: usize = 64;
+const MAX_WAITING: usize = 4096;
 
 #[derive(Default)]
 pub struct OnDemand {
@@ -324,11 +324,15 @@ impl OnDemand {
         let mut batch = Vec::new();
         let mut planned = job.freed;
         let mut looked = 0;
+        let mut held = false;
         while failed.is_none() && looked < EVICTIONS_PER_TICK && planned < job.target {
             let Some(c) = job.queue.pop_front() else { break };
             looked += 1;
             if syncs.is_running(&c.file.bundle) {
-                continue;
+                // Its folder is being synced: the pass waits for the run.
+                job.queue.push_front(c);
+                held = true;
+                break;
             }
             match evictable(p, &c.file, None) {
                 Ok(Some(record)) => {
@@ -341,9 +345,22 @@ impl OnDemand {
                 }
             }
         }
+        let evicted_any = !batch.is_empty();
         if !batch.is_empty() {
             match evict_batch(p, batch) {
-                Ok(results) => job.freed += results.into_iter().filter_map(Result::ok).sum::<u64>(),
+                Ok(results) => {
+                    for r in results {
+                        match r {
+                            Ok(freed) => job.freed += freed,
+                            // The file system failed on it: the pass says so.
+                            Err(Refused::Api(e)) if e.code == codes::UNKNOWN => {
+                                failed.get_or_insert(e);
+                            }
+                            Err(_) => {} // changed, open, gone: kept
+                        }
+                    }
+                }
+                Err(Refused::Api(e)) if e.code == codes::UNKNOWN => failed = Some(e),
                 Err(Refused::Api(e)) => failed = Some(ApiError::service(e.message)),
                 Err(Refused::Network(m)) => failed = Some(ApiError::service(m)),
             }
@@ -369,6 +386,9 @@ impl OnDemand {
         if done {
             self.end(p, OptimizeState::Completed, None);
             return if self.job.is_some() { Tick::More } else { Tick::Idle };
+        }
+        if held && !evicted_any && job.collect.is_none() {
+            return Tick::Waiting;
         }
         // Never backwards: with no target the total grows as candidates are found.
         let percent = job.percent().max(job.last_percent);
@@ -706,7 +726,8 @@ fn evictable(p: &impl Platform, file: &AppFile, known: Option<&SyncedRecord>) ->
         match p.cloud_stat(&file.bundle, &file.path) {
             Ok(o) if o.etag == record.etag && o.size == record.size => {}
             Ok(_) => return refuse(codes::NO_SUCH_FILE, "the cloud holds another version of it".into()),
-            Err(e) if e.kind == CloudErrorKind::NotFound => {
+            // Not there, or no cloud there at all (its folder gone): asked.
+            Err(e) if e.kind == CloudErrorKind::NotFound && p.cloud_ready(&file.bundle).is_ok() => {
                 return refuse(codes::NO_SUCH_FILE, "the cloud does not hold it".into())
             }
             Err(e) => return Err(Refused::Network(format!("cannot check the cloud: {}", e.message))),
@@ -725,6 +746,33 @@ fn evictable(p: &impl Platform, file: &AppFile, known: Option<&SyncedRecord>) ->
 /// the bytes freed or why it was kept.
 fn evict_batch(p: &impl Platform, files: Vec<(AppFile, SyncedRecord)>) -> Result<Vec<Result<u64, Refused>>, Refused> {
     let now = p.now_ms();
+    // Each file's mark first (durable before its record turns): one that
+    // cannot be made is not evicted, and the file system's failure is said.
+    let mut results_early = Vec::new();
+    let files: Vec<(AppFile, SyncedRecord)> = files
+        .into_iter()
+        .filter_map(
+            |(file, record)| match p.create_dir_all(&file.bundle, &evicted_mark(&file.path, &record.local)) {
+                Ok(()) => Some((file, record)),
+                Err(e) => {
+                    results_early.push(Err(Refused::Api(ApiError::new(
+                        codes::UNKNOWN,
+                        format!("{}: not evicted: cannot mark it evicted: {}", uri_of(&file), e.message),
+                    ))));
+                    None
+                }
+            },
+        )
+        .collect();
+    let marked: std::collections::BTreeSet<&str> = files.iter().map(|(f, _)| f.bundle.as_str()).collect();
+    for bundle in marked {
+        if let Err(e) = p.flush(bundle) {
+            return Err(Refused::Api(ApiError::new(
+                codes::UNKNOWN,
+                format!("cannot make the eviction marks durable: {}", e.message),
+            )));
+        }
+    }
     let notes: Vec<EvictingRecord> = files
         .iter()
         .enumerate()
@@ -746,7 +794,7 @@ fn evict_batch(p: &impl Platform, files: Vec<(AppFile, SyncedRecord)>) -> Result
     }
     p.meta_commit(turned)
         .map_err(|e| Refused::Api(ApiError::new(codes::INTERNAL, format!("metadata write failed: {e}"))))?;
-    let mut results = Vec::with_capacity(files.len());
+    let mut results = results_early;
     let mut back = Vec::new();
     for ((file, record), note) in files.iter().zip(&notes) {
         match p.evict(&file.bundle, &file.local_path(), record.local, &note.aside) {
@@ -779,9 +827,16 @@ fn evict_batch(p: &impl Platform, files: Vec<(AppFile, SyncedRecord)>) -> Result
                 back.push((records::key(SYNCED, file), Some(records::encode(record))));
                 back.push((records::key(EVICTING, file), None));
                 let code = match e.kind {
-                    IoErrorKind::WouldBlock => 13_900_010,
+                    IoErrorKind::WouldBlock => codes::TRY_AGAIN,
+                    // The file system refused: said, never taken for a change.
+                    IoErrorKind::PermissionDenied
+                    | IoErrorKind::NoSpace
+                    | IoErrorKind::NotSupported
+                    | IoErrorKind::Interrupted => codes::UNKNOWN,
+                    // Changed or gone since it was checked: kept, as it is.
                     _ => codes::NO_SUCH_FILE,
                 };
+                let _ = p.remove_dir(&file.bundle, &evicted_mark(&file.path, &record.local));
                 let why = format!("{}: not evicted: {}", uri_of(file), e.message);
                 results.push(Err(Refused::Api(ApiError::new(code, why))));
             }

@@ -31,10 +31,10 @@ pub struct Journal {
 
 impl Journal {
     /// Opens (or makes) the journal at `path`, replaying every whole record.
-    /// A torn record at the end is cut off. Damage inside (a record whose
-    /// checksum fails with whole records after it) costs that record only:
-    /// the rest are read, the damaged file is kept beside it
-    /// (`meta.journal.damaged-<ms>`), and the journal is written anew.
+    /// A torn record at the end (a crash mid-append) is cut off. Damage
+    /// inside (a record whose checksum fails with whole records after it)
+    /// makes the journal untrustworthy: it is kept beside
+    /// (`meta.journal.damaged-<ms>`) and started anew, empty.
     pub fn open(path: &str) -> Result<Journal, IoError> {
         // Never through a link: a journal that is one would be written
         // wherever it points.
@@ -86,6 +86,13 @@ impl Journal {
             live,
         };
         if damaged > 0 {
+            // What the damaged record changed is unknown, so what the records
+            // after it say never was: like a damaged store on the native
+            // host, the journal starts empty and the next sync compares both
+            // sides afresh (every difference kept or downloaded, nothing
+            // deleted for want of a record).
+            journal.map.clear();
+            journal.live = 0;
             let keep = format!("{path}.damaged-{}", now_ms());
             let mut copy = crate::fresh_file(&keep)?;
             std::io::copy(
@@ -95,7 +102,7 @@ impl Journal {
             .and_then(|_| copy.sync_all())
             .map_err(|e| crate::io_error(&keep, e))?;
             eprintln!(
-                "cloudsync: {path}: {damaged} damaged bytes were skipped (the records after them were kept); the journal was written anew, the damaged one kept as {keep}"
+                "cloudsync: warning: {path}: {damaged} bytes inside it were damaged; it was kept as {keep} and made anew, empty. The next sync compares both sides afresh: every difference is kept as a conflict copy or downloaded, and nothing is deleted on either side"
             );
             journal.compact()?;
         } else if torn > 0 {
@@ -303,7 +310,7 @@ mod tests {
     }
 
     #[test]
-    fn damage_inside_costs_one_commit_and_keeps_the_rest() {
+    fn damage_inside_sets_the_journal_aside_and_starts_empty() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("meta.journal");
         let path = path.to_str().unwrap();
@@ -316,24 +323,21 @@ mod tests {
         bytes[3 * 76 + 20] ^= 0xff; // inside the fourth record's body
         std::fs::write(path, &bytes).unwrap();
         let j = Journal::open(path).unwrap();
-        assert!(j.get("s/a/3").is_none(), "the damaged commit is gone");
-        for i in (0..10).filter(|i| *i != 3) {
-            assert_eq!(
-                j.get(&format!("s/a/{i}")),
-                Some(&vec![i as u8; 50]),
-                "commit {i} is kept"
-            );
-        }
+        // Records after the damage describe a state that never was.
+        assert!(j.scan_page("s/a/", None, 100).is_empty());
         let kept: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .filter_map(|e| e.ok())
             .filter(|e| e.file_name().to_string_lossy().contains("damaged"))
             .collect();
         assert_eq!(kept.len(), 1, "the damaged journal is kept beside it");
+        assert_eq!(std::fs::read(kept[0].path()).unwrap(), bytes, "as it was");
         drop(j);
-        // Written anew: it opens clean.
-        let j = Journal::open(path).unwrap();
-        assert_eq!(j.scan_page("s/a/", None, 100).len(), 9);
+        // Written anew: it opens clean, and commits go on.
+        let mut j = Journal::open(path).unwrap();
+        j.commit(vec![("s/a/x".into(), Some(vec![1]))]).unwrap();
+        drop(j);
+        assert_eq!(Journal::open(path).unwrap().scan_page("s/a/", None, 100).len(), 1);
     }
 
     #[test]

@@ -294,6 +294,10 @@ export class FileSync extends SyncObject {
     if (bundleName !== undefined) {
       requireString(bundleName, 'bundleName');
       if (bundleName === '') throw invalid('bundleName must not be empty');
+      // The rule cloudsync_contract::is_bundle_name keeps (the Rust API's too).
+      if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(bundleName) || bundleName === 'media') {
+        throw invalid(`${JSON.stringify(bundleName)} is not an app's bundle name`);
+      }
     }
     super((x) => x.sync.SyncObject.fileSync(bundleName));
   }
@@ -389,8 +393,9 @@ export function startOptimizeSpace(param, callback) {
   return asyncForm(undefined, () => {
     if (typeof param !== 'object' || param === null) throw invalid('param must be an OptimizeSpaceParam');
     const { totalSize, agingDays } = param;
-    if (!Number.isInteger(totalSize) || totalSize < 0 || !Number.isInteger(agingDays) || agingDays < 0) {
-      throw invalid('totalSize and agingDays must be integers, 0 or more');
+    // Within what the engine takes (u64 bytes, u32 days): never wrapped.
+    if (!Number.isSafeInteger(totalSize) || totalSize < 0 || !Number.isInteger(agingDays) || agingDays < 0 || agingDays > 0xffffffff) {
+      throw invalid('totalSize must be an integer from 0 to 2^53-1 and agingDays one from 0 to 2^32-1');
     }
     startOptimize({ totalSize: BigInt(totalSize), agingDays }, typeof callback === 'function' ? callback : undefined);
   });

@@ -366,7 +366,17 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         };
         return watch::watch(&opener, target, options).await;
     }
-    let rt = opener.open().await?;
+    let rt = match opener.open().await {
+        Ok(rt) => rt,
+        // `state` of one file is the seed's synchronous form, whose table
+        // has no 13600001: a runtime that cannot start is its 13900042.
+        Err(Failure::Api(e)) if matches!(&cli.command, Command::State { uris } if uris.len() == 1) => {
+            return Err(Failure::Api(
+                e.for_method(cloudsync::api::listed::Method::FileSyncState),
+            ));
+        }
+        Err(e) => return Err(e),
+    };
     match cli.command {
         Command::Download { uri, keep_partial } => download(&rt, &uri, keep_partial, cli.json).await,
         Command::Sync {

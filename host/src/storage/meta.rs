@@ -209,7 +209,7 @@ fn try_open(path: &Path) -> Result<MetaStore, Damage> {
             .map_err(|e| match e {
                 redb::DatabaseError::DatabaseAlreadyOpen => {
                     Damage::InUse(format!(
-                        "{} is in use by another cloudsync (a `sync` or `watch` on this root: wait for it, or end it with `cloudsync stop`)",
+                        "{} is in use by another cloudsync on this root (wait for it to end; a `sync` or `watch` can be ended with `cloudsync stop`)",
                         path.display()
                     ))
                 }

@@ -7,8 +7,9 @@
 //! 201, 202 and 401 are OpenHarmony's universal codes: any system API may
 //! refuse with 201/202 (api.md: "201: caller lacks CLOUDFILE_SYNC (system
 //! APIs)"), and any method given a bad argument says 401, where a table
-//! leaves them out (`Download.on` lists neither 401, though it takes an
-//! event name; `getFileSyncState(uri)` lists no 201).
+//! leaves them out (`getFileSyncState(uri)` lists no 201; the tables of
+//! the seed's text, `001_….txt`, are the ones read: its reflowed copy lost
+//! `Download.on`'s 401 and 13600001).
 
 use crate::codes::*;
 
@@ -121,8 +122,8 @@ impl Method {
             Method::GalleryOn | Method::GalleryOff => &[SERVICE_FAILED],
             Method::GalleryStart => &[CLOUD_NOT_READY, NETWORK_UNAVAILABLE, LOW_BATTERY],
             Method::GalleryNew | Method::GalleryStop => &[],
-            Method::DownloadNew | Method::DownloadOn | Method::DownloadStop => &[],
-            Method::DownloadOff => &[SERVICE_FAILED],
+            Method::DownloadNew | Method::DownloadStop => &[],
+            Method::DownloadOn | Method::DownloadOff => &[SERVICE_FAILED],
             Method::DownloadStart => &[NO_SUCH_FILE, NO_SPACE],
             Method::FileSyncNew => &[],
             Method::FileSyncOn | Method::FileSyncOff | Method::FileSyncStop | Method::GetLastSyncTime => {
@@ -199,7 +200,6 @@ mod tests {
                 | Method::GalleryStart
                 | Method::GalleryStop
                 | Method::DownloadNew
-                | Method::DownloadOn
                 | Method::DownloadStart
                 | Method::DownloadStop
                 | Method::FileSyncNew

@@ -480,3 +480,67 @@ fn optimize_failures_say_why_with_the_codes_optimize_storage_lists() {
     assert_eq!(e.tick(), Tick::Idle);
     assert!(optimize_events(&e).is_empty(), "nothing ran");
 }
+
+#[test]
+fn records_rolled_back_past_an_eviction_never_delete_the_cloud_copy() {
+    let mut e = synced_engine();
+    // The store as it was before the eviction (restored from a backup, or
+    // a journal cut short): it says b is a local file.
+    let before = e.platform.0.borrow().meta.clone();
+    e.ondemand.clean_cache(&e.platform, &e.syncs, &uri("b")).unwrap();
+    assert_eq!(local(&e, "b"), None);
+    e.platform.0.borrow_mut().meta = before;
+    assert_eq!(sync(&mut e), completed());
+    assert_eq!(
+        e.platform.cloud("b").unwrap(),
+        b"bbbbbbbbbb",
+        "not read as deleted here"
+    );
+    assert_eq!(sync(&mut e), completed());
+    assert_eq!(e.platform.cloud("b").unwrap(), b"bbbbbbbbbb");
+    // A file deleted here (never evicted) still goes from the cloud.
+    e.platform.remove_local("cloud/a");
+    assert_eq!(sync(&mut e), completed());
+    assert!(e.platform.cloud("a").is_none());
+}
+
+#[test]
+fn an_eviction_the_file_system_refuses_fails_the_pass_with_13900042() {
+    let mut e = aged_engine(&[("old", 40, 100)]);
+    e.platform.0.borrow_mut().evict_error = Some(IoErrorKind::PermissionDenied);
+    e.ondemand.optimize_storage(&e.platform, L).unwrap();
+    drain(&mut e);
+    assert_eq!(optimize_events(&e).last().unwrap().1.state, OptimizeState::Failed);
+    let failures = std::mem::take(&mut e.platform.0.borrow_mut().optimize_failures);
+    assert_eq!(failures[0].1.code, codes::UNKNOWN, "{failures:?}");
+    assert!(local(&e, "old").is_some());
+    assert!(!record(&e, "old").cloud_only, "its record went back");
+}
+
+#[test]
+fn an_optimisation_waits_for_a_sync_of_its_folder() {
+    let mut e = aged_engine(&[("old", 40, 100)]);
+    e.platform.put_cloud("new-in-cloud", b"x");
+    let id = e.syncs.create_file_sync(&e.platform, None).unwrap();
+    e.syncs.start(&e.platform, id, false).unwrap();
+    e.ondemand.optimize_storage(&e.platform, L).unwrap();
+    drain(&mut e);
+    assert_eq!(local(&e, "old"), None, "evicted once the run ended, not skipped");
+    assert_eq!(optimize_events(&e).last().unwrap().1.state, OptimizeState::Completed);
+}
+
+#[test]
+fn a_cloud_that_is_not_there_is_never_taken_for_a_file_it_lacks() {
+    let mut e = synced_engine();
+    // The whole cloud gone (its folder removed): every file reads missing,
+    // and the cloud itself answers that it is not there.
+    e.platform.remove_cloud("b");
+    e.platform.0.borrow_mut().cloud_ready = false;
+    let err = e.ondemand.clean_cache(&e.platform, &e.syncs, &uri("b")).unwrap_err();
+    assert_eq!(err.code, codes::NETWORK_UNAVAILABLE, "{err:?}");
+    // With the cloud there, a file it lacks is 13900002.
+    e.platform.0.borrow_mut().cloud_ready = true;
+    let err = e.ondemand.clean_cache(&e.platform, &e.syncs, &uri("b")).unwrap_err();
+    assert_eq!(err.code, codes::NO_SUCH_FILE, "{err:?}");
+    assert!(local(&e, "b").is_some());
+}

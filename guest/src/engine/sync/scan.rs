@@ -17,6 +17,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use super::planner::{LocalFile, Options, Plan, Planner, Refusal, RemoteFile, SyncedFile};
+use crate::engine::layout::evicted_mark;
 use crate::engine::records::{self, GuardRecord, LocalStamp, SyncedRecord, RUN, SYNCED};
 use crate::engine::uri::{check_relative_path, LOCAL_CLOUD_DIR};
 use crate::engine::{ApiError, CloudError, FileKind, FileStat, IoError, IoErrorKind, Platform, TreeEntry};
@@ -426,11 +427,19 @@ impl ScanState {
             _ => None,
         };
         let first_ms = record.as_ref().map_or(0, |r| r.first_ms);
+        // Missing here though its record says local: a mark of its eviction
+        // at that very stamp says it went to the cloud only (the record
+        // was rolled back past the eviction), never that it was deleted.
+        let evicted = local_file.is_none()
+            && record.as_ref().is_some_and(|r| {
+                !r.cloud_only
+                    && matches!(platform.stat(bundle, &evicted_mark(&path, &r.local)), Ok(Some(m)) if m.is_dir())
+            });
         let synced_file = record.map(|r| SyncedFile {
             etag: r.etag,
             local: r.local,
             hash: r.hash,
-            cloud_only: r.cloud_only,
+            cloud_only: r.cloud_only || evicted,
             first_ms: r.first_ms,
         });
         let planner = self.planner.as_mut().expect("until finished");

@@ -410,7 +410,8 @@ fn names_that_look_like_the_engines_own_are_the_users() {
 fn a_save_caught_by_an_eviction_cut_short_is_put_back() {
     let mut e = synced(&[("a.txt", b"synced")]);
     // A power cut right after the file was set aside.
-    e.platform.0.borrow_mut().crash_countdown = Some(2);
+    // (The eviction mark is the first write.)
+    e.platform.0.borrow_mut().crash_countdown = Some(3);
     let _ = e.ondemand.clean_cache(&e.platform, &e.syncs, &uri("a.txt"));
     let aside = e
         .platform
@@ -441,7 +442,8 @@ fn a_save_caught_by_an_eviction_cut_short_is_put_back() {
 #[test]
 fn an_eviction_cut_short_after_setting_aside_completes_at_recovery() {
     let mut e = synced(&[("a.txt", b"synced")]);
-    e.platform.0.borrow_mut().crash_countdown = Some(2);
+    // (The eviction mark is the first write.)
+    e.platform.0.borrow_mut().crash_countdown = Some(3);
     let _ = e.ondemand.clean_cache(&e.platform, &e.syncs, &uri("a.txt"));
     let platform = std::mem::replace(&mut e.platform, Fake::new()).restarted();
     let mut e = Engine::new(platform);

@@ -99,7 +99,7 @@ export function metadata(config, grant) {
           continue;
         }
         // The next whole record after damaged bytes, if any: damage inside
-        // costs that record only, never the commits after it.
+        // (whole records after it) is no torn append.
         let k = at + 1;
         while (k < bytes.length && !recordAt(bytes, k)) k++;
         if (k >= bytes.length) break;
@@ -109,6 +109,10 @@ export function metadata(config, grant) {
       const fd = fs.openSync(path, 'a');
       journal = { path, map, fd, len: at };
       if (damaged > 0) {
+        // What the damaged record changed is unknown, so what the records
+        // after it say never was: the journal starts empty and the next
+        // sync compares both sides afresh (nothing deleted for want of a record).
+        map.clear();
         const keep = `${path}.damaged-${Date.now()}`;
         const copy = freshFile(keep);
         try {
@@ -118,7 +122,7 @@ export function metadata(config, grant) {
           fs.closeSync(copy);
         }
         console.error(
-          `cloudsync: ${path}: ${damaged} damaged bytes were skipped (the records after them were kept); the journal was written anew, the damaged one kept as ${keep}`,
+          `cloudsync: warning: ${path}: ${damaged} bytes inside it were damaged; it was kept as ${keep} and made anew, empty. The next sync compares both sides afresh: every difference is kept as a conflict copy or downloaded, and nothing is deleted on either side`,
         );
         rewrite(journal);
       } else if (at < bytes.length) {
