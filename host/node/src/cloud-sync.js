@@ -380,6 +380,9 @@ export function optimizeStorage(callback) {
       });
       try {
         e.call((x) => x.onDemand.optimizeStorage(id));
+        // In flight from now: if the instance fails before its first
+        // event, the pass still ends (failed), never left pending.
+        e.track(id, { tag: 'optimize', val: { state: 'running', progress: 1 } });
       } catch (err) {
         e.forget(id);
         reject(err);

@@ -50,6 +50,13 @@ function wasiImports() {
   return out;
 }
 
+/** Whether `e` is a WIT result's err (the component's own answer), not a failure of the instance. */
+function isResultError(e) {
+  if (e instanceof BusinessError) return true;
+  const payload = e instanceof Error ? e.payload : e;
+  return !!payload && typeof payload.code === 'number' && !(e instanceof WebAssembly.RuntimeError);
+}
+
 /** A call's error as the seed's BusinessError. */
 export function businessError(e) {
   if (e instanceof BusinessError) return e;
@@ -71,6 +78,8 @@ export class Engine {
     this.pending = false;
     this.timer = null;
     this.generation = 0;
+    /** `${listener}:${uri}` → the last event of work not ended yet. */
+    this.inFlight = new Map();
     this.start();
   }
 
@@ -97,23 +106,60 @@ export class Engine {
     this.exports.engine.init();
   }
 
-  /** Calls into the component; a trap ends this instance (the next call starts a fresh one). */
+  /**
+   * Calls into the component. Its own errors (a WIT result's err) come back
+   * as BusinessErrors; anything else — a trap, or the glue failing (a
+   * buffer too large to copy, say) — leaves the instance in doubt, so it is
+   * thrown away: the work in flight ends failed, the next call starts afresh.
+   */
   call(f) {
     try {
       return f(this.exports);
     } catch (e) {
-      if (e instanceof WebAssembly.RuntimeError) {
-        this.exports = null;
-        const err = businessError(e);
-        try {
-          this.start();
-        } catch {}
-        throw err;
-      }
-      throw businessError(e);
+      if (isResultError(e)) throw businessError(e);
+      const err = new BusinessError(SERVICE_FAILED, `the engine component failed: ${e?.message ?? e}`);
+      this.restart(err.message);
+      throw err;
     } finally {
       this.schedule();
     }
+  }
+
+  /** Throws the instance away: what was in flight ends failed, then a fresh one starts. */
+  restart(reason) {
+    this.exports = null;
+    const inFlight = this.inFlight;
+    this.inFlight = new Map();
+    for (const [key, last] of inFlight) {
+      const listener = BigInt(key.split(':')[0]);
+      if (last.tag === 'download') {
+        this.deliver({ listener, body: { tag: 'download', val: { ...last.val, state: 'failed', error: 'unknown-error' } } });
+      } else if (last.tag === 'optimize') {
+        this.deliver({ listener, body: { tag: 'optimize-failure', val: { code: SERVICE_FAILED, message: reason } } });
+        this.deliver({ listener, body: { tag: 'optimize', val: { ...last.val, state: 'failed' } } });
+      } else if (last.tag === 'sync') {
+        const state = last.val.state === 'uploading' ? 'upload-failed' : 'download-failed';
+        this.deliver({ listener, body: { tag: 'sync', val: { ...last.val, state } } });
+      }
+    }
+    try {
+      this.start();
+    } catch (e) {
+      console.error(`cloudsync: the engine component cannot start again: ${e?.message ?? e}`);
+    }
+  }
+
+  /** Remembers the work in flight by its last event, to end it if the instance fails. */
+  track(listener, body) {
+    const key =
+      body.tag === 'download' ? `${listener}:${body.val.uri}` : body.tag === 'optimize' || body.tag === 'sync' ? `${listener}:` : null;
+    if (key === null) return;
+    const running =
+      body.tag === 'download' || body.tag === 'optimize'
+        ? body.val.state === 'running'
+        : body.val.state === 'uploading' || body.val.state === 'downloading';
+    if (running && (this.inFlight.size < 4096 || this.inFlight.has(key))) this.inFlight.set(key, body);
+    else this.inFlight.delete(key);
   }
 
   listen(kind, callback) {
@@ -144,10 +190,7 @@ export class Engine {
       outcome = this.exports.engine.tick();
     } catch (e) {
       console.error(`cloudsync: the engine component failed: ${e?.message ?? e}`);
-      this.exports = null;
-      try {
-        this.start();
-      } catch {}
+      this.restart(`the engine component failed: ${e?.message ?? e}`);
       return;
     }
     for (const event of outcome.events) this.deliver(event);
@@ -174,6 +217,7 @@ export class Engine {
       else if (VERBOSE) console.error(`cloudsync: ${d.action} ${d.bundle}/${d.path}: ${d.reason}`);
       return;
     }
+    this.track(listener, body);
     const l = this.listeners.get(listener);
     if (!l) return;
     try {

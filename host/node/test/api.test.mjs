@@ -214,3 +214,21 @@ test('a refused run is STOPPED, and report() says why', () => {
   `, { cloud: { 'cloudsync.cli/a.txt': 'a', 'cloudsync.cli/b.txt': 'b' } });
   assert.deepEqual(lines, ['first 4', 'emptied 5', 'refusal 0 5']);
 });
+
+test('an engine that fails ends the work in flight: optimizeStorage rejects, never hangs', () => {
+  const { lines } = run(`
+    import { cloudSync } from '@kit.CoreFileKit';
+    import { BusinessError } from '@kit.BasicServicesKit';
+    import { engine } from '${path.join(pkg, 'src/engine.js')}';
+    const e = engine();
+    const pass = cloudSync.optimizeStorage();
+    // The instance fails on its next tick (a trap, or the glue failing).
+    const tick = e.exports.engine.tick;
+    e.exports.engine.tick = () => { throw new RangeError('Start offset -1 is outside the bounds of the buffer'); };
+    await pass.then(() => console.log('resolved'), (err: BusinessError) => console.log('rejected', err.code));
+    // A fresh instance answers.
+    console.log('again', typeof cloudSync.getFileSyncState, e.exports.engine.tick === tick ? 'old' : 'new');
+    await cloudSync.optimizeStorage().then(() => console.log('ok'));
+  `);
+  assert.deepEqual(lines, ['rejected 13600001', 'again function new', 'ok']);
+});
