@@ -461,9 +461,9 @@ async fn one_run_at_a_time_on_a_root_and_a_killed_runs_lock_is_taken_over() {
         "and left the holder's lock alone"
     );
 
-    // The holder was killed a minute ago: its lock is taken over.
+    // The holder was killed two minutes ago: its lock is taken over.
     let ok = std::process::Command::new("touch")
-        .args(["-m", "-d", "1 minute ago"])
+        .args(["-m", "-d", "2 minutes ago"])
         .arg(&lock)
         .status()
         .unwrap()

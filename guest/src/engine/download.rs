@@ -426,7 +426,7 @@ impl Downloads {
         let mark = previous
             .as_ref()
             .filter(|r| r.cloud_only)
-            .map(|r| super::layout::evicted_mark(&file.path, &r.local));
+            .map(|r| super::layout::evicted_mark(&file.path, &r.etag));
         let ours = previous.filter(|r| !r.cloud_only).map(|r| Replaceable {
             stamp: r.local,
             hash: r.hash,
@@ -463,6 +463,7 @@ impl Downloads {
         ]);
         if let Some(mark) = mark {
             let _ = platform.remove_dir(bundle, &mark);
+            let _ = platform.remove_dir(bundle, &super::layout::evicted_marks(&file.path));
         }
         let a = self.active.remove(file).expect("present");
         let p = progress(&a.uri, State::Completed, a.size, a.size, DownloadErrorType::NoError);

@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use super::access::{check_system_api, CLOUDFILE_SYNC_MANAGER};
-use super::layout::{evicted_mark, thumbnail_path, STAGING_DIR, THUMBNAIL_EDGE};
+use super::layout::{evicted_mark, pending_mark, thumbnail_path, STAGING_DIR, THUMBNAIL_EDGE};
 use super::records::{
     self, EvictingRecord, FileStateRecord, LocalStamp, SyncedRecord, ACCESS, EVICTING, FILE_STATE, SYNCED,
 };
@@ -752,7 +752,7 @@ fn evict_batch(p: &impl Platform, files: Vec<(AppFile, SyncedRecord)>) -> Result
     let files: Vec<(AppFile, SyncedRecord)> = files
         .into_iter()
         .filter_map(
-            |(file, record)| match p.create_dir_all(&file.bundle, &evicted_mark(&file.path, &record.local)) {
+            |(file, record)| match p.create_dir_all(&file.bundle, &pending_mark(&file.path, &record.etag)) {
                 Ok(()) => Some((file, record)),
                 Err(e) => {
                     results_early.push(Err(Refused::Api(ApiError::new(
@@ -792,13 +792,22 @@ fn evict_batch(p: &impl Platform, files: Vec<(AppFile, SyncedRecord)>) -> Result
     for bundle in bundles {
         let _ = p.create_dir_all(bundle, STAGING_DIR);
     }
-    p.meta_commit(turned)
-        .map_err(|e| Refused::Api(ApiError::new(codes::INTERNAL, format!("metadata write failed: {e}"))))?;
+    if let Err(e) = p.meta_commit(turned) {
+        // Nothing turned: no mark may stand for these files.
+        for (file, record) in &files {
+            let _ = p.remove_dir(&file.bundle, &pending_mark(&file.path, &record.etag));
+        }
+        return Err(Refused::Api(ApiError::new(
+            codes::INTERNAL,
+            format!("metadata write failed: {e}"),
+        )));
+    }
     let mut results = results_early;
     let mut back = Vec::new();
     for ((file, record), note) in files.iter().zip(&notes) {
         match p.evict(&file.bundle, &file.local_path(), record.local, &note.aside) {
             Ok(()) => {
+                complete_mark(p, file, record);
                 if file.bundle == GALLERY_BUNDLE {
                     // The photo still shows, as its thumbnail.
                     let thumb = thumbnail_path(&file.path);
@@ -813,8 +822,10 @@ fn evict_batch(p: &impl Platform, files: Vec<(AppFile, SyncedRecord)>) -> Result
             Err(_) if matches!(p.stat(&file.bundle, &file.local_path()), Ok(None)) => {
                 let _ = resolve_aside(p, file, note);
                 if matches!(p.stat(&file.bundle, &file.local_path()), Ok(None)) {
+                    complete_mark(p, file, record);
                     results.push(Ok(record.size));
                 } else {
+                    let _ = p.remove_dir(&file.bundle, &pending_mark(&file.path, &record.etag));
                     back.push((records::key(SYNCED, file), Some(records::encode(record))));
                     results.push(Err(Refused::Api(ApiError::new(
                         codes::NO_SUCH_FILE,
@@ -836,7 +847,7 @@ fn evict_batch(p: &impl Platform, files: Vec<(AppFile, SyncedRecord)>) -> Result
                     // Changed or gone since it was checked: kept, as it is.
                     _ => codes::NO_SUCH_FILE,
                 };
-                let _ = p.remove_dir(&file.bundle, &evicted_mark(&file.path, &record.local));
+                let _ = p.remove_dir(&file.bundle, &pending_mark(&file.path, &record.etag));
                 let why = format!("{}: not evicted: {}", uri_of(file), e.message);
                 results.push(Err(Refused::Api(ApiError::new(code, why))));
             }
@@ -846,6 +857,15 @@ fn evict_batch(p: &impl Platform, files: Vec<(AppFile, SyncedRecord)>) -> Result
         let _ = p.meta_commit(back);
     }
     Ok(results)
+}
+
+/// The file is gone: its mark now stands (see [`evicted_mark`]).
+fn complete_mark(p: &impl Platform, file: &AppFile, record: &SyncedRecord) {
+    if p.create_dir_all(&file.bundle, &evicted_mark(&file.path, &record.etag))
+        .is_ok()
+    {
+        let _ = p.remove_dir(&file.bundle, &pending_mark(&file.path, &record.etag));
+    }
 }
 
 fn fnv(s: &str) -> u64 {

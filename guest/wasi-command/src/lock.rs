@@ -9,8 +9,10 @@ use std::hash::{BuildHasher, Hasher};
 use std::io::Write;
 use std::time::{Duration, Instant, SystemTime};
 
-/// A lock older than this was left by a run that was killed.
-pub const STALE: Duration = Duration::from_secs(30);
+/// A lock older than this was left by a run that was killed (one step of
+/// the engine, hashing a big file, may keep a live holder from refreshing
+/// for a while).
+pub const STALE: Duration = Duration::from_secs(60);
 /// How often a holder refreshes its lock.
 const REFRESH: Duration = Duration::from_secs(5);
 
@@ -45,10 +47,16 @@ impl RootLock {
                     if !meta.is_file() {
                         return Err(format!("{path} is not a regular file (links are never followed)"));
                     }
+                    // A stamp ahead of the clock (the clock stepped back) is
+                    // no proof of a live holder: only a recent one is.
                     let age = meta
                         .modified()
                         .ok()
-                        .and_then(|m| SystemTime::now().duration_since(m).ok())
+                        .map(|m| match SystemTime::now().duration_since(m) {
+                            Ok(age) => age,
+                            Err(ahead) if ahead.duration() < STALE => Duration::ZERO,
+                            Err(_) => STALE,
+                        })
                         .unwrap_or_default();
                     if age < STALE {
                         return Err(format!(
@@ -73,12 +81,22 @@ impl RootLock {
         ))
     }
 
-    /// Keeps the lock fresh while the command runs (cheap between refreshes).
+    /// Keeps the lock fresh while the command runs (cheap between
+    /// refreshes). A lock taken over meanwhile (this run was stopped past
+    /// [`STALE`], say) is another run's now: this one ends at once, as a
+    /// crash would, which loses nothing.
     pub fn refresh(&mut self) {
         if self.refreshed.elapsed() < REFRESH {
             return;
         }
         self.refreshed = Instant::now();
+        if !std::fs::read_to_string(&self.path).is_ok_and(|t| t == self.token) {
+            eprintln!(
+                "cloudsync: {} was taken over by another run (this one was stopped too long); ending",
+                self.path
+            );
+            std::process::exit(1);
+        }
         if let Ok(mut f) = std::fs::OpenOptions::new().write(true).truncate(true).open(&self.path) {
             let _ = f.write_all(self.token.as_bytes());
         }

@@ -531,7 +531,7 @@ fn an_optimisation_waits_for_a_sync_of_its_folder() {
 
 #[test]
 fn a_cloud_that_is_not_there_is_never_taken_for_a_file_it_lacks() {
-    let mut e = synced_engine();
+    let e = synced_engine();
     // The whole cloud gone (its folder removed): every file reads missing,
     // and the cloud itself answers that it is not there.
     e.platform.remove_cloud("b");
@@ -543,4 +543,68 @@ fn a_cloud_that_is_not_there_is_never_taken_for_a_file_it_lacks() {
     let err = e.ondemand.clean_cache(&e.platform, &e.syncs, &uri("b")).unwrap_err();
     assert_eq!(err.code, codes::NO_SUCH_FILE, "{err:?}");
     assert!(local(&e, "b").is_some());
+}
+
+#[test]
+fn a_rollback_past_an_eviction_of_a_touched_file_deletes_nothing_and_lists_it_cloud_only() {
+    let mut e = synced_engine();
+    let before = e.platform.0.borrow().meta.clone();
+    // Touched (same bytes, a new stamp) before it is evicted: the mark is
+    // of the cloud's version, which the rolled-back record names too.
+    let data = local(&e, "b").unwrap();
+    e.platform.remove_local("cloud/b");
+    put_local(&e, "b", &data);
+    e.ondemand.clean_cache(&e.platform, &e.syncs, &uri("b")).unwrap();
+    assert_eq!(local(&e, "b"), None);
+    e.platform.0.borrow_mut().meta = before;
+    assert_eq!(sync(&mut e), completed());
+    assert_eq!(e.platform.cloud("b").unwrap(), b"bbbbbbbbbb");
+    assert!(record(&e, "b").cloud_only, "recorded cloud-only again, so it is listed");
+}
+
+#[test]
+fn a_mark_left_by_an_eviction_that_never_happened_shields_no_real_deletion() {
+    let mut e = synced_engine();
+    // The store refuses the eviction's commit (a full disk): the file stays.
+    e.platform.0.borrow_mut().meta_broken = true;
+    assert!(e.ondemand.clean_cache(&e.platform, &e.syncs, &uri("b")).is_err());
+    e.platform.0.borrow_mut().meta_broken = false;
+    assert!(local(&e, "b").is_some());
+    // A power cut after the commit, before the file went: also no mark.
+    e.platform.0.borrow_mut().crash_countdown = Some(2);
+    let _ = e.ondemand.clean_cache(&e.platform, &e.syncs, &uri("c"));
+    let platform = std::mem::replace(&mut e.platform, Fake::new()).restarted();
+    let mut e = Engine::new(platform);
+    e.init().unwrap();
+    assert_eq!(sync(&mut e), completed());
+    // The user deletes both: the deletions go to the cloud.
+    for p in ["b", "c"] {
+        if local(&e, p).is_some() {
+            e.platform.remove_local(&format!("cloud/{p}"));
+        }
+    }
+    assert_eq!(sync(&mut e), completed());
+    assert!(e.platform.cloud("b").is_none(), "b's deletion went up");
+    assert!(e.platform.cloud("c").is_none(), "c's deletion went up");
+}
+
+#[test]
+fn a_file_put_back_by_hand_over_its_placeholder_loses_its_mark() {
+    let mut e = synced_engine();
+    let data = local(&e, "b").unwrap();
+    let stamp = e.platform.0.borrow().local[&(APP.to_string(), "cloud/b".to_string())].clone();
+    e.ondemand.clean_cache(&e.platform, &e.syncs, &uri("b")).unwrap();
+    // The very file back (a hard link kept elsewhere): same stamp, same bytes.
+    e.platform
+        .0
+        .borrow_mut()
+        .local
+        .insert((APP.to_string(), "cloud/b".to_string()), stamp);
+    assert_eq!(local(&e, "b").unwrap(), data);
+    assert_eq!(sync(&mut e), completed());
+    assert!(!record(&e, "b").cloud_only);
+    // Deleted by the user now: the deletion goes to the cloud.
+    e.platform.remove_local("cloud/b");
+    assert_eq!(sync(&mut e), completed());
+    assert!(e.platform.cloud("b").is_none());
 }

@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use super::planner::{LocalFile, Options, Plan, Planner, Refusal, RemoteFile, SyncedFile};
-use crate::engine::layout::evicted_mark;
+use crate::engine::layout::{evicted_mark, evicted_marks};
 use crate::engine::records::{self, GuardRecord, LocalStamp, SyncedRecord, RUN, SYNCED};
 use crate::engine::uri::{check_relative_path, LOCAL_CLOUD_DIR};
 use crate::engine::{ApiError, CloudError, FileKind, FileStat, IoError, IoErrorKind, Platform, TreeEntry};
@@ -433,8 +433,23 @@ impl ScanState {
         let evicted = local_file.is_none()
             && record.as_ref().is_some_and(|r| {
                 !r.cloud_only
-                    && matches!(platform.stat(bundle, &evicted_mark(&path, &r.local)), Ok(Some(m)) if m.is_dir())
+                    && matches!(platform.stat(bundle, &evicted_mark(&path, &r.etag)), Ok(Some(m)) if m.is_dir())
             });
+        if let (true, Some(r)) = (evicted, &record) {
+            // Recorded as what it is again: cloud-only, listed as such.
+            let mut only = r.clone();
+            only.cloud_only = true;
+            self.refresh
+                .push((records::path_key(SYNCED, bundle, &path), Some(records::encode(&only))));
+        }
+        if let (Some(_), Some(r)) = (&local_file, &record) {
+            if r.cloud_only {
+                // Back here (fetched, or put back by hand): its mark no
+                // longer stands, so a later deletion is one.
+                let _ = platform.remove_dir(bundle, &evicted_mark(&path, &r.etag));
+                let _ = platform.remove_dir(bundle, &evicted_marks(&path));
+            }
+        }
         let synced_file = record.map(|r| SyncedFile {
             etag: r.etag,
             local: r.local,
