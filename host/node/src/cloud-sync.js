@@ -142,6 +142,16 @@ class EngineObject {
     this._pin();
   }
 
+  /**
+   * Work this object just started is in flight from now for each of its
+   * listeners: if the instance fails before the work's first event, its
+   * listeners still hear it end (failed).
+   */
+  _inFlight(body) {
+    const e = engine();
+    for (const list of this.#listeners.values()) for (const l of list) e.track(l.id, body);
+  }
+
   _off(event, callback) {
     requireString(event, 'event');
     if (callback !== undefined && callback !== null) {
@@ -190,6 +200,7 @@ export class CloudFileCache extends EngineObject {
       requireString(uri, 'uri');
       this._call((r) => r.start(uri));
       this._pin();
+      this._inFlight({ tag: 'download', val: { state: 'running', processed: 0n, size: 0n, uri, error: 'no-error' } });
     });
   }
 
@@ -229,6 +240,7 @@ export class Download extends EngineObject {
       requireString(uri, 'uri');
       this._call((r) => r.start(uri));
       this._pin();
+      this._inFlight({ tag: 'download', val: { state: 'running', processed: 0n, size: 0n, uri, error: 'no-error' } });
     });
   }
 
@@ -256,6 +268,7 @@ class SyncObject extends EngineObject {
     return asyncForm(callback, () => {
       this._call((r) => r.start(NO_CONFIRMATION));
       this._pin();
+      this._inFlight({ tag: 'sync', val: { state: 'downloading', error: 'no-error' } });
     });
   }
 
@@ -351,6 +364,7 @@ function startOptimize(param, onProgress) {
   }
   try {
     e.call((x) => x.onDemand.startOptimizeSpace(param, id));
+    if (id !== undefined) e.track(id, { tag: 'optimize', val: { state: 'running', progress: 1 } });
   } catch (err) {
     if (id !== undefined) e.forget(id);
     throw err;

@@ -232,3 +232,22 @@ test('an engine that fails ends the work in flight: optimizeStorage rejects, nev
   `);
   assert.deepEqual(lines, ['rejected 13600001', 'again function new', 'ok']);
 });
+
+test('work accepted just before the engine fails still ends, failed', () => {
+  const { lines } = run(`
+    import { cloudSync, fileUri } from '@kit.CoreFileKit';
+    import { engine } from '${path.join(pkg, 'src/engine.js')}';
+    const e = engine();
+    const cache = new cloudSync.CloudFileCache();
+    const uri = fileUri.getUriFromPath('/data/storage/el2/cloud/big.bin');
+    const ended = new Promise<number>((resolve) => cache.on('progress', (p) => { if (p.state !== cloudSync.State.RUNNING) resolve(p.state); }));
+    const sync = new cloudSync.FileSync();
+    const synced = new Promise<number>((resolve) => sync.on('progress', (p) => { if (p.state !== cloudSync.SyncState.DOWNLOADING && p.state !== cloudSync.SyncState.UPLOADING) resolve(p.state); }));
+    await cache.start(uri);
+    await sync.start();
+    // In the same turn, before any event: the instance fails.
+    e.exports.engine.tick = () => { throw new Error('glue failed'); };
+    console.log('download', await ended, 'sync', await synced);
+  `, { cloud: { 'cloudsync.cli/big.bin': 'x'.repeat(100000) } });
+  assert.deepEqual(lines, ['download 2 sync 3']);
+});
