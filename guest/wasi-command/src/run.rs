@@ -212,6 +212,21 @@ fn drive(mut seen: impl FnMut(&EventBody)) {
     }
 }
 
+/// The seed's name of an error type (as the native command line prints it).
+fn error_type(e: types::ErrorType) -> &'static str {
+    use types::ErrorType as E;
+    match e {
+        E::NoError => "NO_ERROR",
+        E::NetworkUnavailable => "NETWORK_UNAVAILABLE",
+        E::WifiUnavailable => "WIFI_UNAVAILABLE",
+        E::BatteryLevelLow => "BATTERY_LEVEL_LOW",
+        E::BatteryLevelWarning => "BATTERY_LEVEL_WARNING",
+        E::CloudStorageFull => "CLOUD_STORAGE_FULL",
+        E::LocalStorageFull => "LOCAL_STORAGE_FULL",
+        E::DeviceTemperatureTooHigh => "DEVICE_TEMPERATURE_TOO_HIGH",
+    }
+}
+
 fn sync_state(s: SyncState) -> &'static str {
     match s {
         SyncState::Uploading => "UPLOADING",
@@ -290,7 +305,11 @@ fn sync(args: &Args, gallery: bool, dry_run: bool, confirm: Confirmation) -> Res
         }
         let EventBody::Sync(p) = body else { return };
         if args.json {
-            println!("{{\"state\":\"{}\",\"error\":\"{:?}\"}}", sync_state(p.state), p.error);
+            println!(
+                "{{\"state\":\"{}\",\"error\":\"{}\"}}",
+                sync_state(p.state),
+                error_type(p.error)
+            );
         }
         last = Some(*p);
     });
@@ -315,7 +334,7 @@ fn sync(args: &Args, gallery: bool, dry_run: bool, confirm: Confirmation) -> Res
     let error = if last.error == types::ErrorType::NoError {
         String::new()
     } else {
-        format!(" ({:?})", last.error)
+        format!(" ({})", error_type(last.error))
     };
     println!(
         "{state}{error}: {} uploaded, {} downloaded, {} deleted here, {} deleted in the cloud, {} conflicts, {} failed, {} skipped in {:.1?}",
