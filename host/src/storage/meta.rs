@@ -34,7 +34,7 @@ impl MetaError {
 }
 
 /// Where the engine's records are kept: keys and values, each commit all
-/// or nothing. The root's redb store ([`MetaStore`]) is one; a layer over
+/// or nothing. The root's redb store (`meta.redb`) is one; a layer over
 /// it (see `RuntimeBuilder::wrap_metadata`) may mirror, count or fail it.
 pub trait Metadata: Send + Sync {
     /// The value of `key`, if any.
