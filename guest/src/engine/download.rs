@@ -528,10 +528,7 @@ impl Downloads {
     /// the clock does (one transfer per file at a time).
     fn new_temp(&mut self, platform: &impl Platform, file: &AppFile) -> String {
         self.temp_seq += 1;
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in file.bundle.bytes().chain([b'/']).chain(file.path.bytes()) {
-            h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
-        }
+        let h = super::layout::fnv(&format!("{}/{}", file.bundle, file.path));
         format!("{STAGING_DIR}/{h:016x}-{}-{}.part", platform.now_ms(), self.temp_seq)
     }
 }

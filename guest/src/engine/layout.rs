@@ -34,7 +34,8 @@ pub fn evicted_marks(path: &str) -> String {
     format!(".evicted/{path}")
 }
 
-fn fnv(s: &str) -> u64 {
+/// A short stable hash of a name (FNV-1a), for the engine's own file names.
+pub fn fnv(s: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in s.bytes() {
         h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);

@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use super::access::{check_system_api, CLOUDFILE_SYNC_MANAGER};
-use super::layout::{evicted_mark, pending_mark, thumbnail_path, STAGING_DIR, THUMBNAIL_EDGE};
+use super::layout::{evicted_mark, fnv, pending_mark, thumbnail_path, STAGING_DIR, THUMBNAIL_EDGE};
 use super::records::{
     self, EvictingRecord, FileStateRecord, LocalStamp, SyncedRecord, ACCESS, EVICTING, FILE_STATE, SYNCED,
 };
@@ -31,6 +31,12 @@ const DAY_MS: u64 = 86_400_000;
 const EVICTIONS_PER_TICK: usize = 64;
 
 pub use cloudsync_contract::{OptimizeSpaceProgress, OptimizeState};
+
+/// The first event of every optimisation (the seed's range starts at 1).
+const STARTED: OptimizeSpaceProgress = OptimizeSpaceProgress {
+    state: OptimizeState::Running,
+    progress: 1,
+};
 
 /// A file the device knows: local, or cloud-only (its placeholder).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -220,17 +226,13 @@ impl OnDemand {
     pub fn optimize_storage(&mut self, p: &impl Platform, listener: ListenerId) -> Result<(), ApiError> {
         check_system_api(p, false)?;
         probe_records(p)?;
-        let running = OptimizeSpaceProgress {
-            state: OptimizeState::Running,
-            progress: 1,
-        };
         match self.job.as_mut() {
             None => self.begin(p, vec![listener], true, STORAGE_AGING_DAYS, u64::MAX),
             Some(job) if job.storage => {
                 if !job.listeners.contains(&listener) {
                     job.listeners.push(listener);
                 }
-                p.emit_optimize(listener, running);
+                p.emit_optimize(listener, STARTED);
             }
             Some(_) => {
                 if self.waiting.len() >= MAX_WAITING {
@@ -242,7 +244,7 @@ impl OnDemand {
                 if !self.waiting.contains(&listener) {
                     self.waiting.push(listener);
                 }
-                p.emit_optimize(listener, running);
+                p.emit_optimize(listener, STARTED);
             }
         }
         Ok(())
@@ -253,13 +255,7 @@ impl OnDemand {
     fn begin(&mut self, p: &impl Platform, listeners: Vec<ListenerId>, storage: bool, aging_days: u32, target: u64) {
         let aged = p.now_ms().saturating_sub(u64::from(aging_days).saturating_mul(DAY_MS));
         for &l in &listeners {
-            p.emit_optimize(
-                l,
-                OptimizeSpaceProgress {
-                    state: OptimizeState::Running,
-                    progress: 1,
-                },
-            );
+            p.emit_optimize(l, STARTED);
         }
         self.job = Some(OptimizeJob {
             listeners,
@@ -866,14 +862,6 @@ fn complete_mark(p: &impl Platform, file: &AppFile, record: &SyncedRecord) {
     {
         let _ = p.remove_dir(&file.bundle, &pending_mark(&file.path, &record.etag));
     }
-}
-
-fn fnv(s: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
-    }
-    h
 }
 
 fn internal(e: ApiError) -> ApiError {

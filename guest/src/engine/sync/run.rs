@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use super::planner::{self, Confirm, Op, Refusal, RemoteTree, Side};
 use super::scan::{self, ScanError};
 use super::Report;
-use crate::engine::layout::{thumbnail_path, STAGING_DIR, THUMBNAIL_EDGE};
+use crate::engine::layout::{fnv, thumbnail_path, STAGING_DIR, THUMBNAIL_EDGE};
 use crate::engine::place::{verify_and_place, Arrived, Failure, Replaceable};
 use crate::engine::records::{
     self, FileStateRecord, GuardRecord, LocalStamp, PartialRecord, SyncedRecord, FILE_STATE, SYNCED, SYNC_PARTIAL,
@@ -1466,14 +1466,6 @@ fn folder_id(p: &impl Platform, bundle: &str) -> Option<u64> {
 
 fn local_path(path: &str) -> String {
     format!("{LOCAL_CLOUD_DIR}/{path}")
-}
-
-fn fnv(s: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
-    }
-    h
 }
 
 /// The network failed: NETWORK_UNAVAILABLE, or WIFI_UNAVAILABLE when only
