@@ -155,20 +155,22 @@ impl Downloads {
 
         let object = match cloud_stat(platform, &file) {
             Ok(object) => object,
-            // (Unless the cloud itself is not there: then it fails below.)
-            Err(e) if e.kind == CloudErrorKind::NotFound && platform.cloud_ready(&file.bundle).is_ok() => {
-                return Err(ApiError::new(
-                    codes::NO_SUCH_FILE,
-                    format!("{uri}: no such file in the cloud"),
-                ))
-            }
             Err(e) => {
-                // Accepted, then failed: the event says why (for a file "not
-                // found" in a cloud that is not there, the cloud's own why).
+                // "Not found" is the file's only where the cloud itself is
+                // there; else the cloud failed, and says why.
                 let e = match e.kind {
-                    CloudErrorKind::NotFound => platform.cloud_ready(&file.bundle).err().unwrap_or(e),
+                    CloudErrorKind::NotFound => match platform.cloud_ready(&file.bundle) {
+                        Ok(()) => {
+                            return Err(ApiError::new(
+                                codes::NO_SUCH_FILE,
+                                format!("{uri}: no such file in the cloud"),
+                            ))
+                        }
+                        Err(not_there) => not_there,
+                    },
                     _ => e,
                 };
+                // Accepted, then failed: the event says why.
                 platform.report_failure(uri, &e.message);
                 let p = progress(uri, State::Failed, 0, 0, error_type(&e));
                 emit(platform, &self.caches, [cache], &p);
@@ -422,7 +424,7 @@ impl Downloads {
         // Overwrite only what we wrote ourselves and nobody changed since.
         let previous = records::get::<SyncedRecord>(platform, &synced_key).ok().flatten();
         let first_ms = previous.as_ref().map_or(platform.now_ms(), |r| r.first_ms);
-        // An evicted file coming back: its mark (at the stamp it had) goes.
+        // An evicted file coming back: its mark (of the version evicted) goes.
         let mark = previous
             .as_ref()
             .filter(|r| r.cloud_only)

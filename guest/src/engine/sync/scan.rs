@@ -442,7 +442,7 @@ impl ScanState {
             self.refresh
                 .push((records::path_key(SYNCED, bundle, &path), Some(records::encode(&only))));
         }
-        if let (Some(_), Some(r)) = (&local_file, &record) {
+        if let (Some(_), Some(r), false) = (&local_file, &record, self.dry_run) {
             if r.cloud_only {
                 // Back here (fetched, or put back by hand): its mark no
                 // longer stands, so a later deletion is one.
