@@ -48,7 +48,9 @@ pub fn embedded_component() -> &'static [u8] {
 /// The default place for precompiled components: `$XDG_CACHE_HOME/cloudsync`
 /// or `~/.cache/cloudsync`.
 pub fn default_cache_dir() -> Option<PathBuf> {
+    // An empty XDG_CACHE_HOME is unset (the XDG spec), never the current folder.
     let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
     Some(base.join("cloudsync"))
@@ -105,15 +107,24 @@ fn load_component(engine: &Engine, wasm: &[u8], key: &str, cache_dir: Option<&Pa
         return ctx(Component::new(engine, wasm), "compiling the component");
     };
     let path = dir.join(format!("cloudsync-{key}.cwasm"));
-    if path.exists() {
-        // SAFETY: the file was written by `precompile_component` of an engine
-        // with the same compatibility hash (it is in the file name), and
-        // wasmtime checks the header again; a file that fails is rebuilt.
-        if let Ok(c) = unsafe { Component::deserialize_file(engine, &path) } {
-            return Ok(c);
+    // Native code is run from it: its bytes must be the ones written, which
+    // end with their own sha256 (a damaged or altered file is rebuilt).
+    if let Ok(file) = std::fs::read(&path) {
+        if let Some((code, sum)) = file.split_at_checked(file.len().saturating_sub(32)) {
+            if sum.len() == 32 && Sha256::digest(code).as_slice() == sum {
+                // SAFETY: the bytes are those `precompile_component` of an
+                // engine with the same compatibility hash (it is in the file
+                // name) wrote, as their checksum shows; wasmtime checks the
+                // header again, and a file that fails is rebuilt.
+                if let Ok(c) = unsafe { Component::deserialize(engine, code) } {
+                    return Ok(c);
+                }
+            }
         }
     }
-    let bytes = ctx(engine.precompile_component(wasm), "compiling the component")?;
+    let mut bytes = ctx(engine.precompile_component(wasm), "compiling the component")?;
+    let sum = Sha256::digest(&bytes);
+    bytes.extend_from_slice(&sum);
     // Write-then-rename: a concurrent reader never sees half a file.
     let written = std::fs::create_dir_all(dir).and_then(|_| {
         let temp = dir.join(format!(".cloudsync-{key}.{}.tmp", std::process::id()));
@@ -126,13 +137,43 @@ fn load_component(engine: &Engine, wasm: &[u8], key: &str, cache_dir: Option<&Pa
             dir.display()
         );
     }
-    // SAFETY: `bytes` was just produced by `precompile_component` on this engine.
+    // SAFETY: `bytes` (less its checksum) was just produced by
+    // `precompile_component` on this engine.
     ctx(
-        unsafe { Component::deserialize(engine, &bytes) },
+        unsafe { Component::deserialize(engine, &bytes[..bytes.len() - sum.len()]) },
         "loading the compiled component",
     )
 }
 
 fn ctx<T>(r: wasmtime::Result<T>, what: &str) -> anyhow::Result<T> {
     r.map_err(|e| anyhow::anyhow!("{what}: {e:#}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_damaged_cached_component_is_rebuilt_never_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let wasm = crate::runtime::engine_component();
+        compiled_component(engine(), wasm, Some(dir.path())).unwrap();
+        let path = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "cwasm"))
+            .expect("cached");
+        let good = std::fs::read(&path).unwrap();
+        let mut bad = good.clone();
+        let mid = bad.len() / 2;
+        for b in &mut bad[mid..mid + 4096] {
+            *b ^= 0x5a;
+        }
+        std::fs::write(&path, &bad).unwrap();
+        compiled_component(engine(), wasm, Some(dir.path())).unwrap();
+        let now = std::fs::read(&path).unwrap();
+        assert_ne!(now, bad, "the damaged file was not taken");
+        let (code, sum) = now.split_at(now.len() - 32);
+        assert_eq!(Sha256::digest(code).as_slice(), sum, "rebuilt with its checksum");
+    }
 }
